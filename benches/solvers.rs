@@ -1,0 +1,56 @@
+//! Criterion benches: every solver on a 4096×4096 Gaussian |W| at 2:4, 8:16 and 16:32
+//! (`lp`, a general LP baseline that needs minutes there, on 512×512 instead).
+//! Run: `cargo bench --bench solvers` (or `just bench`); `-- exact` filters by name.
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use masklab::mask::tile::Blocks;
+use masklab::mask::{Matrix, Pattern};
+use masklab::solvers::{REGISTRY, SolveContext};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use std::time::Duration;
+
+fn gaussian_abs(n: usize) -> Matrix {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let data = (0..n * n)
+        .map(|_| {
+            let v: f64 = StandardNormal.sample(&mut rng);
+            v.abs() as f32
+        })
+        .collect();
+    Matrix::new(n, n, data).expect("square matrix")
+}
+
+fn bench(c: &mut Criterion) {
+    let big = gaussian_abs(4096);
+    let small = gaussian_abs(512);
+    let ctx = SolveContext::default();
+    let mut group = c.benchmark_group("solvers");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_secs(5));
+    for pattern in ["2:4", "8:16", "16:32"] {
+        let p: Pattern = pattern.parse().expect("pattern");
+        for solver in REGISTRY
+            .iter()
+            .filter(|s| s.name() != "exhaustive" || p.m == 4)
+        {
+            let (matrix, size) = if solver.name() == "lp" {
+                (&small, 512)
+            } else {
+                (&big, 4096)
+            };
+            let blocks = Blocks::from_matrix(matrix, p.m).expect("tiles");
+            group.bench_with_input(
+                BenchmarkId::new(solver.name(), format!("{pattern}@{size}")),
+                &blocks,
+                |b, blocks| b.iter(|| solver.solve(blocks.data(), p, &ctx).expect("solves")),
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

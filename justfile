@@ -1,0 +1,63 @@
+# masklab tasks. `just --list` shows them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Install what is missing: libhdf5-dev, pkg-config, the Fashion-MNIST Debian package.
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    need=()
+    dpkg -s libhdf5-dev >/dev/null 2>&1 || need+=(libhdf5-dev)
+    dpkg -s pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+    dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || need+=(dataset-fashion-mnist)
+    if [ ${#need[@]} -eq 0 ]; then echo "setup: nothing to install"; exit 0; fi
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+        echo "setup: please run: apt-get install -y ${need[*]}"; exit 1; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+
+# Release build of the CLI.
+build: setup
+    cargo build --release
+
+# The whole test suite (unit, doc and CLI end-to-end tests).
+test: setup
+    cargo test --all-targets
+    cargo test --doc
+
+# Regenerate a table (writes results/runs/TABLE/<profile>-<time>/ and prints the summary).
+reproduce TABLE PROFILE="default": build
+    ./target/release/masklab reproduce {{TABLE}} --profile {{PROFILE}}
+
+# Every table's smoke profile, regressed against results/baselines/.
+nightly: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    status=0
+    for spec in experiments/*.toml; do
+        t=$(basename "$spec" .toml)
+        out="results/runs/$t/nightly-$(date -u +%Y%m%d-%H%M%S)"
+        ./target/release/masklab run "$spec" --profile smoke --out "$out" --quiet
+        ./target/release/masklab regress "$out" || status=1
+    done
+    exit $status
+
+# Rewrite the committed baselines from fresh smoke runs.
+baselines: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for spec in experiments/*.toml; do
+        t=$(basename "$spec" .toml)
+        out="results/runs/$t/baseline-$(date -u +%Y%m%d-%H%M%S)"
+        ./target/release/masklab run "$spec" --profile smoke --out "$out" --quiet
+        ./target/release/masklab regress "$out" --update
+    done
+
+# Benchmarks (criterion).
+bench: setup
+    cargo bench
+
+# Formatting and lints.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings

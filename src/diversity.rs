@@ -1,0 +1,702 @@
+//! Mask diversity (MD): how many masks satisfy a sparsity structure over a tensor.
+//!
+//! Problem: count the 0/1 masks of a `rows × cols` tensor (T elements) that satisfy a structure at
+//! a given sparsity — unstructured (any T·(1−s) kept), block (whole b×b blocks), N:M (N of every M
+//! along `in`), transposable N:M (N per row and column of every M×M tile).
+//!
+//! Results: `log10(MD)` always; the exact integer when it has at most [`MAX_EXACT_DIGITS`] digits.
+//! Transposable uses the exact number t(M, N) of M×M 0/1 matrices with all row and column sums N
+//! (90 for 2:4, 116 963 796 250 for 4:8), by dynamic programming over column-deficit profiles,
+//! for M ≤ [`EXACT_MAX_M`]; beyond, the Canfield–McKay asymptotic formula (`approx`). The closed
+//! form `M!·(M−1)!⋯(M−N+1)!` per tile, an overcount sometimes quoted, is reported beside it.
+//!
+//! Cost: binomials in O(1) for `log10` (Stirling series); the transposable DP keeps one residue
+//! per modulus for each profile (a multiset of column deficits, a few thousand at M = 16) and
+//! rebuilds the integer by the Chinese remainder theorem; M = 16 takes a fraction of a second.
+//!
+//! Source: Hubara et al., NeurIPS 2021, section "Mask diversity".
+
+use crate::error::{Error, Result};
+use crate::mask::Pattern;
+use num_bigint::BigUint;
+use num_traits::{One, ToPrimitive, Zero};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
+
+/// Largest number of decimal digits for which exact integers are produced.
+pub const MAX_EXACT_DIGITS: f64 = 1000.0;
+/// Largest M for which the transposable block count is computed exactly.
+pub const EXACT_MAX_M: usize = 16;
+
+/// A sparsity structure whose diversity can be counted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Structure {
+    /// Any mask keeping `round(T·(1−sparsity))` weights.
+    Unstructured {
+        /// Fraction pruned.
+        sparsity: f64,
+    },
+    /// Whole `b×b` blocks kept or pruned, `round(blocks·(1−sparsity))` kept.
+    Block {
+        /// Block side.
+        b: usize,
+        /// Fraction pruned.
+        sparsity: f64,
+    },
+    /// N of every M consecutive weights along `in`.
+    Nm(Pattern),
+    /// N per row and column of every M×M tile.
+    Transposable(Pattern),
+}
+
+impl Structure {
+    /// Build from a name (`unstructured`, `block`, `nm`, `transposable`) and its options.
+    pub fn from_parts(
+        name: &str,
+        pattern: Option<Pattern>,
+        block: Option<usize>,
+        sparsity: Option<f64>,
+    ) -> Result<Self> {
+        let need_pattern = || {
+            pattern.ok_or_else(|| {
+                Error::invalid("pattern", name, "this structure needs --pattern N:M")
+            })
+        };
+        let check_sparsity = |p: Pattern| -> Result<()> {
+            match sparsity {
+                Some(s) if (s - p.sparsity()).abs() > 1e-9 => Err(Error::invalid(
+                    "sparsity",
+                    s,
+                    format!(
+                        "pattern {p} has sparsity {}; drop --sparsity or change the pattern",
+                        p.sparsity()
+                    ),
+                )),
+                _ => Ok(()),
+            }
+        };
+        let sparsity_or = |default: Option<f64>| -> Result<f64> {
+            let s = sparsity
+                .or(default)
+                .ok_or_else(|| Error::invalid("sparsity", name, "needs --sparsity S"))?;
+            if !(0.0..=1.0).contains(&s) {
+                return Err(Error::invalid("sparsity", s, "must lie in [0, 1]"));
+            }
+            Ok(s)
+        };
+        match name {
+            "unstructured" => Ok(Structure::Unstructured {
+                sparsity: sparsity_or(pattern.map(|p| p.sparsity()))?,
+            }),
+            "block" => {
+                let b = block.ok_or_else(|| {
+                    Error::invalid("block", name, "block structure needs a block side B")
+                })?;
+                if b == 0 {
+                    return Err(Error::invalid("block", b, "must be at least 1"));
+                }
+                Ok(Structure::Block {
+                    b,
+                    sparsity: sparsity_or(pattern.map(|p| p.sparsity()))?,
+                })
+            }
+            "nm" => {
+                let p = need_pattern()?;
+                check_sparsity(p)?;
+                Ok(Structure::Nm(p))
+            }
+            "transposable" => {
+                let p = need_pattern()?;
+                check_sparsity(p)?;
+                Ok(Structure::Transposable(p))
+            }
+            other => Err(Error::invalid(
+                "structure",
+                other,
+                "expected unstructured, block, nm or transposable",
+            )),
+        }
+    }
+
+    /// Fraction of weights pruned.
+    pub fn sparsity(&self) -> f64 {
+        match self {
+            Structure::Unstructured { sparsity } | Structure::Block { sparsity, .. } => *sparsity,
+            Structure::Nm(p) | Structure::Transposable(p) => p.sparsity(),
+        }
+    }
+}
+
+/// Parses `unstructured[:S]`, `block:B[:S]`, `nm:N:M`, `transposable:N:M` (S defaults to 0.5).
+impl FromStr for Structure {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let bad = |reason: &str| Error::invalid("structure", s, reason);
+        let float = |v: &str| {
+            v.parse::<f64>()
+                .map_err(|_| bad("sparsity is not a number"))
+        };
+        match parts.as_slice() {
+            ["unstructured"] => Structure::from_parts("unstructured", None, None, Some(0.5)),
+            ["unstructured", sp] => {
+                Structure::from_parts("unstructured", None, None, Some(float(sp)?))
+            }
+            ["block", b] | ["block", b, _] => {
+                let side = b.trim_end_matches(|c| c != 'x').trim_end_matches('x');
+                let side = if side.is_empty() { *b } else { side };
+                let b = side
+                    .parse::<usize>()
+                    .map_err(|_| bad("block side is not an integer (block:B or block:BxB)"))?;
+                let sp = if parts.len() == 3 {
+                    float(parts[2])?
+                } else {
+                    0.5
+                };
+                Structure::from_parts("block", None, Some(b), Some(sp))
+            }
+            [kind @ ("nm" | "transposable"), n, m] => {
+                Structure::from_parts(kind, Some(format!("{n}:{m}").parse()?), None, None)
+            }
+            _ => Err(bad(
+                "expected unstructured[:S], block:B[:S], nm:N:M or transposable:N:M",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Structure::Unstructured { sparsity } => write!(f, "unstructured:{sparsity}"),
+            Structure::Block { b, sparsity } => write!(f, "block:{b}x{b}:{sparsity}"),
+            Structure::Nm(p) => write!(f, "nm:{p}"),
+            Structure::Transposable(p) => write!(f, "transposable:{p}"),
+        }
+    }
+}
+
+/// How a count was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Exact arithmetic.
+    Exact,
+    /// An asymptotic estimate (method named in [`Diversity::approx_method`]).
+    Approx,
+}
+
+/// The mask diversity of one structure over one tensor.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diversity {
+    /// Structure name: unstructured, block, nm, transposable.
+    pub structure: String,
+    /// `N:M` for nm and transposable, block side for block (`BxB`), else null.
+    pub pattern: Option<String>,
+    /// Tensor size `RxC`.
+    pub size: String,
+    /// Fraction pruned.
+    pub sparsity: f64,
+    /// log10 of the number of masks.
+    pub log10: f64,
+    /// The exact number of masks in decimal, when it has at most [`MAX_EXACT_DIGITS`] digits.
+    pub exact: Option<String>,
+    /// Whether `log10` is exact or approximate.
+    pub method: Method,
+    /// The approximation used, when `method` is approx.
+    pub approx_method: Option<String>,
+    /// Transposable only: masks of one M×M tile, exact (decimal) when known.
+    pub per_tile_exact: Option<String>,
+    /// Transposable only: log10 of the closed form `(M!·(M−1)!⋯(M−N+1)!)^(T/M²)`.
+    pub closed_form_log10: Option<f64>,
+    /// Transposable only: the closed form's per-tile value `M!·(M−1)!⋯(M−N+1)!`, exact.
+    pub closed_form_per_tile: Option<String>,
+}
+
+/// The mask diversity of `structure` over a `rows × cols` tensor.
+pub fn diversity(structure: Structure, rows: usize, cols: usize) -> Result<Diversity> {
+    let t = (rows * cols) as u64;
+    let shape_err = |reason: String| Error::Shape { rows, cols, reason };
+    let mut d = Diversity {
+        structure: String::new(),
+        pattern: None,
+        size: format!("{rows}x{cols}"),
+        sparsity: structure.sparsity(),
+        log10: 0.0,
+        exact: None,
+        method: Method::Exact,
+        approx_method: None,
+        per_tile_exact: None,
+        closed_form_log10: None,
+        closed_form_per_tile: None,
+    };
+    match structure {
+        Structure::Unstructured { sparsity } => {
+            d.structure = "unstructured".into();
+            let k = ((t as f64) * (1.0 - sparsity)).round() as u64;
+            d.log10 = log10_binomial(t, k);
+            d.exact = (d.log10 <= MAX_EXACT_DIGITS).then(|| binomial(t, k).to_string());
+        }
+        Structure::Block { b, sparsity } => {
+            d.structure = "block".into();
+            d.pattern = Some(format!("{b}x{b}"));
+            if rows % b != 0 || cols % b != 0 {
+                return Err(shape_err(format!("not a whole number of {b}x{b} blocks")));
+            }
+            let blocks = t / (b * b) as u64;
+            let k = ((blocks as f64) * (1.0 - sparsity)).round() as u64;
+            d.log10 = log10_binomial(blocks, k);
+            d.exact = (d.log10 <= MAX_EXACT_DIGITS).then(|| binomial(blocks, k).to_string());
+        }
+        Structure::Nm(p) => {
+            d.structure = "nm".into();
+            d.pattern = Some(p.to_string());
+            if cols % p.m != 0 {
+                return Err(shape_err(format!(
+                    "in = {cols} is not a multiple of M = {}",
+                    p.m
+                )));
+            }
+            let groups = t / p.m as u64;
+            let per_group = binomial(p.m as u64, p.n as u64);
+            d.log10 = groups as f64 * log10_binomial(p.m as u64, p.n as u64);
+            d.exact =
+                (d.log10 <= MAX_EXACT_DIGITS).then(|| per_group.pow(groups as u32).to_string());
+        }
+        Structure::Transposable(p) => {
+            d.structure = "transposable".into();
+            d.pattern = Some(p.to_string());
+            if rows % p.m != 0 || cols % p.m != 0 {
+                return Err(shape_err(format!(
+                    "out and in must be multiples of M = {}",
+                    p.m
+                )));
+            }
+            let tiles = t / (p.m * p.m) as u64;
+            let closed: BigUint = (0..p.n).map(|i| factorial(p.m - i)).product();
+            d.closed_form_log10 = Some(tiles as f64 * log10_big(&closed));
+            d.closed_form_per_tile = Some(closed.to_string());
+            match transposable_tile_count(p) {
+                Some(count) => {
+                    d.log10 = tiles as f64 * log10_big(&count);
+                    d.exact =
+                        (d.log10 <= MAX_EXACT_DIGITS).then(|| count.pow(tiles as u32).to_string());
+                    d.per_tile_exact = Some(count.to_string());
+                }
+                None => {
+                    d.log10 = tiles as f64 * log10_tile_count_canfield_mckay(p);
+                    d.method = Method::Approx;
+                    d.approx_method = Some("canfield-mckay".into());
+                }
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// The exact number of M×M 0/1 matrices with every row and column sum N, for M ≤ [`EXACT_MAX_M`];
+/// `None` beyond. Memoised.
+pub fn transposable_tile_count(p: Pattern) -> Option<BigUint> {
+    if p.m > EXACT_MAX_M {
+        return None;
+    }
+    static CACHE: OnceLock<Mutex<HashMap<Pattern, BigUint>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(v) = cache.lock().ok()?.get(&p) {
+        return Some(v.clone());
+    }
+    let count = count_binary_matrices(p.m, p.n);
+    cache.lock().ok()?.insert(p, count.clone());
+    Some(count)
+}
+
+/// Moduli for the residue DP: primes just below powers of two (checked by a test).
+const MODULI: [u64; 8] = [
+    18446744073709551557, // 2^64 − 59
+    9223372036854775783,  // 2^63 − 25
+    4611686018427387847,  // 2^62 − 57
+    2305843009213693951,  // 2^61 − 1
+    1152921504606846883,  // 2^60 − 93
+    576460752303423433,   // 2^59 − 55
+    288230376151711717,   // 2^58 − 27
+    144115188075855859,   // 2^57 − 13
+];
+
+/// Count M×M 0/1 matrices with all row and column sums N by DP over rows.
+///
+/// State: how many columns still need d more ones, for d = 0..N (a multiset, so column order is
+/// factored out). A row puts its N ones on `j_d` columns of each deficit class d, in
+/// `Π C(c_d, j_d)` ways. Counts are kept modulo several primes whose product exceeds the
+/// bound `C(M, N)^M`, then rebuilt by the Chinese remainder theorem.
+fn count_binary_matrices(m: usize, n: usize) -> BigUint {
+    let n = n.min(m - n); // complementing every entry maps sums N to M − N
+    if n == 0 {
+        return BigUint::one();
+    }
+    let bound_bits = m as f64 * log10_binomial(m as u64, n as u64) / 2f64.log10() + 2.0;
+    let mut k = 0;
+    let mut bits = 0.0;
+    while bits < bound_bits {
+        bits += (MODULI[k] as f64).log2().floor();
+        k += 1;
+    }
+    let moduli = &MODULI[..k];
+    let binom: Vec<Vec<u64>> = (0..=m)
+        .map(|a| {
+            (0..=m)
+                .map(|b| binomial(a as u64, b as u64).to_u64().unwrap_or(0))
+                .collect()
+        })
+        .collect();
+    type State = Vec<u8>;
+    let mut level: HashMap<State, Vec<u64>> = HashMap::new();
+    let mut start = vec![0u8; n + 1];
+    start[n] = m as u8;
+    level.insert(start, vec![1; k]);
+    for _row in 0..m {
+        let mut next: HashMap<State, Vec<u64>> = HashMap::with_capacity(level.len() * 2);
+        for (state, residues) in &level {
+            let mut take = vec![0u8; n + 1];
+            enumerate_rows(state, n, n, 1, &binom, &mut take, &mut |take, weight| {
+                let mut new = state.clone();
+                for d in 1..=n {
+                    new[d] -= take[d];
+                    new[d - 1] += take[d];
+                }
+                let entry = next.entry(new).or_insert_with(|| vec![0; k]);
+                for ((e, r), q) in entry.iter_mut().zip(residues).zip(moduli) {
+                    let add = (*r as u128 * (weight % q) as u128 % *q as u128) as u64;
+                    *e = ((*e as u128 + add as u128) % *q as u128) as u64;
+                }
+            });
+        }
+        level = next;
+    }
+    let mut done = vec![0u8; n + 1];
+    done[0] = m as u8;
+    let residues = level.get(&done).cloned().unwrap_or_else(|| vec![0; k]);
+    crt(&residues, moduli)
+}
+
+/// Enumerate ways to spread `left` ones over deficit classes `d..=1` (from class `d` down).
+fn enumerate_rows(
+    state: &[u8],
+    d: usize,
+    left: usize,
+    weight: u64,
+    binom: &[Vec<u64>],
+    take: &mut Vec<u8>,
+    emit: &mut dyn FnMut(&[u8], u64),
+) {
+    if d == 0 {
+        if left == 0 {
+            emit(take, weight);
+        }
+        return;
+    }
+    let avail = state[d] as usize;
+    // Classes below d can absorb at most this many ones.
+    let below: usize = state[1..d].iter().map(|&c| c as usize).sum();
+    let lo = left.saturating_sub(below);
+    for j in lo..=avail.min(left) {
+        take[d] = j as u8;
+        enumerate_rows(
+            state,
+            d - 1,
+            left - j,
+            weight * binom[avail][j],
+            binom,
+            take,
+            emit,
+        );
+    }
+    take[d] = 0;
+}
+
+/// The integer below `Π moduli` with the given residues (Chinese remainder theorem).
+fn crt(residues: &[u64], moduli: &[u64]) -> BigUint {
+    let product: BigUint = moduli.iter().map(|&q| BigUint::from(q)).product();
+    let mut x = BigUint::zero();
+    for (&r, &q) in residues.iter().zip(moduli) {
+        let rest = &product / q;
+        let rest_mod = (&rest % q).to_u64().unwrap_or(0);
+        let inv = mod_inverse(rest_mod, q);
+        let coef = (r as u128 * inv as u128 % q as u128) as u64;
+        x += rest * coef;
+    }
+    x % product
+}
+
+fn mod_inverse(a: u64, q: u64) -> u64 {
+    let (mut t, mut new_t, mut r, mut new_r) = (0i128, 1i128, q as i128, a as i128);
+    while new_r != 0 {
+        let quot = r / new_r;
+        (t, new_t) = (new_t, t - quot * new_t);
+        (r, new_r) = (new_r, r - quot * new_r);
+    }
+    t.rem_euclid(q as i128) as u64
+}
+
+/// log10 of the tile count by the Canfield–McKay formula for dense 0/1 matrices with equal
+/// margins: `C(M,N)^(2M) / C(M², N·M) · e^(−1/2)`.
+pub fn log10_tile_count_canfield_mckay(p: Pattern) -> f64 {
+    let (m, n) = (p.m as u64, p.n as u64);
+    2.0 * m as f64 * log10_binomial(m, n)
+        - log10_binomial(m * m, n * m)
+        - 0.5 / std::f64::consts::LN_10
+}
+
+/// `C(n, k)` exactly.
+pub fn binomial(n: u64, k: u64) -> BigUint {
+    if k > n {
+        return BigUint::zero();
+    }
+    let k = k.min(n - k);
+    let mut acc = BigUint::one();
+    for i in 0..k {
+        acc *= n - i;
+        acc /= i + 1;
+    }
+    acc
+}
+
+fn factorial(n: usize) -> BigUint {
+    (1..=n as u64).map(BigUint::from).product()
+}
+
+/// `log10(C(n, k))` in O(1).
+pub fn log10_binomial(n: u64, k: u64) -> f64 {
+    if k > n {
+        return f64::NEG_INFINITY;
+    }
+    (ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k)) / std::f64::consts::LN_10
+}
+
+/// `ln(n!)`: a sum for small n, the Stirling series beyond.
+fn ln_factorial(n: u64) -> f64 {
+    if n < 256 {
+        return (2..=n).map(|i| (i as f64).ln()).sum();
+    }
+    let x = n as f64;
+    x * x.ln() - x + 0.5 * (2.0 * std::f64::consts::PI * x).ln() + 1.0 / (12.0 * x)
+        - 1.0 / (360.0 * x.powi(3))
+        + 1.0 / (1260.0 * x.powi(5))
+}
+
+/// `log10` of a big integer (exact to f64 precision).
+pub fn log10_big(v: &BigUint) -> f64 {
+    let bits = v.bits();
+    if bits <= 1000 {
+        return v.to_f64().map(f64::log10).unwrap_or(f64::NEG_INFINITY);
+    }
+    let shift = bits - 64;
+    let top = (v >> shift).to_f64().unwrap_or(0.0);
+    top.log10() + shift as f64 * 2f64.log10()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::Mask;
+
+    fn p(n: usize, m: usize) -> Pattern {
+        Pattern::new(n, m).unwrap()
+    }
+
+    #[test]
+    fn known_transposable_counts() {
+        assert_eq!(
+            transposable_tile_count(p(2, 4)).unwrap(),
+            BigUint::from(90u32)
+        );
+        assert_eq!(
+            transposable_tile_count(p(4, 8)).unwrap(),
+            BigUint::from(116_963_796_250u64)
+        );
+        // OEIS A001501 (3 ones per row and column): 6x6 → 297200.
+        assert_eq!(
+            transposable_tile_count(p(3, 6)).unwrap(),
+            BigUint::from(297_200u32)
+        );
+        // Permutation matrices: M!.
+        assert_eq!(transposable_tile_count(p(1, 7)).unwrap(), factorial(7));
+        assert_eq!(transposable_tile_count(p(6, 7)).unwrap(), factorial(7));
+    }
+
+    #[test]
+    fn moduli_are_prime() {
+        fn is_prime(n: u64) -> bool {
+            let mulmod = |a: u64, b: u64| (a as u128 * b as u128 % n as u128) as u64;
+            let powmod = |mut a: u64, mut e: u64| {
+                let mut r = 1u64;
+                while e > 0 {
+                    if e & 1 == 1 {
+                        r = mulmod(r, a);
+                    }
+                    a = mulmod(a, a);
+                    e >>= 1;
+                }
+                r
+            };
+            let (mut d, mut s) = (n - 1, 0);
+            while d % 2 == 0 {
+                d /= 2;
+                s += 1;
+            }
+            // These bases are a deterministic Miller–Rabin test for all 64-bit n.
+            [2u64, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37]
+                .iter()
+                .all(|&a| {
+                    let mut x = powmod(a, d);
+                    if x == 1 || x == n - 1 {
+                        return true;
+                    }
+                    for _ in 1..s {
+                        x = mulmod(x, x);
+                        if x == n - 1 {
+                            return true;
+                        }
+                    }
+                    false
+                })
+        }
+        assert!(!is_prime(561) && is_prime(1_000_000_007));
+        assert!(MODULI.iter().all(|&q| is_prime(q)));
+    }
+
+    /// Count all 0/1 masks of a rows×cols tensor that a validator accepts with exactly N kept.
+    fn brute_force(rows: usize, cols: usize, accept: impl Fn(&Mask) -> bool) -> u64 {
+        let t = rows * cols;
+        (0u64..1 << t)
+            .filter(|bits| {
+                let keep = (0..t).map(|i| ((bits >> i) & 1) as u8).collect();
+                accept(&Mask::new(rows, cols, keep).unwrap())
+            })
+            .count() as u64
+    }
+
+    #[test]
+    fn nm_and_transposable_counts_match_brute_force_for_every_m_up_to_4() -> Result<()> {
+        for m in 1..=4 {
+            for n in 0..=m {
+                let pat = p(n, m);
+                // N:M over a 2×M tensor (two groups) and a 1×2M tensor.
+                for (rows, cols) in [(2, m), (1, 2 * m)] {
+                    let want = brute_force(rows, cols, |k| {
+                        let r = k.nm_report(pat).unwrap();
+                        r.over == 0 && r.under == 0
+                    });
+                    let got = diversity(Structure::Nm(pat), rows, cols)?;
+                    assert_eq!(
+                        got.exact,
+                        Some(want.to_string()),
+                        "nm {pat} on {rows}x{cols}"
+                    );
+                }
+                // Transposable over one M×M tile.
+                let want = brute_force(m, m, |k| {
+                    let r = k.transposable_report(pat).unwrap();
+                    r.over == 0 && r.under == 0
+                });
+                let got = diversity(Structure::Transposable(pat), m, m)?;
+                assert_eq!(got.exact, Some(want.to_string()), "transposable {pat}");
+                assert!((got.log10 - (want as f64).log10()).abs() < 1e-9);
+            }
+        }
+        // Two 2×2 tiles side by side: the count squares.
+        let want = brute_force(2, 4, |k| {
+            let r = k.transposable_report(p(1, 2)).unwrap();
+            r.over == 0 && r.under == 0
+        });
+        assert_eq!(want, 4);
+        assert_eq!(
+            diversity(Structure::Transposable(p(1, 2)), 2, 4)?.exact,
+            Some("4".into())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn unstructured_and_block_counts_match_brute_force() -> Result<()> {
+        let want = brute_force(4, 4, |k| k.sparsity() == 0.5);
+        assert_eq!(
+            diversity(Structure::Unstructured { sparsity: 0.5 }, 4, 4)?.exact,
+            Some(want.to_string())
+        );
+        assert_eq!(want, 12870);
+        let block = diversity(
+            Structure::Block {
+                b: 2,
+                sparsity: 0.5,
+            },
+            4,
+            4,
+        )?;
+        assert_eq!(block.exact.as_deref(), Some("6"));
+        Ok(())
+    }
+
+    #[test]
+    fn approximation_is_within_one_percent_at_m16() {
+        for n in [4, 8, 12] {
+            let pat = p(n, 16);
+            let exact = log10_big(&transposable_tile_count(pat).unwrap());
+            let approx = log10_tile_count_canfield_mckay(pat);
+            assert!(
+                ((approx - exact) / exact).abs() < 0.01,
+                "{pat}: exact {exact}, approx {approx}"
+            );
+        }
+    }
+
+    #[test]
+    fn closed_form_overcounts_and_large_tensors_give_log10_only() -> Result<()> {
+        let d = diversity(Structure::Transposable(p(2, 4)), 8, 8)?;
+        assert_eq!(d.exact.as_deref(), Some("65610000")); // 90^4
+        assert_eq!(d.closed_form_per_tile.as_deref(), Some("144"));
+        assert!((d.closed_form_log10.unwrap() - 4.0 * 144f64.log10()).abs() < 1e-9);
+        let big = diversity(Structure::Transposable(p(8, 16)), 4096, 4096)?;
+        assert!(big.exact.is_none() && big.method == Method::Exact);
+        let tile = log10_big(&transposable_tile_count(p(8, 16)).unwrap());
+        assert!((big.log10 - 65536.0 * tile).abs() < 1e-6 * big.log10);
+        let approx = diversity(Structure::Transposable(p(16, 32)), 64, 64)?;
+        assert_eq!(approx.method, Method::Approx);
+        assert_eq!(approx.approx_method.as_deref(), Some("canfield-mckay"));
+        // log10 C(T, T/2) by Stirling agrees with the exact binomial.
+        let exact = log10_big(&binomial(1000, 500));
+        assert!((log10_binomial(1000, 500) - exact).abs() < 1e-9);
+        Ok(())
+    }
+
+    #[test]
+    fn structure_strings_parse() -> Result<()> {
+        assert_eq!("nm:2:4".parse::<Structure>()?, Structure::Nm(p(2, 4)));
+        assert_eq!(
+            "block:4x4".parse::<Structure>()?,
+            Structure::Block {
+                b: 4,
+                sparsity: 0.5
+            }
+        );
+        assert_eq!(
+            "block:2".parse::<Structure>()?,
+            Structure::Block {
+                b: 2,
+                sparsity: 0.5
+            }
+        );
+        assert!(
+            "transposable:5:4"
+                .parse::<Structure>()
+                .unwrap_err()
+                .to_string()
+                .contains("5:4")
+        );
+        assert!("blob".parse::<Structure>().is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,125 @@
+//! `mvue`: the minimum-variance unbiased N:M estimator, for any N:M (2:4 included).
+//!
+//! Problem: a random ĝ with at most N non-zeros per group of M and `E[ĝ] = g`, of least variance.
+//! Rule: inclusion probabilities `p_i = min(1, λ|a_i|)` with `Σ p_i = N` (water-filling: the
+//! largest entries saturate at 1 first), a fixed-size design with exactly those marginals —
+//! systematic sampling: one uniform u, points u, u+1, …, u+N−1 laid over the cumulative sums of
+//! p, each entry hit once is kept — and kept values scaled by `1/p_i`.
+//! Guarantee: unbiased, exactly N kept (all non-zeros when a group has fewer than N), and the
+//! minimum variance `Σ a_i²(1/p_i − 1)` among unbiased N-of-M estimators. For 2:4 with S = Σ|a_i|:
+//! `S²/2 − Σa_i²` when `max|a_i| ≤ S/2`; otherwise the largest is always kept and the variance is
+//! `(S − |a_max|)² − Σ_{i≠max} a_i²`.
+//! Cost: O(M log M) per group (a sort of M magnitudes), one uniform.
+//! Source: Chmiel et al., ICLR 2023, §4 (MVUE 2:4).
+
+use super::Estimator;
+use crate::error::Result;
+use crate::mask::Pattern;
+use candle_core::{DType, Tensor, D};
+
+/// MVUE for any N:M.
+pub struct Mvue;
+
+/// Inclusion probabilities `p_i = min(1, λ|a_i|)` with `Σ p_i = min(N, #non-zeros)`.
+pub fn inclusion(group: &[f32], n: usize, p: &mut [f64]) {
+    let m = group.len();
+    let mut mags: Vec<f64> = group.iter().map(|v| v.abs() as f64).collect();
+    mags.sort_by(|a, b| b.total_cmp(a));
+    let mut suffix = vec![0f64; m + 1];
+    for i in (0..m).rev() {
+        suffix[i] = suffix[i + 1] + mags[i];
+    }
+    let mut lambda = f64::INFINITY;
+    for k in 0..n {
+        if suffix[k] <= 0.0 {
+            break; // fewer than N non-zeros: every non-zero saturates
+        }
+        let l = (n - k) as f64 / suffix[k];
+        if l * mags[k] <= 1.0 {
+            lambda = l;
+            break;
+        }
+    }
+    for (pi, v) in p.iter_mut().zip(group) {
+        *pi = (lambda * v.abs() as f64).min(1.0);
+        if *v == 0.0 {
+            *pi = 0.0;
+        }
+    }
+}
+
+/// Systematic sampling: keep entry i when a point of {u, u+1, …} falls in `[C_{i−1}, C_i)`.
+pub fn systematic(p: &[f64], u: f64, kept: &mut [bool]) {
+    let total: f64 = p.iter().sum();
+    let target = total.round();
+    let mut c_prev = 0f64;
+    let mut acc = 0f64;
+    let count = |x: f64| if x <= u { 0.0 } else { (x - u).ceil() };
+    for (i, (&pi, k)) in p.iter().zip(kept.iter_mut()).enumerate() {
+        acc += pi;
+        // Snap the last cumulative sum to the integer total so exactly that many are kept.
+        let c = if i + 1 == p.len() { target } else { acc.min(target) };
+        *k = count(c) - count(c_prev) >= 1.0;
+        c_prev = c;
+    }
+}
+
+impl Estimator for Mvue {
+    fn name(&self) -> &'static str {
+        "mvue"
+    }
+    fn summary(&self) -> &'static str {
+        "p_i = min(1, λ|a_i|), systematic sampling of exactly N, scaled by 1/p_i (unbiased, minimum variance)"
+    }
+    fn unbiased(&self) -> bool {
+        true
+    }
+    fn uniforms_per_group(&self) -> usize {
+        1
+    }
+    fn supports(&self, _pattern: Pattern) -> Result<()> {
+        Ok(())
+    }
+    fn prune_groups(&self, values: &mut [f32], pattern: Pattern, uniforms: &[f32]) {
+        let m = pattern.m;
+        let mut p = vec![0f64; m];
+        let mut kept = vec![false; m];
+        for (g, &u) in values.chunks_mut(m).zip(uniforms) {
+            inclusion(g, pattern.n, &mut p);
+            systematic(&p, u as f64, &mut kept);
+            for ((v, &pi), &k) in g.iter_mut().zip(&p).zip(&kept) {
+                *v = if k && pi > 0.0 { (*v as f64 / pi) as f32 } else { 0.0 };
+            }
+        }
+    }
+    fn prune_tensor(&self, groups: &Tensor, pattern: Pattern, u: &Tensor) -> candle_core::Result<Tensor> {
+        let (g, m) = groups.dims2()?;
+        let n = pattern.n;
+        let x = groups.to_dtype(DType::F64)?;
+        let mag = x.abs()?;
+        let (sorted, _) = mag.sort_last_dim(false)?;
+        // suffix[k] = Σ_{i ≥ k} sorted_i, for k < N.
+        let total = sorted.sum_keepdim(1)?;
+        let prefix_excl = (sorted.cumsum(1)? - &sorted)?;
+        let suffix = total.broadcast_sub(&prefix_excl)?.narrow(1, 0, n)?;
+        let ks = Tensor::arange(0u32, n as u32, groups.device())?.to_dtype(DType::F64)?.reshape((1, n))?;
+        let lambdas = ((ks.neg()? + n as f64)?.broadcast_as((g, n))?.contiguous()? / suffix.clamp(1e-300, f64::MAX)?)?;
+        let valid = (lambdas.clone() * sorted.narrow(1, 0, n)?)?.le(1.0)?.to_dtype(DType::F64)?;
+        // First valid k: weight valid entries by N − k so the earliest wins the argmax.
+        let first = (valid * (ks.neg()? + n as f64)?.broadcast_as((g, n))?)?.argmax_keepdim(1)?;
+        let lambda = lambdas.gather(&first, 1)?;
+        let p = mag.broadcast_mul(&lambda)?.clamp(0.0, 1.0)?;
+        // Systematic sampling on cumulative sums, the last one snapped to round(Σp).
+        let csum = p.cumsum(1)?;
+        let target = csum.narrow(1, m - 1, 1)?.round()?;
+        let csum = csum.broadcast_minimum(&target)?;
+        let last = Tensor::cat(&[&csum.narrow(1, 0, m - 1)?, &target], 1)?;
+        let prev = Tensor::cat(&[&Tensor::zeros((g, 1), DType::F64, groups.device())?, &last.narrow(1, 0, m - 1)?], 1)?;
+        let u = u.to_dtype(DType::F64)?;
+        let count = |c: &Tensor| -> candle_core::Result<Tensor> { c.broadcast_sub(&u)?.ceil()?.relu() };
+        let hit = (count(&last)? - count(&prev)?)?.ge(1.0)?.to_dtype(DType::F64)?;
+        let scaled = (x / p.clamp(1e-300, 1.0)?)?;
+        let _ = D::Minus1;
+        (scaled * hit)?.to_dtype(groups.dtype())
+    }
+}

@@ -1,0 +1,241 @@
+//! Cell kind `solver`: one transposable solver on one weight source and pattern (table2).
+//!
+//! Axes: `pattern` (`N:M`), `solver` (registry name), `source` (`gaussian:RxC`, `laplace:RxC`,
+//! or `file:PATH#GLOB`, every 2-D tensor that tiles). Params (optional): `score` (`abs` or
+//! `square`) and solver options by name (`tau`, `iterations`, `local_search_steps`, `draws`).
+//! The weights of a (source, seed) and the optimum of a (source, pattern, seed) — from `exact` —
+//! are computed once per run and shared by every solver's cell; only the solver's own call is
+//! timed.
+
+use super::{CellContext, CellKind, Row};
+use crate::error::{Error, Result};
+use crate::experiment::plan::{Cell, derive_seed};
+use crate::mask::tile::Blocks;
+use crate::mask::{Matrix, Pattern, parse_size};
+use crate::solvers::apply::solve_blocks;
+use crate::solvers::evaluate::{Evaluation, gap};
+use crate::solvers::{self, SolveContext};
+use indexmap::IndexMap;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The `solver` cell kind.
+pub struct SolverCell;
+
+/// One table2 row.
+#[derive(Debug, Serialize)]
+struct SolverRow {
+    blocks: usize,
+    kept_gap: f64,
+    pruned_excess: f64,
+    infeasible_blocks: usize,
+    underfilled_blocks: usize,
+    seconds: f64,
+    blocks_per_second: f64,
+}
+
+/// A weight source.
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Gaussian(usize, usize),
+    Laplace(usize, usize),
+    File(String),
+}
+
+fn parse_source(s: &str) -> Result<Source> {
+    let bad = || {
+        Error::invalid(
+            "source",
+            s,
+            "expected gaussian:RxC, laplace:RxC or file:PATH#GLOB",
+        )
+    };
+    match s.split_once(':').ok_or_else(bad)? {
+        ("gaussian", size) => parse_size(size).map(|(r, c)| Source::Gaussian(r, c)),
+        ("laplace", size) => parse_size(size).map(|(r, c)| Source::Laplace(r, c)),
+        ("file", path) => Ok(Source::File(path.to_string())),
+        _ => Err(bad()),
+    }
+}
+
+struct Parsed {
+    pattern: Pattern,
+    solver: &'static dyn solvers::Solver,
+    source: Source,
+    score_square: bool,
+    options: BTreeMap<String, f64>,
+}
+
+fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> {
+    let pattern: Pattern = cell
+        .require("pattern")?
+        .parse()
+        .map_err(|e: Error| match e {
+            Error::Pattern { value, reason } => Error::invalid("pattern", value, reason),
+            other => other,
+        })?;
+    let solver = solvers::by_name(cell.require("solver")?)?;
+    let source = parse_source(cell.require("source")?)?;
+    if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source {
+        if r % pattern.m != 0 || c % pattern.m != 0 {
+            return Err(Error::invalid(
+                "source",
+                cell.require("source")?,
+                format!("{r}x{c} does not tile into {0}x{0} blocks", pattern.m),
+            ));
+        }
+    }
+    if solver.name() == "exhaustive" && pattern.m != 4 {
+        return Err(Error::invalid(
+            "solver",
+            "exhaustive",
+            format!(
+                "works for M = 4 only, not {pattern}; leave it out of this grid point with [[exclude]]"
+            ),
+        ));
+    }
+    let mut score_square = false;
+    let mut options = BTreeMap::new();
+    for (k, v) in params {
+        match (k.as_str(), v) {
+            ("score", toml::Value::String(s)) if s == "abs" || s == "square" => {
+                score_square = s == "square"
+            }
+            ("score", other) => {
+                return Err(Error::invalid(
+                    "score",
+                    other,
+                    "expected \"abs\" or \"square\"",
+                ));
+            }
+            (name, value) => {
+                let x = value
+                    .as_float()
+                    .or(value.as_integer().map(|i| i as f64))
+                    .ok_or_else(|| Error::invalid(name, value, "solver options are numbers"))?;
+                if solvers::REGISTRY
+                    .iter()
+                    .all(|s| !s.options().contains(&name))
+                {
+                    return Err(Error::invalid(name, value, "not an option of any solver"));
+                }
+                if solver.options().contains(&name) {
+                    options.insert(name.to_string(), x);
+                }
+            }
+        }
+    }
+    Ok(Parsed {
+        pattern,
+        solver,
+        source,
+        score_square,
+        options,
+    })
+}
+
+/// Draw the weights of a synthetic source from the (spec seed, source) RNG.
+fn synthetic(source: &Source, seed: u64, label: &str) -> Matrix {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(seed, label));
+    let (rows, cols, laplace) = match *source {
+        Source::Gaussian(r, c) => (r, c, false),
+        Source::Laplace(r, c) => (r, c, true),
+        Source::File(_) => unreachable!("file sources are read, not drawn"),
+    };
+    let data: Vec<f32> = (0..rows * cols)
+        .map(|_| {
+            if laplace {
+                let e: f64 = -(1.0 - rng.random::<f64>()).ln();
+                (if rng.random::<bool>() { e } else { -e }) as f32
+            } else {
+                let v: f64 = StandardNormal.sample(&mut rng);
+                v as f32
+            }
+        })
+        .collect();
+    Matrix::new(rows, cols, data).unwrap_or_else(|_| unreachable!("sizes match by construction"))
+}
+
+/// Score blocks `[B, M, M]` of the source (all tiling 2-D tensors for files).
+fn source_blocks(
+    source: &Source,
+    label: &str,
+    seed: u64,
+    pattern: Pattern,
+    square: bool,
+) -> Result<Vec<f32>> {
+    let matrices: Vec<Matrix> = match source {
+        Source::File(spec) => crate::io::read_tensors(spec)?
+            .iter()
+            .filter_map(|t| t.matrix())
+            .filter(|m| m.rows() % pattern.m == 0 && m.cols() % pattern.m == 0)
+            .collect(),
+        other => vec![synthetic(other, seed, label)],
+    };
+    if matrices.is_empty() {
+        return Err(Error::invalid(
+            "source",
+            label,
+            format!("no 2-D tensor tiles into {0}x{0} blocks", pattern.m),
+        ));
+    }
+    let mut blocks = Vec::new();
+    for m in matrices {
+        let scores = if square { m.square() } else { m.abs() };
+        blocks.extend_from_slice(Blocks::from_matrix(&scores, pattern.m)?.data());
+    }
+    Ok(blocks)
+}
+
+impl CellKind for SolverCell {
+    fn name(&self) -> &'static str {
+        "solver"
+    }
+
+    fn summary(&self) -> &'static str {
+        "one transposable solver on one source and pattern: kept_gap, pruned_excess, feasibility, time"
+    }
+
+    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
+        parse(cell, params).map(|_| ())
+    }
+
+    fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
+        let p = parse(cell, ctx.params)?;
+        let label = cell.require("source")?.to_string();
+        let blocks_key = format!(
+            "blocks|{label}|{}|{}|{}",
+            p.pattern, cell.seed, p.score_square
+        );
+        let blocks: Arc<Vec<f32>> = ctx.shared.get_or_try(&blocks_key, || {
+            source_blocks(&p.source, &label, cell.seed, p.pattern, p.score_square)
+        })?;
+        let solve_ctx = SolveContext {
+            seed: cell.rng_seed(),
+            device: ctx.device.clone(),
+            options: p.options.clone(),
+        };
+        let opt: Arc<Evaluation> = ctx.shared.get_or_try(&format!("opt|{blocks_key}"), || {
+            let exact_ctx = SolveContext {
+                options: BTreeMap::new(),
+                ..solve_ctx.clone()
+            };
+            Ok(solve_blocks(&solvers::exact::Exact, &blocks, p.pattern, &exact_ctx)?.evaluation)
+        })?;
+        let solved = solve_blocks(p.solver, &blocks, p.pattern, &solve_ctx)?;
+        let g = gap(&solved.evaluation, &opt);
+        let n = solved.evaluation.kept.len();
+        super::to_row(&SolverRow {
+            blocks: n,
+            kept_gap: g.kept_gap,
+            pruned_excess: g.pruned_excess,
+            infeasible_blocks: solved.evaluation.infeasible,
+            underfilled_blocks: solved.evaluation.underfilled,
+            seconds: solved.seconds,
+            blocks_per_second: n as f64 / solved.seconds.max(1e-9),
+        })
+    }
+}

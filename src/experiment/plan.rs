@@ -1,0 +1,145 @@
+//! The plan: a resolved spec expanded into cells (the cartesian product of the grid, × seeds),
+//! each checked by its cell kind before anything runs.
+
+use super::cells::{self, CellKind};
+use super::spec::Spec;
+use crate::error::{Error, Result};
+
+/// One cell: a grid point and a seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Position in the plan (stable for a given spec and profile).
+    pub index: usize,
+    /// `(axis, value)` pairs in axis order.
+    pub values: Vec<(String, String)>,
+    /// The spec seed this cell runs with.
+    pub seed: u64,
+}
+
+impl Cell {
+    /// The value of `axis`, if the grid has it.
+    pub fn get(&self, axis: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(a, _)| a == axis)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of a required axis, or an error naming it.
+    pub fn require(&self, axis: &str) -> Result<&str> {
+        self.get(axis).ok_or_else(|| {
+            Error::invalid(
+                axis,
+                "(missing)",
+                format!("this cell kind needs a grid axis `{axis}`"),
+            )
+        })
+    }
+
+    /// The grid point without the seed, e.g. `pattern=2:4 solver=exact`.
+    pub fn point(&self) -> String {
+        self.values
+            .iter()
+            .map(|(a, v)| format!("{a}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The unique key of the cell: grid point and seed.
+    pub fn key(&self) -> String {
+        format!("{} seed={}", self.point(), self.seed)
+    }
+
+    /// The RNG seed for this cell, derived from the spec seed and the grid point.
+    pub fn rng_seed(&self) -> u64 {
+        derive_seed(self.seed, &self.point())
+    }
+}
+
+/// A 64-bit seed derived from a base seed and a label (SHA-256, first 8 bytes).
+pub fn derive_seed(seed: u64, label: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{seed}|{label}").as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// A spec expanded into checked cells.
+#[derive(Debug)]
+pub struct Plan {
+    /// The resolved spec.
+    pub spec: Spec,
+    /// The cell kind.
+    pub kind: &'static dyn CellKind,
+    /// Every cell, in plan order (axes vary fastest to the right, then seeds).
+    pub cells: Vec<Cell>,
+}
+
+impl Plan {
+    /// Expand and check a spec; a cell the kind refuses is an error naming the spec line and axis.
+    pub fn new(spec: Spec) -> Result<Self> {
+        let kind = cells::by_name(&spec.kind).map_err(|e| Error::Spec {
+            path: spec.path.clone(),
+            line: None,
+            message: format!("kind: {e}"),
+        })?;
+        let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
+        for axis in &spec.axes {
+            points = points
+                .into_iter()
+                .flat_map(|p| {
+                    axis.values.iter().map(move |v| {
+                        let mut q = p.clone();
+                        q.push((axis.name.clone(), v.clone()));
+                        q
+                    })
+                })
+                .collect();
+        }
+        points.retain(|p| !spec.excludes(p));
+        if points.is_empty() {
+            return Err(Error::Spec {
+                path: spec.path.clone(),
+                line: None,
+                message: "exclude: every grid point is excluded".into(),
+            });
+        }
+        let mut cells = Vec::with_capacity(points.len() * spec.seeds.len());
+        for values in points {
+            for &seed in &spec.seeds {
+                cells.push(Cell {
+                    index: cells.len(),
+                    values: values.clone(),
+                    seed,
+                });
+            }
+        }
+        for cell in &cells {
+            kind.check(cell, &spec.params).map_err(|e| {
+                let (line, field) = match &e {
+                    Error::Invalid { field, .. } => match spec.axis_line(field) {
+                        Some(l) => (Some(l), format!("grid.{field}")),
+                        None => (None, format!("params.{field}")),
+                    },
+                    _ => (None, "grid".to_string()),
+                };
+                Error::Spec {
+                    path: spec.path.clone(),
+                    line,
+                    message: format!("{field}: {e} (cell {})", cell.point()),
+                }
+            })?;
+        }
+        Ok(Plan { spec, kind, cells })
+    }
+
+    /// The cells of shard `i` of `n` (every n-th cell, starting at i).
+    pub fn shard(&self, i: usize, n: usize) -> impl Iterator<Item = &Cell> {
+        self.cells.iter().filter(move |c| c.index % n == i)
+    }
+}
+
+impl std::fmt::Debug for dyn CellKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,521 @@
+//! Experiment specs in two stages: the raw TOML as written ([`RawSpec`], validation only) and
+//! the resolved [`Spec`] for one profile (grid axes, seeds, params, tolerances).
+//!
+//! ```toml
+//! name = "table1"
+//! title = "Mask diversity at equal sparsity"
+//! regenerates = "Hubara et al. 2021, mask diversity"
+//! kind = "diversity"           # cell kind, by registry name
+//! seeds = [0]
+//!
+//! [grid]                       # cartesian product of the axes
+//! structure = ["nm:2:4", "transposable:2:4"]
+//! size = ["8x8", "64x64"]
+//!
+//! [params]                     # fixed options of the cell kind (optional)
+//!
+//! [profiles.smoke]             # overrides: grid axes, `seeds`, `params`
+//! size = ["8x8"]
+//!
+//! [tolerance]                  # per metric: abs, rel, or ratio (times: new ≤ ratio·old)
+//! log10 = { rel = 1e-9 }
+//! ```
+
+use crate::error::{Error, Result};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The spec as written, checked for shape only (`deny_unknown_fields`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpec {
+    /// Table id, e.g. `table1`; names the run and baseline files.
+    pub name: String,
+    /// One-line title.
+    pub title: String,
+    /// What published result it regenerates.
+    pub regenerates: String,
+    /// Cell kind, by registry name.
+    pub kind: Spanned<String>,
+    /// Seeds; every grid point runs once per seed.
+    pub seeds: Spanned<Vec<u64>>,
+    /// Grid axes, each a non-empty list; cells are their cartesian product.
+    pub grid: IndexMap<String, Spanned<Vec<toml::Value>>>,
+    /// Fixed options passed to the cell kind.
+    #[serde(default)]
+    pub params: IndexMap<String, Spanned<toml::Value>>,
+    /// Named profiles overriding axes, `seeds` or `params`.
+    #[serde(default)]
+    pub profiles: IndexMap<String, IndexMap<String, Spanned<toml::Value>>>,
+    /// Tolerance per metric for `regress`.
+    #[serde(default)]
+    pub tolerance: IndexMap<String, Spanned<RawTolerance>>,
+    /// Grid points to leave out: each entry maps axes to a value or list of values; a point
+    /// matching every axis of an entry is skipped.
+    #[serde(default)]
+    pub exclude: Vec<IndexMap<String, Spanned<toml::Value>>>,
+}
+
+/// A tolerance as written: exactly one of `abs`, `rel`, `ratio`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTolerance {
+    /// `|new − old| ≤ abs`.
+    pub abs: Option<f64>,
+    /// `|new − old| ≤ rel · |old|`.
+    pub rel: Option<f64>,
+    /// `new ≤ ratio · old` (for times: only slowing down regresses).
+    pub ratio: Option<f64>,
+}
+
+/// A resolved tolerance for one metric.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tolerance {
+    /// Absolute difference.
+    Abs(f64),
+    /// Relative difference.
+    Rel(f64),
+    /// Ratio upper bound.
+    Ratio(f64),
+}
+
+impl Tolerance {
+    /// Whether moving from `old` to `new` stays within the tolerance.
+    pub fn accepts(&self, old: f64, new: f64) -> bool {
+        if old.is_nan() && new.is_nan() {
+            return true;
+        }
+        match *self {
+            Tolerance::Abs(a) => (new - old).abs() <= a,
+            Tolerance::Rel(r) => (new - old).abs() <= r * old.abs(),
+            Tolerance::Ratio(q) => new <= q * old || new <= old,
+        }
+    }
+}
+
+/// One grid axis after profile overrides: name and values (as strings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    /// Axis name, e.g. `pattern`.
+    pub name: String,
+    /// Values in spec order.
+    pub values: Vec<String>,
+    /// 1-based line where the values were given.
+    pub line: usize,
+}
+
+/// A spec resolved for one profile.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The TOML text (stored in manifests, hashed).
+    pub text: String,
+    /// Table id.
+    pub name: String,
+    /// Title.
+    pub title: String,
+    /// What it regenerates.
+    pub regenerates: String,
+    /// Cell kind name.
+    pub kind: String,
+    /// The profile applied.
+    pub profile: String,
+    /// Seeds.
+    pub seeds: Vec<u64>,
+    /// Grid axes.
+    pub axes: Vec<Axis>,
+    /// Cell-kind options (after profile overrides).
+    pub params: IndexMap<String, toml::Value>,
+    /// Tolerances by metric.
+    pub tolerance: IndexMap<String, Tolerance>,
+    /// Profiles the spec declares.
+    pub profiles: Vec<String>,
+    /// Grid points to leave out (axis → values; all axes of an entry must match).
+    pub exclude: Vec<IndexMap<String, Vec<String>>>,
+}
+
+/// Line (1-based) of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+impl RawSpec {
+    /// Parse TOML text; errors name the file, line and field.
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Spec {
+            path: path.to_path_buf(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().trim().to_string(),
+        })
+    }
+}
+
+impl Spec {
+    /// Read and resolve a spec file for `profile` (`None`: the `default` profile if declared,
+    /// else the grid as written).
+    pub fn load(path: &Path, profile: Option<&str>) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Spec::from_text(path, &text, profile)
+    }
+
+    /// Resolve spec text (see [`Spec::load`]).
+    pub fn from_text(path: &Path, text: &str, profile: Option<&str>) -> Result<Self> {
+        let raw = RawSpec::parse(path, text)?;
+        let err = |span: std::ops::Range<usize>, message: String| Error::Spec {
+            path: path.to_path_buf(),
+            line: Some(line_of(text, span.start)),
+            message,
+        };
+        let mut axes = Vec::new();
+        if raw.grid.is_empty() {
+            return Err(Error::Spec {
+                path: path.to_path_buf(),
+                line: None,
+                message: "grid: no axes; a spec needs at least one grid axis".into(),
+            });
+        }
+        for (name, values) in &raw.grid {
+            let strings = values
+                .get_ref()
+                .iter()
+                .map(|v| {
+                    value_string(v).ok_or_else(|| {
+                        err(
+                            values.span(),
+                            format!("grid.{name}: values must be strings, numbers or booleans"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if strings.is_empty() {
+                return Err(err(
+                    values.span(),
+                    format!("grid.{name}: empty axis; give at least one value"),
+                ));
+            }
+            axes.push(Axis {
+                name: name.clone(),
+                values: strings,
+                line: line_of(text, values.span().start),
+            });
+        }
+        let mut seeds = raw.seeds.get_ref().clone();
+        if seeds.is_empty() {
+            return Err(err(
+                raw.seeds.span(),
+                "seeds: empty; give at least one seed".into(),
+            ));
+        }
+        let mut params: IndexMap<String, toml::Value> = raw
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect();
+        let profiles: Vec<String> = raw.profiles.keys().cloned().collect();
+        let chosen = match profile {
+            Some(p) => Some(p.to_string()),
+            None if raw.profiles.contains_key("default") => Some("default".to_string()),
+            None => None,
+        };
+        if let Some(name) = &chosen {
+            let overrides = raw.profiles.get(name).ok_or_else(|| Error::Spec {
+                path: path.to_path_buf(),
+                line: None,
+                message: format!(
+                    "profile `{name}` is not declared (profiles: {})",
+                    profiles.join(", ")
+                ),
+            })?;
+            for (key, value) in overrides {
+                let field = format!("profiles.{name}.{key}");
+                match key.as_str() {
+                    "seeds" => {
+                        seeds = value
+                            .get_ref()
+                            .as_array()
+                            .map(|a| a.iter().map(|v| v.as_integer().filter(|i| *i >= 0).map(|i| i as u64)).collect::<Option<Vec<_>>>())
+                            .flatten()
+                            .filter(|s| !s.is_empty())
+                            .ok_or_else(|| err(value.span(), format!("{field}: expected a non-empty list of non-negative integers")))?;
+                    }
+                    "params" => {
+                        let table = value.get_ref().as_table().ok_or_else(|| {
+                            err(value.span(), format!("{field}: expected a table"))
+                        })?;
+                        for (k, v) in table {
+                            params.insert(k.clone(), v.clone());
+                        }
+                    }
+                    axis => {
+                        let slot = axes.iter_mut().find(|a| a.name == axis).ok_or_else(|| {
+                            let names: Vec<_> = raw.grid.keys().map(String::as_str).collect();
+                            err(value.span(), format!("{field}: `{axis}` is not a grid axis (axes: {}; also seeds, params)", names.join(", ")))
+                        })?;
+                        let list = value.get_ref().as_array().ok_or_else(|| {
+                            err(value.span(), format!("{field}: expected a list"))
+                        })?;
+                        let strings = list
+                            .iter()
+                            .map(|v| {
+                                value_string(v).ok_or_else(|| {
+                                    err(
+                                        value.span(),
+                                        format!("{field}: values must be strings or numbers"),
+                                    )
+                                })
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        if strings.is_empty() {
+                            return Err(err(
+                                value.span(),
+                                format!("{field}: empty axis; give at least one value"),
+                            ));
+                        }
+                        slot.values = strings;
+                        slot.line = line_of(text, value.span().start);
+                    }
+                }
+            }
+        }
+        let mut tolerance = IndexMap::new();
+        for (metric, tol) in &raw.tolerance {
+            let t = tol.get_ref();
+            let given: Vec<Tolerance> = [
+                t.abs.map(Tolerance::Abs),
+                t.rel.map(Tolerance::Rel),
+                t.ratio.map(Tolerance::Ratio),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            match given.as_slice() {
+                [one] => {
+                    tolerance.insert(metric.clone(), *one);
+                }
+                _ => {
+                    return Err(err(
+                        tol.span(),
+                        format!("tolerance.{metric}: give exactly one of abs, rel, ratio"),
+                    ));
+                }
+            }
+        }
+        let mut exclude = Vec::new();
+        for (i, entry) in raw.exclude.iter().enumerate() {
+            let mut resolved = IndexMap::new();
+            for (axis, value) in entry {
+                let field = format!("exclude[{i}].{axis}");
+                if !raw.grid.contains_key(axis) {
+                    return Err(err(
+                        value.span(),
+                        format!("{field}: `{axis}` is not a grid axis"),
+                    ));
+                }
+                let values = match value.get_ref() {
+                    toml::Value::Array(a) => a.iter().map(value_string).collect::<Option<Vec<_>>>(),
+                    other => value_string(other).map(|v| vec![v]),
+                }
+                .ok_or_else(|| {
+                    err(
+                        value.span(),
+                        format!("{field}: expected a value or a list of values"),
+                    )
+                })?;
+                resolved.insert(axis.clone(), values);
+            }
+            exclude.push(resolved);
+        }
+        Ok(Spec {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            name: raw.name,
+            title: raw.title,
+            regenerates: raw.regenerates,
+            kind: raw.kind.into_inner(),
+            profile: chosen.unwrap_or_else(|| "grid".to_string()),
+            seeds,
+            axes,
+            params,
+            tolerance,
+            profiles,
+            exclude,
+        })
+    }
+
+    /// Whether a grid point (axis, value pairs) is left out by an `[[exclude]]` entry.
+    pub fn excludes(&self, point: &[(String, String)]) -> bool {
+        self.exclude.iter().any(|entry| {
+            entry
+                .iter()
+                .all(|(axis, values)| point.iter().any(|(a, v)| a == axis && values.contains(v)))
+        })
+    }
+
+    /// The spec's line for a grid axis (for error messages).
+    pub fn axis_line(&self, axis: &str) -> Option<usize> {
+        self.axes.iter().find(|a| a.name == axis).map(|a| a.line)
+    }
+
+    /// The `sha256` of the spec text, hex.
+    pub fn hash(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.text.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// One entry of the table catalogue (`masklab list`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CatalogueEntry {
+    /// Table id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// What it regenerates.
+    pub regenerates: String,
+    /// Cell kind.
+    pub kind: String,
+    /// Declared profiles.
+    pub profiles: Vec<String>,
+    /// The spec file.
+    pub path: PathBuf,
+}
+
+/// Every spec in `dir` (`*.toml`), sorted by id; a spec that does not parse is an error.
+pub fn catalogue(dir: &Path) -> Result<Vec<CatalogueEntry>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let raw = RawSpec::parse(&path, &text)?;
+        out.push(CatalogueEntry {
+            id: raw.name,
+            title: raw.title,
+            regenerates: raw.regenerates,
+            kind: raw.kind.into_inner(),
+            profiles: raw.profiles.keys().cloned().collect(),
+            path,
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+fn value_string(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+title = "T"
+regenerates = "nothing"
+kind = "diversity"
+seeds = [0, 1]
+
+[grid]
+structure = ["nm:2:4"]
+size = ["8x8", "16x16"]
+
+[profiles.smoke]
+size = ["8x8"]
+seeds = [3]
+
+[tolerance]
+log10 = { rel = 1e-9 }
+"#;
+
+    fn load(text: &str, profile: Option<&str>) -> Result<Spec> {
+        Spec::from_text(Path::new("spec.toml"), text, profile)
+    }
+
+    #[test]
+    fn profiles_override_axes_and_seeds() -> Result<()> {
+        let s = load(GOOD, None)?;
+        assert_eq!(s.profile, "grid");
+        assert_eq!(s.axes[1].values, vec!["8x8", "16x16"]);
+        let s = load(GOOD, Some("smoke"))?;
+        assert_eq!(s.axes[1].values, vec!["8x8"]);
+        assert_eq!(s.seeds, vec![3]);
+        assert_eq!(s.tolerance["log10"], Tolerance::Rel(1e-9));
+        assert!(
+            load(GOOD, Some("nope"))
+                .unwrap_err()
+                .to_string()
+                .contains("profile `nope`")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = GOOD.replace("seeds = [0, 1]", "seeds = [0, 1]\nsede = 3");
+        let e = load(&text, None).unwrap_err().to_string();
+        assert!(e.starts_with("spec.toml:7:") && e.contains("sede"), "{e}");
+    }
+
+    #[test]
+    fn empty_axis_and_grid_are_named() {
+        let e = load(
+            &GOOD.replace(r#"size = ["8x8", "16x16"]"#, "size = []"),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("spec.toml:10:") && e.contains("grid.size: empty axis"),
+            "{e}"
+        );
+        let no_grid = GOOD.replace(
+            "[grid]\nstructure = [\"nm:2:4\"]\nsize = [\"8x8\", \"16x16\"]",
+            "[grid]",
+        );
+        let e = load(&no_grid, None).unwrap_err().to_string();
+        assert!(e.contains("grid: no axes"), "{e}");
+        let e = load(&GOOD.replace("seeds = [3]", "sizes = [3]"), Some("smoke"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("profiles.smoke.sizes") && e.contains("not a grid axis"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tolerance_needs_exactly_one_kind() {
+        let e = load(
+            &GOOD.replace("{ rel = 1e-9 }", "{ rel = 1e-9, abs = 1 }"),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tolerance.log10"), "{e}");
+        assert!(
+            Tolerance::Ratio(2.0).accepts(1.0, 1.9) && !Tolerance::Ratio(2.0).accepts(1.0, 2.1)
+        );
+        assert!(
+            Tolerance::Rel(0.1).accepts(10.0, 10.9) && !Tolerance::Abs(0.1).accepts(10.0, 10.9)
+        );
+    }
+}

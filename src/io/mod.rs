@@ -1,0 +1,221 @@
+//! Weights and masks on disk: safetensors and HDF5, chosen by file extension.
+//!
+//! Inputs are named `FILE` or `FILE#GLOB` (e.g. `weights.h5#layers/*`); the glob selects
+//! tensors by name (HDF5 names are dataset paths without the leading `/`). Values are read as
+//! `f32`; NaN or infinite values are an error naming the tensor. Masks are written as `u8` 0/1
+//! with the same tensor names.
+
+#[cfg(feature = "hdf5")]
+mod h5;
+mod st;
+
+use crate::error::{Error, Result};
+use crate::mask::{Mask, Matrix};
+use std::path::{Path, PathBuf};
+
+/// A tensor read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    /// Tensor name in the file.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+impl NamedTensor {
+    /// The tensor as a `[rows, cols]` matrix, if it is 2-D.
+    pub fn matrix(&self) -> Option<Matrix> {
+        match self.shape.as_slice() {
+            [r, c] => Matrix::new(*r, *c, self.data.clone()).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// File formats masklab reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.safetensors`
+    Safetensors,
+    /// `.h5` / `.hdf5`
+    Hdf5,
+}
+
+/// The format of `path`, by extension.
+pub fn format_of(path: &Path) -> Result<Format> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("safetensors") => Ok(Format::Safetensors),
+        Some("h5" | "hdf5") => Ok(Format::Hdf5),
+        _ => Err(Error::invalid(
+            "file",
+            path.display(),
+            "expected a .safetensors, .h5 or .hdf5 file",
+        )),
+    }
+}
+
+/// Split `FILE#GLOB` into the file and the glob (`*` when absent).
+pub fn split_source(source: &str) -> (PathBuf, String) {
+    match source.split_once('#') {
+        Some((f, g)) => (
+            PathBuf::from(f),
+            g.trim_matches('\'').trim_matches('"').to_string(),
+        ),
+        None => (PathBuf::from(source), "*".to_string()),
+    }
+}
+
+/// Read every tensor of `FILE#GLOB` whose name matches, in file order (sorted by name).
+pub fn read_tensors(source: &str) -> Result<Vec<NamedTensor>> {
+    let (path, glob) = split_source(source);
+    let pattern = glob::Pattern::new(&glob).map_err(|e| Error::invalid("tensor glob", &glob, e))?;
+    if !path.exists() {
+        return Err(Error::io(
+            &path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        ));
+    }
+    let mut tensors = match format_of(&path)? {
+        Format::Safetensors => st::read(&path)?,
+        Format::Hdf5 => read_hdf5(&path)?,
+    };
+    tensors.retain(|t| pattern.matches(&t.name));
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    if tensors.is_empty() {
+        return Err(Error::Format {
+            path,
+            message: format!("no tensor matches `{glob}`"),
+        });
+    }
+    for t in &tensors {
+        if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Format {
+                path: path.clone(),
+                message: format!(
+                    "tensor `{}` has a non-finite value ({}) at flat index {i}",
+                    t.name, t.data[i]
+                ),
+            });
+        }
+    }
+    Ok(tensors)
+}
+
+/// Write named tensors as `u8` (masks) or `f32`, by the extension of `path`.
+pub fn write_masks(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
+    match format_of(path)? {
+        Format::Safetensors => st::write_masks(path, masks),
+        Format::Hdf5 => write_masks_hdf5(path, masks),
+    }
+}
+
+/// Write named `f32` tensors (e.g. test fixtures, captured gradients), by extension.
+pub fn write_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
+    match format_of(path)? {
+        Format::Safetensors => st::write_f32(path, tensors),
+        Format::Hdf5 => write_f32_hdf5(path, tensors),
+    }
+}
+
+#[cfg(feature = "hdf5")]
+fn read_hdf5(path: &Path) -> Result<Vec<NamedTensor>> {
+    h5::read(path)
+}
+#[cfg(feature = "hdf5")]
+fn write_masks_hdf5(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
+    h5::write_masks(path, masks)
+}
+#[cfg(feature = "hdf5")]
+fn write_f32_hdf5(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
+    h5::write_f32(path, tensors)
+}
+#[cfg(not(feature = "hdf5"))]
+fn no_hdf5(path: &Path) -> Error {
+    Error::Unsupported {
+        what: format!("HDF5 file {}", path.display()),
+        reason: "masklab was built without the `hdf5` feature".into(),
+    }
+}
+#[cfg(not(feature = "hdf5"))]
+fn read_hdf5(path: &Path) -> Result<Vec<NamedTensor>> {
+    Err(no_hdf5(path))
+}
+#[cfg(not(feature = "hdf5"))]
+fn write_masks_hdf5(path: &Path, _: &[(String, Mask)]) -> Result<()> {
+    Err(no_hdf5(path))
+}
+#[cfg(not(feature = "hdf5"))]
+fn write_f32_hdf5(path: &Path, _: &[NamedTensor]) -> Result<()> {
+    Err(no_hdf5(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> Vec<NamedTensor> {
+        vec![
+            NamedTensor {
+                name: "layers/0/weight".into(),
+                shape: vec![2, 4],
+                data: (0..8).map(|i| i as f32 - 3.5).collect(),
+            },
+            NamedTensor {
+                name: "layers/0/bias".into(),
+                shape: vec![2],
+                data: vec![0.5, 1.5],
+            },
+            NamedTensor {
+                name: "head".into(),
+                shape: vec![4, 4],
+                data: vec![1.0; 16],
+            },
+        ]
+    }
+
+    #[test]
+    fn round_trip_and_glob_in_both_formats() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        for ext in ["safetensors", "h5"] {
+            let path = dir.path().join(format!("w.{ext}"));
+            write_tensors(&path, &fixture())?;
+            let all = read_tensors(path.to_str().unwrap())?;
+            assert_eq!(all.len(), 3, "{ext}");
+            let layers = read_tensors(&format!("{}#layers/*", path.display()))?;
+            assert_eq!(
+                layers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+                vec!["layers/0/bias", "layers/0/weight"]
+            );
+            assert_eq!(layers[1].shape, vec![2, 4]);
+            assert_eq!(layers[1].data, fixture()[0].data);
+            let mask = Mask::new(2, 4, vec![1, 0, 1, 0, 0, 1, 0, 1])?;
+            let mpath = dir.path().join(format!("m.{ext}"));
+            write_masks(&mpath, &[("layers/0/weight".into(), mask)])?;
+            let back = read_tensors(mpath.to_str().unwrap())?;
+            assert_eq!(back[0].data, vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0]);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn non_finite_values_name_the_tensor() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let path = dir.path().join("bad.safetensors");
+        let mut t = fixture();
+        t[2].data[5] = f32::NAN;
+        write_tensors(&path, &t)?;
+        let e = read_tensors(path.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`head`") && e.contains("non-finite"), "{e}");
+        assert!(
+            read_tensors("nope.safetensors")
+                .unwrap_err()
+                .to_string()
+                .contains("nope.safetensors")
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,17 @@
+//! masklab: a reproducible benchmark harness for fine-grained N:M sparsity.
+//!
+//! The pipeline: an experiment spec ([`experiment::spec`]) expands into a plan of cells
+//! ([`experiment::plan`]); the runner ([`experiment::runner`]) runs each cell through its cell
+//! kind, writes one row per cell as soon as it ends, and the results module ([`results`]) turns
+//! rows into polars tables, summaries and regression reports.
+
+pub mod device;
+pub mod diversity;
+pub mod error;
+pub mod mask;
+pub mod solvers;
+
+pub use error::{Error, Result};
+pub mod experiment;
+pub mod io;
+pub mod results;

@@ -1,0 +1,473 @@
+//! The `masklab` command line: parses arguments, calls the library, prints. Exit codes: 0 ok,
+//! 1 regression found, 2 bad input or failure.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use masklab::diversity::{Structure, diversity};
+use masklab::experiment::plan::Plan;
+use masklab::experiment::runner::{self, RunOptions};
+use masklab::experiment::spec::{self, Spec};
+use masklab::mask::{Pattern, parse_size};
+use masklab::results::{regress, table};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "masklab",
+    version,
+    about = "Reproducible benchmark harness for fine-grained N:M sparsity"
+)]
+#[command(after_help = "Examples:
+  masklab list
+  masklab reproduce table1
+  masklab run experiments/table1.toml --profile smoke --out /tmp/r
+  masklab run experiments/table1.toml --resume /tmp/r
+  masklab show /tmp/r
+  masklab regress /tmp/r
+  masklab diversity transposable --pattern 4:8 --size 8x8 --json
+  masklab solvers
+  masklab solve --solver exact --pattern 8:16 --input model.safetensors --output masks.safetensors --json")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by `run` and `reproduce`.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Profile of the spec (smoke, default, full); default: `default`.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Run directory (default: results/runs/<table>/<profile>-<time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Finish an interrupted run in RUN_DIR; finished cells are kept, not redone.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// Run every n-th cell starting at i (default: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT if set).
+    #[arg(long, value_name = "i/n")]
+    shard: Option<String>,
+    /// Cells run at once (timings are cleanest with 1).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Threads for the work inside a cell (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Device: cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Stop after this many cells (finish later with --resume).
+    #[arg(long, value_name = "K")]
+    max_cells: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The table catalogue: id, title, what it regenerates, profiles.
+    #[command(after_help = "Example:\n  masklab list")]
+    List {
+        /// Directory of specs.
+        #[arg(long, default_value = "experiments")]
+        dir: PathBuf,
+    },
+    /// Run a spec: every cell of its grid × seeds, writing a run directory.
+    #[command(after_help = "Examples:
+  masklab run experiments/table1.toml --profile smoke --out /tmp/r
+  masklab run experiments/table1.toml --resume /tmp/r
+  masklab run experiments/table2.toml --shard 0/4 --out /tmp/s0")]
+    Run {
+        /// The spec file (TOML).
+        spec: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Regenerate a table from experiments/TABLE.toml and print its summary.
+    #[command(
+        after_help = "Examples:\n  masklab reproduce table1\n  masklab reproduce table2 --profile smoke"
+    )]
+    Reproduce {
+        /// Table id (table1, table2, …).
+        table: String,
+        /// Directory of specs.
+        #[arg(long, default_value = "experiments")]
+        dir: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Print a run's summary.md.
+    #[command(after_help = "Example:\n  masklab show results/runs/table1/default-20261122-101500")]
+    Show {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+    /// Compare a run with results/baselines/<table>.parquet; exit 1 on regression.
+    #[command(
+        after_help = "Examples:\n  masklab regress /tmp/r\n  masklab regress /tmp/r --baseline my.parquet"
+    )]
+    Regress {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Baseline summary (default: results/baselines/<table>.parquet).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Write the run's summary as the new baseline instead of comparing.
+        #[arg(long)]
+        update: bool,
+    },
+    /// Join the run directories of shards into one.
+    #[command(after_help = "Example:\n  masklab merge /tmp/s0 /tmp/s1 --out /tmp/all")]
+    Merge {
+        /// Shard run directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output run directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The transposable solvers: name, what it does, guarantee, devices.
+    #[command(after_help = "Example:\n  masklab solvers")]
+    Solvers,
+    /// Find transposable N:M masks for the 2-D tensors of a safetensors or HDF5 file.
+    #[command(after_help = "Examples:
+  masklab solve --solver exact --pattern 8:16 --input model.safetensors --output masks.safetensors --json
+  masklab solve --solver tsenor --pattern 16:32 --input weights.h5#'layers/*' --output masks.h5 --compare-exact --json
+  masklab solve --solver greedy --pattern 2:4 --input w.safetensors --score square
+  masklab solve --solver tsenor --pattern 8:16 --input w.safetensors --option tau=0.01 --option iterations=100")]
+    Solve {
+        /// Solver name (see `masklab solvers`).
+        #[arg(long)]
+        solver: String,
+        /// N:M pattern.
+        #[arg(long)]
+        pattern: String,
+        /// Weights: FILE.safetensors or FILE.h5, optionally #GLOB to select tensors.
+        #[arg(long)]
+        input: String,
+        /// Where to write the masks (u8 0/1, same tensor names); .safetensors or .h5.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Score: abs (|W|, default), square (W²), or a score file FILE[#GLOB] with the same tensor names (e.g. Wanda |W|·‖x‖).
+        #[arg(long, default_value = "abs")]
+        score: String,
+        /// Also run `exact` and report optimum, kept_gap, pruned_excess.
+        #[arg(long)]
+        compare_exact: bool,
+        /// Refuse tensors that are not 2-D or do not tile, instead of skipping them with a warning.
+        #[arg(long)]
+        strict: bool,
+        /// Solver option NAME=VALUE (e.g. tau=0.02, iterations=60, draws=1000); repeatable.
+        #[arg(long = "option", value_name = "NAME=VALUE")]
+        options: Vec<String>,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Device: cpu, cuda, cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Seed for solvers that draw random numbers.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object per tensor.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mask diversity of one structure over one tensor.
+    #[command(after_help = "Examples:
+  masklab diversity transposable --pattern 4:8 --size 8x8 --json
+  masklab diversity nm --pattern 2:4 --size 64x64
+  masklab diversity block --block 4 --sparsity 0.5 --size 64x64
+  masklab diversity unstructured --sparsity 0.5 --size 4096x4096")]
+    Diversity {
+        /// unstructured, block, nm or transposable.
+        structure: String,
+        /// N:M pattern (nm, transposable).
+        #[arg(long)]
+        pattern: Option<String>,
+        /// Tensor size RxC.
+        #[arg(long)]
+        size: String,
+        /// Block side B (block).
+        #[arg(long)]
+        block: Option<usize>,
+        /// Fraction pruned (unstructured, block; default: the pattern's).
+        #[arg(long)]
+        sparsity: Option<f64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run_cli(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::List { dir } => {
+            let entries = spec::catalogue(&dir)?;
+            println!(
+                "{:<8}  {:<48}  {:<22}  regenerates",
+                "id", "title", "profiles"
+            );
+            for e in entries {
+                println!(
+                    "{:<8}  {:<48}  {:<22}  {}",
+                    e.id,
+                    e.title,
+                    e.profiles.join(","),
+                    e.regenerates
+                );
+            }
+        }
+        Command::Run { spec, args } => {
+            let outcome = run_spec(&spec, args)?;
+            report_outcome(&outcome);
+        }
+        Command::Reproduce { table, dir, args } => {
+            let path = dir.join(format!("{table}.toml"));
+            if !path.exists() {
+                let known: Vec<String> = spec::catalogue(&dir)
+                    .map(|c| c.into_iter().map(|e| e.id).collect())
+                    .unwrap_or_default();
+                bail!("no spec {} (tables: {})", path.display(), known.join(", "));
+            }
+            let outcome = run_spec(&path, args)?;
+            report_outcome(&outcome);
+            print!("{}", read_summary(&outcome.dir)?);
+        }
+        Command::Show { run_dir } => print!("{}", read_summary(&run_dir)?),
+        Command::Regress {
+            run_dir,
+            baseline,
+            update,
+        } => {
+            let (manifest, spec) = runner::spec_of_run(&run_dir)?;
+            let baseline = baseline.unwrap_or_else(|| {
+                PathBuf::from("results/baselines").join(format!("{}.parquet", manifest.table))
+            });
+            let mut run = table::read_parquet(&run_dir.join("summary.parquet"))?;
+            if update {
+                if let Some(parent) = baseline.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| parent.display().to_string())?;
+                }
+                table::write_parquet(&mut run, &baseline)?;
+                println!("wrote baseline {}", baseline.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let base = table::read_parquet(&baseline)?;
+            let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
+            let report = regress::compare(
+                &table::rows_from_frame(&base),
+                &table::rows_from_frame(&run),
+                &axes,
+                &spec.tolerance,
+            );
+            if report.rows_compared == 0 {
+                bail!(
+                    "{}: no grid point in common with baseline {} (profile {}; the baseline is usually the smoke profile)",
+                    run_dir.display(),
+                    baseline.display(),
+                    manifest.profile
+                );
+            }
+            print!("{}", report.render());
+            if report.regressed() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Merge { dirs, out } => {
+            let m = runner::merge(&dirs, &out)?;
+            println!(
+                "merged {} cells of {} into {}",
+                m.cells_done,
+                m.cells_planned,
+                out.display()
+            );
+        }
+        Command::Solvers => {
+            println!(
+                "{:<12}  {:<40}  {:<10}  summary",
+                "name", "guarantee", "devices"
+            );
+            for s in masklab::solvers::REGISTRY {
+                println!(
+                    "{:<12}  {:<40}  {:<10}  {}",
+                    s.name(),
+                    s.guarantee().to_string(),
+                    s.devices(),
+                    s.summary()
+                );
+            }
+        }
+        Command::Solve {
+            solver,
+            pattern,
+            input,
+            output,
+            score,
+            compare_exact,
+            strict,
+            options,
+            threads,
+            device,
+            seed,
+            json,
+        } => {
+            let solver = masklab::solvers::by_name(&solver)?;
+            let pattern: Pattern = pattern.parse()?;
+            let mut opts = std::collections::BTreeMap::new();
+            for o in &options {
+                let (k, v) = o
+                    .split_once('=')
+                    .with_context(|| format!("--option {o}: expected NAME=VALUE"))?;
+                let v: f64 = v
+                    .parse()
+                    .with_context(|| format!("--option {o}: the value is not a number"))?;
+                opts.insert(k.to_string(), v);
+            }
+            masklab::solvers::check_options(solver, &opts)?;
+            let ctx = masklab::solvers::SolveContext {
+                seed,
+                device: masklab::device::parse(&device)?,
+                options: opts,
+            };
+            let req = masklab::solvers::apply::SolveRequest {
+                solver,
+                pattern,
+                score: score.parse()?,
+                compare_exact,
+                strict,
+            };
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.unwrap_or(0))
+                .build()?;
+            let (reports, masks, warnings) =
+                pool.install(|| masklab::solvers::apply::solve_source(&input, &req, &ctx))?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            for r in &reports {
+                if json {
+                    println!("{}", serde_json::to_string(r)?);
+                } else {
+                    let gap = r
+                        .kept_gap
+                        .map(|g| {
+                            format!(
+                                ", kept_gap {g:.3e}, pruned_excess {:.3e}",
+                                r.pruned_excess.unwrap_or(f64::NAN)
+                            )
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{} {:?}: {} {} kept {:.6}{gap}; {} blocks, {} infeasible, {} under-filled; {:.3} s",
+                        r.tensor,
+                        r.shape,
+                        r.solver,
+                        r.pattern,
+                        r.kept,
+                        r.blocks,
+                        r.infeasible_blocks,
+                        r.underfilled_blocks,
+                        r.seconds
+                    );
+                }
+            }
+            if let Some(out) = output {
+                masklab::io::write_masks(&out, &masks)?;
+                eprintln!("wrote {} masks to {}", masks.len(), out.display());
+            }
+        }
+        Command::Diversity {
+            structure,
+            pattern,
+            size,
+            block,
+            sparsity,
+            json,
+        } => {
+            let pattern = pattern.map(|p| p.parse::<Pattern>()).transpose()?;
+            let structure = Structure::from_parts(&structure, pattern, block, sparsity)?;
+            let (rows, cols) = parse_size(&size)?;
+            let d = diversity(structure, rows, cols)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                println!(
+                    "{structure} over {}: log10(MD) = {:.6} ({:?})",
+                    d.size, d.log10, d.method
+                );
+                if let Some(e) = &d.exact {
+                    println!("exact: {e}");
+                }
+                if let Some(c) = d.closed_form_log10 {
+                    println!(
+                        "closed form (overcount) log10 = {c:.6}, per tile {}",
+                        d.closed_form_per_tile.unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_spec(path: &Path, args: RunArgs) -> Result<runner::RunOutcome> {
+    let resume_profile = match &args.resume {
+        Some(dir) if args.profile.is_none() => {
+            Some(masklab::results::manifest::Manifest::read(dir)?.profile)
+        }
+        _ => None,
+    };
+    let profile = args.profile.or(resume_profile).filter(|p| p != "grid");
+    let spec = Spec::load(path, profile.as_deref())?;
+    let plan = Plan::new(spec)?;
+    let shard = match &args.shard {
+        Some(s) => Some(runner::parse_shard(s)?),
+        None => runner::shard_from_env()?,
+    };
+    let defaults = RunOptions::default();
+    let opts = RunOptions {
+        out: args.resume.clone().or(args.out),
+        resume: args.resume.is_some(),
+        shard,
+        jobs: args.jobs.max(1),
+        threads: args.threads.unwrap_or(defaults.threads),
+        device: masklab::device::parse(&args.device)?,
+        max_cells: args.max_cells,
+        progress: !args.quiet,
+    };
+    Ok(runner::run(&plan, &opts)?)
+}
+
+fn report_outcome(o: &runner::RunOutcome) {
+    let state = if o.complete {
+        "complete"
+    } else {
+        "incomplete (finish with --resume)"
+    };
+    eprintln!(
+        "{}: ran {} cells, {} already done; {state}",
+        o.dir.display(),
+        o.ran,
+        o.skipped
+    );
+}
+
+fn read_summary(dir: &Path) -> Result<String> {
+    let path = dir.join("summary.md");
+    std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: no summary (is this a run directory?)", path.display()))
+}

@@ -1,0 +1,208 @@
+//! Regression of a run's summary against a committed baseline summary.
+//!
+//! Rows are matched on the grid axes. Every metric mean the baseline has is compared: numbers
+//! within the spec's tolerance for that metric (default: equal to 1e-9 relative), strings and
+//! booleans exactly; measured times only when the spec gives them a tolerance. A baseline row
+//! the run lacks counts as a regression when the run shares at least one row with the baseline.
+
+use crate::experiment::cells::Row;
+use crate::experiment::spec::Tolerance;
+use crate::results::is_time_column;
+use indexmap::IndexMap;
+use serde_json::Value;
+
+/// One compared value that moved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moved {
+    /// The grid point.
+    pub point: String,
+    /// The metric.
+    pub metric: String,
+    /// Baseline value.
+    pub baseline: String,
+    /// Run value.
+    pub run: String,
+    /// Whether the move exceeds the tolerance.
+    pub regressed: bool,
+}
+
+/// What a comparison found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Rows present in both.
+    pub rows_compared: usize,
+    /// Values compared.
+    pub values_compared: usize,
+    /// Values that changed (within tolerance or not).
+    pub moved: Vec<Moved>,
+    /// Baseline rows the run lacks.
+    pub missing: Vec<String>,
+}
+
+impl Report {
+    /// Whether anything regressed.
+    pub fn regressed(&self) -> bool {
+        self.moved.iter().any(|m| m.regressed)
+            || (self.rows_compared > 0 && !self.missing.is_empty())
+    }
+
+    /// A side-by-side text table of what moved and what is missing.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "compared {} rows, {} values\n",
+            self.rows_compared, self.values_compared
+        );
+        if !self.moved.is_empty() {
+            let w = self
+                .moved
+                .iter()
+                .map(|m| m.point.len())
+                .max()
+                .unwrap_or(5)
+                .max(5);
+            let wm = self
+                .moved
+                .iter()
+                .map(|m| m.metric.len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
+            out += &format!(
+                "{:<w$}  {:<wm$}  {:>14}  {:>14}  status\n",
+                "point", "metric", "baseline", "run"
+            );
+            for m in &self.moved {
+                let status = if m.regressed {
+                    "REGRESSED"
+                } else {
+                    "within tolerance"
+                };
+                out += &format!(
+                    "{:<w$}  {:<wm$}  {:>14}  {:>14}  {status}\n",
+                    m.point, m.metric, m.baseline, m.run
+                );
+            }
+        }
+        for p in &self.missing {
+            out += &format!("missing from run: {p}\n");
+        }
+        out += if self.regressed() {
+            "REGRESSION\n"
+        } else {
+            "no regression\n"
+        };
+        out
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::String(s) if s.len() > 14 => format!("{}…", &s[..13]),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => crate::results::markdown::fmt_num(n.as_f64().unwrap_or(f64::NAN)),
+        other => other.to_string(),
+    }
+}
+
+/// Compare run summary rows with baseline summary rows.
+pub fn compare(
+    baseline: &[Row],
+    run: &[Row],
+    axes: &[String],
+    tolerance: &IndexMap<String, Tolerance>,
+) -> Report {
+    let point = |r: &Row| {
+        axes.iter()
+            .map(|a| match r.get(a) {
+                Some(Value::String(s)) => format!("{a}={s}"),
+                Some(v) => format!("{a}={v}"),
+                None => format!("{a}=null"),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let by_point: IndexMap<String, &Row> = run.iter().map(|r| (point(r), r)).collect();
+    let mut report = Report::default();
+    for base in baseline {
+        let p = point(base);
+        let Some(new) = by_point.get(&p) else {
+            report.missing.push(p);
+            continue;
+        };
+        report.rows_compared += 1;
+        for (metric, old) in base {
+            if axes.contains(metric) || metric == "seeds" || metric.ends_with("_std") {
+                continue;
+            }
+            let tol = tolerance.get(metric).copied();
+            if is_time_column(metric) && tol.is_none() {
+                continue;
+            }
+            let new_v = new.get(metric).unwrap_or(&Value::Null);
+            report.values_compared += 1;
+            let (same, ok) = match (old.as_f64(), new_v.as_f64()) {
+                (Some(o), Some(n)) => {
+                    let ok = match tol {
+                        Some(t) => t.accepts(o, n),
+                        None => (n - o).abs() <= 1e-9 * o.abs().max(1.0),
+                    };
+                    (o == n, ok)
+                }
+                _ => (old == new_v, old == new_v),
+            };
+            if !same {
+                report.moved.push(Moved {
+                    point: p.clone(),
+                    metric: metric.clone(),
+                    baseline: show(old),
+                    run: show(new_v),
+                    regressed: !ok,
+                });
+            }
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(v: f64, secs: f64) -> Row {
+        json!({"p": "2:4", "seeds": 1, "kept_gap": v, "kept_gap_std": 0.0, "seconds": secs})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn detects_moves_beyond_tolerance_only() {
+        let axes = vec!["p".to_string()];
+        let mut tol = IndexMap::new();
+        tol.insert("kept_gap".to_string(), Tolerance::Abs(0.01));
+        let same = compare(&[row(0.1, 1.0)], &[row(0.105, 9.0)], &axes, &tol);
+        assert!(!same.regressed() && same.moved.len() == 1 && same.values_compared == 1);
+        let worse = compare(&[row(0.1, 1.0)], &[row(0.2, 1.0)], &axes, &tol);
+        assert!(worse.regressed());
+        assert!(worse.render().contains("REGRESSED"));
+        tol.insert("seconds".to_string(), Tolerance::Ratio(3.0));
+        assert!(compare(&[row(0.1, 1.0)], &[row(0.1, 9.0)], &axes, &tol).regressed());
+        let mut other = row(0.1, 1.0);
+        other.insert("p".into(), json!("4:8"));
+        let disjoint = compare(&[row(0.1, 1.0)], &[other], &axes, &tol);
+        assert_eq!(disjoint.rows_compared, 0);
+        assert!(!disjoint.regressed());
+    }
+
+    /// Regression test: grid values longer than the display width once collapsed into one point.
+    #[test]
+    fn long_axis_values_stay_distinct() {
+        let axes = vec!["p".to_string()];
+        let r = |p: &str, v: f64| json!({"p": p, "log10": v}).as_object().unwrap().clone();
+        let base = [r("transposable:4:8", 1.0), r("transposable:8:16", 2.0)];
+        let report = compare(&base, &base, &axes, &IndexMap::new());
+        assert_eq!((report.rows_compared, report.moved.len()), (2, 0));
+    }
+}

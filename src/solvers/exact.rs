@@ -1,0 +1,162 @@
+//! `exact`: the optimal transposable mask of every block, by min-cost flow.
+//!
+//! Problem: in an M×M block of non-negative scores A, choose a 0/1 mask S with every row and
+//! column sum exactly N maximising `Σ S_ij A_ij` (a transportation problem; its polytope is
+//! integral, so the optimum is a mask).
+//! Method: successive shortest paths with potentials, warm-started. Each row first keeps its N
+//! largest scores — optimal if columns were free, and with row potentials equal to each row's
+//! N-th largest score every residual edge has non-negative reduced cost. Columns that received
+//! more than N then send their excess back to columns with fewer, one unit per Dijkstra along
+//! alternating paths (drop `(i, j)`, add `(i, k)`), on the dense M×M graph without a heap.
+//! Guarantee: exact (the reduced costs certify optimality; tested against brute force and an LP).
+//! Cost: O(M² log M) for the warm start plus O(M²) per unit of column excess, typically a few
+//! units per block; blocks run in parallel. Works for any 0 ≤ N ≤ M.
+//! Source: Hubara et al., NeurIPS 2021 (min-cost flow formulation); the warm start and dense
+//! Dijkstra are this crate's.
+
+use super::{Guarantee, SolveContext, Solver};
+use crate::error::Result;
+use crate::mask::Pattern;
+
+/// The exact min-cost-flow solver.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Exact;
+
+impl Solver for Exact {
+    fn name(&self) -> &'static str {
+        "exact"
+    }
+
+    fn summary(&self) -> &'static str {
+        "optimal mask by min-cost flow (warm-started successive shortest paths)"
+    }
+
+    fn guarantee(&self) -> Guarantee {
+        Guarantee::Exact
+    }
+
+    fn solve(&self, blocks: &[f32], pattern: Pattern, ctx: &SolveContext) -> Result<Vec<u8>> {
+        super::check_blocks(blocks, pattern)?;
+        Ok(super::per_block(blocks, pattern, ctx, |block, out, _| {
+            solve_block(block, pattern, out)
+        }))
+    }
+}
+
+/// Solve one M×M block optimally into `keep` (row-major 0/1).
+pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
+    let (m, n) = (pattern.m, pattern.n);
+    keep.iter_mut().for_each(|k| *k = 0);
+    if n == 0 {
+        return;
+    }
+    if n == m {
+        keep.iter_mut().for_each(|k| *k = 1);
+        return;
+    }
+    let a: Vec<f64> = scores.iter().map(|&s| s as f64).collect();
+    // Potentials: rows hold their N-th largest score, columns 0.
+    let mut pot_row = vec![0f64; m];
+    let mut pot_col = vec![0f64; m];
+    let mut col_count = vec![0usize; m];
+    let mut order: Vec<usize> = (0..m).collect();
+    for i in 0..m {
+        let row = &a[i * m..(i + 1) * m];
+        order.sort_unstable_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
+        for &j in &order[..n] {
+            keep[i * m + j] = 1;
+            col_count[j] += 1;
+        }
+        pot_row[i] = row[order[n - 1]];
+    }
+    // Dijkstra state over 2M nodes: columns 0..m, rows m..2m.
+    let mut dist = vec![0f64; 2 * m];
+    let mut prev = vec![usize::MAX; 2 * m];
+    let mut done = vec![false; 2 * m];
+    loop {
+        if col_count.iter().all(|&c| c <= n) {
+            break;
+        }
+        dist.iter_mut().for_each(|d| *d = f64::INFINITY);
+        prev.iter_mut().for_each(|p| *p = usize::MAX);
+        done.iter_mut().for_each(|d| *d = false);
+        for j in 0..m {
+            if col_count[j] > n {
+                dist[j] = 0.0;
+            }
+        }
+        let mut target = usize::MAX;
+        loop {
+            // Pick the closest unfinished node.
+            let mut u = usize::MAX;
+            let mut best = f64::INFINITY;
+            for (v, (&d, &f)) in dist.iter().zip(&done).enumerate() {
+                if !f && d < best {
+                    best = d;
+                    u = v;
+                }
+            }
+            if u == usize::MAX {
+                break;
+            }
+            done[u] = true;
+            if u < m {
+                let j = u;
+                if col_count[j] < n {
+                    target = j;
+                    break;
+                }
+                // Column j → row i over a kept entry (drop it): cost +A_ij.
+                for i in 0..m {
+                    if keep[i * m + j] == 1 && !done[m + i] {
+                        let rc = (a[i * m + j] + pot_col[j] - pot_row[i]).max(0.0);
+                        if dist[u] + rc < dist[m + i] {
+                            dist[m + i] = dist[u] + rc;
+                            prev[m + i] = u;
+                        }
+                    }
+                }
+            } else {
+                let i = u - m;
+                // Row i → column k over a pruned entry (keep it): cost −A_ik.
+                for k in 0..m {
+                    if keep[i * m + k] == 0 && !done[k] {
+                        let rc = (-a[i * m + k] + pot_row[i] - pot_col[k]).max(0.0);
+                        if dist[u] + rc < dist[k] {
+                            dist[k] = dist[u] + rc;
+                            prev[k] = u;
+                        }
+                    }
+                }
+            }
+        }
+        if target == usize::MAX {
+            // Unreachable for non-negative finite scores: an N-regular completion always exists.
+            break;
+        }
+        let d_t = dist[target];
+        for v in 0..2 * m {
+            let d = dist[v].min(d_t);
+            if v < m {
+                pot_col[v] += d;
+            } else {
+                pot_row[v - m] += d;
+            }
+        }
+        // Walk the path back, flipping entries.
+        let mut v = target;
+        while prev[v] != usize::MAX {
+            let u = prev[v];
+            if v < m {
+                // u is a row, v a column: keep (row, v).
+                keep[(u - m) * m + v] = 1;
+            } else {
+                // u is a column, v a row: drop (v, u).
+                keep[(v - m) * m + u] = 0;
+            }
+            v = u;
+        }
+        col_count[v] -= 1;
+        col_count[target] += 1;
+    }
+}

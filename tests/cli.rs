@@ -1,0 +1,388 @@
+//! End-to-end tests of the `masklab` binary (run from the crate root, like a user would).
+
+use masklab::experiment::cells::Row;
+use masklab::results::table;
+use polars::prelude::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn masklab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_masklab"))
+        .args(args)
+        .output()
+        .expect("masklab runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = masklab(args);
+    assert!(
+        out.status.success(),
+        "masklab {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn summary_rows(dir: &Path) -> Vec<Row> {
+    table::rows_from_frame(&table::read_parquet(&dir.join("summary.parquet")).unwrap())
+}
+
+fn find<'a>(rows: &'a [Row], structure: &str, size: &str) -> &'a Row {
+    rows.iter()
+        .find(|r| r["structure"] == structure && r["size"] == size)
+        .expect("row present")
+}
+
+#[test]
+fn table1_smoke_runs_and_summary_parquet_has_the_known_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    ok(&[
+        "run",
+        "experiments/table1.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 20); // 10 structures × 2 sizes
+    let t24 = find(&rows, "transposable:2:4", "8x8");
+    assert_eq!(t24["exact"], "65610000"); // 90^4
+    assert!((t24["log10"].as_f64().unwrap() - 4.0 * 90f64.log10()).abs() < 1e-9);
+    assert!((t24["closed_form_log10"].as_f64().unwrap() - 4.0 * 144f64.log10()).abs() < 1e-9);
+    let t48 = find(&rows, "transposable:4:8", "8x8");
+    assert_eq!(t48["exact"], "116963796250");
+    assert_eq!(find(&rows, "nm:2:4", "8x8")["exact"], "2821109907456"); // 6^(64/4)
+    let t816 = find(&rows, "transposable:8:16", "8x8");
+    assert_eq!(t816["log10"], Value::Null);
+    assert!(t816["note"].as_str().unwrap().contains("does not tile"));
+    // Unstructured keeps more freedom than N:M, N:M more than transposable.
+    let log = |s: &str| find(&rows, s, "64x64")["log10"].as_f64().unwrap();
+    assert!(log("unstructured:0.5") > log("nm:8:16") && log("nm:8:16") > log("nm:2:4"));
+    assert!(
+        log("nm:2:4") > log("transposable:2:4")
+            && log("transposable:4:8") > log("transposable:2:4")
+    );
+    for f in [
+        "cells.parquet",
+        "summary.csv",
+        "summary.md",
+        "manifest.json",
+        "cells.jsonl",
+    ] {
+        assert!(out.join(f).exists(), "{f} written");
+    }
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["profile"], "smoke");
+    assert_eq!(manifest["cells_done"], 20);
+    assert!(
+        manifest["finished"].is_string() && manifest["spec_hash"].as_str().unwrap().len() == 64
+    );
+    assert!(ok(&["show", out.to_str().unwrap()]).contains("| transposable:4:8 | 8x8 |"));
+}
+
+#[test]
+fn same_spec_and_seed_give_byte_identical_summary_csv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&[
+        "run",
+        "experiments/table1.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        a.to_str().unwrap(),
+        "--quiet",
+    ]);
+    ok(&[
+        "run",
+        "experiments/table1.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        b.to_str().unwrap(),
+        "--quiet",
+        "--jobs",
+        "2",
+    ]);
+    let (ca, cb) = (
+        std::fs::read(a.join("summary.csv")).unwrap(),
+        std::fs::read(b.join("summary.csv")).unwrap(),
+    );
+    assert!(!ca.is_empty());
+    assert_eq!(ca, cb);
+}
+
+#[test]
+fn resumed_run_ends_with_exactly_the_cells_of_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, parts) = (tmp.path().join("whole"), tmp.path().join("parts"));
+    ok(&[
+        "run",
+        "experiments/table1.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        whole.to_str().unwrap(),
+        "--quiet",
+    ]);
+    ok(&[
+        "run",
+        "experiments/table1.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        parts.to_str().unwrap(),
+        "--quiet",
+        "--max-cells",
+        "7",
+    ]);
+    let partial = std::fs::read_to_string(parts.join("cells.jsonl")).unwrap();
+    assert_eq!(partial.lines().count(), 7);
+    // A crash mid-write leaves a torn line; resume must drop it and carry on.
+    std::fs::write(parts.join("cells.jsonl"), partial + "{\"index\": 99, \"cel").unwrap();
+    let out = masklab(&[
+        "run",
+        "experiments/table1.toml",
+        "--resume",
+        parts.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ran 13 cells, 7 already done"));
+    let cells = |d: &Path| table::read_parquet(&d.join("cells.parquet")).unwrap();
+    let (w, p) = (cells(&whole), cells(&parts));
+    assert_eq!(w.height(), 20);
+    assert!(w.equals_missing(&p), "cells differ:\n{w}\n{p}");
+    assert_eq!(
+        std::fs::read(whole.join("summary.csv")).unwrap(),
+        std::fs::read(parts.join("summary.csv")).unwrap()
+    );
+    // Resuming a finished run does nothing.
+    let again = masklab(&[
+        "run",
+        "experiments/table1.toml",
+        "--resume",
+        parts.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("ran 0 cells, 20 already done"));
+}
+
+#[test]
+fn shards_merge_into_the_whole_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    ok(&[
+        "run",
+        "experiments/table1.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        &d("whole"),
+        "--quiet",
+    ]);
+    ok(&[
+        "run",
+        "experiments/table1.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        &d("s0"),
+        "--quiet",
+        "--shard",
+        "0/2",
+    ]);
+    ok(&[
+        "run",
+        "experiments/table1.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        &d("s1"),
+        "--quiet",
+        "--shard",
+        "1/2",
+    ]);
+    assert!(ok(&["merge", &d("s0"), &d("s1"), "--out", &d("m")]).contains("merged 20 cells of 20"));
+    let csv = |n: &str| std::fs::read(Path::new(&d(n)).join("summary.csv")).unwrap();
+    assert_eq!(csv("whole"), csv("m"));
+}
+
+#[test]
+fn regress_exits_1_beyond_tolerance_and_0_otherwise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    let base = tmp.path().join("base.parquet");
+    ok(&[
+        "run",
+        "experiments/table1.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    ok(&[
+        "regress",
+        out.to_str().unwrap(),
+        "--baseline",
+        base.to_str().unwrap(),
+        "--update",
+    ]);
+    let same = masklab(&[
+        "regress",
+        out.to_str().unwrap(),
+        "--baseline",
+        base.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+    // Move one log10 by 1e-12 relative (inside rel = 1e-9), then by 1e-3 (outside).
+    for (factor, code) in [(1.0 + 1e-12, 0), (1.001, 1)] {
+        let mut df = table::read_parquet(&base).unwrap();
+        let moved: Vec<Option<f64>> = df
+            .column("log10")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i == 3 { v.map(|x| x * factor) } else { v })
+            .collect();
+        df.with_column(Column::new("log10".into(), moved)).unwrap();
+        let edited = tmp.path().join(format!("edited-{code}.parquet"));
+        table::write_parquet(&mut df, &edited).unwrap();
+        let r = masklab(&[
+            "regress",
+            out.to_str().unwrap(),
+            "--baseline",
+            edited.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&r.stdout);
+        assert_eq!(r.status.code(), Some(code), "{stdout}");
+        if code == 1 {
+            assert!(
+                stdout.contains("REGRESSED") && stdout.contains("log10"),
+                "{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn committed_baseline_matches_a_fresh_smoke_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    ok(&[
+        "run",
+        "experiments/table1.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let r = masklab(&["regress", out.to_str().unwrap()]);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+}
+
+#[test]
+fn diversity_json_has_the_documented_fields() {
+    let out = ok(&[
+        "diversity",
+        "transposable",
+        "--pattern",
+        "4:8",
+        "--size",
+        "8x8",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["structure"], "transposable");
+    assert_eq!(v["pattern"], "4:8");
+    assert_eq!(v["size"], "8x8");
+    assert_eq!(v["exact"], "116963796250");
+    assert_eq!(v["method"], "exact");
+    assert!((v["log10"].as_f64().unwrap() - 116963796250f64.log10()).abs() < 1e-9);
+    assert!(v["closed_form_log10"].as_f64().unwrap() > v["log10"].as_f64().unwrap());
+    let approx: Value = serde_json::from_str(&ok(&[
+        "diversity",
+        "transposable",
+        "--pattern",
+        "16:32",
+        "--size",
+        "64x64",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(approx["method"], "approx");
+    assert_eq!(approx["exact"], Value::Null);
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_with_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad_toml = tmp.path().join("bad.toml");
+    std::fs::write(&bad_toml, "name = \"x\"\ntitle = [unclosed\n").unwrap();
+    let bad_pattern = tmp.path().join("pattern.toml");
+    let spec = std::fs::read_to_string("experiments/table1.toml")
+        .unwrap()
+        .replace("\"nm:1:2\"", "\"nm:5:4\"");
+    std::fs::write(&bad_pattern, spec).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "no/such/spec.toml"], "no/such/spec.toml"),
+        (vec!["run", bad_toml.to_str().unwrap()], "bad.toml:2"),
+        (vec!["run", bad_pattern.to_str().unwrap()], "grid.structure"),
+        (
+            vec!["diversity", "nm", "--pattern", "2:4", "--size", "4x6"],
+            "does not tile",
+        ),
+        (
+            vec!["diversity", "nm", "--pattern", "5:4", "--size", "4x4"],
+            "5:4",
+        ),
+        (vec!["show", "/no/such/run"], "/no/such/run"),
+        (vec!["reproduce", "table99"], "table99"),
+    ];
+    for (args, needle) in cases {
+        let out = masklab(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line expected: {err}"
+        );
+        assert!(err.contains(needle), "{args:?}: {err} lacks {needle}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn list_shows_the_catalogue() {
+    let out = ok(&["list"]);
+    assert!(
+        out.contains("table1")
+            && out.contains("Mask diversity")
+            && out.contains("smoke,default,full"),
+        "{out}"
+    );
+}
