@@ -8,6 +8,7 @@
 pub mod device;
 pub mod diversity;
 pub mod error;
+pub mod estimators;
 pub mod mask;
 pub mod solvers;
 

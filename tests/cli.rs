@@ -386,3 +386,321 @@ fn list_shows_the_catalogue() {
         "{out}"
     );
 }
+
+fn gaussian(n: usize, seed: u64) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed); // fixed seed
+    (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+}
+
+#[test]
+fn solve_reports_json_writes_masks_and_skips_what_does_not_tile() {
+    use masklab::io::{NamedTensor, read_tensors, write_tensors};
+    use masklab::mask::{Mask, Pattern};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("w.safetensors");
+    write_tensors(
+        &input,
+        &[
+            NamedTensor {
+                name: "layer.weight".into(),
+                shape: vec![16, 32],
+                data: gaussian(512, 1),
+            },
+            NamedTensor {
+                name: "layer.bias".into(),
+                shape: vec![16],
+                data: gaussian(16, 2),
+            },
+            NamedTensor {
+                name: "odd.weight".into(),
+                shape: vec![6, 8],
+                data: gaussian(48, 3),
+            },
+        ],
+    )
+    .unwrap();
+    let masks = tmp.path().join("m.h5");
+    let out = masklab(&[
+        "solve",
+        "--solver",
+        "tsenor",
+        "--pattern",
+        "4:8",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        masks.to_str().unwrap(),
+        "--compare-exact",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("skipped tensor `layer.bias`")
+            && stderr.contains("skipped tensor `odd.weight`"),
+        "{stderr}"
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    let r = &lines[0];
+    assert_eq!(
+        (
+            r["tensor"].as_str(),
+            r["solver"].as_str(),
+            r["pattern"].as_str()
+        ),
+        (Some("layer.weight"), Some("tsenor"), Some("4:8"))
+    );
+    assert_eq!(r["shape"], serde_json::json!([16, 32]));
+    assert_eq!(r["infeasible_blocks"], 0);
+    let (kept, opt, gap) = (
+        r["kept"].as_f64().unwrap(),
+        r["optimum"].as_f64().unwrap(),
+        r["kept_gap"].as_f64().unwrap(),
+    );
+    assert!(
+        kept <= opt * (1.0 + 1e-9)
+            && (gap - (opt - kept) / opt).abs() < 1e-9
+            && r["pruned_excess"].is_number()
+    );
+    let written = read_tensors(masks.to_str().unwrap()).unwrap();
+    assert_eq!(written.len(), 1);
+    let mask = Mask::new(16, 32, written[0].data.iter().map(|&v| v as u8).collect()).unwrap();
+    assert!(
+        mask.is_transposable_nm(Pattern::new(4, 8).unwrap())
+            .unwrap()
+    );
+    // --strict refuses the 1-D tensor; a tensor glob selects.
+    let strict = masklab(&[
+        "solve",
+        "--solver",
+        "exact",
+        "--pattern",
+        "4:8",
+        "--input",
+        input.to_str().unwrap(),
+        "--strict",
+    ]);
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("--strict"));
+    let glob = format!("{}#layer.*", input.display());
+    let g = ok(&[
+        "solve",
+        "--solver",
+        "exhaustive",
+        "--pattern",
+        "2:4",
+        "--input",
+        &glob,
+        "--json",
+    ]);
+    assert_eq!(g.lines().count(), 1);
+    let bad = masklab(&[
+        "solve",
+        "--solver",
+        "exhaustive",
+        "--pattern",
+        "4:8",
+        "--input",
+        &glob,
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("M = 4"));
+}
+
+#[test]
+fn table2_smoke_runs_and_matches_its_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    ok(&[
+        "run",
+        "experiments/table2.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let rows = summary_rows(&out);
+    // 4 patterns × 7 solvers (exhaustive at 2:4 only, so 3 × 7 + 8) × 2 sources.
+    assert_eq!(rows.len(), 2 * (3 * 7 + 8));
+    for r in &rows {
+        assert_eq!(r["infeasible_blocks"], 0.0, "{r:?}");
+        let gap = r["kept_gap"].as_f64().unwrap();
+        match r["solver"].as_str().unwrap() {
+            "exact" | "lp" | "exhaustive" => assert!(gap.abs() < 1e-6, "{r:?}"),
+            _ => assert!(gap >= -1e-9 && gap < 0.5, "{r:?}"),
+        }
+        assert!(
+            r["seconds"].as_f64().unwrap() >= 0.0 && r["blocks_per_second"].as_f64().unwrap() > 0.0
+        );
+    }
+    let r = masklab(&["regress", out.to_str().unwrap()]);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+}
+
+#[test]
+fn solvers_lists_the_registry() {
+    let out = ok(&["solvers"]);
+    for name in [
+        "exact",
+        "lp",
+        "two-approx",
+        "greedy",
+        "tsenor",
+        "exhaustive",
+        "bi-nm",
+        "max-random",
+    ] {
+        assert!(out.contains(name), "{name} missing: {out}");
+    }
+}
+
+#[test]
+fn estimate_measures_and_samples() {
+    use masklab::io::{NamedTensor, read_tensors, write_tensors};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("g.safetensors");
+    write_tensors(
+        &input,
+        &[NamedTensor {
+            name: "fc1.grad".into(),
+            shape: vec![32, 8],
+            data: gaussian(256, 4),
+        }],
+    )
+    .unwrap();
+    let inp = input.to_str().unwrap();
+    let v: Value = serde_json::from_str(&ok(&[
+        "estimate",
+        "--estimator",
+        "greedy",
+        "--pattern",
+        "2:4",
+        "--input",
+        inp,
+        "--draws",
+        "5",
+        "--json",
+    ]))
+    .unwrap();
+    for f in [
+        "estimator",
+        "pattern",
+        "draws",
+        "rel_bias",
+        "rel_variance",
+        "rel_mse",
+        "gemm_rel_bias",
+        "gemm_rel_variance",
+    ] {
+        assert!(!v[f].is_null(), "{f} missing: {v}");
+    }
+    assert_eq!(v["rel_variance"], 0.0);
+    assert!(v["rel_bias"].as_f64().unwrap() > 0.05);
+    let m: Value = serde_json::from_str(&ok(&[
+        "estimate",
+        "--estimator",
+        "mvue",
+        "--pattern",
+        "2:4",
+        "--input",
+        inp,
+        "--draws",
+        "2000",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(
+        m["rel_bias"].as_f64().unwrap()
+            < 0.01 * m["rel_variance"].as_f64().unwrap().max(1e-12) + 2e-3,
+        "{m}"
+    );
+    let out = tmp.path().join("s.h5");
+    ok(&[
+        "estimate",
+        "--estimator",
+        "mvue",
+        "--pattern",
+        "2:4",
+        "--sample",
+        "--input",
+        inp,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let s = &read_tensors(out.to_str().unwrap()).unwrap()[0];
+    assert_eq!(
+        (s.name.as_str(), s.shape.clone()),
+        ("fc1.grad", vec![32, 8])
+    );
+    // Along dim 0: every group of 4 rows in a column keeps exactly 2.
+    for c in 0..8 {
+        for r0 in (0..32).step_by(4) {
+            assert_eq!((r0..r0 + 4).filter(|r| s.data[r * 8 + c] != 0.0).count(), 2);
+        }
+    }
+    let bad = masklab(&[
+        "estimate",
+        "--estimator",
+        "mvue_1to2",
+        "--pattern",
+        "2:4",
+        "--input",
+        inp,
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn table3_smoke_shows_greedy_biased_and_mvue_unbiased() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    ok(&[
+        "run",
+        "experiments/table3.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 3 * (3 + 3 + 1 + 1)); // inputs × (greedy, mvue at 3 patterns; mvue_1to2; approx)
+    for r in &rows {
+        let (bias, var) = (
+            r["rel_bias"].as_f64().unwrap(),
+            r["rel_variance"].as_f64().unwrap(),
+        );
+        if r["estimator"] == "greedy" {
+            assert_eq!(var, 0.0, "{r:?}");
+            assert!(
+                bias > if r["input"] == "gaussian" { 0.05 } else { 0.0 },
+                "{r:?}"
+            );
+        } else {
+            // Unbiased: the measured bias is the mean's own variance, about variance / K.
+            assert!(bias < 10.0 * var / 200.0 + 1e-9, "{r:?}");
+        }
+    }
+    let r = masklab(&["regress", out.to_str().unwrap()]);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+}

@@ -19,9 +19,18 @@ pub struct ApproxMvue2to4;
 /// Exact inclusion probabilities of the two-draw design for one group of four.
 pub fn inclusion(mags: &[f64; 4]) -> [f64; 4] {
     let s: f64 = mags.iter().sum();
-    let r: Vec<f64> = mags.iter().map(|&a| if s - a > 0.0 { a / (s - a) } else { 0.0 }).collect();
+    let r: Vec<f64> = mags
+        .iter()
+        .map(|&a| if s - a > 0.0 { a / (s - a) } else { 0.0 })
+        .collect();
     let t: f64 = r.iter().sum();
-    std::array::from_fn(|k| if s > 0.0 { mags[k] / s * (1.0 + t - r[k]) } else { 0.0 })
+    std::array::from_fn(|k| {
+        if s > 0.0 {
+            mags[k] / s * (1.0 + t - r[k])
+        } else {
+            0.0
+        }
+    })
 }
 
 fn pick(weights: &[f64; 4], u: f64) -> usize {
@@ -56,7 +65,10 @@ impl Estimator for ApproxMvue2to4 {
     }
     fn supports(&self, pattern: Pattern) -> Result<()> {
         if (pattern.n, pattern.m) != (2, 4) {
-            return Err(Error::Unsupported { what: format!("approx_mvue_2to4 for {pattern}"), reason: "it is a 2:4 sampler; use mvue for other N:M".into() });
+            return Err(Error::Unsupported {
+                what: format!("approx_mvue_2to4 for {pattern}"),
+                reason: "it is a 2:4 sampler; use mvue for other N:M".into(),
+            });
         }
         Ok(())
     }
@@ -72,11 +84,20 @@ impl Estimator for ApproxMvue2to4 {
             let second = pick(&rest, u[1] as f64);
             let pi = inclusion(&mags);
             for k in 0..4 {
-                g[k] = if k == first || k == second { (g[k] as f64 / pi[k]) as f32 } else { 0.0 };
+                g[k] = if k == first || k == second {
+                    (g[k] as f64 / pi[k]) as f32
+                } else {
+                    0.0
+                };
             }
         }
     }
-    fn prune_tensor(&self, groups: &Tensor, _pattern: Pattern, u: &Tensor) -> candle_core::Result<Tensor> {
+    fn prune_tensor(
+        &self,
+        groups: &Tensor,
+        _pattern: Pattern,
+        u: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let x = groups.to_dtype(DType::F64)?;
         let mag = x.abs()?;
         let s = mag.sum_keepdim(1)?;
@@ -88,10 +109,19 @@ impl Estimator for ApproxMvue2to4 {
         let pick = |w: &Tensor, uu: &Tensor| -> candle_core::Result<Tensor> {
             let total = w.sum_keepdim(1)?;
             let threshold = uu.broadcast_mul(&total)?;
-            let before = w.cumsum(1)?.broadcast_le(&threshold)?.to_dtype(DType::F64)?;
+            let before = w
+                .cumsum(1)?
+                .broadcast_le(&threshold)?
+                .to_dtype(DType::F64)?;
             // one-hot of the first position whose cumulative sum exceeds the threshold
             let after = (1.0 - &before)?;
-            let shifted = Tensor::cat(&[&Tensor::ones((w.dim(0)?, 1), DType::F64, w.device())?, &before.narrow(1, 0, 3)?], 1)?;
+            let shifted = Tensor::cat(
+                &[
+                    &Tensor::ones((w.dim(0)?, 1), DType::F64, w.device())?,
+                    &before.narrow(1, 0, 3)?,
+                ],
+                1,
+            )?;
             let onehot = (after * shifted)?;
             onehot * w.gt(0.0)?.to_dtype(DType::F64)?
         };

@@ -39,7 +39,12 @@ impl Estimator for Greedy {
             }
         }
     }
-    fn prune_tensor(&self, groups: &Tensor, pattern: Pattern, _u: &Tensor) -> candle_core::Result<Tensor> {
+    fn prune_tensor(
+        &self,
+        groups: &Tensor,
+        pattern: Pattern,
+        _u: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         // Rank of each element by descending magnitude; keep ranks < N.
         let order = groups.abs()?.arg_sort_last_dim(false)?;
         let rank = order.arg_sort_last_dim(true)?;

@@ -15,7 +15,7 @@
 use super::Estimator;
 use crate::error::Result;
 use crate::mask::Pattern;
-use candle_core::{DType, Tensor, D};
+use candle_core::{D, DType, Tensor};
 
 /// MVUE for any N:M.
 pub struct Mvue;
@@ -58,7 +58,11 @@ pub fn systematic(p: &[f64], u: f64, kept: &mut [bool]) {
     for (i, (&pi, k)) in p.iter().zip(kept.iter_mut()).enumerate() {
         acc += pi;
         // Snap the last cumulative sum to the integer total so exactly that many are kept.
-        let c = if i + 1 == p.len() { target } else { acc.min(target) };
+        let c = if i + 1 == p.len() {
+            target
+        } else {
+            acc.min(target)
+        };
         *k = count(c) - count(c_prev) >= 1.0;
         c_prev = c;
     }
@@ -88,11 +92,20 @@ impl Estimator for Mvue {
             inclusion(g, pattern.n, &mut p);
             systematic(&p, u as f64, &mut kept);
             for ((v, &pi), &k) in g.iter_mut().zip(&p).zip(&kept) {
-                *v = if k && pi > 0.0 { (*v as f64 / pi) as f32 } else { 0.0 };
+                *v = if k && pi > 0.0 {
+                    (*v as f64 / pi) as f32
+                } else {
+                    0.0
+                };
             }
         }
     }
-    fn prune_tensor(&self, groups: &Tensor, pattern: Pattern, u: &Tensor) -> candle_core::Result<Tensor> {
+    fn prune_tensor(
+        &self,
+        groups: &Tensor,
+        pattern: Pattern,
+        u: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let (g, m) = groups.dims2()?;
         let n = pattern.n;
         let x = groups.to_dtype(DType::F64)?;
@@ -102,9 +115,14 @@ impl Estimator for Mvue {
         let total = sorted.sum_keepdim(1)?;
         let prefix_excl = (sorted.cumsum(1)? - &sorted)?;
         let suffix = total.broadcast_sub(&prefix_excl)?.narrow(1, 0, n)?;
-        let ks = Tensor::arange(0u32, n as u32, groups.device())?.to_dtype(DType::F64)?.reshape((1, n))?;
-        let lambdas = ((ks.neg()? + n as f64)?.broadcast_as((g, n))?.contiguous()? / suffix.clamp(1e-300, f64::MAX)?)?;
-        let valid = (lambdas.clone() * sorted.narrow(1, 0, n)?)?.le(1.0)?.to_dtype(DType::F64)?;
+        let ks = Tensor::arange(0u32, n as u32, groups.device())?
+            .to_dtype(DType::F64)?
+            .reshape((1, n))?;
+        let lambdas = ((ks.neg()? + n as f64)?.broadcast_as((g, n))?.contiguous()?
+            / suffix.clamp(1e-300, f64::MAX)?)?;
+        let valid = (lambdas.clone() * sorted.narrow(1, 0, n)?)?
+            .le(1.0)?
+            .to_dtype(DType::F64)?;
         // First valid k: weight valid entries by N − k so the earliest wins the argmax.
         let first = (valid * (ks.neg()? + n as f64)?.broadcast_as((g, n))?)?.argmax_keepdim(1)?;
         let lambda = lambdas.gather(&first, 1)?;
@@ -114,10 +132,19 @@ impl Estimator for Mvue {
         let target = csum.narrow(1, m - 1, 1)?.round()?;
         let csum = csum.broadcast_minimum(&target)?;
         let last = Tensor::cat(&[&csum.narrow(1, 0, m - 1)?, &target], 1)?;
-        let prev = Tensor::cat(&[&Tensor::zeros((g, 1), DType::F64, groups.device())?, &last.narrow(1, 0, m - 1)?], 1)?;
+        let prev = Tensor::cat(
+            &[
+                &Tensor::zeros((g, 1), DType::F64, groups.device())?,
+                &last.narrow(1, 0, m - 1)?,
+            ],
+            1,
+        )?;
         let u = u.to_dtype(DType::F64)?;
-        let count = |c: &Tensor| -> candle_core::Result<Tensor> { c.broadcast_sub(&u)?.ceil()?.relu() };
-        let hit = (count(&last)? - count(&prev)?)?.ge(1.0)?.to_dtype(DType::F64)?;
+        let count =
+            |c: &Tensor| -> candle_core::Result<Tensor> { c.broadcast_sub(&u)?.ceil()?.relu() };
+        let hit = (count(&last)? - count(&prev)?)?
+            .ge(1.0)?
+            .to_dtype(DType::F64)?;
         let scaled = (x / p.clamp(1e-300, 1.0)?)?;
         let _ = D::Minus1;
         (scaled * hit)?.to_dtype(groups.dtype())

@@ -28,7 +28,10 @@ impl Estimator for Mvue1to2 {
     }
     fn supports(&self, pattern: Pattern) -> Result<()> {
         if (pattern.n, pattern.m) != (1, 2) {
-            return Err(Error::Unsupported { what: format!("mvue_1to2 for {pattern}"), reason: "it is the 1:2 estimator; use mvue for other N:M".into() });
+            return Err(Error::Unsupported {
+                what: format!("mvue_1to2 for {pattern}"),
+                reason: "it is the 1:2 estimator; use mvue for other N:M".into(),
+            });
         }
         Ok(())
     }
@@ -48,12 +51,19 @@ impl Estimator for Mvue1to2 {
             }
         }
     }
-    fn prune_tensor(&self, groups: &Tensor, _pattern: Pattern, u: &Tensor) -> candle_core::Result<Tensor> {
+    fn prune_tensor(
+        &self,
+        groups: &Tensor,
+        _pattern: Pattern,
+        u: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let mag = groups.abs()?;
         let s = mag.sum_keepdim(1)?;
-        let p0 = mag.narrow(1, 0, 1)?.broadcast_div(&s.clamp(f32::MIN_POSITIVE, f32::MAX)?)?;
+        let p0 = mag
+            .narrow(1, 0, 1)?
+            .broadcast_div(&s.clamp(f32::MIN_POSITIVE, f32::MAX)?)?;
         let keep0 = u.lt(&p0)?.to_dtype(groups.dtype())?;
         let keep = Tensor::cat(&[&keep0, &(1.0 - &keep0)?], 1)?;
-        (groups.sign()?.broadcast_mul(&s)? * keep)
+        groups.sign()?.broadcast_mul(&s)? * keep
     }
 }

@@ -60,6 +60,9 @@ pub fn fmt_num(v: f64) -> String {
         return format!("{v}");
     }
     let a = v.abs();
+    if v.fract() == 0.0 && a < 1e6 {
+        return format!("{v:.0}");
+    }
     if (1e-3..1e6).contains(&a) {
         let decimals = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
         format!("{v:.decimals$}")

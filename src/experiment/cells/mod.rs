@@ -6,6 +6,7 @@
 //! (see [`crate::results::is_time_column`]).
 
 pub mod diversity;
+pub mod estimator;
 pub mod solver;
 
 use super::plan::Cell;
@@ -85,7 +86,11 @@ pub trait CellKind: Sync + Send {
 }
 
 /// Every cell kind, by name.
-pub static REGISTRY: &[&dyn CellKind] = &[&diversity::DiversityCell, &solver::SolverCell];
+pub static REGISTRY: &[&dyn CellKind] = &[
+    &diversity::DiversityCell,
+    &solver::SolverCell,
+    &estimator::EstimatorCell,
+];
 
 /// The kind called `name`, or an error listing the known kinds.
 pub fn by_name(name: &str) -> Result<&'static dyn CellKind> {

@@ -1,0 +1,205 @@
+//! Cell kind `estimator`: bias, variance and MSE of one neural-gradient estimator (table3).
+//!
+//! Axes: `estimator` (registry name), `pattern` (`N:M`), `input` (`gaussian`, `laplace`,
+//! `lognormal:SIGMA` — heavy-tailed like real neural gradients — or `file:PATH#GLOB`, the first
+//! matching 2-D tensor, e.g. gradients captured in training). Params: `size` (`RxC` of the
+//! synthetic gradient `g: [batch, out]`, default `256x256`), `draws` (K, default 1000),
+//! `in_features` (columns of the random `x` in `dW = gᵀx`, default 64). Groups run along the
+//! batch axis (dim 0). The same seeds give the same draws for every estimator.
+
+use super::{CellContext, CellKind, Row};
+use crate::error::{Error, Result};
+use crate::estimators::{self, measure::measure};
+use crate::experiment::plan::{Cell, derive_seed};
+use crate::mask::{Pattern, parse_size};
+use candle_core::{Device, Tensor};
+use indexmap::IndexMap;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use serde::Serialize;
+use std::time::Instant;
+
+/// The `estimator` cell kind.
+pub struct EstimatorCell;
+
+/// One table3 row.
+#[derive(Debug, Serialize)]
+struct EstimatorRow {
+    unbiased: bool,
+    draws: usize,
+    rel_bias: f64,
+    rel_variance: f64,
+    rel_mse: f64,
+    gemm_rel_bias: f64,
+    gemm_rel_variance: f64,
+    seconds: f64,
+}
+
+struct Params {
+    rows: usize,
+    cols: usize,
+    draws: usize,
+    in_features: usize,
+}
+
+fn params(p: &IndexMap<String, toml::Value>) -> Result<Params> {
+    let mut out = Params {
+        rows: 256,
+        cols: 256,
+        draws: 1000,
+        in_features: 64,
+    };
+    for (k, v) in p {
+        match k.as_str() {
+            "size" => {
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| Error::invalid("size", v, "expected \"RxC\""))?;
+                (out.rows, out.cols) = parse_size(s)?;
+            }
+            "draws" => {
+                out.draws = v
+                    .as_integer()
+                    .filter(|i| *i > 0)
+                    .ok_or_else(|| Error::invalid("draws", v, "expected a positive integer"))?
+                    as usize
+            }
+            "in_features" => {
+                out.in_features = v.as_integer().filter(|i| *i > 0).ok_or_else(|| {
+                    Error::invalid("in_features", v, "expected a positive integer")
+                })? as usize
+            }
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    v,
+                    "estimator cells take size, draws, in_features",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse(
+    cell: &Cell,
+    p: &IndexMap<String, toml::Value>,
+) -> Result<(&'static dyn estimators::Estimator, Pattern, Params)> {
+    let est = estimators::by_name(cell.require("estimator")?)?;
+    let pattern: Pattern = cell
+        .require("pattern")?
+        .parse()
+        .map_err(|e: Error| match e {
+            Error::Pattern { value, reason } => Error::invalid("pattern", value, reason),
+            other => other,
+        })?;
+    est.supports(pattern)
+        .map_err(|e| Error::invalid("estimator", est.name(), e))?;
+    let input = cell.require("input")?;
+    let ok = matches!(input, "gaussian" | "laplace")
+        || input.starts_with("file:")
+        || input
+            .strip_prefix("lognormal:")
+            .is_some_and(|s| s.trim_start_matches("σ=").parse::<f64>().is_ok());
+    if !ok {
+        return Err(Error::invalid(
+            "input",
+            input,
+            "expected gaussian, laplace, lognormal:SIGMA or file:PATH#GLOB",
+        ));
+    }
+    let params = params(p)?;
+    if !input.starts_with("file:") && params.rows % pattern.m != 0 {
+        return Err(Error::invalid(
+            "pattern",
+            pattern,
+            format!("batch {} is not a multiple of M", params.rows),
+        ));
+    }
+    Ok((est, pattern, params))
+}
+
+/// The gradient `g` of an input, drawn from the (seed, input) RNG or read from a file.
+fn gradient(input: &str, p: &Params, seed: u64, m: usize) -> Result<Tensor> {
+    if let Some(spec) = input.strip_prefix("file:") {
+        let t = crate::io::read_tensors(spec)?
+            .into_iter()
+            .find(|t| t.shape.len() == 2 && t.shape[0] % m == 0)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "input",
+                    input,
+                    format!("no 2-D tensor whose first dim is a multiple of {m}"),
+                )
+            })?;
+        return Tensor::from_vec(t.data, (t.shape[0], t.shape[1]), &Device::Cpu)
+            .map_err(Error::tensor(input));
+    }
+    let mut rng =
+        rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(seed, &format!("input {input}")));
+    let sigma = input
+        .strip_prefix("lognormal:")
+        .map(|s| s.trim_start_matches("σ=").parse::<f64>().unwrap_or(2.0));
+    let data: Vec<f32> = (0..p.rows * p.cols)
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+            (match (input, sigma) {
+                (_, Some(s)) => sign * (s * z).exp(),
+                ("laplace", _) => sign * -(1.0 - rng.random::<f64>()).ln(),
+                _ => z,
+            }) as f32
+        })
+        .collect();
+    Tensor::from_vec(data, (p.rows, p.cols), &Device::Cpu).map_err(Error::tensor(input))
+}
+
+impl CellKind for EstimatorCell {
+    fn name(&self) -> &'static str {
+        "estimator"
+    }
+
+    fn summary(&self) -> &'static str {
+        "bias, variance and MSE of a neural-gradient N:M estimator, and of the update GEMM"
+    }
+
+    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
+        parse(cell, params).map(|_| ())
+    }
+
+    fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
+        let (est, pattern, p) = parse(cell, ctx.params)?;
+        let input = cell.require("input")?;
+        let g = gradient(input, &p, cell.seed, pattern.m)?
+            .to_device(&ctx.device)
+            .map_err(Error::tensor("g to device"))?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(cell.seed, "x"));
+        let batch = g.dims()[0];
+        let x: Vec<f32> = (0..batch * p.in_features)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let x =
+            Tensor::from_vec(x, (batch, p.in_features), &ctx.device).map_err(Error::tensor("x"))?;
+        let start = Instant::now();
+        // Same draw seeds for every estimator of a (pattern, input, seed).
+        let m = measure(
+            est,
+            &g,
+            &x,
+            pattern,
+            0,
+            p.draws,
+            derive_seed(cell.seed, &format!("draws {input} {pattern}")),
+        )?;
+        super::to_row(&EstimatorRow {
+            unbiased: est.unbiased(),
+            draws: m.draws,
+            rel_bias: m.rel_bias,
+            rel_variance: m.rel_variance,
+            rel_mse: m.rel_mse,
+            gemm_rel_bias: m.gemm_rel_bias,
+            gemm_rel_variance: m.gemm_rel_variance,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+}
