@@ -24,6 +24,23 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Run a table's smoke profile into `out` (a path or its string), with extra arguments.
+fn run_smoke(table: &str, out: impl AsRef<std::ffi::OsStr>, extra: &[&str]) {
+    let spec = format!("experiments/{table}.toml");
+    let out = Path::new(out.as_ref()).to_str().unwrap().to_string();
+    let mut args = vec![
+        "run",
+        spec.as_str(),
+        "--profile",
+        "smoke",
+        "--out",
+        out.as_str(),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+}
+
 fn summary_rows(dir: &Path) -> Vec<Row> {
     table::rows_from_frame(&table::read_parquet(&dir.join("summary.parquet")).unwrap())
 }
@@ -38,15 +55,7 @@ fn find<'a>(rows: &'a [Row], structure: &str, size: &str) -> &'a Row {
 fn table1_smoke_runs_and_summary_parquet_has_the_known_counts() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("r");
-    ok(&[
-        "run",
-        "experiments/table1.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    run_smoke("table1", out.to_str().unwrap(), &[]);
     let rows = summary_rows(&out);
     assert_eq!(rows.len(), 20); // 10 structures × 2 sizes
     let t24 = find(&rows, "transposable:2:4", "8x8");
@@ -89,26 +98,8 @@ fn table1_smoke_runs_and_summary_parquet_has_the_known_counts() {
 fn same_spec_and_seed_give_byte_identical_summary_csv() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    ok(&[
-        "run",
-        "experiments/table1.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        a.to_str().unwrap(),
-        "--quiet",
-    ]);
-    ok(&[
-        "run",
-        "experiments/table1.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        b.to_str().unwrap(),
-        "--quiet",
-        "--jobs",
-        "2",
-    ]);
+    run_smoke("table1", a.to_str().unwrap(), &[]);
+    run_smoke("table1", b.to_str().unwrap(), &["--jobs", "2"]);
     let (ca, cb) = (
         std::fs::read(a.join("summary.csv")).unwrap(),
         std::fs::read(b.join("summary.csv")).unwrap(),
@@ -121,26 +112,8 @@ fn same_spec_and_seed_give_byte_identical_summary_csv() {
 fn resumed_run_ends_with_exactly_the_cells_of_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (whole, parts) = (tmp.path().join("whole"), tmp.path().join("parts"));
-    ok(&[
-        "run",
-        "experiments/table1.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        whole.to_str().unwrap(),
-        "--quiet",
-    ]);
-    ok(&[
-        "run",
-        "experiments/table1.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        parts.to_str().unwrap(),
-        "--quiet",
-        "--max-cells",
-        "7",
-    ]);
+    run_smoke("table1", whole.to_str().unwrap(), &[]);
+    run_smoke("table1", parts.to_str().unwrap(), &["--max-cells", "7"]);
     let partial = std::fs::read_to_string(parts.join("cells.jsonl")).unwrap();
     assert_eq!(partial.lines().count(), 7);
     // A crash mid-write leaves a torn line; resume must drop it and carry on.
@@ -181,37 +154,9 @@ fn resumed_run_ends_with_exactly_the_cells_of_an_uninterrupted_run() {
 fn shards_merge_into_the_whole_run() {
     let tmp = tempfile::tempdir().unwrap();
     let d = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
-    ok(&[
-        "run",
-        "experiments/table1.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        &d("whole"),
-        "--quiet",
-    ]);
-    ok(&[
-        "run",
-        "experiments/table1.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        &d("s0"),
-        "--quiet",
-        "--shard",
-        "0/2",
-    ]);
-    ok(&[
-        "run",
-        "experiments/table1.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        &d("s1"),
-        "--quiet",
-        "--shard",
-        "1/2",
-    ]);
+    run_smoke("table1", &d("whole"), &[]);
+    run_smoke("table1", &d("s0"), &["--shard", "0/2"]);
+    run_smoke("table1", &d("s1"), &["--shard", "1/2"]);
     assert!(ok(&["merge", &d("s0"), &d("s1"), "--out", &d("m")]).contains("merged 20 cells of 20"));
     let csv = |n: &str| std::fs::read(Path::new(&d(n)).join("summary.csv")).unwrap();
     assert_eq!(csv("whole"), csv("m"));
@@ -222,15 +167,7 @@ fn regress_exits_1_beyond_tolerance_and_0_otherwise() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("r");
     let base = tmp.path().join("base.parquet");
-    ok(&[
-        "run",
-        "experiments/table1.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    run_smoke("table1", out.to_str().unwrap(), &[]);
     ok(&[
         "regress",
         out.to_str().unwrap(),
@@ -286,15 +223,7 @@ fn regress_exits_1_beyond_tolerance_and_0_otherwise() {
 fn committed_baseline_matches_a_fresh_smoke_run() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("r");
-    ok(&[
-        "run",
-        "experiments/table1.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    run_smoke("table1", out.to_str().unwrap(), &[]);
     let r = masklab(&["regress", out.to_str().unwrap()]);
     assert_eq!(
         r.status.code(),
@@ -520,15 +449,7 @@ fn solve_reports_json_writes_masks_and_skips_what_does_not_tile() {
 fn table2_smoke_runs_and_matches_its_baseline() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("r");
-    ok(&[
-        "run",
-        "experiments/table2.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    run_smoke("table2", out.to_str().unwrap(), &[]);
     let rows = summary_rows(&out);
     // 4 patterns × 7 solvers (exhaustive at 2:4 only, so 3 × 7 + 8) × 2 sources.
     assert_eq!(rows.len(), 2 * (3 * 7 + 8));
@@ -669,15 +590,7 @@ fn estimate_measures_and_samples() {
 fn table3_smoke_shows_greedy_biased_and_mvue_unbiased() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("r");
-    ok(&[
-        "run",
-        "experiments/table3.toml",
-        "--profile",
-        "smoke",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    run_smoke("table3", out.to_str().unwrap(), &[]);
     let rows = summary_rows(&out);
     assert_eq!(rows.len(), 3 * (3 + 3 + 1 + 1)); // inputs × (greedy, mvue at 3 patterns; mvue_1to2; approx)
     for r in &rows {

@@ -36,6 +36,15 @@ impl Cell {
         })
     }
 
+    /// Parse a required axis; errors (including bad patterns) name the axis.
+    pub fn parse_axis<T: std::str::FromStr<Err = Error>>(&self, axis: &str) -> Result<T> {
+        self.require(axis)?.parse().map_err(|e: Error| match e {
+            Error::Pattern { value, reason } => Error::invalid(axis, value, reason),
+            Error::Invalid { value, reason, .. } => Error::invalid(axis, value, reason),
+            other => other,
+        })
+    }
+
     /// The grid point without the seed, e.g. `pattern=2:4 solver=exact`.
     pub fn point(&self) -> String {
         self.values

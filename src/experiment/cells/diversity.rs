@@ -30,13 +30,7 @@ struct DiversityRow {
 }
 
 fn parse(cell: &Cell) -> Result<(Structure, usize, usize)> {
-    let structure: Structure = cell
-        .require("structure")?
-        .parse()
-        .map_err(|e: Error| match e {
-            Error::Pattern { value, reason } => Error::invalid("structure", value, reason),
-            other => other,
-        })?;
+    let structure: Structure = cell.parse_axis("structure")?;
     let (rows, cols) = parse_size(cell.require("size")?)?;
     Ok((structure, rows, cols))
 }

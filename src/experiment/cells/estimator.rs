@@ -86,13 +86,7 @@ fn parse(
     p: &IndexMap<String, toml::Value>,
 ) -> Result<(&'static dyn estimators::Estimator, Pattern, Params)> {
     let est = estimators::by_name(cell.require("estimator")?)?;
-    let pattern: Pattern = cell
-        .require("pattern")?
-        .parse()
-        .map_err(|e: Error| match e {
-            Error::Pattern { value, reason } => Error::invalid("pattern", value, reason),
-            other => other,
-        })?;
+    let pattern: Pattern = cell.parse_axis("pattern")?;
     est.supports(pattern)
         .map_err(|e| Error::invalid("estimator", est.name(), e))?;
     let input = cell.require("input")?;

@@ -70,13 +70,7 @@ struct Parsed {
 }
 
 fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> {
-    let pattern: Pattern = cell
-        .require("pattern")?
-        .parse()
-        .map_err(|e: Error| match e {
-            Error::Pattern { value, reason } => Error::invalid("pattern", value, reason),
-            other => other,
-        })?;
+    let pattern: Pattern = cell.parse_axis("pattern")?;
     let solver = solvers::by_name(cell.require("solver")?)?;
     let source = parse_source(cell.require("source")?)?;
     if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source {
