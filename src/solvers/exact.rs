@@ -54,25 +54,29 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
         keep.iter_mut().for_each(|k| *k = 1);
         return;
     }
-    let a: Vec<f64> = scores.iter().map(|&s| s as f64).collect();
+    let a = scores;
     // Potentials: rows hold their N-th largest score, columns 0.
-    let mut pot_row = vec![0f64; m];
-    let mut pot_col = vec![0f64; m];
-    let mut col_count = vec![0usize; m];
-    let mut order: Vec<usize> = (0..m).collect();
+    const CAP: usize = super::MAX_M;
+    let mut pot_row = [0f64; CAP];
+    let mut pot_col = [0f64; CAP];
+    let mut col_count = [0usize; CAP];
+    let mut keys = [0u64; CAP];
     for i in 0..m {
         let row = &a[i * m..(i + 1) * m];
-        order.sort_unstable_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
-        for &j in &order[..n] {
+        super::descending_keys(row, &mut keys[..m]);
+        for &key in &keys[..n] {
+            let j = (key & 0xffff_ffff) as usize;
             keep[i * m + j] = 1;
             col_count[j] += 1;
         }
-        pot_row[i] = row[order[n - 1]];
+        pot_row[i] = row[(keys[n - 1] & 0xffff_ffff) as usize] as f64;
     }
+    let (pot_row, pot_col, col_count) = (&mut pot_row[..m], &mut pot_col[..m], &mut col_count[..m]);
     // Dijkstra state over 2M nodes: columns 0..m, rows m..2m.
-    let mut dist = vec![0f64; 2 * m];
-    let mut prev = vec![usize::MAX; 2 * m];
-    let mut done = vec![false; 2 * m];
+    let mut dist = [0f64; 2 * CAP];
+    let mut prev = [usize::MAX; 2 * CAP];
+    let mut done = [false; 2 * CAP];
+    let (dist, prev, done) = (&mut dist[..2 * m], &mut prev[..2 * m], &mut done[..2 * m]);
     loop {
         if col_count.iter().all(|&c| c <= n) {
             break;
@@ -90,7 +94,7 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
             // Pick the closest unfinished node.
             let mut u = usize::MAX;
             let mut best = f64::INFINITY;
-            for (v, (&d, &f)) in dist.iter().zip(&done).enumerate() {
+            for (v, (&d, &f)) in dist.iter().zip(done.iter()).enumerate() {
                 if !f && d < best {
                     best = d;
                     u = v;
@@ -109,7 +113,7 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
                 // Column j → row i over a kept entry (drop it): cost +A_ij.
                 for i in 0..m {
                     if keep[i * m + j] == 1 && !done[m + i] {
-                        let rc = (a[i * m + j] + pot_col[j] - pot_row[i]).max(0.0);
+                        let rc = (a[i * m + j] as f64 + pot_col[j] - pot_row[i]).max(0.0);
                         if dist[u] + rc < dist[m + i] {
                             dist[m + i] = dist[u] + rc;
                             prev[m + i] = u;
@@ -121,7 +125,7 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
                 // Row i → column k over a pruned entry (keep it): cost −A_ik.
                 for k in 0..m {
                     if keep[i * m + k] == 0 && !done[k] {
-                        let rc = (-a[i * m + k] + pot_row[i] - pot_col[k]).max(0.0);
+                        let rc = (-(a[i * m + k] as f64) + pot_row[i] - pot_col[k]).max(0.0);
                         if dist[u] + rc < dist[k] {
                             dist[k] = dist[u] + rc;
                             prev[k] = u;

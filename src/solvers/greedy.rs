@@ -41,13 +41,22 @@ impl Solver for Greedy {
 /// Solve one M×M block (`scores` row-major, non-negative) into `keep` by the greedy rule.
 pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
     let m = pattern.m;
-    let mut order = super::descending_order(scores);
-    let mut rows = [0u8; 256];
-    let mut cols = [0u8; 256];
+    let mut stack = [0u64; 1024];
+    let mut heap = Vec::new();
+    let keys: &mut [u64] = if scores.len() <= stack.len() {
+        &mut stack[..scores.len()]
+    } else {
+        heap.resize(scores.len(), 0);
+        &mut heap
+    };
+    super::descending_keys(scores, keys);
+    let mut rows = [0u8; super::MAX_M];
+    let mut cols = [0u8; super::MAX_M];
     keep.iter_mut().for_each(|k| *k = 0);
     let n = pattern.n as u8;
     let mut placed = 0;
-    for idx in order.drain(..) {
+    for &key in keys.iter() {
+        let idx = (key & 0xffff_ffff) as usize;
         let (r, c) = (idx / m, idx % m);
         if rows[r] < n && cols[c] < n {
             keep[idx] = 1;

@@ -208,17 +208,13 @@ where
     keep
 }
 
-/// Indices of `scores` (non-negative, finite) in descending order, ties by lower index.
-pub fn descending_order(scores: &[f32]) -> Vec<usize> {
-    let mut keys: Vec<u64> = scores
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ((!s.max(0.0).to_bits() as u64) << 32) | i as u64)
-        .collect();
+/// Sort keys of `scores` (non-negative, finite) into `keys`: descending score, ties by lower
+/// index; a key's low 32 bits are the index. No allocation: the caller owns `keys`.
+pub fn descending_keys(scores: &[f32], keys: &mut [u64]) {
+    for (k, (i, s)) in keys.iter_mut().zip(scores.iter().enumerate()) {
+        *k = ((!s.max(0.0).to_bits() as u64) << 32) | i as u64;
+    }
     keys.sort_unstable();
-    keys.into_iter()
-        .map(|k| (k & 0xffff_ffff) as usize)
-        .collect()
 }
 
 #[cfg(test)]
