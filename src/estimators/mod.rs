@@ -109,31 +109,33 @@ pub fn sample(
         });
     }
     let ctx = Error::tensor(format!("{} on {rows}x{cols}", est.name()));
+    let n_groups = rows * cols / pattern.m;
+    let k = est.uniforms_per_group();
+    // Group order (and so uniform order): groups of gᵀ for dim 0, of g for dim 1, row-major.
+    let u = uniforms(n_groups, k, seed);
     (|| {
+        if let Device::Cpu = g.device() {
+            let mut values = g
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            if dim == 1 {
+                prune_parallel(est, &mut values, pattern, &u);
+            } else {
+                prune_columns(est, &mut values, rows, cols, pattern, &u);
+            }
+            return Tensor::from_vec(values, (rows, cols), &Device::Cpu);
+        }
         let grouped = if dim == 0 {
             g.t()?.contiguous()?
         } else {
             g.contiguous()?
         };
-        let n_groups = rows * cols / pattern.m;
-        let k = est.uniforms_per_group();
-        let u = uniforms(n_groups, k, seed);
-        let out = match g.device() {
-            Device::Cpu => {
-                let mut values = grouped
-                    .flatten_all()?
-                    .to_dtype(candle_core::DType::F32)?
-                    .to_vec1::<f32>()?;
-                prune_parallel(est, &mut values, pattern, &u);
-                Tensor::from_vec(values, grouped.dims(), &Device::Cpu)?
-            }
-            device => {
-                let groups = grouped.reshape((n_groups, pattern.m))?;
-                let ut = Tensor::from_vec(u, (n_groups, k), device)?;
-                est.prune_tensor(&groups, pattern, &ut)?
-                    .reshape(grouped.dims())?
-            }
-        };
+        let groups = grouped.reshape((n_groups, pattern.m))?;
+        let ut = Tensor::from_vec(u, (n_groups, k), g.device())?;
+        let out = est
+            .prune_tensor(&groups, pattern, &ut)?
+            .reshape(grouped.dims())?;
         if dim == 0 {
             out.t()?.contiguous()
         } else {
@@ -141,6 +143,41 @@ pub fn sample(
         }
     })()
     .map_err(ctx)
+}
+
+/// The CPU path for groups running down columns (dim 0) of a row-major `[rows, cols]` buffer:
+/// each strip of M rows is gathered into contiguous groups, pruned, and scattered back, in
+/// parallel over strips; group `(column c, strip b)` uses the uniforms of group `c·(rows/M) + b`.
+pub fn prune_columns(
+    est: &dyn Estimator,
+    values: &mut [f32],
+    rows: usize,
+    cols: usize,
+    pattern: Pattern,
+    uniforms: &[f32],
+) {
+    let (m, k) = (pattern.m, est.uniforms_per_group());
+    let strips = rows / m;
+    values
+        .par_chunks_mut(m * cols)
+        .enumerate()
+        .for_each(|(b, strip)| {
+            let mut groups = vec![0f32; m * cols];
+            let mut u = vec![0f32; cols * k];
+            for c in 0..cols {
+                for i in 0..m {
+                    groups[c * m + i] = strip[i * cols + c];
+                }
+                let from = (c * strips + b) * k;
+                u[c * k..(c + 1) * k].copy_from_slice(&uniforms[from..from + k]);
+            }
+            est.prune_groups(&mut groups, pattern, &u);
+            for c in 0..cols {
+                for i in 0..m {
+                    strip[i * cols + c] = groups[c * m + i];
+                }
+            }
+        });
 }
 
 /// The CPU path over many groups, in parallel chunks.
