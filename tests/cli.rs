@@ -41,6 +41,17 @@ fn run_smoke(table: &str, out: impl AsRef<std::ffi::OsStr>, extra: &[&str]) {
     ok(&args);
 }
 
+/// `masklab regress` of a run against the committed baseline exits 0.
+fn assert_matches_baseline(out: &Path) {
+    let r = masklab(&["regress", out.to_str().unwrap()]);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+}
+
 fn summary_rows(dir: &Path) -> Vec<Row> {
     table::rows_from_frame(&table::read_parquet(&dir.join("summary.parquet")).unwrap())
 }
@@ -224,13 +235,7 @@ fn committed_baseline_matches_a_fresh_smoke_run() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("r");
     run_smoke("table1", out.to_str().unwrap(), &[]);
-    let r = masklab(&["regress", out.to_str().unwrap()]);
-    assert_eq!(
-        r.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&r.stdout)
-    );
+    assert_matches_baseline(&out);
 }
 
 #[test]
@@ -464,13 +469,7 @@ fn table2_smoke_runs_and_matches_its_baseline() {
             r["seconds"].as_f64().unwrap() >= 0.0 && r["blocks_per_second"].as_f64().unwrap() > 0.0
         );
     }
-    let r = masklab(&["regress", out.to_str().unwrap()]);
-    assert_eq!(
-        r.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&r.stdout)
-    );
+    assert_matches_baseline(&out);
 }
 
 #[test]
@@ -609,11 +608,5 @@ fn table3_smoke_shows_greedy_biased_and_mvue_unbiased() {
             assert!(bias < 10.0 * var / 200.0 + 1e-9, "{r:?}");
         }
     }
-    let r = masklab(&["regress", out.to_str().unwrap()]);
-    assert_eq!(
-        r.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&r.stdout)
-    );
+    assert_matches_baseline(&out);
 }
