@@ -63,3 +63,21 @@ bench: setup
 lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
+
+# `cargo check --features cuda` with the CUDA 13.0 compiler from PyPI wheels (no GPU needed).
+# The unpacked toolkit is cached under target/cuda-13.0/.
+check-cuda:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    root="$PWD/target/cuda-13.0"
+    if [ ! -x "$root/nvidia/cu13/bin/nvcc" ]; then
+        mkdir -p "$root/wheels"
+        python3 -m pip download --no-deps --only-binary=:all: --dest "$root/wheels" \
+            nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 \
+            nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85
+        for w in "$root"/wheels/*.whl; do python3 -m zipfile -e "$w" "$root"; done
+        chmod -R u+x "$root/nvidia/cu13/bin" "$root/nvidia/cu13/nvvm/bin"
+    fi
+    export CUDA_HOME="$root/nvidia/cu13" CUDA_COMPUTE_CAP=90 CUDAFORGE_THREADS="$(nproc)"
+    export PATH="$CUDA_HOME/bin:$PATH"
+    cargo check --features cuda --lib --bins --target-dir target/check-cuda

@@ -16,3 +16,4 @@ pub use error::{Error, Result};
 pub mod experiment;
 pub mod io;
 pub mod results;
+pub mod train;
