@@ -212,6 +212,80 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train one model with N:M masks on the forward/backward GEMMs and an estimator on the update GEMM.
+    #[command(after_help = "Examples:
+  masklab train --model mlp --dataset fashion-mnist --mask transposable:4:8 --solver greedy --every 40 --grad-estimator mvue:2:4 --epochs 2 --seed 0 --json
+  masklab train --dataset synthetic --epochs 1 --mask nm:2:4
+  masklab train --model lenet --dataset mnist --data-dir ~/data --mask unstructured:0.5
+  masklab train --mask transposable:4:8 --grad-estimator mvue:2:4 --capture-grads grads.safetensors
+
+Masks: dense, unstructured:S, nm:N:M (forward only), transposable:N:M (forward and backward).
+Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue:N:M, mvue_1to2:1:2, approx_mvue_2to4:2:4.")]
+    Train {
+        /// Model: mlp, lenet, resnet.
+        #[arg(long, default_value = "mlp")]
+        model: String,
+        /// Data set: fashion-mnist, mnist, cifar10, synthetic[:N].
+        #[arg(long, default_value = "fashion-mnist")]
+        dataset: String,
+        /// Directory with the data set files (else $MASKLAB_DATA, else the Debian package's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// MLP hidden widths, comma-separated.
+        #[arg(long, default_value = "256,256", value_delimiter = ',')]
+        hidden: Vec<usize>,
+        /// Mask structure of the prunable layers.
+        #[arg(long, default_value = "dense")]
+        mask: String,
+        /// Solver for transposable masks (see `masklab solvers`).
+        #[arg(long, default_value = "greedy")]
+        solver: String,
+        /// Recompute masks every K steps (0: static, from the initial weights).
+        #[arg(long, default_value_t = 0)]
+        every: usize,
+        /// Estimator of the update GEMM's neural gradient.
+        #[arg(long, default_value = "dense")]
+        grad_estimator: String,
+        /// SR-STE decay on pruned weights (0: off).
+        #[arg(long, default_value_t = 0.0)]
+        srste: f64,
+        /// Epochs.
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        /// Batch size (a multiple of the gradient pattern's M).
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Peak learning rate (cosine to 0).
+        #[arg(long, default_value_t = 0.05)]
+        lr: f64,
+        /// SGD momentum.
+        #[arg(long, default_value_t = 0.9)]
+        momentum: f64,
+        /// Weight decay.
+        #[arg(long, default_value_t = 5e-4)]
+        weight_decay: f64,
+        /// Optimiser: sgd or adamw.
+        #[arg(long, default_value = "sgd")]
+        optimizer: String,
+        /// Use only the first N training examples.
+        #[arg(long)]
+        train_limit: Option<usize>,
+        /// Write the last step's neural gradients of the prunable layers (.safetensors or .h5).
+        #[arg(long)]
+        capture_grads: Option<PathBuf>,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Device: cpu, cuda, cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Mask diversity of one structure over one tensor.
     #[command(after_help = "Examples:
   masklab diversity transposable --pattern 4:8 --size 8x8 --json
@@ -505,6 +579,96 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             if let Some(out) = output.filter(|_| sample) {
                 masklab::io::write_tensors(&out, &drawn)?;
                 eprintln!("wrote {} tensors to {}", drawn.len(), out.display());
+            }
+        }
+        Command::Train {
+            model,
+            dataset,
+            data_dir,
+            hidden,
+            mask,
+            solver,
+            every,
+            grad_estimator,
+            srste,
+            epochs,
+            batch,
+            lr,
+            momentum,
+            weight_decay,
+            optimizer,
+            train_limit,
+            capture_grads,
+            threads,
+            device,
+            seed,
+            json,
+        } => {
+            use masklab::train::trainer::{OptimizerKind, TrainConfig, train};
+            let optimizer = match optimizer.as_str() {
+                "sgd" => OptimizerKind::Sgd,
+                "adamw" => OptimizerKind::AdamW,
+                other => bail!("--optimizer {other}: expected sgd or adamw"),
+            };
+            let cfg = TrainConfig {
+                model,
+                hidden,
+                mask: mask.parse()?,
+                solver,
+                every,
+                grad: grad_estimator.parse()?,
+                srste,
+                epochs,
+                batch,
+                lr,
+                momentum,
+                weight_decay,
+                optimizer,
+                seed,
+                train_limit,
+                capture_grads: capture_grads.clone(),
+                progress: !json,
+            };
+            let device = masklab::device::parse(&device)?;
+            let data = masklab::train::data::load(&dataset, data_dir.as_deref(), seed)?;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.unwrap_or(0))
+                .build()?;
+            let report = pool.install(|| train(&cfg, &data, &device))?;
+            if json {
+                let mut v = serde_json::to_value(&report)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("model".into(), cfg.model.clone().into());
+                    o.insert("dataset".into(), data.name.clone().into());
+                    o.insert("mask".into(), cfg.mask.to_string().into());
+                    o.insert("grad_estimator".into(), format!("{:?}", cfg.grad).into());
+                    o.insert("seed".into(), seed.into());
+                }
+                println!("{v}");
+            } else {
+                println!(
+                    "{} on {} ({} mask, {:?} gradients): test accuracy {:.4}, train loss {:.4}, {} steps, {:.2} ms/step, {:.1} s, structure {}",
+                    cfg.model,
+                    data.name,
+                    cfg.mask,
+                    cfg.grad,
+                    report.test_accuracy,
+                    report.train_loss,
+                    report.steps,
+                    report.step_seconds * 1e3,
+                    report.seconds,
+                    if report.structure_ok {
+                        "ok"
+                    } else {
+                        "VIOLATED"
+                    }
+                );
+            }
+            if let Some(p) = capture_grads {
+                eprintln!("wrote neural gradients to {}", p.display());
+            }
+            if !report.structure_ok {
+                bail!("an operand lost its N:M structure");
             }
         }
         Command::Diversity {

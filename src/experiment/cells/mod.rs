@@ -8,6 +8,7 @@
 pub mod diversity;
 pub mod estimator;
 pub mod solver;
+pub mod train;
 
 use super::plan::Cell;
 use crate::error::{Error, Result};
@@ -90,6 +91,7 @@ pub static REGISTRY: &[&dyn CellKind] = &[
     &diversity::DiversityCell,
     &solver::SolverCell,
     &estimator::EstimatorCell,
+    &train::TrainCell,
 ];
 
 /// The kind called `name`, or an error listing the known kinds.
