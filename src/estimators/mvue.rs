@@ -9,19 +9,65 @@
 //! minimum variance `Σ a_i²(1/p_i − 1)` among unbiased N-of-M estimators. For 2:4 with S = Σ|a_i|:
 //! `S²/2 − Σa_i²` when `max|a_i| ≤ S/2`; otherwise the largest is always kept and the variance is
 //! `(S − |a_max|)² − Σ_{i≠max} a_i²`.
-//! Cost: O(M log M) per group (a sort of M magnitudes), one uniform.
+//! Cost: O(N·M) per group (the top N by repeated maximum search), one uniform, no allocation.
 //! Source: Chmiel et al., ICLR 2023, §4 (MVUE 2:4).
 
 use super::Estimator;
 use crate::error::Result;
 use crate::mask::Pattern;
-use candle_core::{D, DType, Tensor};
+use candle_core::{DType, Tensor};
 
 /// MVUE for any N:M.
 pub struct Mvue;
 
 /// Inclusion probabilities `p_i = min(1, λ|a_i|)` with `Σ p_i = min(N, #non-zeros)`.
+///
+/// Water-filling from the top: with the k largest magnitudes saturated at 1, `λ = (N − k) /
+/// (sum of the rest)`, valid once the (k+1)-th largest times λ is ≤ 1. Only the top N are ever
+/// looked at, found by repeated maximum search (O(N·M), no sort, no allocation for M ≤ 64).
 pub fn inclusion(group: &[f32], n: usize, p: &mut [f64]) {
+    let m = group.len();
+    if m > 64 {
+        return inclusion_sorted(group, n, p);
+    }
+    let mut mags = [0f64; 64];
+    let mut total = 0f64;
+    for (d, v) in mags.iter_mut().zip(group) {
+        *d = v.abs() as f64;
+        total += *d;
+    }
+    let mut used = 0u64;
+    let mut rest = total;
+    let mut lambda = f64::INFINITY;
+    for k in 0..n {
+        if rest <= 0.0 {
+            break; // fewer than N non-zeros: every non-zero saturates
+        }
+        let (mut best, mut at) = (-1f64, 0usize);
+        for (i, &v) in mags[..m].iter().enumerate() {
+            if used & (1 << i) == 0 && v > best {
+                (best, at) = (v, i);
+            }
+        }
+        let l = (n - k) as f64 / rest;
+        if l * best <= 1.0 {
+            lambda = l;
+            break;
+        }
+        used |= 1 << at;
+        rest -= best;
+    }
+    for ((pi, v), &a) in p.iter_mut().zip(group).zip(&mags[..m]) {
+        *pi = if *v == 0.0 {
+            0.0
+        } else {
+            (lambda * a).min(1.0)
+        };
+    }
+}
+
+/// [`inclusion`] by a full sort (any M).
+fn inclusion_sorted(group: &[f32], n: usize, p: &mut [f64]) {
     let m = group.len();
     let mut mags: Vec<f64> = group.iter().map(|v| v.abs() as f64).collect();
     mags.sort_by(|a, b| b.total_cmp(a));
@@ -32,7 +78,7 @@ pub fn inclusion(group: &[f32], n: usize, p: &mut [f64]) {
     let mut lambda = f64::INFINITY;
     for k in 0..n {
         if suffix[k] <= 0.0 {
-            break; // fewer than N non-zeros: every non-zero saturates
+            break;
         }
         let l = (n - k) as f64 / suffix[k];
         if l * mags[k] <= 1.0 {
@@ -41,10 +87,11 @@ pub fn inclusion(group: &[f32], n: usize, p: &mut [f64]) {
         }
     }
     for (pi, v) in p.iter_mut().zip(group) {
-        *pi = (lambda * v.abs() as f64).min(1.0);
-        if *v == 0.0 {
-            *pi = 0.0;
-        }
+        *pi = if *v == 0.0 {
+            0.0
+        } else {
+            (lambda * v.abs() as f64).min(1.0)
+        };
     }
 }
 
@@ -146,7 +193,48 @@ impl Estimator for Mvue {
             .ge(1.0)?
             .to_dtype(DType::F64)?;
         let scaled = (x / p.clamp(1e-300, 1.0)?)?;
-        let _ = D::Minus1;
         (scaled * hit)?.to_dtype(groups.dtype())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn max_search_inclusion_equals_the_sorted_one_with_zeros_and_ties() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for m in [2usize, 4, 8, 16, 32, 64] {
+            for n in 1..=m {
+                for trial in 0..50 {
+                    let g: Vec<f32> = (0..m)
+                        .map(|_| match trial % 3 {
+                            0 => rng.random::<f32>() - 0.5,
+                            1 => [0.0, 1.0, -1.0, 3.0][rng.random_range(0..4)],
+                            _ => {
+                                (rng.random::<f32>() * 8.0).exp2()
+                                    * if rng.random() { 1.0 } else { 0.0 }
+                            }
+                        })
+                        .collect();
+                    let (mut a, mut b) = (vec![0f64; m], vec![0f64; m]);
+                    inclusion(&g, n, &mut a);
+                    inclusion_sorted(&g, n, &mut b);
+                    for (x, y) in a.iter().zip(&b) {
+                        assert!(
+                            (x - y).abs() <= 1e-12 * x.abs().max(1.0),
+                            "m={m} n={n} {g:?}: {a:?} vs {b:?}"
+                        );
+                    }
+                    let nonzero = g.iter().filter(|v| **v != 0.0).count();
+                    let sum: f64 = a.iter().sum();
+                    assert!(
+                        (sum - n.min(nonzero) as f64).abs() < 1e-9,
+                        "Σp = {sum} for {g:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -272,12 +272,14 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, device: &Device) -> Result<Train
                     device,
                 )
                 .map_err(tctx("batch"))?;
-            let logits = model.forward(&x, true).map_err(tctx("forward"))?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y).map_err(tctx("loss"))?;
-            let grads = loss.backward().map_err(tctx("backward"))?;
-            opt.step(&grads, cosine(cfg.lr, step, total))
-                .map_err(tctx("update"))?;
-            let l = loss.to_scalar::<f32>().map_err(tctx("loss"))? as f64;
+            let l = train_step(
+                model.as_ref(),
+                &mut opt,
+                &x,
+                &y,
+                cosine(cfg.lr, step, total),
+            )
+            .map_err(tctx("step"))?;
             if !l.is_finite() {
                 return Err(Error::invalid(
                     "lr",
@@ -324,6 +326,21 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, device: &Device) -> Result<Train
         step_seconds: step_time / step.max(1) as f64,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// One step: forward, cross-entropy, backward, optimiser update; returns the loss.
+pub fn train_step(
+    model: &dyn Model,
+    opt: &mut Optimizer,
+    x: &Tensor,
+    y: &Tensor,
+    lr: f64,
+) -> candle_core::Result<f64> {
+    let logits = model.forward(x, true)?;
+    let loss = candle_nn::loss::cross_entropy(&logits, y)?;
+    let grads = loss.backward()?;
+    opt.step(&grads, lr)?;
+    Ok(loss.to_scalar::<f32>()? as f64)
 }
 
 fn check(cfg: &TrainConfig, data: &Dataset) -> Result<()> {
