@@ -479,6 +479,45 @@ mod tests {
     }
 
     #[test]
+    fn lenet_and_resnet_train_with_all_three_gemms_sparse() -> Result<()> {
+        let dev = Device::Cpu;
+        let data = synthetic(64, 0);
+        let lenet = TrainConfig {
+            model: "lenet".into(),
+            epochs: 1,
+            ..cfg("transposable:4:8", "mvue:2:4")
+        };
+        let r = train(&lenet, &data, &dev)?;
+        // conv1 ([16, 25]) and the head stay dense; conv2 [32, 400] and fc1 [128, 800] are sparse.
+        assert_eq!(r.sparse_layers, 2);
+        assert!(r.structure_ok && r.steps == 2);
+        // ResNet on 3×32×32: one step on random images, then every conv's operands checked.
+        let policy = LayerPolicy {
+            estimator: "mvue:2:4".parse()?,
+            custom: true,
+            tile: 8,
+            srste: 0.0,
+        };
+        let mut model = models::build("resnet", (3, 32, 32), 10, &[], &policy, 0, &dev)?;
+        let mask: MaskKind = "transposable:4:8".parse()?;
+        for l in model.sparse_layers() {
+            let m = layer_mask(l, mask, "exact", 0)?;
+            l.set_mask(m.as_ref())?;
+        }
+        // Every conv but the 3-channel stem; the 1×1 shortcut [32, 16] tiles too.
+        assert_eq!(model.sparse_layers().len(), 8);
+        let mut opt = Optimizer::sgd(model.vars(), 0.9, 0.0);
+        let x = Tensor::randn(0f32, 1.0, (4, 3, 32, 32), &dev).unwrap();
+        let y = Tensor::new(&[0u32, 1, 2, 3], &dev).unwrap();
+        let loss = train_step(model.as_ref(), &mut opt, &x, &y, 0.01).unwrap();
+        assert!(loss.is_finite());
+        for l in model.sparse_layers() {
+            assert!(layer_structure_ok(l, mask)?);
+        }
+        Ok(())
+    }
+
+    #[test]
     fn bad_configurations_are_errors_naming_the_field() {
         let data = synthetic(64, 0);
         let e = train(
