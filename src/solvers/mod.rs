@@ -219,9 +219,18 @@ pub fn descending_keys(scores: &[f32], keys: &mut [u64]) {
 
 /// Indices of `scores` (non-negative, finite) in descending score, ties by lower index: a
 /// stable LSD radix sort on the score bits (up to four 8-bit passes, a pass skipped when every
-/// key shares its digit), O(len) with no comparisons. `order` and `scratch` hold `scores.len()`.
+/// key shares its digit), O(len) with no comparisons; blocks of ≤ 64 scores use a comparison sort. `order` and `scratch` hold `scores.len()`.
 pub fn descending_order(scores: &[f32], order: &mut [u32], scratch: &mut [u32]) {
     let n = scores.len();
+    if n <= 64 {
+        // Small blocks: a comparison sort of (key, index) pairs beats four 256-bucket passes.
+        let mut keys = [0u64; 64];
+        descending_keys(scores, &mut keys[..n]);
+        for (o, k) in order.iter_mut().zip(&keys[..n]) {
+            *o = (k & 0xffff_ffff) as u32;
+        }
+        return;
+    }
     let key = |i: u32| !scores[i as usize].max(0.0).to_bits();
     for (i, o) in order.iter_mut().enumerate() {
         *o = i as u32;
@@ -352,7 +361,11 @@ mod tests {
     fn exact_equals_lp_on_8x8_and_16x16_blocks() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2); // fixed seed
         let mut compared = 0;
-        for (m, ns, count) in [(8, vec![2, 4, 5], 120), (16, vec![4, 8, 11], 60)] {
+        for (m, ns, count) in [
+            (8, vec![2, 4, 5], 120),
+            (16, vec![4, 8, 11], 60),
+            (32, vec![7, 16], 4),
+        ] {
             for &n in &ns {
                 let p = Pattern::new(n, m).unwrap();
                 for kind in ["uniform", "ties", "zeros", "wide"] {
