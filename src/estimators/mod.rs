@@ -111,7 +111,8 @@ pub fn sample(
     let ctx = Error::tensor(format!("{} on {rows}x{cols}", est.name()));
     let n_groups = rows * cols / pattern.m;
     let k = est.uniforms_per_group();
-    // Group order (and so uniform order): groups of gᵀ for dim 0, of g for dim 1, row-major.
+    // Group order (and so uniform order), row-major: for dim 1 the groups of each row of g; for
+    // dim 0 strip by strip (M rows of g), column by column within a strip.
     let u = uniforms(n_groups, k, seed);
     (|| {
         if let Device::Cpu = g.device() {
@@ -126,28 +127,46 @@ pub fn sample(
             }
             return Tensor::from_vec(values, (rows, cols), &Device::Cpu);
         }
-        let grouped = if dim == 0 {
-            g.t()?.contiguous()?
-        } else {
-            g.contiguous()?
-        };
-        let groups = grouped.reshape((n_groups, pattern.m))?;
-        let ut = Tensor::from_vec(u, (n_groups, k), g.device())?;
-        let out = est
-            .prune_tensor(&groups, pattern, &ut)?
-            .reshape(grouped.dims())?;
-        if dim == 0 {
-            out.t()?.contiguous()
-        } else {
-            Ok(out)
-        }
+        tensor_path(est, g, pattern, dim, u)
     })()
     .map_err(ctx)
 }
 
+/// The device path of [`sample`] (candle ops only; what CUDA runs), with the same uniforms.
+pub fn tensor_path(
+    est: &dyn Estimator,
+    g: &Tensor,
+    pattern: Pattern,
+    dim: usize,
+    u: Vec<f32>,
+) -> candle_core::Result<Tensor> {
+    let (rows, cols) = g.dims2()?;
+    let m = pattern.m;
+    let n_groups = rows * cols / m;
+    let grouped = if dim == 0 {
+        // [rows, cols] → [strips, M, cols] → [strips, cols, M]
+        g.reshape((rows / m, m, cols))?
+            .transpose(1, 2)?
+            .contiguous()?
+    } else {
+        g.contiguous()?
+    };
+    let groups = grouped.reshape((n_groups, m))?;
+    let ut = Tensor::from_vec(u, (n_groups, est.uniforms_per_group()), g.device())?;
+    let out = est.prune_tensor(&groups, pattern, &ut)?;
+    if dim == 0 {
+        out.reshape((rows / m, cols, m))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((rows, cols))
+    } else {
+        out.reshape((rows, cols))
+    }
+}
+
 /// The CPU path for groups running down columns (dim 0) of a row-major `[rows, cols]` buffer:
 /// each strip of M rows is gathered into contiguous groups, pruned, and scattered back, in
-/// parallel over strips; group `(column c, strip b)` uses the uniforms of group `c·(rows/M) + b`.
+/// parallel over strips; group `(strip b, column c)` uses the uniforms of group `b·cols + c`.
 pub fn prune_columns(
     est: &dyn Estimator,
     values: &mut [f32],
@@ -157,21 +176,19 @@ pub fn prune_columns(
     uniforms: &[f32],
 ) {
     let (m, k) = (pattern.m, est.uniforms_per_group());
-    let strips = rows / m;
+    debug_assert_eq!(rows % m, 0);
     values
         .par_chunks_mut(m * cols)
         .enumerate()
         .for_each(|(b, strip)| {
+            let u = &uniforms[b * cols * k..(b + 1) * cols * k];
             let mut groups = vec![0f32; m * cols];
-            let mut u = vec![0f32; cols * k];
             for c in 0..cols {
                 for i in 0..m {
                     groups[c * m + i] = strip[i * cols + c];
                 }
-                let from = (c * strips + b) * k;
-                u[c * k..(c + 1) * k].copy_from_slice(&uniforms[from..from + k]);
             }
-            est.prune_groups(&mut groups, pattern, &u);
+            est.prune_groups(&mut groups, pattern, u);
             for c in 0..cols {
                 for i in 0..m {
                     strip[i * cols + c] = groups[c * m + i];
@@ -442,6 +459,42 @@ mod tests {
                     assert!(
                         (a - b).abs() <= 1e-4 * a.abs().max(1.0),
                         "{} {pat} element {i}: cpu {a} tensor {b}",
+                        est.name()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn sample_cpu_path_equals_the_device_path_along_both_dims() -> Result<()> {
+        let (rows, cols) = (16, 24);
+        let g = Tensor::from_vec(values(rows * cols, 21), (rows, cols), &Device::Cpu).unwrap();
+        for est in REGISTRY {
+            let pat = if est.name() == "mvue_1to2" {
+                p(1, 2)
+            } else {
+                p(2, 4)
+            };
+            for dim in [0, 1] {
+                let cpu = sample(*est, &g, pat, dim, 5)?
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let groups = rows * cols / pat.m;
+                let u = uniforms(groups, est.uniforms_per_group(), 5);
+                let dev = tensor_path(*est, &g, pat, dim, u)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                for (a, b) in cpu.iter().zip(&dev) {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                        "{} dim {dim}: {a} vs {b}",
                         est.name()
                     );
                 }
