@@ -7,13 +7,10 @@
 //! largest scores — optimal if columns were free, and with row potentials equal to each row's
 //! N-th largest score every residual edge has non-negative reduced cost. Columns that received
 //! more than N then send their excess back to columns with fewer, one unit per Dijkstra along
-//! alternating paths (drop `(i, j)`, add `(i, k)`), on the dense M×M graph without a heap. After
-//! each Dijkstra (which updates the potentials), every augmenting path made of zero-reduced-cost
-//! edges is a shortest one, so a depth-first search augments along as many as it finds before the
-//! next Dijkstra (primal-dual; a few phases instead of one Dijkstra per unit).
+//! alternating paths (drop `(i, j)`, add `(i, k)`), on the dense M×M graph without a heap.
 //! Guarantee: exact (the reduced costs certify optimality; tested against brute force and an LP).
-//! Cost: O(M² log M) for the warm start plus O(M²) per phase (a Dijkstra and a search), a few
-//! phases per block; blocks run in parallel. Works for any 0 ≤ N ≤ M.
+//! Cost: O(M² log M) for the warm start plus O(M²) per unit of column excess, typically a few
+//! units per block; blocks run in parallel. Works for any 0 ≤ N ≤ M.
 //! Source: Hubara et al., NeurIPS 2021 (min-cost flow formulation); the warm start and dense
 //! Dijkstra are this crate's.
 
@@ -75,17 +72,10 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
         pot_row[i] = row[(keys[n - 1] & 0xffff_ffff) as usize] as f64;
     }
     let (pot_row, pot_col, col_count) = (&mut pot_row[..m], &mut pot_col[..m], &mut col_count[..m]);
-    // Edges whose reduced cost is within `tol` of 0 count as tight (rounding in the potentials).
-    let scale = a.iter().fold(0f32, |x, &y| x.max(y)) as f64;
-    let tol = 1e-12 * scale;
     // Dijkstra state over 2M nodes: columns 0..m, rows m..2m.
     let mut dist = [0f64; 2 * CAP];
     let mut prev = [usize::MAX; 2 * CAP];
     let mut done = [false; 2 * CAP];
-    let mut next_edge = [0usize; 2 * CAP];
-    let mut dead = [false; 2 * CAP];
-    let mut on_path = [false; 2 * CAP];
-    let mut path = [0usize; 2 * CAP];
     let (dist, prev, done) = (&mut dist[..2 * m], &mut prev[..2 * m], &mut done[..2 * m]);
     loop {
         if col_count.iter().all(|&c| c <= n) {
@@ -157,77 +147,7 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
                 pot_row[v - m] += d;
             }
         }
-        // Every path of tight edges from a column with excess to one with a deficit is now a
-        // shortest augmenting path: augment along as many as a depth-first search finds
-        // (nodes that lead nowhere are marked dead for this phase).
-        let mut augmented = 0;
-        next_edge[..2 * m].iter_mut().for_each(|e| *e = 0);
-        dead[..2 * m].iter_mut().for_each(|d| *d = false);
-        for s in 0..m {
-            while col_count[s] > n && !dead[s] {
-                let mut len = 1;
-                path[0] = s;
-                on_path[s] = true;
-                let mut found = false;
-                while len > 0 {
-                    let u = path[len - 1];
-                    if u < m && col_count[u] < n {
-                        found = true;
-                        break;
-                    }
-                    let mut step = usize::MAX;
-                    while next_edge[u] < m {
-                        let w = next_edge[u];
-                        next_edge[u] += 1;
-                        let (v, tight) = if u < m {
-                            // column u → row w over a kept entry
-                            let rc = a[w * m + u] as f64 + pot_col[u] - pot_row[w];
-                            (m + w, keep[w * m + u] == 1 && rc <= tol)
-                        } else {
-                            // row u−m → column w over a pruned entry
-                            let i = u - m;
-                            let rc = -(a[i * m + w] as f64) + pot_row[i] - pot_col[w];
-                            (w, keep[i * m + w] == 0 && rc <= tol)
-                        };
-                        if tight && !dead[v] && !on_path[v] {
-                            step = v;
-                            break;
-                        }
-                    }
-                    if step == usize::MAX {
-                        dead[u] = true;
-                        on_path[u] = false;
-                        len -= 1;
-                    } else {
-                        path[len] = step;
-                        on_path[step] = true;
-                        len += 1;
-                    }
-                }
-                if !found {
-                    break;
-                }
-                for w in path[..len].windows(2) {
-                    let (u, v) = (w[0], w[1]);
-                    if u < m {
-                        keep[(v - m) * m + u] = 0; // drop (row v, column u)
-                    } else {
-                        keep[(u - m) * m + v] = 1; // keep (row u, column v)
-                    }
-                }
-                for &v in &path[..len] {
-                    on_path[v] = false;
-                }
-                col_count[s] -= 1;
-                col_count[path[len - 1]] += 1;
-                augmented += 1;
-            }
-        }
-        if augmented > 0 {
-            continue;
-        }
-        // Fallback (the search skipped a tight path through a node already on its stack):
-        // the shortest path Dijkstra found.
+        // Walk the path back, flipping entries.
         let mut v = target;
         while prev[v] != usize::MAX {
             let u = prev[v];

@@ -6,7 +6,7 @@
 //! and its column each keep fewer than N.
 //! Guarantee: the kept set is a maximal feasible set of a 2-matroid intersection, so the kept
 //! score is at least ½ of the optimum. It may leave rows under-filled.
-//! Cost: one radix sort of M² score keys per block, O(M²); blocks run in parallel.
+//! Cost: one sort of M² keys per block, O(M² log M); blocks run in parallel.
 //! Source: Hubara et al., NeurIPS 2021 (code released with the paper).
 
 use super::{Guarantee, SolveContext, Solver};
@@ -41,23 +41,22 @@ impl Solver for Greedy {
 /// Solve one M×M block (`scores` row-major, non-negative) into `keep` by the greedy rule.
 pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
     let m = pattern.m;
-    let (mut stack, mut stack2) = ([0u32; 1024], [0u32; 1024]);
-    let (mut heap, mut heap2) = (Vec::new(), Vec::new());
-    let (order, scratch): (&mut [u32], &mut [u32]) = if scores.len() <= stack.len() {
-        (&mut stack[..scores.len()], &mut stack2[..scores.len()])
+    let mut stack = [0u64; 1024];
+    let mut heap = Vec::new();
+    let keys: &mut [u64] = if scores.len() <= stack.len() {
+        &mut stack[..scores.len()]
     } else {
         heap.resize(scores.len(), 0);
-        heap2.resize(scores.len(), 0);
-        (&mut heap, &mut heap2)
+        &mut heap
     };
-    super::descending_order(scores, order, scratch);
+    super::descending_keys(scores, keys);
     let mut rows = [0u8; super::MAX_M];
     let mut cols = [0u8; super::MAX_M];
     keep.iter_mut().for_each(|k| *k = 0);
     let n = pattern.n as u8;
     let mut placed = 0;
-    for &idx in order.iter() {
-        let idx = idx as usize;
+    for &key in keys.iter() {
+        let idx = (key & 0xffff_ffff) as usize;
         let (r, c) = (idx / m, idx % m);
         if rows[r] < n && cols[c] < n {
             keep[idx] = 1;

@@ -217,51 +217,6 @@ pub fn descending_keys(scores: &[f32], keys: &mut [u64]) {
     keys.sort_unstable();
 }
 
-/// Indices of `scores` (non-negative, finite) in descending score, ties by lower index: a
-/// stable LSD radix sort on the score bits (up to four 8-bit passes, a pass skipped when every
-/// key shares its digit), O(len) with no comparisons; blocks of ≤ 64 scores use a comparison sort. `order` and `scratch` hold `scores.len()`.
-pub fn descending_order(scores: &[f32], order: &mut [u32], scratch: &mut [u32]) {
-    let n = scores.len();
-    if n <= 64 {
-        // Small blocks: a comparison sort of (key, index) pairs beats four 256-bucket passes.
-        let mut keys = [0u64; 64];
-        descending_keys(scores, &mut keys[..n]);
-        for (o, k) in order.iter_mut().zip(&keys[..n]) {
-            *o = (k & 0xffff_ffff) as u32;
-        }
-        return;
-    }
-    let key = |i: u32| !scores[i as usize].max(0.0).to_bits();
-    for (i, o) in order.iter_mut().enumerate() {
-        *o = i as u32;
-    }
-    let (mut src, mut dst) = (order, scratch);
-    let mut swapped = false;
-    for shift in [0u32, 8, 16, 24] {
-        let mut count = [0u32; 256];
-        for &i in src.iter() {
-            count[((key(i) >> shift) & 255) as usize] += 1;
-        }
-        if count.iter().any(|&c| c as usize == n) {
-            continue;
-        }
-        let mut sum = 0;
-        for c in count.iter_mut() {
-            (*c, sum) = (sum, sum + *c);
-        }
-        for &i in src.iter() {
-            let d = ((key(i) >> shift) & 255) as usize;
-            dst[count[d] as usize] = i;
-            count[d] += 1;
-        }
-        std::mem::swap(&mut src, &mut dst);
-        swapped = !swapped;
-    }
-    if swapped {
-        dst.copy_from_slice(src);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::evaluate::{evaluate, gap};
@@ -304,24 +259,6 @@ mod tests {
 
     fn close(a: f64, b: f64, rel: f64) -> bool {
         (a - b).abs() <= rel * a.abs().max(b.abs()) + 1e-30
-    }
-
-    #[test]
-    fn radix_order_equals_the_sorted_order_with_ties_and_zeros() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        for kind in ["uniform", "ties", "zeros", "wide"] {
-            for m in [4usize, 8, 16, 32] {
-                let b = blocks(kind, 20, m, &mut rng);
-                for block in b.chunks(m * m) {
-                    let mut keys = vec![0u64; m * m];
-                    descending_keys(block, &mut keys);
-                    let want: Vec<u32> = keys.iter().map(|k| (k & 0xffff_ffff) as u32).collect();
-                    let (mut order, mut scratch) = (vec![0u32; m * m], vec![0u32; m * m]);
-                    descending_order(block, &mut order, &mut scratch);
-                    assert_eq!(order, want, "{kind} m={m}");
-                }
-            }
-        }
     }
 
     #[test]
