@@ -116,16 +116,13 @@ pub fn sample(
     let u = uniforms(n_groups, k, seed);
     (|| {
         if let Device::Cpu = g.device() {
-            let mut values = g
-                .to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            if dim == 1 {
-                prune_parallel(est, &mut values, pattern, &u);
-            } else {
-                prune_columns(est, &mut values, rows, cols, pattern, &u);
-            }
-            return Tensor::from_vec(values, (rows, cols), &Device::Cpu);
+            let g = g.to_dtype(candle_core::DType::F32)?.contiguous()?;
+            return g.apply_op1_no_bwd(&CpuPrune {
+                est,
+                pattern,
+                dim,
+                uniforms: &u,
+            });
         }
         tensor_path(est, g, pattern, dim, u)
     })()
@@ -164,51 +161,82 @@ pub fn tensor_path(
     }
 }
 
-/// The CPU path for groups running down columns (dim 0) of a row-major `[rows, cols]` buffer:
-/// each strip of M rows is gathered into contiguous groups, pruned, and scattered back, in
-/// parallel over strips; group `(strip b, column c)` uses the uniforms of group `b·cols + c`.
-pub fn prune_columns(
-    est: &dyn Estimator,
-    values: &mut [f32],
-    rows: usize,
-    cols: usize,
+/// The CPU path of [`sample`] as a candle op: one pass that reads `g` and writes the pruned
+/// copy, in parallel over strips of M rows (dim 0) or runs of groups (dim 1). For dim 0, columns
+/// of a strip are gathered into groups a tile at a time (small enough to stay in cache), pruned
+/// and scattered into the output; group `(strip b, column c)` uses the uniforms of group
+/// `b·cols + c`.
+struct CpuPrune<'a> {
+    est: &'a dyn Estimator,
     pattern: Pattern,
-    uniforms: &[f32],
-) {
-    let (m, k) = (pattern.m, est.uniforms_per_group());
-    debug_assert_eq!(rows % m, 0);
-    values
-        .par_chunks_mut(m * cols)
-        .enumerate()
-        .for_each(|(b, strip)| {
-            let u = &uniforms[b * cols * k..(b + 1) * cols * k];
-            let mut groups = vec![0f32; m * cols];
-            for c in 0..cols {
-                for i in 0..m {
-                    groups[c * m + i] = strip[i * cols + c];
-                }
-            }
-            est.prune_groups(&mut groups, pattern, u);
-            for c in 0..cols {
-                for i in 0..m {
-                    strip[i * cols + c] = groups[c * m + i];
-                }
-            }
-        });
+    dim: usize,
+    uniforms: &'a [f32],
 }
 
-/// The CPU path over many groups, in parallel chunks.
-pub fn prune_parallel(est: &dyn Estimator, values: &mut [f32], pattern: Pattern, uniforms: &[f32]) {
-    let k = est.uniforms_per_group();
-    let groups_per_chunk = 1 << 12;
-    values
-        .par_chunks_mut(groups_per_chunk * pattern.m)
-        .enumerate()
-        .for_each(|(c, v)| {
-            let start = (c * groups_per_chunk * k).min(uniforms.len());
-            let end = (start + groups_per_chunk * k).min(uniforms.len());
-            est.prune_groups(v, pattern, &uniforms[start..end])
-        });
+impl candle_core::CustomOp1 for CpuPrune<'_> {
+    fn name(&self) -> &'static str {
+        "nm-estimator"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(all) = storage else {
+            candle_core::bail!("nm-estimator: expected f32");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("nm-estimator: expected a contiguous tensor");
+        };
+        let inp = &all[start..end];
+        let (rows, cols) = layout.shape().dims2()?;
+        let (m, k) = (self.pattern.m, self.est.uniforms_per_group());
+        let mut out = vec![0f32; inp.len()];
+        if self.dim == 1 {
+            const GROUPS: usize = 1 << 12;
+            out.par_chunks_mut(GROUPS * m)
+                .zip(inp.par_chunks(GROUPS * m))
+                .enumerate()
+                .for_each(|(c, (o, i))| {
+                    o.copy_from_slice(i);
+                    let from = c * GROUPS * k;
+                    let u = &self.uniforms[from..from + o.len() / m * k];
+                    self.est.prune_groups(o, self.pattern, u);
+                });
+        } else {
+            const TILE: usize = 256;
+            debug_assert_eq!(rows % m, 0);
+            out.par_chunks_mut(m * cols)
+                .zip(inp.par_chunks(m * cols))
+                .enumerate()
+                .for_each(|(b, (ostrip, istrip))| {
+                    let mut buf = vec![0f32; TILE * m];
+                    for c0 in (0..cols).step_by(TILE) {
+                        let w = TILE.min(cols - c0);
+                        for i in 0..m {
+                            let row = &istrip[i * cols + c0..i * cols + c0 + w];
+                            for (j, &v) in row.iter().enumerate() {
+                                buf[j * m + i] = v;
+                            }
+                        }
+                        let from = (b * cols + c0) * k;
+                        self.est.prune_groups(
+                            &mut buf[..w * m],
+                            self.pattern,
+                            &self.uniforms[from..from + w * k],
+                        );
+                        for i in 0..m {
+                            let row = &mut ostrip[i * cols + c0..i * cols + c0 + w];
+                            for (j, v) in row.iter_mut().enumerate() {
+                                *v = buf[j * m + i];
+                            }
+                        }
+                    }
+                });
+        }
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,76 @@ pub fn systematic(p: &[f64], u: f64, kept: &mut [bool]) {
     }
 }
 
+/// Keep the sampled entries scaled by `1/p_i`; zero the rest.
+fn scale(g: &mut [f32], p: &[f64], kept: &[bool]) {
+    for ((v, &pi), &k) in g.iter_mut().zip(p).zip(kept) {
+        *v = if k && pi > 0.0 {
+            (*v as f64 / pi) as f32
+        } else {
+            0.0
+        };
+    }
+}
+
+/// [`inclusion`], [`systematic`] and [`scale`] for a compile-time M: the same arithmetic in the
+/// same order, on stack arrays the compiler can unroll.
+fn prune_fixed<const M: usize>(values: &mut [f32], n: usize, uniforms: &[f32]) {
+    for (g, &u) in values.chunks_exact_mut(M).zip(uniforms) {
+        let mut mags = [0f64; M];
+        let mut total = 0f64;
+        for (d, v) in mags.iter_mut().zip(g.iter()) {
+            *d = v.abs() as f64;
+            total += *d;
+        }
+        let mut used = [false; M];
+        let mut rest = total;
+        let mut lambda = f64::INFINITY;
+        for k in 0..n {
+            if rest <= 0.0 {
+                break;
+            }
+            let (mut best, mut at) = (-1f64, 0usize);
+            for i in 0..M {
+                if !used[i] && mags[i] > best {
+                    (best, at) = (mags[i], i);
+                }
+            }
+            let l = (n - k) as f64 / rest;
+            if l * best <= 1.0 {
+                lambda = l;
+                break;
+            }
+            used[at] = true;
+            rest -= best;
+        }
+        let mut p = [0f64; M];
+        let mut psum = 0f64;
+        for i in 0..M {
+            p[i] = if g[i] == 0.0 {
+                0.0
+            } else {
+                (lambda * mags[i]).min(1.0)
+            };
+            psum += p[i];
+        }
+        let target = psum.round();
+        let u = u as f64;
+        let count = |x: f64| if x <= u { 0.0 } else { (x - u).ceil() };
+        let (mut acc, mut c_prev) = (0f64, 0f64);
+        for i in 0..M {
+            acc += p[i];
+            let c = if i + 1 == M { target } else { acc.min(target) };
+            let keep = count(c) - count(c_prev) >= 1.0;
+            c_prev = c;
+            g[i] = if keep && p[i] > 0.0 {
+                (g[i] as f64 / p[i]) as f32
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
 impl Estimator for Mvue {
     fn name(&self) -> &'static str {
         "mvue"
@@ -132,18 +202,19 @@ impl Estimator for Mvue {
         Ok(())
     }
     fn prune_groups(&self, values: &mut [f32], pattern: Pattern, uniforms: &[f32]) {
-        let m = pattern.m;
-        let mut p = vec![0f64; m];
-        let mut kept = vec![false; m];
-        for (g, &u) in values.chunks_mut(m).zip(uniforms) {
-            inclusion(g, pattern.n, &mut p);
-            systematic(&p, u as f64, &mut kept);
-            for ((v, &pi), &k) in g.iter_mut().zip(&p).zip(&kept) {
-                *v = if k && pi > 0.0 {
-                    (*v as f64 / pi) as f32
-                } else {
-                    0.0
-                };
+        match pattern.m {
+            2 => prune_fixed::<2>(values, pattern.n, uniforms),
+            4 => prune_fixed::<4>(values, pattern.n, uniforms),
+            8 => prune_fixed::<8>(values, pattern.n, uniforms),
+            16 => prune_fixed::<16>(values, pattern.n, uniforms),
+            m => {
+                let mut p = vec![0f64; m];
+                let mut kept = vec![false; m];
+                for (g, &u) in values.chunks_mut(m).zip(uniforms) {
+                    inclusion(g, pattern.n, &mut p);
+                    systematic(&p, u as f64, &mut kept);
+                    scale(g, &p, &kept);
+                }
             }
         }
     }
@@ -221,6 +292,15 @@ mod tests {
                     let (mut a, mut b) = (vec![0f64; m], vec![0f64; m]);
                     inclusion(&g, n, &mut a);
                     inclusion_sorted(&g, n, &mut b);
+                    // The fixed-M path gives the same draw as the generic one.
+                    let mut fixed = g.clone();
+                    let mut generic = g.clone();
+                    let u: Vec<f32> = vec![rng.random::<f32>()];
+                    Mvue.prune_groups(&mut fixed, Pattern::new(n, m).unwrap(), &u);
+                    let mut kept = vec![false; m];
+                    systematic(&a, u[0] as f64, &mut kept);
+                    scale(&mut generic, &a, &kept);
+                    assert_eq!(fixed, generic, "m={m} n={n} {g:?}");
                     for (x, y) in a.iter().zip(&b) {
                         assert!(
                             (x - y).abs() <= 1e-12 * x.abs().max(1.0),
