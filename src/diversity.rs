@@ -244,7 +244,7 @@ pub fn diversity(structure: Structure, rows: usize, cols: usize) -> Result<Diver
         Structure::Block { b, sparsity } => {
             d.structure = "block".into();
             d.pattern = Some(format!("{b}x{b}"));
-            if rows % b != 0 || cols % b != 0 {
+            if !rows.is_multiple_of(b) || !cols.is_multiple_of(b) {
                 return Err(shape_err(format!("not a whole number of {b}x{b} blocks")));
             }
             let blocks = t / (b * b) as u64;
@@ -255,7 +255,7 @@ pub fn diversity(structure: Structure, rows: usize, cols: usize) -> Result<Diver
         Structure::Nm(p) => {
             d.structure = "nm".into();
             d.pattern = Some(p.to_string());
-            if cols % p.m != 0 {
+            if !cols.is_multiple_of(p.m) {
                 return Err(shape_err(format!(
                     "in = {cols} is not a multiple of M = {}",
                     p.m
@@ -270,7 +270,7 @@ pub fn diversity(structure: Structure, rows: usize, cols: usize) -> Result<Diver
         Structure::Transposable(p) => {
             d.structure = "transposable".into();
             d.pattern = Some(p.to_string());
-            if rows % p.m != 0 || cols % p.m != 0 {
+            if !rows.is_multiple_of(p.m) || !cols.is_multiple_of(p.m) {
                 return Err(shape_err(format!(
                     "out and in must be multiples of M = {}",
                     p.m

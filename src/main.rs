@@ -218,6 +218,7 @@ enum Command {
   masklab train --dataset synthetic --epochs 1 --mask nm:2:4
   masklab train --model lenet --dataset mnist --data-dir ~/data --mask unstructured:0.5
   masklab train --mask transposable:4:8 --grad-estimator mvue:2:4 --capture-grads grads.safetensors
+  masklab train --epochs 5 --save dense.safetensors && masklab train --init dense.safetensors --mask transposable:4:8
 
 Masks: dense, unstructured:S, nm:N:M (forward only), transposable:N:M (forward and backward).
 Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue:N:M, mvue_1to2:1:2, approx_mvue_2to4:2:4.")]
@@ -273,6 +274,12 @@ Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue
         /// Write the last step's neural gradients of the prunable layers (.safetensors or .h5).
         #[arg(long)]
         capture_grads: Option<PathBuf>,
+        /// Start from a checkpoint written by --save (a static mask is computed from it).
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Write the trained dense master weights (.safetensors or .h5).
+        #[arg(long)]
+        save: Option<PathBuf>,
         /// Threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -599,6 +606,8 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             optimizer,
             train_limit,
             capture_grads,
+            init,
+            save,
             threads,
             device,
             seed,
@@ -627,6 +636,8 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 seed,
                 train_limit,
                 capture_grads: capture_grads.clone(),
+                init,
+                save,
                 progress: !json,
             };
             let device = masklab::device::parse(&device)?;

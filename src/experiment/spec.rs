@@ -241,8 +241,7 @@ impl Spec {
                         seeds = value
                             .get_ref()
                             .as_array()
-                            .map(|a| a.iter().map(|v| v.as_integer().filter(|i| *i >= 0).map(|i| i as u64)).collect::<Option<Vec<_>>>())
-                            .flatten()
+                            .and_then(|a| a.iter().map(|v| v.as_integer().filter(|i| *i >= 0).map(|i| i as u64)).collect::<Option<Vec<_>>>())
                             .filter(|s| !s.is_empty())
                             .ok_or_else(|| err(value.span(), format!("{field}: expected a non-empty list of non-negative integers")))?;
                     }

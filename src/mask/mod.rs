@@ -275,7 +275,7 @@ fn check_sparsity(sparsity: f64) -> Result<()> {
 }
 
 fn check_groups(rows: usize, cols: usize, pattern: Pattern) -> Result<()> {
-    if cols % pattern.m != 0 {
+    if !cols.is_multiple_of(pattern.m) {
         return Err(Error::Shape {
             rows,
             cols,

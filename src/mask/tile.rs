@@ -20,7 +20,7 @@ pub struct BlockShape {
 impl BlockShape {
     /// The tiling, or an error if `rows` or `cols` is not a multiple of `m`.
     pub fn new(rows: usize, cols: usize, m: usize) -> Result<Self> {
-        if m == 0 || rows % m != 0 || cols % m != 0 {
+        if m == 0 || !rows.is_multiple_of(m) || !cols.is_multiple_of(m) {
             return Err(Error::Shape {
                 rows,
                 cols,

@@ -119,12 +119,11 @@ pub struct SolveRequest<'a> {
     pub strict: bool,
 }
 
+/// What [`solve_source`] returns: one report and one named mask per tensor, and warnings.
+pub type Solutions = (Vec<TensorReport>, Vec<(String, Mask)>, Vec<String>);
+
 /// Reports, masks and warnings for every selected tensor of `source` (`FILE#GLOB`).
-pub fn solve_source(
-    source: &str,
-    req: &SolveRequest,
-    ctx: &SolveContext,
-) -> Result<(Vec<TensorReport>, Vec<(String, Mask)>, Vec<String>)> {
+pub fn solve_source(source: &str, req: &SolveRequest, ctx: &SolveContext) -> Result<Solutions> {
     let tensors = io::read_tensors(source)?;
     let supplied = match &req.score {
         Score::Supplied(s) => Some(io::read_tensors(s)?),

@@ -144,7 +144,7 @@ pub fn check_blocks(blocks: &[f32], pattern: Pattern) -> Result<()> {
             reason: format!("solvers take M <= {MAX_M}"),
         });
     }
-    if blocks.len() % mm != 0 {
+    if !blocks.len().is_multiple_of(mm) {
         return Err(Error::invalid(
             "blocks",
             blocks.len(),
@@ -370,9 +370,10 @@ mod tests {
             for kind in ["uniform", "ties", "zeros", "wide"] {
                 let b = blocks(kind, if m == 32 { 10 } else { 100 }, m, &mut rng);
                 let opt = evaluate(&b, &solve("exact", &b, p), p);
-                for s in REGISTRY.iter().filter(|s| {
-                    !(s.name() == "exhaustive" && m != 4) && !(s.name() == "lp" && m > 16)
-                }) {
+                for s in REGISTRY
+                    .iter()
+                    .filter(|s| !(s.name() == "exhaustive" && m != 4 || s.name() == "lp" && m > 16))
+                {
                     let e = evaluate(&b, &s.solve(&b, p, &SolveContext::default()).unwrap(), p);
                     assert_eq!(e.infeasible, 0, "{} infeasible on {kind} {p}", s.name());
                     for (i, (k, o)) in e.kept.iter().zip(&opt.kept).enumerate() {

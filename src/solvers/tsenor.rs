@@ -74,7 +74,7 @@ impl Solver for Tsenor {
             local_search_steps: ctx.option("local_search_steps", self.local_search_steps as f64)
                 as usize,
         };
-        if !(this.tau > 0.0) {
+        if this.tau.is_nan() || this.tau <= 0.0 {
             return Err(Error::invalid("tau", this.tau, "must be positive"));
         }
         let fractional = this

@@ -200,8 +200,8 @@ fn idx_set(name: &str, dirs: &[PathBuf]) -> Result<Dataset> {
     let split = |prefix: &str| -> Result<(Split, (usize, usize))> {
         let ip = dir.join(format!("{prefix}-images-idx3-ubyte"));
         let lp = dir.join(format!("{prefix}-labels-idx1-ubyte"));
-        let ib = read_maybe_gz(&ip)?.ok_or_else(|| missing(name, &[ip.clone()]))?;
-        let lb = read_maybe_gz(&lp)?.ok_or_else(|| missing(name, &[lp.clone()]))?;
+        let ib = read_maybe_gz(&ip)?.ok_or_else(|| missing(name, std::slice::from_ref(&ip)))?;
+        let lb = read_maybe_gz(&lp)?.ok_or_else(|| missing(name, std::slice::from_ref(&lp)))?;
         let (idims, pixels) = parse_idx(&ib, &ip)?;
         let (ldims, labels) = parse_idx(&lb, &lp)?;
         if idims.len() != 3 || ldims.len() != 1 || idims[0] != ldims[0] {

@@ -84,7 +84,7 @@ impl Init {
         let b = self.constant(out, 0.0)?;
         self.count += 1;
         let seed = self.seed ^ self.count.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let prunable = prunable && out % p.tile == 0 && fan_in % p.tile == 0;
+        let prunable = prunable && out.is_multiple_of(p.tile) && fan_in.is_multiple_of(p.tile);
         let (est, custom) = if prunable {
             (p.estimator, p.custom)
         } else {

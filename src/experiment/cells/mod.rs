@@ -36,8 +36,11 @@ pub fn to_row<T: serde::Serialize>(row: &T) -> Result<Row> {
 /// Values computed once and shared between cells of a run (e.g. an optimum used by many cells).
 #[derive(Default)]
 pub struct Shared {
-    slots: Mutex<HashMap<String, Arc<Mutex<Option<Arc<dyn Any + Send + Sync>>>>>>,
+    slots: Mutex<HashMap<String, Slot>>,
 }
+
+/// One shared value, filled once by the first cell that needs it.
+type Slot = Arc<Mutex<Option<Arc<dyn Any + Send + Sync>>>>;
 
 impl Shared {
     /// The value under `key`, computing it once with `make` (other cells wait for it).
@@ -51,10 +54,10 @@ impl Shared {
             slots.entry(key.to_string()).or_default().clone()
         };
         let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = guard.as_ref() {
-            if let Ok(v) = v.clone().downcast::<T>() {
-                return Ok(v);
-            }
+        if let Some(v) = guard.as_ref()
+            && let Ok(v) = v.clone().downcast::<T>()
+        {
+            return Ok(v);
         }
         let v = Arc::new(make()?);
         *guard = Some(v.clone());

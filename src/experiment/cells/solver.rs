@@ -73,14 +73,14 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
     let pattern: Pattern = cell.parse_axis("pattern")?;
     let solver = solvers::by_name(cell.require("solver")?)?;
     let source = parse_source(cell.require("source")?)?;
-    if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source {
-        if r % pattern.m != 0 || c % pattern.m != 0 {
-            return Err(Error::invalid(
-                "source",
-                cell.require("source")?,
-                format!("{r}x{c} does not tile into {0}x{0} blocks", pattern.m),
-            ));
-        }
+    if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source
+        && (r % pattern.m != 0 || c % pattern.m != 0)
+    {
+        return Err(Error::invalid(
+            "source",
+            cell.require("source")?,
+            format!("{r}x{c} does not tile into {0}x{0} blocks", pattern.m),
+        ));
     }
     if solver.name() == "exhaustive" && pattern.m != 4 {
         return Err(Error::invalid(
