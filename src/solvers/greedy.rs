@@ -50,10 +50,10 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
         &mut heap
     };
     super::descending_keys(scores, keys);
-    let mut rows = [0u8; super::MAX_M];
-    let mut cols = [0u8; super::MAX_M];
+    let mut rows = [0u16; super::MAX_M];
+    let mut cols = [0u16; super::MAX_M];
     keep.iter_mut().for_each(|k| *k = 0);
-    let n = pattern.n as u8;
+    let n = pattern.n as u16; // N ≤ M ≤ 256 does not fit a u8
     let mut placed = 0;
     for &key in keys.iter() {
         let idx = (key & 0xffff_ffff) as usize;
@@ -67,5 +67,19 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_equal_to_m_256_keeps_everything() {
+        let m = 256;
+        let scores: Vec<f32> = (0..m * m).map(|i| (i % 7) as f32).collect();
+        let mut keep = vec![0u8; m * m];
+        solve_block(&scores, Pattern::new(m, m).unwrap(), &mut keep);
+        assert!(keep.iter().all(|&k| k == 1));
     }
 }

@@ -151,6 +151,14 @@ pub fn check_blocks(blocks: &[f32], pattern: Pattern) -> Result<()> {
             format!("not a whole number of {}x{} blocks", pattern.m, pattern.m),
         ));
     }
+    // A branch-free parallel scan first; the position is looked up only when something is wrong.
+    let ok = blocks.par_chunks(1 << 16).all(|c| {
+        c.iter()
+            .fold(true, |ok, &s| ok & (s >= 0.0) & (s <= f32::MAX))
+    });
+    if ok {
+        return Ok(());
+    }
     if let Some(i) = blocks.iter().position(|s| !s.is_finite() || *s < 0.0) {
         return Err(Error::invalid(
             "score",
