@@ -154,7 +154,7 @@ pub fn check_blocks(blocks: &[f32], pattern: Pattern) -> Result<()> {
     // A branch-free parallel scan first; the position is looked up only when something is wrong.
     let ok = blocks.par_chunks(1 << 16).all(|c| {
         c.iter()
-            .fold(true, |ok, &s| ok & (s >= 0.0) & (s <= f32::MAX))
+            .fold(true, |ok, s| ok & (0.0..=f32::MAX).contains(s))
     });
     if ok {
         return Ok(());
