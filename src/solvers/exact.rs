@@ -75,27 +75,30 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
     // Dijkstra state over 2M nodes: columns 0..m, rows m..2m.
     let mut dist = [0f64; 2 * CAP];
     let mut prev = [usize::MAX; 2 * CAP];
-    let mut done = [false; 2 * CAP];
-    let (dist, prev, done) = (&mut dist[..2 * m], &mut prev[..2 * m], &mut done[..2 * m]);
+    // `open[v]` is dist[v] until v is finished, then +∞: the next node is the argmin of `open`.
+    // A finished node needs no flag in the relaxations: with reduced costs ≥ 0 its distance is
+    // never improved.
+    let mut open = [0f64; 2 * CAP];
+    let (dist, prev, open) = (&mut dist[..2 * m], &mut prev[..2 * m], &mut open[..2 * m]);
     loop {
         if col_count.iter().all(|&c| c <= n) {
             break;
         }
         dist.iter_mut().for_each(|d| *d = f64::INFINITY);
         prev.iter_mut().for_each(|p| *p = usize::MAX);
-        done.iter_mut().for_each(|d| *d = false);
         for j in 0..m {
             if col_count[j] > n {
                 dist[j] = 0.0;
             }
         }
+        open.copy_from_slice(dist);
         let mut target = usize::MAX;
         loop {
             // Pick the closest unfinished node.
             let mut u = usize::MAX;
             let mut best = f64::INFINITY;
-            for (v, (&d, &f)) in dist.iter().zip(done.iter()).enumerate() {
-                if !f && d < best {
+            for (v, &d) in open.iter().enumerate() {
+                if d < best {
                     best = d;
                     u = v;
                 }
@@ -103,7 +106,7 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
             if u == usize::MAX {
                 break;
             }
-            done[u] = true;
+            open[u] = f64::INFINITY;
             if u < m {
                 let j = u;
                 if col_count[j] < n {
@@ -112,10 +115,11 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
                 }
                 // Column j → row i over a kept entry (drop it): cost +A_ij.
                 for i in 0..m {
-                    if keep[i * m + j] == 1 && !done[m + i] {
+                    if keep[i * m + j] == 1 {
                         let rc = (a[i * m + j] as f64 + pot_col[j] - pot_row[i]).max(0.0);
                         if dist[u] + rc < dist[m + i] {
                             dist[m + i] = dist[u] + rc;
+                            open[m + i] = dist[m + i];
                             prev[m + i] = u;
                         }
                     }
@@ -124,10 +128,11 @@ pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
                 let i = u - m;
                 // Row i → column k over a pruned entry (keep it): cost −A_ik.
                 for k in 0..m {
-                    if keep[i * m + k] == 0 && !done[k] {
+                    if keep[i * m + k] == 0 {
                         let rc = (-(a[i * m + k] as f64) + pot_row[i] - pot_col[k]).max(0.0);
                         if dist[u] + rc < dist[k] {
                             dist[k] = dist[u] + rc;
+                            open[k] = dist[k];
                             prev[k] = u;
                         }
                     }
