@@ -17,7 +17,7 @@
 //!
 //! Cost: the forward GEMM is candle's (on detached operands); the custom op only copies `y` and
 //! carries the backward, which is two GEMMs (one when `x` needs no gradient) plus one estimator
-//! pass over `g` — O(batch·out) — and one elementwise `W⊙m`.
+//! pass over `g` — O(batch·out). `W⊙m` is formed once per step, in the forward, and reused.
 
 use crate::estimators::{self, Estimator};
 use crate::mask::{Mask, Pattern};
@@ -77,6 +77,8 @@ pub struct Recorded {
 
 /// The custom op: arguments `(y, x, W)` where `y = x (W⊙m)ᵀ` was computed on detached operands.
 struct MaskedMatmul {
+    /// The forward operand `W⊙m` (detached), reused by the data gradient.
+    wm: Tensor,
     mask: Option<Tensor>,
     estimator: GradEstimator,
     srste: f64,
@@ -123,12 +125,8 @@ impl CustomOp3 for MaskedMatmul {
         _res: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let wm = match &self.mask {
-            Some(m) => w.mul(m)?,
-            None => w.clone(),
-        };
         let dx = if x.track_op() {
-            Some(g.matmul(&wm)?)
+            Some(g.matmul(&self.wm)?)
         } else {
             None
         };
@@ -254,6 +252,7 @@ impl SparseLinear {
             let wm = self.masked_weight()?.detach();
             let y0 = x.detach().matmul(&wm.t()?)?;
             let op = MaskedMatmul {
+                wm,
                 mask: self.mask.clone(),
                 estimator: self.estimator,
                 srste: self.srste,
