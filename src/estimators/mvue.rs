@@ -25,14 +25,15 @@ pub struct Mvue;
 /// Water-filling from the top: with the k largest magnitudes saturated at 1, `λ = (N − k) /
 /// (sum of the rest)`, valid once the (k+1)-th largest times λ is ≤ 1. Only the top N are ever
 /// looked at, found by repeated maximum search (O(N·M), no sort, no allocation for M ≤ 64).
+#[inline]
 pub fn inclusion(group: &[f32], n: usize, p: &mut [f64]) {
     let m = group.len();
     if m > 64 {
         return inclusion_sorted(group, n, p);
     }
-    let mut mags = [0f64; 64];
+    // `p` holds the magnitudes until λ is known.
     let mut total = 0f64;
-    for (d, v) in mags.iter_mut().zip(group) {
+    for (d, v) in p.iter_mut().zip(group) {
         *d = v.abs() as f64;
         total += *d;
     }
@@ -44,7 +45,7 @@ pub fn inclusion(group: &[f32], n: usize, p: &mut [f64]) {
             break; // fewer than N non-zeros: every non-zero saturates
         }
         let (mut best, mut at) = (-1f64, 0usize);
-        for (i, &v) in mags[..m].iter().enumerate() {
+        for (i, &v) in p[..m].iter().enumerate() {
             if used & (1 << i) == 0 && v > best {
                 (best, at) = (v, i);
             }
@@ -57,11 +58,11 @@ pub fn inclusion(group: &[f32], n: usize, p: &mut [f64]) {
         used |= 1 << at;
         rest -= best;
     }
-    for ((pi, v), &a) in p.iter_mut().zip(group).zip(&mags[..m]) {
+    for (pi, v) in p.iter_mut().zip(group) {
         *pi = if *v == 0.0 {
             0.0
         } else {
-            (lambda * a).min(1.0)
+            (lambda * *pi).min(1.0)
         };
     }
 }
@@ -96,6 +97,7 @@ fn inclusion_sorted(group: &[f32], n: usize, p: &mut [f64]) {
 }
 
 /// Systematic sampling: keep entry i when a point of {u, u+1, …} falls in `[C_{i−1}, C_i)`.
+#[inline]
 pub fn systematic(p: &[f64], u: f64, kept: &mut [bool]) {
     let total: f64 = p.iter().sum();
     let target = total.round();
@@ -116,6 +118,7 @@ pub fn systematic(p: &[f64], u: f64, kept: &mut [bool]) {
 }
 
 /// Keep the sampled entries scaled by `1/p_i`; zero the rest.
+#[inline]
 fn scale(g: &mut [f32], p: &[f64], kept: &[bool]) {
     for ((v, &pi), &k) in g.iter_mut().zip(p).zip(kept) {
         *v = if k && pi > 0.0 {
@@ -126,62 +129,14 @@ fn scale(g: &mut [f32], p: &[f64], kept: &[bool]) {
     }
 }
 
-/// [`inclusion`], [`systematic`] and [`scale`] for a compile-time M: the same arithmetic in the
-/// same order, on stack arrays the compiler can unroll.
+/// [`inclusion`], [`systematic`] and [`scale`] on stack arrays of a compile-time M, which the
+/// compiler unrolls (the same arithmetic as the generic path, so the same draws).
 fn prune_fixed<const M: usize>(values: &mut [f32], n: usize, uniforms: &[f32]) {
+    let (mut p, mut kept) = ([0f64; M], [false; M]);
     for (g, &u) in values.chunks_exact_mut(M).zip(uniforms) {
-        let mut mags = [0f64; M];
-        let mut total = 0f64;
-        for (d, v) in mags.iter_mut().zip(g.iter()) {
-            *d = v.abs() as f64;
-            total += *d;
-        }
-        let mut used = [false; M];
-        let mut rest = total;
-        let mut lambda = f64::INFINITY;
-        for k in 0..n {
-            if rest <= 0.0 {
-                break;
-            }
-            let (mut best, mut at) = (-1f64, 0usize);
-            for i in 0..M {
-                if !used[i] && mags[i] > best {
-                    (best, at) = (mags[i], i);
-                }
-            }
-            let l = (n - k) as f64 / rest;
-            if l * best <= 1.0 {
-                lambda = l;
-                break;
-            }
-            used[at] = true;
-            rest -= best;
-        }
-        let mut p = [0f64; M];
-        let mut psum = 0f64;
-        for i in 0..M {
-            p[i] = if g[i] == 0.0 {
-                0.0
-            } else {
-                (lambda * mags[i]).min(1.0)
-            };
-            psum += p[i];
-        }
-        let target = psum.round();
-        let u = u as f64;
-        let count = |x: f64| if x <= u { 0.0 } else { (x - u).ceil() };
-        let (mut acc, mut c_prev) = (0f64, 0f64);
-        for i in 0..M {
-            acc += p[i];
-            let c = if i + 1 == M { target } else { acc.min(target) };
-            let keep = count(c) - count(c_prev) >= 1.0;
-            c_prev = c;
-            g[i] = if keep && p[i] > 0.0 {
-                (g[i] as f64 / p[i]) as f32
-            } else {
-                0.0
-            };
-        }
+        inclusion(g, n, &mut p);
+        systematic(&p, u as f64, &mut kept);
+        scale(g, &p, &kept);
     }
 }
 
