@@ -135,10 +135,7 @@ impl Model for Mlp {
         Ok(h)
     }
     fn vars(&self) -> Vec<Var> {
-        self.layers
-            .iter()
-            .flat_map(|l| [l.weight.clone(), l.bias.clone()])
-            .collect()
+        self.layers.iter().flat_map(|l| l.vars()).collect()
     }
     fn sparse_layers(&mut self) -> Vec<&mut SparseLinear> {
         self.layers.iter_mut().filter(|l| l.prunable).collect()
@@ -256,7 +253,7 @@ impl Model for LeNet {
     fn vars(&self) -> Vec<Var> {
         [&self.c1.lin, &self.c2.lin, &self.f1, &self.f2]
             .iter()
-            .flat_map(|l| [l.weight.clone(), l.bias.clone()])
+            .flat_map(|l| l.vars())
             .collect()
     }
     fn sparse_layers(&mut self) -> Vec<&mut SparseLinear> {
@@ -408,11 +405,7 @@ impl Model for ResNet {
         self.head.forward(&pooled)
     }
     fn vars(&self) -> Vec<Var> {
-        let mut v: Vec<Var> = self
-            .convs()
-            .iter()
-            .flat_map(|l| [l.weight.clone(), l.bias.clone()])
-            .collect();
+        let mut v: Vec<Var> = self.convs().iter().flat_map(|l| l.vars()).collect();
         let mut bns = vec![&self.bn];
         for b in &self.blocks {
             bns.push(&b.b1);

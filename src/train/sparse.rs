@@ -195,6 +195,11 @@ impl SparseLinear {
         self
     }
 
+    /// The trainable variables: weight and bias.
+    pub fn vars(&self) -> [Var; 2] {
+        [self.weight.clone(), self.bias.clone()]
+    }
+
     /// `[out, in]` of the weights.
     pub fn dims(&self) -> (usize, usize) {
         let d = self.weight.dims();

@@ -7,7 +7,7 @@
 //! `in_features` (columns of the random `x` in `dW = gᵀx`, default 64). Groups run along the
 //! batch axis (dim 0). The same seeds give the same draws for every estimator.
 
-use super::{CellContext, CellKind, Row};
+use super::{CellContext, CellKind, Row, param_usize};
 use crate::error::{Error, Result};
 use crate::estimators::{self, measure::measure};
 use crate::experiment::plan::{Cell, derive_seed};
@@ -57,18 +57,8 @@ fn params(p: &IndexMap<String, toml::Value>) -> Result<Params> {
                     .ok_or_else(|| Error::invalid("size", v, "expected \"RxC\""))?;
                 (out.rows, out.cols) = parse_size(s)?;
             }
-            "draws" => {
-                out.draws = v
-                    .as_integer()
-                    .filter(|i| *i > 0)
-                    .ok_or_else(|| Error::invalid("draws", v, "expected a positive integer"))?
-                    as usize
-            }
-            "in_features" => {
-                out.in_features = v.as_integer().filter(|i| *i > 0).ok_or_else(|| {
-                    Error::invalid("in_features", v, "expected a positive integer")
-                })? as usize
-            }
+            "draws" => out.draws = param_usize(k, v, 1)?,
+            "in_features" => out.in_features = param_usize(k, v, 1)?,
             other => {
                 return Err(Error::invalid(
                     other,

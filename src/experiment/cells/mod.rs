@@ -33,6 +33,32 @@ pub fn to_row<T: serde::Serialize>(row: &T) -> Result<Row> {
     }
 }
 
+/// A spec param as an integer of at least `min` (0 or 1); the error names the param.
+pub fn param_usize(key: &str, v: &toml::Value, min: usize) -> Result<usize> {
+    let want = if min == 0 {
+        "a non-negative"
+    } else {
+        "a positive"
+    };
+    v.as_integer()
+        .filter(|i| *i >= min as i64)
+        .map(|i| i as usize)
+        .ok_or_else(|| Error::invalid(key, v, format!("expected {want} integer")))
+}
+
+/// A spec param as a number (integers accepted); the error names the param.
+pub fn param_f64(key: &str, v: &toml::Value) -> Result<f64> {
+    v.as_float()
+        .or_else(|| v.as_integer().map(|i| i as f64))
+        .ok_or_else(|| Error::invalid(key, v, "expected a number"))
+}
+
+/// A spec param as a string; the error names the param.
+pub fn param_str<'a>(key: &str, v: &'a toml::Value) -> Result<&'a str> {
+    v.as_str()
+        .ok_or_else(|| Error::invalid(key, v, "expected a string"))
+}
+
 /// Values computed once and shared between cells of a run (e.g. an optimum used by many cells).
 #[derive(Default)]
 pub struct Shared {

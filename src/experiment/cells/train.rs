@@ -11,7 +11,7 @@
 //! `structure_ok` is asserted: a run whose GEMM operands lost their structure is an error.
 //! The data set is loaded once per run and shared between cells.
 
-use super::{CellContext, CellKind, Row};
+use super::{CellContext, CellKind, Row, param_f64, param_str, param_usize};
 use crate::error::{Error, Result};
 use crate::experiment::plan::Cell;
 use crate::train::data::{self, Dataset};
@@ -28,47 +28,28 @@ struct Parsed {
     data_dir: Option<PathBuf>,
 }
 
-fn int(k: &str, v: &toml::Value) -> Result<usize> {
-    v.as_integer()
-        .filter(|i| *i >= 0)
-        .map(|i| i as usize)
-        .ok_or_else(|| Error::invalid(k, v, "expected a non-negative integer"))
-}
-
-fn float(k: &str, v: &toml::Value) -> Result<f64> {
-    v.as_float()
-        .or_else(|| v.as_integer().map(|i| i as f64))
-        .ok_or_else(|| Error::invalid(k, v, "expected a number"))
-}
-
-fn string(k: &str, v: &toml::Value) -> Result<String> {
-    v.as_str()
-        .map(String::from)
-        .ok_or_else(|| Error::invalid(k, v, "expected a string"))
-}
-
 fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> {
     let mut cfg = TrainConfig::default();
     let mut dataset = "fashion-mnist".to_string();
     let mut data_dir = None;
     for (k, v) in params {
         match k.as_str() {
-            "model" => cfg.model = string(k, v)?,
-            "dataset" => dataset = string(k, v)?,
-            "data_dir" => data_dir = Some(PathBuf::from(string(k, v)?)),
+            "model" => cfg.model = param_str(k, v)?.to_string(),
+            "dataset" => dataset = param_str(k, v)?.to_string(),
+            "data_dir" => data_dir = Some(PathBuf::from(param_str(k, v)?)),
             "hidden" => {
                 cfg.hidden = v
                     .as_array()
                     .ok_or_else(|| Error::invalid(k, v, "expected a list of widths"))?
                     .iter()
-                    .map(|w| int(k, w))
+                    .map(|w| param_usize(k, w, 0))
                     .collect::<Result<_>>()?
             }
-            "epochs" => cfg.epochs = int(k, v)?,
-            "batch" => cfg.batch = int(k, v)?,
-            "lr" => cfg.lr = float(k, v)?,
-            "momentum" => cfg.momentum = float(k, v)?,
-            "weight_decay" => cfg.weight_decay = float(k, v)?,
+            "epochs" => cfg.epochs = param_usize(k, v, 0)?,
+            "batch" => cfg.batch = param_usize(k, v, 0)?,
+            "lr" => cfg.lr = param_f64(k, v)?,
+            "momentum" => cfg.momentum = param_f64(k, v)?,
+            "weight_decay" => cfg.weight_decay = param_f64(k, v)?,
             "optimizer" => {
                 cfg.optimizer = match v.as_str() {
                     Some("sgd") => OptimizerKind::Sgd,
@@ -76,10 +57,10 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
                     _ => return Err(Error::invalid(k, v, "expected \"sgd\" or \"adamw\"")),
                 }
             }
-            "solver" => cfg.solver = string(k, v)?,
-            "every" => cfg.every = int(k, v)?,
-            "srste" => cfg.srste = float(k, v)?,
-            "train_limit" => cfg.train_limit = Some(int(k, v)?),
+            "solver" => cfg.solver = param_str(k, v)?.to_string(),
+            "every" => cfg.every = param_usize(k, v, 0)?,
+            "srste" => cfg.srste = param_f64(k, v)?,
+            "train_limit" => cfg.train_limit = Some(param_usize(k, v, 0)?),
             other => {
                 return Err(Error::invalid(
                     other,
