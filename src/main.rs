@@ -330,6 +330,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// A rayon pool of `threads` threads (default: all cores) for one command.
+fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    Ok(rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()?)
+}
+
 fn run_cli(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::List { dir } => {
@@ -468,9 +475,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 compare_exact,
                 strict,
             };
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads.unwrap_or(0))
-                .build()?;
+            let pool = thread_pool(threads)?;
             let (reports, masks, warnings) =
                 pool.install(|| masklab::solvers::apply::solve_source(&input, &req, &ctx))?;
             for w in warnings {
@@ -642,9 +647,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             };
             let device = masklab::device::parse(&device)?;
             let data = masklab::train::data::load(&dataset, data_dir.as_deref(), seed)?;
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads.unwrap_or(0))
-                .build()?;
+            let pool = thread_pool(threads)?;
             let report = pool.install(|| train(&cfg, &data, &device))?;
             if json {
                 let mut v = serde_json::to_value(&report)?;
