@@ -65,7 +65,10 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # `cargo check --features cuda` with the CUDA 13.0 compiler from PyPI wheels (no GPU needed).
-# The unpacked toolkit is cached under target/cuda-13.0/.
+# The unpacked toolkit is cached under target/cuda-13.0/. candle-kernels' build script compiles its
+# kernels with nvcc; a check links and runs nothing, so `nvcc-check` compiles device code to
+# unoptimised PTX only (`code=compute_XX`, `-Xcicc -O0`): the CUDA C++ is still compiled, in about a
+# sixth of the time (no ptxas, no device optimiser: 10 s instead of 55 s per quantized-matmul file).
 check-cuda:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -78,6 +81,13 @@ check-cuda:
         for w in "$root"/wheels/*.whl; do python3 -m zipfile -e "$w" "$root"; done
         chmod -R u+x "$root/nvidia/cu13/bin" "$root/nvidia/cu13/nvvm/bin"
     fi
+    cat > "$root/nvcc-check" <<'WRAP'
+    #!/usr/bin/env bash
+    args=()
+    for a in "$@"; do args+=("${a//code=sm_/code=compute_}"); done
+    exec "$CUDA_HOME/bin/nvcc" "${args[@]}" -Xcicc -O0
+    WRAP
+    chmod +x "$root/nvcc-check"
     export CUDA_HOME="$root/nvidia/cu13" CUDA_COMPUTE_CAP=90 CUDAFORGE_THREADS="$(nproc)"
-    export PATH="$CUDA_HOME/bin:$PATH"
-    cargo check --features cuda --lib --bins --target-dir target/check-cuda
+    export NVCC="$root/nvcc-check" PATH="$CUDA_HOME/bin:$PATH"
+    cargo check --features cuda --lib --bins
