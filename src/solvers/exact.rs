@@ -59,6 +59,13 @@ type BlockFn = fn(&[f32], usize, &mut [u8]);
 
 /// The fastest block solver for this pattern on this CPU.
 fn block_solver(pattern: Pattern) -> BlockFn {
+    // Keeping nothing or everything needs no search, whatever the loop.
+    if pattern.n == 0 {
+        return |_, _, keep| keep.fill(0);
+    }
+    if pattern.n == pattern.m {
+        return |_, _, keep| keep.fill(1);
+    }
     macro_rules! fixed {
         ($m:literal) => {{
             #[cfg(target_arch = "x86_64")]
@@ -104,32 +111,29 @@ fn key(d: f64) -> u64 {
     d.to_bits()
 }
 
-/// The first index of the smallest of `keys` (M ≤ 64) and that smallest key.
+/// The smallest of `keys`.
 #[inline(always)]
-fn first_min<const M: usize>(keys: &[u64; M]) -> (usize, u64) {
-    let min = keys.iter().fold(u64::MAX, |a, &b| a.min(b));
+fn min_key<const M: usize>(keys: &[u64; M]) -> u64 {
+    keys.iter().fold(u64::MAX, |a, &b| a.min(b))
+}
+
+/// The first index of `min` in `keys` (M ≤ 64; `min` must occur).
+#[inline(always)]
+fn first_at<const M: usize>(keys: &[u64; M], min: u64) -> usize {
     let mut at = 0u64;
     for (v, &k) in keys.iter().enumerate() {
         at |= ((k == min) as u64) << v;
     }
-    (at.trailing_zeros() as usize, min)
+    at.trailing_zeros() as usize
 }
 
-/// The same algorithm as [`general`] for a fixed M ≤ 64, written without data-dependent
+/// The same algorithm as [`general`] for a fixed M ≤ 64 and 0 < N < M, written without data-dependent
 /// branches in the inner loops so that they vectorise: `down[j][i]` is the cost of the edge
 /// column j → row i (`A_ij` if kept, else +∞), `up[i][k]` of row i → column k (`−A_ik` if
 /// pruned, else +∞).
 #[inline(always)]
 fn fixed<const M: usize>(a: &[f32], n: usize, keep: &mut [u8]) {
     let (a, keep) = (&a[..M * M], &mut keep[..M * M]);
-    keep.iter_mut().for_each(|k| *k = 0);
-    if n == 0 {
-        return;
-    }
-    if n == M {
-        keep.iter_mut().for_each(|k| *k = 1);
-        return;
-    }
     const INF: f64 = f64::INFINITY;
     let mut down = [[INF; M]; M];
     let mut up = [[INF; M]; M];
@@ -178,13 +182,13 @@ fn fixed<const M: usize>(a: &[f32], n: usize, keep: &mut [u8]) {
         let mut drow = [INF; M];
         let mut orow = [key(INF); M];
         let target = loop {
-            let (j, kc) = first_min(&ocol);
-            let (i, kr) = first_min(&orow);
+            let (kc, kr) = (min_key(&ocol), min_key(&orow));
             if kc.min(kr) >= key(INF) {
                 // Unreachable for non-negative finite scores: an N-regular completion exists.
                 break None;
             }
             if kc <= kr {
+                let j = first_at(&ocol, kc);
                 ocol[j] = u64::MAX;
                 if col_count[j] < n {
                     break Some(j);
@@ -199,6 +203,7 @@ fn fixed<const M: usize>(a: &[f32], n: usize, keep: &mut [u8]) {
                     via_row[i] = if better { j } else { via_row[i] };
                 }
             } else {
+                let i = first_at(&orow, kr);
                 orow[i] = u64::MAX;
                 // Row i → column k over a pruned entry (keep it).
                 let (du, pi) = (drow[i], pot_row[i]);
@@ -238,17 +243,10 @@ fn fixed<const M: usize>(a: &[f32], n: usize, keep: &mut [u8]) {
     }
 }
 
-/// The general loop for any M ≤ [`super::MAX_M`].
+/// The general loop for any M ≤ [`super::MAX_M`] and 0 < N < M.
 fn general(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
     let (m, n) = (pattern.m, pattern.n);
     keep.iter_mut().for_each(|k| *k = 0);
-    if n == 0 {
-        return;
-    }
-    if n == m {
-        keep.iter_mut().for_each(|k| *k = 1);
-        return;
-    }
     let a = scores;
     // Potentials: rows hold their N-th largest score, columns 0.
     const CAP: usize = super::MAX_M;
