@@ -36,6 +36,19 @@ pub trait Estimator: Sync + Send {
     fn supports(&self, pattern: Pattern) -> Result<()>;
     /// CPU path: prune contiguous groups of `pattern.m` in place, with `u` uniforms per group.
     fn prune_groups(&self, values: &mut [f32], pattern: Pattern, uniforms: &[f32]);
+    /// CPU path along dim 0: prune one strip of M rows of `cols` values (`inp` → `out`, both
+    /// row-major `[M, cols]`), group c being column c with uniforms `uniforms[c·u..]`. The
+    /// default gathers columns into contiguous groups a tile at a time ([`prune_strip_tiled`]).
+    fn prune_strip(
+        &self,
+        inp: &[f32],
+        out: &mut [f32],
+        cols: usize,
+        pattern: Pattern,
+        uniforms: &[f32],
+    ) {
+        prune_strip_tiled(self, inp, out, cols, pattern, uniforms)
+    }
     /// Tensor path: `groups: [G, M]` → pruned `[G, M]`, with uniforms `[G, k]` on the same device.
     fn prune_tensor(
         &self,
@@ -205,37 +218,48 @@ impl candle_core::CustomOp1 for CpuPrune<'_> {
                     self.est.prune_groups(o, self.pattern, u);
                 });
         } else {
-            const TILE: usize = 256;
             debug_assert_eq!(rows % m, 0);
             out.par_chunks_mut(m * cols)
                 .zip(inp.par_chunks(m * cols))
                 .enumerate()
                 .for_each(|(b, (ostrip, istrip))| {
-                    let mut buf = vec![0f32; TILE * m];
-                    for c0 in (0..cols).step_by(TILE) {
-                        let w = TILE.min(cols - c0);
-                        for i in 0..m {
-                            let row = &istrip[i * cols + c0..i * cols + c0 + w];
-                            for (j, &v) in row.iter().enumerate() {
-                                buf[j * m + i] = v;
-                            }
-                        }
-                        let from = (b * cols + c0) * k;
-                        self.est.prune_groups(
-                            &mut buf[..w * m],
-                            self.pattern,
-                            &self.uniforms[from..from + w * k],
-                        );
-                        for i in 0..m {
-                            let row = &mut ostrip[i * cols + c0..i * cols + c0 + w];
-                            for (j, v) in row.iter_mut().enumerate() {
-                                *v = buf[j * m + i];
-                            }
-                        }
-                    }
+                    let u = &self.uniforms[b * cols * k..(b + 1) * cols * k];
+                    self.est.prune_strip(istrip, ostrip, cols, self.pattern, u);
                 });
         }
         Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// [`Estimator::prune_strip`] for any estimator: columns of the strip are gathered into
+/// contiguous groups a 256-column tile at a time (in cache), pruned by
+/// [`Estimator::prune_groups`], and scattered back.
+pub fn prune_strip_tiled<E: Estimator + ?Sized>(
+    est: &E,
+    inp: &[f32],
+    out: &mut [f32],
+    cols: usize,
+    pattern: Pattern,
+    uniforms: &[f32],
+) {
+    const TILE: usize = 256;
+    let (m, k) = (pattern.m, est.uniforms_per_group());
+    let mut buf = vec![0f32; TILE * m];
+    for c0 in (0..cols).step_by(TILE) {
+        let w = TILE.min(cols - c0);
+        for i in 0..m {
+            let row = &inp[i * cols + c0..i * cols + c0 + w];
+            for (j, &v) in row.iter().enumerate() {
+                buf[j * m + i] = v;
+            }
+        }
+        est.prune_groups(&mut buf[..w * m], pattern, &uniforms[c0 * k..(c0 + w) * k]);
+        for i in 0..m {
+            let row = &mut out[i * cols + c0..i * cols + c0 + w];
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = buf[j * m + i];
+            }
+        }
     }
 }
 

@@ -9,8 +9,8 @@
 //! more than N then send their excess back to columns with fewer, one unit per Dijkstra along
 //! alternating paths (drop `(i, j)`, add `(i, k)`), on the dense M×M graph without a heap.
 //! For M = 2, 4, 8, 16, 32 and 64 the block is solved by a fixed-size, branch-free version of the
-//! same algorithm (edge costs held as `±A` or `+∞` per direction, node selection by integer
-//! minimum over the distances' bit patterns), compiled a second time for AVX2 and chosen at run
+//! same algorithm (edge costs held as `±A` or `+∞` per direction, node selection by the lane
+//! reductions of [`super::lanes`]), compiled a second time with AVX2 intrinsics and chosen at run
 //! time; other M take the general loop. Both are tested to give the same optimum.
 //! Guarantee: exact (the reduced costs certify optimality; tested against brute force and an LP).
 //! Cost: O(M²) for the warm start plus O(M²) per unit of column excess (measured per block on
@@ -19,7 +19,8 @@
 //! Source: Hubara et al., NeurIPS 2021 (min-cost flow formulation); the warm start and dense
 //! Dijkstra are this crate's.
 
-use super::{Guarantee, SolveContext, Solver};
+use super::lanes::Lanes;
+use super::{BlockFn, Guarantee, SolveContext, Solver};
 use crate::error::Result;
 use crate::mask::Pattern;
 
@@ -44,18 +45,15 @@ impl Solver for Exact {
         super::check_blocks(blocks, pattern)?;
         let solve = block_solver(pattern);
         Ok(super::per_block(blocks, pattern, ctx, |block, out, _| {
-            solve(block, pattern.n, out)
+            solve(block, pattern, out)
         }))
     }
 }
 
 /// Solve one M×M block optimally into `keep` (row-major 0/1).
 pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
-    block_solver(pattern)(scores, pattern.n, keep)
+    block_solver(pattern)(scores, pattern, keep)
 }
-
-/// One block's solver: `(scores, N, keep)`.
-type BlockFn = fn(&[f32], usize, &mut [u8]);
 
 /// The fastest block solver for this pattern on this CPU.
 fn block_solver(pattern: Pattern) -> BlockFn {
@@ -66,65 +64,21 @@ fn block_solver(pattern: Pattern) -> BlockFn {
     if pattern.n == pattern.m {
         return |_, _, keep| keep.fill(1);
     }
-    macro_rules! fixed {
-        ($m:literal) => {{
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return |a, n, keep| {
-                    // SAFETY: only chosen when the CPU reports AVX2.
-                    unsafe { fixed_avx2::<$m>(a, n, keep) }
-                };
-            }
-            return fixed::<$m>;
-        }};
-    }
-    match pattern.m {
-        2 => fixed!(2),
-        4 => fixed!(4),
-        8 => fixed!(8),
-        16 => fixed!(16),
-        32 => fixed!(32),
-        64 => fixed!(64),
-        _ => |a, n, keep| {
-            general(
-                a,
-                Pattern {
-                    n,
-                    m: a.len().isqrt(),
-                },
-                keep,
-            )
-        },
-    }
+    fixed_m_block_fn!(pattern.m, fixed, fixed_avx2, general)
 }
 
-/// [`fixed`] compiled with AVX2 enabled.
+/// [`fixed`] with AVX2 lanes, compiled with AVX2 enabled.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn fixed_avx2<const M: usize>(a: &[f32], n: usize, keep: &mut [u8]) {
-    fixed::<M>(a, n, keep)
+    // SAFETY: this function is compiled for, and only called on, CPUs with AVX2.
+    fixed::<M, _>(unsafe { super::lanes::Avx2::assume() }, a, n, keep)
 }
 
-/// Bit pattern of a non-negative `f64`; for such values integer order is numeric order.
+/// `x` if positive, else 0 (one `maxpd`: no NaN handling needed, none can occur).
 #[inline(always)]
-fn key(d: f64) -> u64 {
-    d.to_bits()
-}
-
-/// The smallest of `keys`.
-#[inline(always)]
-fn min_key<const M: usize>(keys: &[u64; M]) -> u64 {
-    keys.iter().fold(u64::MAX, |a, &b| a.min(b))
-}
-
-/// The first index of `min` in `keys` (M ≤ 64; `min` must occur).
-#[inline(always)]
-fn first_at<const M: usize>(keys: &[u64; M], min: u64) -> usize {
-    let mut at = 0u64;
-    for (v, &k) in keys.iter().enumerate() {
-        at |= ((k == min) as u64) << v;
-    }
-    at.trailing_zeros() as usize
+fn pos(x: f64) -> f64 {
+    if x > 0.0 { x } else { 0.0 }
 }
 
 /// The same algorithm as [`general`] for a fixed M ≤ 64 and 0 < N < M, written without data-dependent
@@ -132,7 +86,7 @@ fn first_at<const M: usize>(keys: &[u64; M], min: u64) -> usize {
 /// column j → row i (`A_ij` if kept, else +∞), `up[i][k]` of row i → column k (`−A_ik` if
 /// pruned, else +∞).
 #[inline(always)]
-fn fixed<const M: usize>(a: &[f32], n: usize, keep: &mut [u8]) {
+fn fixed<const M: usize, L: Lanes>(lanes: L, a: &[f32], n: usize, keep: &mut [u8]) {
     let (a, keep) = (&a[..M * M], &mut keep[..M * M]);
     const INF: f64 = f64::INFINITY;
     let mut down = [[INF; M]; M];
@@ -141,79 +95,76 @@ fn fixed<const M: usize>(a: &[f32], n: usize, keep: &mut [u8]) {
     let mut pot_col = [0f64; M];
     let mut col_count = [0usize; M];
     // Warm start: row i keeps the entries of rank < N (rank: larger score first, ties by lower
-    // column), and its potential is the score of rank N − 1.
+    // column), and its potential is the score of rank N − 1. Ranks are counted over i32 lanes
+    // (the scores' bit patterns), all M at once per competitor.
+    let column: [i32; M] = std::array::from_fn(|j| j as i32);
     for i in 0..M {
         let row: &[f32; M] = a[i * M..(i + 1) * M].try_into().expect("row");
-        for j in 0..M {
-            let s = row[j];
-            let mut rank = 0usize;
-            for (k, &t) in row.iter().enumerate() {
-                rank += ((t > s) | ((t == s) & (k < j))) as usize;
-            }
-            let kept = rank < n;
-            keep[i * M + j] = kept as u8;
-            col_count[j] += kept as usize;
-            if rank == n - 1 {
-                pot_row[i] = s as f64;
-            }
-            if kept {
-                down[j][i] = s as f64;
-            } else {
-                up[i][j] = -(s as f64);
+        let bits: [i32; M] = std::array::from_fn(|j| super::score_bits(row[j]));
+        let mut rank = [0i32; M];
+        for k in 0..M {
+            let (bk, k) = (bits[k], k as i32);
+            for j in 0..M {
+                rank[j] += ((bk > bits[j]) | ((bk == bits[j]) & (k < column[j]))) as i32;
             }
         }
+        for j in 0..M {
+            let (s, kept) = (row[j] as f64, rank[j] < n as i32);
+            keep[i * M + j] = kept as u8;
+            col_count[j] += kept as usize;
+            down[j][i] = if kept { s } else { INF };
+            up[i][j] = if kept { INF } else { -s };
+        }
+        pot_row[i] = row[lanes.first_i32(&rank, n as i32 - 1)] as f64;
     }
     let mut dcol = [INF; M];
-    let mut ocol = [0u64; M];
-    let mut via_col = [0usize; M]; // the row a column was reached from
-    let mut via_row = [0usize; M]; // the column a row was reached from
+    // `open_*[v]` is the distance until v is finished, then +∞: the next node is its argmin.
+    let mut open_col = [INF; M];
+    let mut via_col = [0u64; M]; // the row a column was reached from
+    let mut via_row = [0u64; M]; // the column a row was reached from
     loop {
         let mut excess = false;
         for j in 0..M {
             let e = col_count[j] > n;
             excess |= e;
             dcol[j] = if e { 0.0 } else { INF };
-            ocol[j] = key(dcol[j]);
-            via_col[j] = usize::MAX; // sources keep this mark
+            open_col[j] = dcol[j];
+            via_col[j] = u64::MAX; // sources keep this mark
         }
         if !excess {
             break;
         }
         let mut drow = [INF; M];
-        let mut orow = [key(INF); M];
+        let mut open_row = [INF; M];
         let target = loop {
-            let (kc, kr) = (min_key(&ocol), min_key(&orow));
-            if kc.min(kr) >= key(INF) {
+            let (kc, kr) = (lanes.min_f64(&open_col), lanes.min_f64(&open_row));
+            if kc.min(kr) == INF {
                 // Unreachable for non-negative finite scores: an N-regular completion exists.
                 break None;
             }
             if kc <= kr {
-                let j = first_at(&ocol, kc);
-                ocol[j] = u64::MAX;
+                let j = lanes.first_f64(&open_col, kc);
+                lanes.set_f64(&mut open_col, j, INF);
                 if col_count[j] < n {
                     break Some(j);
                 }
                 // Column j → row i over a kept entry (drop it).
                 let (du, pj) = (dcol[j], pot_col[j]);
+                let mut cand = [0f64; M];
                 for i in 0..M {
-                    let nd = du + (down[j][i] + pj - pot_row[i]).max(0.0);
-                    let better = nd < drow[i];
-                    drow[i] = if better { nd } else { drow[i] };
-                    orow[i] = if better { key(nd) } else { orow[i] };
-                    via_row[i] = if better { j } else { via_row[i] };
+                    cand[i] = du + pos(down[j][i] + pj - pot_row[i]);
                 }
+                lanes.relax(&cand, &mut drow, &mut open_row, &mut via_row, j as u64);
             } else {
-                let i = first_at(&orow, kr);
-                orow[i] = u64::MAX;
+                let i = lanes.first_f64(&open_row, kr);
+                lanes.set_f64(&mut open_row, i, INF);
                 // Row i → column k over a pruned entry (keep it).
                 let (du, pi) = (drow[i], pot_row[i]);
+                let mut cand = [0f64; M];
                 for k in 0..M {
-                    let nd = du + (up[i][k] + pi - pot_col[k]).max(0.0);
-                    let better = nd < dcol[k];
-                    dcol[k] = if better { nd } else { dcol[k] };
-                    ocol[k] = if better { key(nd) } else { ocol[k] };
-                    via_col[k] = if better { i } else { via_col[k] };
+                    cand[k] = du + pos(up[i][k] + pi - pot_col[k]);
                 }
+                lanes.relax(&cand, &mut dcol, &mut open_col, &mut via_col, i as u64);
             }
         };
         let Some(target) = target else { break };
@@ -225,16 +176,16 @@ fn fixed<const M: usize>(a: &[f32], n: usize, keep: &mut [u8]) {
         // Walk back from the target: keep (row, column), drop (row, previous column), …
         let mut k = target;
         loop {
-            let i = via_col[k];
+            let i = via_col[k] as usize;
             keep[i * M + k] = 1;
             down[k][i] = a[i * M + k] as f64;
             up[i][k] = INF;
-            let j = via_row[i];
+            let j = via_row[i] as usize;
             keep[i * M + j] = 0;
             up[i][j] = -(a[i * M + j] as f64);
             down[j][i] = INF;
             k = j;
-            if via_col[k] == usize::MAX {
+            if via_col[k] == u64::MAX {
                 break;
             }
         }

@@ -8,12 +8,48 @@
 //! Adding a solver: write `src/solvers/<name>.rs` with a type implementing [`Solver`], declare the
 //! module below, and add one line to [`REGISTRY`].
 
+/// The block solver for `$m`: `$fixed::<M, L>` for M ∈ {2, 4, 8, 16, 32, 64}, with
+/// [`lanes::Avx2`] through `$avx2::<M>` (a `target_feature(enable = "avx2")` wrapper) when the CPU
+/// reports AVX2, else with [`lanes::Portable`]; `$other` for any other M. All are [`BlockFn`]s.
+macro_rules! fixed_m_block_fn {
+    ($m:expr, $fixed:ident, $avx2:ident, $other:expr) => {{
+        macro_rules! pick {
+            ($k:literal) => {{
+                #[cfg(target_arch = "x86_64")]
+                if $crate::solvers::lanes::Avx2::detect().is_some() {
+                    let f: $crate::solvers::BlockFn = |a, p, keep| {
+                        // SAFETY: only chosen when the CPU reports AVX2.
+                        unsafe { $avx2::<$k>(a, p.n, keep) }
+                    };
+                    return f;
+                }
+                let f: $crate::solvers::BlockFn =
+                    |a, p, keep| $fixed::<$k, _>($crate::solvers::lanes::Portable, a, p.n, keep);
+                return f;
+            }};
+        }
+        match $m {
+            2 => pick!(2),
+            4 => pick!(4),
+            8 => pick!(8),
+            16 => pick!(16),
+            32 => pick!(32),
+            64 => pick!(64),
+            _ => {
+                let f: $crate::solvers::BlockFn = $other;
+                f
+            }
+        }
+    }};
+}
+
 pub mod apply;
 pub mod bi_nm;
 pub mod evaluate;
 pub mod exact;
 pub mod exhaustive;
 pub mod greedy;
+pub mod lanes;
 pub mod lp;
 pub mod max_random;
 pub mod tsenor;
@@ -198,29 +234,53 @@ pub fn check_options(solver: &dyn Solver, options: &BTreeMap<String, f64>) -> Re
 /// Largest block side the solvers accept.
 pub const MAX_M: usize = 256;
 
+/// Blocks per parallel task.
+const CHUNK: usize = 64;
+
+/// Run `f(blocks, keep, first_block_index)` on runs of up to [`CHUNK`] consecutive M×M blocks in
+/// parallel and collect the masks.
+pub fn per_chunk<F>(blocks: &[f32], pattern: Pattern, f: F) -> Vec<u8>
+where
+    F: Fn(&[f32], &mut [u8], usize) + Sync,
+{
+    let mm = pattern.m * pattern.m;
+    let mut keep = vec![0u8; blocks.len()];
+    keep.par_chunks_mut(mm * CHUNK)
+        .zip(blocks.par_chunks(mm * CHUNK))
+        .enumerate()
+        .for_each(|(chunk, (out, inp))| f(inp, out, chunk * CHUNK));
+    keep
+}
+
 /// Run `f(block, keep, block_index)` on every M×M block in parallel and collect the masks.
 pub fn per_block<F>(blocks: &[f32], pattern: Pattern, _ctx: &SolveContext, f: F) -> Vec<u8>
 where
     F: Fn(&[f32], &mut [u8], usize) + Sync,
 {
     let mm = pattern.m * pattern.m;
-    let mut keep = vec![0u8; blocks.len()];
-    keep.par_chunks_mut(mm * 64)
-        .zip(blocks.par_chunks(mm * 64))
-        .enumerate()
-        .for_each(|(chunk, (out, inp))| {
-            for (i, (o, b)) in out.chunks_mut(mm).zip(inp.chunks(mm)).enumerate() {
-                f(b, o, chunk * 64 + i);
-            }
-        });
-    keep
+    per_chunk(blocks, pattern, |inp, out, first| {
+        for (i, (o, b)) in out.chunks_mut(mm).zip(inp.chunks(mm)).enumerate() {
+            f(b, o, first + i);
+        }
+    })
+}
+
+/// A block solver: `(scores, pattern, keep)`, scores and keep row-major M×M (one block, or for
+/// [`per_chunk`] users, consecutive blocks).
+pub type BlockFn = fn(&[f32], Pattern, &mut [u8]);
+
+/// Order key of a score: its bit pattern, which orders non-negative finite floats numerically;
+/// negative values and −0.0 count as 0 (the solvers' inputs are checked non-negative).
+#[inline(always)]
+pub fn score_bits(s: f32) -> i32 {
+    (s.to_bits() as i32).max(0)
 }
 
 /// Sort keys of `scores` (non-negative, finite) into `keys`: descending score, ties by lower
 /// index; a key's low 32 bits are the index. No allocation: the caller owns `keys`.
 pub fn descending_keys(scores: &[f32], keys: &mut [u64]) {
-    for (k, (i, s)) in keys.iter_mut().zip(scores.iter().enumerate()) {
-        *k = ((!s.max(0.0).to_bits() as u64) << 32) | i as u64;
+    for (k, (i, &s)) in keys.iter_mut().zip(scores.iter().enumerate()) {
+        *k = ((!(score_bits(s) as u32) as u64) << 32) | i as u64;
     }
     keys.sort_unstable();
 }

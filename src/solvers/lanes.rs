@@ -1,0 +1,394 @@
+//! Extremes of small fixed-size arrays and the first position holding them, for the block solvers'
+//! inner loops (`exact`, `greedy`).
+//!
+//! Problem: for `[i32; M]` / `[f64; M]` with M ≤ 64, the largest (smallest) value, and the lowest
+//! index at which a given value occurs.
+//! Guarantee: both implementations return the same results (tested); no NaN may be passed.
+//! Cost: O(M). [`Portable`] is plain Rust; [`Avx2`] uses explicit AVX2 intrinsics (8 i32 or 4 f64
+//! per instruction, a movemask for the position), because the compiler's own vectorisation of
+//! "first index of the extreme" is poor. A solver's fixed-size path is generic over [`Lanes`] and
+//! compiled once per implementation; an [`Avx2`] value exists only when the CPU reports AVX2.
+
+/// Lane reductions over arrays of M ≤ 64 elements.
+pub trait Lanes: Copy {
+    /// The largest element.
+    fn max_i32<const M: usize>(self, v: &[i32; M]) -> i32;
+    /// The lowest index holding `x` (M when none does).
+    fn first_i32<const M: usize>(self, v: &[i32; M], x: i32) -> usize;
+    /// The smallest element (no NaN).
+    fn min_f64<const M: usize>(self, v: &[f64; M]) -> f64;
+    /// The lowest index holding `x` (M when none does).
+    fn first_f64<const M: usize>(self, v: &[f64; M], x: f64) -> usize;
+    /// `v[at] = x`. [`Avx2`] rewrites the whole array with full-width blends: a single-lane store
+    /// followed by a full-width load of the same array cannot be forwarded and stalls the load,
+    /// which the solvers' loops would otherwise do on every step.
+    fn set_i32<const M: usize>(self, v: &mut [i32; M], at: usize, x: i32);
+    /// `v[at] = x`, as [`Lanes::set_i32`].
+    fn set_f64<const M: usize>(self, v: &mut [f64; M], at: usize, x: f64);
+    /// Where `cand < dist` (a shortest-path relaxation): `dist = open = cand` and `via = from`.
+    /// [`Avx2`] blends and stores whole vectors (the compiler's masked stores are slow on some
+    /// CPUs and defeat store forwarding).
+    fn relax<const M: usize>(
+        self,
+        cand: &[f64; M],
+        dist: &mut [f64; M],
+        open: &mut [f64; M],
+        via: &mut [u64; M],
+        from: u64,
+    );
+}
+
+/// Plain Rust, any CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct Portable;
+
+/// Bit mask of `eq` over M ≤ 64 lanes → lowest set index, or M when none.
+#[inline(always)]
+fn lowest(mask: u64, m: usize) -> usize {
+    (mask.trailing_zeros() as usize).min(m)
+}
+
+impl Lanes for Portable {
+    #[inline(always)]
+    fn max_i32<const M: usize>(self, v: &[i32; M]) -> i32 {
+        v.iter().fold(i32::MIN, |a, &b| a.max(b))
+    }
+
+    #[inline(always)]
+    fn first_i32<const M: usize>(self, v: &[i32; M], x: i32) -> usize {
+        v.iter().position(|&e| e == x).unwrap_or(M)
+    }
+
+    #[inline(always)]
+    fn min_f64<const M: usize>(self, v: &[f64; M]) -> f64 {
+        v.iter()
+            .fold(f64::INFINITY, |a, &b| if b < a { b } else { a })
+    }
+
+    #[inline(always)]
+    fn first_f64<const M: usize>(self, v: &[f64; M], x: f64) -> usize {
+        v.iter().position(|&e| e == x).unwrap_or(M)
+    }
+
+    #[inline(always)]
+    fn set_i32<const M: usize>(self, v: &mut [i32; M], at: usize, x: i32) {
+        v[at] = x;
+    }
+
+    #[inline(always)]
+    fn set_f64<const M: usize>(self, v: &mut [f64; M], at: usize, x: f64) {
+        v[at] = x;
+    }
+
+    #[inline(always)]
+    fn relax<const M: usize>(
+        self,
+        cand: &[f64; M],
+        dist: &mut [f64; M],
+        open: &mut [f64; M],
+        via: &mut [u64; M],
+        from: u64,
+    ) {
+        for i in 0..M {
+            if cand[i] < dist[i] {
+                (dist[i], open[i], via[i]) = (cand[i], cand[i], from);
+            }
+        }
+    }
+}
+
+/// AVX2 intrinsics; obtained only through [`Avx2::detect`].
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+pub struct Avx2(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2 {
+    /// `Some` when the CPU reports AVX2.
+    pub fn detect() -> Option<Avx2> {
+        std::arch::is_x86_feature_detected!("avx2").then_some(Avx2(()))
+    }
+
+    /// The token without the check, for code compiled with `target_feature(enable = "avx2")`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    pub unsafe fn assume() -> Avx2 {
+        Avx2(())
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Largest of M (a multiple of 8) i32.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn max_i32<const M: usize>(v: &[i32; M]) -> i32 {
+        let p = v.as_ptr() as *const __m256i;
+        // SAFETY: M is a multiple of 8, so every 8-lane load is inside `v`.
+        let mut acc = unsafe { _mm256_loadu_si256(p) };
+        for c in 1..M / 8 {
+            acc = _mm256_max_epi32(acc, unsafe { _mm256_loadu_si256(p.add(c)) });
+        }
+        let x = _mm_max_epi32(
+            _mm256_castsi256_si128(acc),
+            _mm256_extracti128_si256::<1>(acc),
+        );
+        let x = _mm_max_epi32(x, _mm_shuffle_epi32::<0b01_00_11_10>(x));
+        let x = _mm_max_epi32(x, _mm_shuffle_epi32::<0b10_11_00_01>(x));
+        _mm_cvtsi128_si32(x)
+    }
+
+    /// Equality mask of M (a multiple of 8) i32 against `x`, one bit per lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn eq_i32<const M: usize>(v: &[i32; M], x: i32) -> u64 {
+        let p = v.as_ptr() as *const __m256i;
+        let b = _mm256_set1_epi32(x);
+        let mut mask = 0u64;
+        for c in 0..M / 8 {
+            // SAFETY: M is a multiple of 8, so every 8-lane load is inside `v`.
+            let e = _mm256_cmpeq_epi32(unsafe { _mm256_loadu_si256(p.add(c)) }, b);
+            mask |= (_mm256_movemask_ps(_mm256_castsi256_ps(e)) as u32 as u64) << (8 * c);
+        }
+        mask
+    }
+
+    /// Smallest of M (a multiple of 4) f64 without NaN.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn min_f64<const M: usize>(v: &[f64; M]) -> f64 {
+        let p = v.as_ptr();
+        // SAFETY: M is a multiple of 4, so every 4-lane load is inside `v`.
+        let mut acc = unsafe { _mm256_loadu_pd(p) };
+        for c in 1..M / 4 {
+            acc = _mm256_min_pd(acc, unsafe { _mm256_loadu_pd(p.add(4 * c)) });
+        }
+        let x = _mm_min_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd::<1>(acc));
+        let x = _mm_min_sd(x, _mm_unpackhi_pd(x, x));
+        _mm_cvtsd_f64(x)
+    }
+
+    /// Equality mask of M (a multiple of 4) f64 against `x`, one bit per lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn eq_f64<const M: usize>(v: &[f64; M], x: f64) -> u64 {
+        let p = v.as_ptr();
+        let b = _mm256_set1_pd(x);
+        let mut mask = 0u64;
+        for c in 0..M / 4 {
+            // SAFETY: M is a multiple of 4, so every 4-lane load is inside `v`.
+            let e = _mm256_cmp_pd::<_CMP_EQ_OQ>(unsafe { _mm256_loadu_pd(p.add(4 * c)) }, b);
+            mask |= (_mm256_movemask_pd(e) as u32 as u64) << (4 * c);
+        }
+        mask
+    }
+
+    /// `v[at] = x` over M (a multiple of 8) i32 by full-width blends.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn set_i32<const M: usize>(v: &mut [i32; M], at: usize, x: i32) {
+        let p = v.as_mut_ptr() as *mut __m256i;
+        let (b, lane) = (_mm256_set1_epi32(x), _mm256_set1_epi32(at as i32));
+        let mut index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        for c in 0..M / 8 {
+            let hit = _mm256_cmpeq_epi32(index, lane);
+            // SAFETY: M is a multiple of 8, so every 8-lane access is inside `v`.
+            unsafe {
+                let old = _mm256_loadu_si256(p.add(c));
+                _mm256_storeu_si256(p.add(c), _mm256_blendv_epi8(old, b, hit));
+            }
+            index = _mm256_add_epi32(index, _mm256_set1_epi32(8));
+        }
+    }
+
+    /// `v[at] = x` over M (a multiple of 4) f64 by full-width blends.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn set_f64<const M: usize>(v: &mut [f64; M], at: usize, x: f64) {
+        let p = v.as_mut_ptr();
+        let (b, lane) = (_mm256_set1_pd(x), _mm256_set1_epi64x(at as i64));
+        let mut index = _mm256_setr_epi64x(0, 1, 2, 3);
+        for c in 0..M / 4 {
+            let hit = _mm256_castsi256_pd(_mm256_cmpeq_epi64(index, lane));
+            // SAFETY: M is a multiple of 4, so every 4-lane access is inside `v`.
+            unsafe {
+                let old = _mm256_loadu_pd(p.add(4 * c));
+                _mm256_storeu_pd(p.add(4 * c), _mm256_blendv_pd(old, b, hit));
+            }
+            index = _mm256_add_epi64(index, _mm256_set1_epi64x(4));
+        }
+    }
+
+    /// [`super::Lanes::relax`] over M (a multiple of 4) lanes by full-width blends.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn relax<const M: usize>(
+        cand: &[f64; M],
+        dist: &mut [f64; M],
+        open: &mut [f64; M],
+        via: &mut [u64; M],
+        from: u64,
+    ) {
+        let f = _mm256_castsi256_pd(_mm256_set1_epi64x(from as i64));
+        let (c, d, o, v) = (
+            cand.as_ptr(),
+            dist.as_mut_ptr(),
+            open.as_mut_ptr(),
+            via.as_mut_ptr() as *mut f64,
+        );
+        for k in (0..M).step_by(4) {
+            // SAFETY: M is a multiple of 4, so every 4-lane access is inside the arrays.
+            unsafe {
+                let (nc, nd) = (_mm256_loadu_pd(c.add(k)), _mm256_loadu_pd(d.add(k)));
+                let better = _mm256_cmp_pd::<_CMP_LT_OQ>(nc, nd);
+                _mm256_storeu_pd(d.add(k), _mm256_blendv_pd(nd, nc, better));
+                let no = _mm256_loadu_pd(o.add(k));
+                _mm256_storeu_pd(o.add(k), _mm256_blendv_pd(no, nc, better));
+                let nv = _mm256_loadu_pd(v.add(k));
+                _mm256_storeu_pd(v.add(k), _mm256_blendv_pd(nv, f, better));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx2 {
+    #[inline(always)]
+    fn max_i32<const M: usize>(self, v: &[i32; M]) -> i32 {
+        if M % 8 != 0 {
+            return Portable.max_i32(v);
+        }
+        // SAFETY: an `Avx2` value exists only when the CPU reports AVX2.
+        unsafe { avx2::max_i32(v) }
+    }
+
+    #[inline(always)]
+    fn first_i32<const M: usize>(self, v: &[i32; M], x: i32) -> usize {
+        if M % 8 != 0 || M > 64 {
+            return Portable.first_i32(v, x);
+        }
+        // SAFETY: as above.
+        lowest(unsafe { avx2::eq_i32(v, x) }, M)
+    }
+
+    #[inline(always)]
+    fn min_f64<const M: usize>(self, v: &[f64; M]) -> f64 {
+        if M % 4 != 0 {
+            return Portable.min_f64(v);
+        }
+        // SAFETY: as above.
+        unsafe { avx2::min_f64(v) }
+    }
+
+    #[inline(always)]
+    fn first_f64<const M: usize>(self, v: &[f64; M], x: f64) -> usize {
+        if M % 4 != 0 || M > 64 {
+            return Portable.first_f64(v, x);
+        }
+        // SAFETY: as above.
+        lowest(unsafe { avx2::eq_f64(v, x) }, M)
+    }
+
+    #[inline(always)]
+    fn set_i32<const M: usize>(self, v: &mut [i32; M], at: usize, x: i32) {
+        if M % 8 != 0 {
+            return Portable.set_i32(v, at, x);
+        }
+        // SAFETY: as above.
+        unsafe { avx2::set_i32(v, at, x) }
+    }
+
+    #[inline(always)]
+    fn set_f64<const M: usize>(self, v: &mut [f64; M], at: usize, x: f64) {
+        if M % 4 != 0 {
+            return Portable.set_f64(v, at, x);
+        }
+        // SAFETY: as above.
+        unsafe { avx2::set_f64(v, at, x) }
+    }
+
+    #[inline(always)]
+    fn relax<const M: usize>(
+        self,
+        cand: &[f64; M],
+        dist: &mut [f64; M],
+        open: &mut [f64; M],
+        via: &mut [u64; M],
+        from: u64,
+    ) {
+        if M % 4 != 0 {
+            return Portable.relax(cand, dist, open, via, from);
+        }
+        // SAFETY: as above.
+        unsafe { avx2::relax(cand, dist, open, via, from) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn agree<const M: usize>(lanes: impl Lanes, rng: &mut impl Rng) {
+        for _ in 0..200 {
+            let i: [i32; M] = std::array::from_fn(|_| rng.random_range(-1..4));
+            let f: [f64; M] =
+                std::array::from_fn(|_| [0.0, 1.5, 2.0, f64::INFINITY][rng.random_range(0..4)]);
+            let (mi, mf) = (Portable.max_i32(&i), Portable.min_f64(&f));
+            assert_eq!(lanes.max_i32(&i), mi, "{i:?}");
+            assert_eq!(lanes.min_f64(&f), mf, "{f:?}");
+            for x in [-1, 0, 3, 7] {
+                assert_eq!(
+                    lanes.first_i32(&i, x),
+                    Portable.first_i32(&i, x),
+                    "{i:?} {x}"
+                );
+            }
+            for x in [0.0, 2.0, f64::INFINITY, 9.0] {
+                assert_eq!(
+                    lanes.first_f64(&f, x),
+                    Portable.first_f64(&f, x),
+                    "{f:?} {x}"
+                );
+            }
+            assert_eq!(Portable.first_i32(&i, 7), M);
+            let at = rng.random_range(0..M);
+            let (mut a, mut b) = (i, i);
+            lanes.set_i32(&mut a, at, 9);
+            b[at] = 9;
+            assert_eq!(a, b);
+            let (mut a, mut b) = (f, f);
+            lanes.set_f64(&mut a, at, 0.25);
+            b[at] = 0.25;
+            assert_eq!(a, b);
+            let cand: [f64; M] = std::array::from_fn(|_| rng.random_range(0.0..3.0));
+            let via: [u64; M] = std::array::from_fn(|k| k as u64);
+            let (mut d1, mut o1, mut v1) = (f, i.map(|x| x as f64), via);
+            let (mut d2, mut o2, mut v2) = (d1, o1, v1);
+            lanes.relax(&cand, &mut d1, &mut o1, &mut v1, 99);
+            Portable.relax(&cand, &mut d2, &mut o2, &mut v2, 99);
+            assert_eq!((d1, o1, v1), (d2, o2, v2));
+            assert!(v1.contains(&99) || cand.iter().zip(&f).all(|(c, d)| c >= d));
+            assert_eq!(i[Portable.first_i32(&i, mi)], mi);
+        }
+    }
+
+    #[test]
+    fn avx2_and_portable_lanes_agree() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13); // fixed seed
+        #[cfg(target_arch = "x86_64")]
+        if let Some(avx2) = Avx2::detect() {
+            agree::<2>(avx2, &mut rng);
+            agree::<4>(avx2, &mut rng);
+            agree::<8>(avx2, &mut rng);
+            agree::<16>(avx2, &mut rng);
+            agree::<32>(avx2, &mut rng);
+            agree::<64>(avx2, &mut rng);
+            return;
+        }
+        agree::<16>(Portable, &mut rng);
+    }
+}
