@@ -160,7 +160,12 @@ fn two_of_four_x4(a: &[[f32; 4]; 4], u: &[f32; 4]) -> [[f32; 4]; 4] {
     fn lanes(f: impl Fn(usize) -> f64) -> V {
         [f(0), f(1), f(2), f(3)]
     }
-    let d: [V; 4] = std::array::from_fn(|i| lanes(|l| a[i][l].abs() as f64));
+    // Plain loops, not `std::array::from_fn`: its closure wrapper may be left out of line and then
+    // compiled without AVX2.
+    let mut d = [[0f64; 4]; 4];
+    for i in 0..4 {
+        d[i] = lanes(|l| a[i][l].abs() as f64);
+    }
     let total = lanes(|l| ((d[0][l] + d[1][l]) + d[2][l]) + d[3][l]);
     let max = |x: f64, y: f64| if y > x { y } else { x };
     let best = lanes(|l| max(max(d[0][l], d[1][l]), max(d[2][l], d[3][l])));
@@ -182,13 +187,14 @@ fn two_of_four_x4(a: &[[f32; 4]; 4], u: &[f32; 4]) -> [[f32; 4]; 4] {
             1.0 / rest[l]
         }
     });
-    let p: [V; 4] = std::array::from_fn(|i| {
-        lanes(|l| {
+    let mut p = [[0f64; 4]; 4];
+    for i in 0..4 {
+        p[i] = lanes(|l| {
             let x = lambda[l] * d[i][l];
             let x = if x < 1.0 { x } else { 1.0 };
             if a[i][l] == 0.0 { 0.0 } else { x }
-        })
-    });
+        });
+    }
     let s1 = lanes(|l| p[0][l] + p[1][l]);
     let s2 = lanes(|l| s1[l] + p[2][l]);
     let target = lanes(|l| (s2[l] + p[3][l]).round());
@@ -200,16 +206,18 @@ fn two_of_four_x4(a: &[[f32; 4]; 4], u: &[f32; 4]) -> [[f32; 4]; 4] {
         })
     };
     let hits = [count(&p[0]), count(&s1), count(&s2), count(&target)];
-    std::array::from_fn(|i| {
-        std::array::from_fn(|l| {
+    let mut out = [[0f32; 4]; 4];
+    for i in 0..4 {
+        for l in 0..4 {
             let kept = hits[i][l] - if i == 0 { 0.0 } else { hits[i - 1][l] } >= 1.0;
-            if kept && p[i][l] > 0.0 {
+            out[i][l] = if kept && p[i][l] > 0.0 {
                 (a[i][l] as f64 / p[i][l]) as f32
             } else {
                 0.0
-            }
-        })
-    })
+            };
+        }
+    }
+    out
 }
 
 /// 2:4 over contiguous groups: four at a time by [`two_of_four_x4`], the rest one by one.
@@ -218,7 +226,12 @@ fn groups_2of4(values: &mut [f32], uniforms: &[f32]) {
     let whole = values.len() / 16 * 16;
     let (head, tail) = values.split_at_mut(whole);
     for (g, u) in head.chunks_exact_mut(16).zip(uniforms.chunks_exact(4)) {
-        let a: [[f32; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|l| g[4 * l + i]));
+        let mut a = [[0f32; 4]; 4];
+        for (i, row) in a.iter_mut().enumerate() {
+            for (l, v) in row.iter_mut().enumerate() {
+                *v = g[4 * l + i];
+            }
+        }
         let out = two_of_four_x4(&a, u.try_into().expect("4 uniforms"));
         for (i, row) in out.iter().enumerate() {
             for (l, &v) in row.iter().enumerate() {
@@ -235,18 +248,17 @@ fn groups_2of4(values: &mut [f32], uniforms: &[f32]) {
 fn strip_2of4(inp: &[f32], out: &mut [f32], cols: usize, uniforms: &[f32]) {
     let whole = cols / 4 * 4;
     for c in (0..whole).step_by(4) {
-        let a: [[f32; 4]; 4] = std::array::from_fn(|i| {
-            inp[i * cols + c..i * cols + c + 4]
-                .try_into()
-                .expect("4 columns")
-        });
+        let mut a = [[0f32; 4]; 4];
+        for (i, row) in a.iter_mut().enumerate() {
+            row.copy_from_slice(&inp[i * cols + c..i * cols + c + 4]);
+        }
         let u = uniforms[c..c + 4].try_into().expect("4 uniforms");
         for (i, row) in two_of_four_x4(&a, u).iter().enumerate() {
             out[i * cols + c..i * cols + c + 4].copy_from_slice(row);
         }
     }
     for c in whole..cols {
-        let mut g: [f32; 4] = std::array::from_fn(|i| inp[i * cols + c]);
+        let mut g = [inp[c], inp[cols + c], inp[2 * cols + c], inp[3 * cols + c]];
         prune_fixed::<4>(&mut g, 2, &uniforms[c..c + 1]);
         for (i, v) in g.into_iter().enumerate() {
             out[i * cols + c] = v;

@@ -97,10 +97,18 @@ fn fixed<const M: usize, L: Lanes>(lanes: L, a: &[f32], n: usize, keep: &mut [u8
     // Warm start: row i keeps the entries of rank < N (rank: larger score first, ties by lower
     // column), and its potential is the score of rank N − 1. Ranks are counted over i32 lanes
     // (the scores' bit patterns), all M at once per competitor.
-    let column: [i32; M] = std::array::from_fn(|j| j as i32);
+    // Plain loops, not `std::array::from_fn`: its closure wrapper may be left out of line and then
+    // compiled without AVX2.
+    let mut column = [0i32; M];
+    for (j, c) in column.iter_mut().enumerate() {
+        *c = j as i32;
+    }
     for i in 0..M {
         let row: &[f32; M] = a[i * M..(i + 1) * M].try_into().expect("row");
-        let bits: [i32; M] = std::array::from_fn(|j| super::score_bits(row[j]));
+        let mut bits = [0i32; M];
+        for (b, &s) in bits.iter_mut().zip(row) {
+            *b = super::score_bits(s);
+        }
         let mut rank = [0i32; M];
         for k in 0..M {
             let (bk, k) = (bits[k], k as i32);

@@ -102,6 +102,7 @@ fn fixed_run<const M: usize, L: Lanes>(lanes: L, scores: &[f32], n: usize, keep:
 
 /// One block's state in the fixed-size greedy (M ≤ 64): scores as bit patterns (−1 once kept),
 /// full columns (−1), counts, and each row's largest remaining entry in a non-full column.
+#[derive(Clone, Copy)]
 struct Block<const M: usize> {
     bits: [[i32; M]; M],
     full: [i32; M],
@@ -186,8 +187,12 @@ fn fixed<const M: usize, const K: usize, L: Lanes>(
 ) {
     let (scores, keep) = (&scores[..K * M * M], &mut keep[..K * M * M]);
     keep.fill(0);
-    let mut blocks: [Block<M>; K] =
-        std::array::from_fn(|k| Block::new(lanes, &scores[k * M * M..(k + 1) * M * M]));
+    // Not `std::array::from_fn`: its closure wrapper may be left out of line and then compiled
+    // without AVX2.
+    let mut blocks = [Block::<M>::new(lanes, &scores[..M * M]); K];
+    for (k, b) in blocks.iter_mut().enumerate().skip(1) {
+        *b = Block::new(lanes, &scores[k * M * M..(k + 1) * M * M]);
+    }
     while blocks.iter().any(|b| b.running) {
         for (b, keep) in blocks.iter_mut().zip(keep.chunks_exact_mut(M * M)) {
             if b.running {
