@@ -431,12 +431,19 @@ mod tests {
             Mvue.prune_strip(&g, &mut strip, cols, p24, &u);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&strip), bits(&generic), "strip {g:?}");
+            // The build without AVX2 (what `prune_strip` runs on other CPUs).
+            let mut plain = vec![0f32; g.len()];
+            strip_2of4(&g, &mut plain, cols, &u);
+            assert_eq!(bits(&plain), bits(&generic), "plain strip {g:?}");
             // Contiguous groups: column c of the strip as group c.
             let mut groups: Vec<f32> = (0..cols)
                 .flat_map(|c| (0..4).map(move |i| (i, c)))
                 .map(|(i, c)| g[i * cols + c])
                 .collect();
+            let mut plain = groups.clone();
+            groups_2of4(&mut plain, &u);
             Mvue.prune_groups(&mut groups, p24, &u);
+            assert_eq!(bits(&plain), bits(&groups), "plain groups {g:?}");
             for c in 0..cols {
                 for i in 0..4 {
                     assert_eq!(groups[4 * c + i].to_bits(), generic[i * cols + c].to_bits());

@@ -327,6 +327,19 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
+    /// The fixed-size path with portable lanes.
+    fn fixed_portable(a: &[f32], p: Pattern, keep: &mut [u8]) {
+        use crate::solvers::lanes::Portable;
+        match p.m {
+            2 => fixed::<2, _>(Portable, a, p.n, keep),
+            4 => fixed::<4, _>(Portable, a, p.n, keep),
+            8 => fixed::<8, _>(Portable, a, p.n, keep),
+            16 => fixed::<16, _>(Portable, a, p.n, keep),
+            32 => fixed::<32, _>(Portable, a, p.n, keep),
+            m => unreachable!("M = {m}"),
+        }
+    }
+
     #[test]
     fn fixed_size_path_and_general_loop_keep_the_same_optimum() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11); // fixed seed
@@ -346,6 +359,10 @@ mod tests {
                     let (mut fast, mut slow) = (vec![0u8; m * m], vec![0u8; m * m]);
                     solve_block(&a, p, &mut fast);
                     general(&a, p, &mut slow);
+                    // What CPUs without AVX2 run: the same fixed path, so the same mask.
+                    let mut portable = vec![0u8; m * m];
+                    fixed_portable(&a, p, &mut portable);
+                    assert_eq!(portable, fast, "{p}: portable lanes");
                     let kept = |k: &[u8]| -> f64 {
                         a.iter().zip(k).map(|(&s, &k)| s as f64 * k as f64).sum()
                     };

@@ -248,6 +248,20 @@ mod tests {
         assert!(keep.iter().all(|&k| k == 1));
     }
 
+    /// The fixed-size path with portable lanes.
+    fn fixed_portable(a: &[f32], p: Pattern, keep: &mut [u8]) {
+        use crate::solvers::lanes::Portable;
+        match p.m {
+            2 => fixed_run::<2, _>(Portable, a, p.n, keep),
+            4 => fixed_run::<4, _>(Portable, a, p.n, keep),
+            8 => fixed_run::<8, _>(Portable, a, p.n, keep),
+            16 => fixed_run::<16, _>(Portable, a, p.n, keep),
+            32 => fixed_run::<32, _>(Portable, a, p.n, keep),
+            64 => fixed_run::<64, _>(Portable, a, p.n, keep),
+            m => unreachable!("M = {m}"),
+        }
+    }
+
     #[test]
     fn fixed_size_path_and_sorted_scan_keep_the_same_mask() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12); // fixed seed
@@ -283,6 +297,10 @@ mod tests {
                     .collect();
                 let mut fast = vec![9u8; a.len()];
                 solve_block(&a, p, &mut fast);
+                // What CPUs without AVX2 run: the same fixed path, so the same masks.
+                let mut portable = vec![9u8; a.len()];
+                fixed_portable(&a, p, &mut portable);
+                assert_eq!(portable, fast, "{p} kind {kind}: portable lanes");
                 for (i, (block, fast)) in a.chunks(m * m).zip(fast.chunks(m * m)).enumerate() {
                     let mut slow = vec![9u8; m * m];
                     sorted(block, n, &mut slow);
