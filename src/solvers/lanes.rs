@@ -38,6 +38,12 @@ pub trait Lanes: Copy {
     );
 }
 
+/// Whether M splits into whole `width`-lane vectors and its lanes fit a 64-bit mask.
+#[inline(always)]
+const fn whole<const M: usize>(width: usize) -> bool {
+    M.is_multiple_of(width) && M <= 64
+}
+
 /// Plain Rust, any CPU.
 #[derive(Debug, Clone, Copy)]
 pub struct Portable;
@@ -258,7 +264,7 @@ mod avx2 {
 impl Lanes for Avx2 {
     #[inline(always)]
     fn max_i32<const M: usize>(self, v: &[i32; M]) -> i32 {
-        if M % 8 != 0 {
+        if !whole::<M>(8) {
             return Portable.max_i32(v);
         }
         // SAFETY: an `Avx2` value exists only when the CPU reports AVX2.
@@ -267,7 +273,7 @@ impl Lanes for Avx2 {
 
     #[inline(always)]
     fn first_i32<const M: usize>(self, v: &[i32; M], x: i32) -> usize {
-        if M % 8 != 0 || M > 64 {
+        if !whole::<M>(8) {
             return Portable.first_i32(v, x);
         }
         // SAFETY: as above.
@@ -276,7 +282,7 @@ impl Lanes for Avx2 {
 
     #[inline(always)]
     fn min_f64<const M: usize>(self, v: &[f64; M]) -> f64 {
-        if M % 4 != 0 {
+        if !whole::<M>(4) {
             return Portable.min_f64(v);
         }
         // SAFETY: as above.
@@ -285,7 +291,7 @@ impl Lanes for Avx2 {
 
     #[inline(always)]
     fn first_f64<const M: usize>(self, v: &[f64; M], x: f64) -> usize {
-        if M % 4 != 0 || M > 64 {
+        if !whole::<M>(4) {
             return Portable.first_f64(v, x);
         }
         // SAFETY: as above.
@@ -294,7 +300,7 @@ impl Lanes for Avx2 {
 
     #[inline(always)]
     fn set_i32<const M: usize>(self, v: &mut [i32; M], at: usize, x: i32) {
-        if M % 8 != 0 {
+        if !whole::<M>(8) {
             return Portable.set_i32(v, at, x);
         }
         // SAFETY: as above.
@@ -303,7 +309,7 @@ impl Lanes for Avx2 {
 
     #[inline(always)]
     fn set_f64<const M: usize>(self, v: &mut [f64; M], at: usize, x: f64) {
-        if M % 4 != 0 {
+        if !whole::<M>(4) {
             return Portable.set_f64(v, at, x);
         }
         // SAFETY: as above.
@@ -319,7 +325,7 @@ impl Lanes for Avx2 {
         via: &mut [u64; M],
         from: u64,
     ) {
-        if M % 4 != 0 {
+        if !whole::<M>(4) {
             return Portable.relax(cand, dist, open, via, from);
         }
         // SAFETY: as above.
