@@ -1,8 +1,8 @@
-//! Extremes of small fixed-size arrays and the first position holding them, for the block solvers'
-//! inner loops (`exact`, `greedy`).
+//! Extremes of small fixed-size arrays, the first position holding them, and whole-array lane
+//! updates, for the block solvers' inner loops (`exact`, `greedy`).
 //!
-//! Problem: for `[i32; M]` / `[f64; M]` with M ≤ 64, the largest (smallest) value, and the lowest
-//! index at which a given value occurs.
+//! Problem: for `[i32; M]` / `[f64; M]` with M ≤ 64, the largest (smallest) value, the lowest
+//! index at which a given value occurs, a single-lane set and a shortest-path relaxation.
 //! Guarantee: both implementations return the same results (tested); no NaN may be passed.
 //! Cost: O(M). [`Portable`] is plain Rust; [`Avx2`] uses explicit AVX2 intrinsics (8 i32 or 4 f64
 //! per instruction, a movemask for the position), because the compiler's own vectorisation of
@@ -48,7 +48,7 @@ const fn whole<const M: usize>(width: usize) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct Portable;
 
-/// Bit mask of `eq` over M ≤ 64 lanes → lowest set index, or M when none.
+/// The lowest set bit of a lane mask (M ≤ 64 lanes), or M when none is set.
 #[inline(always)]
 fn lowest(mask: u64, m: usize) -> usize {
     (mask.trailing_zeros() as usize).min(m)
