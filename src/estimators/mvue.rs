@@ -43,20 +43,18 @@ pub fn inclusion(group: &[f32], n: usize, p: &mut [f64]) {
         // The sum of the entries not yet saturated, summed afresh in index order: subtracting
         // the saturated ones from the total cancels catastrophically when magnitudes in a group
         // span more than 2^53 (the rest would round to 0 and every entry would saturate).
-        let mut rest = 0f64;
+        // The largest of them is found in the same pass.
+        let (mut rest, mut best, mut at) = (0f64, -1f64, 0usize);
         for (i, &v) in p[..m].iter().enumerate() {
             if used & (1 << i) == 0 {
                 rest += v;
+                if v > best {
+                    (best, at) = (v, i);
+                }
             }
         }
         if rest <= 0.0 {
             break; // fewer than N non-zeros: every non-zero saturates
-        }
-        let (mut best, mut at) = (-1f64, 0usize);
-        for (i, &v) in p[..m].iter().enumerate() {
-            if used & (1 << i) == 0 && v > best {
-                (best, at) = (v, i);
-            }
         }
         let l = (n - k) as f64 / rest;
         // At k = N − 1, λ·best ≤ 1 holds in exact arithmetic (best ≤ rest); rounding can break
@@ -280,14 +278,6 @@ fn strip_2of4_avx2(inp: &[f32], out: &mut [f32], cols: usize, uniforms: &[f32]) 
     strip_2of4(inp, out, cols, uniforms)
 }
 
-/// Whether the CPU runs the AVX2 builds.
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2");
-    #[allow(unreachable_code)]
-    false
-}
-
 impl Estimator for Mvue {
     fn name(&self) -> &'static str {
         "mvue"
@@ -308,7 +298,9 @@ impl Estimator for Mvue {
         match pattern.m {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the AVX2 build runs only where the CPU reports AVX2.
-            4 if pattern.n == 2 && avx2() => unsafe { groups_2of4_avx2(values, uniforms) },
+            4 if pattern.n == 2 && crate::solvers::lanes::Avx2::detect().is_some() => unsafe {
+                groups_2of4_avx2(values, uniforms)
+            },
             4 if pattern.n == 2 => groups_2of4(values, uniforms),
             2 => prune_fixed::<2>(values, pattern.n, uniforms),
             4 => prune_fixed::<4>(values, pattern.n, uniforms),
@@ -337,7 +329,7 @@ impl Estimator for Mvue {
             return super::prune_strip_tiled(self, inp, out, cols, pattern, uniforms);
         }
         #[cfg(target_arch = "x86_64")]
-        if avx2() {
+        if crate::solvers::lanes::Avx2::detect().is_some() {
             // SAFETY: the AVX2 build runs only where the CPU reports AVX2.
             return unsafe { strip_2of4_avx2(inp, out, cols, uniforms) };
         }

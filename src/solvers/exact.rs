@@ -43,7 +43,7 @@ impl Solver for Exact {
 
     fn solve(&self, blocks: &[f32], pattern: Pattern, ctx: &SolveContext) -> Result<Vec<u8>> {
         super::check_blocks(blocks, pattern)?;
-        let solve = block_solver(pattern);
+        let solve = block_solver(pattern, true);
         Ok(super::per_block(blocks, pattern, ctx, |block, out, _| {
             solve(block, pattern, out)
         }))
@@ -52,11 +52,12 @@ impl Solver for Exact {
 
 /// Solve one M×M block optimally into `keep` (row-major 0/1).
 pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
-    block_solver(pattern)(scores, pattern, keep)
+    block_solver(pattern, true)(scores, pattern, keep)
 }
 
-/// The fastest block solver for this pattern on this CPU.
-fn block_solver(pattern: Pattern) -> BlockFn {
+/// The fastest block solver for this pattern on this CPU (`avx2 = false`: the portable build, what
+/// CPUs without AVX2 run).
+fn block_solver(pattern: Pattern, avx2: bool) -> BlockFn {
     // Keeping nothing or everything needs no search, whatever the loop.
     if pattern.n == 0 {
         return |_, _, keep| keep.fill(0);
@@ -64,7 +65,7 @@ fn block_solver(pattern: Pattern) -> BlockFn {
     if pattern.n == pattern.m {
         return |_, _, keep| keep.fill(1);
     }
-    fixed_m_block_fn!(pattern.m, fixed, fixed_avx2, general)
+    fixed_m_block_fn!(pattern.m, avx2, fixed, fixed_avx2, general)
 }
 
 /// [`fixed`] with AVX2 lanes, compiled with AVX2 enabled.
@@ -327,19 +328,6 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The fixed-size path with portable lanes.
-    fn fixed_portable(a: &[f32], p: Pattern, keep: &mut [u8]) {
-        use crate::solvers::lanes::Portable;
-        match p.m {
-            2 => fixed::<2, _>(Portable, a, p.n, keep),
-            4 => fixed::<4, _>(Portable, a, p.n, keep),
-            8 => fixed::<8, _>(Portable, a, p.n, keep),
-            16 => fixed::<16, _>(Portable, a, p.n, keep),
-            32 => fixed::<32, _>(Portable, a, p.n, keep),
-            m => unreachable!("M = {m}"),
-        }
-    }
-
     #[test]
     fn fixed_size_path_and_general_loop_keep_the_same_optimum() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11); // fixed seed
@@ -361,7 +349,7 @@ mod tests {
                     general(&a, p, &mut slow);
                     // What CPUs without AVX2 run: the same fixed path, so the same mask.
                     let mut portable = vec![0u8; m * m];
-                    fixed_portable(&a, p, &mut portable);
+                    block_solver(p, false)(&a, p, &mut portable);
                     assert_eq!(portable, fast, "{p}: portable lanes");
                     let kept = |k: &[u8]| -> f64 {
                         a.iter().zip(k).map(|(&s, &k)| s as f64 * k as f64).sum()

@@ -43,7 +43,7 @@ impl Solver for Greedy {
 
     fn solve(&self, blocks: &[f32], pattern: Pattern, _ctx: &SolveContext) -> Result<Vec<u8>> {
         super::check_blocks(blocks, pattern)?;
-        let solve = block_solver(pattern);
+        let solve = block_solver(pattern, true);
         Ok(super::per_chunk(blocks, pattern, |run, out, _| {
             solve(run, pattern, out)
         }))
@@ -52,15 +52,16 @@ impl Solver for Greedy {
 
 /// Solve consecutive M×M blocks (`scores` row-major, non-negative) into `keep` by the greedy rule.
 pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
-    block_solver(pattern)(scores, pattern, keep)
+    block_solver(pattern, true)(scores, pattern, keep)
 }
 
-/// The fastest block solver for this pattern on this CPU.
-fn block_solver(pattern: Pattern) -> BlockFn {
+/// The fastest block solver for this pattern on this CPU (`avx2 = false`: the portable build, what
+/// CPUs without AVX2 run).
+fn block_solver(pattern: Pattern, avx2: bool) -> BlockFn {
     if pattern.n == 0 {
         return |_, _, keep| keep.fill(0);
     }
-    fixed_m_block_fn!(pattern.m, fixed_run, fixed_avx2, |scores, p, keep| {
+    fixed_m_block_fn!(pattern.m, avx2, fixed_run, fixed_avx2, |scores, p, keep| {
         let mm = p.m * p.m;
         for (s, k) in scores.chunks(mm).zip(keep.chunks_mut(mm)) {
             sorted(s, p.n, k)
@@ -249,20 +250,6 @@ mod tests {
         assert!(keep.iter().all(|&k| k == 1));
     }
 
-    /// The fixed-size path with portable lanes.
-    fn fixed_portable(a: &[f32], p: Pattern, keep: &mut [u8]) {
-        use crate::solvers::lanes::Portable;
-        match p.m {
-            2 => fixed_run::<2, _>(Portable, a, p.n, keep),
-            4 => fixed_run::<4, _>(Portable, a, p.n, keep),
-            8 => fixed_run::<8, _>(Portable, a, p.n, keep),
-            16 => fixed_run::<16, _>(Portable, a, p.n, keep),
-            32 => fixed_run::<32, _>(Portable, a, p.n, keep),
-            64 => fixed_run::<64, _>(Portable, a, p.n, keep),
-            m => unreachable!("M = {m}"),
-        }
-    }
-
     #[test]
     fn fixed_size_path_and_sorted_scan_keep_the_same_mask() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12); // fixed seed
@@ -300,7 +287,7 @@ mod tests {
                 solve_block(&a, p, &mut fast);
                 // What CPUs without AVX2 run: the same fixed path, so the same masks.
                 let mut portable = vec![9u8; a.len()];
-                fixed_portable(&a, p, &mut portable);
+                block_solver(p, false)(&a, p, &mut portable);
                 assert_eq!(portable, fast, "{p} kind {kind}: portable lanes");
                 for (i, (block, fast)) in a.chunks(m * m).zip(fast.chunks(m * m)).enumerate() {
                     let mut slow = vec![9u8; m * m];

@@ -9,14 +9,16 @@
 //! module below, and add one line to [`REGISTRY`].
 
 /// The block solver for `$m`: `$fixed::<M, L>` for M ∈ {2, 4, 8, 16, 32, 64}, with
-/// [`lanes::Avx2`] through `$avx2::<M>` (a `target_feature(enable = "avx2")` wrapper) when the CPU
-/// reports AVX2, else with [`lanes::Portable`]; `$other` for any other M. All are [`BlockFn`]s.
+/// [`lanes::Avx2`] through `$avx2::<M>` (a `target_feature(enable = "avx2")` wrapper) when
+/// `$use_avx2` and the CPU reports AVX2, else with [`lanes::Portable`]; `$other` for any other M.
+/// All are [`BlockFn`]s.
 macro_rules! fixed_m_block_fn {
-    ($m:expr, $fixed:ident, $avx2:ident, $other:expr) => {{
+    ($m:expr, $use_avx2:expr, $fixed:ident, $avx2:ident, $other:expr) => {{
+        let _use_avx2: bool = $use_avx2; // read on x86_64 only
         macro_rules! pick {
             ($k:literal) => {{
                 #[cfg(target_arch = "x86_64")]
-                if $crate::solvers::lanes::Avx2::detect().is_some() {
+                if _use_avx2 && $crate::solvers::lanes::Avx2::detect().is_some() {
                     let f: $crate::solvers::BlockFn = |a, p, keep| {
                         // SAFETY: only chosen when the CPU reports AVX2.
                         unsafe { $avx2::<$k>(a, p.n, keep) }
