@@ -10,6 +10,7 @@ pub mod diversity;
 pub mod error;
 pub mod estimators;
 pub mod mask;
+pub mod memory;
 pub mod solvers;
 
 pub use error::{Error, Result};

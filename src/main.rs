@@ -34,7 +34,7 @@ struct Cli {
 }
 
 /// Options shared by `run` and `reproduce`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct RunArgs {
     /// Profile of the spec (smoke, default, full); default: `default`.
     #[arg(long)]
@@ -321,6 +321,7 @@ Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue
 }
 
 fn main() -> ExitCode {
+    masklab::memory::keep_freed_memory();
     match run_cli(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -360,16 +361,23 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             report_outcome(&outcome);
         }
         Command::Reproduce { table, dir, args } => {
-            let path = dir.join(format!("{table}.toml"));
-            if !path.exists() {
-                let known: Vec<String> = spec::catalogue(&dir)
-                    .map(|c| c.into_iter().map(|e| e.id).collect())
-                    .unwrap_or_default();
-                bail!("no spec {} (tables: {})", path.display(), known.join(", "));
+            let paths = spec::table_specs(&dir, &table)?;
+            if paths.len() > 1 && (args.out.is_some() || args.resume.is_some()) {
+                bail!(
+                    "{table} has {} parts ({}); give --out/--resume to `masklab run` on one part",
+                    paths.len(),
+                    paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
-            let outcome = run_spec(&path, args)?;
-            report_outcome(&outcome);
-            print!("{}", read_summary(&outcome.dir)?);
+            for path in paths {
+                let outcome = run_spec(&path, args.clone())?;
+                report_outcome(&outcome);
+                print!("{}", read_summary(&outcome.dir)?);
+            }
         }
         Command::Show { run_dir } => print!("{}", read_summary(&run_dir)?),
         Command::Regress {

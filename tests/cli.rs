@@ -612,28 +612,96 @@ fn table3_smoke_shows_greedy_biased_and_mvue_unbiased() {
 }
 
 #[test]
-fn table4_smoke_trains_every_setup_with_structure_and_matches_its_baseline() {
+fn table4a_smoke_trains_every_structure_with_statistics_and_matches_its_baseline() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("r");
-    run_smoke("table4", &out, &[]);
+    run_smoke("table4a", &out, &[]);
     let rows = summary_rows(&out);
-    assert_eq!(rows.len(), 7);
+    assert_eq!(rows.len(), 5);
     for r in &rows {
         assert_eq!(r["structure_ok"], Value::Bool(true), "{r:?}");
+        assert_eq!(r["seeds"], 2, "{r:?}");
         assert_eq!(r["steps"].as_f64().unwrap(), 64.0, "{r:?}"); // 2 epochs × 1024 / 32
         let acc = r["test_accuracy"].as_f64().unwrap();
         assert!(
             acc > 0.5,
             "learns the synthetic problem (chance 0.1): {r:?}"
         );
+        assert!(r["peak_rss_mb"].as_f64().unwrap() > 1.0, "{r:?}");
         let sparsity = r["sparsity"].as_f64().unwrap();
         if r["setup"] == "dense + dense" {
             assert_eq!(sparsity, 0.0);
+            assert_eq!(r["log10_mask_diversity"], 0.0);
+            // The reference has no difference to itself.
+            assert_eq!(r["test_accuracy_diff"], Value::Null);
         } else {
-            assert!((0.5..0.55).contains(&sparsity), "{r:?}");
+            // The exact solver and the other structures prune exactly half.
+            assert!((sparsity - 0.5).abs() < 1e-9, "{r:?}");
+            assert!(r["log10_mask_diversity"].as_f64().unwrap() > 100.0, "{r:?}");
+            let p = r["test_accuracy_p"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&p), "{r:?}");
+            assert!(r["test_accuracy_ci95"].as_f64().unwrap() >= 0.0, "{r:?}");
         }
     }
+    // Mask diversity orders the structures as Hubara's table does.
+    let md = |setup: &str| {
+        rows.iter().find(|r| r["setup"] == setup).unwrap()["log10_mask_diversity"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(md("unstructured:0.5 + dense") > md("nm:2:4 + dense"));
+    assert!(md("nm:2:4 + dense") > md("transposable:4:8 + dense"));
+    assert!(md("transposable:4:8 + dense") > md("block:4:0.5 + dense"));
+    // The correlation of diversity and accuracy at 50%, over the 8 non-reference cells.
+    let corr = std::fs::read_to_string(out.join("correlations.csv")).unwrap();
+    assert!(
+        corr.starts_with("target_sparsity,x,y,n,spearman_rho,p"),
+        "{corr}"
+    );
+    assert!(
+        corr.contains("0.5,log10_mask_diversity,test_accuracy,8,"),
+        "{corr}"
+    );
+    let md_text = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md_text.contains("## Statistics"), "{md_text}");
+    assert!(md_text.contains("test_accuracy (± 95% CI)"), "{md_text}");
+    assert!(
+        md_text.contains("Spearman ρ(log10_mask_diversity, test_accuracy)"),
+        "{md_text}"
+    );
     assert_matches_baseline(&out);
+}
+
+#[test]
+fn table4b_smoke_trains_a_deep_model_with_every_estimator_and_matches_its_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    run_smoke("table4b", &out, &[]);
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert_eq!(r["structure_ok"], Value::Bool(true), "{r:?}");
+        // Six hidden layers, each with its update GEMM pruned (the head stays dense).
+        assert_eq!(r["sparse_layers"].as_f64().unwrap(), 6.0, "{r:?}");
+    }
+    assert_matches_baseline(&out);
+}
+
+#[test]
+fn reproduce_table4_runs_both_parts() {
+    // An unknown table names the tables there are; table4 resolves to its two parts.
+    let r = masklab(&["reproduce", "table9", "--profile", "smoke"]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("table4a") && err.contains("table4b"), "{err}");
+    let parts = masklab::experiment::spec::table_specs(Path::new("experiments"), "table4").unwrap();
+    assert_eq!(
+        parts,
+        vec![
+            Path::new("experiments").join("table4a.toml"),
+            Path::new("experiments").join("table4b.toml")
+        ]
+    );
 }
 
 #[test]

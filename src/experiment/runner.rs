@@ -325,13 +325,31 @@ pub fn write_tables(dir: &Path, spec: &Spec) -> Result<()> {
     table::write_parquet(&mut cells, &dir.join("cells.parquet"))?;
     let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
     let mut summary = summary::summarise(&cells, &axes)?;
+    let mut summary_rows = table::rows_from_frame(&summary);
+    let mut notes = Vec::new();
+    if let Some(st) = &spec.statistics {
+        let (with, report) = summary::with_statistics(&summary_rows, &rows, &axes, st);
+        summary_rows = with;
+        summary = table::frame_from_rows(&summary_rows)?;
+        if !report.correlations.is_empty() {
+            let mut corr = table::frame_from_rows(&report.correlations)?;
+            table::write_csv(&mut corr, &dir.join("correlations.csv"))?;
+        }
+        notes = report.notes;
+    }
     table::write_parquet(&mut summary, &dir.join("summary.parquet"))?;
     table::write_csv(
         &mut table::without_time_columns(&summary)?,
         &dir.join("summary.csv"),
     )?;
     let title = format!("{} — {} (profile {})", spec.name, spec.title, spec.profile);
-    let md = markdown::render(&title, &table::rows_from_frame(&summary));
+    let mut md = markdown::render(&title, &summary_rows);
+    if !notes.is_empty() {
+        md += "\n## Statistics\n\n";
+        for n in &notes {
+            md += &format!("- {n}\n");
+        }
+    }
     let md_path = dir.join("summary.md");
     std::fs::write(&md_path, md).map_err(|e| Error::io(&md_path, e))
 }

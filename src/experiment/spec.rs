@@ -56,6 +56,46 @@ pub struct RawSpec {
     /// matching every axis of an entry is skipped.
     #[serde(default)]
     pub exclude: Vec<IndexMap<String, Spanned<toml::Value>>>,
+    /// Statistics over seeds in the summary (optional).
+    #[serde(default)]
+    pub statistics: Option<Spanned<RawStatistics>>,
+}
+
+/// `[statistics]` as written: which metrics get confidence intervals and a test against the
+/// reference row, and which relation is tested by rank correlation.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatistics {
+    /// Metrics reported with a 95% CI, a difference to the reference and Welch's p-value.
+    pub metrics: Vec<String>,
+    /// The reference row: grid axis → value (e.g. `{ setup = "dense + dense" }`).
+    #[serde(default)]
+    pub reference: IndexMap<String, String>,
+    /// A claimed relation, tested by Spearman's rank correlation over the cells.
+    pub correlate: Option<Correlate>,
+}
+
+/// A relation `x → y` tested by Spearman's ρ over cells, separately for each value of `by`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Correlate {
+    /// Column of the explanatory value (e.g. `log10_mask_diversity`).
+    pub x: String,
+    /// Column of the outcome (e.g. `test_accuracy`).
+    pub y: String,
+    /// Column whose values split the cells into groups (e.g. `target_sparsity`); none: one group.
+    pub by: Option<String>,
+}
+
+/// Resolved `[statistics]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statistics {
+    /// Metrics with CI, difference to the reference and p-value.
+    pub metrics: Vec<String>,
+    /// The reference row's axis values (empty: no comparison).
+    pub reference: Vec<(String, String)>,
+    /// The rank correlation to test.
+    pub correlate: Option<Correlate>,
 }
 
 /// A tolerance as written: exactly one of `abs`, `rel`, `ratio`.
@@ -136,6 +176,8 @@ pub struct Spec {
     pub profiles: Vec<String>,
     /// Grid points to leave out (axis → values; all axes of an entry must match).
     pub exclude: Vec<IndexMap<String, Vec<String>>>,
+    /// Statistics over seeds, when declared.
+    pub statistics: Option<Statistics>,
 }
 
 /// Line (1-based) of byte offset `at` in `text`.
@@ -332,6 +374,42 @@ impl Spec {
             }
             exclude.push(resolved);
         }
+        let statistics = match &raw.statistics {
+            None => None,
+            Some(st) => {
+                let raw_st = st.get_ref();
+                if raw_st.metrics.is_empty() {
+                    return Err(err(
+                        st.span(),
+                        "statistics.metrics: empty; name at least one metric".into(),
+                    ));
+                }
+                let mut reference = Vec::new();
+                for (axis, value) in &raw_st.reference {
+                    let Some(a) = axes.iter().find(|a| &a.name == axis) else {
+                        return Err(err(
+                            st.span(),
+                            format!("statistics.reference.{axis}: `{axis}` is not a grid axis"),
+                        ));
+                    };
+                    if !a.values.contains(value) {
+                        return Err(err(
+                            st.span(),
+                            format!(
+                                "statistics.reference.{axis}: `{value}` is not on the axis (values: {})",
+                                a.values.join(", ")
+                            ),
+                        ));
+                    }
+                    reference.push((axis.clone(), value.clone()));
+                }
+                Some(Statistics {
+                    metrics: raw_st.metrics.clone(),
+                    reference,
+                    correlate: raw_st.correlate.clone(),
+                })
+            }
+        };
         Ok(Spec {
             path: path.to_path_buf(),
             text: text.to_string(),
@@ -346,6 +424,7 @@ impl Spec {
             tolerance,
             profiles,
             exclude,
+            statistics,
         })
     }
 
@@ -410,6 +489,31 @@ pub fn catalogue(dir: &Path) -> Result<Vec<CatalogueEntry>> {
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
+}
+
+/// The spec files of a table id in `dir`: `ID.toml`, or else its sub-tables `IDa.toml`,
+/// `IDb.toml`, … (a table of several parts, e.g. table4a and table4b), in order. An unknown id
+/// is an error listing the tables there are.
+pub fn table_specs(dir: &Path, id: &str) -> Result<Vec<PathBuf>> {
+    let whole = dir.join(format!("{id}.toml"));
+    if whole.exists() {
+        return Ok(vec![whole]);
+    }
+    let parts: Vec<PathBuf> = ('a'..='z')
+        .map(|c| dir.join(format!("{id}{c}.toml")))
+        .take_while(|p| p.exists())
+        .collect();
+    if !parts.is_empty() {
+        return Ok(parts);
+    }
+    let known: Vec<String> = catalogue(dir)
+        .map(|c| c.into_iter().map(|e| e.id).collect())
+        .unwrap_or_default();
+    Err(Error::invalid(
+        "table",
+        id,
+        format!("no spec {} (tables: {})", whole.display(), known.join(", ")),
+    ))
 }
 
 fn value_string(v: &toml::Value) -> Option<String> {

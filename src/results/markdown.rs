@@ -1,4 +1,5 @@
-//! `summary.md`: the summary as a markdown table, `mean ± std` where seeds vary.
+//! `summary.md`: the summary as a markdown table: `mean ± ci` where the summary has a 95% CI
+//! (`<metric>_ci95`, `<metric>_diff_ci95`), else `mean ± std` where seeds vary.
 
 use crate::experiment::cells::Row;
 use serde_json::Value;
@@ -8,12 +9,22 @@ pub fn render(title: &str, rows: &[Row]) -> String {
     let Some(first) = rows.first() else {
         return format!("# {title}\n\n(no rows)\n");
     };
-    let columns: Vec<&String> = first.keys().filter(|k| !k.ends_with("_std")).collect();
+    let columns: Vec<&String> = first
+        .keys()
+        .filter(|k| !k.ends_with("_std") && !k.ends_with("_ci95"))
+        .collect();
+    let header = |c: &str| {
+        if first.contains_key(&format!("{c}_ci95")) {
+            format!("{c} (± 95% CI)")
+        } else {
+            c.to_string()
+        }
+    };
     let mut out = format!(
         "# {title}\n\n| {} |\n|",
         columns
             .iter()
-            .map(|c| c.as_str())
+            .map(|c| header(c))
             .collect::<Vec<_>>()
             .join(" | ")
     );
@@ -25,10 +36,16 @@ pub fn render(title: &str, rows: &[Row]) -> String {
         let cells: Vec<String> = columns
             .iter()
             .map(|c| {
-                let std = row
-                    .get(&format!("{c}_std"))
-                    .and_then(Value::as_f64)
-                    .filter(|s| *s > 0.0);
+                let spread = |suffix: &str| {
+                    row.get(&format!("{c}{suffix}"))
+                        .and_then(Value::as_f64)
+                        .filter(|s| *s > 0.0)
+                };
+                let std = if first.contains_key(&format!("{c}_ci95")) {
+                    spread("_ci95")
+                } else {
+                    spread("_std")
+                };
                 match (&row[c.as_str()], std) {
                     (Value::Null, _) => "—".to_string(),
                     (Value::Number(n), Some(s)) => format!(
@@ -88,5 +105,15 @@ mod tests {
         assert!(md.contains("| p | v | x |"), "{md}");
         assert!(md.contains("| 2:4 | 1.500 ± 0.2500 | — |"), "{md}");
         assert_eq!(fmt_num(1234567.0), "1.235e6");
+        // With a CI the cell shows it instead of the std, and the header says so.
+        let rows = vec![
+            json!({"p": "2:4", "v": 1.5, "v_std": 0.25, "v_ci95": 0.5})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ];
+        let md = render("T", &rows);
+        assert!(md.contains("| p | v (± 95% CI) |"), "{md}");
+        assert!(md.contains("| 2:4 | 1.500 ± 0.5000 |"), "{md}");
     }
 }

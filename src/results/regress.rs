@@ -7,7 +7,7 @@
 
 use crate::experiment::cells::Row;
 use crate::experiment::spec::Tolerance;
-use crate::results::is_time_column;
+use crate::results::is_measured_column;
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -132,11 +132,14 @@ pub fn compare(
         };
         report.rows_compared += 1;
         for (metric, old) in base {
-            if axes.contains(metric) || metric == "seeds" || metric.ends_with("_std") {
+            if axes.contains(metric)
+                || metric == "seeds"
+                || crate::results::summary::is_derived(metric, base)
+            {
                 continue;
             }
             let tol = tolerance.get(metric).copied();
-            if is_time_column(metric) && tol.is_none() {
+            if is_measured_column(metric) && tol.is_none() {
                 continue;
             }
             let new_v = new.get(metric).unwrap_or(&Value::Null);

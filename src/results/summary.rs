@@ -1,8 +1,32 @@
 //! The summary of a run: rows grouped by grid point, mean and std over seeds of every numeric
 //! metric (`<metric>` holds the mean, `<metric>_std` the sample std), `seeds` counts rows.
+//!
+//! With a spec's `[statistics]` ([`with_statistics`]), each named metric also gets
+//! `<metric>_ci95` (half-width of the 95% Student-t CI of the mean) and, against the reference
+//! row, `<metric>_diff` (mean − reference mean), `<metric>_diff_ci95` and `<metric>_p` (Welch's
+//! two-sided p-value, uncorrected); a declared relation is tested by Spearman's ρ over cells.
 
 use crate::error::{Error, Result};
+use crate::experiment::cells::Row;
+use crate::experiment::spec::Statistics;
+use crate::results::markdown::fmt_num;
+use crate::results::stats;
+use indexmap::IndexMap;
 use polars::prelude::*;
+use serde_json::Value;
+
+/// Suffixes of the columns derived from a metric's per-seed values (regression compares the
+/// metric itself, under its tolerance, not these).
+pub const DERIVED_SUFFIXES: [&str; 5] = ["_std", "_ci95", "_diff", "_diff_ci95", "_p"];
+
+/// Whether `column` of `row` is derived from another metric of the row (`<metric><suffix>`).
+pub fn is_derived(column: &str, row: &Row) -> bool {
+    DERIVED_SUFFIXES.iter().any(|suffix| {
+        column
+            .strip_suffix(suffix)
+            .is_some_and(|base| row.contains_key(base))
+    })
+}
 
 /// Columns that are bookkeeping, not metrics or keys.
 pub const BOOKKEEPING: [&str; 3] = ["index", "cell", "seed"];
@@ -49,6 +73,230 @@ pub fn summarise(cells: &DataFrame, axes: &[String]) -> Result<DataFrame> {
         .map_err(Error::table("summarising cells"))
 }
 
+/// What [`with_statistics`] adds beyond the per-row columns.
+#[derive(Debug, Default)]
+pub struct StatisticsReport {
+    /// One row per group of the declared correlation: `by` value, `x`, `y`, `n`,
+    /// `spearman_rho`, `p`.
+    pub correlations: Vec<Row>,
+    /// Sentences for summary.md: which rows differ from the reference, and the smallest effect
+    /// the design could detect.
+    pub notes: Vec<String>,
+}
+
+fn key_string(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "null".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn number(v: f64) -> Value {
+    serde_json::Number::from_f64(v)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+fn point_label(axes: &[String], row: &Row) -> String {
+    axes.iter()
+        .map(|a| key_string(row.get(a)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Add the `[statistics]` columns to summary rows (grouped by `axes`), from the per-seed cells.
+pub fn with_statistics(
+    summary: &[Row],
+    cells: &[Row],
+    axes: &[String],
+    st: &Statistics,
+) -> (Vec<Row>, StatisticsReport) {
+    let point = |r: &Row| -> Vec<String> { axes.iter().map(|a| key_string(r.get(a))).collect() };
+    let mut groups: IndexMap<Vec<String>, Vec<&Row>> = IndexMap::new();
+    for c in cells {
+        groups.entry(point(c)).or_default().push(c);
+    }
+    let values = |rows: &[&Row], m: &str| -> Vec<f64> {
+        rows.iter()
+            .filter_map(|r| r.get(m).and_then(Value::as_f64))
+            .collect()
+    };
+    let is_reference = |r: &Row| {
+        !st.reference.is_empty()
+            && st
+                .reference
+                .iter()
+                .all(|(a, v)| key_string(r.get(a.as_str())) == *v)
+    };
+    let reference_cells: Vec<&Row> = cells.iter().filter(|c| is_reference(c)).collect();
+    let mut report = StatisticsReport::default();
+    let mut out = Vec::with_capacity(summary.len());
+    for row in summary {
+        let members: &[&Row] = groups.get(&point(row)).map(Vec::as_slice).unwrap_or(&[]);
+        let mut new = Row::new();
+        for (k, v) in row {
+            new.insert(k.clone(), v.clone());
+            let Some(m) = k
+                .strip_suffix("_std")
+                .filter(|m| st.metrics.iter().any(|x| x == m))
+            else {
+                continue;
+            };
+            let xs = values(members, m);
+            let ci = stats::mean_ci(&xs).map_or(f64::NAN, |c| c.half_width);
+            new.insert(format!("{m}_ci95"), number(ci));
+            if st.reference.is_empty() {
+                continue;
+            }
+            let w = (!is_reference(row))
+                .then(|| stats::welch(&xs, &values(&reference_cells, m)))
+                .flatten();
+            new.insert(format!("{m}_diff"), number(w.map_or(f64::NAN, |w| w.diff)));
+            new.insert(
+                format!("{m}_diff_ci95"),
+                number(w.map_or(f64::NAN, |w| w.half_width)),
+            );
+            new.insert(format!("{m}_p"), number(w.map_or(f64::NAN, |w| w.p)));
+        }
+        out.push(new);
+    }
+    // Which rows differ, and what the design could have detected.
+    for m in &st.metrics {
+        let per_row: Vec<(String, Vec<f64>, bool)> = groups
+            .iter()
+            .map(|(_, rows)| {
+                (
+                    point_label(axes, rows[0]),
+                    values(rows, m),
+                    is_reference(rows[0]),
+                )
+            })
+            .collect();
+        let n_min = per_row.iter().map(|(_, v, _)| v.len()).min().unwrap_or(0);
+        let variances: Vec<f64> = per_row
+            .iter()
+            .filter_map(|(_, v, _)| stats::mean_ci(v).filter(|c| c.n > 1).map(|c| c.std * c.std))
+            .collect();
+        let pooled = (variances.iter().sum::<f64>() / variances.len().max(1) as f64).sqrt();
+        let mde = stats::min_detectable_effect(pooled, n_min, n_min);
+        let design = match mde {
+            Some(e) => format!(
+                "with {n_min} seeds per row and a pooled std of {}, a difference of {} or more is detected at the 5% level with 80% power",
+                fmt_num(pooled),
+                fmt_num(e)
+            ),
+            None => format!("with {n_min} seed(s) per row no difference can be tested"),
+        };
+        if st.reference.is_empty() {
+            report.notes.push(format!("{m}: {design}."));
+            continue;
+        }
+        let reference = point_label(
+            axes,
+            &st.reference.iter().fold(Row::new(), |mut r, (a, v)| {
+                r.insert(a.clone(), Value::String(v.clone()));
+                r
+            }),
+        );
+        let ref_values = values(&reference_cells, m);
+        let (mut differ, mut tie) = (Vec::new(), Vec::new());
+        for (label, xs, is_ref) in &per_row {
+            if *is_ref {
+                continue;
+            }
+            match stats::welch(xs, &ref_values) {
+                Some(w) if w.p < 0.05 => differ.push(format!(
+                    "{label} ({}{}, p = {})",
+                    if w.diff > 0.0 { "+" } else { "" },
+                    fmt_num(w.diff),
+                    fmt_num(w.p)
+                )),
+                _ => tie.push(label.clone()),
+            }
+        }
+        let differ_text = if differ.is_empty() {
+            "no row differs".to_string()
+        } else {
+            format!(
+                "{} of {} rows differ: {}",
+                differ.len(),
+                differ.len() + tie.len(),
+                differ.join("; ")
+            )
+        };
+        let tie_text = if tie.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Cannot be told apart from the reference: {}.",
+                tie.join("; ")
+            )
+        };
+        report.notes.push(format!(
+            "{m} against the reference ({reference}), Welch's t-test at 5% (uncorrected): {differ_text}.{tie_text} Power: {design}."
+        ));
+    }
+    if let Some(c) = &st.correlate {
+        let mut by_group: IndexMap<String, (Vec<f64>, Vec<f64>)> = IndexMap::new();
+        for cell in cells.iter().filter(|c| !is_reference(c)) {
+            let (Some(x), Some(y)) = (
+                cell.get(&c.x).and_then(Value::as_f64),
+                cell.get(&c.y).and_then(Value::as_f64),
+            ) else {
+                continue;
+            };
+            let g =
+                c.by.as_ref()
+                    .map_or_else(|| "all".to_string(), |b| key_string(cell.get(b)));
+            let e = by_group.entry(g).or_default();
+            e.0.push(x);
+            e.1.push(y);
+        }
+        for (g, (xs, ys)) in &by_group {
+            let sp = stats::spearman(xs, ys);
+            let mut r = Row::new();
+            r.insert(
+                c.by.clone().unwrap_or_else(|| "group".into()),
+                Value::String(g.clone()),
+            );
+            r.insert("x".into(), Value::String(c.x.clone()));
+            r.insert("y".into(), Value::String(c.y.clone()));
+            r.insert("n".into(), Value::from(xs.len()));
+            r.insert(
+                "spearman_rho".into(),
+                number(sp.map_or(f64::NAN, |s| s.rho)),
+            );
+            r.insert("p".into(), number(sp.map_or(f64::NAN, |s| s.p)));
+            report.notes.push(match sp {
+                Some(s) => format!(
+                    "Spearman ρ({}, {}) at {} = {g}: {} over {} cells (p = {}){}.",
+                    c.x,
+                    c.y,
+                    c.by.as_deref().unwrap_or("group"),
+                    fmt_num(s.rho),
+                    s.n,
+                    fmt_num(s.p),
+                    if s.p < 0.05 {
+                        ""
+                    } else {
+                        ": no significant rank correlation"
+                    }
+                ),
+                None => format!(
+                    "Spearman ρ({}, {}) at {} = {g}: not defined ({} cells, or one side constant).",
+                    c.x,
+                    c.y,
+                    c.by.as_deref().unwrap_or("group"),
+                    xs.len()
+                ),
+            });
+            report.correlations.push(r);
+        }
+    }
+    (out, report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +323,71 @@ mod tests {
         assert!((out[0]["v_std"].as_f64().unwrap() - 2f64.sqrt()).abs() < 1e-12);
         assert_eq!(out[1]["v_std"], json!(0.0));
         Ok(())
+    }
+
+    #[test]
+    fn statistics_compare_rows_with_the_reference_and_correlate() {
+        // Three setups × 5 seeds: the reference, one equal in distribution, one shifted by +1.
+        let noise = [-0.2, -0.1, 0.0, 0.1, 0.2];
+        let mut cells = Vec::new();
+        for (setup, shift, x) in [("ref", 0.0, 0.0), ("same", 0.0, 1.0), ("up", 1.0, 2.0)] {
+            for (seed, e) in noise.iter().enumerate() {
+                cells.push(
+                    json!({"cell": format!("{setup}/{seed}"), "setup": setup, "seed": seed,
+                           "acc": 10.0 + shift + e, "md": x, "level": "a"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                );
+            }
+        }
+        let axes = vec!["setup".to_string()];
+        let summary =
+            rows_from_frame(&summarise(&frame_from_rows(&cells).unwrap(), &axes).unwrap());
+        let st = Statistics {
+            metrics: vec!["acc".into()],
+            reference: vec![("setup".into(), "ref".into())],
+            correlate: Some(crate::experiment::spec::Correlate {
+                x: "md".into(),
+                y: "acc".into(),
+                by: Some("level".into()),
+            }),
+        };
+        let (rows, report) = with_statistics(&summary, &cells, &axes, &st);
+        // CI half-width: t(0.975, 4) · std/√5 with std = √0.025.
+        let half = 2.776445 * (0.025f64 / 5.0).sqrt();
+        assert!((rows[0]["acc_ci95"].as_f64().unwrap() - half).abs() < 1e-5);
+        assert_eq!(
+            rows[0]["acc_diff"],
+            Value::Null,
+            "the reference has no difference"
+        );
+        assert!(rows[1]["acc_diff"].as_f64().unwrap().abs() < 1e-12);
+        assert!(rows[1]["acc_p"].as_f64().unwrap() > 0.99);
+        assert!((rows[2]["acc_diff"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+        assert!(rows[2]["acc_p"].as_f64().unwrap() < 1e-4);
+        // The columns sit after the metric's std, in this order.
+        let keys: Vec<&String> = rows[2].keys().collect();
+        let at = keys.iter().position(|k| *k == "acc_std").unwrap();
+        assert_eq!(
+            keys[at + 1..at + 5],
+            ["acc_ci95", "acc_diff", "acc_diff_ci95", "acc_p"]
+        );
+        assert!(
+            report.notes[0].contains("1 of 2 rows differ: up"),
+            "{}",
+            report.notes[0]
+        );
+        assert!(
+            report.notes[0].contains("told apart from the reference: same"),
+            "{}",
+            report.notes[0]
+        );
+        // Correlation over the 10 non-reference cells: md 1 vs 2, acc tied within each noise level
+        // pattern → ρ > 0 and significant.
+        assert_eq!(report.correlations.len(), 1);
+        assert_eq!(report.correlations[0]["n"], json!(10));
+        assert!(report.correlations[0]["spearman_rho"].as_f64().unwrap() > 0.8);
+        assert!(is_derived("acc_ci95", &rows[2]) && !is_derived("acc", &rows[2]));
     }
 }

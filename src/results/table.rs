@@ -116,7 +116,7 @@ pub fn without_time_columns(df: &DataFrame) -> Result<DataFrame> {
     let keep: Vec<PlSmallStr> = df
         .get_column_names()
         .into_iter()
-        .filter(|n| !super::is_time_column(n))
+        .filter(|n| !super::is_measured_column(n))
         .cloned()
         .collect();
     df.select(keep)

@@ -8,11 +8,13 @@
 //! - [`trainer`]: the training loop, mask schedule and end-of-run structure checks.
 
 pub mod data;
+pub mod kernels;
 pub mod models;
 pub mod optim;
 pub mod sparse;
 pub mod trainer;
 
+use crate::diversity::{Structure, diversity};
 use crate::error::{Error, Result};
 use crate::mask::Pattern;
 use std::fmt;
@@ -25,6 +27,8 @@ pub enum MaskKind {
     Dense,
     /// Keep the largest `1 − sparsity` fraction of each layer.
     Unstructured(f64),
+    /// Keep the `B×B` blocks of largest L2 norm, a `1 − sparsity` fraction of them.
+    Block(usize, f64),
     /// N:M along `in` (forward GEMM only).
     Nm(Pattern),
     /// Transposable N:M (forward and backward GEMMs), found by a registered solver.
@@ -32,22 +36,71 @@ pub enum MaskKind {
 }
 
 impl MaskKind {
-    /// M of the pattern (1 for dense and unstructured).
+    /// The side a prunable layer's weights must tile by: M of the pattern, B of blocks, else 1.
     pub fn tile(&self) -> usize {
         match self {
             MaskKind::Nm(p) | MaskKind::Transposable(p) => p.m,
+            MaskKind::Block(b, _) => *b,
             _ => 1,
         }
+    }
+
+    /// The nominal fraction of a prunable layer's weights that the mask prunes.
+    pub fn sparsity(&self) -> f64 {
+        match self {
+            MaskKind::Dense => 0.0,
+            MaskKind::Unstructured(s) | MaskKind::Block(_, s) => *s,
+            MaskKind::Nm(p) | MaskKind::Transposable(p) => p.sparsity(),
+        }
+    }
+
+    /// The structure as the diversity module counts it (`None` for dense).
+    pub fn structure(&self) -> Option<Structure> {
+        match *self {
+            MaskKind::Dense => None,
+            MaskKind::Unstructured(sparsity) => Some(Structure::Unstructured { sparsity }),
+            MaskKind::Block(b, sparsity) => Some(Structure::Block { b, sparsity }),
+            MaskKind::Nm(p) => Some(Structure::Nm(p)),
+            MaskKind::Transposable(p) => Some(Structure::Transposable(p)),
+        }
+    }
+
+    /// log10 of the number of masks this structure allows over weights of the given shapes
+    /// (the sum of each layer's log10 mask diversity); 0 for dense (one mask).
+    pub fn log10_diversity(&self, shapes: &[(usize, usize)]) -> Result<f64> {
+        let Some(structure) = self.structure() else {
+            return Ok(0.0);
+        };
+        shapes
+            .iter()
+            .map(|&(r, c)| diversity(structure, r, c).map(|d| d.log10))
+            .sum()
     }
 }
 
 impl FromStr for MaskKind {
     type Err = Error;
-    /// `dense`, `unstructured:SPARSITY`, `nm:N:M` (or `N:M`), `transposable:N:M`.
+    /// `dense`, `unstructured:SPARSITY`, `block:B:SPARSITY`, `nm:N:M` (or `N:M`),
+    /// `transposable:N:M`.
     fn from_str(s: &str) -> Result<Self> {
         let bad = |why: &str| Error::invalid("mask", s, why);
         if s == "dense" {
             return Ok(MaskKind::Dense);
+        }
+        if let Some(rest) = s.strip_prefix("block:") {
+            let parsed = rest
+                .split_once(':')
+                .and_then(|(b, f)| Some((b.parse::<usize>().ok()?, f.parse::<f64>().ok()?)));
+            let Some((b, f)) = parsed else {
+                return Err(bad("expected block:B:SPARSITY, e.g. block:4:0.5"));
+            };
+            if b == 0 {
+                return Err(bad("the block side B must be at least 1"));
+            }
+            if !(0.0..1.0).contains(&f) {
+                return Err(bad("sparsity must be in [0, 1)"));
+            }
+            return Ok(MaskKind::Block(b, f));
         }
         if let Some(f) = s.strip_prefix("unstructured:") {
             let f: f64 = f
@@ -73,6 +126,7 @@ impl fmt::Display for MaskKind {
         match self {
             MaskKind::Dense => write!(f, "dense"),
             MaskKind::Unstructured(s) => write!(f, "unstructured:{s}"),
+            MaskKind::Block(b, s) => write!(f, "block:{b}:{s}"),
             MaskKind::Nm(p) => write!(f, "nm:{p}"),
             MaskKind::Transposable(p) => write!(f, "transposable:{p}"),
         }
@@ -85,13 +139,46 @@ mod tests {
 
     #[test]
     fn mask_kinds_parse_and_print() -> Result<()> {
-        for s in ["dense", "unstructured:0.5", "nm:2:4", "transposable:4:8"] {
+        for s in [
+            "dense",
+            "unstructured:0.5",
+            "block:4:0.5",
+            "nm:2:4",
+            "transposable:4:8",
+        ] {
             assert_eq!(s.parse::<MaskKind>()?.to_string(), s);
         }
         assert_eq!("2:4".parse::<MaskKind>()?, MaskKind::Nm("2:4".parse()?));
-        for bad in ["unstructured:2", "transposable:5:4", "blocky"] {
+        for bad in [
+            "unstructured:2",
+            "transposable:5:4",
+            "blocky",
+            "block:0:0.5",
+            "block:4",
+            "block:4:1.5",
+        ] {
             assert!(bad.parse::<MaskKind>().is_err(), "{bad}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn model_diversity_is_the_sum_over_layers_and_orders_the_structures() -> Result<()> {
+        let shapes = [(8, 8), (8, 16)];
+        let md = |s: &str| s.parse::<MaskKind>()?.log10_diversity(&shapes);
+        // Transposable 2:4 on 8×8 is 4 tiles of 90 masks each, on 8×16 eight tiles: 90^12.
+        assert!((md("transposable:2:4")? - 12.0 * 90f64.log10()).abs() < 1e-9);
+        // 2:4 is C(4,2) = 6 per group of four: 48 groups.
+        assert!((md("nm:2:4")? - 48.0 * 6f64.log10()).abs() < 1e-9);
+        assert_eq!(md("dense")?, 0.0);
+        // Hubara's ordering at 50%: unstructured > 2:4 > transposable 2:4 > 4×4 blocks.
+        let (u, nm, t, b) = (
+            md("unstructured:0.5")?,
+            md("nm:2:4")?,
+            md("transposable:2:4")?,
+            md("block:4:0.5")?,
+        );
+        assert!(u > nm && nm > t && t > b, "{u} {nm} {t} {b}");
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 //! pattern (the 1- or 3-channel stem) and the classifier head stay dense, as in the papers.
 //! Initialisation is He-normal from a seeded RNG, so a seed gives the same model on every device.
 
+use super::kernels;
 use super::sparse::{GradEstimator, SparseLinear};
 use candle_core::{D, DType, Device, Tensor, Var};
 use rand::SeedableRng;
@@ -85,11 +86,12 @@ impl Init {
         self.count += 1;
         let seed = self.seed ^ self.count.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let prunable = prunable && out.is_multiple_of(p.tile) && fan_in.is_multiple_of(p.tile);
-        let (est, custom) = if prunable {
-            (p.estimator, p.custom)
+        let est = if prunable {
+            p.estimator
         } else {
-            (GradEstimator::Dense, false)
+            GradEstimator::Dense
         };
+        let custom = p.custom;
         let mut l = SparseLinear::new(w, b, est, custom, seed).with_srste(p.srste);
         l.prunable = prunable;
         Ok(l)
@@ -127,10 +129,11 @@ impl Model for Mlp {
     fn forward(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
         let mut h = x.flatten_from(1)?;
         for (i, l) in self.layers.iter().enumerate() {
-            h = l.forward(&h)?;
-            if i + 1 < self.layers.len() {
-                h = h.relu()?;
-            }
+            h = if i + 1 < self.layers.len() {
+                l.forward_relu(&h)?
+            } else {
+                l.forward(&h)?
+            };
         }
         Ok(h)
     }
@@ -175,6 +178,36 @@ impl Conv {
 
     /// `[b, c, h, w]` → `[b, out, h', w']`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, _, h, w) = x.dims4()?;
+        let (ho, wo) = self.out_hw(h, w);
+        let y = self.forward_rows(x)?;
+        let out = y.dims()[1];
+        y.reshape((b, ho, wo, out))?
+            .permute((0, 3, 1, 2))?
+            .contiguous()
+    }
+
+    /// Output height and width for an `h × w` input.
+    fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
+        let (hp, wp) = (h + 2 * self.pad, w + 2 * self.pad);
+        (
+            (hp - self.k) / self.stride + 1,
+            (wp - self.k) / self.stride + 1,
+        )
+    }
+
+    /// `[b, c, h, w]` → rows `[b·h'·w', out]` (NHWC order), before any activation.
+    pub fn forward_rows(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let cols = if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
+            kernels::im2col(x, self.k, self.stride, self.pad)?
+        } else {
+            self.im2col_device(x)?
+        };
+        self.lin.forward(&cols)
+    }
+
+    /// im2col by candle ops (narrow, stack, permute): the device-generic path.
+    fn im2col_device(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let (k, s) = (self.k, self.stride);
         let x = if self.pad > 0 {
@@ -206,14 +239,25 @@ impl Conv {
             }
         }
         // [b, c, k·k, ho, wo] → [b, ho, wo, c, k·k] → [b·ho·wo, c·k·k] (weight order c, kh, kw).
-        let cols = Tensor::stack(&cols, 2)?
+        Tensor::stack(&cols, 2)?
             .permute((0, 3, 4, 1, 2))?
-            .reshape((b * ho * wo, c * k * k))?;
-        let y = self.lin.forward(&cols)?;
+            .reshape((b * ho * wo, c * k * k))
+    }
+
+    /// `relu(max_pool2d(conv(x), 2))` as NCHW `[b, out, h'/2, w'/2]` (fused on the CPU).
+    pub fn forward_relu_pool(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, _, h, w) = x.dims4()?;
+        let (ho, wo) = self.out_hw(h, w);
+        let y = self.forward_rows(x)?;
+        if matches!(y.device(), Device::Cpu) && y.dtype() == DType::F32 {
+            return kernels::relu_max_pool2(&y, b, ho, wo);
+        }
         let out = y.dims()[1];
         y.reshape((b, ho, wo, out))?
             .permute((0, 3, 1, 2))?
-            .contiguous()
+            .contiguous()?
+            .max_pool2d(2)?
+            .relu()
     }
 }
 
@@ -245,9 +289,9 @@ impl LeNet {
 
 impl Model for LeNet {
     fn forward(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
-        let h = self.c1.forward(x)?.relu()?.max_pool2d(2)?;
-        let h = self.c2.forward(&h)?.relu()?.max_pool2d(2)?;
-        let h = self.f1.forward(&h.flatten_from(1)?)?.relu()?;
+        let h = self.c1.forward_relu_pool(x)?;
+        let h = self.c2.forward_relu_pool(&h)?;
+        let h = self.f1.forward_relu(&h.flatten_from(1)?)?;
         self.f2.forward(&h)
     }
     fn vars(&self) -> Vec<Var> {

@@ -1,10 +1,17 @@
 //! Optimisers: SGD with momentum and (coupled) weight decay, and candle-nn's AdamW; a cosine
 //! learning-rate schedule.
 //!
-//! SGD step (PyTorch's convention): `d = ∇ + wd·w; v ← μ·v + d; w ← w − lr·v`.
+//! SGD step (PyTorch's convention): `d = ∇ + wd·w; v ← μ·v + d; w ← w − lr·v` — on the CPU in
+//! place by [`kernels::sgd_update`], elsewhere by tensor ops.
+//!
+//! Memory: everything an optimiser keeps across steps is detached from the autograd graph. A
+//! variable's gradient in candle's `GradStore` still carries the backward graph that built it
+//! (candle detaches interior gradients only), which reaches the step's forward activations; a
+//! momentum buffer built from it without `detach` would keep every step's graph alive.
 
+use super::kernels;
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Optimizer as _;
 
 /// Learning rate at `step` of `total` under a cosine schedule from `lr` to 0.
@@ -63,17 +70,37 @@ impl Optimizer {
             } => {
                 for (var, v) in vars.iter().zip(velocity.iter_mut()) {
                     let Some(g) = grads.get(var) else { continue };
+                    let g = g.detach();
+                    if matches!(var.device(), Device::Cpu) && var.dtype() == DType::F32 {
+                        // In place, no allocation: the buffer starts at 0, so the first step
+                        // is v = ∇ + wd·w as below.
+                        if v.is_none() {
+                            *v = Some(var.as_tensor().zeros_like()?);
+                        }
+                        if let Some(buf) = v.as_ref() {
+                            kernels::sgd_update(
+                                var.as_tensor(),
+                                buf,
+                                &g,
+                                lr,
+                                *momentum,
+                                *weight_decay,
+                            )?;
+                        }
+                        continue;
+                    }
+                    let w = var.as_tensor().detach();
                     let d = if *weight_decay > 0.0 {
-                        (g + (var.as_tensor() * *weight_decay)?)?
+                        (g + (&w * *weight_decay)?)?
                     } else {
-                        g.clone()
+                        g
                     };
                     let nv = match v.take() {
                         Some(old) => ((old * *momentum)? + d)?,
                         None => d,
                     };
-                    var.set(&(var.as_tensor() - (&nv * lr)?)?)?;
-                    *v = Some(nv);
+                    var.set(&(w - (&nv * lr)?)?)?;
+                    *v = Some(nv.detach());
                 }
                 Ok(())
             }

@@ -15,10 +15,13 @@
 //! the mask held constant and the gradient passed straight through to `W` (tested to 1e-5); with
 //! an unbiased estimator `E[dW]` equals that gradient (tested statistically).
 //!
-//! Cost: the forward GEMM is candle's (on detached operands); the custom op only copies `y` and
-//! carries the backward, which is two GEMMs (one when `x` needs no gradient) plus one estimator
-//! pass over `g` — O(batch·out). `W⊙m` is formed once per step, in the forward, and reused.
+//! Cost: on the CPU one op does the forward — `W⊙m` formed once, then one gemm call into an
+//! output pre-filled with the bias, the ReLU applied in place when asked — and its backward is
+//! two GEMMs (one when `x` needs no gradient), the bias sum and one estimator pass over `g`,
+//! O(batch·out). On other devices the forward GEMM is candle's on detached operands and
+//! [`MaskedMatmul`] carries the same backward.
 
+use super::kernels::{ColumnSums, ReluGrad, f32_slice};
 use crate::estimators::{self, Estimator};
 use crate::mask::{Mask, Pattern};
 use candle_core::backend::BackendStorage;
@@ -125,11 +128,16 @@ impl CustomOp3 for MaskedMatmul {
         _res: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Nothing returned here may reach back into the forward graph: candle keeps a
+        // variable's gradient as built, and the optimiser must not inherit the step's graph.
+        let g = &g.detach();
         let dx = if x.track_op() {
             Some(g.matmul(&self.wm)?)
         } else {
             None
         };
+        let x = &x.detach();
+        let w = &w.detach();
         let pruned = match self.estimator {
             GradEstimator::Dense => g.clone(),
             GradEstimator::Nm(est, pattern) => {
@@ -151,6 +159,145 @@ impl CustomOp3 for MaskedMatmul {
     }
 }
 
+/// The CPU op: arguments `(x, W, b)`; `y = x (W⊙m)ᵀ + b` (then ReLU when `relu`) as one gemm
+/// call on a bias-filled output, `W⊙m` formed once and kept for the data gradient.
+struct FusedLinear {
+    mask: Option<Arc<Vec<f32>>>,
+    relu: bool,
+    wm: Mutex<Option<Tensor>>,
+    estimator: GradEstimator,
+    srste: f64,
+    seed: u64,
+    calls: Arc<AtomicU64>,
+    record: Arc<Mutex<Recorded>>,
+}
+
+impl CustomOp3 for FusedLinear {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "fused-linear")?;
+        let w = f32_slice(s2, l2, "fused-linear")?;
+        let b = f32_slice(s3, l3, "fused-linear")?;
+        let (n, k) = l1.shape().dims2()?;
+        let (out, k2) = l2.shape().dims2()?;
+        if k != k2 || b.len() != out {
+            candle_core::bail!(
+                "fused-linear: x [{n}, {k}], W [{out}, {k2}], b [{}]",
+                b.len()
+            )
+        }
+        let wm_owned: Option<Vec<f32>> = self
+            .mask
+            .as_ref()
+            .map(|m| w.iter().zip(m.iter()).map(|(a, m)| a * m).collect());
+        let wm: &[f32] = wm_owned.as_deref().unwrap_or(w);
+        let mut y = Vec::with_capacity(n * out);
+        for _ in 0..n {
+            y.extend_from_slice(b);
+        }
+        let threads = rayon::current_num_threads();
+        let parallelism = if threads > 1 && n * out * k >= 1 << 16 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: the three slices hold n·k, out·k and n·out f32 (checked above and by the
+        // layouts); gemm reads lhs(i, j) = x[i·k + j], rhs(j, o) = wm[o·k + j] and writes
+        // dst(i, o) = y[i·out + o], all in bounds.
+        unsafe {
+            gemm::gemm(
+                n,
+                out,
+                k,
+                y.as_mut_ptr(),
+                1,
+                out as isize,
+                true,
+                x.as_ptr(),
+                1,
+                k as isize,
+                wm.as_ptr(),
+                k as isize,
+                1,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        if self.relu {
+            for v in &mut y {
+                *v = v.max(0.0);
+            }
+        }
+        if let Some(v) = wm_owned {
+            let t = Tensor::from_vec(v, (out, k), &candle_core::Device::Cpu)?;
+            *self.wm.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+        }
+        Ok((CpuStorage::F32(y), Shape::from((n, out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Nothing returned here may reach back into the forward graph (see MaskedMatmul::bwd).
+        let mut g = g.detach().contiguous()?;
+        if self.relu {
+            g = y.detach().apply_op2_no_bwd(&g, &ReluGrad)?;
+        }
+        let wm = self
+            .wm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| w.detach());
+        let dx = if x.track_op() {
+            Some(g.matmul(&wm)?)
+        } else {
+            None
+        };
+        let (x, w) = (&x.detach(), &w.detach());
+        let pruned = match self.estimator {
+            GradEstimator::Dense => g.clone(),
+            GradEstimator::Nm(est, pattern) => {
+                let call = self.calls.fetch_add(1, Ordering::Relaxed);
+                let seed = self.seed ^ call.wrapping_mul(0xD134_2543_DE82_EF95);
+                estimators::sample(est, &g, pattern, 0, seed)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+            }
+        };
+        let mut dw = pruned.t()?.matmul(x)?;
+        if let (Some(m), true) = (&self.mask, self.srste > 0.0) {
+            let keep = Tensor::from_slice(m.as_slice(), w.dims(), w.device())?;
+            let decay = w.mul(&keep.affine(-1.0, 1.0)?)?.affine(self.srste, 0.0)?;
+            dw = dw.add(&decay)?;
+        }
+        let db = g.apply_op1_no_bwd(&ColumnSums)?;
+        let mut rec = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        rec.grad = Some(g);
+        rec.pruned = Some(pruned);
+        Ok((dx, Some(dw), Some(db)))
+    }
+}
+
 /// A linear layer `y = x (W⊙m)ᵀ + b` with dense master weights, a mask and a gradient estimator.
 pub struct SparseLinear {
     /// Master weights `[out, in]`.
@@ -159,6 +306,8 @@ pub struct SparseLinear {
     pub bias: Var,
     /// The mask `[out, in]` as f32 0/1 on the weights' device (`None`: dense).
     mask: Option<Tensor>,
+    /// The same mask as CPU values, for the fused CPU op.
+    mask_cpu: Option<Arc<Vec<f32>>>,
     /// Estimator for the update GEMM.
     estimator: GradEstimator,
     /// SR-STE decay λ on pruned weights (0: off).
@@ -179,6 +328,7 @@ impl SparseLinear {
             weight,
             bias,
             mask: None,
+            mask_cpu: None,
             estimator,
             srste: 0.0,
             custom,
@@ -208,14 +358,13 @@ impl SparseLinear {
 
     /// Replace the mask (`None`: dense).
     pub fn set_mask(&mut self, mask: Option<&Mask>) -> crate::Result<()> {
-        self.mask = match mask {
-            None => None,
+        (self.mask, self.mask_cpu) = match mask {
+            None => (None, None),
             Some(m) => {
                 let data: Vec<f32> = m.keep().iter().map(|&k| k as f32).collect();
-                Some(
-                    Tensor::from_vec(data, (m.rows(), m.cols()), self.weight.device())
-                        .map_err(crate::Error::tensor("mask to device"))?,
-                )
+                let t = Tensor::from_slice(&data, (m.rows(), m.cols()), self.weight.device())
+                    .map_err(crate::Error::tensor("mask to device"))?;
+                (Some(t), Some(Arc::new(data)))
             }
         };
         Ok(())
@@ -253,6 +402,41 @@ impl SparseLinear {
 
     /// `x: [batch, in]` → `[batch, out]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_with(x, false)
+    }
+
+    /// `relu(x (W⊙m)ᵀ + b)`: the layer and its activation (fused on the CPU).
+    pub fn forward_relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_with(x, true)
+    }
+
+    fn forward_with(&self, x: &Tensor, relu: bool) -> candle_core::Result<Tensor> {
+        let fused = self.custom
+            && matches!(x.device(), candle_core::Device::Cpu)
+            && x.dtype() == candle_core::DType::F32;
+        if fused {
+            let op = FusedLinear {
+                mask: self.mask_cpu.clone(),
+                relu,
+                wm: Mutex::new(None),
+                estimator: self.estimator,
+                srste: self.srste,
+                seed: self.seed,
+                calls: self.calls.clone(),
+                record: self.record.clone(),
+            };
+            return x.contiguous()?.apply_op3_arc(
+                self.weight.as_tensor(),
+                self.bias.as_tensor(),
+                Arc::new(Box::new(op)),
+            );
+        }
+        let y = self.forward_device(x)?;
+        if relu { y.relu() } else { Ok(y) }
+    }
+
+    /// The device-generic path (candle ops and [`MaskedMatmul`]; what CUDA runs).
+    fn forward_device(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = if self.custom {
             let wm = self.masked_weight()?.detach();
             let y0 = x.detach().matmul(&wm.t()?)?;

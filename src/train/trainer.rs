@@ -112,8 +112,13 @@ pub struct TrainReport {
     pub steps: usize,
     /// Layers carrying masks and estimators.
     pub sparse_layers: usize,
+    /// The mask's nominal sparsity (0 for dense): the level at which structures are compared.
+    pub target_sparsity: f64,
     /// Fraction of the prunable layers' weights pruned at the end.
     pub sparsity: f64,
+    /// log10 of the number of masks the structure allows over all prunable layers (the sum of
+    /// each layer's log10 mask diversity, [`crate::diversity`]); 0 for dense.
+    pub log10_mask_diversity: f64,
     /// Every GEMM operand has its structure at the end (forward `W⊙m`, backward `(W⊙m)ᵀ` for
     /// transposable masks, update `est(g)` along the batch axis).
     pub structure_ok: bool,
@@ -123,6 +128,9 @@ pub struct TrainReport {
     pub step_seconds: f64,
     /// Wall time of the whole run (data already loaded).
     pub seconds: f64,
+    /// Peak resident memory of the process so far, in MB (`VmHWM`; since the last
+    /// [`crate::memory::reset_peak_rss`]); `None` where the OS does not say.
+    pub peak_rss_mb: Option<f64>,
 }
 
 /// Compute the mask of one layer from `|W|`.
@@ -136,6 +144,7 @@ pub fn layer_mask(
     Ok(match kind {
         MaskKind::Dense => None,
         MaskKind::Unstructured(s) => Some(Mask::unstructured(&scores, s)?),
+        MaskKind::Block(b, s) => Some(Mask::block(&scores, b, s)?),
         MaskKind::Nm(p) => Some(Mask::nm(&scores, p)?),
         MaskKind::Transposable(p) => {
             let blocks = Blocks::from_matrix(&scores, p.m)?;
@@ -164,7 +173,7 @@ pub fn layer_structure_ok(layer: &SparseLinear, kind: MaskKind) -> Result<bool> 
     let fwd = support(&wm)?;
     let weights_ok = match kind {
         MaskKind::Dense => true,
-        MaskKind::Unstructured(s) => fwd.sparsity() >= s - 1e-9,
+        MaskKind::Unstructured(s) | MaskKind::Block(_, s) => fwd.sparsity() >= s - 1e-9,
         MaskKind::Nm(p) => fwd.nm_report(p)?.over == 0,
         MaskKind::Transposable(p) => {
             fwd.nm_report(p)?.over == 0 && fwd.transpose().nm_report(p)?.over == 0
@@ -186,44 +195,95 @@ pub fn layer_structure_ok(layer: &SparseLinear, kind: MaskKind) -> Result<bool> 
     Ok(weights_ok && grad_ok)
 }
 
-/// Train a model on `data` and evaluate it.
-pub fn train(cfg: &TrainConfig, data: &Dataset, device: &Device) -> Result<TrainReport> {
-    check(cfg, data)?;
-    let custom = cfg.mask != MaskKind::Dense
-        || !matches!(cfg.grad, GradEstimator::Dense)
-        || cfg.capture_grads.is_some();
-    let policy = LayerPolicy {
-        estimator: cfg.grad,
-        custom,
-        tile: cfg.mask.tile(),
-        srste: cfg.srste,
-    };
-    let mut model = models::build(
-        &cfg.model,
-        data.shape,
-        data.classes,
-        &cfg.hidden,
-        &policy,
-        cfg.seed,
-        device,
-    )?;
-    let sparse_layers = model.sparse_layers().len();
-    if sparse_layers == 0
-        && (cfg.mask != MaskKind::Dense || !matches!(cfg.grad, GradEstimator::Dense))
-    {
-        return Err(Error::invalid(
-            "mask",
-            cfg.mask,
-            format!("no layer of {} tiles by M = {}", cfg.model, cfg.mask.tile()),
-        ));
+/// A training run in progress: the model, its optimiser and the data order, advanced one
+/// optimiser step at a time ([`Session::step`]); [`train`] drives it to the end.
+pub struct Session<'a> {
+    cfg: &'a TrainConfig,
+    data: &'a Dataset,
+    device: Device,
+    model: Box<dyn Model>,
+    opt: Optimizer,
+    rng: rand_chacha::ChaCha8Rng,
+    order: Vec<usize>,
+    per_epoch: usize,
+    step: usize,
+    mask_updates: usize,
+    loss_sum: f64,
+    train_loss: f64,
+    step_time: f64,
+    start: Instant,
+}
+
+impl<'a> Session<'a> {
+    /// Build the model (or load `cfg.init`), compute the first masks and the optimiser.
+    pub fn new(cfg: &'a TrainConfig, data: &'a Dataset, device: &Device) -> Result<Self> {
+        check(cfg, data)?;
+        // Every layer runs the masked-linear op (fused on the CPU), dense ones too; the plain
+        // autograd layer is the reference the op is tested against.
+        let policy = LayerPolicy {
+            estimator: cfg.grad,
+            custom: true,
+            tile: cfg.mask.tile(),
+            srste: cfg.srste,
+        };
+        let mut model = models::build(
+            &cfg.model,
+            data.shape,
+            data.classes,
+            &cfg.hidden,
+            &policy,
+            cfg.seed,
+            device,
+        )?;
+        let sparse_layers = model.sparse_layers().len();
+        if sparse_layers == 0
+            && (cfg.mask != MaskKind::Dense || !matches!(cfg.grad, GradEstimator::Dense))
+        {
+            return Err(Error::invalid(
+                "mask",
+                cfg.mask,
+                format!("no layer of {} tiles by M = {}", cfg.model, cfg.mask.tile()),
+            ));
+        }
+        if let Some(path) = &cfg.init {
+            load_vars(&model.vars(), path)?;
+        }
+        let start = Instant::now();
+        let vars = model.vars();
+        let opt = match cfg.optimizer {
+            OptimizerKind::Sgd => Optimizer::sgd(vars, cfg.momentum, cfg.weight_decay),
+            OptimizerKind::AdamW => Optimizer::adamw(vars, cfg.lr, cfg.weight_decay)
+                .map_err(Error::tensor(format!("training {}: AdamW", cfg.model)))?,
+        };
+        let n_train = cfg
+            .train_limit
+            .unwrap_or(data.train.len())
+            .min(data.train.len());
+        let mut session = Session {
+            cfg,
+            data,
+            device: device.clone(),
+            model,
+            opt,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5u64.rotate_left(60)),
+            order: (0..n_train).collect(),
+            per_epoch: n_train / cfg.batch,
+            step: 0,
+            mask_updates: 0,
+            loss_sum: 0.0,
+            train_loss: f64::NAN,
+            step_time: 0.0,
+            start,
+        };
+        if cfg.mask != MaskKind::Dense {
+            session.refresh_masks()?;
+        }
+        Ok(session)
     }
-    if let Some(path) = &cfg.init {
-        load_vars(&model.vars(), path)?;
-    }
-    let start = Instant::now();
-    let mut mask_updates = 0;
-    let refresh = |model: &mut Box<dyn Model>, step: usize| -> Result<()> {
-        for (i, l) in model.sparse_layers().into_iter().enumerate() {
+
+    fn refresh_masks(&mut self) -> Result<()> {
+        let (cfg, step) = (self.cfg, self.step);
+        for (i, l) in self.model.sparse_layers().into_iter().enumerate() {
             let m = layer_mask(
                 l,
                 cfg.mask,
@@ -232,26 +292,120 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, device: &Device) -> Result<Train
             )?;
             l.set_mask(m.as_ref())?;
         }
+        self.mask_updates += 1;
         Ok(())
-    };
-    if cfg.mask != MaskKind::Dense {
-        refresh(&mut model, 0)?;
-        mask_updates += 1;
     }
-    let tctx = |what: &str| Error::tensor(format!("training {}: {what}", cfg.model));
-    let vars = model.vars();
-    let mut opt = match cfg.optimizer {
-        OptimizerKind::Sgd => Optimizer::sgd(vars, cfg.momentum, cfg.weight_decay),
-        OptimizerKind::AdamW => {
-            Optimizer::adamw(vars, cfg.lr, cfg.weight_decay).map_err(tctx("AdamW"))?
+
+    /// Optimiser steps in the whole run (`epochs × ⌊examples / batch⌋`).
+    pub fn total_steps(&self) -> usize {
+        self.per_epoch * self.cfg.epochs
+    }
+
+    /// Steps taken so far.
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &dyn Model {
+        self.model.as_ref()
+    }
+
+    /// One optimiser step (shuffling at the start of an epoch, refreshing masks when due);
+    /// returns the batch's loss. An error once [`Session::total_steps`] are done.
+    pub fn step(&mut self) -> Result<f64> {
+        let cfg = self.cfg;
+        let total = self.total_steps();
+        if self.step >= total {
+            return Err(Error::invalid(
+                "epochs",
+                cfg.epochs,
+                format!("all {total} steps are done"),
+            ));
         }
-    };
-    let n_train = cfg
-        .train_limit
-        .unwrap_or(data.train.len())
-        .min(data.train.len());
-    let per_epoch = n_train / cfg.batch;
-    let total = per_epoch * cfg.epochs;
+        let b = self.step % self.per_epoch;
+        if b == 0 {
+            self.order.shuffle(&mut self.rng);
+            self.loss_sum = 0.0;
+        }
+        let t0 = Instant::now();
+        if cfg.every > 0
+            && self.step > 0
+            && self.step.is_multiple_of(cfg.every)
+            && cfg.mask != MaskKind::Dense
+        {
+            self.refresh_masks()?;
+        }
+        let tctx = |what: &str| Error::tensor(format!("training {}: {what}", cfg.model));
+        let (x, y) = self
+            .data
+            .batch(
+                &self.data.train,
+                &self.order[b * cfg.batch..(b + 1) * cfg.batch],
+                &self.device,
+            )
+            .map_err(tctx("batch"))?;
+        let lr = cosine(cfg.lr, self.step, total);
+        let l = train_step(self.model.as_ref(), &mut self.opt, &x, &y, lr).map_err(tctx("step"))?;
+        if !l.is_finite() {
+            return Err(Error::invalid(
+                "lr",
+                cfg.lr,
+                format!("training diverged at step {} (loss {l})", self.step),
+            ));
+        }
+        self.loss_sum += l;
+        self.step += 1;
+        self.step_time += t0.elapsed().as_secs_f64();
+        if b + 1 == self.per_epoch {
+            self.train_loss = self.loss_sum / self.per_epoch.max(1) as f64;
+        }
+        Ok(l)
+    }
+
+    /// Evaluate, check every GEMM operand's structure, write `capture_grads`/`save`, report.
+    pub fn finish(mut self) -> Result<TrainReport> {
+        let cfg = self.cfg;
+        let tctx = |what: &str| Error::tensor(format!("training {}: {what}", cfg.model));
+        let test_accuracy = evaluate(self.model.as_ref(), self.data, &self.device)?;
+        let mut structure_ok = true;
+        let (mut pruned, mut weights) = (0f64, 0f64);
+        let layers = self.model.sparse_layers();
+        let sparse_layers = layers.len();
+        let shapes: Vec<(usize, usize)> = layers.iter().map(|l| l.dims()).collect();
+        for l in layers {
+            structure_ok &= layer_structure_ok(l, cfg.mask)?;
+            let s = support(&l.masked_weight().map_err(tctx("masked weight"))?)?;
+            pruned += s.sparsity() * (s.rows() * s.cols()) as f64;
+            weights += (s.rows() * s.cols()) as f64;
+        }
+        if let Some(path) = &cfg.capture_grads {
+            capture(self.model.as_mut(), path)?;
+        }
+        if let Some(path) = &cfg.save {
+            save_vars(&self.model.vars(), path)?;
+        }
+        Ok(TrainReport {
+            test_accuracy,
+            train_loss: self.train_loss,
+            steps: self.step,
+            sparse_layers,
+            target_sparsity: cfg.mask.sparsity(),
+            sparsity: if weights > 0.0 { pruned / weights } else { 0.0 },
+            log10_mask_diversity: cfg.mask.log10_diversity(&shapes)?,
+            structure_ok,
+            mask_updates: self.mask_updates,
+            step_seconds: self.step_time / self.step.max(1) as f64,
+            seconds: self.start.elapsed().as_secs_f64(),
+            peak_rss_mb: crate::memory::peak_rss_mb(),
+        })
+    }
+}
+
+/// Train a model on `data` and evaluate it.
+pub fn train(cfg: &TrainConfig, data: &Dataset, device: &Device) -> Result<TrainReport> {
+    let mut session = Session::new(cfg, data, device)?;
+    let total = session.total_steps();
     let bar = if cfg.progress {
         ProgressBar::new(total as u64)
     } else {
@@ -263,87 +417,30 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, device: &Device) -> Result<Train
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5u64.rotate_left(60));
-    let mut order: Vec<usize> = (0..n_train).collect();
-    let (mut step, mut train_loss, mut step_time) = (0usize, f64::NAN, 0f64);
-    let mut last_acc = String::new();
-    for epoch in 0..cfg.epochs {
-        order.shuffle(&mut rng);
-        let mut loss_sum = 0f64;
-        for b in 0..per_epoch {
-            let t0 = Instant::now();
-            if cfg.every > 0 && step > 0 && step % cfg.every == 0 && cfg.mask != MaskKind::Dense {
-                refresh(&mut model, step)?;
-                mask_updates += 1;
-            }
-            let (x, y) = data
-                .batch(
-                    &data.train,
-                    &order[b * cfg.batch..(b + 1) * cfg.batch],
-                    device,
-                )
-                .map_err(tctx("batch"))?;
-            let l = train_step(
-                model.as_ref(),
-                &mut opt,
-                &x,
-                &y,
-                cosine(cfg.lr, step, total),
-            )
-            .map_err(tctx("step"))?;
-            if !l.is_finite() {
-                return Err(Error::invalid(
-                    "lr",
-                    cfg.lr,
-                    format!("training diverged at step {step} (loss {l})"),
-                ));
-            }
-            loss_sum += l;
-            step += 1;
-            step_time += t0.elapsed().as_secs_f64();
-            bar.inc(1);
-            if b % 20 == 0 {
-                bar.set_message(format!(
-                    "{}/{} loss {:.3}{last_acc}",
-                    epoch + 1,
-                    cfg.epochs,
-                    loss_sum / (b + 1) as f64
-                ));
-            }
+    let per_epoch = session.per_epoch;
+    let (mut last_acc, mut loss_sum) = (String::new(), 0f64);
+    while session.steps_done() < total {
+        let (epoch, b) = (session.step / per_epoch, session.step % per_epoch);
+        if b == 0 {
+            loss_sum = 0.0;
         }
-        train_loss = loss_sum / per_epoch.max(1) as f64;
-        if cfg.progress && epoch + 1 < cfg.epochs {
+        loss_sum += session.step()?;
+        bar.inc(1);
+        if b % 20 == 0 {
+            bar.set_message(format!(
+                "{}/{} loss {:.3}{last_acc}",
+                epoch + 1,
+                cfg.epochs,
+                loss_sum / (b + 1) as f64
+            ));
+        }
+        if cfg.progress && b + 1 == per_epoch && epoch + 1 < cfg.epochs {
             // Shown only: evaluation draws nothing, so the run stays the same with or without it.
-            last_acc = format!(", test acc {:.4}", evaluate(model.as_ref(), data, device)?);
+            last_acc = format!(", test acc {:.4}", evaluate(session.model(), data, device)?);
         }
     }
-    let test_accuracy = evaluate(model.as_ref(), data, device)?;
     bar.finish_and_clear();
-    let mut structure_ok = true;
-    let (mut pruned, mut weights) = (0f64, 0f64);
-    for l in model.sparse_layers() {
-        structure_ok &= layer_structure_ok(l, cfg.mask)?;
-        let s = support(&l.masked_weight().map_err(tctx("masked weight"))?)?;
-        pruned += s.sparsity() * (s.rows() * s.cols()) as f64;
-        weights += (s.rows() * s.cols()) as f64;
-    }
-    if let Some(path) = &cfg.capture_grads {
-        capture(model.as_mut(), path)?;
-    }
-    if let Some(path) = &cfg.save {
-        save_vars(&model.vars(), path)?;
-    }
-    Ok(TrainReport {
-        test_accuracy,
-        train_loss,
-        steps: step,
-        sparse_layers,
-        sparsity: if weights > 0.0 { pruned / weights } else { 0.0 },
-        structure_ok,
-        mask_updates,
-        step_seconds: step_time / step.max(1) as f64,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    session.finish()
 }
 
 /// One step: forward, cross-entropy, backward, optimiser update; returns the loss.

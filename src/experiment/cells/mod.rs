@@ -3,7 +3,7 @@
 //! A kind checks a cell before the run starts (bad axis values fail fast, naming the axis) and
 //! runs it into one row: a serialisable struct of metrics, one per kind, turned into a
 //! [`Row`] once. Time columns are named `seconds`, `*_seconds` or `*_per_second`
-//! (see [`crate::results::is_time_column`]).
+//! (see [`crate::results::is_measured_column`]).
 
 pub mod diversity;
 pub mod estimator;

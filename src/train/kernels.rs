@@ -1,0 +1,634 @@
+//! CPU kernels of the training layers, as candle custom ops with their own backward.
+//!
+//! Problem: a training step built from candle's generic tensor ops spends most of its time
+//! outside the GEMMs — im2col as 25 strided narrows and a stack (and a zero-padded copy of the
+//! input per narrow in the backward), NHWC→NCHW copies, ReLU and max-pool as chains of
+//! elementwise ops, the bias as a broadcast add, and a fresh allocation for each of them. These
+//! ops do the same maths in one pass each:
+//!
+//! - [`im2col`]: `[b, c, h, w]` → rows `[b·ho·wo, c·k·k]` (row `(n, oh, ow)`, column
+//!   `(ci, ki, kj)`, zero padding); backward: col2im, the adjoint (sums overlapping patches).
+//! - [`relu_max_pool2`]: conv output rows `[b·h·w, c]` (NHWC) → `relu(max over 2×2)` as NCHW
+//!   `[b, c, h/2, w/2]` (floor); backward: the gradient goes to the first maximum of each window
+//!   when it is positive (candle's `max_pool2d` then `relu` give the same values).
+//! - [`sgd_update`]: `v ← μ·v + ∇ + wd·w; w ← w − lr·v` in place, two passes, no allocation.
+//!
+//! The linear layer's GEMM with its bias and ReLU is in [`super::sparse`] (it carries the masks
+//! and estimators); its ReLU backward is [`ReluGrad`]. Guarantee: each op equals the composition of candle ops it replaces, forward
+//! and backward (tested to 1e-5 against them). Cost: one read and one write of each operand.
+//! CPU only: on other devices the callers use the candle ops.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, InplaceOp2, InplaceOp3, Layout, Shape, Tensor,
+};
+use rayon::prelude::*;
+
+/// The contiguous f32 data of a CPU operand (errors name the op).
+pub(crate) fn f32_slice<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{op}: expected f32 data, got {:?}", s.dtype())
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{op}: expected a contiguous operand"),
+    }
+}
+
+fn f32_slice_mut<'a>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{op}: expected f32 data")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&mut v[a..b]),
+        None => candle_core::bail!("{op}: expected a contiguous operand"),
+    }
+}
+
+/// Geometry of a square convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Images.
+    pub b: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub pad: usize,
+}
+
+impl ConvGeometry {
+    /// Output height and width.
+    pub fn out_hw(&self) -> (usize, usize) {
+        let (hp, wp) = (self.h + 2 * self.pad, self.w + 2 * self.pad);
+        (
+            (hp - self.k) / self.stride + 1,
+            (wp - self.k) / self.stride + 1,
+        )
+    }
+
+    /// The input row read by output row `oh` at kernel row `ki`, if inside the image.
+    #[inline]
+    fn source_row(&self, oh: usize, ki: usize) -> Option<usize> {
+        let y = (oh * self.stride + ki).checked_sub(self.pad)?;
+        (y < self.h).then_some(y)
+    }
+
+    /// For output column `ow`: the kernel columns `lo..hi` that fall inside the image (the rest
+    /// read padding), and the input column `x0` that kernel column `lo` reads. Inside, kernel
+    /// column `kj` reads input column `x0 + kj − lo`: a contiguous run.
+    #[inline]
+    fn run(&self, ow: usize) -> (usize, usize, usize) {
+        let start = ow * self.stride; // input column of kj = 0, in padded coordinates
+        let lo = self.pad.saturating_sub(start).min(self.k);
+        let hi = (self.w + self.pad)
+            .saturating_sub(start)
+            .min(self.k)
+            .max(lo);
+        (lo, hi, start + lo - self.pad.min(start + lo))
+    }
+}
+
+/// `dst ← src` for the short runs of im2col (a kernel row): fixed-size copies up to 8, so a
+/// 5-wide run is a few moves, not a call to `memcpy`.
+#[inline]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match src.len() {
+                $($n => {
+                    let s: &[f32; $n] = src.try_into().expect("run length");
+                    let d: &mut [f32; $n] = dst.try_into().expect("run length");
+                    *d = *s;
+                })*
+                _ => dst.copy_from_slice(src),
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8);
+}
+
+/// Sums over the rows of `[n, c]`: `[c]` (the bias gradient), one pass in row order.
+pub(crate) struct ColumnSums;
+
+impl CustomOp1 for ColumnSums {
+    fn name(&self) -> &'static str {
+        "column-sums"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "column-sums")?;
+        let (_, c) = l.shape().dims2()?;
+        let mut acc = vec![0f32; c];
+        for row in x.chunks_exact(c.max(1)) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+        Ok((CpuStorage::F32(acc), Shape::from(c)))
+    }
+}
+
+struct Im2col(ConvGeometry);
+
+impl CustomOp1 for Im2col {
+    fn name(&self) -> &'static str {
+        "im2col"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let x = f32_slice(s, l, "im2col")?;
+        let (ho, wo) = g.out_hw();
+        let cols = g.c * g.k * g.k;
+        let per_image = ho * wo * cols;
+        let mut out = vec![0f32; g.b * per_image];
+        out.par_chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(n, dst)| {
+                let img = &x[n * g.c * g.h * g.w..(n + 1) * g.c * g.h * g.w];
+                for oh in 0..ho {
+                    for ow in 0..wo {
+                        let row = &mut dst[(oh * wo + ow) * cols..(oh * wo + ow + 1) * cols];
+                        let (lo, hi, x0) = g.run(ow);
+                        for ci in 0..g.c {
+                            for ki in 0..g.k {
+                                let Some(y) = g.source_row(oh, ki) else {
+                                    continue;
+                                };
+                                let src = &img[(ci * g.h + y) * g.w..][x0..x0 + (hi - lo)];
+                                copy_run(&mut row[(ci * g.k + ki) * g.k..][lo..hi], src);
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((g.b * ho * wo, cols))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Col2im(self.0))?))
+    }
+}
+
+struct Col2im(ConvGeometry);
+
+impl CustomOp1 for Col2im {
+    fn name(&self) -> &'static str {
+        "col2im"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let cols_data = f32_slice(s, l, "col2im")?;
+        let (ho, wo) = g.out_hw();
+        let cols = g.c * g.k * g.k;
+        let per_image = g.c * g.h * g.w;
+        let mut out = vec![0f32; g.b * per_image];
+        out.par_chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(n, img)| {
+                let src = &cols_data[n * ho * wo * cols..(n + 1) * ho * wo * cols];
+                for oh in 0..ho {
+                    for ow in 0..wo {
+                        let row = &src[(oh * wo + ow) * cols..(oh * wo + ow + 1) * cols];
+                        let (lo, hi, x0) = g.run(ow);
+                        for ci in 0..g.c {
+                            for ki in 0..g.k {
+                                let Some(y) = g.source_row(oh, ki) else {
+                                    continue;
+                                };
+                                let dst = &mut img[(ci * g.h + y) * g.w..][x0..x0 + (hi - lo)];
+                                let run = &row[(ci * g.k + ki) * g.k..][lo..hi];
+                                for (d, v) in dst.iter_mut().zip(run) {
+                                    *d += v;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((g.b, g.c, g.h, g.w))))
+    }
+}
+
+/// im2col of a CPU `[b, c, h, w]` f32 tensor: rows `[b·ho·wo, c·k·k]`, differentiable.
+pub fn im2col(x: &Tensor, k: usize, stride: usize, pad: usize) -> candle_core::Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if h + 2 * pad < k || w + 2 * pad < k || stride == 0 {
+        candle_core::bail!("im2col: kernel {k} does not fit {h}×{w} with padding {pad}")
+    }
+    let g = ConvGeometry {
+        b,
+        c,
+        h,
+        w,
+        k,
+        stride,
+        pad,
+    };
+    x.contiguous()?.apply_op1(Im2col(g))
+}
+
+/// Shape of a 2×2 pool over conv output rows.
+#[derive(Clone, Copy, Debug)]
+struct PoolShape {
+    b: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+}
+
+impl PoolShape {
+    /// Row index (in `[b·h·w, c]`) of the input at window `(ph, pw)` offset `(dy, dx)`.
+    #[inline]
+    fn row(&self, n: usize, ph: usize, pw: usize, dy: usize, dx: usize) -> usize {
+        (n * self.h + 2 * ph + dy) * self.w + 2 * pw + dx
+    }
+}
+
+struct ReluMaxPool(PoolShape);
+
+impl CustomOp1 for ReluMaxPool {
+    fn name(&self) -> &'static str {
+        "relu-max-pool2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let p = self.0;
+        let y = f32_slice(s, l, "relu-max-pool2")?;
+        let (ph, pw) = (p.h / 2, p.w / 2);
+        let per_image = p.c * ph * pw;
+        let mut out = vec![0f32; p.b * per_image];
+        out.par_chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(n, dst)| {
+                for i in 0..ph {
+                    for j in 0..pw {
+                        let rows = [
+                            p.row(n, i, j, 0, 0),
+                            p.row(n, i, j, 0, 1),
+                            p.row(n, i, j, 1, 0),
+                            p.row(n, i, j, 1, 1),
+                        ];
+                        for ch in 0..p.c {
+                            let mut m = 0f32;
+                            for r in rows {
+                                m = m.max(y[r * p.c + ch]);
+                            }
+                            dst[(ch * ph + i) * pw + j] = m;
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((p.b, p.c, ph, pw))))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(arg.detach().apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &PoolGrad(self.0),
+        )?))
+    }
+}
+
+/// Backward of [`ReluMaxPool`]: `(y rows, ∂out NCHW)` → `∂y rows`.
+struct PoolGrad(PoolShape);
+
+impl CustomOp2 for PoolGrad {
+    fn name(&self) -> &'static str {
+        "relu-max-pool2-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let p = self.0;
+        let y = f32_slice(s1, l1, "relu-max-pool2-grad")?;
+        let g = f32_slice(s2, l2, "relu-max-pool2-grad")?;
+        let (ph, pw) = (p.h / 2, p.w / 2);
+        let per_image = p.h * p.w * p.c;
+        let mut out = vec![0f32; p.b * per_image];
+        out.par_chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(n, dst)| {
+                let base = n * p.h * p.w;
+                for i in 0..ph {
+                    for j in 0..pw {
+                        let rows = [
+                            p.row(n, i, j, 0, 0),
+                            p.row(n, i, j, 0, 1),
+                            p.row(n, i, j, 1, 0),
+                            p.row(n, i, j, 1, 1),
+                        ];
+                        for ch in 0..p.c {
+                            // First maximum, as a forward that scans the window in order.
+                            let mut best = rows[0];
+                            for &r in &rows[1..] {
+                                if y[r * p.c + ch] > y[best * p.c + ch] {
+                                    best = r;
+                                }
+                            }
+                            if y[best * p.c + ch] > 0.0 {
+                                dst[(best - base) * p.c + ch] =
+                                    g[((n * p.c + ch) * ph + i) * pw + j];
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((p.b * p.h * p.w, p.c))))
+    }
+}
+
+/// `relu(max_pool2d(·, 2))` of conv output rows `y: [b·h·w, c]` (NHWC), as NCHW
+/// `[b, c, h/2, w/2]`; differentiable, CPU f32.
+pub fn relu_max_pool2(y: &Tensor, b: usize, h: usize, w: usize) -> candle_core::Result<Tensor> {
+    let (rows, c) = y.dims2()?;
+    if rows != b * h * w {
+        candle_core::bail!("relu-max-pool2: {rows} rows are not {b}×{h}×{w}")
+    }
+    y.contiguous()?
+        .apply_op1(ReluMaxPool(PoolShape { b, h, w, c }))
+}
+
+/// `g ⊙ [y > 0]`: the gradient through a ReLU whose output is `y` (arguments `y`, `g`).
+pub(crate) struct ReluGrad;
+
+impl CustomOp2 for ReluGrad {
+    fn name(&self) -> &'static str {
+        "relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = f32_slice(s1, l1, "relu-grad")?;
+        let g = f32_slice(s2, l2, "relu-grad")?;
+        if y.len() != g.len() {
+            candle_core::bail!("relu-grad: operand sizes differ")
+        }
+        let out: Vec<f32> = y
+            .iter()
+            .zip(g)
+            .map(|(&y, &g)| if y > 0.0 { g } else { 0.0 })
+            .collect();
+        Ok((CpuStorage::F32(out), l2.shape().clone()))
+    }
+}
+
+/// `v ← μ·v + g + wd·w` in place on `v` (arguments `g`, `w`).
+struct Velocity {
+    momentum: f32,
+    weight_decay: f32,
+}
+
+impl InplaceOp3 for Velocity {
+    fn name(&self) -> &'static str {
+        "sgd-velocity"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<()> {
+        let v = f32_slice_mut(s1, l1, "sgd-velocity")?;
+        let g = f32_slice(s2, l2, "sgd-velocity")?;
+        let w = f32_slice(s3, l3, "sgd-velocity")?;
+        if v.len() != g.len() || v.len() != w.len() {
+            candle_core::bail!("sgd-velocity: operand sizes differ")
+        }
+        let (mu, wd) = (self.momentum, self.weight_decay);
+        for ((v, &g), &w) in v.iter_mut().zip(g).zip(w) {
+            *v = mu * *v + (g + wd * w);
+        }
+        Ok(())
+    }
+}
+
+/// `w ← w − lr·v` in place on `w` (argument `v`).
+struct Descend {
+    lr: f32,
+}
+
+impl InplaceOp2 for Descend {
+    fn name(&self) -> &'static str {
+        "sgd-descend"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
+        let w = f32_slice_mut(s1, l1, "sgd-descend")?;
+        let v = f32_slice(s2, l2, "sgd-descend")?;
+        if v.len() != w.len() {
+            candle_core::bail!("sgd-descend: operand sizes differ")
+        }
+        for (w, &v) in w.iter_mut().zip(v) {
+            *w -= self.lr * v;
+        }
+        Ok(())
+    }
+}
+
+/// One SGD step in place on CPU f32 tensors: `v ← μ·v + g + wd·w; w ← w − lr·v`.
+pub fn sgd_update(
+    w: &Tensor,
+    v: &Tensor,
+    g: &Tensor,
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+) -> candle_core::Result<()> {
+    let g = g.contiguous()?;
+    v.inplace_op3(
+        &g,
+        w,
+        &Velocity {
+            momentum: momentum as f32,
+            weight_decay: weight_decay as f32,
+        },
+    )?;
+    w.inplace_op2(v, &Descend { lr: lr as f32 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{D, Device, Var};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        a.sub(b)
+            .and_then(|d| d.abs()?.flatten_all()?.max(D::Minus1)?.to_scalar::<f32>())
+            .unwrap()
+    }
+
+    /// im2col by candle ops (narrow, stack, permute), the reference.
+    fn im2col_ref(x: &Tensor, k: usize, s: usize, pad: usize) -> Tensor {
+        let (b, c, h, w) = x.dims4().unwrap();
+        let x = x
+            .pad_with_zeros(2, pad, pad)
+            .unwrap()
+            .pad_with_zeros(3, pad, pad)
+            .unwrap();
+        let g = ConvGeometry {
+            b,
+            c,
+            h,
+            w,
+            k,
+            stride: s,
+            pad,
+        };
+        let (ho, wo) = g.out_hw();
+        let mut cols = Vec::new();
+        for i in 0..k {
+            for j in 0..k {
+                let mut rows = Vec::new();
+                for oh in 0..ho {
+                    let mut line = Vec::new();
+                    for ow in 0..wo {
+                        line.push(
+                            x.narrow(2, oh * s + i, 1)
+                                .unwrap()
+                                .narrow(3, ow * s + j, 1)
+                                .unwrap(),
+                        );
+                    }
+                    rows.push(Tensor::cat(&line, 3).unwrap());
+                }
+                cols.push(Tensor::cat(&rows, 2).unwrap());
+            }
+        }
+        Tensor::stack(&cols, 2)
+            .unwrap()
+            .permute((0, 3, 4, 1, 2))
+            .unwrap()
+            .reshape((b * ho * wo, c * k * k))
+            .unwrap()
+    }
+
+    #[test]
+    fn im2col_and_its_backward_equal_candle_ops() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        for (k, s, pad) in [(3, 1, 1), (3, 2, 1), (1, 2, 0), (5, 1, 2), (5, 1, 0)] {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 9, 7), &dev)?)?;
+            let ours = im2col(x.as_tensor(), k, s, pad)?;
+            let theirs = im2col_ref(x.as_tensor(), k, s, pad);
+            assert_eq!(ours.dims(), theirs.dims(), "k={k} s={s} pad={pad}");
+            assert!(max_diff(&ours, &theirs) < 1e-6);
+            // Backward of Σ r ⊙ cols for a fixed r: col2im is the adjoint.
+            let r = Tensor::randn(0f32, 1.0, ours.dims(), &dev)?;
+            let g1 = ours.mul(&r)?.sum_all()?.backward()?;
+            let g2 = theirs.mul(&r)?.sum_all()?.backward()?;
+            assert!(max_diff(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn relu_max_pool_and_its_backward_equal_candle_ops() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let (b, h, w, c) = (2, 6, 5, 3);
+        // Rounded values make ties inside windows likely; the first maximum takes the gradient.
+        let y0 = (Tensor::randn(0f32, 2.0, (b * h * w, c), &dev)?.round()? * 0.5)?;
+        let y = Var::from_tensor(&y0)?;
+        let ours = relu_max_pool2(y.as_tensor(), b, h, w)?;
+        let nchw = y
+            .as_tensor()
+            .reshape((b, h, w, c))?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?;
+        let theirs = nchw.max_pool2d(2)?.relu()?;
+        assert_eq!(ours.dims(), &[b, c, h / 2, w / 2]);
+        assert!(max_diff(&ours, &theirs) < 1e-6);
+        let r = Tensor::randn(0f32, 1.0, ours.dims(), &dev)?;
+        let g1 = ours.mul(&r)?.sum_all()?.backward()?;
+        let g1 = g1.get(&y).unwrap();
+        // Reference gradient by hand: the first maximum of each window, when positive.
+        let yv = y0.to_vec2::<f32>()?;
+        let rv = r.flatten_all()?.to_vec1::<f32>()?;
+        let mut want = vec![vec![0f32; c]; b * h * w];
+        for n in 0..b {
+            for i in 0..h / 2 {
+                for j in 0..w / 2 {
+                    for ch in 0..c {
+                        let cand = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                            .map(|(dy, dx)| (n * h + 2 * i + dy) * w + 2 * j + dx);
+                        let mut best = cand[0];
+                        for &q in &cand[1..] {
+                            if yv[q][ch] > yv[best][ch] {
+                                best = q;
+                            }
+                        }
+                        if yv[best][ch] > 0.0 {
+                            want[best][ch] = rv[((n * c + ch) * (h / 2) + i) * (w / 2) + j];
+                        }
+                    }
+                }
+            }
+        }
+        let want = Tensor::new(want, &dev)?;
+        assert!(max_diff(g1, &want) < 1e-6);
+        Ok(())
+    }
+
+    #[test]
+    fn sgd_update_equals_the_formula() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::new(&[1f32, -2.0, 0.5], &dev)?;
+        let v = Tensor::new(&[0.1f32, 0.0, -0.3], &dev)?;
+        let g = Tensor::new(&[0.2f32, 0.4, -1.0], &dev)?;
+        sgd_update(&w, &v, &g, 0.5, 0.9, 0.1)?;
+        let (w0, v0, g0) = ([1f32, -2.0, 0.5], [0.1f32, 0.0, -0.3], [0.2f32, 0.4, -1.0]);
+        let vv: Vec<f32> = (0..3)
+            .map(|i| 0.9 * v0[i] + (g0[i] + 0.1 * w0[i]))
+            .collect();
+        let ww: Vec<f32> = (0..3).map(|i| w0[i] - 0.5 * vv[i]).collect();
+        assert_eq!(v.to_vec1::<f32>()?, vv);
+        assert_eq!(w.to_vec1::<f32>()?, ww);
+        Ok(())
+    }
+}
