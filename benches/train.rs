@@ -3,8 +3,11 @@
 //! (transposable 4:8 on the forward and backward GEMMs, MVUE 2:4 on the update GEMM).
 //! Run: `cargo bench --bench train`.
 //!
-//! `dense` is the plain autograd model (no custom op), what a dense run trains; `masked` runs the
-//! custom op with a static transposable mask (exact solver) and the MVUE estimator.
+//! `dense` is what a dense `masklab train` runs (the fused CPU op, no mask, no estimator);
+//! `masked` adds a static transposable mask (exact solver) and the MVUE estimator; `autograd` is
+//! the same dense model built from plain candle ops (the reference the fused op is tested
+//! against, and what every step ran before the fused kernels). Like `masklab`, the bench keeps
+//! glibc from returning freed blocks to the OS between steps.
 
 use candle_core::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -15,6 +18,7 @@ use masklab::train::{MaskKind, data::synthetic};
 use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
+    masklab::memory::keep_freed_memory();
     let dev = Device::Cpu;
     let data = synthetic(128, 0);
     let idx: Vec<usize> = (0..128).collect();
@@ -26,8 +30,9 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5));
     for model_name in ["mlp", "lenet"] {
         for (name, mask, grad, custom) in [
-            ("dense", "dense", "dense", false),
+            ("dense", "dense", "dense", true),
             ("masked", "transposable:4:8", "mvue:2:4", true),
+            ("autograd", "dense", "dense", false),
         ] {
             let mask: MaskKind = mask.parse().expect("mask");
             let policy = LayerPolicy {

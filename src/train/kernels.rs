@@ -11,7 +11,7 @@
 //! - [`relu_max_pool2`]: conv output rows `[b·h·w, c]` (NHWC) → `relu(max over 2×2)` as NCHW
 //!   `[b, c, h/2, w/2]` (floor); backward: the gradient goes to the first maximum of each window
 //!   when it is positive (candle's `max_pool2d` then `relu` give the same values).
-//! - [`sgd_update`]: `v ← μ·v + ∇ + wd·w; w ← w − lr·v` in place, two passes, no allocation.
+//! - [`sgd_update`]: `v ← μ·v + ∇ + wd·w; w ← w − lr·v` in place, one pass, no allocation.
 //!
 //! The linear layer's GEMM with its bias and ReLU is in [`super::sparse`] (it carries the masks
 //! and estimators); its ReLU backward is [`ReluGrad`]. Guarantee: each op equals the composition of candle ops it replaces, forward
@@ -19,9 +19,7 @@
 //! CPU only: on other devices the callers use the candle ops.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, InplaceOp2, InplaceOp3, Layout, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, InplaceOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// The contiguous f32 data of a CPU operand (errors name the op).
@@ -82,6 +80,33 @@ impl ConvGeometry {
         )
     }
 
+    /// Every contiguous run of one image's im2col: `f(col, pixel, len)` for the `len` values
+    /// at offset `col` of the image's rows `[ho·wo, c·k·k]` that come from offset `pixel` of the
+    /// image `[c, h, w]` (padding is skipped). im2col copies along these runs, col2im adds back.
+    fn runs(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (ho, wo) = self.out_hw();
+        let cols = self.c * self.k * self.k;
+        for oh in 0..ho {
+            for ow in 0..wo {
+                let (lo, hi, x0) = self.run(ow);
+                if hi == lo {
+                    continue;
+                }
+                for ci in 0..self.c {
+                    for ki in 0..self.k {
+                        if let Some(y) = self.source_row(oh, ki) {
+                            f(
+                                (oh * wo + ow) * cols + (ci * self.k + ki) * self.k + lo,
+                                (ci * self.h + y) * self.w + x0,
+                                hi - lo,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The input row read by output row `oh` at kernel row `ki`, if inside the image.
     #[inline]
     fn source_row(&self, oh: usize, ki: usize) -> Option<usize> {
@@ -123,6 +148,144 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
     fixed!(1 2 3 4 5 6 7 8);
 }
 
+/// A strided matrix operand of [`gemm_rows`]: element `(i, j)` is `data[i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Operand<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// `dst ← lhs·rhs` (or `dst += lhs·rhs` when `accumulate`) for row-major `dst: [m, n]`,
+/// `lhs: [m, k]`, `rhs: [k, n]`, with the rows of `dst` split evenly over the rayon pool and
+/// each part one single-threaded gemm call: at the sizes of these layers (batch 128, widths of a
+/// few hundred) two independent halves beat gemm's own splitting of one call.
+pub(crate) fn gemm_rows(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+) -> candle_core::Result<()> {
+    let last = |o: &Operand<'_>, r: usize, c: usize| {
+        (r > 0 && c > 0).then(|| (r - 1) * o.rs + (c - 1) * o.cs)
+    };
+    let fits = |o: &Operand<'_>, r: usize, c: usize| last(o, r, c).is_none_or(|i| i < o.data.len());
+    if dst.len() != m * n || !fits(&lhs, m, k) || !fits(&rhs, k, n) {
+        candle_core::bail!("gemm: operands too small for [{m}, {k}]·[{k}, {n}]")
+    }
+    let threads = rayon::current_num_threads();
+    let rows_per = if threads > 1 && m * n * k >= 1 << 18 && m >= 2 * threads {
+        m.div_ceil(threads)
+    } else {
+        m.max(1)
+    };
+    let part = |(i, d): (usize, &mut [f32])| {
+        let r0 = i * rows_per;
+        let rows = d.len() / n.max(1);
+        if rows == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !accumulate {
+                d.fill(0.0);
+            }
+            return;
+        }
+        // SAFETY: rows r0..r0+rows of lhs and all of rhs are in bounds (checked above), `d`
+        // holds exactly `rows·n` elements of dst, and gemm reads and writes nothing else.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                k,
+                d.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                lhs.data.as_ptr().add(r0 * lhs.rs),
+                lhs.cs as isize,
+                lhs.rs as isize,
+                rhs.data.as_ptr(),
+                rhs.cs as isize,
+                rhs.rs as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    };
+    if rows_per >= m {
+        part((0, dst));
+    } else {
+        dst.par_chunks_mut(rows_per * n).enumerate().for_each(part);
+    }
+    Ok(())
+}
+
+/// `lhs·rhs` (or `lhsᵀ·rhs` with `lhs_t`) of contiguous CPU f32 matrices, by [`gemm_rows`].
+pub(crate) struct MatMul {
+    /// Take the transpose of the first operand.
+    pub lhs_t: bool,
+}
+
+impl CustomOp2 for MatMul {
+    fn name(&self) -> &'static str {
+        "matmul-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let a = f32_slice(s1, l1, "matmul-rows")?;
+        let b = f32_slice(s2, l2, "matmul-rows")?;
+        let (r1, c1) = l1.shape().dims2()?;
+        let (k, n) = l2.shape().dims2()?;
+        let (m, lhs) = if self.lhs_t {
+            (
+                c1,
+                Operand {
+                    data: a,
+                    rs: 1,
+                    cs: c1,
+                },
+            )
+        } else {
+            (
+                r1,
+                Operand {
+                    data: a,
+                    rs: c1,
+                    cs: 1,
+                },
+            )
+        };
+        if (if self.lhs_t { r1 } else { c1 }) != k {
+            candle_core::bail!("matmul-rows: [{r1}, {c1}] and [{k}, {n}] do not chain")
+        }
+        let mut out = vec![0f32; m * n];
+        gemm_rows(
+            (m, n, k),
+            &mut out,
+            false,
+            lhs,
+            Operand {
+                data: b,
+                rs: n,
+                cs: 1,
+            },
+        )?;
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+}
+
 /// Sums over the rows of `[n, c]`: `[c]` (the bias gradient), one pass in row order.
 pub(crate) struct ColumnSums;
 
@@ -158,25 +321,14 @@ impl CustomOp1 for Im2col {
         let cols = g.c * g.k * g.k;
         let per_image = ho * wo * cols;
         let mut out = vec![0f32; g.b * per_image];
+        let image = g.c * g.h * g.w;
         out.par_chunks_mut(per_image)
             .enumerate()
             .for_each(|(n, dst)| {
-                let img = &x[n * g.c * g.h * g.w..(n + 1) * g.c * g.h * g.w];
-                for oh in 0..ho {
-                    for ow in 0..wo {
-                        let row = &mut dst[(oh * wo + ow) * cols..(oh * wo + ow + 1) * cols];
-                        let (lo, hi, x0) = g.run(ow);
-                        for ci in 0..g.c {
-                            for ki in 0..g.k {
-                                let Some(y) = g.source_row(oh, ki) else {
-                                    continue;
-                                };
-                                let src = &img[(ci * g.h + y) * g.w..][x0..x0 + (hi - lo)];
-                                copy_run(&mut row[(ci * g.k + ki) * g.k..][lo..hi], src);
-                            }
-                        }
-                    }
-                }
+                let img = &x[n * image..(n + 1) * image];
+                g.runs(|col, pixel, len| {
+                    copy_run(&mut dst[col..col + len], &img[pixel..pixel + len])
+                });
             });
         Ok((CpuStorage::F32(out), Shape::from((g.b * ho * wo, cols))))
     }
@@ -209,24 +361,11 @@ impl CustomOp1 for Col2im {
             .enumerate()
             .for_each(|(n, img)| {
                 let src = &cols_data[n * ho * wo * cols..(n + 1) * ho * wo * cols];
-                for oh in 0..ho {
-                    for ow in 0..wo {
-                        let row = &src[(oh * wo + ow) * cols..(oh * wo + ow + 1) * cols];
-                        let (lo, hi, x0) = g.run(ow);
-                        for ci in 0..g.c {
-                            for ki in 0..g.k {
-                                let Some(y) = g.source_row(oh, ki) else {
-                                    continue;
-                                };
-                                let dst = &mut img[(ci * g.h + y) * g.w..][x0..x0 + (hi - lo)];
-                                let run = &row[(ci * g.k + ki) * g.k..][lo..hi];
-                                for (d, v) in dst.iter_mut().zip(run) {
-                                    *d += v;
-                                }
-                            }
-                        }
+                g.runs(|col, pixel, len| {
+                    for (d, v) in img[pixel..pixel + len].iter_mut().zip(&src[col..col + len]) {
+                        *d += v;
                     }
-                }
+                });
             });
         Ok((CpuStorage::F32(out), Shape::from((g.b, g.c, g.h, g.w))))
     }
@@ -410,48 +549,18 @@ impl CustomOp2 for ReluGrad {
     }
 }
 
-/// `v ← μ·v + g + wd·w` in place on `v` (arguments `g`, `w`).
-struct Velocity {
+/// One SGD step on `w` in place (argument `g`), with the velocity `v` beside it:
+/// `v ← μ·v + (g + wd·w); w ← w − lr·v`, one pass over the three, split over the rayon pool.
+struct SgdStep<'a> {
+    v: std::sync::Mutex<&'a mut [f32]>,
+    lr: f32,
     momentum: f32,
     weight_decay: f32,
 }
 
-impl InplaceOp3 for Velocity {
+impl InplaceOp2 for SgdStep<'_> {
     fn name(&self) -> &'static str {
-        "sgd-velocity"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<()> {
-        let v = f32_slice_mut(s1, l1, "sgd-velocity")?;
-        let g = f32_slice(s2, l2, "sgd-velocity")?;
-        let w = f32_slice(s3, l3, "sgd-velocity")?;
-        if v.len() != g.len() || v.len() != w.len() {
-            candle_core::bail!("sgd-velocity: operand sizes differ")
-        }
-        let (mu, wd) = (self.momentum, self.weight_decay);
-        for ((v, &g), &w) in v.iter_mut().zip(g).zip(w) {
-            *v = mu * *v + (g + wd * w);
-        }
-        Ok(())
-    }
-}
-
-/// `w ← w − lr·v` in place on `w` (argument `v`).
-struct Descend {
-    lr: f32,
-}
-
-impl InplaceOp2 for Descend {
-    fn name(&self) -> &'static str {
-        "sgd-descend"
+        "sgd-step"
     }
 
     fn cpu_fwd(
@@ -461,37 +570,47 @@ impl InplaceOp2 for Descend {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<()> {
-        let w = f32_slice_mut(s1, l1, "sgd-descend")?;
-        let v = f32_slice(s2, l2, "sgd-descend")?;
-        if v.len() != w.len() {
-            candle_core::bail!("sgd-descend: operand sizes differ")
+        let w = f32_slice_mut(s1, l1, "sgd-step")?;
+        let g = f32_slice(s2, l2, "sgd-step")?;
+        let mut v = self.v.lock().unwrap_or_else(|p| p.into_inner());
+        if v.len() != w.len() || g.len() != w.len() {
+            candle_core::bail!("sgd-step: operand sizes differ")
         }
-        for (w, &v) in w.iter_mut().zip(v) {
-            *w -= self.lr * v;
-        }
+        let (lr, mu, wd) = (self.lr, self.momentum, self.weight_decay);
+        const CHUNK: usize = 16 * 1024;
+        w.par_chunks_mut(CHUNK)
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|((w, v), g)| {
+                for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+                    *v = mu * *v + (g + wd * *w);
+                    *w -= lr * *v;
+                }
+            });
         Ok(())
     }
 }
 
-/// One SGD step in place on CPU f32 tensors: `v ← μ·v + g + wd·w; w ← w − lr·v`.
+/// One SGD step in place on a CPU f32 tensor `w` with its velocity `v` (same length, starts at
+/// 0): `v ← μ·v + g + wd·w; w ← w − lr·v`.
 pub fn sgd_update(
     w: &Tensor,
-    v: &Tensor,
+    v: &mut [f32],
     g: &Tensor,
     lr: f64,
     momentum: f64,
     weight_decay: f64,
 ) -> candle_core::Result<()> {
     let g = g.contiguous()?;
-    v.inplace_op3(
+    w.inplace_op2(
         &g,
-        w,
-        &Velocity {
+        &SgdStep {
+            v: std::sync::Mutex::new(v),
+            lr: lr as f32,
             momentum: momentum as f32,
             weight_decay: weight_decay as f32,
         },
-    )?;
-    w.inplace_op2(v, &Descend { lr: lr as f32 })
+    )
 }
 
 #[cfg(test)]
@@ -619,15 +738,15 @@ mod tests {
     fn sgd_update_equals_the_formula() -> candle_core::Result<()> {
         let dev = Device::Cpu;
         let w = Tensor::new(&[1f32, -2.0, 0.5], &dev)?;
-        let v = Tensor::new(&[0.1f32, 0.0, -0.3], &dev)?;
+        let mut v = vec![0.1f32, 0.0, -0.3];
         let g = Tensor::new(&[0.2f32, 0.4, -1.0], &dev)?;
-        sgd_update(&w, &v, &g, 0.5, 0.9, 0.1)?;
+        sgd_update(&w, &mut v, &g, 0.5, 0.9, 0.1)?;
         let (w0, v0, g0) = ([1f32, -2.0, 0.5], [0.1f32, 0.0, -0.3], [0.2f32, 0.4, -1.0]);
         let vv: Vec<f32> = (0..3)
             .map(|i| 0.9 * v0[i] + (g0[i] + 0.1 * w0[i]))
             .collect();
         let ww: Vec<f32> = (0..3).map(|i| w0[i] - 0.5 * vv[i]).collect();
-        assert_eq!(v.to_vec1::<f32>()?, vv);
+        assert_eq!(v, vv);
         assert_eq!(w.to_vec1::<f32>()?, ww);
         Ok(())
     }

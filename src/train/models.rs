@@ -98,30 +98,39 @@ impl Init {
     }
 }
 
-/// A multi-layer perceptron: `features → hidden… → classes`, ReLU; the head is dense.
+/// A multi-layer perceptron: `features → hidden… → classes`, ReLU; the head is dense. With
+/// batch normalisation (`mlp-bn`) every hidden layer is linear → batch norm → ReLU, so the
+/// neural gradient the update GEMM sees is the one batch norm passes back: dense and summing to
+/// zero over the batch, as at the convolutions of a ResNet (Chmiel et al.'s setting).
 pub struct Mlp {
     layers: Vec<SparseLinear>,
+    norms: Vec<BatchNorm>,
 }
 
 impl Mlp {
-    /// Build with the given hidden widths.
+    /// Build with the given hidden widths, with batch norm after each hidden layer or not.
     pub fn new(
         features: usize,
         hidden: &[usize],
         classes: usize,
+        batch_norm: bool,
         p: &LayerPolicy,
         seed: u64,
         device: &Device,
     ) -> candle_core::Result<Self> {
         let mut init = Init::new(seed, device);
         let mut layers = Vec::new();
+        let mut norms = Vec::new();
         let mut fan_in = features;
         for &h in hidden {
             layers.push(init.linear(h, fan_in, true, p)?);
+            if batch_norm {
+                norms.push(BatchNorm::new(&init, h)?);
+            }
             fan_in = h;
         }
         layers.push(init.linear(classes, fan_in, false, p)?);
-        Ok(Mlp { layers })
+        Ok(Mlp { layers, norms })
     }
 }
 
@@ -129,16 +138,28 @@ impl Model for Mlp {
     fn forward(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
         let mut h = x.flatten_from(1)?;
         for (i, l) in self.layers.iter().enumerate() {
-            h = if i + 1 < self.layers.len() {
-                l.forward_relu(&h)?
-            } else {
+            h = if i + 1 == self.layers.len() {
                 l.forward(&h)?
+            } else if let Some(bn) = self.norms.get(i) {
+                let y = l.forward(&h)?;
+                let (b, c) = y.dims2()?;
+                bn.forward(&y.reshape((b, c, 1, 1))?, _train)?
+                    .reshape((b, c))?
+                    .relu()?
+            } else {
+                l.forward_relu(&h)?
             };
         }
         Ok(h)
     }
     fn vars(&self) -> Vec<Var> {
-        self.layers.iter().flat_map(|l| l.vars()).collect()
+        let mut v: Vec<Var> = self.layers.iter().flat_map(|l| l.vars()).collect();
+        v.extend(
+            self.norms
+                .iter()
+                .flat_map(|b| [b.gamma.clone(), b.beta.clone()]),
+        );
+        v
     }
     fn sparse_layers(&mut self) -> Vec<&mut SparseLinear> {
         self.layers.iter_mut().filter(|l| l.prunable).collect()
@@ -480,7 +501,7 @@ impl Model for ResNet {
     }
 }
 
-/// Build a model by name (`mlp`, `lenet`, `resnet`) for images `(c, h, w)`.
+/// Build a model by name (`mlp`, `mlp-bn`, `lenet`, `resnet`) for images `(c, h, w)`.
 pub fn build(
     name: &str,
     shape: (usize, usize, usize),
@@ -493,7 +514,18 @@ pub fn build(
     let ctx = crate::Error::tensor(format!("building model {name}"));
     let (c, h, w) = shape;
     Ok(match name {
-        "mlp" => Box::new(Mlp::new(c * h * w, hidden, classes, p, seed, device).map_err(ctx)?),
+        "mlp" | "mlp-bn" => Box::new(
+            Mlp::new(
+                c * h * w,
+                hidden,
+                classes,
+                name == "mlp-bn",
+                p,
+                seed,
+                device,
+            )
+            .map_err(ctx)?,
+        ),
         "lenet" | "cnn" if (c, h, w) == (1, 28, 28) => {
             Box::new(LeNet::new(classes, p, seed, device).map_err(ctx)?)
         }
@@ -509,7 +541,7 @@ pub fn build(
             return Err(crate::Error::invalid(
                 "model",
                 other,
-                "known models: mlp, lenet, resnet",
+                "known models: mlp, mlp-bn, lenet, resnet",
             ));
         }
     })

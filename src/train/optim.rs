@@ -20,6 +20,15 @@ pub fn cosine(lr: f64, step: usize, total: usize) -> f64 {
     0.5 * lr * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
 }
 
+/// A momentum buffer: plain memory beside a CPU variable (updated in place with it), else a
+/// tensor (always detached).
+pub enum Velocity {
+    /// For a CPU f32 variable.
+    Cpu(Vec<f32>),
+    /// For any other variable.
+    Tensor(Tensor),
+}
+
 /// An optimiser over a fixed set of variables.
 pub enum Optimizer {
     /// SGD with momentum and weight decay.
@@ -27,7 +36,7 @@ pub enum Optimizer {
         /// Variables.
         vars: Vec<Var>,
         /// Momentum buffers (lazily created).
-        velocity: Vec<Option<Tensor>>,
+        velocity: Vec<Option<Velocity>>,
         /// μ.
         momentum: f64,
         /// Weight decay.
@@ -40,7 +49,7 @@ pub enum Optimizer {
 impl Optimizer {
     /// SGD with momentum.
     pub fn sgd(vars: Vec<Var>, momentum: f64, weight_decay: f64) -> Self {
-        let velocity = vec![None; vars.len()];
+        let velocity = (0..vars.len()).map(|_| None).collect();
         Optimizer::Sgd {
             vars,
             velocity,
@@ -75,9 +84,9 @@ impl Optimizer {
                         // In place, no allocation: the buffer starts at 0, so the first step
                         // is v = ∇ + wd·w as below.
                         if v.is_none() {
-                            *v = Some(var.as_tensor().zeros_like()?);
+                            *v = Some(Velocity::Cpu(vec![0.0; var.elem_count()]));
                         }
-                        if let Some(buf) = v.as_ref() {
+                        if let Some(Velocity::Cpu(buf)) = v.as_mut() {
                             kernels::sgd_update(
                                 var.as_tensor(),
                                 buf,
@@ -86,8 +95,8 @@ impl Optimizer {
                                 *momentum,
                                 *weight_decay,
                             )?;
+                            continue;
                         }
-                        continue;
                     }
                     let w = var.as_tensor().detach();
                     let d = if *weight_decay > 0.0 {
@@ -96,11 +105,11 @@ impl Optimizer {
                         g
                     };
                     let nv = match v.take() {
-                        Some(old) => ((old * *momentum)? + d)?,
-                        None => d,
+                        Some(Velocity::Tensor(old)) => ((old * *momentum)? + d)?,
+                        _ => d,
                     };
                     var.set(&(w - (&nv * lr)?)?)?;
-                    *v = Some(nv.detach());
+                    *v = Some(Velocity::Tensor(nv.detach()));
                 }
                 Ok(())
             }

@@ -21,7 +21,7 @@
 //! O(batch·out). On other devices the forward GEMM is candle's on detached operands and
 //! [`MaskedMatmul`] carries the same backward.
 
-use super::kernels::{ColumnSums, ReluGrad, f32_slice};
+use super::kernels::{ColumnSums, MatMul, Operand, ReluGrad, f32_slice, gemm_rows};
 use crate::estimators::{self, Estimator};
 use crate::mask::{Mask, Pattern};
 use candle_core::backend::BackendStorage;
@@ -206,38 +206,22 @@ impl CustomOp3 for FusedLinear {
         for _ in 0..n {
             y.extend_from_slice(b);
         }
-        let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 && n * out * k >= 1 << 16 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: the three slices hold n·k, out·k and n·out f32 (checked above and by the
-        // layouts); gemm reads lhs(i, j) = x[i·k + j], rhs(j, o) = wm[o·k + j] and writes
-        // dst(i, o) = y[i·out + o], all in bounds.
-        unsafe {
-            gemm::gemm(
-                n,
-                out,
-                k,
-                y.as_mut_ptr(),
-                1,
-                out as isize,
-                true,
-                x.as_ptr(),
-                1,
-                k as isize,
-                wm.as_ptr(),
-                k as isize,
-                1,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+        // y += x · (W⊙m)ᵀ: rhs(j, o) = wm[o·k + j].
+        gemm_rows(
+            (n, out, k),
+            &mut y,
+            true,
+            Operand {
+                data: x,
+                rs: k,
+                cs: 1,
+            },
+            Operand {
+                data: wm,
+                rs: 1,
+                cs: k,
+            },
+        )?;
         if self.relu {
             for v in &mut y {
                 *v = v.max(0.0);
@@ -270,7 +254,7 @@ impl CustomOp3 for FusedLinear {
             .take()
             .unwrap_or_else(|| w.detach());
         let dx = if x.track_op() {
-            Some(g.matmul(&wm)?)
+            Some(g.apply_op2_no_bwd(&wm, &MatMul { lhs_t: false })?)
         } else {
             None
         };
@@ -284,7 +268,9 @@ impl CustomOp3 for FusedLinear {
                     .map_err(|e| candle_core::Error::Msg(e.to_string()))?
             }
         };
-        let mut dw = pruned.t()?.matmul(x)?;
+        let mut dw = pruned
+            .contiguous()?
+            .apply_op2_no_bwd(&x.contiguous()?, &MatMul { lhs_t: true })?;
         if let (Some(m), true) = (&self.mask, self.srste > 0.0) {
             let keep = Tensor::from_slice(m.as_slice(), w.dims(), w.device())?;
             let decay = w.mul(&keep.affine(-1.0, 1.0)?)?.affine(self.srste, 0.0)?;
