@@ -54,18 +54,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peak_is_at_least_current_and_grows_with_a_touched_allocation() {
-        let (Some(peak), Some(now)) = (peak_rss_mb(), rss_mb()) else {
+    fn peak_is_at_least_the_current_size() {
+        // Current first: the peak, read after, is at least any size the process had before.
+        // (That the peak follows a touched allocation is checked in tests/memory.rs, where no
+        // other test runs beside it.)
+        let (Some(now), Some(peak)) = (rss_mb(), peak_rss_mb()) else {
             return; // not Linux: nothing to read
         };
-        assert!(peak >= now - 0.01, "peak {peak} < current {now}");
-        // 64 MB touched page by page must show in the peak.
-        let v = std::hint::black_box(vec![1u8; 64 << 20]);
-        let after = peak_rss_mb().unwrap_or(0.0);
-        assert!(
-            after >= now + 60.0,
-            "peak {after} MB after touching 64 MiB from {now} MB"
-        );
-        drop(v);
+        assert!(peak >= now, "peak {peak} < current {now}");
     }
 }

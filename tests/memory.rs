@@ -8,7 +8,8 @@
 //! tensor) keeps a whole step alive per step: tens of kilobytes to megabytes per step here, so
 //! megabytes over 180 steps, far above the slack. Timing does not enter the test.
 //!
-//! One test function, so nothing else allocates in this process while it measures.
+//! One test function, so nothing else allocates in this process while it measures. It also
+//! checks that the peak resident size the reports give (`peak_rss_mb`) sees a touched allocation.
 
 use candle_core::Device;
 use masklab::train::data::synthetic;
@@ -65,6 +66,16 @@ fn live() -> isize {
 
 #[test]
 fn live_memory_does_not_grow_with_steps() {
+    // First the OS's figure that `peak_rss_mb` reports: 64 MiB touched must show in the peak.
+    if let Some(before) = masklab::memory::rss_mb() {
+        let v = std::hint::black_box(vec![1u8; 64 << 20]);
+        let peak = masklab::memory::peak_rss_mb().unwrap_or(0.0);
+        assert!(
+            peak >= before + 60.0,
+            "peak {peak} MB after touching 64 MiB from {before} MB"
+        );
+        drop(v);
+    }
     // 2048 synthetic examples, batch 16: 128 steps per epoch, 2 epochs = 256 steps.
     let data = synthetic(2048, 0);
     let dev = Device::Cpu;
