@@ -220,10 +220,10 @@ enum Command {
   masklab train --mask transposable:4:8 --grad-estimator mvue:2:4 --capture-grads grads.safetensors
   masklab train --epochs 5 --save dense.safetensors && masklab train --init dense.safetensors --mask transposable:4:8
 
-Masks: dense, unstructured:S, nm:N:M (forward only), transposable:N:M (forward and backward).
+Masks: dense, unstructured:S, block:B:S, nm:N:M (forward only), transposable:N:M (forward and backward).
 Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue:N:M, mvue_1to2:1:2, approx_mvue_2to4:2:4.")]
     Train {
-        /// Model: mlp, lenet, resnet.
+        /// Model: mlp, mlp-bn (batch norm after every hidden layer), lenet, resnet.
         #[arg(long, default_value = "mlp")]
         model: String,
         /// Data set: fashion-mnist, mnist, cifar10, synthetic[:N].

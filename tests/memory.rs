@@ -100,6 +100,14 @@ fn live_memory_does_not_grow_with_steps() {
             }
         }
     }
+    cases.push(("mlp", "block:4:0.5", "mvue:2:4", OptimizerKind::Sgd));
+    cases.push((
+        "mlp-bn",
+        "transposable:4:8",
+        "greedy:1:2",
+        OptimizerKind::Sgd,
+    ));
+    cases.push(("mlp-bn", "dense", "mvue_1to2:1:2", OptimizerKind::AdamW));
     cases.push(("lenet", "dense", "dense", OptimizerKind::Sgd));
     cases.push(("lenet", "dense", "greedy:1:2", OptimizerKind::Sgd));
     cases.push(("lenet", "transposable:4:8", "mvue:2:4", OptimizerKind::Sgd));

@@ -151,8 +151,11 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
 /// A strided matrix operand of [`gemm_rows`]: element `(i, j)` is `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
 pub(crate) struct Operand<'a> {
+    /// The values.
     pub data: &'a [f32],
+    /// Row stride.
     pub rs: usize,
+    /// Column stride.
     pub cs: usize,
 }
 
@@ -731,6 +734,62 @@ mod tests {
         }
         let want = Tensor::new(want, &dev)?;
         assert!(max_diff(g1, &want) < 1e-6);
+        Ok(())
+    }
+
+    #[test]
+    fn gemm_rows_split_over_threads_equals_the_naive_product() -> candle_core::Result<()> {
+        // Large enough to be split (m·n·k ≥ 2^18) in a pool of 3 threads (uneven parts), with a
+        // transposed right operand and accumulation, as the linear layer's forward uses it.
+        let (m, n, k) = (67, 96, 64);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
+            .collect();
+        let bt: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0)
+            .collect();
+        let init: Vec<f32> = (0..m * n).map(|i| (i % 3) as f32).collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool");
+        let mut dst = init.clone();
+        pool.install(|| {
+            gemm_rows(
+                (m, n, k),
+                &mut dst,
+                true,
+                Operand {
+                    data: &a,
+                    rs: k,
+                    cs: 1,
+                },
+                Operand {
+                    data: &bt,
+                    rs: 1,
+                    cs: k,
+                },
+            )
+        })?;
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 =
+                    init[i * n + j] + (0..k).map(|t| a[i * k + t] * bt[j * k + t]).sum::<f32>();
+                assert!((dst[i * n + j] - want).abs() < 1e-3, "({i}, {j})");
+            }
+        }
+        // Too-small operands are an error, not a read out of bounds.
+        let short = Operand {
+            data: &a[..10],
+            rs: k,
+            cs: 1,
+        };
+        let rhs = Operand {
+            data: &bt,
+            rs: 1,
+            cs: k,
+        };
+        assert!(gemm_rows((m, n, k), &mut dst, false, short, rhs).is_err());
         Ok(())
     }
 

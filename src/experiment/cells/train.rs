@@ -1,10 +1,11 @@
 //! Cell kind `train`: train one model with one sparsity setup and seed (table4).
 //!
 //! Axes: `setup` = `"MASK + GRAD"` — the mask of the forward/backward GEMMs (`dense`,
-//! `unstructured:S`, `nm:N:M`, `transposable:N:M`) and the estimator of the update GEMM
+//! `unstructured:S`, `block:B:S`, `nm:N:M`, `transposable:N:M`) and the estimator of the update GEMM
 //! (`dense`, `greedy:N:M`, `mvue:N:M`, `mvue_1to2:1:2`, …); optional axes `model` and `dataset`
-//! override the params of the same name. Params: `model` (`mlp`), `dataset` (`fashion-mnist`;
-//! `synthetic[:N]` for smoke runs), `data_dir`, `hidden` (list), `epochs`, `batch`, `lr`,
+//! override the params of the same name. Params: `model` (`mlp`, `mlp-bn`, `lenet`, `resnet`),
+//! `dataset` (`fashion-mnist`; `synthetic[:N]` for smoke runs), `data_dir`, `hidden` (list),
+//! `epochs`, `batch`, `lr`,
 //! `momentum`, `weight_decay`, `optimizer` (`sgd`/`adamw`), `solver` (for transposable masks),
 //! `every` (mask refresh period in steps, 0 = static), `srste`, `train_limit`.
 //!
