@@ -78,16 +78,56 @@ pub struct Recorded {
     pub pruned: Option<Tensor>,
 }
 
-/// The custom op: arguments `(y, x, W)` where `y = x (W⊙m)ᵀ` was computed on detached operands.
-struct MaskedMatmul {
-    /// The forward operand `W⊙m` (detached), reused by the data gradient.
-    wm: Tensor,
+/// What both ops' backward passes share: the update GEMM `dW = est(g)ᵀx (+ SR-STE)` and the
+/// record of what it saw.
+struct UpdateGemm {
     mask: Option<Tensor>,
     estimator: GradEstimator,
     srste: f64,
     seed: u64,
     calls: Arc<AtomicU64>,
     record: Arc<Mutex<Recorded>>,
+}
+
+impl UpdateGemm {
+    /// `est(g)` with a fresh draw per call (seeded from the layer's seed and the call count).
+    fn prune(&self, g: &Tensor) -> candle_core::Result<Tensor> {
+        match self.estimator {
+            GradEstimator::Dense => Ok(g.clone()),
+            GradEstimator::Nm(est, pattern) => {
+                let call = self.calls.fetch_add(1, Ordering::Relaxed);
+                let seed = self.seed ^ call.wrapping_mul(0xD134_2543_DE82_EF95);
+                estimators::sample(est, g, pattern, 0, seed)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))
+            }
+        }
+    }
+
+    /// `dw + λ·(1−m)⊙W` when SR-STE is on (detached `w`), else `dw`; then record `g` and
+    /// `est(g)`.
+    fn finish(
+        &self,
+        dw: Tensor,
+        w: &Tensor,
+        g: Tensor,
+        pruned: Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let dw = match (&self.mask, self.srste > 0.0) {
+            (Some(m), true) => dw.add(&w.mul(&m.affine(-1.0, 1.0)?)?.affine(self.srste, 0.0)?)?,
+            _ => dw,
+        };
+        let mut rec = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        rec.grad = Some(g);
+        rec.pruned = Some(pruned);
+        Ok(dw)
+    }
+}
+
+/// The custom op: arguments `(y, x, W)` where `y = x (W⊙m)ᵀ` was computed on detached operands.
+struct MaskedMatmul {
+    /// The forward operand `W⊙m` (detached), reused by the data gradient.
+    wm: Tensor,
+    update: UpdateGemm,
 }
 
 impl CustomOp3 for MaskedMatmul {
@@ -136,25 +176,9 @@ impl CustomOp3 for MaskedMatmul {
         } else {
             None
         };
-        let x = &x.detach();
-        let w = &w.detach();
-        let pruned = match self.estimator {
-            GradEstimator::Dense => g.clone(),
-            GradEstimator::Nm(est, pattern) => {
-                let call = self.calls.fetch_add(1, Ordering::Relaxed);
-                let seed = self.seed ^ call.wrapping_mul(0xD134_2543_DE82_EF95);
-                estimators::sample(est, g, pattern, 0, seed)
-                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?
-            }
-        };
-        let mut dw = pruned.t()?.matmul(x)?;
-        if let (Some(m), true) = (&self.mask, self.srste > 0.0) {
-            let decay = w.mul(&m.affine(-1.0, 1.0)?)?.affine(self.srste, 0.0)?;
-            dw = dw.add(&decay)?;
-        }
-        let mut rec = self.record.lock().unwrap_or_else(|p| p.into_inner());
-        rec.grad = Some(g.clone());
-        rec.pruned = Some(pruned);
+        let pruned = self.update.prune(g)?;
+        let dw = pruned.t()?.matmul(&x.detach())?;
+        let dw = self.update.finish(dw, &w.detach(), g.clone(), pruned)?;
         Ok((None, dx, Some(dw)))
     }
 }
@@ -165,11 +189,7 @@ struct FusedLinear {
     mask: Option<Arc<Vec<f32>>>,
     relu: bool,
     wm: Mutex<Option<Tensor>>,
-    estimator: GradEstimator,
-    srste: f64,
-    seed: u64,
-    calls: Arc<AtomicU64>,
-    record: Arc<Mutex<Recorded>>,
+    update: UpdateGemm,
 }
 
 impl CustomOp3 for FusedLinear {
@@ -258,28 +278,12 @@ impl CustomOp3 for FusedLinear {
         } else {
             None
         };
-        let (x, w) = (&x.detach(), &w.detach());
-        let pruned = match self.estimator {
-            GradEstimator::Dense => g.clone(),
-            GradEstimator::Nm(est, pattern) => {
-                let call = self.calls.fetch_add(1, Ordering::Relaxed);
-                let seed = self.seed ^ call.wrapping_mul(0xD134_2543_DE82_EF95);
-                estimators::sample(est, &g, pattern, 0, seed)
-                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?
-            }
-        };
-        let mut dw = pruned
+        let pruned = self.update.prune(&g)?;
+        let dw = pruned
             .contiguous()?
-            .apply_op2_no_bwd(&x.contiguous()?, &MatMul { lhs_t: true })?;
-        if let (Some(m), true) = (&self.mask, self.srste > 0.0) {
-            let keep = Tensor::from_slice(m.as_slice(), w.dims(), w.device())?;
-            let decay = w.mul(&keep.affine(-1.0, 1.0)?)?.affine(self.srste, 0.0)?;
-            dw = dw.add(&decay)?;
-        }
+            .apply_op2_no_bwd(&x.detach().contiguous()?, &MatMul { lhs_t: true })?;
         let db = g.apply_op1_no_bwd(&ColumnSums)?;
-        let mut rec = self.record.lock().unwrap_or_else(|p| p.into_inner());
-        rec.grad = Some(g);
-        rec.pruned = Some(pruned);
+        let dw = self.update.finish(dw, &w.detach(), g, pruned)?;
         Ok((dx, Some(dw), Some(db)))
     }
 }
@@ -386,6 +390,17 @@ impl SparseLinear {
         self.estimator
     }
 
+    fn update_gemm(&self) -> UpdateGemm {
+        UpdateGemm {
+            mask: self.mask.clone(),
+            estimator: self.estimator,
+            srste: self.srste,
+            seed: self.seed,
+            calls: self.calls.clone(),
+            record: self.record.clone(),
+        }
+    }
+
     /// `x: [batch, in]` → `[batch, out]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.forward_with(x, false)
@@ -405,11 +420,7 @@ impl SparseLinear {
                 mask: self.mask_cpu.clone(),
                 relu,
                 wm: Mutex::new(None),
-                estimator: self.estimator,
-                srste: self.srste,
-                seed: self.seed,
-                calls: self.calls.clone(),
-                record: self.record.clone(),
+                update: self.update_gemm(),
             };
             return x.contiguous()?.apply_op3_arc(
                 self.weight.as_tensor(),
@@ -428,12 +439,7 @@ impl SparseLinear {
             let y0 = x.detach().matmul(&wm.t()?)?;
             let op = MaskedMatmul {
                 wm,
-                mask: self.mask.clone(),
-                estimator: self.estimator,
-                srste: self.srste,
-                seed: self.seed,
-                calls: self.calls.clone(),
-                record: self.record.clone(),
+                update: self.update_gemm(),
             };
             y0.apply_op3_arc(x, self.weight.as_tensor(), Arc::new(Box::new(op)))?
         } else {
