@@ -8,6 +8,12 @@
 //! tensor) keeps a whole step alive per step: tens of kilobytes to megabytes per step here, so
 //! megabytes over 180 steps, far above the slack. Timing does not enter the test.
 //!
+//! Live bytes are read after steps 20, 110 and 200. A retained graph grows in both halves;
+//! a one-time allocation made late (a worker thread's first gemm packing buffer, 2 MiB, which
+//! CI saw appear after step 20 on the first case) shows in one half only. So a case fails when
+//! *both* halves grow by more than the slack. A warm-up session per model runs first, so the
+//! process's lazily allocated buffers exist before any case is measured.
+//!
 //! One test function, so nothing else allocates in this process while it measures. It also
 //! checks that the peak resident size the reports give (`peak_rss_mb`) sees a touched allocation.
 
@@ -56,8 +62,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// Live heap bytes may differ between step 20 and step 200 by at most this much: the
-/// per-step state is replaced, never accumulated, so only allocator-internal noise remains.
+/// Live heap bytes may grow over 90 steps by at most this much: the per-step state is replaced,
+/// never accumulated, so only allocator-internal noise remains.
 const SLACK_BYTES: isize = 256 * 1024;
 
 fn live() -> isize {
@@ -117,34 +123,46 @@ fn live_memory_does_not_grow_with_steps() {
         "mvue:2:4",
         OptimizerKind::AdamW,
     ));
+    let config = |model: &str, mask: &str, grad: &str, optimizer| TrainConfig {
+        model: model.into(),
+        hidden: vec![64, 32],
+        mask: mask.parse().expect("mask"),
+        grad: grad.parse().expect("estimator"),
+        every: 16,
+        solver: "exact".into(),
+        epochs: 2,
+        batch: 16,
+        lr: 0.01,
+        optimizer,
+        ..Default::default()
+    };
+    for model in ["mlp", "mlp-bn", "lenet"] {
+        let cfg = config(model, "transposable:4:8", "mvue:2:4", OptimizerKind::Sgd);
+        let mut session = Session::new(&cfg, &data, &dev).expect("warm-up session");
+        for _ in 0..40 {
+            session.step().expect("warm-up step");
+        }
+    }
     let mut failures = Vec::new();
     for (model, mask, grad, optimizer) in cases {
-        let cfg = TrainConfig {
-            model: model.into(),
-            hidden: vec![64, 32],
-            mask: mask.parse().expect("mask"),
-            grad: grad.parse().expect("estimator"),
-            every: 16,
-            solver: "exact".into(),
-            epochs: 2,
-            batch: 16,
-            lr: 0.01,
-            optimizer,
-            ..Default::default()
-        };
+        let cfg = config(model, mask, grad, optimizer);
         let mut session = Session::new(&cfg, &data, &dev).expect("session");
         assert!(session.total_steps() >= 200);
-        let mut at20 = 0;
+        let mut marks = [0isize; 3];
         for step in 1..=200 {
             session.step().expect("step");
-            if step == 20 {
-                at20 = live();
+            match step {
+                20 => marks[0] = live(),
+                110 => marks[1] = live(),
+                200 => marks[2] = live(),
+                _ => {}
             }
         }
-        let growth = live() - at20;
-        if growth > SLACK_BYTES {
+        let (first, second) = (marks[1] - marks[0], marks[2] - marks[1]);
+        if first > SLACK_BYTES && second > SLACK_BYTES {
             failures.push(format!(
-                "{model} {mask} + {grad} ({optimizer:?}): {growth} bytes more live after step 200 than after step 20"
+                "{model} {mask} + {grad} ({optimizer:?}): live bytes grew by {first} over steps \
+                 20-110 and by {second} over steps 110-200"
             ));
         }
     }
