@@ -217,9 +217,36 @@ pub struct Diversity {
     pub closed_form_per_tile: Option<String>,
 }
 
+impl std::fmt::Display for Diversity {
+    /// The lines `masklab diversity` prints: log10, the exact count and the closed form.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match (&self.pattern, self.structure.as_str()) {
+            (Some(p), "block") => format!("block:{p}:{}", self.sparsity),
+            (Some(p), s) => format!("{s}:{p}"),
+            (None, s) => format!("{s}:{}", self.sparsity),
+        };
+        writeln!(
+            f,
+            "{name} over {}: log10(MD) = {:.6} ({:?})",
+            self.size, self.log10, self.method
+        )?;
+        if let Some(e) = &self.exact {
+            writeln!(f, "exact: {e}")?;
+        }
+        if let Some(c) = self.closed_form_log10 {
+            let per_tile = self.closed_form_per_tile.as_deref().unwrap_or_default();
+            writeln!(
+                f,
+                "closed form (overcount) log10 = {c:.6}, per tile {per_tile}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The mask diversity of `structure` over a `rows × cols` tensor.
 pub fn diversity(structure: Structure, rows: usize, cols: usize) -> Result<Diversity> {
-    let t = (rows * cols) as u64;
+    let t = crate::mask::elements(rows, cols)? as u64;
     let shape_err = |reason: String| Error::Shape { rows, cols, reason };
     let mut d = Diversity {
         structure: String::new(),
@@ -247,7 +274,7 @@ pub fn diversity(structure: Structure, rows: usize, cols: usize) -> Result<Diver
             if !rows.is_multiple_of(b) || !cols.is_multiple_of(b) {
                 return Err(shape_err(format!("not a whole number of {b}x{b} blocks")));
             }
-            let blocks = t / (b * b) as u64;
+            let blocks = t / (b as u64).saturating_mul(b as u64);
             let k = ((blocks as f64) * (1.0 - sparsity)).round() as u64;
             d.log10 = log10_binomial(blocks, k);
             d.exact = (d.log10 <= MAX_EXACT_DIGITS).then(|| binomial(blocks, k).to_string());
@@ -582,7 +609,7 @@ mod tests {
     #[test]
     fn nm_and_transposable_counts_match_brute_force_for_every_m_up_to_4() -> Result<()> {
         for m in 1..=4 {
-            for n in 0..=m {
+            for n in 1..=m {
                 let pat = p(n, m);
                 // N:M over a 2×M tensor (two groups) and a 1×2M tensor.
                 for (rows, cols) in [(2, m), (1, 2 * m)] {

@@ -9,6 +9,48 @@
 //! to the OS (`mmap`/`munmap`, heap trimming), so every step pays page faults and page clearing
 //! again (a fifth of a LeNet step, measured with perf). Kept, they are reused; the resident size
 //! stays at the peak of one step instead of returning to the OS between steps.
+//!
+//! [`ensure_fits`] is the guard every size a user gives passes before anything is allocated:
+//! the bytes a command will need against what the machine has available (`MemAvailable`), so an
+//! impossible size is one line naming it instead of an allocation failure (exit 134) or swap.
+
+use crate::error::{Error, Result};
+
+/// Bytes of memory available for new allocations (`MemAvailable` in `/proc/meminfo`), or
+/// `None` if the OS does not say.
+pub fn available_bytes() -> Option<u128> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u128 = line["MemAvailable:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Refuse work that needs more than the available memory: `bytes` is what the work will hold
+/// at once, `field` and `value` name the input that asks for it (e.g. `--size`, `8x8`). Where
+/// the OS does not say what is available, nothing is refused.
+pub fn ensure_fits(bytes: u128, field: &str, value: impl std::fmt::Display) -> Result<()> {
+    let Some(avail) = available_bytes() else {
+        return Ok(());
+    };
+    if bytes <= avail {
+        return Ok(());
+    }
+    let gib = |b: u128| b as f64 / (1u128 << 30) as f64;
+    Err(Error::invalid(
+        field,
+        value,
+        format!(
+            "needs about {:.1} GiB of memory, but {:.1} GiB is available",
+            gib(bytes),
+            gib(avail)
+        ),
+    ))
+}
 
 /// Peak resident set size of this process in MB (10⁶ bytes), or `None` if the OS does not say.
 pub fn peak_rss_mb() -> Option<f64> {
@@ -62,5 +104,20 @@ mod tests {
             return; // not Linux: nothing to read
         };
         assert!(peak >= now, "peak {peak} < current {now}");
+    }
+
+    #[test]
+    fn sizes_beyond_the_machine_are_refused_naming_the_field() {
+        let Some(avail) = available_bytes() else {
+            return; // not Linux: nothing is refused
+        };
+        assert!(ensure_fits(1 << 20, "--size", "512x512").is_ok());
+        let e = ensure_fits(avail * 2, "--size", "1000000x1000000")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--size") && e.contains("1000000x1000000") && e.contains("GiB"),
+            "{e}"
+        );
     }
 }

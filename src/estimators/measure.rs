@@ -101,13 +101,20 @@ pub fn measure(
     draws: usize,
     seed: u64,
 ) -> Result<Measurement> {
+    if draws == 0 {
+        return Err(Error::invalid(
+            "draws",
+            0,
+            "must be at least 1 (bias and variance need draws)",
+        ));
+    }
     let ctx = || Error::tensor(format!("measuring {}", est.name()));
     let g_vals = values(g).map_err(ctx())?;
     let gemm = |t: &Tensor| t.t()?.matmul(x);
     let reference = values(&gemm(g).map_err(ctx())?).map_err(ctx())?;
     let mut m = Moments::new(g_vals.iter().map(|&v| v as f64).collect());
     let mut mg = Moments::new(reference.iter().map(|&v| v as f64).collect());
-    for k in 0..draws.max(1) {
+    for k in 0..draws {
         let draw = sample(
             est,
             g,
@@ -121,7 +128,7 @@ pub fn measure(
     let (rel_bias, rel_variance, rel_mse) = m.finish();
     let (gemm_rel_bias, gemm_rel_variance, _) = mg.finish();
     Ok(Measurement {
-        draws: draws.max(1),
+        draws,
         rel_bias,
         rel_variance,
         rel_mse,

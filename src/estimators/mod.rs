@@ -10,6 +10,7 @@
 //! a tensor path (candle ops only, for CUDA); both consume the same uniforms and give the same
 //! result.
 
+pub mod apply;
 pub mod approx_mvue_2to4;
 pub mod greedy;
 pub mod measure;
@@ -110,6 +111,13 @@ pub fn sample(
     let (rows, cols) = g
         .dims2()
         .map_err(Error::tensor("estimator input must be 2-D"))?;
+    if rows == 0 || cols == 0 {
+        return Err(Error::Shape {
+            rows,
+            cols,
+            reason: "the gradient is empty; there is nothing to prune".into(),
+        });
+    }
     let along = if dim == 0 { rows } else { cols };
     if dim > 1 || along % pattern.m != 0 {
         return Err(Error::Shape {

@@ -91,6 +91,23 @@ impl Plan {
             line: None,
             message: format!("kind: {e}"),
         })?;
+        if let Some(axis) = spec
+            .axes
+            .iter()
+            .find(|a| !kind.axes().contains(&a.name.as_str()))
+        {
+            return Err(Error::Spec {
+                path: spec.path.clone(),
+                line: Some(axis.line),
+                message: format!(
+                    "grid.{}: `{}` is not an axis of kind `{}` (its axes: {})",
+                    axis.name,
+                    axis.name,
+                    kind.name(),
+                    kind.axes().join(", ")
+                ),
+            });
+        }
         let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
         for axis in &spec.axes {
             points = points

@@ -2,6 +2,11 @@
 //! and synced, so a crash loses nothing finished), skips finished cells on `--resume`, and writes
 //! the tables and manifest.
 //!
+//! Safety: a run directory is locked for the whole run (an OS file lock on `.lock`, released
+//! when the process dies), so a second run on the same `--out` stops with an error naming the
+//! holder. Tables are written atomically (temp file, sync, rename) and the manifest says
+//! `finished` only after they are; a resumed run keeps the shard it was started with.
+//!
 //! Determinism: each cell draws from its own RNG (seeded from the spec seed and grid point) and
 //! rows are ordered by plan position, so the cell order, `--jobs` and shards do not change a table.
 
@@ -145,11 +150,70 @@ fn default_dir(spec: &Spec) -> PathBuf {
         .join(format!("{}-{stamp}", spec.profile))
 }
 
+/// The first `n` characters of `s` (never splits a character).
+fn prefix(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// An exclusive lock on a run directory, held while the value lives (and by the OS until the
+/// process exits, whatever way it exits).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Lock `dir` (created if missing), or fail naming the process that holds it.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join(".lock");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(Error::Format {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "another masklab process is using this run directory ({}); wait for it or choose another --out",
+                        holder.trim()
+                    ),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        let me = format!(
+            "pid {} on {}, since {}",
+            std::process::id(),
+            manifest::host(),
+            manifest::now()
+        );
+        file.set_len(0)
+            .and_then(|()| file.write_all(me.as_bytes()))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(RunLock { _file: file })
+    }
+}
+
 /// Run (or resume) a plan; writes the tables at the end, and returns where.
 pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
     let dir = opts.out.clone().unwrap_or_else(|| default_dir(&plan.spec));
     let log_path = dir.join(CELLS_LOG);
     let mut previous = None;
+    let mut shard = opts.shard;
+    if opts.resume && !dir.join("manifest.json").exists() {
+        return Err(Error::Format {
+            path: dir.clone(),
+            message: "not a run directory (no manifest.json); nothing to resume".into(),
+        });
+    }
+    let _lock = RunLock::acquire(&dir)?;
     if opts.resume {
         let m = Manifest::read(&dir)?;
         if m.spec_hash != plan.spec.hash() {
@@ -157,10 +221,27 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
                 path: dir.join("manifest.json"),
                 message: format!(
                     "the spec changed since this run started (hash {} there, {} now); start a new run",
-                    &m.spec_hash[..12],
-                    &plan.spec.hash()[..12]
+                    prefix(&m.spec_hash, 12),
+                    prefix(&plan.spec.hash(), 12)
                 ),
             });
+        }
+        let started_shard = m.shard.as_deref().map(parse_shard).transpose()?;
+        match (started_shard, opts.shard) {
+            (was, None) => shard = was,
+            (was, Some(now)) if was != Some(now) => {
+                return Err(Error::Format {
+                    path: dir.join("manifest.json"),
+                    message: format!(
+                        "the run was started as {}, not shard {}/{}; resume it without --shard",
+                        was.map(|(i, n)| format!("shard {i}/{n}"))
+                            .unwrap_or_else(|| "a whole run".into()),
+                        now.0,
+                        now.1
+                    ),
+                });
+            }
+            _ => {}
         }
         if m.profile != plan.spec.profile {
             return Err(Error::Format {
@@ -173,20 +254,18 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
         }
         repair_log(&log_path)?;
         previous = Some(m);
-    } else if log_path.exists() {
+    } else if log_path.exists() || dir.join("manifest.json").exists() {
         return Err(Error::Format {
             path: dir.clone(),
             message: "already holds a run; use --resume to finish it or choose another --out"
                 .into(),
         });
     }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-
     let done: HashSet<String> = read_log(&dir)?
         .iter()
         .filter_map(|r| r.get("cell").and_then(Value::as_str).map(String::from))
         .collect();
-    let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));
+    let (shard_i, shard_n) = shard.unwrap_or((0, 1));
     let share: Vec<&Cell> = plan.shard(shard_i, shard_n).collect();
     let mut todo: Vec<&Cell> = share
         .iter()
@@ -212,7 +291,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
         threads: opts.threads,
         jobs: opts.jobs,
         device: crate::device::label(&opts.device).to_string(),
-        shard: opts.shard.map(|(i, n)| format!("{i}/{n}")),
+        shard: shard.map(|(i, n)| format!("{i}/{n}")),
         cells_planned: share.len(),
         cells_done: skipped,
         started: previous
@@ -291,11 +370,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
     let ran = read_log(&dir)?.len().saturating_sub(done.len());
     manifest.cells_done = skipped + ran;
     let complete = manifest.cells_done >= share.len();
+    // Tables first, then the manifest: it says `finished` only once the tables are on disk.
+    write_tables(&dir, &plan.spec)?;
     if complete {
         manifest.finished = Some(manifest::now());
     }
     manifest.write(&dir)?;
-    write_tables(&dir, &plan.spec)?;
     result?;
     Ok(RunOutcome {
         dir,
@@ -350,8 +430,7 @@ pub fn write_tables(dir: &Path, spec: &Spec) -> Result<()> {
             md += &format!("- {n}\n");
         }
     }
-    let md_path = dir.join("summary.md");
-    std::fs::write(&md_path, md).map_err(|e| Error::io(&md_path, e))
+    crate::io::atomic::write_bytes(&dir.join("summary.md"), md.as_bytes())
 }
 
 /// The spec of a run directory, re-resolved from its manifest.
@@ -362,47 +441,187 @@ pub fn spec_of_run(dir: &Path) -> Result<(Manifest, Spec)> {
     Ok((m, spec))
 }
 
-/// Join the logs of shard runs (same spec and profile) into one run directory.
+/// Join the logs of shard runs into one new run directory `out`.
+///
+/// Refused: an `out` that is one of the shards or already holds a run; a shard that is not
+/// complete; shards of different specs or profiles; shards that overlap (a cell in two of
+/// them); shards that together miss cells of the plan.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest> {
     let first = dirs
         .first()
         .ok_or_else(|| Error::invalid("merge", "(none)", "give at least one run directory"))?;
+    for dir in dirs {
+        if crate::io::atomic::same_file(out, dir) {
+            return Err(Error::invalid(
+                "out",
+                out.display(),
+                format!("is the shard {}; merge into a new directory", dir.display()),
+            ));
+        }
+    }
+    if out.join(CELLS_LOG).exists() || out.join("manifest.json").exists() {
+        return Err(Error::Format {
+            path: out.to_path_buf(),
+            message: "already holds a run; merge into a new directory".into(),
+        });
+    }
     let (mut manifest, spec) = spec_of_run(first)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut seen = HashSet::new();
+    let mut owner: std::collections::HashMap<String, &Path> = std::collections::HashMap::new();
     let mut lines = String::new();
-    let mut finished = true;
     for dir in dirs {
         let m = Manifest::read(dir)?;
+        let manifest_path = dir.join("manifest.json");
         if m.spec_hash != manifest.spec_hash || m.profile != manifest.profile {
             return Err(Error::Format {
-                path: dir.join("manifest.json"),
+                path: manifest_path,
                 message: format!(
-                    "spec or profile differs from {} (cannot merge different runs)",
-                    first.display()
+                    "spec {} / profile `{}` differs from {} (spec {} / profile `{}`); cannot merge different runs",
+                    prefix(&m.spec_hash, 12),
+                    m.profile,
+                    first.display(),
+                    prefix(&manifest.spec_hash, 12),
+                    manifest.profile
                 ),
             });
         }
-        finished &= m.finished.is_some();
+        if m.finished.is_none() {
+            return Err(Error::Format {
+                path: manifest_path,
+                message: format!(
+                    "shard is not complete ({} of {} cells); finish it with --resume {} first",
+                    m.cells_done,
+                    m.cells_planned,
+                    dir.display()
+                ),
+            });
+        }
         for row in read_log(dir)? {
-            if seen.insert(
-                row.get("cell")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            ) {
-                lines += &(Value::Object(row).to_string() + "\n");
+            let key = row
+                .get("cell")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if let Some(other) = owner.get(&key) {
+                return Err(Error::Format {
+                    path: dir.join(CELLS_LOG),
+                    message: format!(
+                        "cell `{key}` is also in {}; shards must not overlap",
+                        other.display()
+                    ),
+                });
             }
+            owner.insert(key, dir);
+            lines += &(Value::Object(row).to_string() + "\n");
         }
     }
-    let log = out.join(CELLS_LOG);
-    std::fs::write(&log, lines).map_err(|e| Error::io(&log, e))?;
     let plan = Plan::new(spec.clone())?;
+    let missing: Vec<String> = plan
+        .cells
+        .iter()
+        .map(Cell::key)
+        .filter(|k| !owner.contains_key(k))
+        .collect();
+    if let Some(example) = missing.first() {
+        return Err(Error::invalid(
+            "merge",
+            format!("{} shards", dirs.len()),
+            format!(
+                "together they miss {} of the plan's {} cells (e.g. `{example}`); give every shard",
+                missing.len(),
+                plan.cells.len()
+            ),
+        ));
+    }
+    let _lock = RunLock::acquire(out)?;
+    crate::io::atomic::write_bytes(&out.join(CELLS_LOG), lines.as_bytes())?;
     manifest.shard = None;
     manifest.cells_planned = plan.cells.len();
-    manifest.cells_done = seen.len();
-    manifest.finished = (finished && seen.len() == plan.cells.len()).then(manifest::now);
+    manifest.cells_done = owner.len();
+    manifest.finished = None;
     manifest.write(out)?;
     write_tables(out, &spec)?;
+    manifest.finished = Some(manifest::now());
+    manifest.write(out)?;
     Ok(manifest)
+}
+
+/// The baseline `regress` compares a run with: `results/baselines/<table>.parquet` unless given.
+pub fn baseline_path(manifest: &Manifest, given: Option<&Path>) -> PathBuf {
+    given.map(Path::to_path_buf).unwrap_or_else(|| {
+        PathBuf::from("results/baselines").join(format!("{}.parquet", manifest.table))
+    })
+}
+
+/// The manifest of a run whose tables are complete, or an error saying what is missing.
+fn complete_run(dir: &Path) -> Result<(Manifest, Spec)> {
+    let (m, spec) = spec_of_run(dir)?;
+    if m.finished.is_none() {
+        return Err(Error::Format {
+            path: dir.join("manifest.json"),
+            message: format!(
+                "the run is not complete ({} of {} cells); finish it with --resume {} before comparing",
+                m.cells_done,
+                m.cells_planned,
+                dir.display()
+            ),
+        });
+    }
+    Ok((m, spec))
+}
+
+/// Compare a complete run's summary with its baseline (see [`baseline_path`]).
+pub fn regress(dir: &Path, baseline: Option<&Path>) -> Result<crate::results::regress::Report> {
+    let (m, spec) = complete_run(dir)?;
+    let baseline = baseline_path(&m, baseline);
+    let run = table::read_parquet(&dir.join("summary.parquet"))?;
+    let base = table::read_parquet(&baseline)?;
+    let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
+    let report = crate::results::regress::compare(
+        &table::rows_from_frame(&base),
+        &table::rows_from_frame(&run),
+        &axes,
+        &spec.tolerance,
+    );
+    if report.rows_compared == 0 {
+        return Err(Error::invalid(
+            "baseline",
+            baseline.display(),
+            format!(
+                "no grid point in common with the run {} (profile {}; the baseline is usually the smoke profile)",
+                dir.display(),
+                m.profile
+            ),
+        ));
+    }
+    Ok(report)
+}
+
+/// Write a complete run's summary as its baseline; returns the baseline's path.
+pub fn update_baseline(dir: &Path, baseline: Option<&Path>) -> Result<PathBuf> {
+    let (m, _) = complete_run(dir)?;
+    let baseline = baseline_path(&m, baseline);
+    let mut run = table::read_parquet(&dir.join("summary.parquet"))?;
+    if let Some(parent) = baseline.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    table::write_parquet(&mut run, &baseline)?;
+    Ok(baseline)
+}
+
+/// Load the spec at `path` for `profile` and run it: on `--resume` the profile defaults to
+/// the run's own, and the shard to `SLURM_ARRAY_TASK_ID/COUNT` when neither is given.
+pub fn run_spec(path: &Path, profile: Option<&str>, mut opts: RunOptions) -> Result<RunOutcome> {
+    let resumed_profile = match (&opts.out, opts.resume, profile) {
+        (Some(dir), true, None) => Some(Manifest::read(dir)?.profile),
+        _ => None,
+    };
+    let profile = profile
+        .map(str::to_string)
+        .or(resumed_profile)
+        .filter(|p| p != "grid");
+    let plan = Plan::new(Spec::load(path, profile.as_deref())?)?;
+    if opts.shard.is_none() && !opts.resume {
+        opts.shard = shard_from_env()?;
+    }
+    run(&plan, &opts)
 }

@@ -5,6 +5,7 @@
 //! `f32`; NaN or infinite values are an error naming the tensor. Masks are written as `u8` 0/1
 //! with the same tensor names.
 
+pub mod atomic;
 #[cfg(feature = "hdf5")]
 mod h5;
 mod st;
@@ -103,20 +104,22 @@ pub fn read_tensors(source: &str) -> Result<Vec<NamedTensor>> {
     Ok(tensors)
 }
 
-/// Write named tensors as `u8` (masks) or `f32`, by the extension of `path`.
+/// Write named tensors as `u8` 0/1 masks, by the extension of `path` (atomically).
 pub fn write_masks(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
-    match format_of(path)? {
-        Format::Safetensors => st::write_masks(path, masks),
-        Format::Hdf5 => write_masks_hdf5(path, masks),
-    }
+    let format = format_of(path)?;
+    atomic::write_with(path, |tmp| match format {
+        Format::Safetensors => st::write_masks(tmp, masks),
+        Format::Hdf5 => write_masks_hdf5(tmp, masks),
+    })
 }
 
-/// Write named `f32` tensors (e.g. test fixtures, captured gradients), by extension.
+/// Write named `f32` tensors (e.g. test fixtures, captured gradients), by extension (atomically).
 pub fn write_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
-    match format_of(path)? {
-        Format::Safetensors => st::write_f32(path, tensors),
-        Format::Hdf5 => write_f32_hdf5(path, tensors),
-    }
+    let format = format_of(path)?;
+    atomic::write_with(path, |tmp| match format {
+        Format::Safetensors => st::write_f32(tmp, tensors),
+        Format::Hdf5 => write_f32_hdf5(tmp, tensors),
+    })
 }
 
 #[cfg(feature = "hdf5")]

@@ -17,7 +17,7 @@
 mod pattern;
 pub mod tile;
 
-pub use pattern::{Pattern, parse_size};
+pub use pattern::{Pattern, elements, parse_size};
 
 use crate::error::{Error, Result};
 
@@ -32,7 +32,7 @@ pub struct Matrix {
 impl Matrix {
     /// A matrix from row-major data; `data.len()` must be `rows · cols`.
     pub fn new(rows: usize, cols: usize, data: Vec<f32>) -> Result<Self> {
-        if data.len() != rows * cols {
+        if data.len() != elements(rows, cols)? {
             return Err(Error::Shape {
                 rows,
                 cols,
@@ -98,7 +98,7 @@ pub struct Mask {
 impl Mask {
     /// A mask from row-major 0/1 bytes (any non-zero byte counts as kept).
     pub fn new(rows: usize, cols: usize, keep: Vec<u8>) -> Result<Self> {
-        if keep.len() != rows * cols {
+        if keep.len() != elements(rows, cols)? {
             return Err(Error::Shape {
                 rows,
                 cols,

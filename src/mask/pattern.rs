@@ -14,14 +14,19 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    /// A pattern keeping `n` of `m`; `m ≥ 1` and `n ≤ m`, else an [`Error::Pattern`].
+    /// A pattern keeping `n` of `m`; `1 ≤ n ≤ m`, else an [`Error::Pattern`].
     pub fn new(n: usize, m: usize) -> Result<Self> {
         let bad = |reason: &str| Error::Pattern {
             value: format!("{n}:{m}"),
             reason: reason.into(),
         };
         if m == 0 {
-            return Err(bad("M must be at least 1"));
+            return Err(bad("M (group size) must be at least 1"));
+        }
+        if n == 0 {
+            return Err(bad(
+                "N (weights kept) must be at least 1; 0:M would prune every weight",
+            ));
         }
         if n > m {
             return Err(bad("N (weights kept) must not exceed M (group size)"));
@@ -80,7 +85,23 @@ pub fn parse_size(s: &str) -> Result<(usize, usize)> {
     if r == 0 || c == 0 {
         return Err(bad());
     }
+    elements(r, c)?;
     Ok((r, c))
+}
+
+/// `rows · cols`, or an error when the product overflows (more elements than a `usize` counts).
+pub fn elements(rows: usize, cols: usize) -> Result<usize> {
+    rows.checked_mul(cols).ok_or_else(|| {
+        Error::invalid(
+            "size",
+            format!("{rows}x{cols}"),
+            format!(
+                "{} elements is more than the {} a tensor can have here",
+                rows as u128 * cols as u128,
+                usize::MAX
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -96,8 +117,14 @@ mod tests {
             "{err}"
         );
         assert!("2-4".parse::<Pattern>().is_err());
-        assert!("1:0".parse::<Pattern>().is_err());
+        for bad in ["1:0", "0:0", "0:4", "5:4", "-1:4", "2:", ":4", "2:4:8"] {
+            let e = bad.parse::<Pattern>().expect_err(bad).to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
         assert_eq!(parse_size("8x16")?, (8, 16));
+        // 2^64 elements: the product overflows u64 and is refused, not wrapped to 0.
+        let e = parse_size("4294967296x4294967296").unwrap_err().to_string();
+        assert!(e.contains("18446744073709551616 elements"), "{e}");
         assert!(parse_size("8x0").is_err());
         Ok(())
     }

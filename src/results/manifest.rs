@@ -56,16 +56,14 @@ impl Manifest {
         })
     }
 
-    /// Write `manifest.json` into a run directory (atomically: temp file, then rename).
+    /// Write `manifest.json` into a run directory (atomically: temp file, sync, rename).
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join("manifest.json");
-        let tmp = dir.join("manifest.json.tmp");
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::Format {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        std::fs::write(&tmp, text + "\n").map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        crate::io::atomic::write_bytes(&path, (text + "\n").as_bytes())
     }
 }
 

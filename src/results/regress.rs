@@ -3,7 +3,9 @@
 //! Rows are matched on the grid axes. Every metric mean the baseline has is compared: numbers
 //! within the spec's tolerance for that metric (default: equal to 1e-9 relative), strings and
 //! booleans exactly; measured times only when the spec gives them a tolerance. A baseline row
-//! the run lacks counts as a regression when the run shares at least one row with the baseline.
+//! the run lacks counts as a regression when the run shares at least one row with the baseline,
+//! and so does a metric column the run lacks; rows and columns only the run has are listed
+//! (a larger profile adds rows), not counted as regressions.
 
 use crate::experiment::cells::Row;
 use crate::experiment::spec::Tolerance;
@@ -37,12 +39,19 @@ pub struct Report {
     pub moved: Vec<Moved>,
     /// Baseline rows the run lacks.
     pub missing: Vec<String>,
+    /// Run rows the baseline lacks.
+    pub extra: Vec<String>,
+    /// Baseline metric columns the run lacks (in any compared row).
+    pub missing_columns: Vec<String>,
+    /// Run metric columns the baseline lacks.
+    pub extra_columns: Vec<String>,
 }
 
 impl Report {
     /// Whether anything regressed.
     pub fn regressed(&self) -> bool {
         self.moved.iter().any(|m| m.regressed)
+            || !self.missing_columns.is_empty()
             || (self.rows_compared > 0 && !self.missing.is_empty())
     }
 
@@ -86,6 +95,15 @@ impl Report {
         for p in &self.missing {
             out += &format!("missing from run: {p}\n");
         }
+        for p in &self.extra {
+            out += &format!("not in baseline: {p}\n");
+        }
+        for c in &self.missing_columns {
+            out += &format!("column missing from run: {c}\n");
+        }
+        for c in &self.extra_columns {
+            out += &format!("column not in baseline: {c}\n");
+        }
         out += if self.regressed() {
             "REGRESSION\n"
         } else {
@@ -98,7 +116,9 @@ impl Report {
 fn show(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
-        Value::String(s) if s.len() > 14 => format!("{}…", &s[..13]),
+        Value::String(s) if s.chars().count() > 14 => {
+            format!("{}…", s.chars().take(13).collect::<String>())
+        }
         Value::String(s) => s.clone(),
         Value::Number(n) => crate::results::markdown::fmt_num(n.as_f64().unwrap_or(f64::NAN)),
         other => other.to_string(),
@@ -123,7 +143,21 @@ pub fn compare(
             .join(" ")
     };
     let by_point: IndexMap<String, &Row> = run.iter().map(|r| (point(r), r)).collect();
-    let mut report = Report::default();
+    let base_points: std::collections::HashSet<String> = baseline.iter().map(&point).collect();
+    let mut report = Report {
+        extra: by_point
+            .keys()
+            .filter(|p| !base_points.contains(*p))
+            .cloned()
+            .collect(),
+        ..Report::default()
+    };
+    let compared = |metric: &str, row: &Row| {
+        !(axes.iter().any(|a| a == metric)
+            || metric == "seeds"
+            || crate::results::summary::is_derived(metric, row)
+            || (is_measured_column(metric) && !tolerance.contains_key(metric)))
+    };
     for base in baseline {
         let p = point(base);
         let Some(new) = by_point.get(&p) else {
@@ -131,18 +165,25 @@ pub fn compare(
             continue;
         };
         report.rows_compared += 1;
-        for (metric, old) in base {
-            if axes.contains(metric)
-                || metric == "seeds"
-                || crate::results::summary::is_derived(metric, base)
+        for metric in new.keys() {
+            if !base.contains_key(metric)
+                && compared(metric, new)
+                && !report.extra_columns.contains(metric)
             {
+                report.extra_columns.push(metric.clone());
+            }
+        }
+        for (metric, old) in base {
+            if !compared(metric, base) {
                 continue;
             }
             let tol = tolerance.get(metric).copied();
-            if is_measured_column(metric) && tol.is_none() {
+            let Some(new_v) = new.get(metric) else {
+                if !report.missing_columns.contains(metric) {
+                    report.missing_columns.push(metric.clone());
+                }
                 continue;
-            }
-            let new_v = new.get(metric).unwrap_or(&Value::Null);
+            };
             report.values_compared += 1;
             let (same, ok) = match (old.as_f64(), new_v.as_f64()) {
                 (Some(o), Some(n)) => {
@@ -207,5 +248,29 @@ mod tests {
         let base = [r("transposable:4:8", 1.0), r("transposable:8:16", 2.0)];
         let report = compare(&base, &base, &axes, &IndexMap::new());
         assert_eq!((report.rows_compared, report.moved.len()), (2, 0));
+    }
+
+    #[test]
+    fn rows_and_columns_missing_from_either_side_are_reported() {
+        let axes = vec!["p".to_string()];
+        let tol = IndexMap::new();
+        let mut lacking = row(0.1, 1.0);
+        lacking.remove("kept_gap");
+        lacking.insert("new_metric".into(), json!(3.0));
+        let r = compare(&[row(0.1, 1.0)], &[lacking], &axes, &tol);
+        assert_eq!(r.missing_columns, vec!["kept_gap".to_string()]);
+        assert_eq!(r.extra_columns, vec!["new_metric".to_string()]);
+        assert!(r.regressed(), "a metric the run lacks is a regression");
+        let mut more = row(0.1, 1.0);
+        more.insert("p".into(), json!("4:8"));
+        let r = compare(&[row(0.1, 1.0)], &[row(0.1, 1.0), more], &axes, &tol);
+        assert_eq!(r.extra, vec!["p=4:8".to_string()]);
+        assert!(
+            !r.regressed(),
+            "extra rows (a larger profile) are listed only"
+        );
+        assert!(r.render().contains("not in baseline: p=4:8"));
+        // Multi-byte values are shortened by characters, never split.
+        assert_eq!(show(&json!("αβγδεζηθικλμνξο")), "αβγδεζηθικλμν…");
     }
 }

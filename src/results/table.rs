@@ -88,19 +88,23 @@ pub fn rows_from_frame(df: &DataFrame) -> Vec<Row> {
 
 /// Write a frame as parquet.
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let file = File::create(path).map_err(|e| Error::io(path, e))?;
-    ParquetWriter::new(file)
-        .finish(df)
-        .map_err(Error::table(format!("writing {}", path.display())))?;
-    Ok(())
+    crate::io::atomic::write_with(path, |tmp| {
+        let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        ParquetWriter::new(file)
+            .finish(df)
+            .map_err(Error::table(format!("writing {}", path.display())))?;
+        Ok(())
+    })
 }
 
 /// Write a frame as CSV.
 pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
-    CsvWriter::new(&mut file)
-        .finish(df)
-        .map_err(Error::table(format!("writing {}", path.display())))
+    crate::io::atomic::write_with(path, |tmp| {
+        let mut file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        CsvWriter::new(&mut file)
+            .finish(df)
+            .map_err(Error::table(format!("writing {}", path.display())))
+    })
 }
 
 /// Read a parquet file.

@@ -208,6 +208,9 @@ fn usable(
 ) -> Result<Option<Matrix>> {
     let problem = match t.matrix() {
         None => format!("tensor `{}` has shape {:?}, not 2-D", t.name, t.shape),
+        Some(m) if m.rows() == 0 || m.cols() == 0 => {
+            format!("tensor `{}` of shape {:?} is empty", t.name, t.shape)
+        }
         Some(m) if m.rows() % pattern.m != 0 || m.cols() % pattern.m != 0 => {
             format!(
                 "tensor `{}` of shape {}x{} does not tile into {}x{} blocks",
@@ -229,4 +232,24 @@ fn usable(
     }
     warnings.push(format!("skipped {problem}"));
     Ok(None)
+}
+
+impl std::fmt::Display for TensorReport {
+    /// One line: tensor, solver, kept score, gaps when known, block counts, time.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?}: {} {} kept {:.6}",
+            self.tensor, self.shape, self.solver, self.pattern, self.kept
+        )?;
+        if let Some(g) = self.kept_gap {
+            let excess = self.pruned_excess.unwrap_or(f64::NAN);
+            write!(f, ", kept_gap {g:.3e}, pruned_excess {excess:.3e}")?;
+        }
+        write!(
+            f,
+            "; {} blocks, {} infeasible, {} under-filled; {:.3} s",
+            self.blocks, self.infeasible_blocks, self.underfilled_blocks, self.seconds
+        )
+    }
 }

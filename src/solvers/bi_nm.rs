@@ -39,7 +39,7 @@ impl Solver for BiNm {
 }
 
 /// Solve one block: row-wise top-N, then column-wise top-N among the kept.
-pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
+pub(crate) fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
     let (m, n) = (pattern.m, pattern.n);
     keep.iter_mut().for_each(|k| *k = 0);
     let mut idx: Vec<usize> = (0..m).collect();

@@ -50,8 +50,9 @@ impl Solver for Exact {
     }
 }
 
-/// Solve one M×M block optimally into `keep` (row-major 0/1).
-pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
+/// Solve one M×M block optimally into `keep` (row-major 0/1); the tests' entry point.
+#[cfg(test)]
+pub(crate) fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
     block_solver(pattern, true)(scores, pattern, keep)
 }
 

@@ -51,7 +51,7 @@ impl Solver for Greedy {
 }
 
 /// Solve consecutive M×M blocks (`scores` row-major, non-negative) into `keep` by the greedy rule.
-pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
+pub(crate) fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
     block_solver(pattern, true)(scores, pattern, keep)
 }
 

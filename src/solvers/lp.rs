@@ -50,7 +50,7 @@ impl Solver for Lp {
 }
 
 /// Solve one block with the LP solver.
-pub fn solve_block(
+pub(crate) fn solve_block(
     scores: &[f32],
     pattern: Pattern,
     keep: &mut [u8],

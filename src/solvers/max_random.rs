@@ -58,7 +58,7 @@ impl Solver for MaxRandom {
 }
 
 /// Best of `draws` random permuted circulant masks for one block.
-pub fn solve_block(
+pub(crate) fn solve_block(
     scores: &[f32],
     pattern: Pattern,
     draws: usize,

@@ -39,7 +39,7 @@ impl Solver for TwoApprox {
 }
 
 /// Solve one block by the 2-approximation rule.
-pub fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
+pub(crate) fn solve_block(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
     let m = pattern.m;
     let zeros_needed = m - pattern.n;
     let mut row_zeros = vec![0usize; m];

@@ -183,7 +183,10 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let dims: Vec<usize> = (0..ndim)
         .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
         .collect();
-    let n: usize = dims.iter().product();
+    let n = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad(&format!("dims {dims:?} multiply beyond any file size")))?;
     let data = &bytes[4 + 4 * ndim..];
     if data.len() != n {
         return Err(bad(&format!("{} data bytes for dims {dims:?}", data.len())));
@@ -210,6 +213,13 @@ fn idx_set(name: &str, dirs: &[PathBuf]) -> Result<Dataset> {
                 message: format!("images {idims:?} and labels {ldims:?} do not match"),
             });
         }
+        if idims[0] == 0 || idims[1] == 0 || idims[2] == 0 {
+            return Err(Error::Format {
+                path: ip,
+                message: format!("no images (dims {idims:?})"),
+            });
+        }
+        check_labels(&labels, 10, &lp)?;
         Ok((
             Split {
                 images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
@@ -219,7 +229,13 @@ fn idx_set(name: &str, dirs: &[PathBuf]) -> Result<Dataset> {
         ))
     };
     let (mut train, (h, w)) = split("train")?;
-    let (mut test, _) = split("t10k")?;
+    let (mut test, (th, tw)) = split("t10k")?;
+    if (th, tw) != (h, w) {
+        return Err(Error::Format {
+            path: dir.join("t10k-images-idx3-ubyte"),
+            message: format!("test images are {th}x{tw}, training images {h}x{w}"),
+        });
+    }
     normalise(&mut train, &mut test, 1);
     Ok(Dataset {
         name: name.to_string(),
@@ -252,6 +268,13 @@ fn cifar10(dirs: &[PathBuf]) -> Result<Dataset> {
                 labels.push(rec[0] as u32);
                 images.extend(rec[1..].iter().map(|&v| v as f32 / 255.0));
             }
+            check_labels(&b.chunks(3073).map(|r| r[0]).collect::<Vec<_>>(), 10, &p)?;
+        }
+        if labels.is_empty() {
+            return Err(Error::Format {
+                path: dir.to_path_buf(),
+                message: format!("no images in {}", files.join(", ")),
+            });
         }
         Ok(Split { images, labels })
     };
@@ -269,6 +292,21 @@ fn cifar10(dirs: &[PathBuf]) -> Result<Dataset> {
         train,
         test,
     })
+}
+
+/// Every label must name one of `classes` classes; the error gives the first that does not.
+fn check_labels(labels: &[u8], classes: usize, path: &Path) -> Result<()> {
+    match labels.iter().position(|&l| l as usize >= classes) {
+        None => Ok(()),
+        Some(i) => Err(Error::Format {
+            path: path.to_path_buf(),
+            message: format!(
+                "label {} at example {i} is not a class (expected 0..{})",
+                labels[i],
+                classes - 1
+            ),
+        }),
+    }
 }
 
 /// Per-channel standardisation with the training split's statistics.
@@ -339,6 +377,50 @@ mod tests {
         }
         b.extend_from_slice(data);
         b
+    }
+
+    /// Write an IDX set (train and t10k) into `dir`: images `[n, h, w]`, labels as given.
+    fn write_set(dir: &Path, train: (&[u32], &[u8]), test: (&[u32], &[u8])) {
+        for (prefix, (dims, labels)) in [("train", train), ("t10k", test)] {
+            let n: u32 = dims.iter().product();
+            std::fs::write(
+                dir.join(format!("{prefix}-images-idx3-ubyte")),
+                idx(dims, &vec![3u8; n as usize]),
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join(format!("{prefix}-labels-idx1-ubyte")),
+                idx(&[dims[0]], labels),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn empty_mismatched_and_mislabelled_sets_are_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |train: (&[u32], &[u8]), test: (&[u32], &[u8])| {
+            write_set(dir.path(), train, test);
+            load("mnist", Some(dir.path()), 0)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let e = err((&[0, 4, 4], &[]), (&[1, 4, 4], &[0]));
+        assert!(e.contains("train-images") && e.contains("no images"), "{e}");
+        let e = err((&[1, 4, 4], &[0]), (&[1, 4, 5], &[0]));
+        assert!(e.contains("t10k-images") && e.contains("4x5"), "{e}");
+        let e = err((&[2, 4, 4], &[3, 10]), (&[1, 4, 4], &[0]));
+        assert!(
+            e.contains("train-labels") && e.contains("label 10 at example 1"),
+            "{e}"
+        );
+        // Dims whose product overflows are refused, not wrapped.
+        let mut huge = idx(&[u32::MAX, u32::MAX, u32::MAX], &[]);
+        huge.push(0);
+        let e = parse_idx(&huge, Path::new("x")).unwrap_err().to_string();
+        assert!(e.contains("multiply"), "{e}");
+        assert!(err((&[1, 4, 4], &[9]), (&[1, 4, 4], &[0])).is_empty());
     }
 
     #[test]

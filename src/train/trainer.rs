@@ -133,6 +133,22 @@ pub struct TrainReport {
     pub peak_rss_mb: Option<f64>,
 }
 
+/// The one-line account `masklab train` prints of a finished run.
+pub fn describe(cfg: &TrainConfig, dataset: &str, r: &TrainReport) -> String {
+    format!(
+        "{} on {dataset} ({} mask, {:?} gradients): test accuracy {:.4}, train loss {:.4}, {} steps, {:.2} ms/step, {:.1} s, structure {}",
+        cfg.model,
+        cfg.mask,
+        cfg.grad,
+        r.test_accuracy,
+        r.train_loss,
+        r.steps,
+        r.step_seconds * 1e3,
+        r.seconds,
+        if r.structure_ok { "ok" } else { "VIOLATED" }
+    )
+}
+
 /// Compute the mask of one layer from `|W|`.
 pub fn layer_mask(
     layer: &SparseLinear,
@@ -461,6 +477,55 @@ pub fn train_step(
 fn check(cfg: &TrainConfig, data: &Dataset) -> Result<()> {
     if cfg.epochs == 0 {
         return Err(Error::invalid("epochs", 0, "must be at least 1"));
+    }
+    if cfg.batch == 0 {
+        return Err(Error::invalid("batch", 0, "must be at least 1"));
+    }
+    if data.test.is_empty() {
+        return Err(Error::invalid(
+            "dataset",
+            &data.name,
+            "the test split has no examples",
+        ));
+    }
+    let outputs = [("capture-grads", &cfg.capture_grads), ("save", &cfg.save)];
+    for (field, out) in outputs {
+        if let Some(out) = out {
+            let inputs: Vec<&std::path::Path> = cfg.init.iter().map(|p| p.as_path()).collect();
+            crate::io::atomic::refuse_overwrite(field, out, &inputs)?;
+        }
+    }
+    if let (Some(a), Some(b)) = (&cfg.capture_grads, &cfg.save)
+        && crate::io::atomic::same_file(a, b)
+    {
+        return Err(Error::invalid(
+            "save",
+            b.display(),
+            "is also the --capture-grads file; give two different files",
+        ));
+    }
+    if cfg.model.starts_with("mlp") {
+        if let Some(i) = cfg.hidden.iter().position(|&w| w == 0) {
+            return Err(Error::invalid(
+                "hidden",
+                format!("{:?}", cfg.hidden),
+                format!("width {i} is 0; every hidden layer needs at least one unit"),
+            ));
+        }
+        let widths: Vec<u128> = std::iter::once(data.features())
+            .chain(cfg.hidden.iter().copied())
+            .chain(std::iter::once(data.classes))
+            .map(|w| w as u128)
+            .collect();
+        let params: u128 = widths.windows(2).map(|w| w[0] * w[1]).sum();
+        let activations: u128 = widths.iter().sum::<u128>() * cfg.batch as u128;
+        // Weights, gradient, momentum or Adam moments, mask and masked copy: ~8 f32 per
+        // parameter; activations and their gradients with the layers' buffers: ~8 per unit.
+        crate::memory::ensure_fits(
+            (params + activations) * 32,
+            "hidden",
+            format!("{:?} at batch {}", cfg.hidden, cfg.batch),
+        )?;
     }
     if let GradEstimator::Nm(_, p) = cfg.grad
         && !cfg.batch.is_multiple_of(p.m)

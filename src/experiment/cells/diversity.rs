@@ -40,6 +40,10 @@ impl CellKind for DiversityCell {
         "diversity"
     }
 
+    fn axes(&self) -> &'static [&'static str] {
+        &["structure", "size"]
+    }
+
     fn summary(&self) -> &'static str {
         "mask diversity (log10 and exact count) of a structure over a tensor"
     }

@@ -93,6 +93,13 @@ fn parse(
         ));
     }
     let params = params(p)?;
+    // g, x, one draw and the running sums (f64) of the metrics: ~40 bytes per element.
+    let elements = params.rows as u128 * (params.cols as u128 + params.in_features as u128);
+    crate::memory::ensure_fits(
+        elements * 40,
+        "size",
+        format!("{}x{}", params.rows, params.cols),
+    )?;
     if !input.starts_with("file:") && params.rows % pattern.m != 0 {
         return Err(Error::invalid(
             "pattern",
@@ -141,6 +148,10 @@ fn gradient(input: &str, p: &Params, seed: u64, m: usize) -> Result<Tensor> {
 impl CellKind for EstimatorCell {
     fn name(&self) -> &'static str {
         "estimator"
+    }
+
+    fn axes(&self) -> &'static [&'static str] {
+        &["estimator", "pattern", "input"]
     }
 
     fn summary(&self) -> &'static str {

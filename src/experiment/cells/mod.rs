@@ -109,6 +109,8 @@ pub trait CellKind: Sync + Send {
     fn name(&self) -> &'static str;
     /// One line saying what a cell measures.
     fn summary(&self) -> &'static str;
+    /// The grid axes a cell of this kind reads; a spec axis outside this list is refused.
+    fn axes(&self) -> &'static [&'static str];
     /// Check a cell's values (and the params) without running it; errors name the axis.
     fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()>;
     /// Run one cell into one row of metrics.

@@ -73,6 +73,14 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
     let pattern: Pattern = cell.parse_axis("pattern")?;
     let solver = solvers::by_name(cell.require("solver")?)?;
     let source = parse_source(cell.require("source")?)?;
+    if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source {
+        // Weights, scores (f32) and two masks (u8), plus the optimum's mask: ~14 bytes a weight.
+        crate::memory::ensure_fits(
+            r as u128 * c as u128 * 14,
+            "source",
+            cell.require("source")?,
+        )?;
+    }
     if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source
         && (r % pattern.m != 0 || c % pattern.m != 0)
     {
@@ -187,6 +195,10 @@ fn source_blocks(
 impl CellKind for SolverCell {
     fn name(&self) -> &'static str {
         "solver"
+    }
+
+    fn axes(&self) -> &'static [&'static str] {
+        &["pattern", "solver", "source"]
     }
 
     fn summary(&self) -> &'static str {

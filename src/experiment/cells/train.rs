@@ -103,6 +103,10 @@ impl CellKind for TrainCell {
         "train"
     }
 
+    fn axes(&self) -> &'static [&'static str] {
+        &["setup", "model", "dataset"]
+    }
+
     fn summary(&self) -> &'static str {
         "train a model with N:M forward/backward masks and an N:M update-GEMM estimator; test accuracy"
     }

@@ -1,0 +1,463 @@
+//! The command line's arguments (clap) and their conversion into the library's configurations.
+//! A module of the `masklab` binary only: parsing here, work in the library, printing in main.rs.
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use masklab::estimators::apply::EstimateRequest;
+use masklab::experiment::runner::{self, RunOptions};
+use masklab::mask::Pattern;
+use masklab::solvers::apply::SolveRequest;
+use masklab::solvers::{self, SolveContext};
+use masklab::train::trainer::{OptimizerKind, TrainConfig};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "masklab",
+    version,
+    about = "Reproducible benchmark harness for fine-grained N:M sparsity",
+    after_help = "Examples:
+  masklab list
+  masklab reproduce table1
+  masklab run experiments/table1.toml --profile smoke --out /tmp/r
+  masklab run experiments/table1.toml --resume /tmp/r
+  masklab show /tmp/r
+  masklab regress /tmp/r
+  masklab diversity transposable --pattern 4:8 --size 8x8 --json
+  masklab solvers
+  masklab solve --solver exact --pattern 8:16 --input model.safetensors --output masks.safetensors --json
+
+Exit codes: 0 done, 1 a check failed (regress found a regression, a structure was lost),
+2 bad input or usage."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where work runs: shared by every command that computes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ComputeArgs {
+    /// Threads for the work (0 or absent: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Device: cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl ComputeArgs {
+    /// The thread count, 0 and absent both meaning all cores.
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            Some(n) if n > 0 => n,
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// A rayon pool of [`ComputeArgs::threads`] threads.
+    pub fn pool(&self) -> Result<rayon::ThreadPool> {
+        Ok(rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads())
+            .build()?)
+    }
+
+    /// The candle device.
+    pub fn device(&self) -> Result<candle_core::Device> {
+        Ok(masklab::device::parse(&self.device)?)
+    }
+}
+
+/// Options shared by `run` and `reproduce`.
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// Profile of the spec (smoke, default, full); default: `default`.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Run directory (default: results/runs/<table>/<profile>-<time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Finish an interrupted run in RUN_DIR (same profile and shard); finished cells are kept.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Run every n-th cell starting at i (default: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT if set).
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<String>,
+    /// Cells run at once (timings are cleanest with 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Stop after this many cells (finish later with --resume).
+    #[arg(long, value_name = "K")]
+    pub max_cells: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+impl TryFrom<&RunArgs> for RunOptions {
+    type Error = anyhow::Error;
+    fn try_from(a: &RunArgs) -> Result<Self> {
+        Ok(RunOptions {
+            out: a.resume.clone().or_else(|| a.out.clone()),
+            resume: a.resume.is_some(),
+            shard: a.shard.as_deref().map(runner::parse_shard).transpose()?,
+            jobs: a.jobs.into(),
+            threads: a.compute.threads(),
+            device: a.compute.device()?,
+            max_cells: a.max_cells,
+            progress: !a.quiet,
+        })
+    }
+}
+
+/// The optimiser of `masklab train`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum Optimizer {
+    /// SGD with momentum and weight decay.
+    Sgd,
+    /// AdamW.
+    Adamw,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The table catalogue: id, title, what it regenerates, profiles.
+    #[command(after_help = "Example:\n  masklab list")]
+    List {
+        /// Directory of specs.
+        #[arg(long, default_value = "experiments")]
+        dir: PathBuf,
+    },
+    /// Run a spec: every cell of its grid × seeds, writing a run directory.
+    #[command(after_help = "Examples:
+  masklab run experiments/table1.toml --profile smoke --out /tmp/r
+  masklab run experiments/table1.toml --resume /tmp/r
+  masklab run experiments/table2.toml --shard 0/4 --out /tmp/s0")]
+    Run {
+        /// The spec file (TOML).
+        spec: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Regenerate a table from experiments/TABLE.toml and print its summary.
+    #[command(
+        after_help = "Examples:\n  masklab reproduce table1\n  masklab reproduce table2 --profile smoke"
+    )]
+    Reproduce {
+        /// Table id (table1, table2, …).
+        table: String,
+        /// Directory of specs.
+        #[arg(long, default_value = "experiments")]
+        dir: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Print a run's summary.md.
+    #[command(after_help = "Example:\n  masklab show results/runs/table1/default-20261122-101500")]
+    Show {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+    /// Compare a complete run with results/baselines/<table>.parquet; exit 1 on regression.
+    #[command(
+        after_help = "Examples:\n  masklab regress /tmp/r\n  masklab regress /tmp/r --baseline my.parquet"
+    )]
+    Regress {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Baseline summary (default: results/baselines/<table>.parquet).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Write the run's summary as the new baseline instead of comparing.
+        #[arg(long)]
+        update: bool,
+    },
+    /// Join the complete run directories of every shard of a run into a new one.
+    #[command(after_help = "Example:\n  masklab merge /tmp/s0 /tmp/s1 --out /tmp/all")]
+    Merge {
+        /// Shard run directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output run directory (new).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The transposable solvers: name, what it does, guarantee, devices.
+    #[command(after_help = "Example:\n  masklab solvers")]
+    Solvers,
+    /// Find transposable N:M masks for the 2-D tensors of a safetensors or HDF5 file.
+    #[command(after_help = "Examples:
+  masklab solve --solver exact --pattern 8:16 --input model.safetensors --output masks.safetensors --json
+  masklab solve --solver tsenor --pattern 16:32 --input weights.h5#'layers/*' --output masks.h5 --compare-exact --json
+  masklab solve --solver greedy --pattern 2:4 --input w.safetensors --score square
+  masklab solve --solver tsenor --pattern 8:16 --input w.safetensors --option tau=0.01 --option iterations=100")]
+    Solve(SolveArgs),
+    /// Measure a neural-gradient estimator on gradients from a file, or write one pruned draw.
+    #[command(after_help = "Examples:
+  masklab estimate --estimator mvue --pattern 2:4 --input grads.safetensors --draws 1000 --json
+  masklab estimate --estimator greedy --pattern 2:4 --input grads.h5#'fc*' --json
+  masklab estimate --estimator mvue --pattern 2:4 --sample --input grads.safetensors --output sparse.safetensors")]
+    Estimate(EstimateArgs),
+    /// Train one model with N:M masks on the forward/backward GEMMs and an estimator on the update GEMM.
+    #[command(after_help = "Examples:
+  masklab train --model mlp --dataset fashion-mnist --mask transposable:4:8 --solver greedy --every 40 --grad-estimator mvue:2:4 --epochs 2 --seed 0 --json
+  masklab train --dataset synthetic --epochs 1 --mask nm:2:4
+  masklab train --model lenet --dataset mnist --data-dir ~/data --mask unstructured:0.5
+  masklab train --mask transposable:4:8 --grad-estimator mvue:2:4 --capture-grads grads.safetensors
+  masklab train --epochs 5 --save dense.safetensors && masklab train --init dense.safetensors --mask transposable:4:8
+
+Masks: dense, unstructured:S, block:B:S, nm:N:M (forward only), transposable:N:M (forward and backward).
+Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue:N:M, mvue_1to2:1:2, approx_mvue_2to4:2:4.")]
+    Train(Box<TrainArgs>),
+    /// Mask diversity of one structure over one tensor.
+    #[command(after_help = "Examples:
+  masklab diversity transposable --pattern 4:8 --size 8x8 --json
+  masklab diversity nm --pattern 2:4 --size 64x64
+  masklab diversity block --block 4 --sparsity 0.5 --size 64x64
+  masklab diversity unstructured --sparsity 0.5 --size 4096x4096")]
+    Diversity {
+        /// unstructured, block, nm or transposable.
+        structure: String,
+        /// N:M pattern (nm, transposable).
+        #[arg(long)]
+        pattern: Option<String>,
+        /// Tensor size RxC.
+        #[arg(long)]
+        size: String,
+        /// Block side B (block).
+        #[arg(long)]
+        block: Option<usize>,
+        /// Fraction pruned (unstructured, block; default: the pattern's).
+        #[arg(long)]
+        sparsity: Option<f64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `masklab solve`.
+#[derive(clap::Args)]
+pub struct SolveArgs {
+    /// Solver name (see `masklab solvers`).
+    #[arg(long)]
+    pub solver: String,
+    /// N:M pattern.
+    #[arg(long)]
+    pub pattern: String,
+    /// Weights: FILE.safetensors or FILE.h5, optionally #GLOB to select tensors.
+    #[arg(long)]
+    pub input: String,
+    /// Where to write the masks (u8 0/1, same tensor names); .safetensors or .h5; never an input.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Score: abs (|W|, default), square (W²), or a score file FILE[#GLOB] with the same tensor names (e.g. Wanda |W|·‖x‖).
+    #[arg(long, default_value = "abs")]
+    pub score: String,
+    /// Also run `exact` and report optimum, kept_gap, pruned_excess.
+    #[arg(long)]
+    pub compare_exact: bool,
+    /// Refuse tensors that are not 2-D or do not tile, instead of skipping them with a warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// Solver option NAME=VALUE (e.g. tau=0.02, iterations=60, draws=1000); repeatable.
+    #[arg(long = "option", value_name = "NAME=VALUE")]
+    pub options: Vec<String>,
+    /// Seed for solvers that draw random numbers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object per tensor.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+impl SolveArgs {
+    /// The request and the solver context.
+    pub fn request(&self) -> Result<(SolveRequest<'static>, SolveContext)> {
+        let solver = solvers::by_name(&self.solver)?;
+        let mut options = std::collections::BTreeMap::new();
+        for o in &self.options {
+            let Some((k, v)) = o.split_once('=') else {
+                bail!("--option {o}: expected NAME=VALUE");
+            };
+            let Ok(v) = v.parse::<f64>() else {
+                bail!("--option {o}: the value is not a number");
+            };
+            options.insert(k.to_string(), v);
+        }
+        solvers::check_options(solver, &options)?;
+        let req = SolveRequest {
+            solver,
+            pattern: self.pattern.parse()?,
+            score: self.score.parse()?,
+            compare_exact: self.compare_exact,
+            strict: self.strict,
+        };
+        let ctx = SolveContext {
+            seed: self.seed,
+            device: self.compute.device()?,
+            options,
+        };
+        Ok((req, ctx))
+    }
+}
+
+/// `masklab estimate`.
+#[derive(clap::Args)]
+pub struct EstimateArgs {
+    /// Estimator: greedy, mvue_1to2, mvue, approx_mvue_2to4.
+    #[arg(long)]
+    pub estimator: String,
+    /// N:M pattern.
+    #[arg(long)]
+    pub pattern: String,
+    /// Gradients: FILE.safetensors or FILE.h5, optionally #GLOB.
+    #[arg(long)]
+    pub input: String,
+    /// Draws K for the metrics (at least 1).
+    #[arg(long, default_value_t = 1000)]
+    pub draws: usize,
+    /// Dimension the groups run along (0: the batch axis of g, the update GEMM's reduction).
+    #[arg(long, default_value_t = 0)]
+    pub dim: usize,
+    /// Columns of the random x in the GEMM metrics.
+    #[arg(long, default_value_t = 64)]
+    pub in_features: usize,
+    /// Write one pruned draw (same tensor names) instead of measuring.
+    #[arg(long, requires = "output")]
+    pub sample: bool,
+    /// Output file for --sample (.safetensors or .h5); never the input.
+    #[arg(long, requires = "sample")]
+    pub output: Option<PathBuf>,
+    /// Refuse tensors that are not 2-D, empty or not whole groups, instead of skipping them.
+    #[arg(long)]
+    pub strict: bool,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object per tensor.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TryFrom<&EstimateArgs> for EstimateRequest<'static> {
+    type Error = anyhow::Error;
+    fn try_from(a: &EstimateArgs) -> Result<Self> {
+        let pattern: Pattern = a.pattern.parse()?;
+        let req = EstimateRequest {
+            estimator: masklab::estimators::by_name(&a.estimator)?,
+            pattern,
+            dim: a.dim,
+            draws: a.draws,
+            in_features: a.in_features,
+            seed: a.seed,
+            strict: a.strict,
+        };
+        req.check()?;
+        Ok(req)
+    }
+}
+
+/// `masklab train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Model: mlp, mlp-bn (batch norm after every hidden layer), lenet, resnet.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Data set: fashion-mnist, mnist, cifar10, synthetic[:N].
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Directory with the data set files (else $MASKLAB_DATA, else the Debian package's).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// MLP hidden widths, comma-separated.
+    #[arg(long, default_value = "256,256", value_delimiter = ',')]
+    pub hidden: Vec<usize>,
+    /// Mask structure of the prunable layers.
+    #[arg(long, default_value = "dense")]
+    pub mask: String,
+    /// Solver for transposable masks (see `masklab solvers`).
+    #[arg(long, default_value = "greedy")]
+    pub solver: String,
+    /// Recompute masks every K steps (0: static, from the initial weights).
+    #[arg(long, default_value_t = 0)]
+    pub every: usize,
+    /// Estimator of the update GEMM's neural gradient.
+    #[arg(long, default_value = "dense")]
+    pub grad_estimator: String,
+    /// SR-STE decay on pruned weights (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub srste: f64,
+    /// Epochs.
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    /// Batch size (a multiple of the gradient pattern's M).
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Peak learning rate (cosine to 0).
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay.
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: Optimizer,
+    /// Use only the first N training examples.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Write the last step's neural gradients of the prunable layers (.safetensors or .h5).
+    #[arg(long)]
+    pub capture_grads: Option<PathBuf>,
+    /// Start from a checkpoint written by --save (a static mask is computed from it).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Write the trained dense master weights (.safetensors or .h5); never the --init file.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+impl TryFrom<&TrainArgs> for TrainConfig {
+    type Error = anyhow::Error;
+    fn try_from(a: &TrainArgs) -> Result<Self> {
+        Ok(TrainConfig {
+            model: a.model.clone(),
+            hidden: a.hidden.clone(),
+            mask: a.mask.parse()?,
+            solver: a.solver.clone(),
+            every: a.every,
+            grad: a.grad_estimator.parse()?,
+            srste: a.srste,
+            epochs: a.epochs,
+            batch: a.batch,
+            lr: a.lr,
+            momentum: a.momentum,
+            weight_decay: a.weight_decay,
+            optimizer: match a.optimizer {
+                Optimizer::Sgd => OptimizerKind::Sgd,
+                Optimizer::Adamw => OptimizerKind::AdamW,
+            },
+            seed: a.seed,
+            train_limit: a.train_limit,
+            capture_grads: a.capture_grads.clone(),
+            init: a.init.clone(),
+            save: a.save.clone(),
+            progress: !a.json,
+        })
+    }
+}
