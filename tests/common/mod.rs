@@ -1,0 +1,60 @@
+//! Helpers shared by the end-to-end tests: run the binary, write small inputs.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The binary under test: `$MASKLAB_BIN` when set (to check a test fails on another build),
+/// else the one cargo built.
+pub fn bin() -> String {
+    std::env::var("MASKLAB_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_masklab").to_string())
+}
+
+/// Run masklab with `args` from the crate root.
+pub fn masklab(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("masklab runs")
+}
+
+/// stdout of a run that must succeed.
+pub fn ok(args: &[&str]) -> String {
+    let out = masklab(args);
+    assert!(
+        out.status.success(),
+        "masklab {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr of a run that must fail with exit code `code` and no panic.
+pub fn fails(code: i32, args: &[&str]) -> String {
+    let out = masklab(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "masklab {args:?}: {err}");
+    assert!(
+        !err.contains("panicked"),
+        "masklab {args:?} panicked: {err}"
+    );
+    err
+}
+
+/// A safetensors file of f32 tensors `(name, shape, values)`.
+pub fn write_f32(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
+    let named: Vec<_> = tensors
+        .iter()
+        .map(|(n, s, d)| masklab::io::NamedTensor {
+            name: n.to_string(),
+            shape: s.clone(),
+            data: d.clone(),
+        })
+        .collect();
+    masklab::io::write_tensors(path, &named).expect("write fixture");
+}
+
+/// A path as &str.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
