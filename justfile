@@ -31,16 +31,21 @@ test: setup
 reproduce TABLE PROFILE="default": build
     ./target/release/masklab reproduce {{TABLE}} --profile {{PROFILE}}
 
-# Every table's smoke profile, regressed against results/baselines/.
+# Every table's smoke profile, regressed against results/baselines/ (release build).
 nightly: build
+    just smoke-regress target/release/masklab
+
+# Every table's smoke profile run by the binary BIN and regressed against results/baselines/;
+# CI runs it with the test build's binary (target/debug/masklab), which needs no release build.
+smoke-regress BIN="target/release/masklab":
     #!/usr/bin/env bash
     set -euo pipefail
     status=0
     for spec in experiments/*.toml; do
         t=$(basename "$spec" .toml)
         out="results/runs/$t/nightly-$(date -u +%Y%m%d-%H%M%S)"
-        ./target/release/masklab run "$spec" --profile smoke --out "$out" --quiet
-        ./target/release/masklab regress "$out" || status=1
+        "{{BIN}}" run "$spec" --profile smoke --out "$out" --quiet
+        "{{BIN}}" regress "$out" || status=1
     done
     exit $status
 
