@@ -11,6 +11,7 @@ pub mod error;
 pub mod estimators;
 pub mod mask;
 pub mod memory;
+pub mod seed;
 pub mod solvers;
 
 pub use error::{Error, Result};

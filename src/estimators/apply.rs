@@ -7,7 +7,6 @@ use crate::error::{Error, Result};
 use crate::io::{self, NamedTensor};
 use crate::mask::Pattern;
 use candle_core::{Device, Tensor};
-use rand::SeedableRng;
 use rand_distr::Distribution;
 use serde::Serialize;
 
@@ -159,7 +158,7 @@ pub fn estimate_source(
                 t.name, t.shape, req.in_features
             ),
         )?;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(req.seed);
+        let mut rng = crate::seed::rng(req.seed, "x");
         let x: Vec<f32> = (0..batch * req.in_features)
             .map(|_| rand_distr::StandardNormal.sample(&mut rng))
             .collect();

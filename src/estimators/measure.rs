@@ -7,7 +7,7 @@
 
 use super::{Estimator, sample};
 use crate::error::{Error, Result};
-use crate::experiment::plan::derive_seed;
+use crate::seed::derive as derive_seed;
 use crate::mask::Pattern;
 use candle_core::{DType, Tensor};
 use serde::Serialize;

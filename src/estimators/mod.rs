@@ -91,9 +91,11 @@ pub fn uniforms(groups: usize, k: usize, seed: u64) -> Vec<f32> {
     u.par_chunks_mut(CHUNK * k.max(1))
         .enumerate()
         .for_each(|(c, out)| {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
-                seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            );
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::seed::derive_nth(
+                seed,
+                "uniforms chunk",
+                c as u64,
+            ));
             out.iter_mut().for_each(|v| *v = rng.random::<f32>());
         });
     u

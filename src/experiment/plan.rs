@@ -61,16 +61,10 @@ impl Cell {
 
     /// The RNG seed for this cell, derived from the spec seed and the grid point.
     pub fn rng_seed(&self) -> u64 {
-        derive_seed(self.seed, &self.point())
+        crate::seed::derive(self.seed, &self.point())
     }
 }
 
-/// A 64-bit seed derived from a base seed and a label (SHA-256, first 8 bytes).
-pub fn derive_seed(seed: u64, label: &str) -> u64 {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("{seed}|{label}").as_bytes());
-    u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
-}
 
 /// A spec expanded into checked cells.
 #[derive(Debug)]

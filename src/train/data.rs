@@ -9,7 +9,6 @@
 
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
-use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -337,7 +336,7 @@ fn normalise(train: &mut Split, test: &mut Split, channels: usize) {
 /// model can learn it in seconds; `n` training and `n/4` test examples.
 pub fn synthetic(n: usize, seed: u64) -> Dataset {
     let (classes, f) = (10usize, 28 * 28);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_DA7A);
+    let mut rng = crate::seed::rng(seed, "synthetic data");
     let protos: Vec<f32> = (0..classes * f)
         .map(|_| StandardNormal.sample(&mut rng))
         .collect();

@@ -10,7 +10,6 @@
 use super::kernels;
 use super::sparse::{GradEstimator, SparseLinear};
 use candle_core::{D, DType, Device, Tensor, Var};
-use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::sync::Mutex;
 
@@ -49,7 +48,7 @@ struct Init {
 impl Init {
     fn new(seed: u64, device: &Device) -> Self {
         Init {
-            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            rng: crate::seed::rng(seed, "weights"),
             device: device.clone(),
             seed,
             count: 0,
@@ -84,7 +83,7 @@ impl Init {
         let w = self.he(out, fan_in)?;
         let b = self.constant(out, 0.0)?;
         self.count += 1;
-        let seed = self.seed ^ self.count.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let seed = crate::seed::derive_nth(self.seed, "layer", self.count);
         let prunable = prunable && out.is_multiple_of(p.tile) && fan_in.is_multiple_of(p.tile);
         let est = if prunable {
             p.estimator

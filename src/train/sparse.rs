@@ -96,7 +96,7 @@ impl UpdateGemm {
             GradEstimator::Dense => Ok(g.clone()),
             GradEstimator::Nm(est, pattern) => {
                 let call = self.calls.fetch_add(1, Ordering::Relaxed);
-                let seed = self.seed ^ call.wrapping_mul(0xD134_2543_DE82_EF95);
+                let seed = crate::seed::derive_nth(self.seed, "estimator draw", call);
                 estimators::sample(est, g, pattern, 0, seed)
                     .map_err(|e| candle_core::Error::Msg(e.to_string()))
             }

@@ -16,7 +16,6 @@ use crate::mask::{Mask, tile::Blocks};
 use crate::solvers::{self, SolveContext, apply::solve_blocks};
 use candle_core::{D, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -281,7 +280,7 @@ impl<'a> Session<'a> {
             device: device.clone(),
             model,
             opt,
-            rng: rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5u64.rotate_left(60)),
+            rng: crate::seed::rng(cfg.seed, "batch order"),
             order: (0..n_train).collect(),
             per_epoch: n_train / cfg.batch,
             step: 0,
@@ -304,7 +303,7 @@ impl<'a> Session<'a> {
                 l,
                 cfg.mask,
                 &cfg.solver,
-                cfg.seed ^ (step as u64) ^ ((i as u64) << 40),
+                crate::seed::derive(cfg.seed, &format!("mask layer {i} step {step}")),
             )?;
             l.set_mask(m.as_ref())?;
         }

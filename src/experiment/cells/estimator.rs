@@ -10,7 +10,8 @@
 use super::{CellContext, CellKind, Row, param_usize};
 use crate::error::{Error, Result};
 use crate::estimators::{self, measure::measure};
-use crate::experiment::plan::{Cell, derive_seed};
+use crate::experiment::plan::Cell;
+use crate::seed::derive as derive_seed;
 use crate::mask::{Pattern, parse_size};
 use candle_core::{Device, Tensor};
 use indexmap::IndexMap;

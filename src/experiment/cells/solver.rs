@@ -9,7 +9,8 @@
 
 use super::{CellContext, CellKind, Row};
 use crate::error::{Error, Result};
-use crate::experiment::plan::{Cell, derive_seed};
+use crate::experiment::plan::Cell;
+use crate::seed::derive as derive_seed;
 use crate::mask::tile::Blocks;
 use crate::mask::{Matrix, Pattern, parse_size};
 use crate::solvers::apply::solve_blocks;
