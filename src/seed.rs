@@ -42,7 +42,10 @@ mod tests {
         for seed in 0..16 {
             for i in 0..256 {
                 for label in ["draw", "layer", "chunk"] {
-                    assert!(seen.insert(derive_nth(seed, label, i)), "{seed} {label} {i}");
+                    assert!(
+                        seen.insert(derive_nth(seed, label, i)),
+                        "{seed} {label} {i}"
+                    );
                 }
             }
         }

@@ -7,8 +7,8 @@
 
 use super::{Estimator, sample};
 use crate::error::{Error, Result};
-use crate::seed::derive as derive_seed;
 use crate::mask::Pattern;
+use crate::seed::derive as derive_seed;
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 

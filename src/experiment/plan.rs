@@ -65,7 +65,6 @@ impl Cell {
     }
 }
 
-
 /// A spec expanded into checked cells.
 #[derive(Debug)]
 pub struct Plan {

@@ -208,50 +208,15 @@ impl Spec {
         Spec::from_text(path, &text, profile)
     }
 
-    /// Resolve spec text (see [`Spec::load`]).
+    /// Resolve spec text (see [`Spec::load`]): the grid, then the chosen profile's overrides,
+    /// tolerances, exclusions and statistics, each step's errors naming its field and line.
     pub fn from_text(path: &Path, text: &str, profile: Option<&str>) -> Result<Self> {
         let raw = RawSpec::parse(path, text)?;
-        let err = |span: std::ops::Range<usize>, message: String| Error::Spec {
-            path: path.to_path_buf(),
-            line: Some(line_of(text, span.start)),
-            message,
-        };
-        let mut axes = Vec::new();
-        if raw.grid.is_empty() {
-            return Err(Error::Spec {
-                path: path.to_path_buf(),
-                line: None,
-                message: "grid: no axes; a spec needs at least one grid axis".into(),
-            });
-        }
-        for (name, values) in &raw.grid {
-            let strings = values
-                .get_ref()
-                .iter()
-                .map(|v| {
-                    value_string(v).ok_or_else(|| {
-                        err(
-                            values.span(),
-                            format!("grid.{name}: values must be strings, numbers or booleans"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            if strings.is_empty() {
-                return Err(err(
-                    values.span(),
-                    format!("grid.{name}: empty axis; give at least one value"),
-                ));
-            }
-            axes.push(Axis {
-                name: name.clone(),
-                values: strings,
-                line: line_of(text, values.span().start),
-            });
-        }
+        let at = Located { path, text };
+        let mut axes = grid_axes(&raw, &at)?;
         let mut seeds = raw.seeds.get_ref().clone();
         if seeds.is_empty() {
-            return Err(err(
+            return Err(at.err(
                 raw.seeds.span(),
                 "seeds: empty; give at least one seed".into(),
             ));
@@ -276,140 +241,19 @@ impl Spec {
                     profiles.join(", ")
                 ),
             })?;
-            for (key, value) in overrides {
-                let field = format!("profiles.{name}.{key}");
-                match key.as_str() {
-                    "seeds" => {
-                        seeds = value
-                            .get_ref()
-                            .as_array()
-                            .and_then(|a| a.iter().map(|v| v.as_integer().filter(|i| *i >= 0).map(|i| i as u64)).collect::<Option<Vec<_>>>())
-                            .filter(|s| !s.is_empty())
-                            .ok_or_else(|| err(value.span(), format!("{field}: expected a non-empty list of non-negative integers")))?;
-                    }
-                    "params" => {
-                        let table = value.get_ref().as_table().ok_or_else(|| {
-                            err(value.span(), format!("{field}: expected a table"))
-                        })?;
-                        for (k, v) in table {
-                            params.insert(k.clone(), v.clone());
-                        }
-                    }
-                    axis => {
-                        let slot = axes.iter_mut().find(|a| a.name == axis).ok_or_else(|| {
-                            let names: Vec<_> = raw.grid.keys().map(String::as_str).collect();
-                            err(value.span(), format!("{field}: `{axis}` is not a grid axis (axes: {}; also seeds, params)", names.join(", ")))
-                        })?;
-                        let list = value.get_ref().as_array().ok_or_else(|| {
-                            err(value.span(), format!("{field}: expected a list"))
-                        })?;
-                        let strings = list
-                            .iter()
-                            .map(|v| {
-                                value_string(v).ok_or_else(|| {
-                                    err(
-                                        value.span(),
-                                        format!("{field}: values must be strings or numbers"),
-                                    )
-                                })
-                            })
-                            .collect::<Result<Vec<_>>>()?;
-                        if strings.is_empty() {
-                            return Err(err(
-                                value.span(),
-                                format!("{field}: empty axis; give at least one value"),
-                            ));
-                        }
-                        slot.values = strings;
-                        slot.line = line_of(text, value.span().start);
-                    }
-                }
-            }
+            apply_profile(
+                &raw,
+                name,
+                overrides,
+                &at,
+                &mut axes,
+                &mut seeds,
+                &mut params,
+            )?;
         }
-        let mut tolerance = IndexMap::new();
-        for (metric, tol) in &raw.tolerance {
-            let t = tol.get_ref();
-            let given: Vec<Tolerance> = [
-                t.abs.map(Tolerance::Abs),
-                t.rel.map(Tolerance::Rel),
-                t.ratio.map(Tolerance::Ratio),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            match given.as_slice() {
-                [one] => {
-                    tolerance.insert(metric.clone(), *one);
-                }
-                _ => {
-                    return Err(err(
-                        tol.span(),
-                        format!("tolerance.{metric}: give exactly one of abs, rel, ratio"),
-                    ));
-                }
-            }
-        }
-        let mut exclude = Vec::new();
-        for (i, entry) in raw.exclude.iter().enumerate() {
-            let mut resolved = IndexMap::new();
-            for (axis, value) in entry {
-                let field = format!("exclude[{i}].{axis}");
-                if !raw.grid.contains_key(axis) {
-                    return Err(err(
-                        value.span(),
-                        format!("{field}: `{axis}` is not a grid axis"),
-                    ));
-                }
-                let values = match value.get_ref() {
-                    toml::Value::Array(a) => a.iter().map(value_string).collect::<Option<Vec<_>>>(),
-                    other => value_string(other).map(|v| vec![v]),
-                }
-                .ok_or_else(|| {
-                    err(
-                        value.span(),
-                        format!("{field}: expected a value or a list of values"),
-                    )
-                })?;
-                resolved.insert(axis.clone(), values);
-            }
-            exclude.push(resolved);
-        }
-        let statistics = match &raw.statistics {
-            None => None,
-            Some(st) => {
-                let raw_st = st.get_ref();
-                if raw_st.metrics.is_empty() {
-                    return Err(err(
-                        st.span(),
-                        "statistics.metrics: empty; name at least one metric".into(),
-                    ));
-                }
-                let mut reference = Vec::new();
-                for (axis, value) in &raw_st.reference {
-                    let Some(a) = axes.iter().find(|a| &a.name == axis) else {
-                        return Err(err(
-                            st.span(),
-                            format!("statistics.reference.{axis}: `{axis}` is not a grid axis"),
-                        ));
-                    };
-                    if !a.values.contains(value) {
-                        return Err(err(
-                            st.span(),
-                            format!(
-                                "statistics.reference.{axis}: `{value}` is not on the axis (values: {})",
-                                a.values.join(", ")
-                            ),
-                        ));
-                    }
-                    reference.push((axis.clone(), value.clone()));
-                }
-                Some(Statistics {
-                    metrics: raw_st.metrics.clone(),
-                    reference,
-                    correlate: raw_st.correlate.clone(),
-                })
-            }
-        };
+        let tolerance = tolerances(&raw, &at)?;
+        let exclude = exclusions(&raw, &at)?;
+        let statistics = statistics(&raw, &axes, &at)?;
         Ok(Spec {
             path: path.to_path_buf(),
             text: text.to_string(),
@@ -516,6 +360,207 @@ pub fn table_specs(dir: &Path, id: &str) -> Result<Vec<PathBuf>> {
     ))
 }
 
+/// Where a spec's text came from, for errors that name the file and line.
+struct Located<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Located<'_> {
+    fn err(&self, span: std::ops::Range<usize>, message: String) -> Error {
+        Error::Spec {
+            path: self.path.to_path_buf(),
+            line: Some(line_of(self.text, span.start)),
+            message,
+        }
+    }
+}
+
+/// The values of one axis (grid or profile override) as strings: a non-empty list of strings,
+/// numbers or booleans; errors name `field`.
+fn axis_values(value: &toml::Value, field: &str) -> std::result::Result<Vec<String>, String> {
+    let list = value
+        .as_array()
+        .ok_or_else(|| format!("{field}: expected a list"))?;
+    let strings = list
+        .iter()
+        .map(value_string)
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("{field}: values must be strings, numbers or booleans"))?;
+    if strings.is_empty() {
+        return Err(format!("{field}: empty axis; give at least one value"));
+    }
+    Ok(strings)
+}
+
+fn grid_axes(raw: &RawSpec, at: &Located) -> Result<Vec<Axis>> {
+    if raw.grid.is_empty() {
+        return Err(Error::Spec {
+            path: at.path.to_path_buf(),
+            line: None,
+            message: "grid: no axes; a spec needs at least one grid axis".into(),
+        });
+    }
+    raw.grid
+        .iter()
+        .map(|(name, values)| {
+            let list = toml::Value::Array(values.get_ref().clone());
+            Ok(Axis {
+                name: name.clone(),
+                values: axis_values(&list, &format!("grid.{name}"))
+                    .map_err(|m| at.err(values.span(), m))?,
+                line: line_of(at.text, values.span().start),
+            })
+        })
+        .collect()
+}
+
+/// Apply profile `name`'s overrides of axes, `seeds` and `params`.
+fn apply_profile(
+    raw: &RawSpec,
+    name: &str,
+    overrides: &IndexMap<String, Spanned<toml::Value>>,
+    at: &Located,
+    axes: &mut [Axis],
+    seeds: &mut Vec<u64>,
+    params: &mut IndexMap<String, toml::Value>,
+) -> Result<()> {
+    for (key, value) in overrides {
+        let field = format!("profiles.{name}.{key}");
+        match key.as_str() {
+            "seeds" => {
+                *seeds = value
+                    .get_ref()
+                    .as_array()
+                    .and_then(|a| {
+                        a.iter()
+                            .map(|v| v.as_integer().filter(|i| *i >= 0).map(|i| i as u64))
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        at.err(
+                            value.span(),
+                            format!("{field}: expected a non-empty list of non-negative integers"),
+                        )
+                    })?;
+            }
+            "params" => {
+                let table = value
+                    .get_ref()
+                    .as_table()
+                    .ok_or_else(|| at.err(value.span(), format!("{field}: expected a table")))?;
+                for (k, v) in table {
+                    params.insert(k.clone(), v.clone());
+                }
+            }
+            axis => {
+                let slot = axes.iter_mut().find(|a| a.name == axis).ok_or_else(|| {
+                    let names: Vec<_> = raw.grid.keys().map(String::as_str).collect();
+                    at.err(
+                        value.span(),
+                        format!(
+                            "{field}: `{axis}` is not a grid axis (axes: {}; also seeds, params)",
+                            names.join(", ")
+                        ),
+                    )
+                })?;
+                slot.values =
+                    axis_values(value.get_ref(), &field).map_err(|m| at.err(value.span(), m))?;
+                slot.line = line_of(at.text, value.span().start);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tolerances(raw: &RawSpec, at: &Located) -> Result<IndexMap<String, Tolerance>> {
+    let mut tolerance = IndexMap::new();
+    for (metric, tol) in &raw.tolerance {
+        let t = tol.get_ref();
+        let given: Vec<Tolerance> = [
+            t.abs.map(Tolerance::Abs),
+            t.rel.map(Tolerance::Rel),
+            t.ratio.map(Tolerance::Ratio),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let [one] = given.as_slice() else {
+            return Err(at.err(
+                tol.span(),
+                format!("tolerance.{metric}: give exactly one of abs, rel, ratio"),
+            ));
+        };
+        tolerance.insert(metric.clone(), *one);
+    }
+    Ok(tolerance)
+}
+
+fn exclusions(raw: &RawSpec, at: &Located) -> Result<Vec<IndexMap<String, Vec<String>>>> {
+    let mut exclude = Vec::new();
+    for (i, entry) in raw.exclude.iter().enumerate() {
+        let mut resolved = IndexMap::new();
+        for (axis, value) in entry {
+            let field = format!("exclude[{i}].{axis}");
+            if !raw.grid.contains_key(axis) {
+                return Err(at.err(
+                    value.span(),
+                    format!("{field}: `{axis}` is not a grid axis"),
+                ));
+            }
+            let values = match value.get_ref() {
+                toml::Value::Array(a) => a.iter().map(value_string).collect::<Option<Vec<_>>>(),
+                other => value_string(other).map(|v| vec![v]),
+            }
+            .ok_or_else(|| {
+                at.err(
+                    value.span(),
+                    format!("{field}: expected a value or a list of values"),
+                )
+            })?;
+            resolved.insert(axis.clone(), values);
+        }
+        exclude.push(resolved);
+    }
+    Ok(exclude)
+}
+
+fn statistics(raw: &RawSpec, axes: &[Axis], at: &Located) -> Result<Option<Statistics>> {
+    let Some(st) = &raw.statistics else {
+        return Ok(None);
+    };
+    let raw_st = st.get_ref();
+    if raw_st.metrics.is_empty() {
+        return Err(at.err(
+            st.span(),
+            "statistics.metrics: empty; name at least one metric".into(),
+        ));
+    }
+    let mut reference = Vec::new();
+    for (axis, value) in &raw_st.reference {
+        let field = format!("statistics.reference.{axis}");
+        let Some(a) = axes.iter().find(|a| &a.name == axis) else {
+            return Err(at.err(st.span(), format!("{field}: `{axis}` is not a grid axis")));
+        };
+        if !a.values.contains(value) {
+            return Err(at.err(
+                st.span(),
+                format!(
+                    "{field}: `{value}` is not on the axis (values: {})",
+                    a.values.join(", ")
+                ),
+            ));
+        }
+        reference.push((axis.clone(), value.clone()));
+    }
+    Ok(Some(Statistics {
+        metrics: raw_st.metrics.clone(),
+        reference,
+        correlate: raw_st.correlate.clone(),
+    }))
+}
+
 fn value_string(v: &toml::Value) -> Option<String> {
     match v {
         toml::Value::String(s) => Some(s.clone()),
@@ -620,5 +665,166 @@ log10 = { rel = 1e-9 }
         assert!(
             Tolerance::Rel(0.1).accepts(10.0, 10.9) && !Tolerance::Abs(0.1).accepts(10.0, 10.9)
         );
+    }
+}
+
+/// Property tests of the spec parser: no text panics it, valid specs round-trip, and every
+/// error names its field.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A valid spec's parts: kind, seeds, axes (name, values), one profile override.
+    #[derive(Debug, Clone)]
+    struct Parts {
+        title: String,
+        kind: &'static str,
+        seeds: Vec<u64>,
+        axes: Vec<(String, Vec<String>)>,
+        profile_seeds: Vec<u64>,
+    }
+
+    fn ident() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9_]{0,7}"
+    }
+
+    fn parts() -> impl Strategy<Value = Parts> {
+        let axis = (
+            ident(),
+            proptest::collection::vec("[a-zA-Z0-9:._ -]{1,12}", 1..4),
+        );
+        (
+            "[ -!#-\\[\\]-~]{0,30}",
+            prop_oneof![
+                Just("diversity"),
+                Just("solver"),
+                Just("estimator"),
+                Just("train")
+            ],
+            proptest::collection::vec(0u64..1000, 1..4),
+            proptest::collection::vec(axis, 1..4),
+            proptest::collection::vec(0u64..1000, 1..3),
+        )
+            .prop_map(|(title, kind, seeds, mut axes, profile_seeds)| {
+                let mut seen = std::collections::HashSet::new();
+                axes.retain(|(name, _)| {
+                    seen.insert(name.clone()) && name != "seeds" && name != "params"
+                });
+                if axes.is_empty() {
+                    axes.push(("a".into(), vec!["v".into()]));
+                }
+                Parts {
+                    title,
+                    kind,
+                    seeds,
+                    axes,
+                    profile_seeds,
+                }
+            })
+    }
+
+    fn list<T: std::fmt::Debug>(v: &[T]) -> String {
+        format!("{v:?}")
+    }
+
+    fn render(p: &Parts) -> String {
+        let mut t = format!(
+            "name = \"t\"\ntitle = \"{}\"\nregenerates = \"r\"\nkind = \"{}\"\nseeds = {}\n\n[grid]\n",
+            p.title,
+            p.kind,
+            list(&p.seeds)
+        );
+        for (name, values) in &p.axes {
+            t += &format!("{name} = {}\n", list(values));
+        }
+        t += &format!(
+            "\n[profiles.smoke]\nseeds = {}\n{} = {}\n",
+            list(&p.profile_seeds),
+            p.axes[0].0,
+            list(&p.axes[0].1[..1])
+        );
+        t
+    }
+
+    fn load(text: &str, profile: Option<&str>) -> Result<Spec> {
+        Spec::from_text(Path::new("p.toml"), text, profile)
+    }
+
+    /// Lines that make up spec-like text, valid and broken.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("name = \"t\"\ntitle = \"t\"\nregenerates = \"r\"\n".to_string()),
+            Just("kind = \"diversity\"\n".to_string()),
+            Just("seeds = [0, 1]\n".to_string()),
+            Just("seeds = []\n".to_string()),
+            Just("[grid]\n".to_string()),
+            Just("size = [\"8x8\"]\n".to_string()),
+            Just("size = []\n".to_string()),
+            Just("[profiles.smoke]\n".to_string()),
+            Just("params = 3\n".to_string()),
+            Just("[tolerance]\nx = { rel = 1, abs = 2 }\n".to_string()),
+            Just("[[exclude]]\nsize = [[1]]\n".to_string()),
+            Just("[statistics]\nmetrics = []\n".to_string()),
+            "[ -~\n]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            for profile in [None, Some("smoke"), Some("default")] {
+                let _ = load(&text, profile);
+            }
+        }
+
+        #[test]
+        fn spec_like_text_never_panics_and_errors_are_one_line(
+            frags in proptest::collection::vec(fragment(), 0..14),
+        ) {
+            let text = frags.concat();
+            for profile in [None, Some("smoke")] {
+                if let Err(e) = load(&text, profile) {
+                    let msg = e.to_string();
+                    prop_assert!(msg.starts_with("p.toml"), "{}", msg);
+                    prop_assert!(!msg.trim().contains('\n'), "{}", msg);
+                }
+            }
+        }
+
+        #[test]
+        fn valid_specs_round_trip(p in parts()) {
+            let text = render(&p);
+            let s = load(&text, None)?;
+            prop_assert_eq!(&s.title, &p.title);
+            prop_assert_eq!(s.kind.as_str(), p.kind);
+            prop_assert_eq!(&s.seeds, &p.seeds);
+            prop_assert_eq!(s.profile.as_str(), "grid");
+            let got: Vec<(String, Vec<String>)> =
+                s.axes.iter().map(|a| (a.name.clone(), a.values.clone())).collect();
+            prop_assert_eq!(&got, &p.axes);
+            let smoke = load(&text, Some("smoke"))?;
+            prop_assert_eq!(&smoke.seeds, &p.profile_seeds);
+            prop_assert_eq!(&smoke.axes[0].values, &p.axes[0].1[..1].to_vec());
+            prop_assert_eq!(&smoke.axes[1..], &s.axes[1..]);
+        }
+
+        #[test]
+        fn every_error_names_its_field(p in parts(), which in 0usize..7) {
+            let axis = p.axes[0].0.clone();
+            let text = render(&p);
+            let (broken, field) = match which {
+                0 => (text.replacen(&format!("seeds = {}", list(&p.seeds)), "seeds = []", 1), "seeds".to_string()),
+                1 => (text.replacen(&format!("{axis} = {}", list(&p.axes[0].1)), &format!("{axis} = []"), 1), format!("grid.{axis}")),
+                2 => (text.clone() + "nope = [\"x\"]\n", "profiles.smoke.nope".to_string()),
+                3 => (text.clone() + "\n[tolerance]\nm = { abs = 1, rel = 2 }\n", "tolerance.m".to_string()),
+                4 => (text.clone() + "\n[[exclude]]\nnope = \"x\"\n", "exclude[0].nope".to_string()),
+                5 => (text.clone() + "\n[statistics]\nmetrics = [\"m\"]\nreference = { nope = \"x\" }\n", "statistics.reference.nope".to_string()),
+                _ => (text.replacen("kind = ", "kinds = ", 1), "kinds".to_string()),
+            };
+            let profile = if which == 2 { Some("smoke") } else { None };
+            let e = load(&broken, profile).expect_err("broken spec").to_string();
+            prop_assert!(e.contains(&field), "{} not in {}", field, e);
+        }
     }
 }

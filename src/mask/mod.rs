@@ -412,3 +412,80 @@ mod tests {
         Ok(())
     }
 }
+
+/// Property tests of the constructors and validators over random shapes, 0 and 1 included.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pattern() -> impl Strategy<Value = Pattern> {
+        (1usize..=4).prop_flat_map(|m| (1..=m).prop_map(move |n| Pattern { n, m }))
+    }
+
+    fn scores() -> impl Strategy<Value = Matrix> {
+        (0usize..=9, 0usize..=9).prop_flat_map(|(r, c)| {
+            proptest::collection::vec(0f32..10.0, r * c)
+                .prop_map(move |d| Matrix::new(r, c, d).expect("sized"))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn nm_masks_exist_exactly_when_rows_tile_and_keep_n_per_group(w in scores(), p in pattern()) {
+            let m = Mask::nm(&w, p);
+            prop_assert_eq!(m.is_ok(), w.cols() % p.m == 0);
+            if let Ok(m) = m {
+                let r = m.nm_report(p)?;
+                prop_assert_eq!((r.over, r.under), (0, 0));
+                prop_assert_eq!(r.groups, w.rows() * w.cols() / p.m);
+                prop_assert!(m.is_nm(p)?);
+            }
+        }
+
+        #[test]
+        fn transposable_masks_exist_exactly_when_both_sides_tile(w in scores(), p in pattern()) {
+            let m = Mask::transposable_greedy(&w, p);
+            prop_assert_eq!(m.is_ok(), w.rows() % p.m == 0 && w.cols() % p.m == 0);
+            if let Ok(m) = m {
+                prop_assert!(m.is_transposable_nm(p)?);
+                prop_assert!(m.transpose().is_transposable_nm(p)?);
+                prop_assert!(m.is_nm(p)?);
+            }
+        }
+
+        #[test]
+        fn unstructured_and_block_masks_keep_the_asked_share(
+            w in scores(), s in 0.0f64..=1.0, b in 1usize..=4,
+        ) {
+            let t = w.rows() * w.cols();
+            let kept = |m: &Mask| m.keep().iter().filter(|&&k| k == 1).count();
+            let u = Mask::unstructured(&w, s)?;
+            prop_assert_eq!(kept(&u), ((t as f64) * (1.0 - s)).round() as usize);
+            let blk = Mask::block(&w, b, s);
+            prop_assert_eq!(blk.is_ok(), w.rows() % b == 0 && w.cols() % b == 0);
+            if let Ok(m) = blk {
+                let blocks = t / (b * b);
+                let kept_blocks = ((blocks as f64) * (1.0 - s)).round() as usize;
+                prop_assert_eq!(kept(&m), kept_blocks * b * b);
+            }
+            prop_assert!(Mask::unstructured(&w, s + 1.5).is_err());
+        }
+
+        #[test]
+        fn validators_accept_only_their_shapes_and_never_panic(
+            rows in 0usize..=9, cols in 0usize..=9, len in 0usize..=100, p in pattern(),
+            bits in proptest::collection::vec(0u8..=1, 81),
+        ) {
+            prop_assert_eq!(Mask::new(rows, cols, vec![1; len]).is_ok(), len == rows * cols);
+            let m = Mask::new(rows, cols, bits[..rows * cols].to_vec())?;
+            let nm = m.nm_report(p);
+            prop_assert_eq!(nm.is_ok(), cols % p.m == 0);
+            let tr = m.transposable_report(p);
+            prop_assert_eq!(tr.is_ok(), rows % p.m == 0 && cols % p.m == 0);
+            if let Ok(r) = tr {
+                prop_assert_eq!(r.groups, rows * cols / (p.m * p.m));
+            }
+        }
+    }
+}

@@ -10,9 +10,9 @@
 use super::{CellContext, CellKind, Row};
 use crate::error::{Error, Result};
 use crate::experiment::plan::Cell;
-use crate::seed::derive as derive_seed;
 use crate::mask::tile::Blocks;
 use crate::mask::{Matrix, Pattern, parse_size};
+use crate::seed::derive as derive_seed;
 use crate::solvers::apply::solve_blocks;
 use crate::solvers::evaluate::{Evaluation, gap};
 use crate::solvers::{self, SolveContext};
