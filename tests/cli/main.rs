@@ -1,0 +1,77 @@
+//! End-to-end tests of the `masklab` binary (run from the crate root, like a user would), one
+//! module per command; the helpers they share are here.
+
+pub use masklab::experiment::cells::Row;
+pub use masklab::results::table;
+pub use polars::prelude::*;
+pub use serde_json::Value;
+pub use std::path::Path;
+pub use std::process::{Command, Output};
+
+mod diversity;
+mod errors;
+mod estimate;
+mod run;
+mod solve;
+mod train;
+
+pub fn masklab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_masklab"))
+        .args(args)
+        .output()
+        .expect("masklab runs")
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = masklab(args);
+    assert!(
+        out.status.success(),
+        "masklab {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run a table's smoke profile into `out` (a path or its string), with extra arguments.
+pub fn run_smoke(table: &str, out: impl AsRef<std::ffi::OsStr>, extra: &[&str]) {
+    let spec = format!("experiments/{table}.toml");
+    let out = Path::new(out.as_ref()).to_str().unwrap().to_string();
+    let mut args = vec![
+        "run",
+        spec.as_str(),
+        "--profile",
+        "smoke",
+        "--out",
+        out.as_str(),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+}
+
+/// `masklab regress` of a run against the committed baseline exits 0.
+pub fn assert_matches_baseline(out: &Path) {
+    let r = masklab(&["regress", out.to_str().unwrap()]);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+}
+
+pub fn summary_rows(dir: &Path) -> Vec<Row> {
+    table::rows_from_frame(&table::read_parquet(&dir.join("summary.parquet")).unwrap())
+}
+
+pub fn find<'a>(rows: &'a [Row], structure: &str, size: &str) -> &'a Row {
+    rows.iter()
+        .find(|r| r["structure"] == structure && r["size"] == size)
+        .expect("row present")
+}
+
+pub fn gaussian(n: usize, seed: u64) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed); // fixed seed
+    (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+}

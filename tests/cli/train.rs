@@ -1,0 +1,72 @@
+//! `train`.
+
+use super::*;
+
+#[test]
+fn train_prints_json_captures_gradients_that_estimate_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grads = tmp.path().join("g.safetensors");
+    let stdout = ok(&[
+        "train",
+        "--dataset",
+        "synthetic:256",
+        "--hidden",
+        "32,16",
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--mask",
+        "transposable:4:8",
+        "--solver",
+        "exact",
+        "--grad-estimator",
+        "mvue:2:4",
+        "--capture-grads",
+        grads.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    for field in [
+        "test_accuracy",
+        "train_loss",
+        "steps",
+        "seconds",
+        "structure_ok",
+    ] {
+        assert!(v.get(field).is_some(), "{field} in {v}");
+    }
+    assert_eq!(v["steps"], 8);
+    assert_eq!(v["structure_ok"], true);
+    assert_eq!(v["sparsity"], 0.5);
+    // The captured g: [batch, out] of both prunable layers, measured by `estimate`.
+    let stdout = ok(&[
+        "estimate",
+        "--estimator",
+        "greedy",
+        "--pattern",
+        "2:4",
+        "--input",
+        &format!("{}#layer0.grad", grads.display()),
+        "--draws",
+        "10",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(v["shape"], serde_json::json!([32, 32]));
+    assert_eq!(v["rel_variance"], 0.0);
+    // A missing data set is one line saying how to get it.
+    let r = masklab(&[
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("CIFAR-10") && err.lines().count() == 1,
+        "{err}"
+    );
+}
