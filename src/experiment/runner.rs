@@ -204,6 +204,52 @@ impl RunLock {
 /// Run (or resume) a plan; writes the tables at the end, and returns where.
 pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
     let dir = opts.out.clone().unwrap_or_else(|| default_dir(&plan.spec));
+    let (_lock, previous, shard) = open(plan, opts, &dir)?;
+    let done: HashSet<String> = read_log(&dir)?
+        .iter()
+        .filter_map(|r| r.get("cell").and_then(Value::as_str).map(String::from))
+        .collect();
+    let (shard_i, shard_n) = shard.unwrap_or((0, 1));
+    let share: Vec<&Cell> = plan.shard(shard_i, shard_n).collect();
+    let mut todo: Vec<&Cell> = share
+        .iter()
+        .copied()
+        .filter(|c| !done.contains(&c.key()))
+        .collect();
+    let skipped = share.len() - todo.len();
+    if let Some(k) = opts.max_cells {
+        todo.truncate(k);
+    }
+
+    let mut manifest = new_manifest(plan, opts, shard, share.len(), skipped, previous.as_ref());
+    manifest.write(&dir)?;
+    let result = run_cells(plan, opts, &todo, &dir);
+    let ran = read_log(&dir)?.len().saturating_sub(done.len());
+    manifest.cells_done = skipped + ran;
+    let complete = manifest.cells_done >= share.len();
+    // Tables first, then the manifest: it says `finished` only once the tables are on disk.
+    write_tables(&dir, &plan.spec)?;
+    if complete {
+        manifest.finished = Some(manifest::now());
+    }
+    manifest.write(&dir)?;
+    result?;
+    Ok(RunOutcome {
+        dir,
+        ran,
+        skipped,
+        complete,
+    })
+}
+
+/// What [`open`] returns: the lock, the previous manifest (on resume), the shard to run.
+type Opened = (RunLock, Option<Manifest>, Option<(usize, usize)>);
+
+/// Lock `dir` and check it: a new run needs an empty directory; a resumed one its manifest,
+/// the same spec and profile, and keeps its shard (a different `--shard` is refused). Returns
+/// the lock, the previous manifest (on resume) and the shard to run.
+fn open(plan: &Plan, opts: &RunOptions, dir: &Path) -> Result<Opened> {
+    let dir = dir.to_path_buf();
     let log_path = dir.join(CELLS_LOG);
     let mut previous = None;
     let mut shard = opts.shard;
@@ -213,7 +259,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
             message: "not a run directory (no manifest.json); nothing to resume".into(),
         });
     }
-    let _lock = RunLock::acquire(&dir)?;
+    let lock = RunLock::acquire(&dir)?;
     if opts.resume {
         let m = Manifest::read(&dir)?;
         if m.spec_hash != plan.spec.hash() {
@@ -261,23 +307,19 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
                 .into(),
         });
     }
-    let done: HashSet<String> = read_log(&dir)?
-        .iter()
-        .filter_map(|r| r.get("cell").and_then(Value::as_str).map(String::from))
-        .collect();
-    let (shard_i, shard_n) = shard.unwrap_or((0, 1));
-    let share: Vec<&Cell> = plan.shard(shard_i, shard_n).collect();
-    let mut todo: Vec<&Cell> = share
-        .iter()
-        .copied()
-        .filter(|c| !done.contains(&c.key()))
-        .collect();
-    let skipped = share.len() - todo.len();
-    if let Some(k) = opts.max_cells {
-        todo.truncate(k);
-    }
+    Ok((lock, previous, shard))
+}
 
-    let mut manifest = Manifest {
+/// The manifest of a run starting (or resuming) now, `finished` unset.
+fn new_manifest(
+    plan: &Plan,
+    opts: &RunOptions,
+    shard: Option<(usize, usize)>,
+    planned: usize,
+    done: usize,
+    previous: Option<&Manifest>,
+) -> Manifest {
+    Manifest {
         table: plan.spec.name.clone(),
         title: plan.spec.title.clone(),
         profile: plan.spec.profile.clone(),
@@ -292,16 +334,19 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
         jobs: opts.jobs,
         device: crate::device::label(&opts.device).to_string(),
         shard: shard.map(|(i, n)| format!("{i}/{n}")),
-        cells_planned: share.len(),
-        cells_done: skipped,
+        cells_planned: planned,
+        cells_done: done,
         started: previous
-            .as_ref()
             .map(|m| m.started.clone())
             .unwrap_or_else(manifest::now),
         finished: None,
-    };
-    manifest.write(&dir)?;
+    }
+}
 
+/// Run `todo` (one after another, or `opts.jobs` at once), appending each finished row to the
+/// log at once (written and synced); a progress bar counts the cells.
+fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Result<()> {
+    let log_path = dir.join(CELLS_LOG);
     let log = Mutex::new(
         OpenOptions::new()
             .create(true)
@@ -367,22 +412,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
         }
     });
     bar.finish_and_clear();
-    let ran = read_log(&dir)?.len().saturating_sub(done.len());
-    manifest.cells_done = skipped + ran;
-    let complete = manifest.cells_done >= share.len();
-    // Tables first, then the manifest: it says `finished` only once the tables are on disk.
-    write_tables(&dir, &plan.spec)?;
-    if complete {
-        manifest.finished = Some(manifest::now());
-    }
-    manifest.write(&dir)?;
-    result?;
-    Ok(RunOutcome {
-        dir,
-        ran,
-        skipped,
-        complete,
-    })
+    result
 }
 
 /// Write `cells.parquet` and the summaries from the run directory's log.
