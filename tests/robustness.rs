@@ -530,6 +530,49 @@ mod run {
     }
 }
 
+mod errors {
+    use super::*;
+
+    /// Minor: a library error's cause was printed twice (`path: No such file: No such file`).
+    #[test]
+    fn each_cause_is_printed_once() {
+        let e = fails(
+            2,
+            &[
+                "solve",
+                "--solver",
+                "exact",
+                "--pattern",
+                "2:4",
+                "--input",
+                "/no/such/w.safetensors",
+            ],
+        );
+        assert_eq!(e.matches("no such file").count(), 1, "{e}");
+        assert!(e.contains("/no/such/w.safetensors"), "{e}");
+    }
+
+    /// F1: a spec whose synthetic weights cannot fit is refused before any cell runs.
+    #[test]
+    fn a_spec_size_beyond_memory_is_refused_at_planning() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = spec(
+            dir.path(),
+            "big",
+            "solver",
+            "pattern = [\"2:4\"]\nsolver = [\"greedy\"]\nsource = [\"gaussian:4000000x4000000\"]",
+            "",
+        );
+        let out = dir.path().join("o");
+        let e = fails(2, &["run", &sp, "--out", s(&out), "--quiet"]);
+        assert!(
+            e.contains("gaussian:4000000x4000000") && e.contains("GiB"),
+            "{e}"
+        );
+        assert!(!out.join("cells.jsonl").exists());
+    }
+}
+
 mod regress {
     use super::*;
 
