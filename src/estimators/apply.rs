@@ -2,7 +2,7 @@
 //! usable (2-D, non-empty, whole groups along `dim`), the metrics over draws, or one pruned draw.
 
 use super::Estimator;
-use super::measure::measure;
+use super::measure::{Measurement, measure};
 use crate::error::{Error, Result};
 use crate::io::{self, NamedTensor};
 use crate::mask::Pattern;
@@ -42,18 +42,9 @@ pub struct EstimateReport {
     pub pattern: String,
     /// Dimension the groups run along.
     pub dim: usize,
-    /// Draws measured.
-    pub draws: usize,
-    /// `‖E[ĝ] − g‖² / ‖g‖²`.
-    pub rel_bias: f64,
-    /// `E‖ĝ − E[ĝ]‖² / ‖g‖²`.
-    pub rel_variance: f64,
-    /// `E‖ĝ − g‖² / ‖g‖²`.
-    pub rel_mse: f64,
-    /// Relative bias of the update GEMM `ĝᵀx`.
-    pub gemm_rel_bias: f64,
-    /// Relative variance of the update GEMM `ĝᵀx`.
-    pub gemm_rel_variance: f64,
+    /// Draws, bias, variance and MSE of the tensor and of its update GEMM.
+    #[serde(flatten)]
+    pub metrics: Measurement,
 }
 
 impl EstimateRequest<'_> {
@@ -171,12 +162,7 @@ pub fn estimate_source(
             estimator: req.estimator.name().to_string(),
             pattern: req.pattern.to_string(),
             dim: req.dim,
-            draws: m.draws,
-            rel_bias: m.rel_bias,
-            rel_variance: m.rel_variance,
-            rel_mse: m.rel_mse,
-            gemm_rel_bias: m.gemm_rel_bias,
-            gemm_rel_variance: m.gemm_rel_variance,
+            metrics: m,
         });
     }
     Ok((reports, warnings))
@@ -214,12 +200,12 @@ impl std::fmt::Display for EstimateReport {
             self.shape,
             self.estimator,
             self.pattern,
-            self.draws,
-            self.rel_bias,
-            self.rel_variance,
-            self.rel_mse,
-            self.gemm_rel_bias,
-            self.gemm_rel_variance
+            self.metrics.draws,
+            self.metrics.rel_bias,
+            self.metrics.rel_variance,
+            self.metrics.rel_mse,
+            self.metrics.gemm_rel_bias,
+            self.metrics.gemm_rel_variance
         )
     }
 }

@@ -8,6 +8,10 @@ pub use serde_json::Value;
 pub use std::path::Path;
 pub use std::process::{Command, Output};
 
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{masklab, ok};
+
 mod diversity;
 mod errors;
 mod estimate;
@@ -15,24 +19,6 @@ mod run;
 mod solve;
 mod train;
 
-pub fn masklab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_masklab"))
-        .args(args)
-        .output()
-        .expect("masklab runs")
-}
-
-pub fn ok(args: &[&str]) -> String {
-    let out = masklab(args);
-    assert!(
-        out.status.success(),
-        "masklab {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Run a table's smoke profile into `out` (a path or its string), with extra arguments.
 pub fn run_smoke(table: &str, out: impl AsRef<std::ffi::OsStr>, extra: &[&str]) {
     let spec = format!("experiments/{table}.toml");
     let out = Path::new(out.as_ref()).to_str().unwrap().to_string();
