@@ -247,9 +247,19 @@ pub struct SolveArgs {
     /// N:M pattern.
     #[arg(long)]
     pub pattern: String,
-    /// Weights: FILE.safetensors or FILE.h5, optionally #GLOB to select tensors.
+    /// Weights: FILE.safetensors, FILE.h5, a sharded directory or its model.safetensors.index.json;
+    /// FILE#GLOB is FILE with --include GLOB.
     #[arg(long)]
     pub input: String,
+    /// Only tensors whose names match GLOB (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Never tensors whose names match GLOB (repeatable), e.g. '*.bias'.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
     /// Where to write the masks (u8 0/1, same tensor names); .safetensors or .h5; never an input.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -259,7 +269,7 @@ pub struct SolveArgs {
     /// Also run `exact` and report optimum, kept_gap, pruned_excess.
     #[arg(long)]
     pub compare_exact: bool,
-    /// Refuse tensors that are not 2-D or do not tile, instead of skipping them with a warning.
+    /// Refuse tensors that are not 2-D, empty or do not tile, instead of skipping them.
     #[arg(long)]
     pub strict: bool,
     /// Solver option NAME=VALUE (e.g. tau=0.02, iterations=60, draws=1000); repeatable.
@@ -276,6 +286,19 @@ pub struct SolveArgs {
 }
 
 impl SolveArgs {
+    /// The input path and the selection (`FILE#GLOB` adds GLOB to the includes).
+    pub fn selection(&self) -> Result<(PathBuf, masklab::io::checkpoint::Selection)> {
+        let (path, glob) = masklab::io::split_source(&self.input);
+        let mut include = self.include.clone();
+        if self.input.contains('#') {
+            include.push(glob);
+        }
+        Ok((
+            path,
+            masklab::io::checkpoint::Selection::new(&include, &self.exclude)?,
+        ))
+    }
+
     /// The request and the solver context.
     pub fn request(&self) -> Result<(SolveRequest<'static>, SolveContext)> {
         let solver = solvers::by_name(&self.solver)?;

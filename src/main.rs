@@ -12,6 +12,7 @@ use masklab::experiment::runner::{self, RunOptions};
 use masklab::io::atomic::refuse_overwrite;
 use masklab::io::split_source;
 use masklab::mask::{Pattern, parse_size};
+use masklab::solvers::apply::{SolveJob, TensorReport, solve_checkpoint};
 use masklab::train::trainer::{self, TrainConfig};
 use std::path::Path;
 use std::process::ExitCode;
@@ -117,25 +118,32 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Solve(a) => {
-            let (req, ctx) = a.request()?;
+            let (request, ctx) = a.request()?;
+            let (input, selection) = a.selection()?;
             if let Some(out) = &a.output {
-                let input = split_source(&a.input).0;
-                let scores = split_source(&a.score).0;
-                refuse_overwrite("output", out, &[&input, &scores])?;
-            }
-            let solve = || masklab::solvers::apply::solve_source(&a.input, &req, &ctx);
-            let (reports, masks, warnings) = a.compute.pool()?.install(solve)?;
-            warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            for r in &reports {
-                if a.json {
-                    println!("{}", serde_json::to_string(r)?);
-                } else {
-                    println!("{r}");
+                refuse_overwrite("output", out, &[&input, &split_source(&a.score).0])?;
+                if input.is_dir() {
+                    refuse_overwrite("output", out.parent().unwrap_or(out), &[&input])?;
                 }
             }
+            let job = SolveJob {
+                input: &input,
+                selection,
+                request,
+                output: a.output.as_deref(),
+                progress: !a.quiet && !a.json,
+            };
+            let print = |r: &TensorReport| match a.json {
+                true => println!("{}", serde_json::to_string(r).unwrap_or_default()),
+                false => println!("{r}"),
+            };
+            let solve = || solve_checkpoint(&job, &ctx, &mut { print });
+            let (reports, skipped) = a.compute.pool()?.install(solve)?;
+            for s in &skipped {
+                eprintln!("skipped `{}` {:?}: {}", s.tensor, s.shape, s.reason);
+            }
             if let Some(out) = &a.output {
-                masklab::io::write_masks(out, &masks)?;
-                eprintln!("wrote {} masks to {}", masks.len(), out.display());
+                eprintln!("wrote {} masks to {}", reports.len(), out.display());
             }
         }
         Command::Estimate(a) => {

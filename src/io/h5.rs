@@ -40,6 +40,61 @@ fn visit(path: &Path, group: &hdf5::Group, out: &mut Vec<NamedTensor>) -> Result
     Ok(())
 }
 
+/// Every dataset's name and shape (recursively), without reading data.
+pub fn list(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
+    fn walk(path: &Path, g: &hdf5::Group, out: &mut Vec<(String, Vec<usize>)>) -> Result<()> {
+        for name in g.member_names().map_err(|e| err(path, e))? {
+            if let Ok(ds) = g.dataset(&name) {
+                out.push((ds.name().trim_start_matches('/').to_string(), ds.shape()));
+            } else if let Ok(sub) = g.group(&name) {
+                walk(path, &sub, out)?;
+            }
+        }
+        Ok(())
+    }
+    let file = hdf5::File::open(path).map_err(|e| err(path, e))?;
+    let mut out = Vec::new();
+    walk(path, &file, &mut out)?;
+    Ok(out)
+}
+
+/// One dataset as f32.
+pub fn read_one(path: &Path, name: &str) -> Result<Vec<f32>> {
+    let file = hdf5::File::open(path).map_err(|e| err(path, e))?;
+    file.dataset(name)
+        .and_then(|ds| ds.read_raw::<f32>())
+        .map_err(|e| err(path, format!("dataset `{name}`: {e}")))
+}
+
+/// A masks file written one dataset at a time.
+pub struct MaskFile {
+    path: std::path::PathBuf,
+    file: hdf5::File,
+}
+
+impl MaskFile {
+    /// Create (truncate) `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = hdf5::File::create(path).map_err(|e| err(path, e))?;
+        Ok(MaskFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Add one mask as a u8 dataset.
+    pub fn push(&mut self, name: &str, mask: &Mask) -> Result<()> {
+        let (group, leaf) = parent(&self.path, &self.file, name)?;
+        group
+            .new_dataset::<u8>()
+            .shape((mask.rows(), mask.cols()))
+            .create(leaf)
+            .and_then(|ds| ds.write_raw(mask.keep()))
+            .map_err(|e| err(&self.path, format!("dataset `{name}`: {e}")))?;
+        Ok(())
+    }
+}
+
 /// The group that will hold dataset `name`, creating intermediate groups.
 fn parent<'a>(path: &Path, file: &hdf5::File, name: &'a str) -> Result<(hdf5::Group, &'a str)> {
     let mut group: hdf5::Group = (**file).clone();
@@ -57,15 +112,9 @@ fn parent<'a>(path: &Path, file: &hdf5::File, name: &'a str) -> Result<(hdf5::Gr
 
 /// Write masks as u8 datasets.
 pub fn write_masks(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
-    let file = hdf5::File::create(path).map_err(|e| err(path, e))?;
+    let mut file = MaskFile::create(path)?;
     for (name, m) in masks {
-        let (group, leaf) = parent(path, &file, name)?;
-        let ds = group
-            .new_dataset::<u8>()
-            .shape((m.rows(), m.cols()))
-            .create(leaf)
-            .map_err(|e| err(path, e))?;
-        ds.write_raw(m.keep()).map_err(|e| err(path, e))?;
+        file.push(name, m)?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! with the same tensor names.
 
 pub mod atomic;
+pub mod checkpoint;
 #[cfg(feature = "hdf5")]
 mod h5;
 mod st;
@@ -120,6 +121,115 @@ pub fn write_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
         Format::Safetensors => st::write_f32(tmp, tensors),
         Format::Hdf5 => write_f32_hdf5(tmp, tensors),
     })
+}
+
+/// A masks file written one mask at a time, in the order announced when it was created: for
+/// safetensors the header (names, shapes, offsets) goes first and each mask's bytes follow as
+/// they come, so no mask is held longer than it takes to write it.
+pub enum MaskSink {
+    /// A safetensors file being filled.
+    Safetensors {
+        /// The file.
+        file: std::io::BufWriter<std::fs::File>,
+        /// Names and shapes still to come, in order.
+        pending: std::collections::VecDeque<(String, Vec<usize>)>,
+        /// Where it is written.
+        path: PathBuf,
+    },
+    /// An HDF5 file.
+    #[cfg(feature = "hdf5")]
+    Hdf5(h5::MaskFile),
+}
+
+impl MaskSink {
+    /// Create `path` (format by extension of `format_path`) for masks of these names and shapes.
+    pub fn create(
+        path: &Path,
+        format_path: &Path,
+        planned: &[(String, Vec<usize>)],
+    ) -> Result<Self> {
+        match format_of(format_path)? {
+            Format::Safetensors => {
+                let mut header = serde_json::Map::new();
+                let mut offset = 0usize;
+                for (name, shape) in planned {
+                    let len: usize = shape.iter().product();
+                    header.insert(
+                        name.clone(),
+                        serde_json::json!({"dtype": "U8", "shape": shape, "data_offsets": [offset, offset + len]}),
+                    );
+                    offset += len;
+                }
+                let mut text = serde_json::Value::Object(header).to_string();
+                while !text.len().is_multiple_of(8) {
+                    text.push(' ');
+                }
+                use std::io::Write;
+                let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+                let mut file = std::io::BufWriter::with_capacity(1 << 20, f);
+                file.write_all(&(text.len() as u64).to_le_bytes())
+                    .and_then(|()| file.write_all(text.as_bytes()))
+                    .map_err(|e| Error::io(path, e))?;
+                Ok(MaskSink::Safetensors {
+                    file,
+                    pending: planned.iter().cloned().collect(),
+                    path: path.to_path_buf(),
+                })
+            }
+            #[cfg(feature = "hdf5")]
+            Format::Hdf5 => Ok(MaskSink::Hdf5(h5::MaskFile::create(path)?)),
+            #[cfg(not(feature = "hdf5"))]
+            Format::Hdf5 => Err(no_hdf5(path)),
+        }
+    }
+
+    /// Write the next mask (it must be the next one announced).
+    pub fn push(&mut self, name: &str, mask: &Mask) -> Result<()> {
+        match self {
+            MaskSink::Safetensors {
+                file,
+                pending,
+                path,
+            } => {
+                let Some((want, shape)) = pending.pop_front() else {
+                    return Err(Error::invalid("mask", name, "more masks than announced"));
+                };
+                if want != name || shape != [mask.rows(), mask.cols()] {
+                    return Err(Error::invalid(
+                        "mask",
+                        name,
+                        format!("expected `{want}` of shape {shape:?} next"),
+                    ));
+                }
+                use std::io::Write;
+                file.write_all(mask.keep())
+                    .map_err(|e| Error::io(&*path, e))
+            }
+            #[cfg(feature = "hdf5")]
+            MaskSink::Hdf5(f) => f.push(name, mask),
+        }
+    }
+
+    /// Flush; every announced mask must have been written.
+    pub fn finish(self) -> Result<()> {
+        match self {
+            MaskSink::Safetensors {
+                file,
+                pending,
+                path,
+            } => {
+                if let Some((name, _)) = pending.front() {
+                    return Err(Error::invalid("mask", name, "announced but never written"));
+                }
+                file.into_inner()
+                    .map_err(|e| Error::io(&path, e.into_error()))?
+                    .sync_all()
+                    .map_err(|e| Error::io(&path, e))
+            }
+            #[cfg(feature = "hdf5")]
+            MaskSink::Hdf5(_) => Ok(()),
+        }
+    }
 }
 
 #[cfg(feature = "hdf5")]

@@ -4,10 +4,12 @@
 use super::evaluate::{Evaluation, Gap, evaluate, gap};
 use super::{SolveContext, Solver};
 use crate::error::{Error, Result};
-use crate::io::{self, NamedTensor};
+use crate::io::checkpoint::{Checkpoint, Dtype, Entry, Selection, Skipped, Tiling};
+use crate::io::{self, MaskSink};
 use crate::mask::tile::Blocks;
 use crate::mask::{Mask, Matrix, Pattern};
 use serde::Serialize;
+use std::path::Path;
 use std::time::Instant;
 
 /// How scores are made from weights.
@@ -82,6 +84,8 @@ pub struct TensorReport {
     pub tensor: String,
     /// Tensor shape.
     pub shape: Vec<usize>,
+    /// Element type in the file.
+    pub dtype: Dtype,
     /// Solver name.
     pub solver: String,
     /// Pattern `N:M`.
@@ -102,6 +106,8 @@ pub struct TensorReport {
     pub blocks: usize,
     /// Solver wall time.
     pub seconds: f64,
+    /// Peak resident memory of the process so far, in MB (`VmHWM`; Linux).
+    pub peak_rss_mb: Option<f64>,
 }
 
 /// What to do with one input file.
@@ -119,119 +125,189 @@ pub struct SolveRequest<'a> {
     pub strict: bool,
 }
 
-/// What [`solve_source`] returns: one report and one named mask per tensor, and warnings.
-pub type Solutions = (Vec<TensorReport>, Vec<(String, Mask)>, Vec<String>);
-
-/// Reports, masks and warnings for every selected tensor of `source` (`FILE#GLOB`).
-pub fn solve_source(source: &str, req: &SolveRequest, ctx: &SolveContext) -> Result<Solutions> {
-    let tensors = io::read_tensors(source)?;
-    let supplied = match &req.score {
-        Score::Supplied(s) => Some(io::read_tensors(s)?),
-        _ => None,
-    };
-    let (mut reports, mut masks, mut warnings) = (Vec::new(), Vec::new(), Vec::new());
-    for t in &tensors {
-        let Some(weights) = usable(t, req.pattern, req.strict, &mut warnings)? else {
-            continue;
-        };
-        let scores = match (&req.score, &supplied) {
-            (Score::Abs, _) => weights.abs(),
-            (Score::Square, _) => weights.square(),
-            (Score::Supplied(file), Some(all)) => {
-                let s = all.iter().find(|s| s.name == t.name).ok_or_else(|| {
-                    Error::invalid("score", file, format!("has no tensor named `{}`", t.name))
-                })?;
-                let m = s
-                    .matrix()
-                    .filter(|m| m.rows() == weights.rows() && m.cols() == weights.cols())
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            "score",
-                            file,
-                            format!(
-                                "tensor `{}` has shape {:?}, weights have {:?}",
-                                t.name, s.shape, t.shape
-                            ),
-                        )
-                    })?;
-                if m.data().iter().any(|v| *v < 0.0) {
-                    return Err(Error::invalid(
-                        "score",
-                        file,
-                        format!("tensor `{}` has negative scores", t.name),
-                    ));
-                }
-                m
-            }
-            (Score::Supplied(_), None) => unreachable!("supplied scores are read above"),
-        };
-        let blocks = Blocks::from_matrix(&scores, req.pattern.m)?;
-        let solved = solve_blocks(req.solver, blocks.data(), req.pattern, ctx)?;
-        let g: Option<Gap> = if req.compare_exact {
-            let opt = solve_blocks(&super::exact::Exact, blocks.data(), req.pattern, ctx)?;
-            Some(gap(&solved.evaluation, &opt.evaluation))
-        } else {
-            None
-        };
-        reports.push(TensorReport {
-            tensor: t.name.clone(),
-            shape: t.shape.clone(),
-            solver: req.solver.name().to_string(),
-            pattern: req.pattern.to_string(),
-            kept: solved.evaluation.kept_total(),
-            optimum: g.map(|g| g.optimum),
-            kept_gap: g.map(|g| g.kept_gap),
-            pruned_excess: g.map(|g| g.pruned_excess),
-            infeasible_blocks: solved.evaluation.infeasible,
-            underfilled_blocks: solved.evaluation.underfilled,
-            blocks: solved.evaluation.kept.len(),
-            seconds: solved.seconds,
-        });
-        masks.push((t.name.clone(), blocks.to_mask(&solved.keep)?));
-    }
-    if reports.is_empty() {
-        return Err(Error::invalid(
-            "input",
-            source,
-            "no 2-D tensor that tiles into M x M blocks",
-        ));
-    }
-    Ok((reports, masks, warnings))
+/// A streamed solve of one checkpoint (`masklab solve`).
+pub struct SolveJob<'a> {
+    /// The checkpoint: a file, a sharded directory or its index (see [`Checkpoint::open`]).
+    pub input: &'a Path,
+    /// Which tensors.
+    pub selection: Selection,
+    /// Solver, pattern, score, comparison, strictness.
+    pub request: SolveRequest<'a>,
+    /// Where the masks go (u8 0/1, same names), written as they are found.
+    pub output: Option<&'a Path>,
+    /// Show a progress bar over bytes and tensors (on a terminal only).
+    pub progress: bool,
 }
 
-/// The tensor as a matrix that tiles, or a warning (an error under `strict`).
-fn usable(
-    t: &NamedTensor,
-    pattern: Pattern,
-    strict: bool,
-    warnings: &mut Vec<String>,
-) -> Result<Option<Matrix>> {
-    let problem = match t.matrix() {
-        None => format!("tensor `{}` has shape {:?}, not 2-D", t.name, t.shape),
-        Some(m) if m.rows() == 0 || m.cols() == 0 => {
-            format!("tensor `{}` of shape {:?} is empty", t.name, t.shape)
-        }
-        Some(m) if m.rows() % pattern.m != 0 || m.cols() % pattern.m != 0 => {
-            format!(
-                "tensor `{}` of shape {}x{} does not tile into {}x{} blocks",
-                t.name,
-                m.rows(),
-                m.cols(),
-                pattern.m,
-                pattern.m
-            )
-        }
-        Some(m) => return Ok(Some(m)),
-    };
-    if strict {
+/// Solve every selected tensor of the job's checkpoint one at a time: read and convert it,
+/// score, tile, solve (and the exact solver with `compare_exact`), check, write its mask, drop
+/// it. `on_report` sees each report as soon as its tensor is done. Returns the reports and the
+/// tensors skipped, each with its reason; under `strict` a tensor skipped for its shape or
+/// dtype is an error. Memory: about two copies of the largest selected tensor in `f32`.
+pub fn solve_checkpoint(
+    job: &SolveJob,
+    ctx: &SolveContext,
+    on_report: &mut dyn FnMut(&TensorReport),
+) -> Result<(Vec<TensorReport>, Vec<Skipped>)> {
+    let req = &job.request;
+    let ckpt = Checkpoint::open(job.input)?;
+    let (chosen, skipped) = job
+        .selection
+        .apply(ckpt.entries(), Tiling::Square(req.pattern.m));
+    if req.strict
+        && let Some(s) = skipped.iter().find(|s| !s.by_name)
+    {
         return Err(Error::invalid(
             "tensor",
-            &t.name,
-            format!("{problem} (refused under --strict)"),
+            &s.tensor,
+            format!("shape {:?}: {} (refused under --strict)", s.shape, s.reason),
         ));
     }
-    warnings.push(format!("skipped {problem}"));
-    Ok(None)
+    if chosen.is_empty() {
+        let why: Vec<String> = skipped
+            .iter()
+            .map(|s| format!("`{}` {}", s.tensor, s.reason))
+            .collect();
+        return Err(Error::invalid(
+            "input",
+            job.input.display(),
+            format!("no tensor to solve ({})", why.join("; ")),
+        ));
+    }
+    let supplied = match &req.score {
+        Score::Supplied(s) => Some((s.clone(), Checkpoint::open(&io::split_source(s).0)?)),
+        _ => None,
+    };
+    let bar = progress_bar(job.progress, &chosen);
+    let mut reports = Vec::new();
+    let mut solve_all = |sink: &mut Option<MaskSink>| -> Result<()> {
+        for e in &chosen {
+            bar.set_message(e.name.clone());
+            let (report, mask) = solve_entry(&ckpt, e, supplied.as_ref(), req, ctx)?;
+            if let Some(sink) = sink.as_mut() {
+                sink.push(&e.name, &mask)?;
+            }
+            on_report(&report);
+            reports.push(report);
+            bar.inc(e.bytes().max(1) as u64);
+        }
+        Ok(())
+    };
+    match job.output {
+        Some(out) => {
+            let planned: Vec<(String, Vec<usize>)> = chosen
+                .iter()
+                .map(|e| (e.name.clone(), e.shape.clone()))
+                .collect();
+            io::atomic::write_with(out, |tmp| {
+                let mut sink = Some(MaskSink::create(tmp, out, &planned)?);
+                solve_all(&mut sink)?;
+                sink.map_or(Ok(()), MaskSink::finish)
+            })?;
+        }
+        None => solve_all(&mut None)?,
+    }
+    bar.finish_and_clear();
+    Ok((reports, skipped))
+}
+
+fn progress_bar(show: bool, chosen: &[&Entry]) -> indicatif::ProgressBar {
+    let total: u64 = chosen.iter().map(|e| e.bytes().max(1) as u64).sum();
+    let bar = if show {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({binary_bytes_per_sec}), eta {eta} {wide_msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// One tensor: read, score, tile, solve, check; the report and the mask.
+fn solve_entry(
+    ckpt: &Checkpoint,
+    e: &Entry,
+    supplied: Option<&(String, Checkpoint)>,
+    req: &SolveRequest,
+    ctx: &SolveContext,
+) -> Result<(TensorReport, Mask)> {
+    let (rows, cols) = (e.shape[0], e.shape[1]);
+    crate::memory::ensure_fits(
+        e.elements() as u128 * 9,
+        "input",
+        format!("tensor `{}` {:?}", e.name, e.shape),
+    )?;
+    let mut scores = match (&req.score, supplied) {
+        (Score::Supplied(_), Some((file, sc))) => {
+            let s = sc
+                .entries()
+                .iter()
+                .find(|s| s.name == e.name)
+                .ok_or_else(|| {
+                    Error::invalid("score", file, format!("has no tensor named `{}`", e.name))
+                })?;
+            if s.shape != e.shape {
+                return Err(Error::invalid(
+                    "score",
+                    file,
+                    format!(
+                        "tensor `{}` has shape {:?}, weights have {:?}",
+                        e.name, s.shape, e.shape
+                    ),
+                ));
+            }
+            let v = sc.read_f32(s)?;
+            if v.iter().any(|x| *x < 0.0) {
+                return Err(Error::invalid(
+                    "score",
+                    file,
+                    format!("tensor `{}` has negative scores", e.name),
+                ));
+            }
+            v
+        }
+        _ => ckpt.read_f32(e)?,
+    };
+    match req.score {
+        Score::Abs => scores.iter_mut().for_each(|v| *v = v.abs()),
+        Score::Square => scores.iter_mut().for_each(|v| *v *= *v),
+        Score::Supplied(_) => {}
+    }
+    let blocks = Blocks::from_matrix(&Matrix::new(rows, cols, scores)?, req.pattern.m)?;
+    let solved = solve_blocks(req.solver, blocks.data(), req.pattern, ctx)?;
+    let g: Option<Gap> = if req.compare_exact {
+        let opt = solve_blocks(&super::exact::Exact, blocks.data(), req.pattern, ctx)?;
+        Some(gap(&solved.evaluation, &opt.evaluation))
+    } else {
+        None
+    };
+    let report = TensorReport {
+        tensor: e.name.clone(),
+        shape: e.shape.clone(),
+        dtype: e.dtype,
+        solver: req.solver.name().to_string(),
+        pattern: req.pattern.to_string(),
+        kept: solved.evaluation.kept_total(),
+        optimum: g.map(|g| g.optimum),
+        kept_gap: g.map(|g| g.kept_gap),
+        pruned_excess: g.map(|g| g.pruned_excess),
+        infeasible_blocks: solved.evaluation.infeasible,
+        underfilled_blocks: solved.evaluation.underfilled,
+        blocks: solved.evaluation.kept.len(),
+        seconds: solved.seconds,
+        peak_rss_mb: None,
+    };
+    let mask = blocks.to_mask(&solved.keep)?;
+    drop(blocks);
+    let report = TensorReport {
+        peak_rss_mb: crate::memory::peak_rss_mb(),
+        ..report
+    };
+    Ok((report, mask))
 }
 
 impl std::fmt::Display for TensorReport {

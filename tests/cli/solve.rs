@@ -50,8 +50,7 @@ fn solve_reports_json_writes_masks_and_skips_what_does_not_tile() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("skipped tensor `layer.bias`")
-            && stderr.contains("skipped tensor `odd.weight`"),
+        stderr.contains("skipped `layer.bias`") && stderr.contains("skipped `odd.weight`"),
         "{stderr}"
     );
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
@@ -140,4 +139,142 @@ fn solvers_lists_the_registry() {
     ] {
         assert!(out.contains(name), "{name} missing: {out}");
     }
+}
+
+/// A sharded bf16/f16 checkpoint (HF layout) is solved tensor by tensor: masks for the tensors
+/// that tile, each transposable and optimal on the values as stored; 1-D and non-tiling tensors
+/// listed once with their reason; the index file and the directory give the same masks.
+#[test]
+fn a_sharded_half_precision_checkpoint_is_solved_tensor_by_tensor() {
+    use common::{bf16_bytes, f16_bytes, write_raw_safetensors};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ckpt");
+    std::fs::create_dir(&dir).unwrap();
+    let vals = |n: usize, seed: u64| -> Vec<f32> { gaussian(n, seed) };
+    let (a, b) = (vals(64, 1), vals(128, 2));
+    write_raw_safetensors(
+        &dir.join("model-00001-of-00002.safetensors"),
+        &[
+            ("a.weight", "BF16", vec![8, 8], bf16_bytes(&a)),
+            ("a.bias", "BF16", vec![8], bf16_bytes(&vals(8, 3))),
+        ],
+    );
+    write_raw_safetensors(
+        &dir.join("model-00002-of-00002.safetensors"),
+        &[
+            ("b.weight", "F16", vec![16, 8], f16_bytes(&b)),
+            ("odd.weight", "BF16", vec![6, 8], bf16_bytes(&vals(48, 4))),
+        ],
+    );
+    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": {
+        "a.weight": "model-00001-of-00002.safetensors", "a.bias": "model-00001-of-00002.safetensors",
+        "b.weight": "model-00002-of-00002.safetensors", "odd.weight": "model-00002-of-00002.safetensors"}});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let masks = tmp.path().join("m.safetensors");
+    let solve = |input: &Path, out: &Path| {
+        masklab(&[
+            "solve",
+            "--solver",
+            "greedy",
+            "--pattern",
+            "4:8",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--compare-exact",
+            "--json",
+        ])
+    };
+    let out = solve(&dir, &masks);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped `a.bias` [8]: 1-D, not 2-D"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("skipped `odd.weight` [6, 8]: does not tile into 8x8 blocks"),
+        "{stderr}"
+    );
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["tensor"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a.weight", "b.weight"]);
+    assert_eq!(rows[0]["dtype"], "bf16");
+    assert_eq!(rows[1]["dtype"], "f16");
+    let written = masklab::io::read_tensors(masks.to_str().unwrap()).unwrap();
+    assert_eq!(written.len(), 2);
+    for (row, (t, stored)) in rows.iter().zip(
+        written.iter().zip([
+            a.iter()
+                .map(|v| half::bf16::from_f32(*v).to_f32())
+                .collect::<Vec<_>>(),
+            b.iter()
+                .map(|v| half::f16::from_f32(*v).to_f32())
+                .collect::<Vec<_>>(),
+        ]),
+    ) {
+        let keep: Vec<u8> = t.data.iter().map(|v| *v as u8).collect();
+        let m = masklab::mask::Mask::new(t.shape[0], t.shape[1], keep).unwrap();
+        assert!(
+            m.is_transposable_nm("4:8".parse().unwrap()).unwrap(),
+            "{}",
+            t.name
+        );
+        let kept: f64 = stored
+            .iter()
+            .zip(m.keep())
+            .filter(|(_, k)| **k == 1)
+            .map(|(v, _)| v.abs() as f64)
+            .sum();
+        assert!(
+            (kept - row["kept"].as_f64().unwrap()).abs() < 1e-4,
+            "{} kept {kept} vs {}",
+            t.name,
+            row["kept"]
+        );
+        assert!(row["optimum"].as_f64().unwrap() >= kept - 1e-4);
+    }
+    let again = tmp.path().join("m2.safetensors");
+    assert!(
+        solve(&dir.join("model.safetensors.index.json"), &again)
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read(&masks).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+    // Selection by name: --exclude, and FILE#GLOB as an include.
+    let only_a = ok(&[
+        "solve",
+        "--solver",
+        "exact",
+        "--pattern",
+        "4:8",
+        "--input",
+        dir.to_str().unwrap(),
+        "--exclude",
+        "b.*",
+        "--json",
+    ]);
+    assert_eq!(only_a.lines().count(), 1);
+    let glob = format!("{}#b.*", dir.display());
+    let only_b = ok(&[
+        "solve",
+        "--solver",
+        "exact",
+        "--pattern",
+        "4:8",
+        "--input",
+        &glob,
+        "--json",
+    ]);
+    assert!(
+        only_b.contains("b.weight") && !only_b.contains("a.weight"),
+        "{only_b}"
+    );
 }

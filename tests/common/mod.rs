@@ -58,3 +58,52 @@ pub fn write_f32(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// A safetensors file written byte by byte: `(name, dtype, shape, little-endian data)`.
+pub fn write_raw_safetensors(path: &Path, tensors: &[(&str, &str, Vec<usize>, Vec<u8>)]) {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0;
+    for (name, dtype, shape, data) in tensors {
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + data.len()]}),
+        );
+        offset += data.len();
+    }
+    let text = serde_json::Value::Object(header).to_string();
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    for (_, _, _, data) in tensors {
+        bytes.extend_from_slice(data);
+    }
+    std::fs::write(path, bytes).expect("write safetensors");
+}
+
+/// Values as little-endian bf16 bytes.
+pub fn bf16_bytes(values: &[f32]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+        .collect()
+}
+
+/// Values as little-endian f16 bytes.
+pub fn f16_bytes(values: &[f32]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+        .collect()
+}
+
+/// `n` seeded standard-normal f32 values as little-endian bytes.
+pub fn gaussian_bytes(n: usize, seed: u64) -> Vec<u8> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .flat_map(|_| {
+            let v: f32 = rand_distr::StandardNormal.sample(&mut rng);
+            v.to_le_bytes()
+        })
+        .collect()
+}

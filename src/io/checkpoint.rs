@@ -1,0 +1,432 @@
+//! Checkpoints read one tensor at a time, whatever their size.
+//!
+//! A checkpoint is a `.safetensors` file, a Hugging Face sharded layout (a directory holding
+//! `model.safetensors.index.json` and its `model-0000X-of-0000Y.safetensors` shards, or the
+//! index file itself; a directory without an index: all its `.safetensors` files), or an HDF5
+//! file. Safetensors files are memory-mapped (memmap2) and their headers parsed by the
+//! safetensors crate; nothing is read until a tensor is asked for. [`Checkpoint::read_f32`]
+//! converts one tensor (f32, f16, bf16, f64) to `f32` in parallel and then drops the mapped
+//! pages it touched (`MADV_DONTNEED`; the page cache keeps them), so the process holds one
+//! tensor's `f32` copy at a time, not the file. HDF5 datasets are read one at a time.
+//!
+//! [`Selection`] picks the tensors a command works on: `--include`/`--exclude` globs over names,
+//! 2-D, non-empty, and whole M×M tiles (or whole groups of M); every other tensor is listed once
+//! with its reason.
+
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Element types masklab reads as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// 32-bit float.
+    F32,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// 64-bit float.
+    F64,
+    /// Anything else (integers, bools, fp8): copied, never read as numbers.
+    Other,
+}
+
+impl Dtype {
+    fn of(d: safetensors::Dtype) -> Self {
+        match d {
+            safetensors::Dtype::F32 => Dtype::F32,
+            safetensors::Dtype::F16 => Dtype::F16,
+            safetensors::Dtype::BF16 => Dtype::Bf16,
+            safetensors::Dtype::F64 => Dtype::F64,
+            _ => Dtype::Other,
+        }
+    }
+
+    /// Bytes per element (0 for [`Dtype::Other`]).
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::Bf16 => 2,
+            Dtype::F64 => 8,
+            Dtype::Other => 0,
+        }
+    }
+}
+
+/// One tensor of a checkpoint: where it is, not its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Tensor name (HDF5: the dataset path without the leading `/`).
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Element type.
+    pub dtype: Dtype,
+    /// The file holding it (index into [`Checkpoint::files`]).
+    pub file: usize,
+    /// Byte range of its data inside the file (safetensors).
+    pub range: std::ops::Range<usize>,
+}
+
+impl Entry {
+    /// Number of elements.
+    pub fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Bytes of its data in the file.
+    pub fn bytes(&self) -> usize {
+        self.range.len()
+    }
+}
+
+enum Backing {
+    Mapped(memmap2::Mmap),
+    #[cfg(feature = "hdf5")]
+    Hdf5,
+}
+
+/// A checkpoint opened for reading tensor by tensor.
+pub struct Checkpoint {
+    files: Vec<(PathBuf, Backing)>,
+    entries: Vec<Entry>,
+    /// For a sharded layout: the index file.
+    pub index: Option<PathBuf>,
+}
+
+/// The HF index file of a sharded layout.
+pub const INDEX: &str = "model.safetensors.index.json";
+
+impl Checkpoint {
+    /// Open `path`: a safetensors file, a sharded directory, its index file, or an HDF5 file.
+    /// Entries are sorted by name.
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            ));
+        }
+        let (shards, index) = if path.is_dir() {
+            let index = path.join(INDEX);
+            if index.exists() {
+                (shards_of_index(&index)?, Some(index))
+            } else {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                    .map_err(|e| Error::io(path, e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                    .collect();
+                files.sort();
+                if files.is_empty() {
+                    return Err(Error::Format {
+                        path: path.to_path_buf(),
+                        message: format!("no {INDEX} and no .safetensors file in the directory"),
+                    });
+                }
+                (files, None)
+            }
+        } else if path.to_string_lossy().ends_with(".index.json") {
+            (shards_of_index(path)?, Some(path.to_path_buf()))
+        } else {
+            (vec![path.to_path_buf()], None)
+        };
+        let mut ckpt = Checkpoint {
+            files: Vec::new(),
+            entries: Vec::new(),
+            index,
+        };
+        for shard in shards {
+            match super::format_of(&shard)? {
+                super::Format::Safetensors => ckpt.add_safetensors(&shard)?,
+                super::Format::Hdf5 => ckpt.add_hdf5(&shard)?,
+            }
+        }
+        ckpt.entries.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = ckpt.entries.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(Error::Format {
+                path: path.to_path_buf(),
+                message: format!("tensor `{}` appears in two shards", w[0].name),
+            });
+        }
+        Ok(ckpt)
+    }
+
+    fn add_safetensors(&mut self, path: &Path) -> Result<()> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: the map is read-only; masklab never writes an input (io::atomic refuses
+        // outputs that are inputs), so the file does not change under the map while we run.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let (n, meta) =
+            safetensors::SafeTensors::read_metadata(&map).map_err(|e| Error::Format {
+                path: path.to_path_buf(),
+                message: format!("not a readable safetensors file: {e}"),
+            })?;
+        let base = 8 + n;
+        let file_index = self.files.len();
+        for (name, info) in meta.tensors() {
+            let (start, end) = info.data_offsets;
+            self.entries.push(Entry {
+                name,
+                shape: info.shape.clone(),
+                dtype: Dtype::of(info.dtype),
+                file: file_index,
+                range: base + start..base + end,
+            });
+        }
+        self.files.push((path.to_path_buf(), Backing::Mapped(map)));
+        Ok(())
+    }
+
+    #[cfg(feature = "hdf5")]
+    fn add_hdf5(&mut self, path: &Path) -> Result<()> {
+        let file_index = self.files.len();
+        for (name, shape) in super::h5::list(path)? {
+            self.entries.push(Entry {
+                name,
+                shape,
+                dtype: Dtype::F32,
+                file: file_index,
+                range: 0..0,
+            });
+        }
+        self.files.push((path.to_path_buf(), Backing::Hdf5));
+        Ok(())
+    }
+
+    #[cfg(not(feature = "hdf5"))]
+    fn add_hdf5(&mut self, path: &Path) -> Result<()> {
+        Err(Error::Unsupported {
+            what: format!("HDF5 file {}", path.display()),
+            reason: "masklab was built without the `hdf5` feature".into(),
+        })
+    }
+
+    /// Every tensor, sorted by name.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The files (shards) in the order entries refer to them.
+    pub fn files(&self) -> Vec<&Path> {
+        self.files.iter().map(|(p, _)| p.as_path()).collect()
+    }
+
+    /// The raw bytes of a safetensors entry (as stored), or `None` for HDF5.
+    pub fn raw(&self, e: &Entry) -> Option<&[u8]> {
+        match &self.files[e.file].1 {
+            Backing::Mapped(map) => map.get(e.range.clone()),
+            #[cfg(feature = "hdf5")]
+            Backing::Hdf5 => None,
+        }
+    }
+
+    /// Let the OS drop the mapped pages of an entry from this process (they stay cached).
+    pub fn release(&self, e: &Entry) {
+        if let Backing::Mapped(map) = &self.files[e.file].1 {
+            // SAFETY: the mapping is a read-only shared file mapping; after DONTNEED a later
+            // access reads the same file contents again, so no view of the data changes.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    e.range.start,
+                    e.range.len(),
+                )
+            };
+        }
+    }
+
+    /// One tensor as row-major `f32`; non-finite values are an error naming the tensor.
+    pub fn read_f32(&self, e: &Entry) -> Result<Vec<f32>> {
+        let (path, backing) = &self.files[e.file];
+        let bad = |message: String| Error::Format {
+            path: path.clone(),
+            message,
+        };
+        let data = match backing {
+            #[cfg(feature = "hdf5")]
+            Backing::Hdf5 => super::h5::read_one(path, &e.name)?,
+            Backing::Mapped(_) => {
+                let bytes = self
+                    .raw(e)
+                    .ok_or_else(|| bad(format!("tensor `{}`: data beyond the file", e.name)))?;
+                if e.dtype == Dtype::Other || bytes.len() != e.elements() * e.dtype.size() {
+                    return Err(bad(format!(
+                        "tensor `{}`: {:?} data of {} bytes for shape {:?} cannot be read as numbers",
+                        e.name,
+                        e.dtype,
+                        bytes.len(),
+                        e.shape
+                    )));
+                }
+                let out = convert(bytes, e.dtype);
+                self.release(e);
+                out
+            }
+        };
+        if let Some(i) = data.par_iter().position_first(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "tensor `{}` has a non-finite value ({}) at flat index {i}",
+                e.name, data[i]
+            )));
+        }
+        Ok(data)
+    }
+}
+
+/// Little-endian `bytes` of `dtype` as `f32`, in parallel.
+fn convert(bytes: &[u8], dtype: Dtype) -> Vec<f32> {
+    let size = dtype.size();
+    let mut out = vec![0f32; bytes.len() / size];
+    const CHUNK: usize = 1 << 16;
+    out.par_chunks_mut(CHUNK)
+        .zip(bytes.par_chunks(CHUNK * size))
+        .for_each(|(o, b)| {
+            let items = o.iter_mut().zip(b.chunks_exact(size));
+            match dtype {
+                Dtype::F32 => {
+                    items.for_each(|(v, c)| *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                }
+                Dtype::F16 => {
+                    items.for_each(|(v, c)| *v = half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                }
+                Dtype::Bf16 => {
+                    items.for_each(|(v, c)| *v = half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                }
+                Dtype::F64 => items.for_each(|(v, c)| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(c);
+                    *v = f64::from_le_bytes(a) as f32
+                }),
+                Dtype::Other => {}
+            }
+        });
+    out
+}
+
+/// The shard files an HF index names, in first-seen order, resolved next to the index.
+fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let bad = |m: &str| Error::Format {
+        path: index.to_path_buf(),
+        message: m.to_string(),
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("no `weight_map` object"))?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut shards: Vec<PathBuf> = Vec::new();
+    for (name, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| bad(&format!("weight_map.{name}: expected a file name")))?;
+        if file.contains('/') || file.contains("..") {
+            return Err(bad(&format!(
+                "weight_map.{name}: `{file}` is not a file beside the index"
+            )));
+        }
+        let p = dir.join(file);
+        if !shards.contains(&p) {
+            shards.push(p);
+        }
+    }
+    if shards.is_empty() {
+        return Err(bad("`weight_map` is empty"));
+    }
+    Ok(shards)
+}
+
+/// Why a tensor is not worked on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Skipped {
+    /// Tensor name.
+    pub tensor: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// The reason, e.g. "1-D", "does not tile into 8x8 blocks", "excluded by `*.bias`".
+    pub reason: String,
+    /// Skipped by name (`--include`/`--exclude`), not for its shape or type.
+    #[serde(skip)]
+    pub by_name: bool,
+}
+
+/// Which tensors a command works on.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only names matching one of these (none: all).
+    pub include: Vec<glob::Pattern>,
+    /// Never names matching one of these.
+    pub exclude: Vec<glob::Pattern>,
+}
+
+/// What a selection needs of a tensor's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tiling {
+    /// Both dimensions multiples of M (transposable masks).
+    Square(usize),
+    /// The last dimension a multiple of M (N:M along `in`).
+    Rows(usize),
+}
+
+impl Selection {
+    /// A selection from glob strings; a bad glob is an error naming it.
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self> {
+        let parse = |field: &str, gs: &[String]| -> Result<Vec<glob::Pattern>> {
+            gs.iter()
+                .map(|g| glob::Pattern::new(g).map_err(|e| Error::invalid(field, g, e)))
+                .collect()
+        };
+        Ok(Selection {
+            include: parse("include", include)?,
+            exclude: parse("exclude", exclude)?,
+        })
+    }
+
+    /// Split `entries` into those selected and the skipped ones with their reasons.
+    pub fn apply<'a>(
+        &self,
+        entries: &'a [Entry],
+        tiling: Tiling,
+    ) -> (Vec<&'a Entry>, Vec<Skipped>) {
+        let (mut chosen, mut skipped) = (Vec::new(), Vec::new());
+        for e in entries {
+            let reason =
+                if !self.include.is_empty() && !self.include.iter().any(|g| g.matches(&e.name)) {
+                    Some("not matched by --include".to_string())
+                } else if let Some(g) = self.exclude.iter().find(|g| g.matches(&e.name)) {
+                    Some(format!("excluded by `{}`", g.as_str()))
+                } else if e.dtype == Dtype::Other {
+                    Some("not a floating-point tensor".to_string())
+                } else if e.shape.len() != 2 {
+                    Some(format!("{}-D, not 2-D", e.shape.len()))
+                } else if e.shape[0] == 0 || e.shape[1] == 0 {
+                    Some("empty".to_string())
+                } else {
+                    match tiling {
+                        Tiling::Square(m) if e.shape[0] % m != 0 || e.shape[1] % m != 0 => {
+                            Some(format!("does not tile into {m}x{m} blocks"))
+                        }
+                        Tiling::Rows(m) if e.shape[1] % m != 0 => {
+                            Some(format!("in = {} is not a multiple of M = {m}", e.shape[1]))
+                        }
+                        _ => None,
+                    }
+                };
+            match reason {
+                None => chosen.push(e),
+                Some(reason) => skipped.push(Skipped {
+                    tensor: e.name.clone(),
+                    shape: e.shape.clone(),
+                    by_name: reason.contains("--include") || reason.starts_with("excluded"),
+                    reason,
+                }),
+            }
+        }
+        (chosen, skipped)
+    }
+}
