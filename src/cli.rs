@@ -194,6 +194,12 @@ pub enum Command {
   masklab solve --solver greedy --pattern 2:4 --input w.safetensors --score square
   masklab solve --solver tsenor --pattern 8:16 --input w.safetensors --option tau=0.01 --option iterations=100")]
     Solve(SolveArgs),
+    /// Prune a checkpoint to N:M in one shot: same files, names, dtypes; other tensors copied.
+    #[command(after_help = "Examples:
+  masklab convert --input model.safetensors --output pruned.safetensors --pattern 4:8 --solver greedy
+  masklab convert --input ckpt_dir/ --output pruned_dir/ --pattern 2:4 --structure nm --exclude '*embed*'
+  masklab convert --input model.safetensors --output pruned.safetensors --pattern 8:16 --solver exact --act-norms norms.safetensors --json")]
+    Convert(ConvertArgs),
     /// Measure a neural-gradient estimator on gradients from a file, or write one pruned draw.
     #[command(after_help = "Examples:
   masklab estimate --estimator mvue --pattern 2:4 --input grads.safetensors --draws 1000 --json
@@ -269,6 +275,10 @@ pub struct SolveArgs {
     /// Also run `exact` and report optimum, kept_gap, pruned_excess.
     #[arg(long)]
     pub compare_exact: bool,
+    /// Wanda scores |W_ij|·‖x_j‖: a safetensors file of per-input-column activation norms, one
+    /// 1-D tensor per weight name.
+    #[arg(long, value_name = "FILE")]
+    pub act_norms: Option<PathBuf>,
     /// Refuse tensors that are not 2-D, empty or do not tile, instead of skipping them.
     #[arg(long)]
     pub strict: bool,
@@ -326,6 +336,79 @@ impl SolveArgs {
             options,
         };
         Ok((req, ctx))
+    }
+}
+
+/// `masklab convert`.
+#[derive(clap::Args)]
+pub struct ConvertArgs {
+    /// Checkpoint: FILE.safetensors, a sharded directory or its model.safetensors.index.json.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output: a file for a one-file input, a directory for a sharded one; never the input.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// N:M pattern.
+    #[arg(long)]
+    pub pattern: String,
+    /// transposable (N in every row and column of every M×M tile) or nm (N of M along `in`).
+    #[arg(long, default_value = "transposable")]
+    pub structure: String,
+    /// Solver for transposable masks (see `masklab solvers`).
+    #[arg(long, default_value = "greedy")]
+    pub solver: String,
+    /// Score: abs, square or a score file with the same tensor names.
+    #[arg(long, default_value = "abs")]
+    pub score: String,
+    /// Wanda: per-input-column activation norms (one 1-D tensor per weight name).
+    #[arg(long, value_name = "FILE")]
+    pub act_norms: Option<PathBuf>,
+    /// Only tensors whose names match GLOB (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Never tensors whose names match GLOB (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Also solve exactly and report each tensor's kept_gap.
+    #[arg(long)]
+    pub compare_exact: bool,
+    /// Refuse tensors that are not 2-D, empty or do not tile, instead of copying them unpruned.
+    #[arg(long)]
+    pub strict: bool,
+    /// Seed for solvers that draw random numbers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object per pruned tensor.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+impl ConvertArgs {
+    /// The library's conversion job.
+    pub fn job(&self) -> Result<masklab::convert::ConvertJob<'_>> {
+        Ok(masklab::convert::ConvertJob {
+            input: &self.input,
+            output: &self.output,
+            selection: masklab::io::checkpoint::Selection::new(&self.include, &self.exclude)?,
+            structure: self.structure.parse()?,
+            pattern: self.pattern.parse()?,
+            solver: solvers::by_name(&self.solver)?,
+            score: self.score.parse()?,
+            act_norms: self.act_norms.as_deref(),
+            compare_exact: self.compare_exact,
+            strict: self.strict,
+        })
+    }
+
+    /// The solver context (seed, device).
+    pub fn context(&self) -> Result<SolveContext> {
+        Ok(SolveContext {
+            seed: self.seed,
+            device: self.compute.device()?,
+            options: Default::default(),
+        })
     }
 }
 

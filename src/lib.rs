@@ -5,6 +5,7 @@
 //! kind, writes one row per cell as soon as it ends, and the results module ([`results`]) turns
 //! rows into polars tables, summaries and regression reports.
 
+pub mod convert;
 pub mod device;
 pub mod diversity;
 pub mod error;

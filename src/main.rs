@@ -121,7 +121,10 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             let (request, ctx) = a.request()?;
             let (input, selection) = a.selection()?;
             if let Some(out) = &a.output {
-                refuse_overwrite("output", out, &[&input, &split_source(&a.score).0])?;
+                let mut inputs = vec![input.clone(), split_source(&a.score).0];
+                inputs.extend(a.act_norms.clone());
+                let inputs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
+                refuse_overwrite("output", out, &inputs)?;
                 if input.is_dir() {
                     refuse_overwrite("output", out.parent().unwrap_or(out), &[&input])?;
                 }
@@ -132,6 +135,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 request,
                 output: a.output.as_deref(),
                 progress: !a.quiet && !a.json,
+                act_norms: a.act_norms.as_deref(),
             };
             let print = |r: &TensorReport| match a.json {
                 true => println!("{}", serde_json::to_string(r).unwrap_or_default()),
@@ -145,6 +149,23 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             if let Some(out) = &a.output {
                 eprintln!("wrote {} masks to {}", reports.len(), out.display());
             }
+        }
+        Command::Convert(a) => {
+            let (job, ctx) = (a.job()?, a.context()?);
+            let print = |r: &masklab::convert::ConvertReport| match a.json {
+                true => println!("{}", serde_json::to_string(r).unwrap_or_default()),
+                false => println!("{r}"),
+            };
+            let run = || masklab::convert::convert(&job, &ctx, &mut { print });
+            let (reports, skipped) = a.compute.pool()?.install(run)?;
+            for s in &skipped {
+                eprintln!("copied unpruned `{}` {:?}: {}", s.tensor, s.shape, s.reason);
+            }
+            eprintln!(
+                "pruned {} tensors into {}",
+                reports.len(),
+                a.output.display()
+            );
         }
         Command::Estimate(a) => {
             let req = EstimateRequest::try_from(&a)?;
@@ -174,18 +195,9 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 .compute
                 .pool()?
                 .install(|| trainer::train(&cfg, &data, &device))?;
-            if a.json {
-                let mut v = serde_json::to_value(&report)?;
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("model".into(), cfg.model.clone().into());
-                    o.insert("dataset".into(), data.name.clone().into());
-                    o.insert("mask".into(), cfg.mask.to_string().into());
-                    o.insert("grad_estimator".into(), format!("{:?}", cfg.grad).into());
-                    o.insert("seed".into(), cfg.seed.into());
-                }
-                println!("{v}");
-            } else {
-                println!("{}", trainer::describe(&cfg, &data.name, &report));
+            match a.json {
+                true => println!("{}", trainer::json(&cfg, &data.name, &report)),
+                false => println!("{}", trainer::describe(&cfg, &data.name, &report)),
             }
             if let Some(p) = &cfg.capture_grads {
                 eprintln!("wrote neural gradients to {}", p.display());

@@ -83,7 +83,7 @@ impl Entry {
 }
 
 enum Backing {
-    Mapped(memmap2::Mmap),
+    Mapped(memmap2::Mmap, usize),
     #[cfg(feature = "hdf5")]
     Hdf5,
 }
@@ -176,7 +176,8 @@ impl Checkpoint {
                 range: base + start..base + end,
             });
         }
-        self.files.push((path.to_path_buf(), Backing::Mapped(map)));
+        self.files
+            .push((path.to_path_buf(), Backing::Mapped(map, base)));
         Ok(())
     }
 
@@ -217,7 +218,17 @@ impl Checkpoint {
     /// The raw bytes of a safetensors entry (as stored), or `None` for HDF5.
     pub fn raw(&self, e: &Entry) -> Option<&[u8]> {
         match &self.files[e.file].1 {
-            Backing::Mapped(map) => map.get(e.range.clone()),
+            Backing::Mapped(map, _) => map.get(e.range.clone()),
+            #[cfg(feature = "hdf5")]
+            Backing::Hdf5 => None,
+        }
+    }
+
+    /// The header of safetensors file `file` as stored (length prefix and JSON), or `None` for
+    /// HDF5.
+    pub fn header(&self, file: usize) -> Option<&[u8]> {
+        match &self.files.get(file)?.1 {
+            Backing::Mapped(map, end) => map.get(..*end),
             #[cfg(feature = "hdf5")]
             Backing::Hdf5 => None,
         }
@@ -225,7 +236,7 @@ impl Checkpoint {
 
     /// Let the OS drop the mapped pages of an entry from this process (they stay cached).
     pub fn release(&self, e: &Entry) {
-        if let Backing::Mapped(map) = &self.files[e.file].1 {
+        if let Backing::Mapped(map, _) = &self.files[e.file].1 {
             // SAFETY: the mapping is a read-only shared file mapping; after DONTNEED a later
             // access reads the same file contents again, so no view of the data changes.
             let _ = unsafe {
@@ -248,7 +259,7 @@ impl Checkpoint {
         let data = match backing {
             #[cfg(feature = "hdf5")]
             Backing::Hdf5 => super::h5::read_one(path, &e.name)?,
-            Backing::Mapped(_) => {
+            Backing::Mapped(..) => {
                 let bytes = self
                     .raw(e)
                     .ok_or_else(|| bad(format!("tensor `{}`: data beyond the file", e.name)))?;

@@ -9,7 +9,7 @@ use crate::io::{self, MaskSink};
 use crate::mask::tile::Blocks;
 use crate::mask::{Mask, Matrix, Pattern};
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// How scores are made from weights.
@@ -137,6 +137,8 @@ pub struct SolveJob<'a> {
     pub output: Option<&'a Path>,
     /// Show a progress bar over bytes and tensors (on a terminal only).
     pub progress: bool,
+    /// Wanda: per-input-column activation norms by weight name (scores become |W|·‖x‖).
+    pub act_norms: Option<&'a Path>,
 }
 
 /// Solve every selected tensor of the job's checkpoint one at a time: read and convert it,
@@ -174,16 +176,13 @@ pub fn solve_checkpoint(
             format!("no tensor to solve ({})", why.join("; ")),
         ));
     }
-    let supplied = match &req.score {
-        Score::Supplied(s) => Some((s.clone(), Checkpoint::open(&io::split_source(s).0)?)),
-        _ => None,
-    };
+    let scorer = Scorer::new(&req.score, job.act_norms)?;
     let bar = progress_bar(job.progress, &chosen);
     let mut reports = Vec::new();
     let mut solve_all = |sink: &mut Option<MaskSink>| -> Result<()> {
         for e in &chosen {
             bar.set_message(e.name.clone());
-            let (report, mask) = solve_entry(&ckpt, e, supplied.as_ref(), req, ctx)?;
+            let (report, mask) = solve_entry(&ckpt, e, &scorer, req, ctx)?;
             if let Some(sink) = sink.as_mut() {
                 sink.push(&e.name, &mask)?;
             }
@@ -227,11 +226,106 @@ fn progress_bar(show: bool, chosen: &[&Entry]) -> indicatif::ProgressBar {
     bar
 }
 
+/// Scores of a checkpoint's tensors: |W|, W², a score file's tensor of the same name, or Wanda's
+/// |W_ij|·‖x_j‖ from per-input-column activation norms (a 1-D tensor of `in` values per weight).
+pub struct Scorer {
+    score: Score,
+    supplied: Option<(String, Checkpoint)>,
+    norms: Option<(PathBuf, Checkpoint)>,
+}
+
+impl Scorer {
+    /// Open the score or norms file the options name.
+    pub fn new(score: &Score, act_norms: Option<&Path>) -> Result<Self> {
+        let supplied = match score {
+            Score::Supplied(s) => Some((s.clone(), Checkpoint::open(&io::split_source(s).0)?)),
+            _ => None,
+        };
+        let norms = match act_norms {
+            Some(p) => Some((p.to_path_buf(), Checkpoint::open(p)?)),
+            None => None,
+        };
+        Ok(Scorer {
+            score: score.clone(),
+            supplied,
+            norms,
+        })
+    }
+
+    /// The scores of 2-D entry `e` of `ckpt`, row-major, finite and non-negative.
+    pub fn scores(&self, ckpt: &Checkpoint, e: &Entry) -> Result<Vec<f32>> {
+        let mut scores = match &self.supplied {
+            Some((file, sc)) => {
+                let s = find(sc, &e.name, file, "score")?;
+                if s.shape != e.shape {
+                    return Err(Error::invalid(
+                        "score",
+                        file,
+                        format!(
+                            "tensor `{}` has shape {:?}, weights have {:?}",
+                            e.name, s.shape, e.shape
+                        ),
+                    ));
+                }
+                let v = sc.read_f32(s)?;
+                if v.iter().any(|x| *x < 0.0) {
+                    return Err(Error::invalid(
+                        "score",
+                        file,
+                        format!("tensor `{}` has negative scores", e.name),
+                    ));
+                }
+                return Ok(v);
+            }
+            None => ckpt.read_f32(e)?,
+        };
+        match self.score {
+            Score::Square => scores.iter_mut().for_each(|v| *v *= *v),
+            _ => scores.iter_mut().for_each(|v| *v = v.abs()),
+        }
+        if let Some((file, nc)) = &self.norms {
+            let file = file.display().to_string();
+            let n = find(nc, &e.name, &file, "act-norms")?;
+            let cols = e.shape[1];
+            if n.elements() != cols {
+                return Err(Error::invalid(
+                    "act-norms",
+                    &file,
+                    format!(
+                        "`{}` has {} norms, the weight has {cols} input columns",
+                        e.name,
+                        n.elements()
+                    ),
+                ));
+            }
+            let norms = nc.read_f32(n)?;
+            if norms.iter().any(|x| *x < 0.0) {
+                return Err(Error::invalid(
+                    "act-norms",
+                    &file,
+                    format!("`{}` has a negative norm", e.name),
+                ));
+            }
+            scores
+                .chunks_mut(cols)
+                .for_each(|row| row.iter_mut().zip(&norms).for_each(|(s, n)| *s *= n));
+        }
+        Ok(scores)
+    }
+}
+
+fn find<'a>(c: &'a Checkpoint, name: &str, file: &str, field: &str) -> Result<&'a Entry> {
+    c.entries()
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| Error::invalid(field, file, format!("has no tensor named `{name}`")))
+}
+
 /// One tensor: read, score, tile, solve, check; the report and the mask.
 fn solve_entry(
     ckpt: &Checkpoint,
     e: &Entry,
-    supplied: Option<&(String, Checkpoint)>,
+    scorer: &Scorer,
     req: &SolveRequest,
     ctx: &SolveContext,
 ) -> Result<(TensorReport, Mask)> {
@@ -241,42 +335,7 @@ fn solve_entry(
         "input",
         format!("tensor `{}` {:?}", e.name, e.shape),
     )?;
-    let mut scores = match (&req.score, supplied) {
-        (Score::Supplied(_), Some((file, sc))) => {
-            let s = sc
-                .entries()
-                .iter()
-                .find(|s| s.name == e.name)
-                .ok_or_else(|| {
-                    Error::invalid("score", file, format!("has no tensor named `{}`", e.name))
-                })?;
-            if s.shape != e.shape {
-                return Err(Error::invalid(
-                    "score",
-                    file,
-                    format!(
-                        "tensor `{}` has shape {:?}, weights have {:?}",
-                        e.name, s.shape, e.shape
-                    ),
-                ));
-            }
-            let v = sc.read_f32(s)?;
-            if v.iter().any(|x| *x < 0.0) {
-                return Err(Error::invalid(
-                    "score",
-                    file,
-                    format!("tensor `{}` has negative scores", e.name),
-                ));
-            }
-            v
-        }
-        _ => ckpt.read_f32(e)?,
-    };
-    match req.score {
-        Score::Abs => scores.iter_mut().for_each(|v| *v = v.abs()),
-        Score::Square => scores.iter_mut().for_each(|v| *v *= *v),
-        Score::Supplied(_) => {}
-    }
+    let scores = scorer.scores(ckpt, e)?;
     let blocks = Blocks::from_matrix(&Matrix::new(rows, cols, scores)?, req.pattern.m)?;
     let solved = solve_blocks(req.solver, blocks.data(), req.pattern, ctx)?;
     let g: Option<Gap> = if req.compare_exact {

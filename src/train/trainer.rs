@@ -132,6 +132,19 @@ pub struct TrainReport {
     pub peak_rss_mb: Option<f64>,
 }
 
+/// The JSON object `masklab train --json` prints: the report and what was trained.
+pub fn json(cfg: &TrainConfig, dataset: &str, r: &TrainReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("model".into(), cfg.model.clone().into());
+        o.insert("dataset".into(), dataset.into());
+        o.insert("mask".into(), cfg.mask.to_string().into());
+        o.insert("grad_estimator".into(), format!("{:?}", cfg.grad).into());
+        o.insert("seed".into(), cfg.seed.into());
+    }
+    v
+}
+
 /// The one-line account `masklab train` prints of a finished run.
 pub fn describe(cfg: &TrainConfig, dataset: &str, r: &TrainReport) -> String {
     format!(

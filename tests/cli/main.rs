@@ -12,6 +12,7 @@ pub use std::process::{Command, Output};
 mod common;
 pub use common::{masklab, ok};
 
+mod convert;
 mod diversity;
 mod errors;
 mod estimate;

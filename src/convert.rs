@@ -1,0 +1,302 @@
+//! One-shot conversion of a checkpoint: every selected weight pruned to N:M (transposable or
+//! along `in`), everything else copied byte for byte, the layout kept.
+//!
+//! Problem: given a safetensors checkpoint (one file, or an HF sharded directory with its
+//! index), write the same checkpoint with each selected 2-D weight `W` replaced by `S ⊙ W`,
+//! `S` the mask a solver finds on the scores (|W|, W², a score file, or Wanda |W|·‖x‖).
+//! Guarantee: the output has the input's files, headers, names, dtypes, shapes and byte
+//! offsets — the headers are copied verbatim, since pruning changes no tensor's size — the
+//! index file is copied, kept weights keep their exact bytes and pruned ones become zero bytes
+//! (+0 in every float format), and tensors not selected are copied byte for byte. Each output
+//! file is written to a temporary file and renamed, never over an input.
+//! Cost: one pass over the input; memory about two copies of the largest selected tensor in
+//! f32 (scores and their M×M tiles), whatever the checkpoint's size.
+
+use crate::error::{Error, Result};
+use crate::io::checkpoint::{Checkpoint, Dtype, Entry, INDEX, Selection, Skipped, Tiling};
+use crate::mask::tile::Blocks;
+use crate::mask::{Mask, Matrix, Pattern};
+use crate::solvers::apply::{Score, Scorer, solve_blocks};
+use crate::solvers::evaluate::gap;
+use crate::solvers::{SolveContext, Solver};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Which N:M structure the converted weights get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Structure {
+    /// N in every row and column of every M×M tile (forward and backward GEMMs sparse).
+    Transposable,
+    /// N of every M consecutive weights along `in` (the forward GEMM only).
+    Nm,
+}
+
+impl std::str::FromStr for Structure {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "transposable" => Ok(Structure::Transposable),
+            "nm" => Ok(Structure::Nm),
+            other => Err(Error::invalid(
+                "structure",
+                other,
+                "expected transposable or nm",
+            )),
+        }
+    }
+}
+
+/// A conversion.
+pub struct ConvertJob<'a> {
+    /// Input checkpoint (file, sharded directory or its index).
+    pub input: &'a Path,
+    /// Output: a file for a one-file input, a directory for a sharded one.
+    pub output: &'a Path,
+    /// Which tensors are pruned.
+    pub selection: Selection,
+    /// The structure.
+    pub structure: Structure,
+    /// The pattern.
+    pub pattern: Pattern,
+    /// Solver for transposable masks.
+    pub solver: &'a dyn Solver,
+    /// Scores.
+    pub score: Score,
+    /// Wanda activation norms.
+    pub act_norms: Option<&'a Path>,
+    /// Also solve exactly and report the gap.
+    pub compare_exact: bool,
+    /// Refuse tensors skipped for their shape or type.
+    pub strict: bool,
+}
+
+/// One pruned tensor.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvertReport {
+    /// Tensor name.
+    pub tensor: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Element type (kept in the output).
+    pub dtype: Dtype,
+    /// Structure.
+    pub structure: Structure,
+    /// Solver (`top-n` for N:M along `in`).
+    pub solver: String,
+    /// Pattern.
+    pub pattern: String,
+    /// Kept share of the total score.
+    pub kept_fraction: f64,
+    /// `(OPT − kept)/OPT` where the exact solver ran (0 for N:M along `in`: top-N is optimal).
+    pub kept_gap: Option<f64>,
+    /// Seconds for this tensor (read, score, solve, write).
+    pub seconds: f64,
+}
+
+impl ConvertReport {
+    /// The structure's name (`transposable`, `nm`).
+    pub fn structure_name(&self) -> &'static str {
+        match self.structure {
+            Structure::Transposable => "transposable",
+            Structure::Nm => "nm",
+        }
+    }
+}
+
+impl std::fmt::Display for ConvertReport {
+    /// One line: tensor, structure, solver, kept share of the score, gap, time.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?} {:?}: {} {} {}, kept {:.4} of the score",
+            self.tensor,
+            self.shape,
+            self.dtype,
+            self.structure_name(),
+            self.solver,
+            self.pattern,
+            self.kept_fraction
+        )?;
+        if let Some(g) = self.kept_gap {
+            write!(f, ", kept_gap {g:.3e}")?;
+        }
+        write!(f, "; {:.3} s", self.seconds)
+    }
+}
+
+/// Convert `job.input` into `job.output`; `on_report` sees each pruned tensor as it is written.
+pub fn convert(
+    job: &ConvertJob,
+    ctx: &SolveContext,
+    on_report: &mut dyn FnMut(&ConvertReport),
+) -> Result<(Vec<ConvertReport>, Vec<Skipped>)> {
+    let ckpt = Checkpoint::open(job.input)?;
+    let tiling = match job.structure {
+        Structure::Transposable => Tiling::Square(job.pattern.m),
+        Structure::Nm => Tiling::Rows(job.pattern.m),
+    };
+    let (chosen, skipped) = job.selection.apply(ckpt.entries(), tiling);
+    if job.strict
+        && let Some(s) = skipped.iter().find(|s| !s.by_name)
+    {
+        return Err(Error::invalid(
+            "tensor",
+            &s.tensor,
+            format!("shape {:?}: {} (refused under --strict)", s.shape, s.reason),
+        ));
+    }
+    if chosen.is_empty() {
+        return Err(Error::invalid(
+            "input",
+            job.input.display(),
+            "no tensor to prune",
+        ));
+    }
+    let files = ckpt.files();
+    let sharded = files.len() > 1 || job.input.is_dir() || ckpt.index.is_some();
+    for f in &files {
+        crate::io::atomic::refuse_overwrite("output", &target(job, f, sharded), &[f])?;
+    }
+    if sharded {
+        std::fs::create_dir_all(job.output).map_err(|e| Error::io(job.output, e))?;
+    }
+    let scorer = Scorer::new(&job.score, job.act_norms)?;
+    let mut reports = Vec::new();
+    for (fi, file) in files.iter().enumerate() {
+        let header = ckpt.header(fi).ok_or_else(|| Error::Unsupported {
+            what: format!("converting {}", file.display()),
+            reason: "convert reads safetensors checkpoints".into(),
+        })?;
+        let mut in_file: Vec<&Entry> = ckpt.entries().iter().filter(|e| e.file == fi).collect();
+        in_file.sort_by_key(|e| e.range.start);
+        let out = target(job, file, sharded);
+        crate::io::atomic::write_with(&out, |tmp| {
+            let f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            w.write_all(header).map_err(|e| Error::io(tmp, e))?;
+            for e in in_file {
+                let raw = ckpt.raw(e).ok_or_else(|| Error::Format {
+                    path: file.to_path_buf(),
+                    message: format!("tensor `{}`: data beyond the file", e.name),
+                })?;
+                if chosen.iter().any(|c| std::ptr::eq(*c, e)) {
+                    let start = std::time::Instant::now();
+                    let (mask, mut report) = prune(&ckpt, e, &scorer, job, ctx)?;
+                    write_masked(&mut w, raw, e.dtype.size(), mask.keep())
+                        .map_err(|x| Error::io(tmp, x))?;
+                    report.seconds = start.elapsed().as_secs_f64();
+                    on_report(&report);
+                    reports.push(report);
+                } else {
+                    w.write_all(raw).map_err(|x| Error::io(tmp, x))?;
+                }
+                ckpt.release(e);
+            }
+            w.into_inner()
+                .map_err(|x| Error::io(tmp, x.into_error()))?
+                .sync_all()
+                .map_err(|x| Error::io(tmp, x))
+        })?;
+    }
+    if let Some(index) = &ckpt.index {
+        let text = std::fs::read(index).map_err(|e| Error::io(index, e))?;
+        crate::io::atomic::write_bytes(&job.output.join(INDEX), &text)?;
+    }
+    Ok((reports, skipped))
+}
+
+/// Where input file `f` is written: the output itself, or the same name inside it (sharded).
+fn target(job: &ConvertJob, f: &Path, sharded: bool) -> PathBuf {
+    if sharded {
+        job.output.join(f.file_name().unwrap_or_default())
+    } else {
+        job.output.to_path_buf()
+    }
+}
+
+/// The mask of one tensor and its report (time filled in by the caller).
+fn prune(
+    ckpt: &Checkpoint,
+    e: &Entry,
+    scorer: &Scorer,
+    job: &ConvertJob,
+    ctx: &SolveContext,
+) -> Result<(Mask, ConvertReport)> {
+    let (rows, cols) = (e.shape[0], e.shape[1]);
+    crate::memory::ensure_fits(
+        e.elements() as u128 * 9,
+        "input",
+        format!("tensor `{}` {:?}", e.name, e.shape),
+    )?;
+    let scores = Matrix::new(rows, cols, scorer.scores(ckpt, e)?)?;
+    let total: f64 = scores.data().iter().map(|&v| v as f64).sum();
+    let (mask, solver, kept_gap, kept) = match job.structure {
+        Structure::Nm => {
+            let mask = Mask::nm(&scores, job.pattern)?;
+            let kept = mask.kept_score(&scores);
+            (mask, "top-n".to_string(), Some(0.0), kept)
+        }
+        Structure::Transposable => {
+            let blocks = Blocks::from_matrix(&scores, job.pattern.m)?;
+            drop(scores);
+            let solved = solve_blocks(job.solver, blocks.data(), job.pattern, ctx)?;
+            if solved.evaluation.infeasible > 0 {
+                return Err(Error::invalid(
+                    "solver",
+                    job.solver.name(),
+                    format!(
+                        "{} infeasible blocks in `{}`",
+                        solved.evaluation.infeasible, e.name
+                    ),
+                ));
+            }
+            let g = if job.compare_exact {
+                let opt = solve_blocks(
+                    &crate::solvers::exact::Exact,
+                    blocks.data(),
+                    job.pattern,
+                    ctx,
+                )?;
+                Some(gap(&solved.evaluation, &opt.evaluation).kept_gap)
+            } else {
+                None
+            };
+            let kept = solved.evaluation.kept_total();
+            (
+                blocks.to_mask(&solved.keep)?,
+                job.solver.name().to_string(),
+                g,
+                kept,
+            )
+        }
+    };
+    let report = ConvertReport {
+        tensor: e.name.clone(),
+        shape: e.shape.clone(),
+        dtype: e.dtype,
+        structure: job.structure,
+        solver,
+        pattern: job.pattern.to_string(),
+        kept_fraction: if total > 0.0 { kept / total } else { 1.0 },
+        kept_gap,
+        seconds: 0.0,
+    };
+    Ok((mask, report))
+}
+
+/// `raw` (elements of `size` bytes) with every element whose mask is 0 written as zero bytes.
+fn write_masked(w: &mut impl Write, raw: &[u8], size: usize, keep: &[u8]) -> std::io::Result<()> {
+    const RUN: usize = 1 << 14;
+    let zeros = vec![0u8; RUN * size];
+    let mut buf = Vec::with_capacity(RUN * size);
+    for (chunk, k) in raw.chunks(RUN * size).zip(keep.chunks(RUN)) {
+        buf.clear();
+        for (v, &keep) in chunk.chunks_exact(size).zip(k) {
+            buf.extend_from_slice(if keep == 1 { v } else { &zeros[..size] });
+        }
+        w.write_all(&buf)?;
+    }
+    Ok(())
+}
