@@ -277,7 +277,17 @@ impl Checkpoint {
                 out
             }
         };
-        if let Some(i) = data.par_iter().position_first(|v| !v.is_finite()) {
+        // Chunked: rayon's element-wise position_first checks a shared flag per element.
+        const CHUNK: usize = 1 << 16;
+        let bad_chunk = data
+            .par_chunks(CHUNK)
+            .position_first(|c| c.iter().fold(false, |bad, v| bad | !v.is_finite()));
+        if let Some(i) = bad_chunk.and_then(|c| {
+            data[c * CHUNK..]
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|j| c * CHUNK + j)
+        }) {
             return Err(bad(format!(
                 "tensor `{}` has a non-finite value ({}) at flat index {i}",
                 e.name, data[i]

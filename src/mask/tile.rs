@@ -35,33 +35,40 @@ impl BlockShape {
         (self.rows / self.m) * (self.cols / self.m)
     }
 
-    /// Reorder row-major matrix values into `[B, M, M]` blocks.
-    pub fn gather<T: Copy + Default>(&self, values: &[T]) -> Vec<T> {
-        let (m, cols) = (self.m, self.cols);
-        let per_row = cols / m;
-        let mut out = vec![T::default(); values.len()];
-        for (b, block) in out.chunks_mut(m * m).enumerate() {
-            let (r0, c0) = ((b / per_row) * m, (b % per_row) * m);
-            for i in 0..m {
-                let src = (r0 + i) * cols + c0;
-                block[i * m..(i + 1) * m].copy_from_slice(&values[src..src + m]);
-            }
-        }
-        out
+    /// Reorder row-major matrix values into `[B, M, M]` blocks. A strip of M matrix rows is the
+    /// same contiguous range in both layouts, so strips are reordered in parallel.
+    pub fn gather<T: Copy + Default + Send + Sync>(&self, values: &[T]) -> Vec<T> {
+        self.reorder(values, true)
     }
 
     /// Inverse of [`BlockShape::gather`].
-    pub fn scatter<T: Copy + Default>(&self, blocks: &[T]) -> Vec<T> {
+    pub fn scatter<T: Copy + Default + Send + Sync>(&self, blocks: &[T]) -> Vec<T> {
+        self.reorder(blocks, false)
+    }
+
+    fn reorder<T: Copy + Default + Send + Sync>(&self, from: &[T], to_blocks: bool) -> Vec<T> {
+        use rayon::prelude::*;
         let (m, cols) = (self.m, self.cols);
-        let per_row = cols / m;
-        let mut out = vec![T::default(); blocks.len()];
-        for (b, block) in blocks.chunks(m * m).enumerate() {
-            let (r0, c0) = ((b / per_row) * m, (b % per_row) * m);
-            for i in 0..m {
-                let dst = (r0 + i) * cols + c0;
-                out[dst..dst + m].copy_from_slice(&block[i * m..(i + 1) * m]);
-            }
+        let mut out = vec![T::default(); from.len()];
+        if m == 0 || cols == 0 {
+            return out;
         }
+        let strip = m * cols;
+        out.par_chunks_mut(strip)
+            .zip(from.par_chunks(strip))
+            .for_each(|(o, f)| {
+                for b in 0..cols / m {
+                    for i in 0..m {
+                        let row = i * cols + b * m;
+                        let blk = b * m * m + i * m;
+                        if to_blocks {
+                            o[blk..blk + m].copy_from_slice(&f[row..row + m]);
+                        } else {
+                            o[row..row + m].copy_from_slice(&f[blk..blk + m]);
+                        }
+                    }
+                }
+            });
         out
     }
 }

@@ -106,6 +106,10 @@ pub struct TensorReport {
     pub blocks: usize,
     /// Solver wall time.
     pub seconds: f64,
+    /// Reading, converting, scoring and tiling the tensor.
+    pub read_seconds: f64,
+    /// The whole tensor: read, solve, check, mask (not the write).
+    pub total_seconds: f64,
     /// Peak resident memory of the process so far, in MB (`VmHWM`; Linux).
     pub peak_rss_mb: Option<f64>,
 }
@@ -279,9 +283,16 @@ impl Scorer {
             }
             None => ckpt.read_f32(e)?,
         };
+        use rayon::prelude::*;
         match self.score {
-            Score::Square => scores.iter_mut().for_each(|v| *v *= *v),
-            _ => scores.iter_mut().for_each(|v| *v = v.abs()),
+            Score::Square => scores
+                .par_iter_mut()
+                .with_min_len(1 << 16)
+                .for_each(|v| *v *= *v),
+            _ => scores
+                .par_iter_mut()
+                .with_min_len(1 << 16)
+                .for_each(|v| *v = v.abs()),
         }
         if let Some((file, nc)) = &self.norms {
             let file = file.display().to_string();
@@ -335,8 +346,10 @@ fn solve_entry(
         "input",
         format!("tensor `{}` {:?}", e.name, e.shape),
     )?;
+    let start = Instant::now();
     let scores = scorer.scores(ckpt, e)?;
     let blocks = Blocks::from_matrix(&Matrix::new(rows, cols, scores)?, req.pattern.m)?;
+    let read_seconds = start.elapsed().as_secs_f64();
     let solved = solve_blocks(req.solver, blocks.data(), req.pattern, ctx)?;
     let g: Option<Gap> = if req.compare_exact {
         let opt = solve_blocks(&super::exact::Exact, blocks.data(), req.pattern, ctx)?;
@@ -358,12 +371,15 @@ fn solve_entry(
         underfilled_blocks: solved.evaluation.underfilled,
         blocks: solved.evaluation.kept.len(),
         seconds: solved.seconds,
+        read_seconds,
+        total_seconds: 0.0,
         peak_rss_mb: None,
     };
     let mask = blocks.to_mask(&solved.keep)?;
     drop(blocks);
     let report = TensorReport {
         peak_rss_mb: crate::memory::peak_rss_mb(),
+        total_seconds: start.elapsed().as_secs_f64(),
         ..report
     };
     Ok((report, mask))

@@ -22,33 +22,33 @@ pub struct Evaluation {
 
 /// Score and check `keep` (`[B, M, M]` 0/1) against `blocks` (`[B, M, M]` scores).
 pub fn evaluate(blocks: &[f32], keep: &[u8], pattern: Pattern) -> Evaluation {
+    use rayon::prelude::*;
     let mm = pattern.m * pattern.m;
-    let mut e = Evaluation {
-        kept: Vec::with_capacity(blocks.len() / mm.max(1)),
-        total: Vec::new(),
-        infeasible: 0,
-        underfilled: 0,
-    };
-    for (scores, mask) in blocks.chunks(mm).zip(keep.chunks(mm)) {
-        let total: f64 = scores.iter().map(|&s| s as f64).sum();
-        let (over, under) = check_block(mask, pattern);
-        e.total.push(total);
-        if over {
-            e.infeasible += 1;
-            e.kept.push(None);
-        } else {
-            e.underfilled += under as usize;
-            e.kept.push(Some(
+    // Per block, in parallel (order kept): (total, kept if feasible, under-filled).
+    let per: Vec<(f64, Option<f64>, bool)> = blocks
+        .par_chunks(mm.max(1))
+        .zip(keep.par_chunks(mm.max(1)))
+        .with_min_len(256)
+        .map(|(scores, mask)| {
+            let total: f64 = scores.iter().map(|&s| s as f64).sum();
+            let (over, under) = check_block(mask, pattern);
+            let kept = (!over).then(|| {
                 scores
                     .iter()
                     .zip(mask)
                     .filter(|(_, k)| **k != 0)
                     .map(|(&s, _)| s as f64)
-                    .sum(),
-            ));
-        }
+                    .sum()
+            });
+            (total, kept, under && !over)
+        })
+        .collect();
+    Evaluation {
+        infeasible: per.iter().filter(|p| p.1.is_none()).count(),
+        underfilled: per.iter().filter(|p| p.2).count(),
+        total: per.iter().map(|p| p.0).collect(),
+        kept: per.into_iter().map(|p| p.1).collect(),
     }
-    e
 }
 
 impl Evaluation {
