@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{Checkpoint, Dtype, Entry, INDEX, Selection, Skipped, Tiling};
 use crate::mask::tile::Blocks;
-use crate::mask::{Mask, Matrix, Pattern};
+use crate::mask::{Mask, Pattern};
 use crate::solvers::apply::{Score, Scorer, solve_blocks};
 use crate::solvers::evaluate::gap;
 use crate::solvers::{SolveContext, Solver};
@@ -137,23 +137,9 @@ pub fn convert(
         Structure::Transposable => Tiling::Square(job.pattern.m),
         Structure::Nm => Tiling::Rows(job.pattern.m),
     };
-    let (chosen, skipped) = job.selection.apply(ckpt.entries(), tiling);
-    if job.strict
-        && let Some(s) = skipped.iter().find(|s| !s.by_name)
-    {
-        return Err(Error::invalid(
-            "tensor",
-            &s.tensor,
-            format!("shape {:?}: {} (refused under --strict)", s.shape, s.reason),
-        ));
-    }
-    if chosen.is_empty() {
-        return Err(Error::invalid(
-            "input",
-            job.input.display(),
-            "no tensor to prune",
-        ));
-    }
+    let (chosen, skipped) = job
+        .selection
+        .choose(ckpt.entries(), tiling, job.strict, job.input)?;
     let files = ckpt.files();
     let sharded = files.len() > 1 || job.input.is_dir() || ckpt.index.is_some();
     for f in &files {
@@ -224,13 +210,7 @@ fn prune(
     job: &ConvertJob,
     ctx: &SolveContext,
 ) -> Result<(Mask, ConvertReport)> {
-    let (rows, cols) = (e.shape[0], e.shape[1]);
-    crate::memory::ensure_fits(
-        e.elements() as u128 * 9,
-        "input",
-        format!("tensor `{}` {:?}", e.name, e.shape),
-    )?;
-    let scores = Matrix::new(rows, cols, scorer.scores(ckpt, e)?)?;
+    let scores = scorer.matrix(ckpt, e)?;
     let total: f64 = scores.data().iter().map(|&v| v as f64).sum();
     let (mask, solver, kept_gap, kept) = match job.structure {
         Structure::Nm => {

@@ -408,6 +408,37 @@ impl Selection {
         })
     }
 
+    /// [`Selection::apply`], then: under `strict` a tensor skipped for its shape or type is an
+    /// error, and so is selecting nothing (naming `input` and every skipped tensor).
+    pub fn choose<'a>(
+        &self,
+        entries: &'a [Entry],
+        tiling: Tiling,
+        strict: bool,
+        input: &Path,
+    ) -> Result<(Vec<&'a Entry>, Vec<Skipped>)> {
+        let (chosen, skipped) = self.apply(entries, tiling);
+        if strict && let Some(s) = skipped.iter().find(|s| !s.by_name) {
+            return Err(Error::invalid(
+                "tensor",
+                &s.tensor,
+                format!("shape {:?}: {} (refused under --strict)", s.shape, s.reason),
+            ));
+        }
+        if chosen.is_empty() {
+            let why: Vec<String> = skipped
+                .iter()
+                .map(|s| format!("`{}` {}", s.tensor, s.reason))
+                .collect();
+            return Err(Error::invalid(
+                "input",
+                input.display(),
+                format!("no tensor to work on ({})", why.join("; ")),
+            ));
+        }
+        Ok((chosen, skipped))
+    }
+
     /// Split `entries` into those selected and the skipped ones with their reasons.
     pub fn apply<'a>(
         &self,

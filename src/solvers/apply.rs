@@ -157,29 +157,12 @@ pub fn solve_checkpoint(
 ) -> Result<(Vec<TensorReport>, Vec<Skipped>)> {
     let req = &job.request;
     let ckpt = Checkpoint::open(job.input)?;
-    let (chosen, skipped) = job
-        .selection
-        .apply(ckpt.entries(), Tiling::Square(req.pattern.m));
-    if req.strict
-        && let Some(s) = skipped.iter().find(|s| !s.by_name)
-    {
-        return Err(Error::invalid(
-            "tensor",
-            &s.tensor,
-            format!("shape {:?}: {} (refused under --strict)", s.shape, s.reason),
-        ));
-    }
-    if chosen.is_empty() {
-        let why: Vec<String> = skipped
-            .iter()
-            .map(|s| format!("`{}` {}", s.tensor, s.reason))
-            .collect();
-        return Err(Error::invalid(
-            "input",
-            job.input.display(),
-            format!("no tensor to solve ({})", why.join("; ")),
-        ));
-    }
+    let (chosen, skipped) = job.selection.choose(
+        ckpt.entries(),
+        Tiling::Square(req.pattern.m),
+        req.strict,
+        job.input,
+    )?;
     let scorer = Scorer::new(&req.score, job.act_norms)?;
     let bar = progress_bar(job.progress, &chosen);
     let mut reports = Vec::new();
@@ -325,6 +308,18 @@ impl Scorer {
     }
 }
 
+impl Scorer {
+    /// The scores of 2-D entry `e` as a matrix, after checking the work fits in memory.
+    pub fn matrix(&self, ckpt: &Checkpoint, e: &Entry) -> Result<Matrix> {
+        crate::memory::ensure_fits(
+            e.elements() as u128 * 9,
+            "input",
+            format!("tensor `{}` {:?}", e.name, e.shape),
+        )?;
+        Matrix::new(e.shape[0], e.shape[1], self.scores(ckpt, e)?)
+    }
+}
+
 fn find<'a>(c: &'a Checkpoint, name: &str, file: &str, field: &str) -> Result<&'a Entry> {
     c.entries()
         .iter()
@@ -340,15 +335,10 @@ fn solve_entry(
     req: &SolveRequest,
     ctx: &SolveContext,
 ) -> Result<(TensorReport, Mask)> {
-    let (rows, cols) = (e.shape[0], e.shape[1]);
-    crate::memory::ensure_fits(
-        e.elements() as u128 * 9,
-        "input",
-        format!("tensor `{}` {:?}", e.name, e.shape),
-    )?;
     let start = Instant::now();
-    let scores = scorer.scores(ckpt, e)?;
-    let blocks = Blocks::from_matrix(&Matrix::new(rows, cols, scores)?, req.pattern.m)?;
+    let scores = scorer.matrix(ckpt, e)?;
+    let blocks = Blocks::from_matrix(&scores, req.pattern.m)?;
+    drop(scores);
     let read_seconds = start.elapsed().as_secs_f64();
     let solved = solve_blocks(req.solver, blocks.data(), req.pattern, ctx)?;
     let g: Option<Gap> = if req.compare_exact {
