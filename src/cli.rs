@@ -381,6 +381,9 @@ pub struct ConvertArgs {
     /// Print one JSON object per pruned tensor.
     #[arg(long)]
     pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -399,6 +402,7 @@ impl ConvertArgs {
             act_norms: self.act_norms.as_deref(),
             compare_exact: self.compare_exact,
             strict: self.strict,
+            progress: !self.quiet && !self.json,
         })
     }
 

@@ -70,6 +70,8 @@ pub struct ConvertJob<'a> {
     pub compare_exact: bool,
     /// Refuse tensors skipped for their shape or type.
     pub strict: bool,
+    /// Show a progress bar over the checkpoint's bytes.
+    pub progress: bool,
 }
 
 /// One pruned tensor.
@@ -149,6 +151,8 @@ pub fn convert(
         std::fs::create_dir_all(job.output).map_err(|e| Error::io(job.output, e))?;
     }
     let scorer = Scorer::new(&job.score, job.act_norms)?;
+    let all: Vec<&Entry> = ckpt.entries().iter().collect();
+    let bar = crate::solvers::apply::progress_bar(job.progress, &all);
     let mut reports = Vec::new();
     for (fi, file) in files.iter().enumerate() {
         let header = ckpt.header(fi).ok_or_else(|| Error::Unsupported {
@@ -179,6 +183,8 @@ pub fn convert(
                     w.write_all(raw).map_err(|x| Error::io(tmp, x))?;
                 }
                 ckpt.release(e);
+                bar.set_message(e.name.clone());
+                bar.inc(e.bytes().max(1) as u64);
             }
             w.into_inner()
                 .map_err(|x| Error::io(tmp, x.into_error()))?
@@ -186,6 +192,7 @@ pub fn convert(
                 .map_err(|x| Error::io(tmp, x))
         })?;
     }
+    bar.finish_and_clear();
     if let Some(index) = &ckpt.index {
         let text = std::fs::read(index).map_err(|e| Error::io(index, e))?;
         crate::io::atomic::write_bytes(&job.output.join(INDEX), &text)?;
@@ -268,13 +275,15 @@ fn prune(
 
 /// `raw` (elements of `size` bytes) with every element whose mask is 0 written as zero bytes.
 fn write_masked(w: &mut impl Write, raw: &[u8], size: usize, keep: &[u8]) -> std::io::Result<()> {
-    const RUN: usize = 1 << 14;
-    let zeros = vec![0u8; RUN * size];
+    const RUN: usize = 1 << 16;
     let mut buf = Vec::with_capacity(RUN * size);
     for (chunk, k) in raw.chunks(RUN * size).zip(keep.chunks(RUN)) {
         buf.clear();
-        for (v, &keep) in chunk.chunks_exact(size).zip(k) {
-            buf.extend_from_slice(if keep == 1 { v } else { &zeros[..size] });
+        buf.extend_from_slice(chunk);
+        for (v, &keep) in buf.chunks_exact_mut(size).zip(k) {
+            if keep == 0 {
+                v.fill(0);
+            }
         }
         w.write_all(&buf)?;
     }

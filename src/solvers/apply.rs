@@ -197,7 +197,8 @@ pub fn solve_checkpoint(
     Ok((reports, skipped))
 }
 
-fn progress_bar(show: bool, chosen: &[&Entry]) -> indicatif::ProgressBar {
+/// A bar over the bytes of `chosen` (hidden unless `show`; indicatif hides it off a terminal).
+pub fn progress_bar(show: bool, chosen: &[&Entry]) -> indicatif::ProgressBar {
     let total: u64 = chosen.iter().map(|e| e.bytes().max(1) as u64).sum();
     let bar = if show {
         indicatif::ProgressBar::new(total)
