@@ -35,7 +35,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where work runs: shared by every command that computes.
+/// Where work runs and what it draws: shared by every command that computes.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ComputeArgs {
     /// Threads for the work (0 or absent: all cores).
@@ -44,6 +44,9 @@ pub struct ComputeArgs {
     /// Device: cpu, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Seed of everything drawn (default 0); `run`/`reproduce` take their seeds from the spec.
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 impl ComputeArgs {
@@ -65,6 +68,27 @@ impl ComputeArgs {
     /// The candle device.
     pub fn device(&self) -> Result<candle_core::Device> {
         Ok(masklab::device::parse(&self.device)?)
+    }
+
+    /// The seed (0 unless given).
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
+    }
+
+    /// Refuse `--seed` where the seeds come from elsewhere, and a device the command cannot use.
+    pub fn check(&self, command: &str, seeds_from_spec: bool, cpu_only: bool) -> Result<()> {
+        if seeds_from_spec && let Some(s) = self.seed {
+            bail!(
+                "invalid seed `{s}`: `{command}` takes its seeds from the spec's `seeds` (or a profile)"
+            );
+        }
+        if cpu_only && self.device != "cpu" {
+            bail!(
+                "invalid device `{}`: `{command}` runs on the cpu",
+                self.device
+            );
+        }
+        Ok(())
     }
 }
 
@@ -99,6 +123,7 @@ pub struct RunArgs {
 impl TryFrom<&RunArgs> for RunOptions {
     type Error = anyhow::Error;
     fn try_from(a: &RunArgs) -> Result<Self> {
+        a.compute.check("run", true, false)?;
         Ok(RunOptions {
             out: a.resume.clone().or_else(|| a.out.clone()),
             resume: a.resume.is_some(),
@@ -285,9 +310,6 @@ pub struct SolveArgs {
     /// Solver option NAME=VALUE (e.g. tau=0.02, iterations=60, draws=1000); repeatable.
     #[arg(long = "option", value_name = "NAME=VALUE")]
     pub options: Vec<String>,
-    /// Seed for solvers that draw random numbers.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Print one JSON object per tensor.
     #[arg(long)]
     pub json: bool,
@@ -331,7 +353,7 @@ impl SolveArgs {
             strict: self.strict,
         };
         let ctx = SolveContext {
-            seed: self.seed,
+            seed: self.compute.seed(),
             device: self.compute.device()?,
             options,
         };
@@ -375,9 +397,6 @@ pub struct ConvertArgs {
     /// Refuse tensors that are not 2-D, empty or do not tile, instead of copying them unpruned.
     #[arg(long)]
     pub strict: bool,
-    /// Seed for solvers that draw random numbers.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Print one JSON object per pruned tensor.
     #[arg(long)]
     pub json: bool,
@@ -409,7 +428,7 @@ impl ConvertArgs {
     /// The solver context (seed, device).
     pub fn context(&self) -> Result<SolveContext> {
         Ok(SolveContext {
-            seed: self.seed,
+            seed: self.compute.seed(),
             device: self.compute.device()?,
             options: Default::default(),
         })
@@ -446,17 +465,17 @@ pub struct EstimateArgs {
     /// Refuse tensors that are not 2-D, empty or not whole groups, instead of skipping them.
     #[arg(long)]
     pub strict: bool,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Print one JSON object per tensor.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 impl TryFrom<&EstimateArgs> for EstimateRequest<'static> {
     type Error = anyhow::Error;
     fn try_from(a: &EstimateArgs) -> Result<Self> {
+        a.compute.check("estimate", false, true)?;
         let pattern: Pattern = a.pattern.parse()?;
         let req = EstimateRequest {
             estimator: masklab::estimators::by_name(&a.estimator)?,
@@ -464,7 +483,7 @@ impl TryFrom<&EstimateArgs> for EstimateRequest<'static> {
             dim: a.dim,
             draws: a.draws,
             in_features: a.in_features,
-            seed: a.seed,
+            seed: a.compute.seed(),
             strict: a.strict,
         };
         req.check()?;
@@ -532,9 +551,6 @@ pub struct TrainArgs {
     /// Write the trained dense master weights (.safetensors or .h5); never the --init file.
     #[arg(long)]
     pub save: Option<PathBuf>,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -562,7 +578,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 Optimizer::Sgd => OptimizerKind::Sgd,
                 Optimizer::Adamw => OptimizerKind::AdamW,
             },
-            seed: a.seed,
+            seed: a.compute.seed(),
             train_limit: a.train_limit,
             capture_grads: a.capture_grads.clone(),
             init: a.init.clone(),

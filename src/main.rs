@@ -168,29 +168,29 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             );
         }
         Command::Estimate(a) => {
-            let req = EstimateRequest::try_from(&a)?;
+            let (req, pool) = (EstimateRequest::try_from(&a)?, a.compute.pool()?);
             if let Some(out) = &a.output {
                 refuse_overwrite("output", out, &[&split_source(&a.input).0])?;
-                let (drawn, warnings) = estimate::sample_source(&a.input, &req)?;
+                let (drawn, warnings) = pool.install(|| estimate::sample_source(&a.input, &req))?;
                 warnings.iter().for_each(|w| eprintln!("warning: {w}"));
                 masklab::io::write_tensors(out, &drawn)?;
                 eprintln!("wrote {} tensors to {}", drawn.len(), out.display());
                 return Ok(ExitCode::SUCCESS);
             }
-            let (reports, warnings) = estimate::estimate_source(&a.input, &req)?;
+            let (reports, warnings) = pool.install(|| estimate::estimate_source(&a.input, &req))?;
             warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             for r in &reports {
-                if a.json {
-                    println!("{}", serde_json::to_string(r)?);
-                } else {
-                    println!("{r}");
+                match a.json {
+                    true => println!("{}", serde_json::to_string(r)?),
+                    false => println!("{r}"),
                 }
             }
         }
         Command::Train(a) => {
             let cfg = TrainConfig::try_from(a.as_ref())?;
             let device = a.compute.device()?;
-            let data = masklab::train::data::load(&a.dataset, a.data_dir.as_deref(), a.seed)?;
+            let data =
+                masklab::train::data::load(&a.dataset, a.data_dir.as_deref(), a.compute.seed())?;
             let report = a
                 .compute
                 .pool()?

@@ -552,6 +552,57 @@ mod errors {
         assert!(e.contains("/no/such/w.safetensors"), "{e}");
     }
 
+    /// One ComputeArgs (threads, device, seed) everywhere: `--seed` is refused where the spec
+    /// gives the seeds, and a device a command cannot use is refused, not ignored.
+    #[test]
+    fn compute_options_mean_one_thing_or_are_refused() {
+        let e = fails(
+            2,
+            &[
+                "run",
+                "experiments/table1.toml",
+                "--profile",
+                "smoke",
+                "--seed",
+                "3",
+            ],
+        );
+        assert!(e.contains("seed") && e.contains("spec"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("g.safetensors");
+        write_f32(&f, &[("g", vec![8, 4], vec![1.0; 32])]);
+        let e = fails(
+            2,
+            &[
+                "estimate",
+                "--estimator",
+                "mvue",
+                "--pattern",
+                "2:4",
+                "--input",
+                s(&f),
+                "--device",
+                "cuda",
+            ],
+        );
+        assert!(e.contains("device") && e.contains("cpu"), "{e}");
+        for threads in ["0", "1"] {
+            ok(&[
+                "estimate",
+                "--estimator",
+                "mvue",
+                "--pattern",
+                "2:4",
+                "--input",
+                s(&f),
+                "--draws",
+                "4",
+                "--threads",
+                threads,
+            ]);
+        }
+    }
+
     /// F1: a spec whose synthetic weights cannot fit is refused before any cell runs.
     #[test]
     fn a_spec_size_beyond_memory_is_refused_at_planning() {
