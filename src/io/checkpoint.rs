@@ -447,34 +447,37 @@ impl Selection {
     ) -> (Vec<&'a Entry>, Vec<Skipped>) {
         let (mut chosen, mut skipped) = (Vec::new(), Vec::new());
         for e in entries {
-            let reason =
-                if !self.include.is_empty() && !self.include.iter().any(|g| g.matches(&e.name)) {
-                    Some("not matched by --include".to_string())
-                } else if let Some(g) = self.exclude.iter().find(|g| g.matches(&e.name)) {
-                    Some(format!("excluded by `{}`", g.as_str()))
-                } else if e.dtype == Dtype::Other {
-                    Some("not a floating-point tensor".to_string())
-                } else if e.shape.len() != 2 {
-                    Some(format!("{}-D, not 2-D", e.shape.len()))
-                } else if e.shape[0] == 0 || e.shape[1] == 0 {
-                    Some("empty".to_string())
-                } else {
-                    match tiling {
-                        Tiling::Square(m) if e.shape[0] % m != 0 || e.shape[1] % m != 0 => {
-                            Some(format!("does not tile into {m}x{m} blocks"))
-                        }
-                        Tiling::Rows(m) if e.shape[1] % m != 0 => {
-                            Some(format!("in = {} is not a multiple of M = {m}", e.shape[1]))
-                        }
-                        _ => None,
+            let unmatched =
+                !self.include.is_empty() && !self.include.iter().any(|g| g.matches(&e.name));
+            let excluded = self.exclude.iter().find(|g| g.matches(&e.name));
+            let by_name = unmatched || excluded.is_some();
+            let reason = if unmatched {
+                Some("not matched by --include".to_string())
+            } else if let Some(g) = excluded {
+                Some(format!("excluded by `{}`", g.as_str()))
+            } else if e.dtype == Dtype::Other {
+                Some("not a floating-point tensor".to_string())
+            } else if e.shape.len() != 2 {
+                Some(format!("{}-D, not 2-D", e.shape.len()))
+            } else if e.shape[0] == 0 || e.shape[1] == 0 {
+                Some("empty".to_string())
+            } else {
+                match tiling {
+                    Tiling::Square(m) if e.shape[0] % m != 0 || e.shape[1] % m != 0 => {
+                        Some(format!("does not tile into {m}x{m} blocks"))
                     }
-                };
+                    Tiling::Rows(m) if e.shape[1] % m != 0 => {
+                        Some(format!("in = {} is not a multiple of M = {m}", e.shape[1]))
+                    }
+                    _ => None,
+                }
+            };
             match reason {
                 None => chosen.push(e),
                 Some(reason) => skipped.push(Skipped {
                     tensor: e.name.clone(),
                     shape: e.shape.clone(),
-                    by_name: reason.contains("--include") || reason.starts_with("excluded"),
+                    by_name,
                     reason,
                 }),
             }
