@@ -110,15 +110,6 @@ fn parent<'a>(path: &Path, file: &hdf5::File, name: &'a str) -> Result<(hdf5::Gr
     Ok((group, leaf))
 }
 
-/// Write masks as u8 datasets.
-pub fn write_masks(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
-    let mut file = MaskFile::create(path)?;
-    for (name, m) in masks {
-        file.push(name, m)?;
-    }
-    Ok(())
-}
-
 /// Write f32 datasets.
 pub fn write_f32(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
     let file = hdf5::File::create(path).map_err(|e| err(path, e))?;

@@ -105,12 +105,19 @@ pub fn read_tensors(source: &str) -> Result<Vec<NamedTensor>> {
     Ok(tensors)
 }
 
-/// Write named tensors as `u8` 0/1 masks, by the extension of `path` (atomically).
+/// Write named tensors as `u8` 0/1 masks, by the extension of `path` (atomically), through the
+/// same [`MaskSink`] the streamed solve uses.
 pub fn write_masks(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
-    let format = format_of(path)?;
-    atomic::write_with(path, |tmp| match format {
-        Format::Safetensors => st::write_masks(tmp, masks),
-        Format::Hdf5 => write_masks_hdf5(tmp, masks),
+    let planned: Vec<(String, Vec<usize>)> = masks
+        .iter()
+        .map(|(n, m)| (n.clone(), vec![m.rows(), m.cols()]))
+        .collect();
+    atomic::write_with(path, |tmp| {
+        let mut sink = MaskSink::create(tmp, path, &planned)?;
+        for (name, m) in masks {
+            sink.push(name, m)?;
+        }
+        sink.finish()
     })
 }
 
@@ -237,10 +244,6 @@ fn read_hdf5(path: &Path) -> Result<Vec<NamedTensor>> {
     h5::read(path)
 }
 #[cfg(feature = "hdf5")]
-fn write_masks_hdf5(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
-    h5::write_masks(path, masks)
-}
-#[cfg(feature = "hdf5")]
 fn write_f32_hdf5(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
     h5::write_f32(path, tensors)
 }
@@ -253,10 +256,6 @@ fn no_hdf5(path: &Path) -> Error {
 }
 #[cfg(not(feature = "hdf5"))]
 fn read_hdf5(path: &Path) -> Result<Vec<NamedTensor>> {
-    Err(no_hdf5(path))
-}
-#[cfg(not(feature = "hdf5"))]
-fn write_masks_hdf5(path: &Path, _: &[(String, Mask)]) -> Result<()> {
     Err(no_hdf5(path))
 }
 #[cfg(not(feature = "hdf5"))]

@@ -2,7 +2,6 @@
 
 use super::NamedTensor;
 use crate::error::{Error, Result};
-use crate::mask::Mask;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,17 +33,6 @@ fn save(path: &Path, map: HashMap<String, Tensor>) -> Result<()> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
-}
-
-/// Write masks as u8 tensors.
-pub fn write_masks(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
-    let mut map = HashMap::new();
-    for (name, m) in masks {
-        let t = Tensor::from_slice(m.keep(), (m.rows(), m.cols()), &Device::Cpu)
-            .map_err(Error::tensor(name))?;
-        map.insert(name.clone(), t);
-    }
-    save(path, map)
 }
 
 /// Write f32 tensors.
