@@ -236,6 +236,7 @@ impl Checkpoint {
 
     /// Let the OS drop the mapped pages of an entry from this process (they stay cached).
     pub fn release(&self, e: &Entry) {
+        #[allow(irrefutable_let_patterns)] // without the hdf5 feature, Mapped is the only kind
         if let Backing::Mapped(map, _) = &self.files[e.file].1 {
             // SAFETY: the mapping is a read-only shared file mapping; after DONTNEED a later
             // access reads the same file contents again, so no view of the data changes.
