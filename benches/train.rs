@@ -6,8 +6,10 @@
 //! `dense` is what a dense `masklab train` runs (the fused CPU op, no mask, no estimator);
 //! `masked` adds a static transposable mask (exact solver) and the MVUE estimator; `autograd` is
 //! the same dense model built from plain candle ops (the reference the fused op is tested
-//! against, and what every step ran before the fused kernels). Like `masklab`, the bench keeps
-//! glibc from returning freed blocks to the OS between steps.
+//! against, and what every step ran before the fused kernels). Like `masklab train`, the bench
+//! keeps glibc from returning freed blocks to the OS between steps and runs each step on a
+//! worker of the rayon pool, one thread per core (not on a thread outside the pool, which
+//! would sleep and wake at every parallel GEMM).
 
 use candle_core::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -23,6 +25,11 @@ fn bench(c: &mut Criterion) {
     let data = synthetic(128, 0);
     let idx: Vec<usize> = (0..128).collect();
     let (x, y) = data.batch(&data.train, &idx, &dev).expect("batch");
+    // The bench's own thread becomes a worker of the global pool.
+    rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+        .expect("thread pool");
     let mut group = c.benchmark_group("train_step");
     group
         .sample_size(30)

@@ -9,6 +9,7 @@
 
 use super::kernels;
 use super::sparse::{GradEstimator, SparseLinear};
+use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Tensor, Var};
 use rand_distr::{Distribution, StandardNormal};
 use std::sync::Mutex;
@@ -36,6 +37,17 @@ pub trait Model {
     fn sparse_layers(&mut self) -> Vec<&mut SparseLinear>;
     /// Every linear/conv layer, prunable or not (for reports).
     fn layer_names(&self) -> Vec<String>;
+    /// Every linear/conv layer, prunable or not, in forward order.
+    fn linear_layers(&self) -> Vec<&SparseLinear>;
+    /// The gradients of `loss` for every variable: candle's backprop, then each layer's
+    /// weight and bias gradients from the fused op ([`SparseLinear::collect_grads`]).
+    fn backward(&self, loss: &Tensor) -> candle_core::Result<GradStore> {
+        let mut grads = loss.backward()?;
+        for l in self.linear_layers() {
+            l.collect_grads(&mut grads)?;
+        }
+        Ok(grads)
+    }
 }
 
 struct Init {
@@ -162,6 +174,9 @@ impl Model for Mlp {
     }
     fn sparse_layers(&mut self) -> Vec<&mut SparseLinear> {
         self.layers.iter_mut().filter(|l| l.prunable).collect()
+    }
+    fn linear_layers(&self) -> Vec<&SparseLinear> {
+        self.layers.iter().collect()
     }
     fn layer_names(&self) -> Vec<String> {
         (0..self.layers.len())
@@ -315,10 +330,10 @@ impl Model for LeNet {
         self.f2.forward(&h)
     }
     fn vars(&self) -> Vec<Var> {
-        [&self.c1.lin, &self.c2.lin, &self.f1, &self.f2]
-            .iter()
-            .flat_map(|l| l.vars())
-            .collect()
+        self.linear_layers().iter().flat_map(|l| l.vars()).collect()
+    }
+    fn linear_layers(&self) -> Vec<&SparseLinear> {
+        vec![&self.c1.lin, &self.c2.lin, &self.f1, &self.f2]
     }
     fn sparse_layers(&mut self) -> Vec<&mut SparseLinear> {
         [
@@ -492,6 +507,9 @@ impl Model for ResNet {
         }
         v.push(&mut self.head);
         v.into_iter().filter(|l| l.prunable).collect()
+    }
+    fn linear_layers(&self) -> Vec<&SparseLinear> {
+        self.convs()
     }
     fn layer_names(&self) -> Vec<String> {
         (0..self.convs().len())

@@ -25,6 +25,7 @@ use super::kernels::{ColumnSums, MatMul, Operand, ReluGrad, f32_slice, gemm_rows
 use crate::estimators::{self, Estimator};
 use crate::mask::{Mask, Pattern};
 use candle_core::backend::BackendStorage;
+use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, Var};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -183,13 +184,23 @@ impl CustomOp3 for MaskedMatmul {
     }
 }
 
+/// `(dW, db)` of a layer's fused backward passes since its last forward, waiting for
+/// [`SparseLinear::collect_grads`].
+type PendingGrads = Arc<Mutex<Option<(Tensor, Tensor)>>>;
+
 /// The CPU op: arguments `(x, W, b)`; `y = x (W⊙m)ᵀ + b` (then ReLU when `relu`) as one gemm
 /// call on a bias-filled output, `W⊙m` formed once and kept for the data gradient.
+///
+/// Its backward hands `dW` and `db` to the layer's [`PendingGrads`] instead of returning them:
+/// candle's backprop would add each returned gradient to a fresh zero tensor, two extra passes
+/// over every weight gradient (in candle's spinning thread pool for the large ones, which then
+/// competes with the next GEMMs for the cores).
 struct FusedLinear {
     mask: Option<Arc<Vec<f32>>>,
     relu: bool,
     wm: Mutex<Option<Tensor>>,
     update: UpdateGemm,
+    pending: PendingGrads,
 }
 
 impl CustomOp3 for FusedLinear {
@@ -284,7 +295,13 @@ impl CustomOp3 for FusedLinear {
             .apply_op2_no_bwd(&x.detach().contiguous()?, &MatMul { lhs_t: true })?;
         let db = g.apply_op1_no_bwd(&ColumnSums)?;
         let dw = self.update.finish(dw, &w.detach(), g, pruned)?;
-        Ok((dx, Some(dw), Some(db)))
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        *pending = Some(match pending.take() {
+            // The layer ran more than once in this graph: its gradients add up.
+            Some((w0, b0)) => (w0.add(&dw)?, b0.add(&db)?),
+            None => (dw, db),
+        });
+        Ok((dx, None, None))
     }
 }
 
@@ -309,6 +326,7 @@ pub struct SparseLinear {
     seed: u64,
     calls: Arc<AtomicU64>,
     record: Arc<Mutex<Recorded>>,
+    pending: PendingGrads,
 }
 
 impl SparseLinear {
@@ -326,7 +344,29 @@ impl SparseLinear {
             seed,
             calls: Arc::new(AtomicU64::new(0)),
             record: Arc::new(Mutex::new(Recorded::default())),
+            pending: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Moves the weight and bias gradients of the fused CPU op's backward into `grads` (adding
+    /// to what is there). Call after `loss.backward()`; [`super::models::Model::backward`] does
+    /// both. The other paths leave their gradients in `grads` themselves.
+    pub fn collect_grads(&self, grads: &mut GradStore) -> candle_core::Result<()> {
+        let taken = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((dw, db)) = taken {
+            for (var, g) in [(&self.weight, dw), (&self.bias, db)] {
+                let g = match grads.remove(var.as_tensor()) {
+                    Some(old) => old.add(&g)?,
+                    None => g,
+                };
+                grads.insert(var.as_tensor(), g);
+            }
+        }
+        Ok(())
     }
 
     /// Set the SR-STE decay λ.
@@ -416,11 +456,15 @@ impl SparseLinear {
             && matches!(x.device(), candle_core::Device::Cpu)
             && x.dtype() == candle_core::DType::F32;
         if fused {
+            // A backward whose gradients were never collected must not leak into the next step.
+            // (Several forwards before one backward are fine: each backward adds to the slot.)
+            *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
             let op = FusedLinear {
                 mask: self.mask_cpu.clone(),
                 relu,
                 wm: Mutex::new(None),
                 update: self.update_gemm(),
+                pending: self.pending.clone(),
             };
             return x.contiguous()?.apply_op3_arc(
                 self.weight.as_tensor(),
@@ -496,7 +540,8 @@ mod tests {
         let y = l.forward(x.as_tensor()).unwrap();
         let r = randn(y.dims2().unwrap(), 3);
         let loss = y.mul(&r).unwrap().sum_all().unwrap();
-        let g = loss.backward().unwrap();
+        let mut g = loss.backward().unwrap();
+        l.collect_grads(&mut g).unwrap();
         (
             g.get(x).unwrap().clone(),
             g.get(&l.weight).unwrap().clone(),

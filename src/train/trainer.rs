@@ -481,7 +481,7 @@ pub fn train_step(
 ) -> candle_core::Result<f64> {
     let logits = model.forward(x, true)?;
     let loss = candle_nn::loss::cross_entropy(&logits, y)?;
-    let grads = loss.backward()?;
+    let grads = model.backward(&loss)?;
     opt.step(&grads, lr)?;
     Ok(loss.to_scalar::<f32>()? as f64)
 }
