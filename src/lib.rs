@@ -12,6 +12,7 @@ pub mod error;
 pub mod estimators;
 pub mod mask;
 pub mod memory;
+mod par;
 pub mod seed;
 pub mod solvers;
 

@@ -21,7 +21,6 @@ use crate::error::{Error, Result};
 use crate::mask::Pattern;
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
 
 /// A neural-gradient N:M estimator.
 pub trait Estimator: Sync + Send {
@@ -88,16 +87,14 @@ pub fn by_name(name: &str) -> Result<&'static dyn Estimator> {
 pub fn uniforms(groups: usize, k: usize, seed: u64) -> Vec<f32> {
     const CHUNK: usize = 1 << 14;
     let mut u = vec![0f32; groups * k];
-    u.par_chunks_mut(CHUNK * k.max(1))
-        .enumerate()
-        .for_each(|(c, out)| {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::seed::derive_nth(
-                seed,
-                "uniforms chunk",
-                c as u64,
-            ));
-            out.iter_mut().for_each(|v| *v = rng.random::<f32>());
-        });
+    crate::par::chunks_mut(&mut u, CHUNK * k.max(1), |c, out| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::seed::derive_nth(
+            seed,
+            "uniforms chunk",
+            c as u64,
+        ));
+        out.iter_mut().for_each(|v| *v = rng.random::<f32>());
+    });
     u
 }
 
@@ -185,7 +182,7 @@ pub fn tensor_path(
 }
 
 /// The CPU path of [`sample`] as a candle op: one pass that reads `g` and writes the pruned
-/// copy, in parallel over strips of M rows (dim 0) or runs of groups (dim 1). For dim 0, columns
+/// copy, in parallel ([`crate::par::chunks_mut`]) over strips of M rows (dim 0) or runs of groups (dim 1). For dim 0, columns
 /// of a strip are gathered into groups a tile at a time (small enough to stay in cache), pruned
 /// and scattered into the output; group `(strip b, column c)` uses the uniforms of group
 /// `b·cols + c`.
@@ -218,24 +215,21 @@ impl candle_core::CustomOp1 for CpuPrune<'_> {
         let mut out = vec![0f32; inp.len()];
         if self.dim == 1 {
             const GROUPS: usize = 1 << 12;
-            out.par_chunks_mut(GROUPS * m)
-                .zip(inp.par_chunks(GROUPS * m))
-                .enumerate()
-                .for_each(|(c, (o, i))| {
-                    o.copy_from_slice(i);
-                    let from = c * GROUPS * k;
-                    let u = &self.uniforms[from..from + o.len() / m * k];
-                    self.est.prune_groups(o, self.pattern, u);
-                });
+            let len = GROUPS * m;
+            crate::par::chunks_mut(&mut out, len, |c, o| {
+                o.copy_from_slice(&inp[c * len..c * len + o.len()]);
+                let from = c * GROUPS * k;
+                let u = &self.uniforms[from..from + o.len() / m * k];
+                self.est.prune_groups(o, self.pattern, u);
+            });
         } else {
             debug_assert_eq!(rows % m, 0);
-            out.par_chunks_mut(m * cols)
-                .zip(inp.par_chunks(m * cols))
-                .enumerate()
-                .for_each(|(b, (ostrip, istrip))| {
-                    let u = &self.uniforms[b * cols * k..(b + 1) * cols * k];
-                    self.est.prune_strip(istrip, ostrip, cols, self.pattern, u);
-                });
+            let len = m * cols;
+            crate::par::chunks_mut(&mut out, len, |b, ostrip| {
+                let istrip = &inp[b * len..(b + 1) * len];
+                let u = &self.uniforms[b * cols * k..(b + 1) * cols * k];
+                self.est.prune_strip(istrip, ostrip, cols, self.pattern, u);
+            });
         }
         Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
     }

@@ -18,9 +18,11 @@
 //! and backward (tested to 1e-5 against them). Cost: one read and one write of each operand.
 //! CPU only: on other devices the callers use the candle ops.
 
+use crate::par::{self as fork, fork};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, InplaceOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// The contiguous f32 data of a CPU operand (errors name the op).
 pub(crate) fn f32_slice<'a>(
@@ -160,7 +162,7 @@ pub(crate) struct Operand<'a> {
 }
 
 /// `dst ← lhs·rhs` (or `dst += lhs·rhs` when `accumulate`) for row-major `dst: [m, n]`,
-/// `lhs: [m, k]`, `rhs: [k, n]`, with the rows of `dst` split evenly over the rayon pool and
+/// `lhs: [m, k]`, `rhs: [k, n]`, with the rows of `dst` split evenly over [`fork`]'s threads and
 /// each part one single-threaded gemm call: at the sizes of these layers (batch 128, widths of a
 /// few hundred) two independent halves beat gemm's own splitting of one call.
 pub(crate) fn gemm_rows(
@@ -177,7 +179,7 @@ pub(crate) fn gemm_rows(
     if dst.len() != m * n || !fits(&lhs, m, k) || !fits(&rhs, k, n) {
         candle_core::bail!("gemm: operands too small for [{m}, {k}]·[{k}, {n}]")
     }
-    let threads = rayon::current_num_threads();
+    let threads = fork::width(rayon::current_num_threads());
     let rows_per = if threads > 1 && m * n * k >= 1 << 18 && m >= 2 * threads {
         m.div_ceil(threads)
     } else {
@@ -224,7 +226,11 @@ pub(crate) fn gemm_rows(
     if rows_per >= m {
         part((0, dst));
     } else {
-        dst.par_chunks_mut(rows_per * n).enumerate().for_each(part);
+        let parts: Vec<Mutex<&mut [f32]>> = dst.chunks_mut(rows_per * n).map(Mutex::new).collect();
+        fork(parts.len(), |i| {
+            let mut d = parts[i].lock().unwrap_or_else(|p| p.into_inner());
+            part((i, &mut d));
+        });
     }
     Ok(())
 }
@@ -553,7 +559,10 @@ impl CustomOp2 for ReluGrad {
 }
 
 /// One SGD step on `w` in place (argument `g`), with the velocity `v` beside it:
-/// `v ← μ·v + (g + wd·w); w ← w − lr·v`, one pass over the three, split over the rayon pool.
+/// `v ← μ·v + (g + wd·w); w ← w − lr·v`, one pass over the three, split by [`fork`].
+/// One thread's share of an SGD update: weights, velocity, gradient.
+type SgdPart<'a> = Mutex<(&'a mut [f32], &'a mut [f32], &'a [f32])>;
+
 struct SgdStep<'a> {
     v: std::sync::Mutex<&'a mut [f32]>,
     lr: f32,
@@ -580,16 +589,31 @@ impl InplaceOp2 for SgdStep<'_> {
             candle_core::bail!("sgd-step: operand sizes differ")
         }
         let (lr, mu, wd) = (self.lr, self.momentum, self.weight_decay);
-        const CHUNK: usize = 16 * 1024;
-        w.par_chunks_mut(CHUNK)
-            .zip(v.par_chunks_mut(CHUNK))
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|((w, v), g)| {
-                for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
-                    *v = mu * *v + (g + wd * *w);
-                    *w -= lr * *v;
-                }
-            });
+        let step = |w: &mut [f32], v: &mut [f32], g: &[f32]| {
+            for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+                *v = mu * *v + (g + wd * *w);
+                *w -= lr * *v;
+            }
+        };
+        // Two or more parts only where the pass is long enough to pay for the fork.
+        const MIN_PART: usize = 16 * 1024;
+        let parts = fork::width(w.len() / MIN_PART);
+        if parts <= 1 {
+            step(w, &mut v, g);
+            return Ok(());
+        }
+        let len = w.len().div_ceil(parts);
+        let chunks: Vec<SgdPart> = w
+            .chunks_mut(len)
+            .zip(v.chunks_mut(len))
+            .zip(g.chunks(len))
+            .map(|((w, v), g)| Mutex::new((w, v, g)))
+            .collect();
+        fork(chunks.len(), |i| {
+            let mut c = chunks[i].lock().unwrap_or_else(|p| p.into_inner());
+            let (w, v, g) = &mut *c;
+            step(w, v, g);
+        });
         Ok(())
     }
 }

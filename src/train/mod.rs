@@ -8,6 +8,7 @@
 //! - [`trainer`]: the training loop, mask schedule and end-of-run structure checks.
 
 pub mod data;
+
 pub mod kernels;
 pub mod models;
 pub mod optim;

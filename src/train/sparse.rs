@@ -24,6 +24,7 @@
 use super::kernels::{ColumnSums, MatMul, Operand, ReluGrad, f32_slice, gemm_rows};
 use crate::estimators::{self, Estimator};
 use crate::mask::{Mask, Pattern};
+use crate::par::join;
 use candle_core::backend::BackendStorage;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, Var};
@@ -284,15 +285,25 @@ impl CustomOp3 for FusedLinear {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_else(|| w.detach());
-        let dx = if x.track_op() {
-            Some(g.apply_op2_no_bwd(&wm, &MatMul { lhs_t: false })?)
-        } else {
-            None
+        let x_needs_grad = x.track_op();
+        let x = x.detach().contiguous()?;
+        let update = || -> candle_core::Result<(Tensor, Tensor)> {
+            let pruned = self.update.prune(&g)?;
+            let dw = pruned
+                .contiguous()?
+                .apply_op2_no_bwd(&x, &MatMul { lhs_t: true })?;
+            Ok((dw, pruned))
         };
-        let pruned = self.update.prune(&g)?;
-        let dw = pruned
-            .contiguous()?
-            .apply_op2_no_bwd(&x.detach().contiguous()?, &MatMul { lhs_t: true })?;
+        // With both products to do, each runs whole on one thread, side by side (each operand
+        // packed once, one fork instead of two; a GEMM inside a fork is one call); else the one
+        // product is split over the threads.
+        let (dx, (dw, pruned)) = if x_needs_grad {
+            let data = MatMul { lhs_t: false };
+            let (dx, up) = join(|| g.apply_op2_no_bwd(&wm, &data), update);
+            (Some(dx?), up?)
+        } else {
+            (None, update()?)
+        };
         let db = g.apply_op1_no_bwd(&ColumnSums)?;
         let dw = self.update.finish(dw, &w.detach(), g, pruned)?;
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
