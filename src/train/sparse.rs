@@ -338,6 +338,9 @@ pub struct SparseLinear {
     calls: Arc<AtomicU64>,
     record: Arc<Mutex<Recorded>>,
     pending: PendingGrads,
+    /// The input of the last forward, kept while capturing (for calibration).
+    captured: Mutex<Option<Tensor>>,
+    capturing: std::sync::atomic::AtomicBool,
 }
 
 impl SparseLinear {
@@ -356,7 +359,26 @@ impl SparseLinear {
             calls: Arc::new(AtomicU64::new(0)),
             record: Arc::new(Mutex::new(Recorded::default())),
             pending: Arc::new(Mutex::new(None)),
+            captured: Mutex::new(None),
+            capturing: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Keep (or stop keeping) the input of each forward, `[rows, in]` detached — for a conv
+    /// layer its im2col rows; read it with [`SparseLinear::take_input`].
+    pub fn capture_inputs(&self, on: bool) {
+        self.capturing.store(on, Ordering::Relaxed);
+        if !on {
+            *self.captured.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    /// The input of the last forward while capturing.
+    pub fn take_input(&self) -> Option<Tensor> {
+        self.captured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Moves the weight and bias gradients of the fused CPU op's backward into `grads` (adding
@@ -463,6 +485,9 @@ impl SparseLinear {
     }
 
     fn forward_with(&self, x: &Tensor, relu: bool) -> candle_core::Result<Tensor> {
+        if self.capturing.load(Ordering::Relaxed) {
+            *self.captured.lock().unwrap_or_else(|p| p.into_inner()) = Some(x.detach());
+        }
         let fused = self.custom
             && matches!(x.device(), candle_core::Device::Cpu)
             && x.dtype() == candle_core::DType::F32;

@@ -168,14 +168,24 @@ pub fn layer_mask(
     solver: &str,
     seed: u64,
 ) -> Result<Option<Mask>> {
-    let scores = layer.weight_scores()?;
+    mask_of(&layer.weight_scores()?, kind, solver, seed)
+}
+
+/// The mask of structure `kind` on `scores` (`None` for dense); transposable masks come from
+/// `solver` (an infeasible block is an error naming it).
+pub fn mask_of(
+    scores: &crate::mask::Matrix,
+    kind: MaskKind,
+    solver: &str,
+    seed: u64,
+) -> Result<Option<Mask>> {
     Ok(match kind {
         MaskKind::Dense => None,
-        MaskKind::Unstructured(s) => Some(Mask::unstructured(&scores, s)?),
-        MaskKind::Block(b, s) => Some(Mask::block(&scores, b, s)?),
-        MaskKind::Nm(p) => Some(Mask::nm(&scores, p)?),
+        MaskKind::Unstructured(s) => Some(Mask::unstructured(scores, s)?),
+        MaskKind::Block(b, s) => Some(Mask::block(scores, b, s)?),
+        MaskKind::Nm(p) => Some(Mask::nm(scores, p)?),
         MaskKind::Transposable(p) => {
-            let blocks = Blocks::from_matrix(&scores, p.m)?;
+            let blocks = Blocks::from_matrix(scores, p.m)?;
             let ctx = SolveContext {
                 seed,
                 ..Default::default()

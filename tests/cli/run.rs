@@ -329,3 +329,73 @@ fn reproduce_table4_runs_both_parts() {
         ]
     );
 }
+
+#[test]
+fn table5_smoke_converts_a_cached_model_and_matches_its_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let run = |out: &Path| {
+        let spec = "experiments/table5.toml";
+        let r = Command::new(super::common::bin())
+            .args(["run", spec, "--profile", "smoke", "--quiet", "--out"])
+            .arg(out)
+            .env("MASKLAB_CACHE", &cache)
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    };
+    let first = tmp.path().join("a");
+    run(&first);
+    // One cached dense model, with the training params it was trained with.
+    let cached: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        cached
+            .iter()
+            .filter(|n| n.ends_with(".safetensors"))
+            .count(),
+        1,
+        "{cached:?}"
+    );
+    let rows = summary_rows(&first);
+    // Per score: nm:2:4 (exact only) + 2 transposable patterns × 3 solvers.
+    assert_eq!(rows.len(), 14);
+    for r in &rows {
+        let f = |k: &str| r[k].as_f64().unwrap();
+        assert!(
+            f("recon_error_adaprune") <= f("recon_error_pruned"),
+            "{r:?}"
+        );
+        assert_eq!(f("layers"), 2.0, "{r:?}");
+        if r["solver"] == "exact" {
+            assert!(f("kept_gap").abs() < 1e-12, "{r:?}");
+        }
+        assert!(
+            (f("accuracy_drop") - (f("dense_accuracy") - f("pruned_accuracy"))).abs() < 1e-9,
+            "{r:?}"
+        );
+    }
+    // two-approx is a 2-approximation: further from the optimum than greedy on these weights.
+    let gap = |solver: &str| {
+        rows.iter()
+            .find(|r| {
+                r["solver"] == solver && r["structure"] == "transposable:2:4" && r["score"] == "abs"
+            })
+            .unwrap()["kept_gap"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(gap("two-approx") > gap("greedy") && gap("greedy") > 0.0);
+    assert_matches_baseline(&first);
+    // A second run reuses the cached model: same rows.
+    let second = tmp.path().join("b");
+    run(&second);
+    let again = summary_rows(&second);
+    assert_eq!(rows.len(), again.len());
+    for (a, b) in rows.iter().zip(&again) {
+        assert_eq!(a["pruned_accuracy"], b["pruned_accuracy"]);
+        assert_eq!(a["kept_gap"], b["kept_gap"]);
+    }
+}

@@ -5,6 +5,7 @@
 //! [`Row`] once. Time columns are named `seconds`, `*_seconds` or `*_per_second`
 //! (see [`crate::results::is_measured_column`]).
 
+pub mod convert;
 pub mod diversity;
 pub mod estimator;
 pub mod solver;
@@ -123,6 +124,7 @@ pub static REGISTRY: &[&dyn CellKind] = &[
     &solver::SolverCell,
     &estimator::EstimatorCell,
     &train::TrainCell,
+    &convert::ConvertCell,
 ];
 
 /// The kind called `name`, or an error listing the known kinds.

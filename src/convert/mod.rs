@@ -12,6 +12,9 @@
 //! Cost: one pass over the input; memory about two copies of the largest selected tensor in
 //! f32 (scores and their M×M tiles), whatever the checkpoint's size.
 
+pub mod adaprune;
+pub mod oneshot;
+
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{Checkpoint, Dtype, Entry, INDEX, Selection, Skipped, Tiling};
 use crate::mask::tile::Blocks;

@@ -1,0 +1,276 @@
+//! Cell kind `convert`: one-shot conversion of a trained dense model (table5).
+//!
+//! Axes: `model` (`mlp`, `lenet`), `structure` (`unstructured:S`, `nm:N:M`, `transposable:N:M`),
+//! `solver` (for transposable structures; N:M and unstructured masks are optimal whatever it
+//! says), `score` (`abs`, `wanda`). The cell's seed draws the calibration images. Params of the
+//! dense training: `dataset`, `data_dir`, `hidden`, `epochs`, `batch`, `lr`, `momentum`,
+//! `weight_decay`, `train_limit`; of the conversion: `calibration` (images, default 256) and
+//! `cache` (directory of trained weights; default `$MASKLAB_CACHE`, else `results/cache`).
+//!
+//! The dense model is trained once per run and cached on disk under the hash of everything its
+//! training depends on (`<cache>/<model>-<hash>.safetensors`); a rerun, or another spec with the
+//! same training params, reuses it. Each cell loads it fresh, converts it
+//! ([`crate::convert::oneshot`]) and reports accuracies, drops against the dense model, the
+//! mask's kept_gap and the layers' calibration errors. `group` (model, structure, score) is the
+//! set of cells whose masks differ only by solver, for the kept_gap → accuracy-drop correlation.
+
+use super::{CellContext, CellKind, Row, param_f64, param_str, param_usize};
+use crate::convert::oneshot::{LayerScore, OneShot, convert_model};
+use crate::error::{Error, Result};
+use crate::experiment::plan::Cell;
+use crate::train::MaskKind;
+use crate::train::data::{self, Dataset};
+use crate::train::models::{LayerPolicy, build};
+use crate::train::sparse::GradEstimator;
+use crate::train::trainer::{TrainConfig, load_vars, train};
+use indexmap::IndexMap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The `convert` cell kind.
+pub struct ConvertCell;
+
+struct Parsed {
+    train: TrainConfig,
+    dataset: String,
+    data_dir: Option<PathBuf>,
+    cache: PathBuf,
+    oneshot: OneShot,
+}
+
+fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> {
+    let mut train = TrainConfig::default();
+    let mut dataset = "fashion-mnist".to_string();
+    let mut data_dir = None;
+    let mut cache = std::env::var_os("MASKLAB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("results/cache"));
+    let mut calibration = 256;
+    for (k, v) in params {
+        match k.as_str() {
+            "dataset" => dataset = param_str(k, v)?.to_string(),
+            "data_dir" => data_dir = Some(PathBuf::from(param_str(k, v)?)),
+            "cache" => cache = PathBuf::from(param_str(k, v)?),
+            "hidden" => {
+                train.hidden = v
+                    .as_array()
+                    .ok_or_else(|| Error::invalid(k, v, "expected a list of widths"))?
+                    .iter()
+                    .map(|w| param_usize(k, w, 1))
+                    .collect::<Result<_>>()?
+            }
+            "epochs" => train.epochs = param_usize(k, v, 1)?,
+            "batch" => train.batch = param_usize(k, v, 1)?,
+            "lr" => train.lr = param_f64(k, v)?,
+            "momentum" => train.momentum = param_f64(k, v)?,
+            "weight_decay" => train.weight_decay = param_f64(k, v)?,
+            "train_limit" => train.train_limit = Some(param_usize(k, v, 1)?),
+            "calibration" => calibration = param_usize(k, v, 1)?,
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    v,
+                    "convert cells take dataset, data_dir, cache, hidden, epochs, batch, lr, momentum, weight_decay, train_limit, calibration",
+                ));
+            }
+        }
+    }
+    train.model = cell.require("model")?.to_string();
+    if !matches!(train.model.as_str(), "mlp" | "lenet") {
+        return Err(Error::invalid(
+            "model",
+            &train.model,
+            "expected mlp or lenet",
+        ));
+    }
+    let structure: MaskKind = cell.require("structure")?.parse()?;
+    if matches!(structure, MaskKind::Dense | MaskKind::Block(..)) {
+        return Err(Error::invalid(
+            "structure",
+            structure,
+            "expected unstructured:S, nm:N:M or transposable:N:M",
+        ));
+    }
+    let solver = cell.require("solver")?.to_string();
+    crate::solvers::by_name(&solver)?;
+    let score: LayerScore = cell.require("score")?.parse()?;
+    Ok(Parsed {
+        train,
+        dataset,
+        data_dir,
+        cache,
+        oneshot: OneShot {
+            structure,
+            solver,
+            score,
+            calibration,
+            seed: cell.seed,
+        },
+    })
+}
+
+/// A trained dense model on disk, with its test accuracy.
+struct Trained {
+    path: PathBuf,
+    accuracy: f64,
+}
+
+/// Everything the dense training depends on, as one line (hashed for the cache name).
+fn training_key(p: &Parsed) -> String {
+    let t = &p.train;
+    format!(
+        "masklab {} dense training v1: model={} dataset={} hidden={:?} epochs={} batch={} lr={} momentum={} weight_decay={} train_limit={:?} seed={}",
+        env!("CARGO_PKG_VERSION"),
+        t.model,
+        p.dataset,
+        t.hidden,
+        t.epochs,
+        t.batch,
+        t.lr,
+        t.momentum,
+        t.weight_decay,
+        t.train_limit,
+        t.seed
+    )
+}
+
+fn policy(structure: MaskKind) -> LayerPolicy {
+    LayerPolicy {
+        estimator: GradEstimator::Dense,
+        custom: true,
+        tile: structure.tile(),
+        srste: 0.0,
+    }
+}
+
+/// Train the dense model, or reuse the cached weights; the accuracy is measured either way.
+fn trained(p: &Parsed, data: &Dataset, device: &candle_core::Device) -> Result<Trained> {
+    let key = training_key(p);
+    let hash = Sha256::digest(key.as_bytes());
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let path = p.cache.join(format!("{}-{hex}.safetensors", p.train.model));
+    if !path.exists() {
+        std::fs::create_dir_all(&p.cache).map_err(|e| Error::io(&p.cache, e))?;
+        let mut cfg = p.train.clone();
+        cfg.save = Some(path.clone());
+        train(&cfg, data, device)?;
+        std::fs::write(path.with_extension("txt"), format!("{key}\n"))
+            .map_err(|e| Error::io(path.with_extension("txt"), e))?;
+        let accuracy = dense_accuracy(p, &path, data, device)?;
+        return Ok(Trained { path, accuracy });
+    }
+    let accuracy = dense_accuracy(p, &path, data, device)?;
+    Ok(Trained { path, accuracy })
+}
+
+fn dense_accuracy(
+    p: &Parsed,
+    path: &std::path::Path,
+    data: &Dataset,
+    device: &candle_core::Device,
+) -> Result<f64> {
+    let model = load(p, path, data, device, MaskKind::Dense)?;
+    crate::train::trainer::evaluate(model.as_ref(), data, device)
+}
+
+fn load(
+    p: &Parsed,
+    path: &std::path::Path,
+    data: &Dataset,
+    device: &candle_core::Device,
+    structure: MaskKind,
+) -> Result<Box<dyn crate::train::models::Model>> {
+    let model = build(
+        &p.train.model,
+        data.shape,
+        data.classes,
+        &p.train.hidden,
+        &policy(structure),
+        p.train.seed,
+        device,
+    )?;
+    load_vars(&model.vars(), path)?;
+    Ok(model)
+}
+
+/// One row of table5.
+#[derive(Serialize)]
+struct ConvertRow {
+    group: String,
+    target_sparsity: f64,
+    dense_accuracy: f64,
+    pruned_accuracy: f64,
+    adaprune_accuracy: f64,
+    accuracy_drop: f64,
+    adaprune_drop: f64,
+    kept_gap: f64,
+    recon_error_pruned: f64,
+    recon_error_adaprune: f64,
+    recon_error_adaprune_max: f64,
+    layers: usize,
+    calibration: usize,
+    mask_seconds: f64,
+    adaprune_seconds: f64,
+    seconds: f64,
+}
+
+impl CellKind for ConvertCell {
+    fn name(&self) -> &'static str {
+        "convert"
+    }
+
+    fn axes(&self) -> &'static [&'static str] {
+        &["model", "structure", "solver", "score"]
+    }
+
+    fn summary(&self) -> &'static str {
+        "one-shot conversion of a trained dense model (masks from |W| or Wanda scores, AdaPrune); test accuracy, kept_gap, calibration error"
+    }
+
+    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
+        parse(cell, params).map(|_| ())
+    }
+
+    fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
+        let start = Instant::now();
+        let p = parse(cell, ctx.params)?;
+        let data = ctx
+            .shared
+            .get_or_try::<Dataset, _>(&format!("dataset {}", p.dataset), || {
+                data::load(&p.dataset, p.data_dir.as_deref(), 0)
+            })?;
+        let dense = ctx
+            .shared
+            .get_or_try::<Trained, _>(&format!("trained {}", training_key(&p)), || {
+                trained(&p, &data, &ctx.device)
+            })?;
+        let mut model = load(&p, &dense.path, &data, &ctx.device, p.oneshot.structure)?;
+        let r = convert_model(model.as_mut(), &data, &p.oneshot, &ctx.device)?;
+        let structure = cell.require("structure")?;
+        let target_sparsity = match p.oneshot.structure {
+            MaskKind::Unstructured(s) => s,
+            MaskKind::Nm(q) | MaskKind::Transposable(q) => q.sparsity(),
+            _ => 0.0,
+        };
+        super::to_row(&ConvertRow {
+            group: format!("{} {} {}", p.train.model, structure, cell.require("score")?),
+            target_sparsity,
+            dense_accuracy: dense.accuracy,
+            pruned_accuracy: r.pruned_accuracy,
+            adaprune_accuracy: r.adaprune_accuracy,
+            accuracy_drop: dense.accuracy - r.pruned_accuracy,
+            adaprune_drop: dense.accuracy - r.adaprune_accuracy,
+            kept_gap: r.kept_gap,
+            recon_error_pruned: r.recon_error_pruned,
+            recon_error_adaprune: r.recon_error_adaprune,
+            recon_error_adaprune_max: r.recon_error_adaprune_max,
+            layers: r.layers,
+            calibration: p.oneshot.calibration,
+            mask_seconds: r.mask_seconds,
+            adaprune_seconds: r.adaprune_seconds,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+}
