@@ -32,21 +32,79 @@ use std::time::Instant;
 /// The `convert` cell kind.
 pub struct ConvertCell;
 
-struct Parsed {
+/// A dense model to train (or reuse from the cache).
+struct Dense {
     train: TrainConfig,
     dataset: String,
     data_dir: Option<PathBuf>,
     cache: PathBuf,
+}
+
+struct Parsed {
+    dense: Dense,
     oneshot: OneShot,
+}
+
+fn default_cache() -> PathBuf {
+    std::env::var_os("MASKLAB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("results/cache"))
+}
+
+/// The reference dense training — table5's default params: Fashion-MNIST, hidden 256-256 for
+/// the MLP, 3 epochs, batch 128, lr 0.05, momentum 0.9, weight decay 5e-4, seed 0. table2's
+/// `trained:MODEL` sources use it, so both tables share one cached model.
+fn reference(model: &str) -> Dense {
+    Dense {
+        train: TrainConfig {
+            model: model.to_string(),
+            hidden: vec![256, 256],
+            epochs: 3,
+            batch: 128,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            ..TrainConfig::default()
+        },
+        dataset: "fashion-mnist".into(),
+        data_dir: None,
+        cache: default_cache(),
+    }
+}
+
+/// The 2-D weights of every linear and conv layer (`[out, in]`, conv as `[out, c·k·k]`) of the
+/// reference-trained `model` (`mlp`, `lenet`), training it first if it is not cached.
+pub fn trained_weights(
+    model: &str,
+    device: &candle_core::Device,
+) -> Result<Vec<crate::mask::Matrix>> {
+    if !matches!(model, "mlp" | "lenet") {
+        return Err(Error::invalid("model", model, "expected mlp or lenet"));
+    }
+    let d = reference(model);
+    let data = data::load(&d.dataset, d.data_dir.as_deref(), 0)?;
+    let path = cached(&d, &data, device)?;
+    let m = load(&d, &path, &data, device, MaskKind::Dense)?;
+    m.linear_layers()
+        .iter()
+        .map(|l| {
+            let (r, c) = l.dims();
+            let v = l
+                .weight
+                .as_tensor()
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(Error::tensor("trained weights"))?;
+            crate::mask::Matrix::new(r, c, v)
+        })
+        .collect()
 }
 
 fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> {
     let mut train = TrainConfig::default();
     let mut dataset = "fashion-mnist".to_string();
     let mut data_dir = None;
-    let mut cache = std::env::var_os("MASKLAB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("results/cache"));
+    let mut cache = default_cache();
     let mut calibration = 256;
     for (k, v) in params {
         match k.as_str() {
@@ -97,10 +155,12 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
     crate::solvers::by_name(&solver)?;
     let score: LayerScore = cell.require("score")?.parse()?;
     Ok(Parsed {
-        train,
-        dataset,
-        data_dir,
-        cache,
+        dense: Dense {
+            train,
+            dataset,
+            data_dir,
+            cache,
+        },
         oneshot: OneShot {
             structure,
             solver,
@@ -118,7 +178,7 @@ struct Trained {
 }
 
 /// Everything the dense training depends on, as one line (hashed for the cache name).
-fn training_key(p: &Parsed) -> String {
+fn training_key(p: &Dense) -> String {
     let t = &p.train;
     format!(
         "masklab {} dense training v1: model={} dataset={} hidden={:?} epochs={} batch={} lr={} momentum={} weight_decay={} train_limit={:?} seed={}",
@@ -146,7 +206,14 @@ fn policy(structure: MaskKind) -> LayerPolicy {
 }
 
 /// Train the dense model, or reuse the cached weights; the accuracy is measured either way.
-fn trained(p: &Parsed, data: &Dataset, device: &candle_core::Device) -> Result<Trained> {
+fn trained(p: &Dense, data: &Dataset, device: &candle_core::Device) -> Result<Trained> {
+    let path = cached(p, data, device)?;
+    let accuracy = dense_accuracy(p, &path, data, device)?;
+    Ok(Trained { path, accuracy })
+}
+
+/// The cached weights of `p`'s training, trained and written (atomically) when missing.
+fn cached(p: &Dense, data: &Dataset, device: &candle_core::Device) -> Result<PathBuf> {
     let key = training_key(p);
     let hash = Sha256::digest(key.as_bytes());
     let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -158,15 +225,12 @@ fn trained(p: &Parsed, data: &Dataset, device: &candle_core::Device) -> Result<T
         train(&cfg, data, device)?;
         std::fs::write(path.with_extension("txt"), format!("{key}\n"))
             .map_err(|e| Error::io(path.with_extension("txt"), e))?;
-        let accuracy = dense_accuracy(p, &path, data, device)?;
-        return Ok(Trained { path, accuracy });
     }
-    let accuracy = dense_accuracy(p, &path, data, device)?;
-    Ok(Trained { path, accuracy })
+    Ok(path)
 }
 
 fn dense_accuracy(
-    p: &Parsed,
+    p: &Dense,
     path: &std::path::Path,
     data: &Dataset,
     device: &candle_core::Device,
@@ -176,7 +240,7 @@ fn dense_accuracy(
 }
 
 fn load(
-    p: &Parsed,
+    p: &Dense,
     path: &std::path::Path,
     data: &Dataset,
     device: &candle_core::Device,
@@ -238,15 +302,21 @@ impl CellKind for ConvertCell {
         let p = parse(cell, ctx.params)?;
         let data = ctx
             .shared
-            .get_or_try::<Dataset, _>(&format!("dataset {}", p.dataset), || {
-                data::load(&p.dataset, p.data_dir.as_deref(), 0)
+            .get_or_try::<Dataset, _>(&format!("dataset {}", p.dense.dataset), || {
+                data::load(&p.dense.dataset, p.dense.data_dir.as_deref(), 0)
             })?;
         let dense = ctx
             .shared
-            .get_or_try::<Trained, _>(&format!("trained {}", training_key(&p)), || {
-                trained(&p, &data, &ctx.device)
+            .get_or_try::<Trained, _>(&format!("trained {}", training_key(&p.dense)), || {
+                trained(&p.dense, &data, &ctx.device)
             })?;
-        let mut model = load(&p, &dense.path, &data, &ctx.device, p.oneshot.structure)?;
+        let mut model = load(
+            &p.dense,
+            &dense.path,
+            &data,
+            &ctx.device,
+            p.oneshot.structure,
+        )?;
         let r = convert_model(model.as_mut(), &data, &p.oneshot, &ctx.device)?;
         let structure = cell.require("structure")?;
         let target_sparsity = match p.oneshot.structure {
@@ -255,7 +325,12 @@ impl CellKind for ConvertCell {
             _ => 0.0,
         };
         super::to_row(&ConvertRow {
-            group: format!("{} {} {}", p.train.model, structure, cell.require("score")?),
+            group: format!(
+                "{} {} {}",
+                p.dense.train.model,
+                structure,
+                cell.require("score")?
+            ),
             target_sparsity,
             dense_accuracy: dense.accuracy,
             pruned_accuracy: r.pruned_accuracy,

@@ -1,7 +1,9 @@
 //! Cell kind `solver`: one transposable solver on one weight source and pattern (table2).
 //!
 //! Axes: `pattern` (`N:M`), `solver` (registry name), `source` (`gaussian:RxC`, `laplace:RxC`,
-//! or `file:PATH#GLOB`, every 2-D tensor that tiles). Params (optional): `score` (`abs` or
+//! `file:PATH#GLOB`, every 2-D tensor that tiles, or `trained:MODEL` — the tiling linear and conv
+//! weights of masklab's reference-trained dense `mlp` or `lenet`, the models of table5, trained
+//! on first use and cached). Params (optional): `score` (`abs` or
 //! `square`) and solver options by name (`tau`, `iterations`, `local_search_steps`, `draws`).
 //! The weights of a (source, seed) and the optimum of a (source, pattern, seed) — from `exact` —
 //! are computed once per run and shared by every solver's cell; only the solver's own call is
@@ -44,6 +46,8 @@ enum Source {
     Gaussian(usize, usize),
     Laplace(usize, usize),
     File(String),
+    /// The linear and conv layers of a dense model trained by masklab (table5's reference).
+    Trained(String),
 }
 
 fn parse_source(s: &str) -> Result<Source> {
@@ -51,13 +55,14 @@ fn parse_source(s: &str) -> Result<Source> {
         Error::invalid(
             "source",
             s,
-            "expected gaussian:RxC, laplace:RxC or file:PATH#GLOB",
+            "expected gaussian:RxC, laplace:RxC, file:PATH#GLOB or trained:MODEL",
         )
     };
     match s.split_once(':').ok_or_else(bad)? {
         ("gaussian", size) => parse_size(size).map(|(r, c)| Source::Gaussian(r, c)),
         ("laplace", size) => parse_size(size).map(|(r, c)| Source::Laplace(r, c)),
         ("file", path) => Ok(Source::File(path.to_string())),
+        ("trained", model @ ("mlp" | "lenet")) => Ok(Source::Trained(model.to_string())),
         _ => Err(bad()),
     }
 }
@@ -146,7 +151,9 @@ fn synthetic(source: &Source, seed: u64, label: &str) -> Matrix {
     let (rows, cols, laplace) = match *source {
         Source::Gaussian(r, c) => (r, c, false),
         Source::Laplace(r, c) => (r, c, true),
-        Source::File(_) => unreachable!("file sources are read, not drawn"),
+        Source::File(_) | Source::Trained(_) => {
+            unreachable!("file and trained sources are read, not drawn")
+        }
     };
     let data: Vec<f32> = (0..rows * cols)
         .map(|_| {
@@ -169,12 +176,19 @@ fn source_blocks(
     seed: u64,
     pattern: Pattern,
     square: bool,
+    device: &candle_core::Device,
 ) -> Result<Vec<f32>> {
+    let tiles =
+        |m: &Matrix| m.rows().is_multiple_of(pattern.m) && m.cols().is_multiple_of(pattern.m);
     let matrices: Vec<Matrix> = match source {
         Source::File(spec) => crate::io::read_tensors(spec)?
             .iter()
             .filter_map(|t| t.matrix())
-            .filter(|m| m.rows() % pattern.m == 0 && m.cols() % pattern.m == 0)
+            .filter(tiles)
+            .collect(),
+        Source::Trained(model) => super::convert::trained_weights(model, device)?
+            .into_iter()
+            .filter(tiles)
             .collect(),
         other => vec![synthetic(other, seed, label)],
     };
@@ -218,7 +232,14 @@ impl CellKind for SolverCell {
             p.pattern, cell.seed, p.score_square
         );
         let blocks: Arc<Vec<f32>> = ctx.shared.get_or_try(&blocks_key, || {
-            source_blocks(&p.source, &label, cell.seed, p.pattern, p.score_square)
+            source_blocks(
+                &p.source,
+                &label,
+                cell.seed,
+                p.pattern,
+                p.score_square,
+                &ctx.device,
+            )
         })?;
         let solve_ctx = SolveContext {
             seed: cell.rng_seed(),
