@@ -252,14 +252,33 @@ impl Checkpoint {
 
     /// One tensor as row-major `f32`; non-finite values are an error naming the tensor.
     pub fn read_f32(&self, e: &Entry) -> Result<Vec<f32>> {
+        self.read_f32_map(e, |v| v)
+    }
+
+    /// [`Checkpoint::read_f32`] with `map` applied to each value in the same pass (e.g. `abs`
+    /// for scores); the finiteness check sees the values before `map`.
+    pub fn read_f32_map(&self, e: &Entry, map: fn(f32) -> f32) -> Result<Vec<f32>> {
         let (path, backing) = &self.files[e.file];
         let bad = |message: String| Error::Format {
             path: path.clone(),
             message,
         };
-        let data = match backing {
+        let non_finite = |i: usize, v: f32| {
+            bad(format!(
+                "tensor `{}` has a non-finite value ({v}) at flat index {i}",
+                e.name
+            ))
+        };
+        match backing {
             #[cfg(feature = "hdf5")]
-            Backing::Hdf5 => super::h5::read_one(path, &e.name)?,
+            Backing::Hdf5 => {
+                let mut data = super::h5::read_one(path, &e.name)?;
+                if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+                    return Err(non_finite(i, data[i]));
+                }
+                data.iter_mut().for_each(|v| *v = map(*v));
+                Ok(data)
+            }
             Backing::Mapped(..) => {
                 let bytes = self
                     .raw(e)
@@ -273,59 +292,70 @@ impl Checkpoint {
                         e.shape
                     )));
                 }
-                let out = convert(bytes, e.dtype);
+                let out = convert(bytes, e.dtype, map);
+                if let Some(c) = out.1 {
+                    // Decode the offending chunk again for the index and the original value.
+                    let size = e.dtype.size();
+                    let chunk = &bytes[c * CONVERT_CHUNK * size..];
+                    let first = convert(
+                        &chunk[..chunk.len().min(CONVERT_CHUNK * size)],
+                        e.dtype,
+                        |v| v,
+                    )
+                    .0;
+                    if let Some(j) = first.iter().position(|v| !v.is_finite()) {
+                        self.release(e);
+                        return Err(non_finite(c * CONVERT_CHUNK + j, first[j]));
+                    }
+                }
                 self.release(e);
-                out
+                Ok(out.0)
             }
-        };
-        // Chunked: rayon's element-wise position_first checks a shared flag per element.
-        const CHUNK: usize = 1 << 16;
-        let bad_chunk = data
-            .par_chunks(CHUNK)
-            .position_first(|c| c.iter().fold(false, |bad, v| bad | !v.is_finite()));
-        if let Some(i) = bad_chunk.and_then(|c| {
-            data[c * CHUNK..]
-                .iter()
-                .position(|v| !v.is_finite())
-                .map(|j| c * CHUNK + j)
-        }) {
-            return Err(bad(format!(
-                "tensor `{}` has a non-finite value ({}) at flat index {i}",
-                e.name, data[i]
-            )));
         }
-        Ok(data)
     }
 }
 
 /// Little-endian `bytes` of `dtype` as `f32`, in parallel.
-fn convert(bytes: &[u8], dtype: Dtype) -> Vec<f32> {
+const CONVERT_CHUNK: usize = 1 << 16;
+
+/// Decode little-endian `dtype` bytes to f32 with `map` applied, in parallel chunks; also the
+/// first chunk holding a non-finite value (before `map`), if any.
+fn convert(bytes: &[u8], dtype: Dtype, map: fn(f32) -> f32) -> (Vec<f32>, Option<usize>) {
     let size = dtype.size();
     let mut out = vec![0f32; bytes.len() / size];
-    const CHUNK: usize = 1 << 16;
-    out.par_chunks_mut(CHUNK)
-        .zip(bytes.par_chunks(CHUNK * size))
-        .for_each(|(o, b)| {
+    let first_bad = std::sync::atomic::AtomicUsize::new(usize::MAX);
+    out.par_chunks_mut(CONVERT_CHUNK)
+        .zip(bytes.par_chunks(CONVERT_CHUNK * size))
+        .enumerate()
+        .for_each(|(i, (o, b))| {
             let items = o.iter_mut().zip(b.chunks_exact(size));
+            let mut bad = false;
+            let mut put = |v: &mut f32, x: f32| {
+                bad |= !x.is_finite();
+                *v = map(x);
+            };
             match dtype {
                 Dtype::F32 => {
-                    items.for_each(|(v, c)| *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    items.for_each(|(v, c)| put(v, f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
                 }
                 Dtype::F16 => {
-                    items.for_each(|(v, c)| *v = half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    items.for_each(|(v, c)| put(v, half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
                 }
-                Dtype::Bf16 => {
-                    items.for_each(|(v, c)| *v = half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                }
+                Dtype::Bf16 => items
+                    .for_each(|(v, c)| put(v, half::bf16::from_le_bytes([c[0], c[1]]).to_f32())),
                 Dtype::F64 => items.for_each(|(v, c)| {
                     let mut a = [0u8; 8];
                     a.copy_from_slice(c);
-                    *v = f64::from_le_bytes(a) as f32
+                    put(v, f64::from_le_bytes(a) as f32)
                 }),
                 Dtype::Other => {}
             }
+            if bad {
+                first_bad.fetch_min(i, std::sync::atomic::Ordering::Relaxed);
+            }
         });
-    out
+    let c = first_bad.into_inner();
+    (out, (c != usize::MAX).then_some(c))
 }
 
 /// The shard files an HF index names, in first-seen order, resolved next to the index.
@@ -484,5 +514,44 @@ impl Selection {
             }
         }
         (chosen, skipped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_read_applies_the_map_and_names_the_first_non_finite_index() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let path = dir.path().join("w.safetensors");
+        // Three conversion chunks; negative values so that `abs` shows.
+        let n = 2 * CONVERT_CHUNK + 10;
+        let mut data: Vec<f32> = (0..n).map(|i| -(i as f32) / n as f32).collect();
+        let t = |data: Vec<f32>| super::super::NamedTensor {
+            name: "w".into(),
+            shape: vec![n],
+            data,
+        };
+        super::super::st::write_f32(&path, &[t(data.clone())])?;
+        let c = Checkpoint::open(&path)?;
+        let got = c.read_f32_map(&c.entries()[0], f32::abs)?;
+        assert!(got.iter().zip(&data).all(|(g, d)| *g == d.abs()));
+        // A NaN in the second chunk and an infinity in the third: the NaN's index is named.
+        let at = CONVERT_CHUNK + 7;
+        data[at] = f32::NAN;
+        data[2 * CONVERT_CHUNK + 1] = f32::INFINITY;
+        let bad = dir.path().join("bad.safetensors");
+        super::super::st::write_f32(&bad, &[t(data)])?;
+        let c = Checkpoint::open(&bad)?;
+        let e = c
+            .read_f32_map(&c.entries()[0], f32::abs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("flat index {at}")) && e.contains("NaN"),
+            "{e}"
+        );
+        Ok(())
     }
 }

@@ -265,19 +265,14 @@ impl Scorer {
                 }
                 return Ok(v);
             }
-            None => ckpt.read_f32(e)?,
+            None => ckpt.read_f32_map(
+                e,
+                match self.score {
+                    Score::Square => |v: f32| v * v,
+                    _ => |v: f32| v.abs(),
+                },
+            )?,
         };
-        use rayon::prelude::*;
-        match self.score {
-            Score::Square => scores
-                .par_iter_mut()
-                .with_min_len(1 << 16)
-                .for_each(|v| *v *= *v),
-            _ => scores
-                .par_iter_mut()
-                .with_min_len(1 << 16)
-                .for_each(|v| *v = v.abs()),
-        }
         if let Some((file, nc)) = &self.norms {
             let file = file.display().to_string();
             let n = find(nc, &e.name, &file, "act-norms")?;
