@@ -217,7 +217,8 @@ pub enum Command {
   masklab solve --solver exact --pattern 8:16 --input model.safetensors --output masks.safetensors --json
   masklab solve --solver tsenor --pattern 16:32 --input weights.h5#'layers/*' --output masks.h5 --compare-exact --json
   masklab solve --solver greedy --pattern 2:4 --input w.safetensors --score square
-  masklab solve --solver tsenor --pattern 8:16 --input w.safetensors --option tau=0.01 --option iterations=100")]
+  masklab solve --solver tsenor --pattern 8:16 --input w.safetensors --option tau=0.01 --option iterations=100
+  masklab solve --solver random-py --external 'python3 examples/solvers/random_feasible.py' --pattern 4:8 --input w.safetensors --compare-exact")]
     Solve(SolveArgs),
     /// Prune a checkpoint to N:M in one shot: same files, names, dtypes; other tensors copied.
     #[command(after_help = "Examples:
@@ -272,9 +273,16 @@ Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue
 /// `masklab solve`.
 #[derive(clap::Args)]
 pub struct SolveArgs {
-    /// Solver name (see `masklab solvers`).
+    /// Solver name (see `masklab solvers`), or the name given to --external.
     #[arg(long)]
     pub solver: String,
+    /// Run the program CMD (split at spaces) as the solver named by --solver, speaking the
+    /// external-solver protocol: `CMD SCORES.npy MASKS.npy N M` (see the README).
+    #[arg(long, value_name = "CMD")]
+    pub external: Option<String>,
+    /// Seconds an --external program may take per call before it is killed.
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout_seconds: f64,
     /// N:M pattern.
     #[arg(long)]
     pub pattern: String,
@@ -333,6 +341,10 @@ impl SolveArgs {
 
     /// The request and the solver context.
     pub fn request(&self) -> Result<(SolveRequest<'static>, SolveContext)> {
+        if let Some(cmd) = &self.external {
+            let command: Vec<String> = cmd.split_whitespace().map(String::from).collect();
+            solvers::external::register(&self.solver, &command, self.timeout_seconds)?;
+        }
         let solver = solvers::by_name(&self.solver)?;
         let mut options = std::collections::BTreeMap::new();
         for o in &self.options {

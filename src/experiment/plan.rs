@@ -79,6 +79,9 @@ pub struct Plan {
 impl Plan {
     /// Expand and check a spec; a cell the kind refuses is an error naming the spec line and axis.
     pub fn new(spec: Spec) -> Result<Self> {
+        for (name, e) in &spec.external_solvers {
+            crate::solvers::external::register(name, &e.command, e.timeout_seconds)?;
+        }
         let kind = cells::by_name(&spec.kind).map_err(|e| Error::Spec {
             path: spec.path.clone(),
             line: None,

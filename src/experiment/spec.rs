@@ -59,6 +59,33 @@ pub struct RawSpec {
     /// Statistics over seeds in the summary (optional).
     #[serde(default)]
     pub statistics: Option<Spanned<RawStatistics>>,
+    /// Programs that join as solvers: `[solvers.external.NAME]`.
+    #[serde(default)]
+    pub solvers: RawSolvers,
+}
+
+/// `[solvers]`: solvers the spec brings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSolvers {
+    /// External programs by solver name (see [`crate::solvers::external`]).
+    #[serde(default)]
+    pub external: IndexMap<String, ExternalSolver>,
+}
+
+/// `[solvers.external.NAME]`: the program and its time limit per call.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalSolver {
+    /// Program and leading arguments, e.g. `["python3", "examples/solvers/random_feasible.py"]`.
+    pub command: Vec<String>,
+    /// Seconds a call may take before the program is killed (default 600).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+}
+
+fn default_timeout() -> f64 {
+    600.0
 }
 
 /// `[statistics]` as written: which metrics get confidence intervals and a test against the
@@ -178,6 +205,8 @@ pub struct Spec {
     pub exclude: Vec<IndexMap<String, Vec<String>>>,
     /// Statistics over seeds, when declared.
     pub statistics: Option<Statistics>,
+    /// External solvers the spec declares, by name.
+    pub external_solvers: IndexMap<String, ExternalSolver>,
 }
 
 /// Line (1-based) of byte offset `at` in `text`.
@@ -269,6 +298,7 @@ impl Spec {
             profiles,
             exclude,
             statistics,
+            external_solvers: raw.solvers.external,
         })
     }
 

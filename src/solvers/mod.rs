@@ -50,6 +50,7 @@ pub mod bi_nm;
 pub mod evaluate;
 pub mod exact;
 pub mod exhaustive;
+pub mod external;
 pub mod greedy;
 pub mod lanes;
 pub mod lp;
@@ -163,12 +164,16 @@ pub fn by_name(name: &str) -> Result<&'static dyn Solver> {
         .iter()
         .copied()
         .find(|s| s.name() == name)
+        .or_else(|| external::by_name(name).map(|e| e as &'static dyn Solver))
         .ok_or_else(|| {
             let known: Vec<_> = REGISTRY.iter().map(|s| s.name()).collect();
             Error::invalid(
                 "solver",
                 name,
-                format!("known solvers: {}", known.join(", ")),
+                format!(
+                    "known solvers: {} (or a program declared as [solvers.external.{name}])",
+                    known.join(", ")
+                ),
             )
         })
 }

@@ -278,3 +278,123 @@ fn a_sharded_half_precision_checkpoint_is_solved_tensor_by_tensor() {
         "{only_b}"
     );
 }
+
+/// Whether `python3` with numpy is here (the external-solver example needs both).
+fn python_with_numpy() -> bool {
+    Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn the_numpy_example_joins_as_an_external_solver_in_solve_and_in_a_spec() {
+    if !python_with_numpy() {
+        eprintln!("skipped: python3 with numpy is not installed (the example solver needs it)");
+        return;
+    }
+    use masklab::io::{NamedTensor, write_tensors};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("w.safetensors");
+    write_tensors(
+        &input,
+        &[NamedTensor {
+            name: "w".into(),
+            shape: vec![32, 64],
+            data: gaussian(32 * 64, 5),
+        }],
+    )
+    .unwrap();
+    let out = ok(&[
+        "solve",
+        "--solver",
+        "random-py",
+        "--external",
+        "python3 examples/solvers/random_feasible.py",
+        "--pattern",
+        "2:8",
+        "--input",
+        input.to_str().unwrap(),
+        "--compare-exact",
+        "--json",
+        "--quiet",
+    ]);
+    let r: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(r["solver"], "random-py");
+    assert_eq!(r["infeasible_blocks"], 0);
+    assert_eq!(r["blocks"], 32);
+    // Feasible but blind to the scores: well below the optimum.
+    assert!(r["kept_gap"].as_f64().unwrap() > 0.05, "{r}");
+    // In a spec: declared once, compared with a built-in on the same blocks, its own time apart.
+    let spec = tmp.path().join("ext.toml");
+    std::fs::write(
+        &spec,
+        r#"name = "ext"
+title = "external solver"
+regenerates = "-"
+kind = "solver"
+seeds = [0]
+[grid]
+source = ["gaussian:64x64"]
+pattern = ["2:4"]
+solver = ["greedy", "random-py"]
+[solvers.external.random-py]
+command = ["python3", "examples/solvers/random_feasible.py"]
+timeout_seconds = 120
+"#,
+    )
+    .unwrap();
+    let run = tmp.path().join("r");
+    ok(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let rows = summary_rows(&run);
+    let row = |s: &str| rows.iter().find(|r| r["solver"] == s).unwrap().clone();
+    let (ext, greedy) = (row("random-py"), row("greedy"));
+    assert_eq!(ext["infeasible_blocks"].as_f64().unwrap(), 0.0);
+    assert!(ext["kept_gap"].as_f64().unwrap() > greedy["kept_gap"].as_f64().unwrap());
+    let own = ext["program_seconds"].as_f64().unwrap();
+    assert!(
+        own > 0.0 && own <= ext["seconds"].as_f64().unwrap(),
+        "{ext:?}"
+    );
+}
+
+#[test]
+fn an_external_program_that_fails_is_named_with_its_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("w.safetensors");
+    masklab::io::write_tensors(
+        &input,
+        &[masklab::io::NamedTensor {
+            name: "w".into(),
+            shape: vec![8, 8],
+            data: gaussian(64, 1),
+        }],
+    )
+    .unwrap();
+    let err = super::common::fails(
+        2,
+        &[
+            "solve",
+            "--solver",
+            "broken",
+            "--external",
+            "sh -c exit",
+            "--pattern",
+            "2:4",
+            "--input",
+            input.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    assert!(
+        err.contains("broken") && err.contains("masks file"),
+        "{err}"
+    );
+}

@@ -38,6 +38,9 @@ struct SolverRow {
     underfilled_blocks: usize,
     seconds: f64,
     blocks_per_second: f64,
+    /// An external solver's own seconds, as it reported them (the round trip is `seconds`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    program_seconds: Option<f64>,
 }
 
 /// A weight source.
@@ -264,6 +267,8 @@ impl CellKind for SolverCell {
             underfilled_blocks: solved.evaluation.underfilled,
             seconds: solved.seconds,
             blocks_per_second: n as f64 / solved.seconds.max(1e-9),
+            program_seconds: solvers::external::by_name(p.solver.name())
+                .and_then(|e| e.reported_seconds()),
         })
     }
 }
