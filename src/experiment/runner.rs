@@ -344,7 +344,9 @@ fn new_manifest(
 }
 
 /// Run `todo` (one after another, or `opts.jobs` at once), appending each finished row to the
-/// log at once (written and synced); a progress bar counts the cells.
+/// log at once (written and synced); a progress bar counts the cells. A cell that fails is
+/// reported and the sweep goes on; the failures come back as one error at the end (the run is
+/// then incomplete, and `--resume` retries exactly the failed cells). Writing the log stops it.
 fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Result<()> {
     let log_path = dir.join(CELLS_LOG);
     let log = Mutex::new(
@@ -367,6 +369,7 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let shared = Shared::default();
+    let failed: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
     let run_one = |cell: &Cell| -> Result<()> {
         bar.set_message(cell.point());
         let ctx = CellContext {
@@ -375,14 +378,16 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
             device: opts.device.clone(),
             shared: &shared,
         };
-        let metrics = plan.kind.run(cell, &ctx).map_err(|e| Error::Invalid {
-            field: "cell".into(),
-            value: cell.key(),
-            reason: format!(
-                "{e} (finished cells are saved; fix and rerun with --resume {})",
-                dir.display()
-            ),
-        })?;
+        let metrics = match plan.kind.run(cell, &ctx) {
+            Ok(m) => m,
+            Err(e) => {
+                bar.suspend(|| eprintln!("cell {} failed: {e}", cell.key()));
+                let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+                f.push((cell.key(), e.to_string()));
+                bar.inc(1);
+                return Ok(());
+            }
+        };
         let mut row = Row::new();
         row.insert("index".into(), Value::from(cell.index));
         row.insert("cell".into(), Value::from(cell.key()));
@@ -412,7 +417,24 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
         }
     });
     bar.finish_and_clear();
-    result
+    result?;
+    let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
+    match failed.as_slice() {
+        [] => Ok(()),
+        [(key, e), rest @ ..] => Err(Error::Invalid {
+            field: "cell".into(),
+            value: key.clone(),
+            reason: format!(
+                "{e}{} (the other cells ran and are saved; fix and rerun with --resume {} to retry the failed ones)",
+                if rest.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} more cells failed, listed above", rest.len())
+                },
+                dir.display()
+            ),
+        }),
+    }
 }
 
 /// Write `cells.parquet` and the summaries from the run directory's log.

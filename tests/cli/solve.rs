@@ -398,3 +398,51 @@ fn an_external_program_that_fails_is_named_with_its_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_failing_external_solver_fails_its_cells_and_the_sweep_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("bad.toml");
+    std::fs::write(
+        &spec,
+        r#"name = "bad"
+title = "a broken external solver"
+regenerates = "-"
+kind = "solver"
+seeds = [0]
+[grid]
+source = ["gaussian:32x32"]
+pattern = ["2:4", "4:8"]
+solver = ["broken", "greedy"]
+[solvers.external.broken]
+command = ["sh", "-c", "echo no solution >&2; exit 4"]
+"#,
+    )
+    .unwrap();
+    let run = tmp.path().join("r");
+    let err = super::common::fails(
+        2,
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    assert!(
+        err.contains("broken") && err.contains("exit status: 4") && err.contains("no solution"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 more cells failed") && err.contains("--resume"),
+        "{err}"
+    );
+    // Both greedy cells ran and were saved; the run is incomplete, so regress refuses it.
+    let log = std::fs::read_to_string(run.join("cells.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    assert!(log.lines().all(|l| l.contains("\"solver\":\"greedy\"")));
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["finished"], Value::Null);
+}
