@@ -110,6 +110,16 @@ fn flat(t: &Tensor, what: &str) -> Result<Vec<f32>> {
         .map_err(Error::tensor(what.to_string()))
 }
 
+/// Copies of the prunable layers' weights, in forward order.
+fn weights(model: &mut dyn Model) -> Result<Vec<Tensor>> {
+    model
+        .sparse_layers()
+        .iter()
+        .map(|l| l.weight.as_tensor().copy())
+        .collect::<candle_core::Result<_>>()
+        .map_err(Error::tensor("copying weights"))
+}
+
 /// The mask and `(kept, optimum)` of one layer's scores.
 fn mask_and_gap(scores: &Matrix, cfg: &OneShot) -> Result<(crate::mask::Mask, f64, f64)> {
     let total_kept = |m: &crate::mask::Mask| -> f64 {
@@ -188,12 +198,7 @@ pub fn convert_model(
     let (xc, _) = data
         .batch(&data.train, &idx, device)
         .map_err(Error::tensor("calibration batch"))?;
-    let originals: Vec<Tensor> = model
-        .sparse_layers()
-        .iter()
-        .map(|l| l.weight.as_tensor().copy())
-        .collect::<candle_core::Result<_>>()
-        .map_err(Error::tensor("copying weights"))?;
+    let originals = weights(model)?;
     let (mut mask_seconds, mut adaprune_seconds) = (0.0, 0.0);
     let mut per_layer = Vec::with_capacity(n_layers);
     for (i, w0) in originals.iter().enumerate() {
@@ -239,12 +244,7 @@ pub fn convert_model(
         });
     }
     let adaprune_accuracy = evaluate(model, data, device)?;
-    let refit: Vec<Tensor> = model
-        .sparse_layers()
-        .iter()
-        .map(|l| l.weight.as_tensor().copy())
-        .collect::<candle_core::Result<_>>()
-        .map_err(Error::tensor("copying weights"))?;
+    let refit = weights(model)?;
     for (l, w0) in model.sparse_layers().into_iter().zip(&originals) {
         l.weight
             .set(w0)

@@ -279,6 +279,21 @@ fn a_sharded_half_precision_checkpoint_is_solved_tensor_by_tensor() {
     );
 }
 
+/// `DIR/w.safetensors` with one Gaussian tensor `w: [rows, cols]`.
+fn one_gaussian_tensor(dir: &Path, rows: usize, cols: usize) -> std::path::PathBuf {
+    let input = dir.join("w.safetensors");
+    masklab::io::write_tensors(
+        &input,
+        &[masklab::io::NamedTensor {
+            name: "w".into(),
+            shape: vec![rows, cols],
+            data: gaussian(rows * cols, 5),
+        }],
+    )
+    .unwrap();
+    input
+}
+
 /// Whether `python3` with numpy is here (the external-solver example needs both).
 fn python_with_numpy() -> bool {
     Command::new("python3")
@@ -294,18 +309,8 @@ fn the_numpy_example_joins_as_an_external_solver_in_solve_and_in_a_spec() {
         eprintln!("skipped: python3 with numpy is not installed (the example solver needs it)");
         return;
     }
-    use masklab::io::{NamedTensor, write_tensors};
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("w.safetensors");
-    write_tensors(
-        &input,
-        &[NamedTensor {
-            name: "w".into(),
-            shape: vec![32, 64],
-            data: gaussian(32 * 64, 5),
-        }],
-    )
-    .unwrap();
+    let input = one_gaussian_tensor(tmp.path(), 32, 64);
     let out = ok(&[
         "solve",
         "--solver",
@@ -368,16 +373,7 @@ timeout_seconds = 120
 #[test]
 fn an_external_program_that_fails_is_named_with_its_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("w.safetensors");
-    masklab::io::write_tensors(
-        &input,
-        &[masklab::io::NamedTensor {
-            name: "w".into(),
-            shape: vec![8, 8],
-            data: gaussian(64, 1),
-        }],
-    )
-    .unwrap();
+    let input = one_gaussian_tensor(tmp.path(), 8, 8);
     let err = super::common::fails(
         2,
         &[
