@@ -19,13 +19,11 @@ use super::adaprune::{adaprune, gram};
 use crate::error::{Error, Result};
 use crate::mask::Matrix;
 use crate::mask::tile::Blocks;
-use crate::solvers::apply::solve_blocks;
 use crate::solvers::evaluate::gap;
-use crate::solvers::{self, SolveContext};
 use crate::train::MaskKind;
 use crate::train::data::Dataset;
 use crate::train::models::Model;
-use crate::train::trainer::{evaluate, mask_of};
+use crate::train::trainer::{evaluate, mask_of, solve_feasible};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use std::time::Instant;
@@ -139,22 +137,11 @@ fn mask_and_gap(scores: &Matrix, cfg: &OneShot) -> Result<(crate::mask::Mask, f6
         )),
         MaskKind::Transposable(p) => {
             let blocks = Blocks::from_matrix(scores, p.m)?;
-            let ctx = SolveContext {
-                seed: cfg.seed,
-                ..Default::default()
-            };
-            let solved = solve_blocks(solvers::by_name(&cfg.solver)?, blocks.data(), p, &ctx)?;
-            if solved.evaluation.infeasible > 0 {
-                return Err(Error::invalid(
-                    "solver",
-                    &cfg.solver,
-                    format!("{} infeasible blocks for {p}", solved.evaluation.infeasible),
-                ));
-            }
+            let solved = solve_feasible(&blocks, p, &cfg.solver, cfg.seed)?;
             let g = if cfg.solver == "exact" {
                 gap(&solved.evaluation, &solved.evaluation)
             } else {
-                let opt = solve_blocks(solvers::by_name("exact")?, blocks.data(), p, &ctx)?;
+                let opt = solve_feasible(&blocks, p, "exact", cfg.seed)?;
                 gap(&solved.evaluation, &opt.evaluation)
             };
             Ok((blocks.to_mask(&solved.keep)?, g.kept, g.optimum))

@@ -186,21 +186,32 @@ pub fn mask_of(
         MaskKind::Nm(p) => Some(Mask::nm(scores, p)?),
         MaskKind::Transposable(p) => {
             let blocks = Blocks::from_matrix(scores, p.m)?;
-            let ctx = SolveContext {
-                seed,
-                ..Default::default()
-            };
-            let solved = solve_blocks(solvers::by_name(solver)?, blocks.data(), p, &ctx)?;
-            if solved.evaluation.infeasible > 0 {
-                return Err(Error::invalid(
-                    "solver",
-                    solver,
-                    format!("{} infeasible blocks for {p}", solved.evaluation.infeasible),
-                ));
-            }
+            let solved = solve_feasible(&blocks, p, solver, seed)?;
             Some(blocks.to_mask(&solved.keep)?)
         }
     })
+}
+
+/// `solver` on the blocks of a transposable mask; an infeasible block is an error naming it.
+pub fn solve_feasible(
+    blocks: &Blocks,
+    p: crate::mask::Pattern,
+    solver: &str,
+    seed: u64,
+) -> Result<crate::solvers::apply::Solved> {
+    let ctx = SolveContext {
+        seed,
+        ..Default::default()
+    };
+    let solved = solve_blocks(solvers::by_name(solver)?, blocks.data(), p, &ctx)?;
+    if solved.evaluation.infeasible > 0 {
+        return Err(Error::invalid(
+            "solver",
+            solver,
+            format!("{} infeasible blocks for {p}", solved.evaluation.infeasible),
+        ));
+    }
+    Ok(solved)
 }
 
 /// Check the structure of every GEMM operand of one layer after training.

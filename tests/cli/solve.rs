@@ -294,6 +294,16 @@ fn one_gaussian_tensor(dir: &Path, rows: usize, cols: usize) -> std::path::PathB
     input
 }
 
+/// `DIR/NAME.toml`: a one-seed `solver` spec called NAME with `body` (its grid and the rest).
+fn solver_spec(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let spec = dir.join(format!("{name}.toml"));
+    let head = format!(
+        "name = \"{name}\"\ntitle = \"{name}\"\nregenerates = \"-\"\nkind = \"solver\"\nseeds = [0]\n"
+    );
+    std::fs::write(&spec, head + body).unwrap();
+    spec
+}
+
 /// Whether `python3` with numpy is here (the external-solver example needs both).
 fn python_with_numpy() -> bool {
     Command::new("python3")
@@ -332,15 +342,10 @@ fn the_numpy_example_joins_as_an_external_solver_in_solve_and_in_a_spec() {
     // Feasible but blind to the scores: well below the optimum.
     assert!(r["kept_gap"].as_f64().unwrap() > 0.05, "{r}");
     // In a spec: declared once, compared with a built-in on the same blocks, its own time apart.
-    let spec = tmp.path().join("ext.toml");
-    std::fs::write(
-        &spec,
-        r#"name = "ext"
-title = "external solver"
-regenerates = "-"
-kind = "solver"
-seeds = [0]
-[grid]
+    let spec = solver_spec(
+        tmp.path(),
+        "ext",
+        r#"[grid]
 source = ["gaussian:64x64"]
 pattern = ["2:4"]
 solver = ["greedy", "random-py"]
@@ -348,8 +353,7 @@ solver = ["greedy", "random-py"]
 command = ["python3", "examples/solvers/random_feasible.py"]
 timeout_seconds = 120
 "#,
-    )
-    .unwrap();
+    );
     let run = tmp.path().join("r");
     ok(&[
         "run",
@@ -398,23 +402,17 @@ fn an_external_program_that_fails_is_named_with_its_error() {
 #[test]
 fn a_failing_external_solver_fails_its_cells_and_the_sweep_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = tmp.path().join("bad.toml");
-    std::fs::write(
-        &spec,
-        r#"name = "bad"
-title = "a broken external solver"
-regenerates = "-"
-kind = "solver"
-seeds = [0]
-[grid]
+    let spec = solver_spec(
+        tmp.path(),
+        "bad",
+        r#"[grid]
 source = ["gaussian:32x32"]
 pattern = ["2:4", "4:8"]
 solver = ["broken", "greedy"]
 [solvers.external.broken]
 command = ["sh", "-c", "echo no solution >&2; exit 4"]
 "#,
-    )
-    .unwrap();
+    );
     let run = tmp.path().join("r");
     let err = super::common::fails(
         2,

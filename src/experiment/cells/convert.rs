@@ -14,7 +14,7 @@
 //! mask's kept_gap and the layers' calibration errors. `group` (model, structure, score) is the
 //! set of cells whose masks differ only by solver, for the kept_gap → accuracy-drop correlation.
 
-use super::{CellContext, CellKind, Row, param_f64, param_str, param_usize};
+use super::{CellContext, CellKind, Row, param_str, param_usize};
 use crate::convert::oneshot::{LayerScore, OneShot, convert_model};
 use crate::error::{Error, Result};
 use crate::experiment::plan::Cell;
@@ -111,20 +111,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
             "dataset" => dataset = param_str(k, v)?.to_string(),
             "data_dir" => data_dir = Some(PathBuf::from(param_str(k, v)?)),
             "cache" => cache = PathBuf::from(param_str(k, v)?),
-            "hidden" => {
-                train.hidden = v
-                    .as_array()
-                    .ok_or_else(|| Error::invalid(k, v, "expected a list of widths"))?
-                    .iter()
-                    .map(|w| param_usize(k, w, 1))
-                    .collect::<Result<_>>()?
-            }
-            "epochs" => train.epochs = param_usize(k, v, 1)?,
-            "batch" => train.batch = param_usize(k, v, 1)?,
-            "lr" => train.lr = param_f64(k, v)?,
-            "momentum" => train.momentum = param_f64(k, v)?,
-            "weight_decay" => train.weight_decay = param_f64(k, v)?,
-            "train_limit" => train.train_limit = Some(param_usize(k, v, 1)?),
+            k if super::train::training_param(&mut train, k, v, 1)? => {}
             "calibration" => calibration = param_usize(k, v, 1)?,
             other => {
                 return Err(Error::invalid(

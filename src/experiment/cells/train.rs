@@ -29,6 +29,35 @@ struct Parsed {
     data_dir: Option<PathBuf>,
 }
 
+/// Set the dense-training param `k` of `cfg` (`hidden`, `epochs`, `batch`, `lr`, `momentum`,
+/// `weight_decay`, `train_limit`) from `v`, counts at least `min`; `false` when `k` is not one.
+/// Shared by the `train` and `convert` cells.
+pub(super) fn training_param(
+    cfg: &mut TrainConfig,
+    k: &str,
+    v: &toml::Value,
+    min: usize,
+) -> Result<bool> {
+    match k {
+        "hidden" => {
+            cfg.hidden = v
+                .as_array()
+                .ok_or_else(|| Error::invalid(k, v, "expected a list of widths"))?
+                .iter()
+                .map(|w| param_usize(k, w, min))
+                .collect::<Result<_>>()?
+        }
+        "epochs" => cfg.epochs = param_usize(k, v, min)?,
+        "batch" => cfg.batch = param_usize(k, v, min)?,
+        "lr" => cfg.lr = param_f64(k, v)?,
+        "momentum" => cfg.momentum = param_f64(k, v)?,
+        "weight_decay" => cfg.weight_decay = param_f64(k, v)?,
+        "train_limit" => cfg.train_limit = Some(param_usize(k, v, min)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> {
     let mut cfg = TrainConfig::default();
     let mut dataset = "fashion-mnist".to_string();
@@ -38,19 +67,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
             "model" => cfg.model = param_str(k, v)?.to_string(),
             "dataset" => dataset = param_str(k, v)?.to_string(),
             "data_dir" => data_dir = Some(PathBuf::from(param_str(k, v)?)),
-            "hidden" => {
-                cfg.hidden = v
-                    .as_array()
-                    .ok_or_else(|| Error::invalid(k, v, "expected a list of widths"))?
-                    .iter()
-                    .map(|w| param_usize(k, w, 0))
-                    .collect::<Result<_>>()?
-            }
-            "epochs" => cfg.epochs = param_usize(k, v, 0)?,
-            "batch" => cfg.batch = param_usize(k, v, 0)?,
-            "lr" => cfg.lr = param_f64(k, v)?,
-            "momentum" => cfg.momentum = param_f64(k, v)?,
-            "weight_decay" => cfg.weight_decay = param_f64(k, v)?,
+            k if training_param(&mut cfg, k, v, 0)? => {}
             "optimizer" => {
                 cfg.optimizer = match v.as_str() {
                     Some("sgd") => OptimizerKind::Sgd,
@@ -61,7 +78,6 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
             "solver" => cfg.solver = param_str(k, v)?.to_string(),
             "every" => cfg.every = param_usize(k, v, 0)?,
             "srste" => cfg.srste = param_f64(k, v)?,
-            "train_limit" => cfg.train_limit = Some(param_usize(k, v, 0)?),
             other => {
                 return Err(Error::invalid(
                     other,
