@@ -16,6 +16,32 @@
 
 use crate::error::{Error, Result};
 
+/// Ask for transparent huge pages over a large, not yet touched buffer (Linux `madvise`; a
+/// hint, ignored where unsupported). Filling 256 MiB in 4 KiB pages takes 65 536 page faults.
+pub fn advise_huge_pages<T>(buf: &mut [T]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = buf.as_mut_ptr() as usize;
+        let end = start + std::mem::size_of_val(buf);
+        let first = start.div_ceil(HUGE) * HUGE;
+        let last = end / HUGE * HUGE;
+        if last > first {
+            // SAFETY: the range lies inside `buf`, which this call borrows mutably; MADV_HUGEPAGE
+            // changes how pages are backed, never their contents.
+            unsafe {
+                libc::madvise(
+                    first as *mut libc::c_void,
+                    last - first,
+                    libc::MADV_HUGEPAGE,
+                );
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
+}
+
 /// Bytes of memory available for new allocations (`MemAvailable` in `/proc/meminfo`), or
 /// `None` if the OS does not say.
 pub fn available_bytes() -> Option<u128> {

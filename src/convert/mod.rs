@@ -183,7 +183,7 @@ pub fn convert(
                     on_report(&report);
                     reports.push(report);
                 } else {
-                    w.write_all(raw).map_err(|x| Error::io(tmp, x))?;
+                    crate::io::write_in_pieces(&mut w, raw).map_err(|x| Error::io(tmp, x))?;
                 }
                 ckpt.release(e);
                 bar.set_message(e.name.clone());

@@ -218,7 +218,14 @@ impl Checkpoint {
     /// The raw bytes of a safetensors entry (as stored), or `None` for HDF5.
     pub fn raw(&self, e: &Entry) -> Option<&[u8]> {
         match &self.files[e.file].1 {
-            Backing::Mapped(map, _) => map.get(e.range.clone()),
+            Backing::Mapped(map, _) => {
+                // Map the tensor's pages in one call rather than one fault per 64 KiB as it is
+                // read (Linux ≥ 5.14; a hint, ignored where unsupported).
+                #[cfg(target_os = "linux")]
+                let _ =
+                    map.advise_range(memmap2::Advice::PopulateRead, e.range.start, e.range.len());
+                map.get(e.range.clone())
+            }
             #[cfg(feature = "hdf5")]
             Backing::Hdf5 => None,
         }
@@ -252,12 +259,12 @@ impl Checkpoint {
 
     /// One tensor as row-major `f32`; non-finite values are an error naming the tensor.
     pub fn read_f32(&self, e: &Entry) -> Result<Vec<f32>> {
-        self.read_f32_map(e, |v| v)
+        self.read_f32_map(e, ValueMap::Identity)
     }
 
     /// [`Checkpoint::read_f32`] with `map` applied to each value in the same pass (e.g. `abs`
     /// for scores); the finiteness check sees the values before `map`.
-    pub fn read_f32_map(&self, e: &Entry, map: fn(f32) -> f32) -> Result<Vec<f32>> {
+    pub fn read_f32_map(&self, e: &Entry, map: ValueMap) -> Result<Vec<f32>> {
         let (path, backing) = &self.files[e.file];
         let bad = |message: String| Error::Format {
             path: path.clone(),
@@ -276,7 +283,7 @@ impl Checkpoint {
                 if let Some(i) = data.iter().position(|v| !v.is_finite()) {
                     return Err(non_finite(i, data[i]));
                 }
-                data.iter_mut().for_each(|v| *v = map(*v));
+                data.iter_mut().for_each(|v| *v = map.apply(*v));
                 Ok(data)
             }
             Backing::Mapped(..) => {
@@ -292,7 +299,12 @@ impl Checkpoint {
                         e.shape
                     )));
                 }
-                let out = convert(bytes, e.dtype, map);
+                // One monomorphised decode per map, so the map inlines into the loop.
+                let out = match map {
+                    ValueMap::Identity => convert(bytes, e.dtype, |v| v),
+                    ValueMap::Abs => convert(bytes, e.dtype, f32::abs),
+                    ValueMap::Square => convert(bytes, e.dtype, |v| v * v),
+                };
                 if let Some(c) = out.1 {
                     // Decode the offending chunk again for the index and the original value.
                     let size = e.dtype.size();
@@ -315,14 +327,41 @@ impl Checkpoint {
     }
 }
 
+/// What [`Checkpoint::read_f32_map`] applies to each value as it decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueMap {
+    /// The value itself.
+    Identity,
+    /// `|v|`.
+    Abs,
+    /// `v²`.
+    Square,
+}
+
+impl ValueMap {
+    /// The map applied to one value.
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            ValueMap::Identity => v,
+            ValueMap::Abs => v.abs(),
+            ValueMap::Square => v * v,
+        }
+    }
+}
+
 /// Little-endian `bytes` of `dtype` as `f32`, in parallel.
 const CONVERT_CHUNK: usize = 1 << 16;
 
 /// Decode little-endian `dtype` bytes to f32 with `map` applied, in parallel chunks; also the
 /// first chunk holding a non-finite value (before `map`), if any.
-fn convert(bytes: &[u8], dtype: Dtype, map: fn(f32) -> f32) -> (Vec<f32>, Option<usize>) {
+fn convert<F: Fn(f32) -> f32 + Sync>(
+    bytes: &[u8],
+    dtype: Dtype,
+    map: F,
+) -> (Vec<f32>, Option<usize>) {
     let size = dtype.size();
     let mut out = vec![0f32; bytes.len() / size];
+    crate::memory::advise_huge_pages(&mut out);
     let first_bad = std::sync::atomic::AtomicUsize::new(usize::MAX);
     out.par_chunks_mut(CONVERT_CHUNK)
         .zip(bytes.par_chunks(CONVERT_CHUNK * size))
@@ -535,7 +574,7 @@ mod tests {
         };
         super::super::st::write_f32(&path, &[t(data.clone())])?;
         let c = Checkpoint::open(&path)?;
-        let got = c.read_f32_map(&c.entries()[0], f32::abs)?;
+        let got = c.read_f32_map(&c.entries()[0], ValueMap::Abs)?;
         assert!(got.iter().zip(&data).all(|(g, d)| *g == d.abs()));
         // A NaN in the second chunk and an infinity in the third: the NaN's index is named.
         let at = CONVERT_CHUNK + 7;
@@ -545,7 +584,7 @@ mod tests {
         super::super::st::write_f32(&bad, &[t(data)])?;
         let c = Checkpoint::open(&bad)?;
         let e = c
-            .read_f32_map(&c.entries()[0], f32::abs)
+            .read_f32_map(&c.entries()[0], ValueMap::Abs)
             .unwrap_err()
             .to_string();
         assert!(

@@ -57,6 +57,11 @@ impl Matrix {
         &self.data
     }
 
+    /// The row-major values, by value.
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+
     /// Elementwise absolute value: the default score `|W|`.
     pub fn abs(&self) -> Matrix {
         Matrix {

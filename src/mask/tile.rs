@@ -46,30 +46,59 @@ impl BlockShape {
         self.reorder(blocks, false)
     }
 
+    /// [`BlockShape::gather`] in place: no second copy of the matrix, one strip of scratch per
+    /// thread (a large fresh allocation costs more than the reorder itself).
+    pub fn gather_in_place<T: Copy + Default + Send + Sync>(&self, values: &mut [T]) {
+        self.reorder_in_place(values, true)
+    }
+
+    /// [`BlockShape::scatter`] in place.
+    pub fn scatter_in_place<T: Copy + Default + Send + Sync>(&self, blocks: &mut [T]) {
+        self.reorder_in_place(blocks, false)
+    }
+
     fn reorder<T: Copy + Default + Send + Sync>(&self, from: &[T], to_blocks: bool) -> Vec<T> {
         use rayon::prelude::*;
-        let (m, cols) = (self.m, self.cols);
         let mut out = vec![T::default(); from.len()];
-        if m == 0 || cols == 0 {
+        if self.m == 0 || self.cols == 0 {
             return out;
         }
-        let strip = m * cols;
+        let strip = self.m * self.cols;
         out.par_chunks_mut(strip)
             .zip(from.par_chunks(strip))
-            .for_each(|(o, f)| {
-                for b in 0..cols / m {
-                    for i in 0..m {
-                        let row = i * cols + b * m;
-                        let blk = b * m * m + i * m;
-                        if to_blocks {
-                            o[blk..blk + m].copy_from_slice(&f[row..row + m]);
-                        } else {
-                            o[row..row + m].copy_from_slice(&f[blk..blk + m]);
-                        }
-                    }
-                }
-            });
+            .for_each(|(o, f)| self.reorder_strip(f, o, to_blocks));
         out
+    }
+
+    fn reorder_in_place<T: Copy + Default + Send + Sync>(&self, data: &mut [T], to_blocks: bool) {
+        use rayon::prelude::*;
+        if self.m == 0 || self.cols == 0 {
+            return;
+        }
+        let strip = self.m * self.cols;
+        data.par_chunks_mut(strip).for_each_init(
+            || vec![T::default(); strip],
+            |scratch, s| {
+                scratch.copy_from_slice(s);
+                self.reorder_strip(scratch, s, to_blocks);
+            },
+        );
+    }
+
+    /// One strip of M rows: row-major `from` into blocks `to` (or back).
+    fn reorder_strip<T: Copy>(&self, from: &[T], to: &mut [T], to_blocks: bool) {
+        let (m, cols) = (self.m, self.cols);
+        for b in 0..cols / m {
+            for i in 0..m {
+                let row = i * cols + b * m;
+                let blk = b * m * m + i * m;
+                if to_blocks {
+                    to[blk..blk + m].copy_from_slice(&from[row..row + m]);
+                } else {
+                    to[row..row + m].copy_from_slice(&from[blk..blk + m]);
+                }
+            }
+        }
     }
 }
 
@@ -90,6 +119,14 @@ impl Blocks {
         })
     }
 
+    /// Cut `scores` into M×M blocks in place, reusing its buffer.
+    pub fn from_matrix_owned(scores: Matrix, m: usize) -> Result<Self> {
+        let shape = BlockShape::new(scores.rows(), scores.cols(), m)?;
+        let mut data = scores.into_data();
+        shape.gather_in_place(&mut data);
+        Ok(Blocks { shape, data })
+    }
+
     /// The tiling.
     pub fn shape(&self) -> BlockShape {
         self.shape
@@ -104,10 +141,51 @@ impl Blocks {
     pub fn to_mask(&self, keep: &[u8]) -> Result<Mask> {
         Mask::new(self.shape.rows, self.shape.cols, self.shape.scatter(keep))
     }
+
+    /// [`Blocks::to_mask`] reusing `keep`'s buffer; the scores are dropped first.
+    pub fn into_mask(self, mut keep: Vec<u8>) -> Result<Mask> {
+        let shape = self.shape;
+        drop(self);
+        if keep.len() != shape.rows * shape.cols {
+            return Err(Error::Shape {
+                rows: shape.rows,
+                cols: shape.cols,
+                reason: format!("{} mask values for {} blocks", keep.len(), shape.count()),
+            });
+        }
+        shape.scatter_in_place(&mut keep);
+        Mask::new(shape.rows, shape.cols, keep)
+    }
 }
 
 /// Check one M×M 0/1 block: `(over, under)` — some row/column keeps more / fewer than N.
 pub fn check_block(keep: &[u8], pattern: Pattern) -> (bool, bool) {
+    let m = pattern.m;
+    if m > 64 {
+        return check_block_wide(keep, pattern);
+    }
+    // One row-major pass: row counts as they complete, column counts in a small array.
+    let (mut over, mut under) = (false, false);
+    let mut cols = [0u32; 64];
+    for row in keep.chunks_exact(m.max(1)).take(m) {
+        let mut kept = 0u32;
+        for (c, &k) in cols.iter_mut().zip(row) {
+            let k = (k != 0) as u32;
+            *c += k;
+            kept += k;
+        }
+        over |= kept as usize > pattern.n;
+        under |= (kept as usize) < pattern.n;
+    }
+    for &c in &cols[..m] {
+        over |= c as usize > pattern.n;
+        under |= (c as usize) < pattern.n;
+    }
+    (over, under)
+}
+
+/// [`check_block`] for M > 64.
+fn check_block_wide(keep: &[u8], pattern: Pattern) -> (bool, bool) {
     let m = pattern.m;
     let (mut over, mut under) = (false, false);
     for i in 0..m {
@@ -148,6 +226,42 @@ mod tests {
         assert_eq!(&blocks[4..8], &[2, 3, 10, 11]);
         assert_eq!(shape.scatter(&blocks), values);
         assert_eq!(shape.count(), 8);
+        let mut in_place = values.clone();
+        shape.gather_in_place(&mut in_place);
+        assert_eq!(in_place, blocks);
+        shape.scatter_in_place(&mut in_place);
+        assert_eq!(in_place, values);
+        Ok(())
+    }
+
+    #[test]
+    fn block_check_agrees_with_the_wide_check_on_every_small_block() -> Result<()> {
+        // Every 0/1 3×3 block (512) for N = 1, 2: the one-pass check and the per-line check.
+        for n in 1..=2 {
+            let pattern = Pattern::new(n, 3)?;
+            for bits in 0u32..512 {
+                let keep: Vec<u8> = (0..9).map(|i| ((bits >> i) & 1) as u8).collect();
+                assert_eq!(
+                    check_block(&keep, pattern),
+                    check_block_wide(&keep, pattern)
+                );
+            }
+        }
+        // A 2:4 block that is over-full in one column only.
+        let pattern = Pattern::new(2, 4)?;
+        let keep = [1, 1, 0, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0];
+        assert_eq!(check_block(&keep, pattern), (true, true));
+        Ok(())
+    }
+
+    #[test]
+    fn owned_tiling_round_trips_a_mask() -> Result<()> {
+        let scores = Matrix::new(4, 8, (0..32).map(|v| v as f32).collect())?;
+        let copy = Blocks::from_matrix(&scores, 2)?;
+        let owned = Blocks::from_matrix_owned(scores, 2)?;
+        assert_eq!(owned.data(), copy.data());
+        let keep: Vec<u8> = (0..32).map(|i| (i % 3 == 0) as u8).collect();
+        assert_eq!(owned.into_mask(keep.clone())?, copy.to_mask(&keep)?);
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use super::evaluate::{Evaluation, Gap, evaluate, gap};
 use super::{SolveContext, Solver};
 use crate::error::{Error, Result};
-use crate::io::checkpoint::{Checkpoint, Dtype, Entry, Selection, Skipped, Tiling};
+use crate::io::checkpoint::{Checkpoint, Dtype, Entry, Selection, Skipped, Tiling, ValueMap};
 use crate::io::{self, MaskSink};
 use crate::mask::tile::Blocks;
 use crate::mask::{Mask, Matrix, Pattern};
@@ -268,8 +268,8 @@ impl Scorer {
             None => ckpt.read_f32_map(
                 e,
                 match self.score {
-                    Score::Square => |v: f32| v * v,
-                    _ => |v: f32| v.abs(),
+                    Score::Square => ValueMap::Square,
+                    _ => ValueMap::Abs,
                 },
             )?,
         };
@@ -333,8 +333,7 @@ fn solve_entry(
 ) -> Result<(TensorReport, Mask)> {
     let start = Instant::now();
     let scores = scorer.matrix(ckpt, e)?;
-    let blocks = Blocks::from_matrix(&scores, req.pattern.m)?;
-    drop(scores);
+    let blocks = Blocks::from_matrix_owned(scores, req.pattern.m)?;
     let read_seconds = start.elapsed().as_secs_f64();
     let solved = solve_blocks(req.solver, blocks.data(), req.pattern, ctx)?;
     let g: Option<Gap> = if req.compare_exact {
@@ -361,8 +360,7 @@ fn solve_entry(
         total_seconds: 0.0,
         peak_rss_mb: None,
     };
-    let mask = blocks.to_mask(&solved.keep)?;
-    drop(blocks);
+    let mask = blocks.into_mask(solved.keep)?;
     let report = TensorReport {
         peak_rss_mb: crate::memory::peak_rss_mb(),
         total_seconds: start.elapsed().as_secs_f64(),

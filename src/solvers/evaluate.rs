@@ -30,17 +30,9 @@ pub fn evaluate(blocks: &[f32], keep: &[u8], pattern: Pattern) -> Evaluation {
         .zip(keep.par_chunks(mm.max(1)))
         .with_min_len(256)
         .map(|(scores, mask)| {
-            let total: f64 = scores.iter().map(|&s| s as f64).sum();
+            let (total, kept) = block_sums(scores, mask);
             let (over, under) = check_block(mask, pattern);
-            let kept = (!over).then(|| {
-                scores
-                    .iter()
-                    .zip(mask)
-                    .filter(|(_, k)| **k != 0)
-                    .map(|(&s, _)| s as f64)
-                    .sum()
-            });
-            (total, kept, under && !over)
+            (total, (!over).then_some(kept), under && !over)
         })
         .collect();
     Evaluation {
@@ -49,6 +41,44 @@ pub fn evaluate(blocks: &[f32], keep: &[u8], pattern: Pattern) -> Evaluation {
         total: per.iter().map(|p| p.0).collect(),
         kept: per.into_iter().map(|p| p.1).collect(),
     }
+}
+
+/// A block's total score and kept score (every non-zero mask byte keeps), in `f64`.
+///
+/// One pass in four lanes, no branch on the mask: a solver's 0/1 mask defeats branch
+/// prediction (a branch here made this pass 3× slower on an exact 8:16 mask), and one running
+/// sum is bound by the add latency. Multiplying by the mask byte leaves the compiler no select
+/// to turn back into a branch; a mask byte above 1 sends the block through the plain sum.
+fn block_sums(scores: &[f32], mask: &[u8]) -> (f64, f64) {
+    const LANES: usize = 4;
+    let (mut total, mut kept, mut widest) = ([0f64; LANES], [0f64; LANES], 0u8);
+    let split = scores.len() / LANES * LANES;
+    for (s, k) in scores[..split]
+        .chunks_exact(LANES)
+        .zip(mask[..split].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            let v = f64::from(s[l]);
+            total[l] += v;
+            kept[l] += v * f64::from(k[l]);
+            widest = widest.max(k[l]);
+        }
+    }
+    let fold = |lanes: [f64; LANES]| (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    let (mut total, mut kept) = (fold(total), fold(kept));
+    for (&s, &k) in scores[split..].iter().zip(&mask[split..]) {
+        total += f64::from(s);
+        kept += f64::from(s) * f64::from(k);
+        widest = widest.max(k);
+    }
+    if widest > 1 {
+        kept = scores
+            .iter()
+            .zip(mask)
+            .map(|(&s, &k)| if k != 0 { f64::from(s) } else { 0.0 })
+            .sum();
+    }
+    (total, kept)
 }
 
 impl Evaluation {
@@ -96,5 +126,54 @@ pub fn gap(e: &Evaluation, opt: &Evaluation) -> Gap {
         optimum: best,
         kept_gap: ratio(best - kept, best),
         pruned_excess: ratio(pruned - pruned_opt, pruned_opt),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_and_total_are_the_plain_sums_and_wide_mask_bytes_count_as_kept() {
+        // Two 2:4 blocks: the first feasible (two per row and column), the second over-full.
+        let pattern = Pattern::new(2, 4).unwrap();
+        let scores: Vec<f32> = (0..32).map(|i| i as f32 * 0.5).collect();
+        let feasible = [1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1];
+        let mut keep: Vec<u8> = feasible.to_vec();
+        keep.extend([1u8; 16]);
+        let e = evaluate(&scores, &keep, pattern);
+        let want: f64 = (0..16)
+            .filter(|&i| feasible[i] == 1)
+            .map(|i| i as f64 * 0.5)
+            .sum();
+        assert_eq!(e.kept, vec![Some(want), None]);
+        assert_eq!(e.total, vec![60.0, 188.0]);
+        assert_eq!((e.infeasible, e.underfilled), (1, 0));
+        // Any non-zero byte keeps: 255 in place of 1 scores the same.
+        let wide: Vec<u8> = keep.iter().map(|&k| k * 255).collect();
+        assert_eq!(evaluate(&scores, &wide, pattern), e);
+    }
+
+    #[test]
+    fn lane_sums_match_plain_sums_for_every_block_length() {
+        // Lengths 1..=40 cover the remainder after the four lanes; values are not exact in
+        // binary, so lane order shows as rounding only (1e-12 relative).
+        for len in 1..=40usize {
+            let scores: Vec<f32> = (0..len).map(|i| ((i * 7919) % 101) as f32 / 13.0).collect();
+            let mask: Vec<u8> = (0..len).map(|i| ((i * 31) % 3 == 0) as u8).collect();
+            let (total, kept) = block_sums(&scores, &mask);
+            let plain: f64 = scores.iter().map(|&s| f64::from(s)).sum();
+            let plain_kept: f64 = scores
+                .iter()
+                .zip(&mask)
+                .filter(|(_, k)| **k != 0)
+                .map(|(&s, _)| f64::from(s))
+                .sum();
+            assert!((total - plain).abs() <= 1e-12 * plain.max(1.0), "len {len}");
+            assert!(
+                (kept - plain_kept).abs() <= 1e-12 * plain.max(1.0),
+                "len {len}"
+            );
+        }
     }
 }

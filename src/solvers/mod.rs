@@ -252,6 +252,7 @@ where
 {
     let mm = pattern.m * pattern.m;
     let mut keep = vec![0u8; blocks.len()];
+    crate::memory::advise_huge_pages(&mut keep);
     keep.par_chunks_mut(mm * CHUNK)
         .zip(blocks.par_chunks(mm * CHUNK))
         .enumerate()
