@@ -185,6 +185,14 @@ pub enum Command {
         /// The run directory.
         run_dir: PathBuf,
     },
+    /// Redraw a run's figures (SVG, figures/ in the run directory) from its summary.parquet.
+    #[command(
+        after_help = "Example:\n  masklab plot results/runs/table2/default-20261122-101500\n\nThe figures are the spec's [[figures]]; summary.md links them."
+    )]
+    Plot {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
     /// Compare a complete run with results/baselines/<table>.parquet; exit 1 on regression.
     #[command(
         after_help = "Examples:\n  masklab regress /tmp/r\n  masklab regress /tmp/r --baseline my.parquet"

@@ -81,6 +81,11 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Show { run_dir } => print!("{}", read_summary(&run_dir)?),
+        Command::Plot { run_dir } => {
+            for path in runner::plot_run(&run_dir)? {
+                println!("wrote {}", path.display());
+            }
+        }
         Command::Regress {
             run_dir,
             baseline,

@@ -229,8 +229,7 @@ fn prune(
             (mask, "top-n".to_string(), Some(0.0), kept)
         }
         Structure::Transposable => {
-            let blocks = Blocks::from_matrix(&scores, job.pattern.m)?;
-            drop(scores);
+            let blocks = Blocks::from_matrix_owned(scores, job.pattern.m)?;
             let solved = solve_blocks(job.solver, blocks.data(), job.pattern, ctx)?;
             if solved.evaluation.infeasible > 0 {
                 return Err(Error::invalid(
@@ -255,7 +254,7 @@ fn prune(
             };
             let kept = solved.evaluation.kept_total();
             (
-                blocks.to_mask(&solved.keep)?,
+                blocks.into_mask(solved.keep)?,
                 job.solver.name().to_string(),
                 g,
                 kept,

@@ -15,7 +15,7 @@ use super::plan::{Cell, Plan};
 use super::spec::Spec;
 use crate::error::{Error, Result};
 use crate::results::manifest::{self, Manifest};
-use crate::results::{markdown, summary, table};
+use crate::results::{figures, markdown, summary, table};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::Value;
@@ -482,7 +482,41 @@ pub fn write_tables(dir: &Path, spec: &Spec) -> Result<()> {
             md += &format!("- {n}\n");
         }
     }
+    // Tables first: a figure that cannot be drawn must not cost the run its summary.
+    crate::io::atomic::write_bytes(&dir.join("summary.md"), md.as_bytes())?;
+    let links = figures::write_all(dir, &spec.figures, &summary_rows)?;
+    md += &figures::markdown_section(&links);
     crate::io::atomic::write_bytes(&dir.join("summary.md"), md.as_bytes())
+}
+
+/// Redraw a run's figures from its `summary.parquet` (the spec's `[[figures]]`, or those of the
+/// spec file now at the manifest's path when the run's own spec declares none) and relink
+/// them from summary.md. Returns the figure files written.
+pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>> {
+    let (manifest, spec) = spec_of_run(dir)?;
+    let mut declared = spec.figures.clone();
+    if declared.is_empty() {
+        let profile = (manifest.profile != "grid").then_some(manifest.profile.as_str());
+        if let Ok(now) = Spec::load(Path::new(&manifest.spec_path), profile) {
+            declared = now.figures;
+        }
+    }
+    if declared.is_empty() {
+        return Err(Error::invalid(
+            "run",
+            dir.display(),
+            format!("spec `{}` declares no [[figures]]", manifest.spec_path),
+        ));
+    }
+    let summary = table::read_parquet(&dir.join("summary.parquet"))?;
+    let rows = table::rows_from_frame(&summary);
+    let links = figures::write_all(dir, &declared, &rows)?;
+    let md_path = dir.join("summary.md");
+    let md = std::fs::read_to_string(&md_path).map_err(|e| Error::io(&md_path, e))?;
+    let body = md.split("\n## Figures\n").next().unwrap_or(&md).to_string();
+    let md = body + &figures::markdown_section(&links);
+    crate::io::atomic::write_bytes(&md_path, md.as_bytes())?;
+    Ok(links.iter().map(|(_, p)| dir.join(p)).collect())
 }
 
 /// The spec of a run directory, re-resolved from its manifest.

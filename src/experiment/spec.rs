@@ -22,6 +22,7 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::results::figures::Figure;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,9 @@ pub struct RawSpec {
     /// Programs that join as solvers: `[solvers.external.NAME]`.
     #[serde(default)]
     pub solvers: RawSolvers,
+    /// Figures drawn from the summary: `[[figures]]` (see [`crate::results::figures`]).
+    #[serde(default)]
+    pub figures: Vec<Figure>,
 }
 
 /// `[solvers]`: solvers the spec brings.
@@ -207,6 +211,8 @@ pub struct Spec {
     pub statistics: Option<Statistics>,
     /// External solvers the spec declares, by name.
     pub external_solvers: IndexMap<String, ExternalSolver>,
+    /// Figures drawn from the summary.
+    pub figures: Vec<Figure>,
 }
 
 /// Line (1-based) of byte offset `at` in `text`.
@@ -283,6 +289,11 @@ impl Spec {
         let tolerance = tolerances(&raw, &at)?;
         let exclude = exclusions(&raw, &at)?;
         let statistics = statistics(&raw, &axes, &at)?;
+        Figure::check(&raw.figures).map_err(|message| Error::Spec {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("[[figures]]: {message}"),
+        })?;
         Ok(Spec {
             path: path.to_path_buf(),
             text: text.to_string(),
@@ -299,6 +310,7 @@ impl Spec {
             exclude,
             statistics,
             external_solvers: raw.solvers.external,
+            figures: raw.figures,
         })
     }
 

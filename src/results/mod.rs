@@ -1,11 +1,12 @@
-//! Result tables: rows → polars frames → `cells.parquet`, `summary.{parquet,csv,md}`; manifests;
-//! regression against committed baselines.
+//! Result tables: rows → polars frames → `cells.parquet`, `summary.{parquet,csv,md}`; figures;
+//! manifests; regression against committed baselines.
 //!
 //! A row is a JSON object ([`crate::experiment::cells::Row`]) made once from a cell kind's row
 //! struct; [`table::frame_from_rows`] infers each column's type from its values, so no column
 //! list is kept by hand. Measured time and memory columns ([`is_measured_column`]) are kept out of
 //! `summary.csv`, which is byte-identical for the same spec and seed.
 
+pub mod figures;
 pub mod manifest;
 pub mod markdown;
 pub mod regress;

@@ -46,6 +46,28 @@ fn table1_smoke_runs_and_summary_parquet_has_the_known_counts() {
 }
 
 #[test]
+fn a_run_draws_its_figures_links_them_and_plot_redraws_them_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    run_smoke("table1", out.to_str().unwrap(), &[]);
+    let svg_path = out.join("figures/diversity.svg");
+    let svg = std::fs::read_to_string(&svg_path).expect("figure written with the run");
+    // One panel per size of the smoke profile, one label per structure in each.
+    assert!(svg.contains("size = 8x8") && svg.contains("size = 64x64"));
+    let labelled = |text: &str| svg.lines().filter(|l| l.trim() == text).count();
+    assert_eq!(labelled("transposable:4:8"), 2);
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("](figures/diversity.svg)"), "{md}");
+    std::fs::remove_file(&svg_path).unwrap();
+    let said = ok(&["plot", out.to_str().unwrap()]);
+    assert!(said.contains("diversity.svg"), "{said}");
+    assert_eq!(std::fs::read_to_string(&svg_path).unwrap(), svg);
+    // Redrawing does not repeat the link.
+    let md2 = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert_eq!(md2, md);
+}
+
+#[test]
 fn same_spec_and_seed_give_byte_identical_summary_csv() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
