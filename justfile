@@ -31,9 +31,33 @@ test: setup
 reproduce TABLE PROFILE="default": build
     ./target/release/masklab reproduce {{TABLE}} --profile {{PROFILE}}
 
-# Every table's smoke profile, regressed against results/baselines/ (release build).
+# Every table's nightly profile (~15 min on 2 cores: 8192² solves, trained weights, Fashion-MNIST
+# training with three seeds), regressed against results/baselines/<table>.nightly.parquet (times
+# as ratios to the run's calibration) and appended to results/history/<table>.parquet; then each
+# table's trend (`masklab history TABLE`). Exit 1 if any table regressed.
 nightly: build
-    just smoke-regress target/release/masklab
+    #!/usr/bin/env bash
+    set -euo pipefail
+    status=0
+    for spec in experiments/*.toml; do
+        t=$(basename "$spec" .toml)
+        out="results/runs/$t/nightly-$(date -u +%Y%m%d-%H%M%S)"
+        ./target/release/masklab run "$spec" --profile nightly --out "$out" --quiet
+        ./target/release/masklab regress "$out" || status=1
+        ./target/release/masklab history "$t" --append "$out"
+    done
+    exit $status
+
+# Rewrite the nightly baselines (results/baselines/<table>.nightly.parquet) from fresh runs.
+nightly-baselines: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for spec in experiments/*.toml; do
+        t=$(basename "$spec" .toml)
+        out="results/runs/$t/nightly-baseline-$(date -u +%Y%m%d-%H%M%S)"
+        ./target/release/masklab run "$spec" --profile nightly --out "$out" --quiet
+        ./target/release/masklab regress "$out" --update
+    done
 
 # Every table's smoke profile run by the binary BIN and regressed against results/baselines/;
 # CI runs it with the test build's binary (target/debug/masklab), which needs no release build.
@@ -96,3 +120,48 @@ check-cuda:
     export CUDA_HOME="$root/nvidia/cu13" CUDA_COMPUTE_CAP=90 CUDAFORGE_THREADS="$(nproc)"
     export NVCC="$root/nvcc-check" PATH="$CUDA_HOME/bin:$PATH"
     cargo check --features cuda --lib --bins
+
+# Scale-out on a real Slurm (opt-in; CI does not run it): start a single-node Slurm here from
+# Debian's slurm-wlm and munge, submit TABLE's PROFILE as a TASKS-task job array
+# (scripts/slurm/table.sbatch, one --shard each), merge the shards, run the same spec on this
+# machine alone, and check the two summary.csv are byte-identical.
+test-slurm TABLE="table2" PROFILE="smoke" TASKS="4": build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+        if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq slurm-wlm munge
+    fi
+    eval "$(scripts/slurm/local-cluster.sh start target/slurm)"
+    trap 'scripts/slurm/local-cluster.sh stop target/slurm' EXIT
+    spec="experiments/{{TABLE}}.toml"
+    out="$PWD/target/slurm-runs/{{TABLE}}-{{PROFILE}}-$(date -u +%Y%m%d-%H%M%S)"
+    mkdir -p "$out"
+    SECONDS=0
+    sbatch --wait --array=0-$(( {{TASKS}} - 1 )) --chdir="$PWD" --output="$out/slurm-%A_%a.out" \
+        --export=ALL,SPEC="$spec",PROFILE={{PROFILE}},OUT="$out",MASKLAB="$PWD/target/release/masklab" \
+        scripts/slurm/table.sbatch
+    echo "test-slurm: job array of {{TASKS}} tasks done after ${SECONDS}s"
+    ./target/release/masklab merge "$out"/shard-* --out "$out/merged"
+    ./target/release/masklab run "$spec" --profile {{PROFILE}} --out "$out/single" --quiet
+    cmp "$out/merged/summary.csv" "$out/single/summary.csv"
+    echo "test-slurm: merged shards equal the single-machine run byte for byte ($out/merged/summary.csv), ${SECONDS}s in all"
+
+# Re-execute the notebooks headless, outputs saved in place (nbconvert from a project-local venv,
+# target/notebooks-venv, created with pip on first use). Each notebook reads its table's newest
+# `default` run (else the newest of any profile); a table without a run gets its smoke run first.
+notebooks: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=target/notebooks-venv
+    if [ ! -x "$venv/bin/jupyter" ]; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q nbconvert nbclient ipykernel pandas pyarrow matplotlib
+    fi
+    for t in table2 table4a table4b; do
+        if ! ls results/runs/$t/*/summary.parquet >/dev/null 2>&1; then
+            ./target/release/masklab run "experiments/$t.toml" --profile smoke \
+                --out "results/runs/$t/smoke-$(date -u +%Y%m%d-%H%M%S)" --quiet
+        fi
+    done
+    "$venv/bin/jupyter" nbconvert --to notebook --execute --inplace notebooks/*.ipynb

@@ -193,6 +193,26 @@ pub enum Command {
         /// The run directory.
         run_dir: PathBuf,
     },
+    /// A table's nightly history: each metric's trend over the runs added to it, drifts flagged.
+    #[command(
+        after_help = "Examples:\n  masklab history table2 --append results/runs/table2/nightly-20261201-020000\n  masklab history table2\n\nA series drifts when its last 3 steps go the same way, each within the spec's tolerance,\nwhile the three together are not. Times count as ratios to each run's calibration."
+    )]
+    History {
+        /// Table id (a spec name in --dir; table4 means table4a and table4b).
+        table: String,
+        /// Add this complete run to the history first.
+        #[arg(long)]
+        append: Option<PathBuf>,
+        /// Profile whose runs to follow.
+        #[arg(long, default_value = "nightly")]
+        profile: String,
+        /// History file (default results/history/<table>.parquet).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Directory of specs.
+        #[arg(long, default_value = "experiments")]
+        dir: PathBuf,
+    },
     /// Compare a complete run with results/baselines/<table>.parquet; exit 1 on regression.
     #[command(
         after_help = "Examples:\n  masklab regress /tmp/r\n  masklab regress /tmp/r --baseline my.parquet"

@@ -81,6 +81,27 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Show { run_dir } => print!("{}", read_summary(&run_dir)?),
+        Command::History {
+            table,
+            append,
+            profile,
+            file,
+            dir,
+        } => {
+            let paths = masklab::experiment::spec::table_specs(&dir, &table)?;
+            if paths.len() > 1 && (append.is_some() || file.is_some()) {
+                bail!(
+                    "{table} has {} parts; name one (e.g. {table}a)",
+                    paths.len()
+                );
+            }
+            for path in paths {
+                print!(
+                    "{}",
+                    runner::history(&path, &profile, append.as_deref(), file.as_deref())?
+                );
+            }
+        }
         Command::Plot { run_dir } => {
             for path in runner::plot_run(&run_dir)? {
                 println!("wrote {}", path.display());

@@ -1,6 +1,7 @@
 //! Experiments: spec (TOML, two stages) → plan (expanded, checked cells) → runner (progress,
 //! resume, shards) → rows, through the cell kinds of [`cells`].
 
+pub mod calibration;
 pub mod cells;
 pub mod plan;
 pub mod runner;

@@ -222,6 +222,14 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
     }
 
     let mut manifest = new_manifest(plan, opts, shard, share.len(), skipped, previous.as_ref());
+    let timed = plan
+        .spec
+        .tolerance
+        .keys()
+        .any(|m| crate::results::is_measured_column(m));
+    if timed && manifest.calibration_seconds.is_none() {
+        manifest.calibration_seconds = Some(super::calibration::measure(&opts.device)?);
+    }
     manifest.write(&dir)?;
     let result = run_cells(plan, opts, &todo, &dir);
     let ran = read_log(&dir)?.len().saturating_sub(done.len());
@@ -340,6 +348,7 @@ fn new_manifest(
             .map(|m| m.started.clone())
             .unwrap_or_else(manifest::now),
         finished: None,
+        calibration_seconds: previous.and_then(|m| m.calibration_seconds),
     }
 }
 
@@ -458,6 +467,13 @@ pub fn write_tables(dir: &Path, spec: &Spec) -> Result<()> {
     let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
     let mut summary = summary::summarise(&cells, &axes)?;
     let mut summary_rows = table::rows_from_frame(&summary);
+    // The run's calibration beside its times, so a baseline made from this summary carries it.
+    if let Some(c) = Manifest::read(dir).ok().and_then(|m| m.calibration_seconds) {
+        for row in &mut summary_rows {
+            row.insert(crate::results::regress::CALIBRATION.into(), Value::from(c));
+        }
+        summary = table::frame_from_rows(&summary_rows)?;
+    }
     let mut notes = Vec::new();
     if let Some(st) = &spec.statistics {
         let (with, report) = summary::with_statistics(&summary_rows, &rows, &axes, st);
@@ -631,11 +647,20 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// The baseline `regress` compares a run with: `results/baselines/<table>.parquet` unless given.
-pub fn baseline_path(manifest: &Manifest, given: Option<&Path>) -> PathBuf {
-    given.map(Path::to_path_buf).unwrap_or_else(|| {
-        PathBuf::from("results/baselines").join(format!("{}.parquet", manifest.table))
-    })
+/// The baseline a run is compared with (`given`, else in `results/baselines/`): the smoke
+/// profile's is `<table>.parquet`; another profile's is `<table>.<profile>.parquet`, which
+/// `regress` falls back from to the smoke baseline while it does not exist (`update` writes it).
+pub fn baseline_path(manifest: &Manifest, given: Option<&Path>, update: bool) -> PathBuf {
+    if let Some(p) = given {
+        return p.to_path_buf();
+    }
+    let dir = PathBuf::from("results/baselines");
+    let smoke = dir.join(format!("{}.parquet", manifest.table));
+    if manifest.profile == "smoke" {
+        return smoke;
+    }
+    let own = dir.join(format!("{}.{}.parquet", manifest.table, manifest.profile));
+    if update || own.exists() { own } else { smoke }
 }
 
 /// The manifest of a run whose tables are complete, or an error saying what is missing.
@@ -658,7 +683,7 @@ fn complete_run(dir: &Path) -> Result<(Manifest, Spec)> {
 /// Compare a complete run's summary with its baseline (see [`baseline_path`]).
 pub fn regress(dir: &Path, baseline: Option<&Path>) -> Result<crate::results::regress::Report> {
     let (m, spec) = complete_run(dir)?;
-    let baseline = baseline_path(&m, baseline);
+    let baseline = baseline_path(&m, baseline, false);
     let run = table::read_parquet(&dir.join("summary.parquet"))?;
     let base = table::read_parquet(&baseline)?;
     let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
@@ -682,10 +707,62 @@ pub fn regress(dir: &Path, baseline: Option<&Path>) -> Result<crate::results::re
     Ok(report)
 }
 
+/// A table's history under `profile` (its trends as text): with `append`, the complete run
+/// there is added first. The history file is `file`, else `results/history/<table>.parquet`.
+pub fn history(
+    spec_path: &Path,
+    profile: &str,
+    append: Option<&Path>,
+    file: Option<&Path>,
+) -> Result<String> {
+    use crate::results::history;
+    let spec = Spec::load(spec_path, Some(profile))?;
+    let path = file
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| history::default_path(&spec.name));
+    let mut said = String::new();
+    if let Some(run) = append {
+        let m = Manifest::read(run)?;
+        if m.table != spec.name || m.profile != profile {
+            return Err(Error::invalid(
+                "run",
+                run.display(),
+                format!(
+                    "is a {} run of profile {}, not {} {profile}",
+                    m.table, m.profile, spec.name
+                ),
+            ));
+        }
+        let added = history::append(run, &path)?;
+        said += &match added {
+            0 => format!("{} is already in {}\n", run.display(), path.display()),
+            n => format!(
+                "added {n} rows of {} to {}\n",
+                run.display(),
+                path.display()
+            ),
+        };
+    }
+    if !path.exists() {
+        return Ok(said + &format!("{}: no history yet ({})\n", spec.name, path.display()));
+    }
+    let rows: Vec<Row> = table::rows_from_frame(&table::read_parquet(&path)?)
+        .into_iter()
+        .filter(|r| r.get("profile").and_then(Value::as_str) == Some(profile))
+        .collect();
+    let runs: HashSet<&str> = rows
+        .iter()
+        .filter_map(|r| r.get("run").and_then(Value::as_str))
+        .collect();
+    let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
+    let trends = history::trends(&rows, &axes, &spec.tolerance);
+    Ok(said + &history::render(&spec.name, runs.len(), &trends))
+}
+
 /// Write a complete run's summary as its baseline; returns the baseline's path.
 pub fn update_baseline(dir: &Path, baseline: Option<&Path>) -> Result<PathBuf> {
     let (m, _) = complete_run(dir)?;
-    let baseline = baseline_path(&m, baseline);
+    let baseline = baseline_path(&m, baseline, true);
     let mut run = table::read_parquet(&dir.join("summary.parquet"))?;
     if let Some(parent) = baseline.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;

@@ -286,7 +286,27 @@ impl Spec {
                 &mut params,
             )?;
         }
-        let tolerance = tolerances(&raw, &at)?;
+        let mut tolerance = tolerances(&raw.tolerance, "tolerance", &at)?;
+        if let Some(over) = chosen
+            .as_ref()
+            .and_then(|name| raw.profiles.get(name)?.get("tolerance").map(|v| (name, v)))
+        {
+            let (name, value) = over;
+            let field = format!("profiles.{name}.tolerance");
+            let table: IndexMap<String, RawTolerance> = value
+                .get_ref()
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    at.err(value.span(), format!("{field}: {}", e.message().trim()))
+                })?;
+            // A re-parsed value has no spans of its own: errors point at the profile's entry.
+            let table = table
+                .into_iter()
+                .map(|(k, v)| (k, Spanned::new(value.span(), v)))
+                .collect();
+            tolerance.extend(tolerances(&table, &field, &at)?);
+        }
         let exclude = exclusions(&raw, &at)?;
         let statistics = statistics(&raw, &axes, &at)?;
         Figure::check(&raw.figures).map_err(|message| Error::Spec {
@@ -487,6 +507,8 @@ fn apply_profile(
                         )
                     })?;
             }
+            // Resolved with the spec's own tolerances (see `Spec::from_text`).
+            "tolerance" => {}
             "params" => {
                 let table = value
                     .get_ref()
@@ -516,9 +538,13 @@ fn apply_profile(
     Ok(())
 }
 
-fn tolerances(raw: &RawSpec, at: &Located) -> Result<IndexMap<String, Tolerance>> {
+fn tolerances(
+    given: &IndexMap<String, Spanned<RawTolerance>>,
+    field: &str,
+    at: &Located,
+) -> Result<IndexMap<String, Tolerance>> {
     let mut tolerance = IndexMap::new();
-    for (metric, tol) in &raw.tolerance {
+    for (metric, tol) in given {
         let t = tol.get_ref();
         let given: Vec<Tolerance> = [
             t.abs.map(Tolerance::Abs),
@@ -531,7 +557,7 @@ fn tolerances(raw: &RawSpec, at: &Located) -> Result<IndexMap<String, Tolerance>
         let [one] = given.as_slice() else {
             return Err(at.err(
                 tol.span(),
-                format!("tolerance.{metric}: give exactly one of abs, rel, ratio"),
+                format!("{field}.{metric}: give exactly one of abs, rel, ratio"),
             ));
         };
         tolerance.insert(metric.clone(), *one);
@@ -654,6 +680,37 @@ log10 = { rel = 1e-9 }
                 .unwrap_err()
                 .to_string()
                 .contains("profile `nope`")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_profile_adds_and_overrides_tolerances_and_bad_ones_name_the_profile() -> Result<()> {
+        let text = GOOD.replace(
+            "[tolerance]",
+            "[profiles.nightly]\nseeds = [0]\n\n[profiles.nightly.tolerance]\nseconds = { ratio = 2.0 }\nlog10 = { abs = 0.5 }\n\n[tolerance]",
+        );
+        let nightly = load(&text, Some("nightly"))?;
+        assert_eq!(nightly.tolerance["seconds"], Tolerance::Ratio(2.0));
+        assert_eq!(nightly.tolerance["log10"], Tolerance::Abs(0.5));
+        // Other profiles keep the spec's own.
+        let smoke = load(&text, Some("smoke"))?;
+        assert_eq!(smoke.tolerance["log10"], Tolerance::Rel(1e-9));
+        assert!(!smoke.tolerance.contains_key("seconds"));
+        let bad = text.replace(
+            "seconds = { ratio = 2.0 }",
+            "seconds = { ratio = 2.0, abs = 1.0 }",
+        );
+        let e = load(&bad, Some("nightly")).unwrap_err().to_string();
+        assert!(
+            e.contains("profiles.nightly.tolerance.seconds") && e.contains("exactly one"),
+            "{e}"
+        );
+        let typo = text.replace("seconds = { ratio = 2.0 }", "seconds = { ration = 2.0 }");
+        let e = load(&typo, Some("nightly")).unwrap_err().to_string();
+        assert!(
+            e.contains("profiles.nightly.tolerance") && e.contains("ration"),
+            "{e}"
         );
         Ok(())
     }

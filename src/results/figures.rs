@@ -259,6 +259,23 @@ fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// [`padded`] over values and their whiskers' ends.
+fn padded_with_whiskers(values: impl Iterator<Item = (f64, Option<(f64, f64)>)>) -> (f64, f64) {
+    padded(values.flat_map(|(v, whisker)| {
+        let (lo, hi) = whisker.unwrap_or((v, v));
+        [v, lo, hi]
+    }))
+}
+
+/// A panel's caption: its name, and how many values a log axis left out.
+fn caption(name: &str, hidden: usize) -> String {
+    match (name.is_empty(), hidden) {
+        (_, 0) => name.to_string(),
+        (true, n) => format!("{n} not shown (≤ 0 on a log axis)"),
+        (false, n) => format!("{name}; {n} not shown (≤ 0 on a log axis)"),
+    }
+}
+
 /// A tick label: on a log axis the value is log10, printed as a power of ten; an axis spanning
 /// two decades or more labels the powers of ten only.
 fn tick(v: f64, log: bool, span: f64) -> String {
@@ -406,17 +423,8 @@ fn draw_points(
             }
         }
         let (x0, x1) = padded(points.iter().map(|p| p.1));
-        let (y0, y1) = padded(points.iter().flat_map(|p| {
-            let (lo, hi) = p.3.unwrap_or((p.2, p.2));
-            [p.2, lo, hi]
-        }));
-        let mut caption = name.clone();
-        if hidden > 0 {
-            caption += &format!(
-                "{}{hidden} not shown (≤ 0 on a log axis)",
-                if caption.is_empty() { "" } else { "; " }
-            );
-        }
+        let (y0, y1) = padded_with_whiskers(points.iter().map(|p| (p.2, p.3)));
+        let caption = caption(name, hidden);
         let mut chart = ChartBuilder::on(area)
             .caption(caption, (FONT, 15))
             .margin(10)
@@ -523,17 +531,8 @@ fn draw_dots(
                 dots.push((ci, yi, sv, whisker));
             }
         }
-        let (v0, v1) = padded(dots.iter().flat_map(|d| {
-            let (lo, hi) = d.3.unwrap_or((d.2, d.2));
-            [d.2, lo, hi]
-        }));
-        let mut caption = name.clone();
-        if hidden > 0 {
-            caption += &format!(
-                "{}{hidden} not shown (≤ 0 on a log axis)",
-                if caption.is_empty() { "" } else { "; " }
-            );
-        }
+        let (v0, v1) = padded_with_whiskers(dots.iter().map(|d| (d.2, d.3)));
+        let caption = caption(name, hidden);
         let label_w = cats.iter().map(|c| c.chars().count()).max().unwrap_or(4) as u32 * 7 + 16;
         let mut chart = ChartBuilder::on(&area)
             .caption(caption, (FONT, 15))

@@ -43,6 +43,10 @@ pub struct Manifest {
     pub started: String,
     /// End time, once the run completed.
     pub finished: Option<String>,
+    /// Seconds of the reference workload ([`crate::experiment::calibration`]), measured when the
+    /// spec gives a measured time a tolerance; regression compares times as ratios to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_seconds: Option<f64>,
 }
 
 impl Manifest {

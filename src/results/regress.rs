@@ -10,6 +10,17 @@
 use crate::experiment::cells::Row;
 use crate::experiment::spec::Tolerance;
 use crate::results::is_measured_column;
+use crate::results::markdown::fmt_num;
+
+/// The summary column with the run's calibration seconds (see
+/// [`crate::experiment::calibration`]).
+pub const CALIBRATION: &str = "calibration_seconds";
+
+fn calibration(row: &Row) -> Option<f64> {
+    row.get(CALIBRATION)
+        .and_then(Value::as_f64)
+        .filter(|c| *c > 0.0)
+}
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -185,7 +196,27 @@ pub fn compare(
                 continue;
             };
             report.values_compared += 1;
+            // A measured time is compared as a ratio to its run's calibration when both rows
+            // carry one: a slower machine is not a regression, a faster one hides none.
+            let scales = (is_measured_column(metric) && metric != CALIBRATION)
+                .then(|| Some((calibration(base)?, calibration(new)?)))
+                .flatten();
             let (same, ok) = match (old.as_f64(), new_v.as_f64()) {
+                (Some(o), Some(n)) if scales.is_some() => {
+                    let (so, sn) = scales.unwrap_or((1.0, 1.0));
+                    let (o, n) = (o / so, n / sn);
+                    let ok = tol.is_none_or(|t| t.accepts(o, n));
+                    if o != n {
+                        report.moved.push(Moved {
+                            point: p.clone(),
+                            metric: format!("{metric} ÷ calibration"),
+                            baseline: fmt_num(o),
+                            run: fmt_num(n),
+                            regressed: !ok,
+                        });
+                    }
+                    continue;
+                }
                 (Some(o), Some(n)) => {
                     let ok = match tol {
                         Some(t) => t.accepts(o, n),
@@ -235,6 +266,28 @@ mod tests {
         assert!(compare(&[row(0.1, 1.0)], &[row(0.1, 9.0)], &axes, &tol).regressed());
         let mut other = row(0.1, 1.0);
         other.insert("p".into(), json!("4:8"));
+        // With calibrations, times compare as ratios to them: 9 s on a machine 4× slower than
+        // the baseline's is 2.25× the baseline's 1 s, within 3×; on an equal machine it is not.
+        let cal = |r: Row, c: f64| {
+            let mut r = r;
+            r.insert(CALIBRATION.into(), json!(c));
+            r
+        };
+        let slower = compare(
+            &[cal(row(0.1, 1.0), 0.1)],
+            &[cal(row(0.1, 9.0), 0.4)],
+            &axes,
+            &tol,
+        );
+        assert!(!slower.regressed(), "{}", slower.render());
+        assert!(slower.render().contains("seconds ÷ calibration"));
+        let same_machine = compare(
+            &[cal(row(0.1, 1.0), 0.1)],
+            &[cal(row(0.1, 9.0), 0.1)],
+            &axes,
+            &tol,
+        );
+        assert!(same_machine.regressed());
         let disjoint = compare(&[row(0.1, 1.0)], &[other], &axes, &tol);
         assert_eq!(disjoint.rows_compared, 0);
         assert!(!disjoint.regressed());

@@ -68,6 +68,55 @@ fn a_run_draws_its_figures_links_them_and_plot_redraws_them_identically() {
 }
 
 #[test]
+fn history_appends_a_run_once_and_prints_its_trends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let file = tmp.path().join("h/table1.parquet");
+    run_smoke("table1", a.to_str().unwrap(), &[]);
+    run_smoke("table1", b.to_str().unwrap(), &[]);
+    let history = |extra: &[&str]| {
+        let mut args = vec![
+            "history",
+            "table1",
+            "--profile",
+            "smoke",
+            "--file",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    let said = history(&["--append", a.to_str().unwrap()]);
+    assert!(said.contains("added 20 rows"), "{said}");
+    assert!(history(&["--append", a.to_str().unwrap()]).contains("is already in"));
+    let said = history(&["--append", b.to_str().unwrap()]);
+    // Two runs of a deterministic table: every series flat, nothing moved or drifting.
+    assert!(said.contains("table1: 2 runs in the history"), "{said}");
+    assert!(said.contains(", 0 moved, 0 drifting"), "{said}");
+    let rows = table::rows_from_frame(&table::read_parquet(&file).unwrap());
+    assert_eq!(rows.len(), 40);
+    assert!(
+        rows.iter()
+            .all(|r| r["profile"] == "smoke" && r["host"].is_string())
+    );
+    // A run of another table is refused, naming it.
+    let err = crate::common::fails(
+        2,
+        &[
+            "history",
+            "table2",
+            "--profile",
+            "smoke",
+            "--file",
+            file.to_str().unwrap(),
+            "--append",
+            a.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("is a table1 run"), "{err}");
+}
+
+#[test]
 fn same_spec_and_seed_give_byte_identical_summary_csv() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
@@ -206,7 +255,7 @@ fn list_shows_the_catalogue() {
     assert!(
         out.contains("table1")
             && out.contains("Mask diversity")
-            && out.contains("smoke,default,full"),
+            && out.contains("smoke,default,nightly,full"),
         "{out}"
     );
 }
