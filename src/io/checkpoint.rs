@@ -14,6 +14,7 @@
 //! with its reason.
 
 use crate::error::{Error, Result};
+use crate::mask::tile::BlockShape;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -265,6 +266,34 @@ impl Checkpoint {
     /// [`Checkpoint::read_f32`] with `map` applied to each value in the same pass (e.g. `abs`
     /// for scores); the finiteness check sees the values before `map`.
     pub fn read_f32_map(&self, e: &Entry, map: ValueMap) -> Result<Vec<f32>> {
+        self.read_f32_tiled(e, map, None)
+    }
+
+    /// [`Checkpoint::read_f32_map`] delivered in the `[B, M, M]` block order of `tiling` (see
+    /// [`crate::mask::tile`]): each strip of M rows is decoded and reordered while it is in
+    /// cache, instead of a second pass over the whole tensor.
+    pub fn read_f32_blocks(
+        &self,
+        e: &Entry,
+        map: ValueMap,
+        tiling: BlockShape,
+    ) -> Result<Vec<f32>> {
+        if tiling.rows * tiling.cols != e.elements() {
+            return Err(Error::Shape {
+                rows: tiling.rows,
+                cols: tiling.cols,
+                reason: format!("tensor `{}` has shape {:?}", e.name, e.shape),
+            });
+        }
+        self.read_f32_tiled(e, map, Some(tiling))
+    }
+
+    fn read_f32_tiled(
+        &self,
+        e: &Entry,
+        map: ValueMap,
+        tiling: Option<BlockShape>,
+    ) -> Result<Vec<f32>> {
         let (path, backing) = &self.files[e.file];
         let bad = |message: String| Error::Format {
             path: path.clone(),
@@ -284,6 +313,9 @@ impl Checkpoint {
                     return Err(non_finite(i, data[i]));
                 }
                 data.iter_mut().for_each(|v| *v = map.apply(*v));
+                if let Some(t) = tiling {
+                    t.gather_in_place(&mut data);
+                }
                 Ok(data)
             }
             Backing::Mapped(..) => {
@@ -301,23 +333,23 @@ impl Checkpoint {
                 }
                 // One monomorphised decode per map, so the map inlines into the loop.
                 let out = match map {
-                    ValueMap::Identity => convert(bytes, e.dtype, |v| v),
-                    ValueMap::Abs => convert(bytes, e.dtype, f32::abs),
-                    ValueMap::Square => convert(bytes, e.dtype, |v| v * v),
+                    ValueMap::Identity => convert(bytes, e.dtype, |v| v, tiling),
+                    ValueMap::Abs => convert(bytes, e.dtype, f32::abs, tiling),
+                    ValueMap::Square => convert(bytes, e.dtype, |v| v * v, tiling),
                 };
-                if let Some(c) = out.1 {
-                    // Decode the offending chunk again for the index and the original value.
+                if let Some((start, len)) = out.1 {
+                    // Decode the offending chunk again, in file order, for the index and value.
                     let size = e.dtype.size();
-                    let chunk = &bytes[c * CONVERT_CHUNK * size..];
                     let first = convert(
-                        &chunk[..chunk.len().min(CONVERT_CHUNK * size)],
+                        &bytes[start * size..(start + len) * size],
                         e.dtype,
                         |v| v,
+                        None,
                     )
                     .0;
                     if let Some(j) = first.iter().position(|v| !v.is_finite()) {
                         self.release(e);
-                        return Err(non_finite(c * CONVERT_CHUNK + j, first[j]));
+                        return Err(non_finite(start + j, first[j]));
                     }
                 }
                 self.release(e);
@@ -352,49 +384,74 @@ impl ValueMap {
 /// Little-endian `bytes` of `dtype` as `f32`, in parallel.
 const CONVERT_CHUNK: usize = 1 << 16;
 
-/// Decode little-endian `dtype` bytes to f32 with `map` applied, in parallel chunks; also the
-/// first chunk holding a non-finite value (before `map`), if any.
+/// Decode little-endian `dtype` bytes to f32 with `map` applied, in parallel chunks (strips of
+/// M rows reordered into blocks with `tiling`); also the first chunk (start, length in elements)
+/// holding a non-finite value before `map`, if any.
 fn convert<F: Fn(f32) -> f32 + Sync>(
     bytes: &[u8],
     dtype: Dtype,
     map: F,
-) -> (Vec<f32>, Option<usize>) {
+    tiling: Option<BlockShape>,
+) -> (Vec<f32>, Option<(usize, usize)>) {
     let size = dtype.size();
-    let mut out = vec![0f32; bytes.len() / size];
+    let n = bytes.len() / size;
+    let mut out = vec![0f32; n];
     crate::memory::advise_huge_pages(&mut out);
+    let chunk = tiling
+        .map(|t| t.m * t.cols)
+        .filter(|c| *c > 0)
+        .unwrap_or(CONVERT_CHUNK);
     let first_bad = std::sync::atomic::AtomicUsize::new(usize::MAX);
-    out.par_chunks_mut(CONVERT_CHUNK)
-        .zip(bytes.par_chunks(CONVERT_CHUNK * size))
+    out.par_chunks_mut(chunk)
+        .zip(bytes.par_chunks(chunk * size))
         .enumerate()
-        .for_each(|(i, (o, b))| {
-            let items = o.iter_mut().zip(b.chunks_exact(size));
-            let mut bad = false;
-            let mut put = |v: &mut f32, x: f32| {
-                bad |= !x.is_finite();
-                *v = map(x);
-            };
-            match dtype {
-                Dtype::F32 => {
-                    items.for_each(|(v, c)| put(v, f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .for_each_init(
+            || tiling.map(|_| vec![0f32; chunk]),
+            |scratch, (i, (o, b))| {
+                let bad = match (scratch, tiling) {
+                    (Some(strip), Some(t)) => {
+                        let strip = &mut strip[..o.len()];
+                        let bad = decode(strip, b, dtype, &map);
+                        t.gather_strip(strip, o);
+                        bad
+                    }
+                    _ => decode(o, b, dtype, &map),
+                };
+                if bad {
+                    first_bad.fetch_min(i, std::sync::atomic::Ordering::Relaxed);
                 }
-                Dtype::F16 => {
-                    items.for_each(|(v, c)| put(v, half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
-                }
-                Dtype::Bf16 => items
-                    .for_each(|(v, c)| put(v, half::bf16::from_le_bytes([c[0], c[1]]).to_f32())),
-                Dtype::F64 => items.for_each(|(v, c)| {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(c);
-                    put(v, f64::from_le_bytes(a) as f32)
-                }),
-                Dtype::Other => {}
-            }
-            if bad {
-                first_bad.fetch_min(i, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
+            },
+        );
     let c = first_bad.into_inner();
-    (out, (c != usize::MAX).then_some(c))
+    let bad = (c != usize::MAX).then(|| (c * chunk, chunk.min(n - c * chunk)));
+    (out, bad)
+}
+
+/// Decode `b` into `o` with `map`; whether any value (before `map`) is not finite.
+fn decode<F: Fn(f32) -> f32>(o: &mut [f32], b: &[u8], dtype: Dtype, map: &F) -> bool {
+    let size = dtype.size();
+    let items = o.iter_mut().zip(b.chunks_exact(size));
+    let mut bad = false;
+    let mut put = |v: &mut f32, x: f32| {
+        bad |= !x.is_finite();
+        *v = map(x);
+    };
+    match dtype {
+        Dtype::F32 => items.for_each(|(v, c)| put(v, f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        Dtype::F16 => {
+            items.for_each(|(v, c)| put(v, half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
+        }
+        Dtype::Bf16 => {
+            items.for_each(|(v, c)| put(v, half::bf16::from_le_bytes([c[0], c[1]]).to_f32()))
+        }
+        Dtype::F64 => items.for_each(|(v, c)| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            put(v, f64::from_le_bytes(a) as f32)
+        }),
+        Dtype::Other => {}
+    }
+    bad
 }
 
 /// The shard files an HF index names, in first-seen order, resolved next to the index.
@@ -590,6 +647,50 @@ mod tests {
         assert!(
             e.contains(&format!("flat index {at}")) && e.contains("NaN"),
             "{e}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn block_order_read_equals_tiling_the_plain_read_and_names_non_finite_values() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let (rows, cols) = (24, 40);
+        let mut data: Vec<f32> = (0..rows * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        let t = |data: Vec<f32>| super::super::NamedTensor {
+            name: "w".into(),
+            shape: vec![rows, cols],
+            data,
+        };
+        let path = dir.path().join("w.safetensors");
+        super::super::st::write_f32(&path, &[t(data.clone())])?;
+        let c = Checkpoint::open(&path)?;
+        let e = &c.entries()[0];
+        for m in [4, 8] {
+            let shape = BlockShape::new(rows, cols, m)?;
+            let want = shape.gather(&c.read_f32_map(e, ValueMap::Square)?);
+            assert_eq!(c.read_f32_blocks(e, ValueMap::Square, shape)?, want);
+        }
+        assert!(
+            c.read_f32_blocks(e, ValueMap::Abs, BlockShape::new(8, 8, 4)?)
+                .is_err()
+        );
+        // The index named is the file's flat index, not a position in block order.
+        let at = 13 * cols + 29;
+        data[at] = f32::INFINITY;
+        let bad = dir.path().join("bad.safetensors");
+        super::super::st::write_f32(&bad, &[t(data)])?;
+        let c = Checkpoint::open(&bad)?;
+        let err = c
+            .read_f32_blocks(
+                &c.entries()[0],
+                ValueMap::Abs,
+                BlockShape::new(rows, cols, 8)?,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("flat index {at}")) && err.contains("inf"),
+            "{err}"
         );
         Ok(())
     }

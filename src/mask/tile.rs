@@ -85,6 +85,12 @@ impl BlockShape {
         );
     }
 
+    /// One strip of M rows (`m · cols` values, a whole strip of the matrix), row-major `from`
+    /// into block order `to`: the piece of [`BlockShape::gather`] a strip-wise reader uses.
+    pub fn gather_strip<T: Copy>(&self, from: &[T], to: &mut [T]) {
+        self.reorder_strip(from, to, true)
+    }
+
     /// One strip of M rows: row-major `from` into blocks `to` (or back).
     fn reorder_strip<T: Copy>(&self, from: &[T], to: &mut [T], to_blocks: bool) {
         let (m, cols) = (self.m, self.cols);
@@ -117,6 +123,19 @@ impl Blocks {
             shape,
             data: shape.gather(scores.data()),
         })
+    }
+
+    /// Blocks already in `[B, M, M]` order for `shape` (e.g. from
+    /// [`crate::io::checkpoint::Checkpoint::read_f32_blocks`]).
+    pub fn from_tiled(shape: BlockShape, data: Vec<f32>) -> Result<Self> {
+        if data.len() != shape.rows * shape.cols {
+            return Err(Error::Shape {
+                rows: shape.rows,
+                cols: shape.cols,
+                reason: format!("{} values for the blocks", data.len()),
+            });
+        }
+        Ok(Blocks { shape, data })
     }
 
     /// Cut `scores` into M×M blocks in place, reusing its buffer.

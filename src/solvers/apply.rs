@@ -6,7 +6,7 @@ use super::{SolveContext, Solver};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{Checkpoint, Dtype, Entry, Selection, Skipped, Tiling, ValueMap};
 use crate::io::{self, MaskSink};
-use crate::mask::tile::Blocks;
+use crate::mask::tile::{BlockShape, Blocks};
 use crate::mask::{Mask, Matrix, Pattern};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -307,13 +307,35 @@ impl Scorer {
 impl Scorer {
     /// The scores of 2-D entry `e` as a matrix, after checking the work fits in memory.
     pub fn matrix(&self, ckpt: &Checkpoint, e: &Entry) -> Result<Matrix> {
-        crate::memory::ensure_fits(
-            e.elements() as u128 * 9,
-            "input",
-            format!("tensor `{}` {:?}", e.name, e.shape),
-        )?;
+        ensure_fits(e)?;
         Matrix::new(e.shape[0], e.shape[1], self.scores(ckpt, e)?)
     }
+}
+
+impl Scorer {
+    /// The scores of 2-D entry `e` cut into M×M blocks: decoded straight into block order when
+    /// they are |W| or W² (no second pass), else scored as a matrix and tiled in place.
+    pub fn blocks(&self, ckpt: &Checkpoint, e: &Entry, m: usize) -> Result<Blocks> {
+        if self.supplied.is_some() || self.norms.is_some() {
+            return Blocks::from_matrix_owned(self.matrix(ckpt, e)?, m);
+        }
+        ensure_fits(e)?;
+        let shape = BlockShape::new(e.shape[0], e.shape[1], m)?;
+        let map = match self.score {
+            Score::Square => ValueMap::Square,
+            _ => ValueMap::Abs,
+        };
+        Blocks::from_tiled(shape, ckpt.read_f32_blocks(e, map, shape)?)
+    }
+}
+
+/// The work on entry `e` (scores, blocks, mask: about 9 bytes an element) fits in memory.
+fn ensure_fits(e: &Entry) -> Result<()> {
+    crate::memory::ensure_fits(
+        e.elements() as u128 * 9,
+        "input",
+        format!("tensor `{}` {:?}", e.name, e.shape),
+    )
 }
 
 fn find<'a>(c: &'a Checkpoint, name: &str, file: &str, field: &str) -> Result<&'a Entry> {
@@ -332,8 +354,7 @@ fn solve_entry(
     ctx: &SolveContext,
 ) -> Result<(TensorReport, Mask)> {
     let start = Instant::now();
-    let scores = scorer.matrix(ckpt, e)?;
-    let blocks = Blocks::from_matrix_owned(scores, req.pattern.m)?;
+    let blocks = scorer.blocks(ckpt, e, req.pattern.m)?;
     let read_seconds = start.elapsed().as_secs_f64();
     let solved = solve_blocks(req.solver, blocks.data(), req.pattern, ctx)?;
     let g: Option<Gap> = if req.compare_exact {
