@@ -6,7 +6,8 @@
 //! little the same way night after night passes every comparison and still drifts. A series
 //! (one metric at one grid point) is flagged as drifting when its last [`DRIFT_STEPS`] steps all
 //! move the same way, each within the tolerance, while the move over those steps together is
-//! not. Measured times are taken as ratios to each run's calibration, as in regression.
+//! not. As in regression, measured times are taken as ratios to each run's calibration, and
+//! measured figures without a tolerance (times, memory) are left out.
 
 use crate::error::{Error, Result};
 use crate::experiment::cells::Row;
@@ -14,7 +15,7 @@ use crate::experiment::spec::Tolerance;
 use crate::results::manifest::Manifest;
 use crate::results::markdown::fmt_num;
 use crate::results::regress::CALIBRATION;
-use crate::results::{is_measured_column, summary, table};
+use crate::results::{is_measured_column, is_time_column, summary, table};
 use indexmap::IndexMap;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -111,11 +112,13 @@ pub fn trends(
                 || summary::BOOKKEEPING.contains(&metric.as_str())
                 || metric == "seeds"
                 || metric == CALIBRATION
-                || summary::is_derived(metric, row);
+                || summary::is_derived(metric, row)
+                // Measured figures without a tolerance are noise, as in regression.
+                || (is_measured_column(metric) && !tolerance.contains_key(metric));
             let Some(v) = value.as_f64().filter(|v| !skip && v.is_finite()) else {
                 continue;
             };
-            let (name, v) = match (is_measured_column(metric), calibration) {
+            let (name, v) = match (is_time_column(metric), calibration) {
                 (true, Some(c)) => (format!("{metric} ÷ calibration"), v / c),
                 _ => (metric.clone(), v),
             };
@@ -207,7 +210,8 @@ mod tests {
 
     fn row(profile: &str, p: &str, gap: f64, secs: f64, cal: f64) -> Row {
         json!({"profile": profile, "pattern": p, "seeds": 1, "kept_gap": gap,
-               "kept_gap_std": 0.0, "seconds": secs, "calibration_seconds": cal, "run": "r"})
+               "kept_gap_std": 0.0, "seconds": secs, "calibration_seconds": cal, "run": "r",
+               "peak_rss_mb": 100.0 + secs})
         .as_object()
         .unwrap()
         .clone()

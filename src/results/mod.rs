@@ -26,6 +26,13 @@ pub fn is_measured_column(name: &str) -> bool {
         || base.ends_with("_mb")
 }
 
+/// Whether a measured column is a duration (`seconds`, `*_seconds`, `step_ms`), which
+/// regression and the history take as a ratio to the run's calibration; rates and memory are not.
+pub fn is_time_column(name: &str) -> bool {
+    let base = name.strip_suffix("_std").unwrap_or(name);
+    base == "seconds" || base.ends_with("_seconds") || base == "step_ms"
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -36,5 +43,9 @@ mod tests {
         );
         assert!(super::is_measured_column("peak_rss_mb"));
         assert!(!super::is_measured_column("kept_gap") && !super::is_measured_column("log10"));
+        assert!(super::is_time_column("step_seconds") && super::is_time_column("seconds"));
+        assert!(
+            !super::is_time_column("peak_rss_mb") && !super::is_time_column("blocks_per_second")
+        );
     }
 }

@@ -9,8 +9,8 @@
 
 use crate::experiment::cells::Row;
 use crate::experiment::spec::Tolerance;
-use crate::results::is_measured_column;
 use crate::results::markdown::fmt_num;
+use crate::results::{is_measured_column, is_time_column};
 
 /// The summary column with the run's calibration seconds (see
 /// [`crate::experiment::calibration`]).
@@ -198,7 +198,7 @@ pub fn compare(
             report.values_compared += 1;
             // A measured time is compared as a ratio to its run's calibration when both rows
             // carry one: a slower machine is not a regression, a faster one hides none.
-            let scales = (is_measured_column(metric) && metric != CALIBRATION)
+            let scales = (is_time_column(metric) && metric != CALIBRATION)
                 .then(|| Some((calibration(base)?, calibration(new)?)))
                 .flatten();
             let (same, ok) = match (old.as_f64(), new_v.as_f64()) {
