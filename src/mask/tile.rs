@@ -178,6 +178,7 @@ impl Blocks {
 }
 
 /// Check one M×M 0/1 block: `(over, under)` — some row/column keeps more / fewer than N.
+#[inline]
 pub fn check_block(keep: &[u8], pattern: Pattern) -> (bool, bool) {
     let m = pattern.m;
     if m > 64 {
