@@ -265,13 +265,7 @@ impl Scorer {
                 }
                 return Ok(v);
             }
-            None => ckpt.read_f32_map(
-                e,
-                match self.score {
-                    Score::Square => ValueMap::Square,
-                    _ => ValueMap::Abs,
-                },
-            )?,
+            None => ckpt.read_f32_map(e, self.value_map())?,
         };
         if let Some((file, nc)) = &self.norms {
             let file = file.display().to_string();
@@ -313,6 +307,14 @@ impl Scorer {
 }
 
 impl Scorer {
+    /// What decoding applies to each weight for a score computed from the weights alone.
+    fn value_map(&self) -> ValueMap {
+        match self.score {
+            Score::Square => ValueMap::Square,
+            _ => ValueMap::Abs,
+        }
+    }
+
     /// The scores of 2-D entry `e` cut into M×M blocks: decoded straight into block order when
     /// they are |W| or W² (no second pass), else scored as a matrix and tiled in place.
     pub fn blocks(&self, ckpt: &Checkpoint, e: &Entry, m: usize) -> Result<Blocks> {
@@ -321,11 +323,7 @@ impl Scorer {
         }
         ensure_fits(e)?;
         let shape = BlockShape::new(e.shape[0], e.shape[1], m)?;
-        let map = match self.score {
-            Score::Square => ValueMap::Square,
-            _ => ValueMap::Abs,
-        };
-        Blocks::from_tiled(shape, ckpt.read_f32_blocks(e, map, shape)?)
+        Blocks::from_tiled(shape, ckpt.read_f32_blocks(e, self.value_map(), shape)?)
     }
 }
 
