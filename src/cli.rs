@@ -193,6 +193,14 @@ pub enum Command {
         /// The run directory.
         run_dir: PathBuf,
     },
+    /// Set the published values a spec carries (`[[published]]`) beside a run's own, again.
+    #[command(
+        after_help = "Example:\n  masklab published results/runs/table2/default-20261122-101500\n\nWrites published.csv and summary.md's \"Published values beside ours\" section, with the\nentries of the spec file now at the run's spec path (values added later apply to old runs)."
+    )]
+    Published {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
     /// A table's nightly history: each metric's trend over the runs added to it, drifts flagged.
     #[command(
         after_help = "Examples:\n  masklab history table2 --append results/runs/table2/nightly-20261201-020000\n  masklab history table2\n\nA series drifts when its last 3 steps go the same way, each within the spec's tolerance,\nwhile the three together are not. Times count as ratios to each run's calibration."

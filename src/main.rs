@@ -107,6 +107,31 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 println!("wrote {}", path.display());
             }
         }
+        Command::Published { run_dir } => {
+            use masklab::results::markdown::fmt_num;
+            for r in runner::published_run(&run_dir)? {
+                let text = |c: &str| r.get(c).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                let num = |c: &str| r.get(c).and_then(|v| v.as_f64());
+                let paper = match (num("paper_low"), num("paper_high")) {
+                    (Some(lo), Some(hi)) if lo != hi => {
+                        format!("{} – {}", fmt_num(lo), fmt_num(hi))
+                    }
+                    (Some(v), _) => fmt_num(v),
+                    _ => "—".into(),
+                };
+                let ours = num("masklab").map(fmt_num).unwrap_or_else(|| "—".into());
+                println!(
+                    "#{} {} ({}) {} at {}: paper {paper}, masklab {ours} — {}",
+                    r.get("entry").map(|v| v.to_string()).unwrap_or_default(),
+                    text("paper"),
+                    text("where"),
+                    text("metric"),
+                    text("point"),
+                    text("verdict")
+                );
+            }
+            println!("wrote {}", run_dir.join("published.csv").display());
+        }
         Command::Regress {
             run_dir,
             baseline,

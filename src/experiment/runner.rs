@@ -15,7 +15,7 @@ use super::plan::{Cell, Plan};
 use super::spec::Spec;
 use crate::error::{Error, Result};
 use crate::results::manifest::{self, Manifest};
-use crate::results::{figures, markdown, summary, table};
+use crate::results::{figures, markdown, published, summary, table};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::Value;
@@ -475,6 +475,7 @@ pub fn write_tables(dir: &Path, spec: &Spec) -> Result<()> {
         summary = table::frame_from_rows(&summary_rows)?;
     }
     let mut notes = Vec::new();
+    let mut correlations = Vec::new();
     if let Some(st) = &spec.statistics {
         let (with, report) = summary::with_statistics(&summary_rows, &rows, &axes, st);
         summary_rows = with;
@@ -484,6 +485,7 @@ pub fn write_tables(dir: &Path, spec: &Spec) -> Result<()> {
             table::write_csv(&mut corr, &dir.join("correlations.csv"))?;
         }
         notes = report.notes;
+        correlations = report.correlations;
     }
     table::write_parquet(&mut summary, &dir.join("summary.parquet"))?;
     table::write_csv(
@@ -498,11 +500,88 @@ pub fn write_tables(dir: &Path, spec: &Spec) -> Result<()> {
             md += &format!("- {n}\n");
         }
     }
-    // Tables first: a figure that cannot be drawn must not cost the run its summary.
+    // Tables first: a figure or comparison that cannot be made must not cost the run its summary.
+    crate::io::atomic::write_bytes(&dir.join("summary.md"), md.as_bytes())?;
+    md += &write_published(dir, spec, &summary_rows, &correlations)?.1;
     crate::io::atomic::write_bytes(&dir.join("summary.md"), md.as_bytes())?;
     let links = figures::write_all(dir, &spec.figures, &summary_rows)?;
     md += &figures::markdown_section(&links);
     crate::io::atomic::write_bytes(&dir.join("summary.md"), md.as_bytes())
+}
+
+/// Compare the spec's `[[published]]` entries with a run's rows: writes `published.csv` (none
+/// when the spec carries no entry) and returns summary.md's section.
+fn write_published(
+    dir: &Path,
+    spec: &Spec,
+    summary_rows: &[Row],
+    correlations: &[Row],
+) -> Result<(Vec<Row>, String)> {
+    if spec.published.is_empty() {
+        return Ok((Vec::new(), String::new()));
+    }
+    let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
+    let correlation_keys: Vec<String> = spec
+        .statistics
+        .as_ref()
+        .and_then(|s| s.correlate.as_ref())
+        .map(|c| c.by.iter().cloned().collect())
+        .unwrap_or_default();
+    let rows = published::compare(
+        &spec.published,
+        summary_rows,
+        correlations,
+        &axes,
+        &correlation_keys,
+    )?;
+    let mut frame = table::frame_from_rows(&rows)?;
+    table::write_csv(&mut frame, &dir.join("published.csv"))?;
+    let section = published::markdown_section(&spec.published, &rows);
+    Ok((rows, section))
+}
+
+/// Rewrite a run's comparison with published values from its summary (and correlations), with
+/// the `[[published]]` entries of the spec file now at the manifest's path — values are facts
+/// about the papers, so entries added after a run apply to it — or, when that file cannot be
+/// read, of the run's own spec. Returns the comparison rows.
+pub fn published_run(dir: &Path) -> Result<Vec<Row>> {
+    let (manifest, own) = spec_of_run(dir)?;
+    let profile = (manifest.profile != "grid").then_some(manifest.profile.as_str());
+    let spec = match Spec::load(Path::new(&manifest.spec_path), profile) {
+        Ok(now) if !now.published.is_empty() => now,
+        _ => own,
+    };
+    if spec.published.is_empty() {
+        return Err(Error::invalid(
+            "run",
+            dir.display(),
+            format!(
+                "spec `{}` carries no [[published]] values",
+                manifest.spec_path
+            ),
+        ));
+    }
+    let summary = table::rows_from_frame(&table::read_parquet(&dir.join("summary.parquet"))?);
+    let corr_path = dir.join("correlations.csv");
+    let correlations = if corr_path.exists() {
+        table::rows_from_frame(&table::read_csv(&corr_path)?)
+    } else {
+        Vec::new()
+    };
+    let (rows, section) = write_published(dir, &spec, &summary, &correlations)?;
+    let md_path = dir.join("summary.md");
+    let md = std::fs::read_to_string(&md_path).map_err(|e| Error::io(&md_path, e))?;
+    let (body, tail) = match md.split_once(figures::HEADING) {
+        Some((body, rest)) => (body.to_string(), format!("{}{rest}", figures::HEADING)),
+        None => (md.clone(), String::new()),
+    };
+    let body = body
+        .split(published::HEADING)
+        .next()
+        .unwrap_or(&body)
+        .to_string();
+    crate::io::atomic::write_bytes(&md_path, (body + &section + &tail).as_bytes())?;
+    Ok(rows)
 }
 
 /// Redraw a run's figures from its `summary.parquet` (the spec's `[[figures]]`, or those of the
@@ -529,7 +608,7 @@ pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>> {
     let links = figures::write_all(dir, &declared, &rows)?;
     let md_path = dir.join("summary.md");
     let md = std::fs::read_to_string(&md_path).map_err(|e| Error::io(&md_path, e))?;
-    let body = md.split("\n## Figures\n").next().unwrap_or(&md).to_string();
+    let body = md.split(figures::HEADING).next().unwrap_or(&md).to_string();
     let md = body + &figures::markdown_section(&links);
     crate::io::atomic::write_bytes(&md_path, md.as_bytes())?;
     Ok(links.iter().map(|(_, p)| dir.join(p)).collect())

@@ -23,6 +23,7 @@
 
 use crate::error::{Error, Result};
 use crate::results::figures::Figure;
+use crate::results::published::Published;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,10 @@ pub struct RawSpec {
     /// Figures drawn from the summary: `[[figures]]` (see [`crate::results::figures`]).
     #[serde(default)]
     pub figures: Vec<Figure>,
+    /// Values the papers print for cells of this table, with their sources: `[[published]]`
+    /// (see [`crate::results::published`]).
+    #[serde(default)]
+    pub published: Vec<Published>,
 }
 
 /// `[solvers]`: solvers the spec brings.
@@ -213,6 +218,8 @@ pub struct Spec {
     pub external_solvers: IndexMap<String, ExternalSolver>,
     /// Figures drawn from the summary.
     pub figures: Vec<Figure>,
+    /// Published values beside ours (`[[published]]`).
+    pub published: Vec<Published>,
 }
 
 /// Line (1-based) of byte offset `at` in `text`.
@@ -314,6 +321,24 @@ impl Spec {
             line: None,
             message: format!("[[figures]]: {message}"),
         })?;
+        let axis_names: Vec<String> = axes.iter().map(|a| a.name.clone()).collect();
+        let correlation_columns: Vec<String> = statistics
+            .as_ref()
+            .and_then(|s| s.correlate.as_ref())
+            .map(|c| {
+                c.by.iter()
+                    .cloned()
+                    .chain(["x".to_string(), "y".to_string()])
+                    .collect()
+            })
+            .unwrap_or_default();
+        Published::check(&raw.published, &axis_names, &correlation_columns).map_err(|message| {
+            Error::Spec {
+                path: path.to_path_buf(),
+                line: None,
+                message,
+            }
+        })?;
         Ok(Spec {
             path: path.to_path_buf(),
             text: text.to_string(),
@@ -331,6 +356,7 @@ impl Spec {
             statistics,
             external_solvers: raw.solvers.external,
             figures: raw.figures,
+            published: raw.published,
         })
     }
 
@@ -664,6 +690,27 @@ log10 = { rel = 1e-9 }
 
     fn load(text: &str, profile: Option<&str>) -> Result<Spec> {
         Spec::from_text(Path::new("spec.toml"), text, profile)
+    }
+
+    #[test]
+    fn published_entries_are_checked_against_the_grid_axes() -> Result<()> {
+        let entry = |at: &str| {
+            format!(
+                "{GOOD}\n[[published]]\npaper = \"P 2021\"\nwhere = \"Table 2, p. 6\"\nquote = \"q\"\nmetric = \"log10\"\nat = {at}\nvalue = 12.0\n"
+            )
+        };
+        let s = load(&entry("{ structure = \"nm:2:4\", size = \"8x8\" }"), None)?;
+        assert_eq!(s.published.len(), 1);
+        assert_eq!(s.published[0].location, "Table 2, p. 6");
+        let err = load(&entry("{ shape = \"8x8\" }"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("spec.toml: [[published]] #1 (P 2021): at.shape is not a column")
+                && err.contains("(columns: structure, size)"),
+            "{err}"
+        );
+        Ok(())
     }
 
     #[test]

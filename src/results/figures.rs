@@ -198,12 +198,15 @@ pub fn write_all(dir: &Path, figures: &[Figure], rows: &[Row]) -> Result<Vec<(St
     Ok(links)
 }
 
+/// The heading of summary.md's figure section (also where `plot` finds it again).
+pub const HEADING: &str = "\n## Figures\n";
+
 /// summary.md's figure section: one image link per figure.
 pub fn markdown_section(links: &[(String, String)]) -> String {
     if links.is_empty() {
         return String::new();
     }
-    let mut md = String::from("\n## Figures\n\n");
+    let mut md = format!("{HEADING}\n");
     for (title, path) in links {
         md += &format!("![{title}]({path})\n\n");
     }

@@ -1,5 +1,5 @@
 //! Result tables: rows → polars frames → `cells.parquet`, `summary.{parquet,csv,md}`; figures;
-//! manifests; regression against committed baselines; the history of nightly runs.
+//! published values beside ours; manifests; regression against committed baselines; the history of nightly runs.
 //!
 //! A row is a JSON object ([`crate::experiment::cells::Row`]) made once from a cell kind's row
 //! struct; [`table::frame_from_rows`] infers each column's type from its values, so no column
@@ -10,6 +10,7 @@ pub mod figures;
 pub mod history;
 pub mod manifest;
 pub mod markdown;
+pub mod published;
 pub mod regress;
 pub mod stats;
 pub mod summary;

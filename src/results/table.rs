@@ -115,6 +115,15 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame> {
         .map_err(Error::table(format!("reading {}", path.display())))
 }
 
+/// Read a CSV file with a header row (column types inferred).
+pub fn read_csv(path: &Path) -> Result<DataFrame> {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .and_then(|r| r.finish())
+        .map_err(Error::table(format!("reading {}", path.display())))
+}
+
 /// A copy of the frame without the measured-time columns.
 pub fn without_time_columns(df: &DataFrame) -> Result<DataFrame> {
     let keep: Vec<PlSmallStr> = df

@@ -280,6 +280,90 @@ fn table2_smoke_runs_and_matches_its_baseline() {
         );
     }
     assert_matches_baseline(&out);
+    // The spec's published values sit beside the run's own: TSENOR's abstract range against
+    // every tsenor row (8 here), its speedup claim against lp's time over tsenor's.
+    let published = table::rows_from_frame(&table::read_csv(&out.join("published.csv")).unwrap());
+    let gaps: Vec<&Row> = published.iter().filter(|p| p["entry"] == 1).collect();
+    assert_eq!(gaps.len(), 2 * 4);
+    for p in &gaps {
+        let point = p["point"].as_str().unwrap();
+        let r = rows
+            .iter()
+            .find(|r| {
+                point
+                    == format!(
+                        "source={}, pattern={}, solver=tsenor",
+                        r["source"].as_str().unwrap(),
+                        r["pattern"].as_str().unwrap()
+                    )
+                    && r["solver"] == "tsenor"
+            })
+            .expect("a summary row for each comparison");
+        let (ours, gap) = (
+            p["masklab"].as_f64().unwrap(),
+            r["kept_gap"].as_f64().unwrap(),
+        );
+        assert_eq!(ours, gap, "{point}");
+        let verdict = if gap < 0.01 {
+            "below the range"
+        } else if gap > 0.1 {
+            "above the range"
+        } else {
+            "within the range"
+        };
+        assert_eq!(p["verdict"], verdict, "{point}");
+    }
+    // The 1024² sources the speedup entry also names are not in the smoke run: said, not dropped.
+    let absent: Vec<&str> = published
+        .iter()
+        .filter(|p| p["verdict"] == "not in this run")
+        .map(|p| p["point"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        absent,
+        ["source=gaussian:1024x1024", "source=laplace:1024x1024"]
+    );
+    let speedups = published
+        .iter()
+        .filter(|p| p["entry"] == 2 && p["verdict"] != "not in this run");
+    assert_eq!(speedups.clone().count(), 8);
+    for p in speedups {
+        let point = p["point"].as_str().unwrap();
+        let time = |solver: &str| {
+            rows.iter()
+                .find(|r| {
+                    point.starts_with(&format!(
+                        "source={}, pattern={},",
+                        r["source"].as_str().unwrap(),
+                        r["pattern"].as_str().unwrap()
+                    )) && r["solver"] == solver
+                })
+                .map(|r| r["seconds"].as_f64().unwrap())
+                .unwrap()
+        };
+        let speedup = time("lp") / time("tsenor");
+        assert!(
+            (p["masklab"].as_f64().unwrap() - speedup).abs() <= 1e-9 * speedup,
+            "{point}"
+        );
+        assert!((p["ratio"].as_f64().unwrap() - speedup / 100.0).abs() <= 1e-9 * speedup);
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let heading = "## Published values beside ours";
+    assert_eq!(md.matches(heading).count(), 1);
+    assert!(md.find(heading).unwrap() < md.find("## Figures").unwrap());
+    assert!(
+        md.contains("“achieving up to 100× speedup with only 1-10% error"),
+        "{md}"
+    );
+    // `masklab published` sets them again from the spec: the same section, said once, figures kept.
+    let said = ok(&["published", out.to_str().unwrap()]);
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("#1 ")).count(),
+        8,
+        "{said}"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("summary.md")).unwrap(), md);
 }
 
 #[test]

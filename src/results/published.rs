@@ -1,0 +1,630 @@
+//! Published values beside ours: the numbers the papers print for cells masklab computes, each
+//! with where it is printed, set against the run's own value.
+//!
+//! Problem: a reproduction is only read as one when the paper's number sits next to ours. A spec
+//! carries `[[published]]` entries — paper, place (table, figure or section, page), the words the
+//! number is read from, the metric, the grid point(s) it applies to (`at`), and either a `value`
+//! or a `range` (for "1–10%"-style statements) — and every run writes `published.csv` and a
+//! "Published values beside ours" section in summary.md: paper value, masklab value, their
+//! ratio (a value) or whether ours lies within, below or above (a range).
+//!
+//! Guarantee: nothing is shown that the spec does not carry — no entry, no row; an entry whose
+//! grid point this run (profile) does not have is listed as "not in this run" rather than
+//! dropped, so a missing comparison is visible. An entry may compare a ratio of two rows
+//! (`speedup_over`: the partner row's metric over this row's, e.g. a solver's wall time against
+//! the general LP's) and may read the summary or the rank-correlation table
+//! (`table = "correlations"`). Cost: one pass over the rows per entry.
+
+use crate::error::{Error, Result};
+use crate::experiment::cells::Row;
+use crate::results::markdown::fmt_num;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One `[[published]]` entry of a spec, as written.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    /// The paper: authors, year, and the version read (e.g. `arXiv:2505.23949v1`).
+    pub paper: String,
+    /// Where in it: table, figure or section, and page.
+    #[serde(rename = "where")]
+    pub location: String,
+    /// The words the number is read from, as printed.
+    pub quote: String,
+    /// The column of the summary (or correlation table) it is compared with.
+    pub metric: String,
+    /// Which table of the run: the summary (default) or the rank correlations.
+    #[serde(default)]
+    pub table: PublishedTable,
+    /// The grid point(s): column → value or list of values; every matching row is compared.
+    #[serde(default)]
+    pub at: IndexMap<String, toml::Value>,
+    /// The paper's number.
+    pub value: Option<f64>,
+    /// The paper's range `[low, high]`, for statements such as "1–10% error".
+    pub range: Option<[f64; 2]>,
+    /// Compare a ratio: the metric of the row with these columns changed, over this row's.
+    #[serde(default)]
+    pub speedup_over: IndexMap<String, String>,
+    /// What differs between the paper's setting and ours (hardware, sizes, definitions).
+    pub note: Option<String>,
+}
+
+/// The run table an entry reads.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishedTable {
+    /// `summary.parquet`: one row per grid point.
+    #[default]
+    Summary,
+    /// `correlations.csv`: one row per group of the `[statistics] correlate` test.
+    Correlations,
+}
+
+impl Published {
+    /// A short name for messages: `[[published]] #k (paper)`.
+    fn name(&self, k: usize) -> String {
+        format!("[[published]] #{} ({})", k + 1, self.paper)
+    }
+
+    /// The `at` values as strings, each a list.
+    fn wanted(&self) -> Vec<(String, Vec<String>)> {
+        self.at
+            .iter()
+            .map(|(k, v)| {
+                let values = match v {
+                    toml::Value::Array(items) => items.iter().map(scalar).collect(),
+                    one => vec![scalar(one)],
+                };
+                (k.clone(), values)
+            })
+            .collect()
+    }
+
+    /// Check what can be checked before a run: text fields present, exactly one of `value` and
+    /// `range`, and `at`/`speedup_over` naming columns the table has (`summary_columns`: the
+    /// grid axes; `correlation_columns`: empty when the spec tests no correlation).
+    pub fn check(
+        entries: &[Published],
+        summary_columns: &[String],
+        correlation_columns: &[String],
+    ) -> std::result::Result<(), String> {
+        for (k, e) in entries.iter().enumerate() {
+            let name = e.name(k);
+            for (field, text) in [
+                ("paper", &e.paper),
+                ("where", &e.location),
+                ("quote", &e.quote),
+                ("metric", &e.metric),
+            ] {
+                if text.trim().is_empty() {
+                    return Err(format!("{name}: `{field}` is empty"));
+                }
+            }
+            match (e.value, e.range) {
+                (Some(v), None) if v.is_finite() => {}
+                (None, Some([lo, hi])) if lo.is_finite() && hi.is_finite() && lo <= hi => {}
+                (Some(_), Some(_)) => {
+                    return Err(format!("{name}: give `value` or `range`, not both"));
+                }
+                (None, None) => return Err(format!("{name}: give `value` or `range`")),
+                (Some(v), None) => return Err(format!("{name}: value {v} is not finite")),
+                (None, Some([lo, hi])) => {
+                    return Err(format!(
+                        "{name}: range [{lo}, {hi}] must be finite with low ≤ high"
+                    ));
+                }
+            }
+            let columns = match e.table {
+                PublishedTable::Summary => summary_columns,
+                PublishedTable::Correlations if correlation_columns.is_empty() => {
+                    return Err(format!(
+                        "{name}: table = \"correlations\" but the spec has no [statistics] correlate"
+                    ));
+                }
+                PublishedTable::Correlations => correlation_columns,
+            };
+            for key in e.at.keys() {
+                if !columns.contains(key) {
+                    return Err(format!(
+                        "{name}: at.{key} is not a column to match on (columns: {})",
+                        columns.join(", ")
+                    ));
+                }
+            }
+            for (key, value) in &e.at {
+                let ok = match value {
+                    toml::Value::Array(items) => !items.is_empty() && items.iter().all(is_scalar),
+                    one => is_scalar(one),
+                };
+                if !ok {
+                    return Err(format!(
+                        "{name}: at.{key} must be a value or a non-empty list of values"
+                    ));
+                }
+            }
+            if !e.speedup_over.is_empty() && e.table == PublishedTable::Correlations {
+                return Err(format!(
+                    "{name}: speedup_over compares two summary rows, not correlations"
+                ));
+            }
+            for key in e.speedup_over.keys() {
+                if !summary_columns.contains(key) {
+                    return Err(format!(
+                        "{name}: speedup_over.{key} is not a grid axis (axes: {})",
+                        summary_columns.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_scalar(v: &toml::Value) -> bool {
+    matches!(
+        v,
+        toml::Value::String(_)
+            | toml::Value::Integer(_)
+            | toml::Value::Float(_)
+            | toml::Value::Boolean(_)
+    )
+}
+
+fn scalar(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a row's value is the wanted one: strings equal, numbers equal as numbers.
+fn same(v: Option<&Value>, wanted: &str) -> bool {
+    match v {
+        Some(Value::String(s)) => s == wanted,
+        Some(Value::Number(n)) => match (n.as_f64(), wanted.parse::<f64>()) {
+            (Some(a), Ok(b)) => a == b,
+            _ => false,
+        },
+        Some(Value::Bool(b)) => b.to_string() == wanted,
+        _ => false,
+    }
+}
+
+fn number(row: &Row, column: &str) -> Option<f64> {
+    row.get(column)
+        .and_then(Value::as_f64)
+        .filter(|v| v.is_finite())
+}
+
+/// Compare every entry with the run's rows. `keys` are the columns that name a summary row (the
+/// grid axes) and `correlation_keys` those of a correlation row; both name the grid point in the
+/// output. Returns one row per (entry, matching run row), or one "not in this run" row for an
+/// entry that matches none. Fails, naming the entry, when its metric is not a column of a
+/// table that has rows.
+pub fn compare(
+    entries: &[Published],
+    summary: &[Row],
+    correlations: &[Row],
+    keys: &[String],
+    correlation_keys: &[String],
+) -> Result<Vec<Row>> {
+    let mut out = Vec::new();
+    for (k, e) in entries.iter().enumerate() {
+        let (rows, keys) = match e.table {
+            PublishedTable::Summary => (summary, keys),
+            PublishedTable::Correlations => (correlations, correlation_keys),
+        };
+        if !rows.is_empty() && !rows.iter().any(|r| r.contains_key(&e.metric)) {
+            let columns: Vec<&String> = rows[0].keys().collect();
+            return Err(Error::invalid(
+                "metric",
+                &e.metric,
+                format!(
+                    "{}: not a column of the run's {} (columns: {})",
+                    e.name(k),
+                    match e.table {
+                        PublishedTable::Summary => "summary",
+                        PublishedTable::Correlations => "correlations",
+                    },
+                    columns
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let wanted = e.wanted();
+        let matches = |r: &Row, want: &[(String, Vec<String>)]| {
+            want.iter()
+                .all(|(col, values)| values.iter().any(|w| same(r.get(col), w)))
+        };
+        let matched: Vec<&Row> = rows.iter().filter(|r| matches(r, &wanted)).collect();
+        // A listed value no row has is said, as a whole entry matching nothing is.
+        let mut missing: Vec<String> = Vec::new();
+        for (col, values) in &wanted {
+            for v in values {
+                if !matched.is_empty() && !matched.iter().any(|r| same(r.get(col), v)) {
+                    missing.push(format!("{col}={v}"));
+                }
+            }
+        }
+        for row in &matched {
+            let ours = if e.speedup_over.is_empty() {
+                number(row, &e.metric)
+            } else {
+                let partner_wants: Vec<(String, Vec<String>)> = keys
+                    .iter()
+                    .map(|key| {
+                        let v = e
+                            .speedup_over
+                            .get(key)
+                            .cloned()
+                            .unwrap_or_else(|| label_raw(row.get(key)));
+                        (key.clone(), vec![v])
+                    })
+                    .collect();
+                let partner = rows.iter().find(|r| matches(r, &partner_wants));
+                match (
+                    partner.and_then(|p| number(p, &e.metric)),
+                    number(row, &e.metric),
+                ) {
+                    (Some(p), Some(o)) if o > 0.0 => Some(p / o),
+                    _ => None,
+                }
+            };
+            let point = keys
+                .iter()
+                .filter(|key| row.contains_key(key.as_str()))
+                .map(|key| format!("{key}={}", label_raw(row.get(key))))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(result_row(k, e, point, ours));
+        }
+        for point in missing {
+            let mut row = result_row(k, e, point, None);
+            row.insert("verdict".into(), Value::from("not in this run"));
+            out.push(row);
+        }
+        if matched.is_empty() {
+            let point = wanted
+                .iter()
+                .map(|(c, v)| format!("{c}={}", v.join("|")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut row = result_row(k, e, point, None);
+            row.insert("verdict".into(), Value::from("not in this run"));
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+/// A row value as the string `at` values are compared with (numbers unformatted).
+fn label_raw(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+fn result_row(k: usize, e: &Published, point: String, ours: Option<f64>) -> Row {
+    let metric = if e.speedup_over.is_empty() {
+        e.metric.clone()
+    } else {
+        let over = e
+            .speedup_over
+            .iter()
+            .map(|(c, v)| format!("{c}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("{} speedup over {over}", e.metric)
+    };
+    let (low, high) = match (e.value, e.range) {
+        (Some(v), _) => (v, v),
+        (None, Some([lo, hi])) => (lo, hi),
+        (None, None) => (f64::NAN, f64::NAN),
+    };
+    let ratio = match (e.value, ours) {
+        (Some(v), Some(o)) if v != 0.0 => Some(o / v),
+        _ => None,
+    };
+    let verdict = match (e.value, ours) {
+        (_, None) => "no value in this run".to_string(),
+        (Some(_), Some(_)) => match ratio {
+            Some(r) => format!("masklab = {} × paper", fmt_num(r)),
+            None => "paper value 0: no ratio".into(),
+        },
+        (None, Some(o)) if o < low => "below the range".into(),
+        (None, Some(o)) if o > high => "above the range".into(),
+        (None, Some(_)) => "within the range".into(),
+    };
+    let mut row = Row::new();
+    row.insert("entry".into(), Value::from(k as u64 + 1));
+    row.insert("paper".into(), Value::from(e.paper.clone()));
+    row.insert("where".into(), Value::from(e.location.clone()));
+    row.insert("metric".into(), Value::from(metric));
+    row.insert("point".into(), Value::from(point));
+    row.insert("paper_low".into(), Value::from(low));
+    row.insert("paper_high".into(), Value::from(high));
+    row.insert(
+        "masklab".into(),
+        ours.map(Value::from).unwrap_or(Value::Null),
+    );
+    row.insert(
+        "ratio".into(),
+        ratio.map(Value::from).unwrap_or(Value::Null),
+    );
+    row.insert("verdict".into(), Value::from(verdict));
+    row
+}
+
+/// The heading of summary.md's section (also where it is found again to be replaced).
+pub const HEADING: &str = "\n## Published values beside ours\n";
+
+/// summary.md's section: the comparison table, then each entry's quote and note.
+pub fn markdown_section(entries: &[Published], rows: &[Row]) -> String {
+    if entries.is_empty() {
+        return String::new();
+    }
+    let mut md = format!(
+        "{HEADING}\nEach paper value is printed where the entry says; masklab's is this run's \
+         (a range: within, below or above it). Entries and sources: the spec's `[[published]]`.\n\n\
+         | # | paper | where | metric | grid point | paper | masklab | verdict |\n\
+         |---|---|---|---|---|---|---|---|\n"
+    );
+    for r in rows {
+        let text = |c: &str| r.get(c).and_then(Value::as_str).unwrap_or("").to_string();
+        let lo = number(r, "paper_low").unwrap_or(f64::NAN);
+        let hi = number(r, "paper_high").unwrap_or(f64::NAN);
+        let paper = if lo == hi {
+            fmt_num(lo)
+        } else {
+            format!("{} – {}", fmt_num(lo), fmt_num(hi))
+        };
+        let ours = number(r, "masklab")
+            .map(fmt_num)
+            .unwrap_or_else(|| "—".into());
+        md += &format!(
+            "| {} | {} | {} | {} | {} | {paper} | {ours} | {} |\n",
+            r.get("entry").map(|v| v.to_string()).unwrap_or_default(),
+            text("paper"),
+            text("where"),
+            text("metric"),
+            text("point"),
+            text("verdict"),
+        );
+    }
+    let counted = |v: &str| {
+        rows.iter()
+            .filter(|r| r.get("verdict").and_then(Value::as_str) == Some(v))
+            .count()
+    };
+    let ranged = rows
+        .iter()
+        .filter(|r| number(r, "paper_low") != number(r, "paper_high"))
+        .count();
+    if ranged > 0 {
+        md += &format!(
+            "\nAgainst ranges: {} within, {} below, {} above.\n",
+            counted("within the range"),
+            counted("below the range"),
+            counted("above the range")
+        );
+    }
+    md += "\n";
+    for (k, e) in entries.iter().enumerate() {
+        md += &format!("{}. {} ({}): “{}”", k + 1, e.paper, e.location, e.quote);
+        if let Some(n) = &e.note {
+            md += &format!(" — {n}");
+        }
+        md += "\n";
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(v: Value) -> Row {
+        v.as_object().unwrap().clone().into_iter().collect()
+    }
+
+    fn entry(text: &str) -> Published {
+        toml::from_str(text).unwrap()
+    }
+
+    fn solver_rows() -> Vec<Row> {
+        vec![
+            row(json!({"pattern": "2:4", "solver": "tsenor", "kept_gap": 0.002, "seconds": 2.0})),
+            row(json!({"pattern": "2:4", "solver": "lp", "kept_gap": 0.0, "seconds": 8.0})),
+            row(json!({"pattern": "8:16", "solver": "tsenor", "kept_gap": 0.05, "seconds": 1.0})),
+            row(json!({"pattern": "8:16", "solver": "lp", "kept_gap": 0.0, "seconds": 30.0})),
+            row(json!({"pattern": "16:32", "solver": "tsenor", "kept_gap": 0.2, "seconds": 1.0})),
+        ]
+    }
+
+    const KEYS: &[&str] = &["pattern", "solver"];
+
+    fn keys() -> Vec<String> {
+        KEYS.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_range_says_within_below_or_above_for_every_matching_row() {
+        let e = entry(
+            r#"paper = "P"
+               where = "abstract, p. 1"
+               quote = "1-10% error"
+               metric = "kept_gap"
+               at = { solver = "tsenor" }
+               range = [0.01, 0.10]"#,
+        );
+        let out = compare(&[e], &solver_rows(), &[], &keys(), &[]).unwrap();
+        let verdicts: Vec<&str> = out.iter().map(|r| r["verdict"].as_str().unwrap()).collect();
+        assert_eq!(
+            verdicts,
+            ["below the range", "within the range", "above the range"]
+        );
+        assert_eq!(out[1]["point"], "pattern=8:16, solver=tsenor");
+        assert_eq!(out[1]["masklab"], 0.05);
+        assert!(out[1]["ratio"].is_null());
+    }
+
+    #[test]
+    fn a_value_gives_the_ratio_and_speedup_over_divides_the_partner_row_by_this_one() {
+        let e = entry(
+            r#"paper = "P"
+               where = "Table 1, p. 7"
+               quote = "up to 100x"
+               metric = "seconds"
+               at = { solver = "tsenor", pattern = ["2:4", "8:16", "16:32"] }
+               speedup_over = { solver = "lp" }
+               value = 100.0"#,
+        );
+        let out = compare(&[e], &solver_rows(), &[], &keys(), &[]).unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0]["masklab"], 4.0); // 8 s / 2 s
+        assert_eq!(out[0]["ratio"], 0.04);
+        assert_eq!(out[1]["masklab"], 30.0);
+        // 16:32 has no lp row: no value, said so.
+        assert!(out[2]["masklab"].is_null());
+        assert_eq!(out[2]["verdict"], "no value in this run");
+        assert_eq!(out[0]["metric"], "seconds speedup over solver=lp");
+    }
+
+    #[test]
+    fn an_entry_matching_no_row_is_listed_not_dropped_and_numbers_match_as_numbers() {
+        let missing = entry(
+            r#"paper = "P"
+               where = "Fig. 3"
+               quote = "q"
+               metric = "kept_gap"
+               at = { pattern = "4:8" }
+               value = 0.1"#,
+        );
+        let corr = entry(
+            r#"paper = "H"
+               where = "abstract"
+               quote = "correlates"
+               metric = "spearman_rho"
+               table = "correlations"
+               at = { target_sparsity = [0.75, 0.9] }
+               range = [0.0, 1.0]"#,
+        );
+        let correlations = vec![
+            row(json!({"target_sparsity": 0.5, "spearman_rho": 0.08})),
+            row(json!({"target_sparsity": 0.75, "spearman_rho": -0.64})),
+        ];
+        let ck = vec!["target_sparsity".to_string()];
+        let out = compare(
+            &[missing, corr],
+            &solver_rows(),
+            &correlations,
+            &keys(),
+            &ck,
+        )
+        .unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0]["verdict"], "not in this run");
+        assert_eq!(out[0]["point"], "pattern=4:8");
+        assert_eq!(out[1]["verdict"], "below the range");
+        assert_eq!(out[1]["point"], "target_sparsity=0.75");
+        // The listed value no row has is said too.
+        assert_eq!(out[2]["verdict"], "not in this run");
+        assert_eq!(out[2]["point"], "target_sparsity=0.9");
+    }
+
+    #[test]
+    fn an_unknown_metric_is_an_error_naming_the_entry_and_the_columns() {
+        let e = entry(
+            r#"paper = "TSENOR"
+               where = "abstract"
+               quote = "q"
+               metric = "kept_gapp"
+               value = 0.1"#,
+        );
+        let err = compare(&[e], &solver_rows(), &[], &keys(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[[published]] #1 (TSENOR)") && err.contains("kept_gapp"));
+        assert!(
+            err.contains("columns: pattern, solver, kept_gap, seconds"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn checks_name_the_entry_and_field() {
+        let base = r#"paper = "P"
+            where = "p. 1"
+            quote = "q"
+            metric = "kept_gap"
+        "#;
+        let cases = [
+            ("", "give `value` or `range`"),
+            ("value = 1.0\nrange = [0.0, 1.0]", "not both"),
+            ("range = [0.2, 0.1]", "low ≤ high"),
+            (
+                "value = 1.0\nat = { solvr = \"x\" }",
+                "at.solvr is not a column",
+            ),
+            (
+                "value = 1.0\nspeedup_over = { size = \"x\" }",
+                "speedup_over.size",
+            ),
+            (
+                "value = 1.0\ntable = \"correlations\"",
+                "no [statistics] correlate",
+            ),
+            ("value = 1.0\nat = { solver = [] }", "non-empty list"),
+        ];
+        for (extra, expected) in cases {
+            let e = entry(&format!("{base}{extra}"));
+            let err = Published::check(&[e], &keys(), &[]).unwrap_err();
+            assert!(err.starts_with("[[published]] #1 (P)"), "{err}");
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        let blank = entry(&base.replace("quote = \"q\"", "quote = \" \""));
+        let blank = Published {
+            value: Some(1.0),
+            ..blank
+        };
+        assert!(
+            Published::check(&[blank], &keys(), &[])
+                .unwrap_err()
+                .contains("`quote` is empty")
+        );
+        let ok = entry(&format!(
+            "{base}value = 1.0\nat = {{ solver = \"tsenor\" }}"
+        ));
+        assert!(Published::check(&[ok], &keys(), &[]).is_ok());
+    }
+
+    #[test]
+    fn the_section_prints_paper_and_ours_side_by_side_with_quotes() {
+        let e = entry(
+            r#"paper = "TSENOR 2025"
+               where = "abstract, p. 1"
+               quote = "1-10% error"
+               metric = "kept_gap"
+               at = { solver = "tsenor" }
+               range = [0.01, 0.10]
+               note = "GPU""#,
+        );
+        let out = compare(std::slice::from_ref(&e), &solver_rows(), &[], &keys(), &[]).unwrap();
+        let md = markdown_section(&[e], &out);
+        assert!(md.starts_with(HEADING));
+        assert!(md.contains(
+            "| 1 | TSENOR 2025 | abstract, p. 1 | kept_gap | pattern=8:16, solver=tsenor | 0.01000 – 0.1000 | 0.05000 | within the range |"
+        ), "{md}");
+        assert!(md.contains("Against ranges: 1 within, 1 below, 1 above."));
+        assert!(md.contains("1. TSENOR 2025 (abstract, p. 1): “1-10% error” — GPU"));
+    }
+}
