@@ -65,6 +65,10 @@ fn a_run_draws_its_figures_links_them_and_plot_redraws_them_identically() {
     // Redrawing does not repeat the link.
     let md2 = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert_eq!(md2, md);
+    // table1 carries no published values (none could be sourced): said, nothing written.
+    let err = crate::common::fails(2, &["published", out.to_str().unwrap()]);
+    assert!(err.contains("carries no [[published]] values"), "{err}");
+    assert!(!out.join("published.csv").exists());
 }
 
 #[test]
