@@ -31,7 +31,7 @@ test: setup
 reproduce TABLE PROFILE="default": build
     ./target/release/masklab reproduce {{TABLE}} --profile {{PROFILE}}
 
-# Every table's nightly profile (~15 min on 2 cores: 8192² solves, trained weights, Fashion-MNIST
+# Every table's nightly profile (~20 min on 2 cores: 8192² solves, trained weights, Fashion-MNIST
 # training with three seeds), regressed against results/baselines/<table>.nightly.parquet (times
 # as ratios to the run's calibration) and appended to results/history/<table>.parquet; then each
 # table's trend (`masklab history TABLE`). Exit 1 if any table regressed.
@@ -67,7 +67,7 @@ smoke-regress BIN="target/release/masklab":
     status=0
     for spec in experiments/*.toml; do
         t=$(basename "$spec" .toml)
-        out="results/runs/$t/nightly-$(date -u +%Y%m%d-%H%M%S)"
+        out="results/runs/$t/smoke-$(date -u +%Y%m%d-%H%M%S)"
         "{{BIN}}" run "$spec" --profile smoke --out "$out" --quiet
         "{{BIN}}" regress "$out" || status=1
     done
