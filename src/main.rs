@@ -119,7 +119,10 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                     (Some(v), _) => fmt_num(v),
                     _ => "—".into(),
                 };
-                let ours = num("masklab").map(fmt_num).unwrap_or_else(|| "—".into());
+                let mut ours = num("masklab").map(fmt_num).unwrap_or_else(|| "—".into());
+                if let Some(r) = num("ratio") {
+                    ours += &format!(" ({}× the paper's)", fmt_num(r));
+                }
                 println!(
                     "#{} {} ({}) {} at {}: paper {paper}, masklab {ours} — {}",
                     r.get("entry").map(|v| v.to_string()).unwrap_or_default(),

@@ -335,10 +335,9 @@ fn result_row(k: usize, e: &Published, point: String, ours: Option<f64>) -> Row 
     };
     let verdict = match (e.value, ours) {
         (_, None) => "no value in this run".to_string(),
-        (Some(_), Some(_)) => match ratio {
-            Some(r) => format!("masklab = {} × paper", fmt_num(r)),
-            None => "paper value 0: no ratio".into(),
-        },
+        (Some(v), Some(o)) if o < v => "below the paper's".into(),
+        (Some(v), Some(o)) if o > v => "above the paper's".into(),
+        (Some(_), Some(_)) => "equal to the paper's".into(),
         (None, Some(o)) if o < low => "below the range".into(),
         (None, Some(o)) if o > high => "above the range".into(),
         (None, Some(_)) => "within the range".into(),
@@ -374,8 +373,8 @@ pub fn markdown_section(entries: &[Published], rows: &[Row]) -> String {
     let mut md = format!(
         "{HEADING}\nEach paper value is printed where the entry says; masklab's is this run's \
          (a range: within, below or above it). Entries and sources: the spec's `[[published]]`.\n\n\
-         | # | paper | where | metric | grid point | paper | masklab | verdict |\n\
-         |---|---|---|---|---|---|---|---|\n"
+         | # | paper | where | metric | grid point | paper | masklab | masklab ÷ paper | verdict |\n\
+         |---|---|---|---|---|---|---|---|---|\n"
     );
     for r in rows {
         let text = |c: &str| r.get(c).and_then(Value::as_str).unwrap_or("").to_string();
@@ -389,8 +388,11 @@ pub fn markdown_section(entries: &[Published], rows: &[Row]) -> String {
         let ours = number(r, "masklab")
             .map(fmt_num)
             .unwrap_or_else(|| "—".into());
+        let ratio = number(r, "ratio")
+            .map(fmt_num)
+            .unwrap_or_else(|| "—".into());
         md += &format!(
-            "| {} | {} | {} | {} | {} | {paper} | {ours} | {} |\n",
+            "| {} | {} | {} | {} | {} | {paper} | {ours} | {ratio} | {} |\n",
             r.get("entry").map(|v| v.to_string()).unwrap_or_default(),
             text("paper"),
             text("where"),
@@ -492,6 +494,7 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert_eq!(out[0]["masklab"], 4.0); // 8 s / 2 s
         assert_eq!(out[0]["ratio"], 0.04);
+        assert_eq!(out[0]["verdict"], "below the paper's");
         assert_eq!(out[1]["masklab"], 30.0);
         // 16:32 has no lp row: no value, said so.
         assert!(out[2]["masklab"].is_null());
@@ -622,7 +625,7 @@ mod tests {
         let md = markdown_section(&[e], &out);
         assert!(md.starts_with(HEADING));
         assert!(md.contains(
-            "| 1 | TSENOR 2025 | abstract, p. 1 | kept_gap | pattern=8:16, solver=tsenor | 0.01000 – 0.1000 | 0.05000 | within the range |"
+            "| 1 | TSENOR 2025 | abstract, p. 1 | kept_gap | pattern=8:16, solver=tsenor | 0.01000 – 0.1000 | 0.05000 | — | within the range |"
         ), "{md}");
         assert!(md.contains("Against ranges: 1 within, 1 below, 1 above."));
         assert!(md.contains("1. TSENOR 2025 (abstract, p. 1): “1-10% error” — GPU"));
