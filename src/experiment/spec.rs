@@ -22,6 +22,7 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::experiment::cells::{toml_scalar, toml_scalars};
 use crate::results::figures::Figure;
 use crate::results::published::Published;
 use indexmap::IndexMap;
@@ -472,7 +473,7 @@ fn axis_values(value: &toml::Value, field: &str) -> std::result::Result<Vec<Stri
         .ok_or_else(|| format!("{field}: expected a list"))?;
     let strings = list
         .iter()
-        .map(value_string)
+        .map(toml_scalar)
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| format!("{field}: values must be strings, numbers or booleans"))?;
     if strings.is_empty() {
@@ -603,11 +604,7 @@ fn exclusions(raw: &RawSpec, at: &Located) -> Result<Vec<IndexMap<String, Vec<St
                     format!("{field}: `{axis}` is not a grid axis"),
                 ));
             }
-            let values = match value.get_ref() {
-                toml::Value::Array(a) => a.iter().map(value_string).collect::<Option<Vec<_>>>(),
-                other => value_string(other).map(|v| vec![v]),
-            }
-            .ok_or_else(|| {
+            let values = toml_scalars(value.get_ref()).ok_or_else(|| {
                 at.err(
                     value.span(),
                     format!("{field}: expected a value or a list of values"),
@@ -653,16 +650,6 @@ fn statistics(raw: &RawSpec, axes: &[Axis], at: &Located) -> Result<Option<Stati
         reference,
         correlate: raw_st.correlate.clone(),
     }))
-}
-
-fn value_string(v: &toml::Value) -> Option<String> {
-    match v {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

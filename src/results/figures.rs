@@ -17,6 +17,7 @@
 use crate::error::{Error, Result};
 use crate::experiment::cells::Row;
 use crate::results::markdown::fmt_num;
+use crate::results::table::finite;
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -223,12 +224,6 @@ fn label(v: Option<&Value>) -> String {
     }
 }
 
-fn number(row: &Row, column: &str) -> Option<f64> {
-    row.get(column)
-        .and_then(Value::as_f64)
-        .filter(|v| v.is_finite())
-}
-
 /// Rows grouped by the panel column, in first-seen order (one unnamed panel without it).
 fn split_panels<'a>(fig: &Figure, rows: &'a [Row]) -> Vec<(String, Vec<&'a Row>)> {
     let mut panels: Vec<(String, Vec<&Row>)> = Vec::new();
@@ -409,10 +404,10 @@ fn draw_points(
         let mut hidden = 0usize;
         for row in rows {
             for (yi, y) in ys.iter().enumerate() {
-                let (Some(xv), Some(yv)) = (number(row, x), number(row, y)) else {
+                let (Some(xv), Some(yv)) = (finite(row, x), finite(row, y)) else {
                     continue;
                 };
-                let e = fig.error.get(yi).and_then(|c| number(row, c));
+                let e = fig.error.get(yi).and_then(|c| finite(row, c));
                 match (scaled(xv, fig.log_x), scaled(yv, fig.log_y)) {
                     (Some(sx), Some(sy)) => {
                         let whisker = e.and_then(|e| {
@@ -523,8 +518,8 @@ fn draw_dots(
         let mut hidden = 0usize;
         for (ci, row) in rows.iter().enumerate() {
             for (yi, y) in ys.iter().enumerate() {
-                let Some(v) = number(row, y) else { continue };
-                let e = fig.error.get(yi).and_then(|c| number(row, c));
+                let Some(v) = finite(row, y) else { continue };
+                let e = fig.error.get(yi).and_then(|c| finite(row, c));
                 let Some(sv) = scaled(v, fig.log_x) else {
                     hidden += 1;
                     continue;

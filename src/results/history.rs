@@ -14,8 +14,8 @@ use crate::experiment::cells::Row;
 use crate::experiment::spec::Tolerance;
 use crate::results::manifest::Manifest;
 use crate::results::markdown::fmt_num;
-use crate::results::regress::CALIBRATION;
-use crate::results::{is_measured_column, is_time_column, summary, table};
+use crate::results::table::cell_text;
+use crate::results::{is_measured_column, is_time_column, regress, summary, table};
 use indexmap::IndexMap;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -98,20 +98,20 @@ pub fn trends(
 ) -> Vec<Trend> {
     let mut series: IndexMap<(String, String), Vec<f64>> = IndexMap::new();
     for row in rows {
-        let point = std::iter::once(label(row.get("profile")))
-            .chain(axes.iter().map(|a| format!("{a}={}", label(row.get(a)))))
+        let point = std::iter::once(cell_text(row.get("profile")))
+            .chain(
+                axes.iter()
+                    .map(|a| format!("{a}={}", cell_text(row.get(a)))),
+            )
             .collect::<Vec<_>>()
             .join(" ");
-        let calibration = row
-            .get(CALIBRATION)
-            .and_then(Value::as_f64)
-            .filter(|c| *c > 0.0);
+        let calibration = regress::calibration(row);
         for (metric, value) in row {
             let skip = axes.contains(metric)
                 || META.contains(&metric.as_str())
                 || summary::BOOKKEEPING.contains(&metric.as_str())
                 || metric == "seeds"
-                || metric == CALIBRATION
+                || metric == regress::CALIBRATION
                 || summary::is_derived(metric, row)
                 // Measured figures without a tolerance are noise, as in regression.
                 || (is_measured_column(metric) && !tolerance.contains_key(metric));
@@ -155,14 +155,6 @@ fn drifts(values: &[f64], accepts: impl Fn(f64, f64) -> bool) -> bool {
     let one_way = steps.iter().all(|d| *d > 0.0) || steps.iter().all(|d| *d < 0.0);
     let each_ok = tail.windows(2).all(|w| accepts(w[0], w[1]));
     one_way && each_ok && !accepts(tail[0], tail[DRIFT_STEPS])
-}
-
-fn label(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "null".into(),
-        Some(other) => other.to_string(),
-    }
 }
 
 /// The trends as text: the series that moved, drifting ones first and marked, then a count of

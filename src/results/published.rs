@@ -16,8 +16,9 @@
 //! (`table = "correlations"`). Cost: one pass over the rows per entry.
 
 use crate::error::{Error, Result};
-use crate::experiment::cells::Row;
+use crate::experiment::cells::{Row, toml_scalars};
 use crate::results::markdown::fmt_num;
+use crate::results::table::{cell_text, finite};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::Value;
@@ -69,17 +70,11 @@ impl Published {
         format!("[[published]] #{} ({})", k + 1, self.paper)
     }
 
-    /// The `at` values as strings, each a list.
+    /// The `at` values as strings, each a list (checked by [`Published::check`]).
     fn wanted(&self) -> Vec<(String, Vec<String>)> {
         self.at
             .iter()
-            .map(|(k, v)| {
-                let values = match v {
-                    toml::Value::Array(items) => items.iter().map(scalar).collect(),
-                    one => vec![scalar(one)],
-                };
-                (k.clone(), values)
-            })
+            .map(|(k, v)| (k.clone(), toml_scalars(v).unwrap_or_default()))
             .collect()
     }
 
@@ -135,11 +130,7 @@ impl Published {
                 }
             }
             for (key, value) in &e.at {
-                let ok = match value {
-                    toml::Value::Array(items) => !items.is_empty() && items.iter().all(is_scalar),
-                    one => is_scalar(one),
-                };
-                if !ok {
+                if toml_scalars(value).is_none_or(|v| v.is_empty()) {
                     return Err(format!(
                         "{name}: at.{key} must be a value or a non-empty list of values"
                     ));
@@ -163,23 +154,6 @@ impl Published {
     }
 }
 
-fn is_scalar(v: &toml::Value) -> bool {
-    matches!(
-        v,
-        toml::Value::String(_)
-            | toml::Value::Integer(_)
-            | toml::Value::Float(_)
-            | toml::Value::Boolean(_)
-    )
-}
-
-fn scalar(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Whether a row's value is the wanted one: strings equal, numbers equal as numbers.
 fn same(v: Option<&Value>, wanted: &str) -> bool {
     match v {
@@ -191,12 +165,6 @@ fn same(v: Option<&Value>, wanted: &str) -> bool {
         Some(Value::Bool(b)) => b.to_string() == wanted,
         _ => false,
     }
-}
-
-fn number(row: &Row, column: &str) -> Option<f64> {
-    row.get(column)
-        .and_then(Value::as_f64)
-        .filter(|v| v.is_finite())
 }
 
 /// Compare every entry with the run's rows. `keys` are the columns that name a summary row (the
@@ -254,7 +222,7 @@ pub fn compare(
         }
         for row in &matched {
             let ours = if e.speedup_over.is_empty() {
-                number(row, &e.metric)
+                finite(row, &e.metric)
             } else {
                 let partner_wants: Vec<(String, Vec<String>)> = keys
                     .iter()
@@ -263,14 +231,14 @@ pub fn compare(
                             .speedup_over
                             .get(key)
                             .cloned()
-                            .unwrap_or_else(|| label_raw(row.get(key)));
+                            .unwrap_or_else(|| cell_text(row.get(key)));
                         (key.clone(), vec![v])
                     })
                     .collect();
                 let partner = rows.iter().find(|r| matches(r, &partner_wants));
                 match (
-                    partner.and_then(|p| number(p, &e.metric)),
-                    number(row, &e.metric),
+                    partner.and_then(|p| finite(p, &e.metric)),
+                    finite(row, &e.metric),
                 ) {
                     (Some(p), Some(o)) if o > 0.0 => Some(p / o),
                     _ => None,
@@ -279,7 +247,7 @@ pub fn compare(
             let point = keys
                 .iter()
                 .filter(|key| row.contains_key(key.as_str()))
-                .map(|key| format!("{key}={}", label_raw(row.get(key))))
+                .map(|key| format!("{key}={}", cell_text(row.get(key))))
                 .collect::<Vec<_>>()
                 .join(", ");
             out.push(result_row(k, e, point, ours));
@@ -301,15 +269,6 @@ pub fn compare(
         }
     }
     Ok(out)
-}
-
-/// A row value as the string `at` values are compared with (numbers unformatted).
-fn label_raw(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
 }
 
 fn result_row(k: usize, e: &Published, point: String, ours: Option<f64>) -> Row {
@@ -378,17 +337,17 @@ pub fn markdown_section(entries: &[Published], rows: &[Row]) -> String {
     );
     for r in rows {
         let text = |c: &str| r.get(c).and_then(Value::as_str).unwrap_or("").to_string();
-        let lo = number(r, "paper_low").unwrap_or(f64::NAN);
-        let hi = number(r, "paper_high").unwrap_or(f64::NAN);
+        let lo = finite(r, "paper_low").unwrap_or(f64::NAN);
+        let hi = finite(r, "paper_high").unwrap_or(f64::NAN);
         let paper = if lo == hi {
             fmt_num(lo)
         } else {
             format!("{} – {}", fmt_num(lo), fmt_num(hi))
         };
-        let ours = number(r, "masklab")
+        let ours = finite(r, "masklab")
             .map(fmt_num)
             .unwrap_or_else(|| "—".into());
-        let ratio = number(r, "ratio")
+        let ratio = finite(r, "ratio")
             .map(fmt_num)
             .unwrap_or_else(|| "—".into());
         md += &format!(
@@ -408,7 +367,7 @@ pub fn markdown_section(entries: &[Published], rows: &[Row]) -> String {
     };
     let ranged = rows
         .iter()
-        .filter(|r| number(r, "paper_low") != number(r, "paper_high"))
+        .filter(|r| finite(r, "paper_low") != finite(r, "paper_high"))
         .count();
     if ranged > 0 {
         md += &format!(

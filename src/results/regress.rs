@@ -16,7 +16,8 @@ use crate::results::{is_measured_column, is_time_column};
 /// [`crate::experiment::calibration`]).
 pub const CALIBRATION: &str = "calibration_seconds";
 
-fn calibration(row: &Row) -> Option<f64> {
+/// A summary row's calibration seconds, when it has a positive one.
+pub fn calibration(row: &Row) -> Option<f64> {
     row.get(CALIBRATION)
         .and_then(Value::as_f64)
         .filter(|c| *c > 0.0)

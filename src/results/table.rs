@@ -115,6 +115,22 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame> {
         .map_err(Error::table(format!("reading {}", path.display())))
 }
 
+/// A row's column as a finite number (`None` when missing, not a number, or not finite).
+pub fn finite(row: &Row, column: &str) -> Option<f64> {
+    row.get(column)
+        .and_then(Value::as_f64)
+        .filter(|v| v.is_finite())
+}
+
+/// A row value as text: strings as they are, anything else as JSON (`null` when missing).
+pub fn cell_text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "null".into(),
+    }
+}
+
 /// Read a CSV file with a header row (column types inferred).
 pub fn read_csv(path: &Path) -> Result<DataFrame> {
     CsvReadOptions::default()

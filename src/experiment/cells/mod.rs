@@ -34,6 +34,27 @@ pub fn to_row<T: serde::Serialize>(row: &T) -> Result<Row> {
     }
 }
 
+/// A spec value as the string grid points are compared with: strings as written, numbers and
+/// booleans formatted; `None` for tables and arrays.
+pub fn toml_scalar(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A value or a list of values (as in `[[exclude]]` and `[[published]] at`) as strings; `None`
+/// when any of them is not a scalar.
+pub fn toml_scalars(v: &toml::Value) -> Option<Vec<String>> {
+    match v {
+        toml::Value::Array(items) => items.iter().map(toml_scalar).collect(),
+        one => toml_scalar(one).map(|s| vec![s]),
+    }
+}
+
 /// A spec param as an integer of at least `min` (0 or 1); the error names the param.
 pub fn param_usize(key: &str, v: &toml::Value, min: usize) -> Result<usize> {
     let want = if min == 0 {
