@@ -569,19 +569,29 @@ pub fn published_run(dir: &Path) -> Result<Vec<Row>> {
         Vec::new()
     };
     let (rows, section) = write_published(dir, &spec, &summary, &correlations)?;
+    replace_summary_section(dir, published::HEADING, &section)?;
+    Ok(rows)
+}
+
+/// Replace one of summary.md's trailing sections — the published values or the figures, in
+/// that order after the tables — keeping the other (`heading`: the section's heading constant).
+fn replace_summary_section(dir: &Path, heading: &str, section: &str) -> Result<()> {
     let md_path = dir.join("summary.md");
     let md = std::fs::read_to_string(&md_path).map_err(|e| Error::io(&md_path, e))?;
-    let (body, tail) = match md.split_once(figures::HEADING) {
-        Some((body, rest)) => (body.to_string(), format!("{}{rest}", figures::HEADING)),
-        None => (md.clone(), String::new()),
+    let (rest, figures_part) = match md.split_once(figures::HEADING) {
+        Some((rest, f)) => (rest, format!("{}{f}", figures::HEADING)),
+        None => (md.as_str(), String::new()),
     };
-    let body = body
-        .split(published::HEADING)
-        .next()
-        .unwrap_or(&body)
-        .to_string();
-    crate::io::atomic::write_bytes(&md_path, (body + &section + &tail).as_bytes())?;
-    Ok(rows)
+    let (body, published_part) = match rest.split_once(published::HEADING) {
+        Some((body, p)) => (body, format!("{}{p}", published::HEADING)),
+        None => (rest, String::new()),
+    };
+    let md = if heading == figures::HEADING {
+        format!("{body}{published_part}{section}")
+    } else {
+        format!("{body}{section}{figures_part}")
+    };
+    crate::io::atomic::write_bytes(&md_path, md.as_bytes())
 }
 
 /// Redraw a run's figures from its `summary.parquet` (the spec's `[[figures]]`, or those of the
@@ -606,11 +616,7 @@ pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>> {
     let summary = table::read_parquet(&dir.join("summary.parquet"))?;
     let rows = table::rows_from_frame(&summary);
     let links = figures::write_all(dir, &declared, &rows)?;
-    let md_path = dir.join("summary.md");
-    let md = std::fs::read_to_string(&md_path).map_err(|e| Error::io(&md_path, e))?;
-    let body = md.split(figures::HEADING).next().unwrap_or(&md).to_string();
-    let md = body + &figures::markdown_section(&links);
-    crate::io::atomic::write_bytes(&md_path, md.as_bytes())?;
+    replace_summary_section(dir, figures::HEADING, &figures::markdown_section(&links))?;
     Ok(links.iter().map(|(_, p)| dir.join(p)).collect())
 }
 
