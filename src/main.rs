@@ -10,6 +10,7 @@ use masklab::diversity::{Structure, diversity};
 use masklab::estimators::apply::{self as estimate, EstimateRequest};
 use masklab::experiment::runner::{self, RunOptions};
 use masklab::io::atomic::refuse_overwrite;
+use masklab::io::checkpoint::source_files;
 use masklab::io::split_source;
 use masklab::mask::{Pattern, parse_size};
 use masklab::solvers::apply::{SolveJob, TensorReport, solve_checkpoint};
@@ -175,7 +176,8 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             let (request, ctx) = a.request()?;
             let (input, selection) = a.selection()?;
             if let Some(out) = &a.output {
-                let mut inputs = vec![input.clone(), split_source(&a.score).0];
+                let mut inputs = source_files(&input);
+                inputs.extend(source_files(&split_source(&a.score).0));
                 inputs.extend(a.act_norms.clone());
                 let inputs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
                 refuse_overwrite("output", out, &inputs)?;
@@ -203,6 +205,19 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             if let Some(out) = &a.output {
                 eprintln!("wrote {} masks to {}", reports.len(), out.display());
             }
+            let infeasible: Vec<String> = reports
+                .iter()
+                .filter(|r| r.infeasible_blocks > 0)
+                .map(|r| format!("`{}` ({} of {} blocks)", r.tensor, r.infeasible_blocks, r.blocks))
+                .collect();
+            if !infeasible.is_empty() {
+                eprintln!(
+                    "error: solver {} returned infeasible masks (a row or column keeps more than N) for {}; such blocks count as keeping nothing",
+                    a.solver,
+                    infeasible.join(", ")
+                );
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Convert(a) => {
             let (job, ctx) = (a.job()?, a.context()?);
@@ -224,7 +239,9 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
         Command::Estimate(a) => {
             let (req, pool) = (EstimateRequest::try_from(&a)?, a.compute.pool()?);
             if let Some(out) = &a.output {
-                refuse_overwrite("output", out, &[&split_source(&a.input).0])?;
+                let inputs = source_files(&split_source(&a.input).0);
+                let inputs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
+                refuse_overwrite("output", out, &inputs)?;
                 let (drawn, warnings) = pool.install(|| estimate::sample_source(&a.input, &req))?;
                 warnings.iter().for_each(|w| eprintln!("warning: {w}"));
                 masklab::io::write_tensors(out, &drawn)?;

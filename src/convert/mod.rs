@@ -7,8 +7,11 @@
 //! Guarantee: the output has the input's files, headers, names, dtypes, shapes and byte
 //! offsets — the headers are copied verbatim, since pruning changes no tensor's size — the
 //! index file is copied, kept weights keep their exact bytes and pruned ones become zero bytes
-//! (+0 in every float format), and tensors not selected are copied byte for byte. Each output
-//! file is written to a temporary file and renamed, never over an input.
+//! (+0 in every float format), and tensors not selected are copied byte for byte; a sharded
+//! input's other files (config.json, tokenizer.json, …) are copied too. A one-file output is
+//! written to a temporary file and renamed; a sharded output is built in a staging directory
+//! and swapped into place when complete. Every input file (each shard, the index, the score
+//! and norms files) is compared with the output before anything is solved, never written over.
 //! Cost: one pass over the input; memory about two copies of the largest selected tensor in
 //! f32 (scores and their M×M tiles), whatever the checkpoint's size.
 
@@ -16,7 +19,9 @@ pub mod adaprune;
 pub mod oneshot;
 
 use crate::error::{Error, Result};
-use crate::io::checkpoint::{Checkpoint, Dtype, Entry, INDEX, Selection, Skipped, Tiling};
+use crate::io::checkpoint::{
+    Checkpoint, Dtype, Entry, INDEX, Selection, Skipped, Tiling, source_files,
+};
 use crate::mask::tile::Blocks;
 use crate::mask::{Mask, Pattern};
 use crate::solvers::apply::{Score, Scorer, solve_blocks};
@@ -147,69 +152,183 @@ pub fn convert(
         .choose(ckpt.entries(), tiling, job.strict, job.input)?;
     let files = ckpt.files();
     let sharded = files.len() > 1 || job.input.is_dir() || ckpt.index.is_some();
-    for f in &files {
-        crate::io::atomic::refuse_overwrite("output", &target(job, f, sharded), &[f])?;
-    }
-    if sharded {
-        std::fs::create_dir_all(job.output).map_err(|e| Error::io(job.output, e))?;
-    }
+    check_outputs(job, sharded)?;
     let scorer = Scorer::new(&job.score, job.act_norms)?;
     let all: Vec<&Entry> = ckpt.entries().iter().collect();
     let bar = crate::solvers::apply::progress_bar(job.progress, &all);
     let mut reports = Vec::new();
-    for (fi, file) in files.iter().enumerate() {
-        let header = ckpt.header(fi).ok_or_else(|| Error::Unsupported {
-            what: format!("converting {}", file.display()),
-            reason: "convert reads safetensors checkpoints".into(),
-        })?;
-        let mut in_file: Vec<&Entry> = ckpt.entries().iter().filter(|e| e.file == fi).collect();
-        in_file.sort_by_key(|e| e.range.start);
-        let out = target(job, file, sharded);
-        crate::io::atomic::write_with(&out, |tmp| {
-            let f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-            w.write_all(header).map_err(|e| Error::io(tmp, e))?;
-            for e in in_file {
-                let raw = ckpt.raw(e).ok_or_else(|| Error::Format {
-                    path: file.to_path_buf(),
-                    message: format!("tensor `{}`: data beyond the file", e.name),
-                })?;
-                if chosen.iter().any(|c| std::ptr::eq(*c, e)) {
-                    let start = std::time::Instant::now();
-                    let (mask, mut report) = prune(&ckpt, e, &scorer, job, ctx)?;
-                    write_masked(&mut w, raw, e.dtype.size(), mask.keep())
-                        .map_err(|x| Error::io(tmp, x))?;
-                    report.seconds = start.elapsed().as_secs_f64();
-                    on_report(&report);
-                    reports.push(report);
-                } else {
-                    crate::io::write_in_pieces(&mut w, raw).map_err(|x| Error::io(tmp, x))?;
+    let mut write_files = |dir: Option<&Path>| -> Result<()> {
+        for (fi, file) in files.iter().enumerate() {
+            let header = ckpt.header(fi).ok_or_else(|| Error::Unsupported {
+                what: format!("converting {}", file.display()),
+                reason: "convert reads safetensors checkpoints".into(),
+            })?;
+            let mut in_file: Vec<&Entry> =
+                ckpt.entries().iter().filter(|e| e.file == fi).collect();
+            in_file.sort_by_key(|e| e.range.start);
+            let out = match dir {
+                Some(d) => d.join(file.file_name().unwrap_or_default()),
+                None => job.output.to_path_buf(),
+            };
+            crate::io::atomic::write_with(&out, |tmp| {
+                let f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+                w.write_all(header).map_err(|e| Error::io(tmp, e))?;
+                for e in in_file {
+                    let raw = ckpt.raw(e).ok_or_else(|| Error::Format {
+                        path: file.to_path_buf(),
+                        message: format!("tensor `{}`: data beyond the file", e.name),
+                    })?;
+                    if chosen.iter().any(|c| std::ptr::eq(*c, e)) {
+                        let start = std::time::Instant::now();
+                        let (mask, mut report) = prune(&ckpt, e, &scorer, job, ctx)?;
+                        write_masked(&mut w, raw, e.dtype.size(), mask.keep())
+                            .map_err(|x| Error::io(tmp, x))?;
+                        report.seconds = start.elapsed().as_secs_f64();
+                        on_report(&report);
+                        reports.push(report);
+                    } else {
+                        crate::io::write_in_pieces(&mut w, raw).map_err(|x| Error::io(tmp, x))?;
+                    }
+                    ckpt.release(e);
+                    bar.set_message(e.name.clone());
+                    bar.inc(e.bytes().max(1) as u64);
                 }
-                ckpt.release(e);
-                bar.set_message(e.name.clone());
-                bar.inc(e.bytes().max(1) as u64);
+                w.into_inner()
+                    .map_err(|x| Error::io(tmp, x.into_error()))?
+                    .sync_all()
+                    .map_err(|x| Error::io(tmp, x))
+            })?;
+        }
+        if let Some(d) = dir {
+            if let Some(index) = &ckpt.index {
+                let text = std::fs::read(index).map_err(|e| Error::io(index, e))?;
+                crate::io::atomic::write_bytes(&d.join(INDEX), &text)?;
             }
-            w.into_inner()
-                .map_err(|x| Error::io(tmp, x.into_error()))?
-                .sync_all()
-                .map_err(|x| Error::io(tmp, x))
-        })?;
+            copy_other_files(job.input, &files, ckpt.index.as_deref(), d)?;
+        }
+        Ok(())
+    };
+    if sharded {
+        // Built beside the output and swapped into place whole: a kill or a failure leaves the
+        // previous complete output (or none), never new shards beside old ones.
+        crate::io::atomic::write_dir_with(job.output, |staging| write_files(Some(staging)))?;
+    } else {
+        write_files(None)?;
     }
     bar.finish_and_clear();
-    if let Some(index) = &ckpt.index {
-        let text = std::fs::read(index).map_err(|e| Error::io(index, e))?;
-        crate::io::atomic::write_bytes(&job.output.join(INDEX), &text)?;
-    }
     Ok((reports, skipped))
 }
 
-/// Where input file `f` is written: the output itself, or the same name inside it (sharded).
-fn target(job: &ConvertJob, f: &Path, sharded: bool) -> PathBuf {
-    if sharded {
-        job.output.join(f.file_name().unwrap_or_default())
-    } else {
-        job.output.to_path_buf()
+/// Every file the job reads: the checkpoint's files (each shard and the index), the score
+/// file(s) and the activation norms.
+fn input_files(job: &ConvertJob) -> Vec<PathBuf> {
+    let mut inputs = source_files(job.input);
+    if let Score::Supplied(source) = &job.score {
+        inputs.extend(source_files(&crate::io::split_source(source).0));
     }
+    inputs.extend(job.act_norms.map(Path::to_path_buf));
+    inputs
+}
+
+/// Refuse, before anything is solved, an output that would destroy an input or a user's
+/// files: a one-file output that is an input or an existing directory; a sharded output that is
+/// an input, holds an input (it is replaced whole), or is an existing file or a non-empty
+/// directory that is not a checkpoint.
+fn check_outputs(job: &ConvertJob, sharded: bool) -> Result<()> {
+    let inputs = input_files(job);
+    let refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    crate::io::atomic::refuse_overwrite("output", job.output, &refs)?;
+    if !sharded {
+        if job.output.is_dir() {
+            return Err(Error::invalid(
+                "output",
+                job.output.display(),
+                "is a directory; a one-file checkpoint converts into a file (give a file name)",
+            ));
+        }
+        return Ok(());
+    }
+    for input in &inputs {
+        let parent = input.parent().filter(|p| !p.as_os_str().is_empty());
+        if parent.is_some_and(|p| crate::io::atomic::same_file(p, job.output)) {
+            return Err(Error::invalid(
+                "output",
+                job.output.display(),
+                format!(
+                    "holds the input {}; the output directory is replaced whole, so give a new directory",
+                    input.display()
+                ),
+            ));
+        }
+    }
+    if job.output.exists() {
+        if !job.output.is_dir() {
+            return Err(Error::invalid(
+                "output",
+                job.output.display(),
+                "is a file; a sharded checkpoint converts into a directory",
+            ));
+        }
+        let names: Vec<String> = std::fs::read_dir(job.output)
+            .map_err(|e| Error::io(job.output, e))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let checkpoint = names
+            .iter()
+            .any(|n| n == INDEX || n.ends_with(".safetensors"));
+        if !names.is_empty() && !checkpoint {
+            let mut shown = names.clone();
+            shown.sort();
+            shown.truncate(5);
+            return Err(Error::invalid(
+                "output",
+                job.output.display(),
+                format!(
+                    "is a non-empty directory that holds no checkpoint ({}); it would be replaced whole, so give a new or empty directory",
+                    shown.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Copy the files of a sharded input directory that are not tensors (config.json,
+/// tokenizer.json, generation_config.json, …) into the output directory `out`, so the output
+/// loads as the input did. Hidden files and subdirectories are not copied.
+fn copy_other_files(
+    input: &Path,
+    shards: &[&Path],
+    index: Option<&Path>,
+    out: &Path,
+) -> Result<()> {
+    let dir = if input.is_dir() {
+        input.to_path_buf()
+    } else {
+        match input.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    };
+    let taken = |p: &Path| {
+        shards.iter().any(|s| crate::io::atomic::same_file(s, p))
+            || index.is_some_and(|i| crate::io::atomic::same_file(i, p))
+    };
+    for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let path = e.map_err(|e| Error::io(&dir, e))?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with('.') || !path.is_file() || taken(&path) {
+            continue;
+        }
+        let target = out.join(path.file_name().unwrap_or_default());
+        if target.exists() {
+            continue;
+        }
+        std::fs::copy(&path, &target).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
 }
 
 /// The mask of one tensor and its report (time filled in by the caller).
@@ -230,7 +349,8 @@ fn prune(
         }
         Structure::Transposable => {
             let blocks = Blocks::from_matrix_owned(scores, job.pattern.m)?;
-            let solved = solve_blocks(job.solver, blocks.data(), job.pattern, ctx)?;
+            let solved = solve_blocks(job.solver, blocks.data(), job.pattern, ctx)
+                .map_err(|x| crate::solvers::apply::in_tensor(x, &e.name, &job.score))?;
             if solved.evaluation.infeasible > 0 {
                 return Err(Error::invalid(
                     "solver",

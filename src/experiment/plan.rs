@@ -5,6 +5,9 @@ use super::cells::{self, CellKind};
 use super::spec::Spec;
 use crate::error::{Error, Result};
 
+/// The most cells a plan may hold (a sweep of more is split into several specs).
+pub const MAX_CELLS: usize = 10_000_000;
+
 /// One cell: a grid point and a seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
@@ -104,6 +107,27 @@ impl Plan {
                 ),
             });
         }
+        // Count before expanding: a grid of 10⁹ cells is refused with its count, not an abort
+        // on a 40 GB allocation.
+        let count = spec
+            .axes
+            .iter()
+            .map(|a| a.values.len())
+            .chain([spec.seeds.len()])
+            .try_fold(1usize, |n, k| n.checked_mul(k));
+        match count {
+            Some(n) if n <= MAX_CELLS => {}
+            n => {
+                let said = n.map(|n| n.to_string()).unwrap_or_else(|| "more than 2^64".into());
+                return Err(Error::Spec {
+                    path: spec.path.clone(),
+                    line: None,
+                    message: format!(
+                        "grid: the axes and seeds expand to {said} cells (before excludes), more than the {MAX_CELLS} a plan may hold; split the sweep into several specs or shrink the axes"
+                    ),
+                });
+            }
+        }
         let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
         for axis in &spec.axes {
             points = points
@@ -152,6 +176,37 @@ impl Plan {
             })?;
         }
         Ok(Plan { spec, kind, cells })
+    }
+
+    /// Check that a logged row is a cell of this plan: its `index` names a cell whose key is the
+    /// row's `cell`, and whose axis values and seed are the row's. A row that is not (edited
+    /// in, or from another spec) is an error naming it.
+    pub fn check_row(&self, row: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+        use serde_json::Value;
+        let key = row.get("cell").and_then(Value::as_str).unwrap_or("(no cell key)");
+        let cell = row
+            .get("index")
+            .and_then(Value::as_u64)
+            .and_then(|i| self.cells.get(usize::try_from(i).ok()?));
+        let matches = cell.is_some_and(|c| {
+            c.key() == key
+                && row.get("seed").and_then(Value::as_u64) == Some(c.seed)
+                && c.values
+                    .iter()
+                    .all(|(a, v)| row.get(a).and_then(Value::as_str) == Some(v.as_str()))
+        });
+        if matches {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "row",
+                key,
+                format!(
+                    "is not a cell of the plan of `{}` (profile {}): its index, key, axis values or seed do not match",
+                    self.spec.name, self.spec.profile
+                ),
+            ))
+        }
     }
 
     /// The cells of shard `i` of `n` (every n-th cell, starting at i).

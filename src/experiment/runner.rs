@@ -123,6 +123,17 @@ pub fn read_log(dir: &Path) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// Every logged row must be a cell of `plan` (see [`Plan::check_row`]); `log` names the file.
+fn check_rows(plan: &Plan, rows: &[Row], log: &Path) -> Result<()> {
+    for row in rows {
+        plan.check_row(row).map_err(|e| Error::Format {
+            path: log.to_path_buf(),
+            message: format!("{e}; masklab trusts only rows it wrote for this plan"),
+        })?;
+    }
+    Ok(())
+}
+
 /// Cut a torn (unterminated) last line off the log so appends start on a fresh line.
 fn repair_log(path: &Path) -> Result<()> {
     let Ok(bytes) = std::fs::read(path) else {
@@ -205,12 +216,25 @@ impl RunLock {
 pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
     let dir = opts.out.clone().unwrap_or_else(|| default_dir(&plan.spec));
     let (_lock, previous, shard) = open(plan, opts, &dir)?;
-    let done: HashSet<String> = read_log(&dir)?
+    let logged = read_log(&dir)?;
+    check_rows(plan, &logged, &dir.join(CELLS_LOG))?;
+    let done: HashSet<String> = logged
         .iter()
         .filter_map(|r| r.get("cell").and_then(Value::as_str).map(String::from))
         .collect();
     let (shard_i, shard_n) = shard.unwrap_or((0, 1));
     let share: Vec<&Cell> = plan.shard(shard_i, shard_n).collect();
+    if share.is_empty() {
+        return Err(Error::invalid(
+            "shard",
+            format!("{shard_i}/{shard_n}"),
+            format!(
+                "holds no cell: the plan has {} cells, so use at most {} shards",
+                plan.cells.len(),
+                plan.cells.len()
+            ),
+        ));
+    }
     let mut todo: Vec<&Cell> = share
         .iter()
         .copied()
@@ -235,12 +259,14 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
     let ran = read_log(&dir)?.len().saturating_sub(done.len());
     manifest.cells_done = skipped + ran;
     let complete = manifest.cells_done >= share.len();
-    // Tables first, then the manifest: it says `finished` only once the tables are on disk.
-    write_tables(&dir, &plan.spec)?;
+    // Tables first, then the manifest: it says `finished` only once the tables are on disk;
+    // published values and figures after that, so their failure cannot cost the run.
+    let tables = write_tables(&dir, &plan.spec)?;
     if complete {
         manifest.finished = Some(manifest::now());
     }
     manifest.write(&dir)?;
+    post_process_or_warn(&dir, &plan.spec, tables);
     result?;
     Ok(RunOutcome {
         dir,
@@ -266,6 +292,9 @@ fn open(plan: &Plan, opts: &RunOptions, dir: &Path) -> Result<Opened> {
             path: dir.clone(),
             message: "not a run directory (no manifest.json); nothing to resume".into(),
         });
+    }
+    if !opts.resume {
+        require_fresh(&dir, "use --resume to finish it or choose another --out")?;
     }
     let lock = RunLock::acquire(&dir)?;
     if opts.resume {
@@ -308,14 +337,51 @@ fn open(plan: &Plan, opts: &RunOptions, dir: &Path) -> Result<Opened> {
         }
         repair_log(&log_path)?;
         previous = Some(m);
-    } else if log_path.exists() || dir.join("manifest.json").exists() {
-        return Err(Error::Format {
-            path: dir.clone(),
-            message: "already holds a run; use --resume to finish it or choose another --out"
-                .into(),
-        });
+    } else {
+        // Checked again under the lock: another process may have started a run here.
+        require_fresh(&dir, "use --resume to finish it or choose another --out")?;
     }
     Ok((lock, previous, shard))
+}
+
+/// A new run (or merge) is written only into a missing or empty directory (a lock file left by
+/// a run killed before its manifest aside): one holding a run is refused with `hint`, and one
+/// holding anything else — a user's own files, which a run would overwrite — naming them.
+fn require_fresh(dir: &Path, hint: &str) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Format {
+                path: dir.to_path_buf(),
+                message: "is a file, not a run directory; choose another --out".into(),
+            });
+        }
+        return Ok(());
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    if dir.join(CELLS_LOG).exists() || dir.join("manifest.json").exists() {
+        return Err(Error::Format {
+            path: dir.to_path_buf(),
+            message: format!("already holds a run; {hint}"),
+        });
+    }
+    names.sort();
+    let more = names.len().saturating_sub(5);
+    names.truncate(5);
+    Err(Error::Format {
+        path: dir.to_path_buf(),
+        message: format!(
+            "is not empty and not a masklab run (it holds {}{}); a run would overwrite those files, so choose a new or empty directory",
+            names.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+    })
 }
 
 /// The manifest of a run starting (or resuming) now, `finished` unset.
@@ -446,8 +512,8 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
     }
 }
 
-/// Write `cells.parquet` and the summaries from the run directory's log.
-pub fn write_tables(dir: &Path, spec: &Spec) -> Result<()> {
+/// Write `cells.parquet` and the summaries from the run directory's log (`None`: no row yet).
+pub fn write_tables(dir: &Path, spec: &Spec) -> Result<Option<Tables>> {
     let mut rows = read_log(dir)?;
     let mut seen = HashSet::new();
     rows.retain(|r| {
@@ -460,7 +526,7 @@ pub fn write_tables(dir: &Path, spec: &Spec) -> Result<()> {
     });
     rows.sort_by_key(|r| r.get("index").and_then(Value::as_u64).unwrap_or(u64::MAX));
     if rows.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mut cells = table::frame_from_rows(&rows)?;
     table::write_parquet(&mut cells, &dir.join("cells.parquet"))?;
@@ -502,11 +568,48 @@ pub fn write_tables(dir: &Path, spec: &Spec) -> Result<()> {
     }
     // Tables first: a figure or comparison that cannot be made must not cost the run its summary.
     crate::io::atomic::write_bytes(&dir.join("summary.md"), md.as_bytes())?;
+    Ok(Some(Tables {
+        md,
+        summary_rows,
+        correlations,
+    }))
+}
+
+/// What [`write_tables`] wrote, for the post-processing after it.
+pub struct Tables {
+    md: String,
+    summary_rows: Vec<Row>,
+    correlations: Vec<Row>,
+}
+
+/// After the tables (and the manifest saying `finished`): the spec's published values and
+/// figures, added to summary.md. A failure here leaves a complete, usable run; `masklab
+/// published RUN` and `masklab plot RUN` redo these steps once the spec is fixed.
+pub fn post_process(dir: &Path, spec: &Spec, tables: Tables) -> Result<()> {
+    let Tables {
+        mut md,
+        summary_rows,
+        correlations,
+    } = tables;
     md += &write_published(dir, spec, &summary_rows, &correlations)?.1;
     crate::io::atomic::write_bytes(&dir.join("summary.md"), md.as_bytes())?;
     let links = figures::write_all(dir, &spec.figures, &summary_rows)?;
     md += &figures::markdown_section(&links);
     crate::io::atomic::write_bytes(&dir.join("summary.md"), md.as_bytes())
+}
+
+/// [`post_process`] with its failure said on stderr: the run stays complete.
+fn post_process_or_warn(dir: &Path, spec: &Spec, tables: Option<Tables>) {
+    if let Some(t) = tables
+        && let Err(e) = post_process(dir, spec, t)
+    {
+        eprintln!(
+            "warning: {}: the tables and manifest are complete, but the published values or figures failed: {e} (fix the spec, then `masklab published {}` / `masklab plot {}`)",
+            dir.display(),
+            dir.display(),
+            dir.display()
+        );
+    }
 }
 
 /// Compare the spec's `[[published]]` entries with a run's rows: writes `published.csv` (none
@@ -646,13 +749,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest> {
             ));
         }
     }
-    if out.join(CELLS_LOG).exists() || out.join("manifest.json").exists() {
-        return Err(Error::Format {
-            path: out.to_path_buf(),
-            message: "already holds a run; merge into a new directory".into(),
-        });
-    }
+    require_fresh(out, "merge into a new directory")?;
     let (mut manifest, spec) = spec_of_run(first)?;
+    let plan = Plan::new(spec.clone())?;
     let mut owner: std::collections::HashMap<String, &Path> = std::collections::HashMap::new();
     let mut lines = String::new();
     for dir in dirs {
@@ -682,7 +781,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest> {
                 ),
             });
         }
-        for row in read_log(dir)? {
+        let rows = read_log(dir)?;
+        check_rows(&plan, &rows, &dir.join(CELLS_LOG))?;
+        for row in rows {
             let key = row
                 .get("cell")
                 .and_then(Value::as_str)
@@ -701,7 +802,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest> {
             lines += &(Value::Object(row).to_string() + "\n");
         }
     }
-    let plan = Plan::new(spec.clone())?;
     let missing: Vec<String> = plan
         .cells
         .iter()
@@ -726,9 +826,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest> {
     manifest.cells_done = owner.len();
     manifest.finished = None;
     manifest.write(out)?;
-    write_tables(out, &spec)?;
+    let tables = write_tables(out, &spec)?;
     manifest.finished = Some(manifest::now());
     manifest.write(out)?;
+    post_process_or_warn(out, &spec, tables);
     Ok(manifest)
 }
 
@@ -751,6 +852,10 @@ pub fn baseline_path(manifest: &Manifest, given: Option<&Path>, update: bool) ->
 /// The manifest of a run whose tables are complete, or an error saying what is missing.
 fn complete_run(dir: &Path) -> Result<(Manifest, Spec)> {
     let (m, spec) = spec_of_run(dir)?;
+    // The manifest's table and profile name the baseline file: nothing outside the baselines.
+    let manifest_path = dir.join("manifest.json");
+    super::spec::check_name(&manifest_path, "table", &m.table)?;
+    super::spec::check_name(&manifest_path, "profile", &m.profile)?;
     if m.finished.is_none() {
         return Err(Error::Format {
             path: dir.join("manifest.json"),
@@ -818,7 +923,8 @@ pub fn history(
                 ),
             ));
         }
-        let added = history::append(run, &path)?;
+        let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
+        let added = history::append(run, &path, &axes)?;
         said += &match added {
             0 => format!("{} is already in {}\n", run.display(), path.display()),
             n => format!(

@@ -315,6 +315,33 @@ impl Spec {
                 .collect();
             tolerance.extend(tolerances(&table, &field, &at)?);
         }
+        check_name(path, "name", &raw.name)?;
+        for p in &profiles {
+            check_name(path, "profiles", p)?;
+        }
+        if let Some(dup) = first_duplicate(&seeds) {
+            return Err(Error::Spec {
+                path: path.to_path_buf(),
+                line: Some(line_of(text, raw.seeds.span().start)),
+                message: format!(
+                    "seeds: {dup} is given twice{}; each seed is one independent run",
+                    chosen.as_ref().map(|p| format!(" (profile {p})")).unwrap_or_default()
+                ),
+            });
+        }
+        for axis in &axes {
+            if let Some(dup) = first_duplicate(&axis.values) {
+                return Err(Error::Spec {
+                    path: path.to_path_buf(),
+                    line: Some(axis.line),
+                    message: format!(
+                        "grid.{}: `{dup}` is given twice{}; each value is one grid point",
+                        axis.name,
+                        chosen.as_ref().map(|p| format!(" (profile {p})")).unwrap_or_default()
+                    ),
+                });
+            }
+        }
         let exclude = exclusions(&raw, &at)?;
         let statistics = statistics(&raw, &axes, &at)?;
         Figure::check(&raw.figures).map_err(|message| Error::Spec {
@@ -465,6 +492,36 @@ impl Located<'_> {
     }
 }
 
+/// A value that appears twice in `list`, if any.
+fn first_duplicate<T: PartialEq + std::fmt::Display>(list: &[T]) -> Option<String> {
+    list.iter()
+        .enumerate()
+        .find(|(i, v)| list[..*i].contains(v))
+        .map(|(_, v)| v.to_string())
+}
+
+/// A table or profile name becomes a path component (results/runs/NAME, baselines/NAME.parquet):
+/// letters, digits, `_`, `-` and `.` only, not `.` or `..`, so no name reaches outside.
+pub fn check_name(path: &Path, field: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Spec {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!(
+                "{field}: `{name}` is not a usable name (letters, digits, `_`, `-` and `.` only; it names directories under results/)"
+            ),
+        })
+    }
+}
+
 /// The values of one axis (grid or profile override) as strings: a non-empty list of strings,
 /// numbers or booleans; errors name `field`.
 fn axis_values(value: &toml::Value, field: &str) -> std::result::Result<Vec<String>, String> {
@@ -587,6 +644,20 @@ fn tolerances(
                 format!("{field}.{metric}: give exactly one of abs, rel, ratio"),
             ));
         };
+        // NaN or a negative bound regresses always, and inf never: both are refused.
+        let (key, value, least) = match *one {
+            Tolerance::Abs(a) => ("abs", a, 0.0),
+            Tolerance::Rel(r) => ("rel", r, 0.0),
+            Tolerance::Ratio(q) => ("ratio", q, 1.0),
+        };
+        if !value.is_finite() || value < least {
+            return Err(at.err(
+                tol.span(),
+                format!(
+                    "{field}.{metric}: {key} = {value} is not a tolerance (a finite number of at least {least})"
+                ),
+            ));
+        }
         tolerance.insert(metric.clone(), *one);
     }
     Ok(tolerance)
@@ -839,7 +910,16 @@ mod properties {
             proptest::collection::vec(axis, 1..4),
             proptest::collection::vec(0u64..1000, 1..3),
         )
-            .prop_map(|(title, kind, seeds, mut axes, profile_seeds)| {
+            .prop_map(|(title, kind, mut seeds, mut axes, mut profile_seeds)| {
+                // Duplicate seeds and axis values are refused (issue 21 R18): valid specs have none.
+                fn dedup<T: PartialEq + Clone>(v: &mut Vec<T>) {
+                    let mut out: Vec<T> = Vec::new();
+                    v.iter().for_each(|x| if !out.contains(x) { out.push(x.clone()) });
+                    *v = out;
+                }
+                dedup(&mut seeds);
+                dedup(&mut profile_seeds);
+                axes.iter_mut().for_each(|(_, values)| dedup(values));
                 let mut seen = std::collections::HashSet::new();
                 axes.retain(|(name, _)| {
                     seen.insert(name.clone()) && name != "seeds" && name != "params"

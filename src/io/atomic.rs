@@ -5,6 +5,10 @@
 //! renamed over the destination and the directory synced. A kill at any point leaves either the
 //! old file or the new one, plus at worst a stray `.NAME.PID.tmp`. [`refuse_overwrite`] stops an
 //! output that is one of the command's inputs (after resolving links, and hard links by inode).
+//!
+//! A directory output (a sharded checkpoint) goes through [`write_dir_with`]: it is built in a
+//! staging directory beside the destination and swapped into place only when complete, so a
+//! kill leaves the previous complete output (or none), never a mix of old and new files.
 
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -51,6 +55,146 @@ where
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The staging directory of `path` for this process: `.NAME.staging.PID` beside it.
+fn staging_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    path.with_file_name(format!(".{name}.staging.{}", std::process::id()))
+}
+
+/// Whether process `pid` is alive on this machine.
+fn alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// Remove the staging directories of `path` left by processes that died (killed conversions).
+fn remove_stale_staging(path: &Path) {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let prefix = format!(".{}.staging.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = n.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok())
+            && !alive(pid)
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Build the directory `path` atomically: `write` fills an empty staging directory beside it
+/// (same file system); every file in it is synced, and the staging directory is then swapped
+/// with `path` (Linux `renameat2(RENAME_EXCHANGE)`, else two renames) and the old contents
+/// removed. A kill or an error at any point leaves the previous `path` (or none, between the
+/// two renames of the fallback), never a partial one; a failed build's staging is removed at
+/// once, a killed one's by the next build of the same `path`.
+pub fn write_dir_with<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> Result<()>,
+{
+    remove_stale_staging(path);
+    let staging = staging_path(path);
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    let built = write(&staging).and_then(|()| sync_tree(&staging));
+    if let Err(e) = built {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    if path.exists() {
+        if !exchange(&staging, path) {
+            // No atomic exchange here: move the old output aside first (a kill in between
+            // leaves no output, never a mixed one).
+            let old = path.with_file_name(format!(
+                ".{}.old.{}",
+                path.file_name().unwrap_or_default().to_string_lossy(),
+                std::process::id()
+            ));
+            std::fs::rename(path, &old).map_err(|e| Error::io(path, e))?;
+            std::fs::rename(&staging, path).map_err(|e| Error::io(path, e))?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    } else {
+        std::fs::rename(&staging, path).map_err(|e| Error::io(path, e))?;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Sync every regular file directly in `dir`, then `dir` itself.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = e.map_err(|e| Error::io(dir, e))?.path();
+        if p.is_file() {
+            File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Swap two directory entries atomically (Linux ≥ 3.15); false where unsupported.
+fn exchange(a: &Path, b: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let (Ok(ca), Ok(cb)) = (
+            std::ffi::CString::new(a.as_os_str().as_bytes()),
+            std::ffi::CString::new(b.as_os_str().as_bytes()),
+        ) else {
+            return false;
+        };
+        // SAFETY: both are valid NUL-terminated paths; renameat2 reads them and nothing else.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        r == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        false
+    }
 }
 
 #[cfg(unix)]
@@ -142,6 +286,40 @@ mod tests {
             std::fs::read(&path).map_err(|e| Error::io(&path, e))?,
             b"new"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_directory_is_replaced_whole_or_not_at_all() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let out = dir.path().join("ckpt");
+        write_dir_with(&out, |d| write_bytes(&d.join("a"), b"1"))?;
+        write_dir_with(&out, |d| write_bytes(&d.join("b"), b"2"))?;
+        let names = |p: &Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        // The second build replaced the first whole: no `a` left beside `b`.
+        assert_eq!(names(&out), vec!["b".to_string()]);
+        // A failed build leaves the previous output and no staging directory.
+        let failed = write_dir_with(&out, |d| {
+            write_bytes(&d.join("c"), b"3")?;
+            Err(Error::invalid("x", 1, "writer failed"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(names(&out), vec!["b".to_string()]);
+        assert_eq!(names(dir.path()), vec!["ckpt".to_string()]);
+        // A killed build's staging (a dead pid) is removed by the next build.
+        let stale = dir.path().join(".ckpt.staging.999999999");
+        std::fs::create_dir(&stale).map_err(|e| Error::io(&stale, e))?;
+        write_dir_with(&out, |d| write_bytes(&d.join("d"), b"4"))?;
+        assert_eq!(names(dir.path()), vec!["ckpt".to_string()]);
         Ok(())
     }
 

@@ -65,6 +65,8 @@ pub struct Entry {
     pub shape: Vec<usize>,
     /// Element type.
     pub dtype: Dtype,
+    /// The element type as the file names it (`F32`, `I64`, `int32`, `bool`, …).
+    pub stored: String,
     /// The file holding it (index into [`Checkpoint::files`]).
     pub file: usize,
     /// Byte range of its data inside the file (safetensors).
@@ -110,10 +112,13 @@ impl Checkpoint {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             ));
         }
+        let mut weight_map = None;
         let (shards, index) = if path.is_dir() {
             let index = path.join(INDEX);
             if index.exists() {
-                (shards_of_index(&index)?, Some(index))
+                let (shards, map) = shards_of_index(&index)?;
+                weight_map = Some(map);
+                (shards, Some(index))
             } else {
                 let mut files: Vec<PathBuf> = std::fs::read_dir(path)
                     .map_err(|e| Error::io(path, e))?
@@ -130,7 +135,9 @@ impl Checkpoint {
                 (files, None)
             }
         } else if path.to_string_lossy().ends_with(".index.json") {
-            (shards_of_index(path)?, Some(path.to_path_buf()))
+            let (shards, map) = shards_of_index(path)?;
+            weight_map = Some(map);
+            (shards, Some(path.to_path_buf()))
         } else {
             (vec![path.to_path_buf()], None)
         };
@@ -152,7 +159,51 @@ impl Checkpoint {
                 message: format!("tensor `{}` appears in two shards", w[0].name),
             });
         }
+        if let (Some(map), Some(index)) = (&weight_map, &ckpt.index) {
+            ckpt.check_index(index, map)?;
+        }
         Ok(ckpt)
+    }
+
+    /// The index must say where every tensor is: each tensor it lists is in the shard it
+    /// names, and each tensor of a shard is listed (for that shard).
+    fn check_index(&self, index: &Path, map: &[(String, PathBuf)]) -> Result<()> {
+        let bad = |message: String| Error::Format {
+            path: index.to_path_buf(),
+            message,
+        };
+        let listed: std::collections::HashMap<&str, &Path> =
+            map.iter().map(|(n, f)| (n.as_str(), f.as_path())).collect();
+        for e in &self.entries {
+            let file = self.files[e.file].0.as_path();
+            match listed.get(e.name.as_str()) {
+                None => {
+                    return Err(bad(format!(
+                        "weight_map does not list tensor `{}` of shard {}",
+                        e.name,
+                        file.display()
+                    )));
+                }
+                Some(f) if *f != file => {
+                    return Err(bad(format!(
+                        "weight_map.{} names shard {}, but the tensor is in {}",
+                        e.name,
+                        f.display(),
+                        file.display()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        for (name, file) in map {
+            if self.entries.binary_search_by(|e| e.name.as_str().cmp(name)).is_err() {
+                return Err(bad(format!(
+                    "weight_map.{name} names shard {}, which holds no tensor `{name}`",
+                    file.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn add_safetensors(&mut self, path: &Path) -> Result<()> {
@@ -173,6 +224,7 @@ impl Checkpoint {
                 name,
                 shape: info.shape.clone(),
                 dtype: Dtype::of(info.dtype),
+                stored: format!("{:?}", info.dtype),
                 file: file_index,
                 range: base + start..base + end,
             });
@@ -185,11 +237,20 @@ impl Checkpoint {
     #[cfg(feature = "hdf5")]
     fn add_hdf5(&mut self, path: &Path) -> Result<()> {
         let file_index = self.files.len();
-        for (name, shape) in super::h5::list(path)? {
+        for (name, shape, stored) in super::h5::list(path)? {
+            // Only float datasets are weights; integer, bool and other datasets are listed and
+            // skipped, as integer safetensors tensors are.
+            let dtype = match stored.as_str() {
+                "float32" => Dtype::F32,
+                "float64" => Dtype::F64,
+                "float16" => Dtype::F16,
+                _ => Dtype::Other,
+            };
             self.entries.push(Entry {
                 name,
                 shape,
-                dtype: Dtype::F32,
+                dtype,
+                stored,
                 file: file_index,
                 range: 0..0,
             });
@@ -454,8 +515,38 @@ fn decode<F: Fn(f32) -> f32>(o: &mut [f32], b: &[u8], dtype: Dtype, map: &F) -> 
     bad
 }
 
-/// The shard files an HF index names, in first-seen order, resolved next to the index.
-fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
+/// Every file a checkpoint source reads: the file itself, or for a sharded layout (a directory
+/// or its index) the index and every shard it names (a directory without an index: its
+/// `.safetensors` files). A source that cannot be resolved yields its own path, so checks
+/// against outputs never fail open on it. `FILE#GLOB` sources are split first.
+pub fn source_files(source: &Path) -> Vec<PathBuf> {
+    let index = if source.is_dir() {
+        source.join(INDEX)
+    } else {
+        source.to_path_buf()
+    };
+    let mut files = vec![source.to_path_buf()];
+    if index.to_string_lossy().ends_with(".index.json") && index.is_file() {
+        if let Ok((shards, _)) = shards_of_index(&index) {
+            files.push(index);
+            files.extend(shards);
+        }
+    } else if source.is_dir()
+        && let Ok(rd) = std::fs::read_dir(source)
+    {
+        files.extend(
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "safetensors")),
+        );
+    }
+    files
+}
+
+/// The shard files an HF index names, in first-seen order, resolved next to the index, and
+/// the `weight_map` (tensor name → shard path).
+#[allow(clippy::type_complexity)]
+fn shards_of_index(index: &Path) -> Result<(Vec<PathBuf>, Vec<(String, PathBuf)>)> {
     let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
     let bad = |m: &str| Error::Format {
         path: index.to_path_buf(),
@@ -469,6 +560,7 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
         .ok_or_else(|| bad("no `weight_map` object"))?;
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut shards: Vec<PathBuf> = Vec::new();
+    let mut weight_map = Vec::new();
     for (name, file) in map {
         let file = file
             .as_str()
@@ -479,6 +571,7 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
             )));
         }
         let p = dir.join(file);
+        weight_map.push((name.clone(), p.clone()));
         if !shards.contains(&p) {
             shards.push(p);
         }
@@ -486,7 +579,7 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
     if shards.is_empty() {
         return Err(bad("`weight_map` is empty"));
     }
-    Ok(shards)
+    Ok((shards, weight_map))
 }
 
 /// Why a tensor is not worked on.
@@ -583,7 +676,7 @@ impl Selection {
             } else if let Some(g) = excluded {
                 Some(format!("excluded by `{}`", g.as_str()))
             } else if e.dtype == Dtype::Other {
-                Some("not a floating-point tensor".to_string())
+                Some(format!("a {} tensor, not floating-point", e.stored))
             } else if e.shape.len() != 2 {
                 Some(format!("{}-D, not 2-D", e.shape.len()))
             } else if e.shape[0] == 0 || e.shape[1] == 0 {

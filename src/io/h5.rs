@@ -40,12 +40,22 @@ fn visit(path: &Path, group: &hdf5::Group, out: &mut Vec<NamedTensor>) -> Result
     Ok(())
 }
 
-/// Every dataset's name and shape (recursively), without reading data.
-pub fn list(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
-    fn walk(path: &Path, g: &hdf5::Group, out: &mut Vec<(String, Vec<usize>)>) -> Result<()> {
+/// A dataset: name, shape and element type.
+type Listed = (String, Vec<usize>, String);
+
+/// Every dataset's name, shape and element type (`float32`, `int64`, `bool`, …; recursively),
+/// without reading data.
+pub fn list(path: &Path) -> Result<Vec<Listed>> {
+    fn walk(path: &Path, g: &hdf5::Group, out: &mut Vec<Listed>) -> Result<()> {
         for name in g.member_names().map_err(|e| err(path, e))? {
             if let Ok(ds) = g.dataset(&name) {
-                out.push((ds.name().trim_start_matches('/').to_string(), ds.shape()));
+                let full = ds.name().trim_start_matches('/').to_string();
+                let stored = ds
+                    .dtype()
+                    .and_then(|t| t.to_descriptor())
+                    .map(|d| d.to_string())
+                    .map_err(|e| err(path, format!("dataset `{full}`: {e}")))?;
+                out.push((full, ds.shape(), stored));
             } else if let Ok(sub) = g.group(&name) {
                 walk(path, &sub, out)?;
             }

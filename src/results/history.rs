@@ -34,7 +34,7 @@ pub fn default_path(table: &str) -> PathBuf {
 /// Append a complete run's summary rows to the history file at `path` (created if missing),
 /// each with the run's directory, commit, finish date, host and profile. A run already in the
 /// history is not added twice. Returns the rows added (0 for a repeat).
-pub fn append(run: &Path, path: &Path) -> Result<usize> {
+pub fn append(run: &Path, path: &Path, axes: &[String]) -> Result<usize> {
     let m = Manifest::read(run)?;
     let Some(date) = m.finished.clone() else {
         return Err(Error::Format {
@@ -54,7 +54,26 @@ pub fn append(run: &Path, path: &Path) -> Result<usize> {
     {
         return Ok(0);
     }
-    let summary = table::rows_from_frame(&table::read_parquet(&run.join("summary.parquet"))?);
+    let summary_path = run.join("summary.parquet");
+    let summary = table::rows_from_frame(&table::read_parquet(&summary_path)?);
+    // The summary must be this table's: every row names a value of every axis of the spec (a
+    // summary of another table would add series whose axes are null).
+    for (i, row) in summary.iter().enumerate() {
+        if let Some(axis) = axes
+            .iter()
+            .find(|a| row.get(a.as_str()).is_none_or(Value::is_null))
+        {
+            let mut columns: Vec<&str> = row.keys().map(String::as_str).collect();
+            columns.truncate(8);
+            return Err(Error::Format {
+                path: summary_path,
+                message: format!(
+                    "row {i} has no value of the spec's axis `{axis}` (columns: {}…); is this summary from another table?",
+                    columns.join(", ")
+                ),
+            });
+        }
+    }
     let added = summary.len();
     for mut row in summary {
         let meta = [

@@ -238,7 +238,10 @@ pub fn with_statistics(
         ));
     }
     if let Some(c) = &st.correlate {
-        let mut by_group: IndexMap<String, (Vec<f64>, Vec<f64>)> = IndexMap::new();
+        // The unit of the correlation is the grid point, where x varies: seeds of one point
+        // repeat its x (a structure's diversity, a |W| mask), so they are averaged into one
+        // point rather than counted as independent ones.
+        let mut points: IndexMap<String, (String, Vec<f64>, Vec<f64>)> = IndexMap::new();
         for cell in cells.iter().filter(|c| !is_reference(c)) {
             let (Some(x), Some(y)) = (
                 cell.get(&c.x).and_then(Value::as_f64),
@@ -249,12 +252,25 @@ pub fn with_statistics(
             let g =
                 c.by.as_ref()
                     .map_or_else(|| "all".to_string(), |b| key_string(cell.get(b)));
-            let e = by_group.entry(g).or_default();
-            e.0.push(x);
-            e.1.push(y);
+            let e = points
+                .entry(format!("{g}\u{1f}{}", point_label(axes, cell)))
+                .or_insert_with(|| (g, Vec::new(), Vec::new()));
+            e.1.push(x);
+            e.2.push(y);
         }
-        for (g, (xs, ys)) in &by_group {
+        let mut by_group: IndexMap<String, (Vec<f64>, Vec<f64>, usize)> = IndexMap::new();
+        for (g, xs, ys) in points.into_values() {
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let e = by_group.entry(g).or_default();
+            e.0.push(mean(&xs));
+            e.1.push(mean(&ys));
+            e.2 += xs.len();
+        }
+        for (g, (xs, ys, n_cells)) in &by_group {
             let sp = stats::spearman(xs, ys);
+            let mut distinct: Vec<f64> = xs.clone();
+            distinct.sort_by(f64::total_cmp);
+            distinct.dedup();
             let mut r = Row::new();
             r.insert(
                 c.by.clone().unwrap_or_else(|| "group".into()),
@@ -263,6 +279,8 @@ pub fn with_statistics(
             r.insert("x".into(), Value::String(c.x.clone()));
             r.insert("y".into(), Value::String(c.y.clone()));
             r.insert("n".into(), Value::from(xs.len()));
+            r.insert("distinct_x".into(), Value::from(distinct.len()));
+            r.insert("cells".into(), Value::from(*n_cells));
             r.insert(
                 "spearman_rho".into(),
                 number(sp.map_or(f64::NAN, |s| s.rho)),
@@ -270,12 +288,14 @@ pub fn with_statistics(
             r.insert("p".into(), number(sp.map_or(f64::NAN, |s| s.p)));
             report.notes.push(match sp {
                 Some(s) => format!(
-                    "Spearman ρ({}, {}) at {} = {g}: {} over {} cells (p = {}){}.",
+                    "Spearman ρ({}, {}) at {} = {g}: {} over n = {} grid points ({} distinct x; each the mean of its seeds, {} cells in all) (p = {}){}.",
                     c.x,
                     c.y,
                     c.by.as_deref().unwrap_or("group"),
                     fmt_num(s.rho),
                     s.n,
+                    distinct.len(),
+                    n_cells,
                     fmt_num(s.p),
                     if s.p < 0.05 {
                         ""
@@ -284,11 +304,12 @@ pub fn with_statistics(
                     }
                 ),
                 None => format!(
-                    "Spearman ρ({}, {}) at {} = {g}: not defined ({} cells, or one side constant).",
+                    "Spearman ρ({}, {}) at {} = {g}: not defined ({} grid points, {} distinct x; it needs 3 points and neither side constant).",
                     c.x,
                     c.y,
                     c.by.as_deref().unwrap_or("group"),
-                    xs.len()
+                    xs.len(),
+                    distinct.len()
                 ),
             });
             report.correlations.push(r);
@@ -383,11 +404,13 @@ mod tests {
             "{}",
             report.notes[0]
         );
-        // Correlation over the 10 non-reference cells: md 1 vs 2, acc tied within each noise level
-        // pattern → ρ > 0 and significant.
+        // Issue 21 R11: the 10 non-reference cells are 2 grid points (seeds repeat x), so the
+        // correlation has n = 2 (once 10, with a p-value that counted repeats) and is undefined.
         assert_eq!(report.correlations.len(), 1);
-        assert_eq!(report.correlations[0]["n"], json!(10));
-        assert!(report.correlations[0]["spearman_rho"].as_f64().unwrap() > 0.8);
+        assert_eq!(report.correlations[0]["n"], json!(2));
+        assert_eq!(report.correlations[0]["distinct_x"], json!(2));
+        assert_eq!(report.correlations[0]["cells"], json!(10));
+        assert!(report.correlations[0]["spearman_rho"].as_f64().is_none_or(f64::is_nan));
         assert!(is_derived("acc_ci95", &rows[2]) && !is_derived("acc", &rows[2]));
     }
 }

@@ -77,6 +77,30 @@ pub fn solve_blocks(
     })
 }
 
+/// A solve error with the tensor it happened in (and, for a non-finite score under `square`,
+/// why: W² overflows f32 above |W| = 1.8e19).
+pub fn in_tensor(err: Error, tensor: &str, score: &Score) -> Error {
+    match err {
+        Error::Invalid {
+            field,
+            value,
+            reason,
+        } if field == "score" => {
+            let why = if *score == Score::Square && value == "inf" {
+                " (W² overflows f32 where |W| > 1.8e19; use --score abs)"
+            } else {
+                ""
+            };
+            Error::Invalid {
+                field,
+                value,
+                reason: format!("{reason} in tensor `{tensor}`{why}"),
+            }
+        }
+        other => other,
+    }
+}
+
 /// The report `masklab solve --json` prints for one tensor.
 #[derive(Debug, Clone, Serialize)]
 pub struct TensorReport {
@@ -90,14 +114,16 @@ pub struct TensorReport {
     pub solver: String,
     /// Pattern `N:M`.
     pub pattern: String,
-    /// Kept score over the feasible blocks.
+    /// Kept score over the feasible blocks (an infeasible block keeps nothing).
     pub kept: f64,
-    /// Optimal kept score over the same blocks (with `--compare-exact`).
+    /// Optimal kept score (with `--compare-exact`).
     pub optimum: Option<f64>,
-    /// `(OPT − kept)/OPT` (with `--compare-exact`).
+    /// `(OPT − kept)/OPT`, infeasible blocks keeping nothing (with `--compare-exact`).
     pub kept_gap: Option<f64>,
     /// `(pruned − pruned_OPT)/pruned_OPT` (with `--compare-exact`).
     pub pruned_excess: Option<f64>,
+    /// Rounding bound of `kept_gap`: a smaller gap is not resolved (with `--compare-exact`).
+    pub gap_resolution: Option<f64>,
     /// Blocks in which a row or column keeps more than N.
     pub infeasible_blocks: usize,
     /// Feasible blocks in which a row or column keeps fewer than N.
@@ -156,6 +182,24 @@ pub fn solve_checkpoint(
     on_report: &mut dyn FnMut(&TensorReport),
 ) -> Result<(Vec<TensorReport>, Vec<Skipped>)> {
     let req = &job.request;
+    if let Some(out) = job.output {
+        // Every file read (each shard an index names, the score files, the norms) against the
+        // output, before anything is solved.
+        let mut inputs = io::checkpoint::source_files(job.input);
+        if let Score::Supplied(source) = &req.score {
+            inputs.extend(io::checkpoint::source_files(&io::split_source(source).0));
+        }
+        inputs.extend(job.act_norms.map(Path::to_path_buf));
+        let refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+        io::atomic::refuse_overwrite("output", out, &refs)?;
+        if out.is_dir() {
+            return Err(Error::invalid(
+                "output",
+                out.display(),
+                "is a directory; masks are written to one file (give a file name)",
+            ));
+        }
+    }
     let ckpt = Checkpoint::open(job.input)?;
     let (chosen, skipped) = job.selection.choose(
         ckpt.entries(),
@@ -354,7 +398,8 @@ fn solve_entry(
     let start = Instant::now();
     let blocks = scorer.blocks(ckpt, e, req.pattern.m)?;
     let read_seconds = start.elapsed().as_secs_f64();
-    let solved = solve_blocks(req.solver, blocks.data(), req.pattern, ctx)?;
+    let solved = solve_blocks(req.solver, blocks.data(), req.pattern, ctx)
+        .map_err(|x| in_tensor(x, &e.name, &req.score))?;
     let g: Option<Gap> = if req.compare_exact {
         let opt = solve_blocks(&super::exact::Exact, blocks.data(), req.pattern, ctx)?;
         Some(gap(&solved.evaluation, &opt.evaluation))
@@ -371,6 +416,7 @@ fn solve_entry(
         optimum: g.map(|g| g.optimum),
         kept_gap: g.map(|g| g.kept_gap),
         pruned_excess: g.map(|g| g.pruned_excess),
+        gap_resolution: g.map(|g| g.resolution),
         infeasible_blocks: solved.evaluation.infeasible,
         underfilled_blocks: solved.evaluation.underfilled,
         blocks: solved.evaluation.kept.len(),

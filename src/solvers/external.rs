@@ -160,9 +160,8 @@ fn read_npy_mask(bytes: &[u8], shape: &[usize]) -> std::result::Result<Vec<u8>, 
     let descr = field("descr")
         .and_then(|r| r.strip_prefix('\'').and_then(|r| r.split('\'').next()))
         .ok_or("the .npy header has no descr")?;
-    if field("fortran_order").is_some_and(|r| r.starts_with("True")) {
-        return Err("masks must be in C order (fortran_order False)".into());
-    }
+    // Column-major writers (Julia, R, MATLAB, Fortran, numpy's order='F') are read too.
+    let fortran = field("fortran_order").is_some_and(|r| r.starts_with("True"));
     let got: Vec<usize> = field("shape")
         .and_then(|r| r.strip_prefix('(').and_then(|r| r.split(')').next()))
         .ok_or("the .npy header has no shape")?
@@ -205,7 +204,8 @@ fn read_npy_mask(bytes: &[u8], shape: &[usize]) -> std::result::Result<Vec<u8>, 
             _ => c[0] as f64,
         }
     };
-    body.chunks_exact(size)
+    let stored: Vec<u8> = body
+        .chunks_exact(size)
         .enumerate()
         .map(|(i, c)| {
             let v = value(c);
@@ -215,7 +215,35 @@ fn read_npy_mask(bytes: &[u8], shape: &[usize]) -> std::result::Result<Vec<u8>, 
                 Err(format!("mask value {v} at flat index {i}; masks are 0/1"))
             }
         })
-        .collect()
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(if fortran {
+        c_order_of_fortran(&stored, shape)
+    } else {
+        stored
+    })
+}
+
+/// Values stored column-major (first index fastest) for `shape`, in row-major order.
+fn c_order_of_fortran(stored: &[u8], shape: &[usize]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(stored.len());
+    let mut index = vec![0usize; shape.len()];
+    for _ in 0..stored.len() {
+        // Fortran offset of the current (row-major) multi-index.
+        let mut offset = 0;
+        for d in (0..shape.len()).rev() {
+            offset = offset * shape[d] + index[d];
+        }
+        out.push(stored[offset]);
+        // Next multi-index in row-major order (last index fastest).
+        for d in (0..shape.len()).rev() {
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    out
 }
 
 impl Solver for External {
@@ -306,6 +334,30 @@ mod tests {
 
     fn sh(script: &str) -> Vec<String> {
         vec!["sh".into(), "-c".into(), script.into(), "sh".into()]
+    }
+
+    /// Issue 21 R16: a valid column-major `.npy` (Julia, R, MATLAB, numpy order='F') was
+    /// refused ("masks must be in C order"); it is read and reordered.
+    #[test]
+    fn fortran_order_masks_are_read_in_row_major_order() {
+        // A [2, 2, 3] array whose row-major values are 0..12 mod 2, written column-major.
+        let shape = [2usize, 2, 3];
+        let c: Vec<u8> = (0..12).map(|i| ((i * 7) % 5 % 2) as u8).collect();
+        let mut f = vec![0u8; 12];
+        for i0 in 0..2 {
+            for i1 in 0..2 {
+                for i2 in 0..3 {
+                    f[i0 + 2 * (i1 + 2 * i2)] = c[(i0 * 2 + i1) * 3 + i2];
+                }
+            }
+        }
+        let header = "{'descr': '|u1', 'fortran_order': True, 'shape': (2, 2, 3), }";
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend(&f);
+        assert_ne!(f, c, "the two orders differ for this array");
+        assert_eq!(read_npy_mask(&bytes, &shape).unwrap(), c);
     }
 
     #[test]

@@ -216,9 +216,46 @@ pub fn check_blocks(blocks: &[f32], pattern: Pattern) -> Result<()> {
     Ok(())
 }
 
-/// Check that every option given is one the solver reads.
+/// The type and range of each solver option: `(name, integer, min, max)`, both ends inclusive
+/// (`tau` must also be above 0). The caps keep a typo (`iterations=1e12`) from running for days.
+pub const OPTION_RANGES: &[(&str, bool, f64, f64)] = &[
+    ("tau", false, 0.0, 1e6),
+    ("iterations", true, 1.0, 100_000.0),
+    ("local_search_steps", true, 0.0, 100_000.0),
+    ("draws", true, 1.0, 1_000_000.0),
+];
+
+/// Check one option's value against [`OPTION_RANGES`]: finite, an integer where one is meant,
+/// in range. An error names the option, the value and the range.
+pub fn check_option_value(name: &str, value: f64) -> Result<()> {
+    let Some(&(_, integer, min, max)) = OPTION_RANGES.iter().find(|r| r.0 == name) else {
+        return match value.is_finite() {
+            true => Ok(()),
+            false => Err(Error::invalid(name, value, "must be a finite number")),
+        };
+    };
+    let kind = if integer { "an integer" } else { "a number" };
+    let fits = value.is_finite()
+        && (!integer || value.fract() == 0.0)
+        && value >= min
+        && value <= max
+        && (name != "tau" || value > 0.0);
+    if fits {
+        Ok(())
+    } else {
+        let low = if name == "tau" { "above 0".to_string() } else { format!("from {min}") };
+        Err(Error::invalid(
+            name,
+            value,
+            format!("must be {kind} {low} to {max}"),
+        ))
+    }
+}
+
+/// Check that every option given is one the solver reads, with a value in its range.
 pub fn check_options(solver: &dyn Solver, options: &BTreeMap<String, f64>) -> Result<()> {
-    for key in options.keys() {
+    for (key, &value) in options {
+        check_option_value(key, value)?;
         if !solver.options().contains(&key.as_str()) {
             return Err(Error::invalid(
                 "solver option",

@@ -524,7 +524,12 @@ fn check(cfg: &TrainConfig, data: &Dataset) -> Result<()> {
     let outputs = [("capture-grads", &cfg.capture_grads), ("save", &cfg.save)];
     for (field, out) in outputs {
         if let Some(out) = out {
-            let inputs: Vec<&std::path::Path> = cfg.init.iter().map(|p| p.as_path()).collect();
+            let inputs: Vec<std::path::PathBuf> = cfg
+                .init
+                .iter()
+                .flat_map(|p| crate::io::checkpoint::source_files(p))
+                .collect();
+            let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
             crate::io::atomic::refuse_overwrite(field, out, &inputs)?;
         }
     }
@@ -582,6 +587,16 @@ fn check(cfg: &TrainConfig, data: &Dataset) -> Result<()> {
     }
     if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
         return Err(Error::invalid("lr", cfg.lr, "must be positive"));
+    }
+    if !(cfg.weight_decay >= 0.0 && cfg.weight_decay.is_finite()) {
+        return Err(Error::invalid(
+            "weight-decay",
+            cfg.weight_decay,
+            "must be a finite number ≥ 0",
+        ));
+    }
+    if !(0.0..1.0).contains(&cfg.momentum) {
+        return Err(Error::invalid("momentum", cfg.momentum, "must be in [0, 1)"));
     }
     if let MaskKind::Transposable(_) = cfg.mask {
         solvers::by_name(&cfg.solver)?;

@@ -32,8 +32,11 @@ pub struct SolverCell;
 #[derive(Debug, Serialize)]
 struct SolverRow {
     blocks: usize,
+    /// Infeasible blocks keep nothing (so an all-infeasible solver reads 1, never 0).
     kept_gap: f64,
     pruned_excess: f64,
+    /// Rounding bound of `kept_gap` (a smaller gap is not resolved).
+    gap_resolution: f64,
     infeasible_blocks: usize,
     underfilled_blocks: usize,
     seconds: f64,
@@ -127,6 +130,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
                     .as_float()
                     .or(value.as_integer().map(|i| i as f64))
                     .ok_or_else(|| Error::invalid(name, value, "solver options are numbers"))?;
+                solvers::check_option_value(name, x)?;
                 if solvers::REGISTRY
                     .iter()
                     .all(|s| !s.options().contains(&name))
@@ -263,6 +267,7 @@ impl CellKind for SolverCell {
             blocks: n,
             kept_gap: g.kept_gap,
             pruned_excess: g.pruned_excess,
+            gap_resolution: g.resolution,
             infeasible_blocks: solved.evaluation.infeasible,
             underfilled_blocks: solved.evaluation.underfilled,
             seconds: solved.seconds,
