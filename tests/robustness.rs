@@ -835,3 +835,460 @@ fn killed_at_random_points_and_resumed_gives_the_same_tables() {
     assert_eq!(keys.len(), 12, "every cell once");
     assert_eq!(unique.len(), 12);
 }
+
+/// Issue 21 (R1–R18): hostile inputs found after issue 13. Each test names its item and failed
+/// on 10a41c4 (checked with `MASKLAB_BIN` pointing at that build).
+mod issue21 {
+    use super::*;
+    use common::{fails, write_raw_safetensors};
+
+    /// Seeded N(0,1) f32 values.
+    fn gaussian(n: usize, seed: u64) -> Vec<f32> {
+        common::gaussian_bytes(n, seed)
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    /// A two-shard HF checkpoint in `dir` (2 tensors of 8×8 per shard), with its index and a
+    /// config.json; returns the shard paths.
+    fn sharded(dir: &Path) -> Vec<std::path::PathBuf> {
+        std::fs::create_dir_all(dir).unwrap();
+        let shard = |i: usize| format!("model-0000{i}-of-00002.safetensors");
+        let mut map = serde_json::Map::new();
+        for i in 1..=2 {
+            let names = [format!("l{i}a.weight"), format!("l{i}b.weight")];
+            let tensors: Vec<(&str, Vec<usize>, Vec<f32>)> = names
+                .iter()
+                .enumerate()
+                .map(|(j, n)| (n.as_str(), vec![8, 8], gaussian(64, (i * 10 + j) as u64)))
+                .collect();
+            common::write_f32(&dir.join(shard(i)), &tensors);
+            for n in &names {
+                map.insert(n.clone(), serde_json::Value::from(shard(i)));
+            }
+        }
+        let index = serde_json::json!({"metadata": {}, "weight_map": map});
+        std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+        std::fs::write(dir.join("config.json"), b"{\"model_type\": \"llama\"}").unwrap();
+        (1..=2).map(|i| dir.join(shard(i))).collect()
+    }
+
+    fn one_file(dir: &Path, name: &str, seed: u64) -> std::path::PathBuf {
+        let p = dir.join(name);
+        common::write_f32(&p, &[("w", vec![8, 8], gaussian(64, seed))]);
+        p
+    }
+
+    /// R1: `convert --output` equal to the `--score` or `--act-norms` file replaced it.
+    #[test]
+    fn r1_convert_never_writes_over_the_score_or_norms_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = one_file(dir.path(), "w.safetensors", 1);
+        let scores = one_file(dir.path(), "scores.safetensors", 2);
+        let norms = dir.path().join("norms.safetensors");
+        common::write_f32(&norms, &[("w", vec![8], vec![1.0; 8])]);
+        for (flag, file) in [("--score", &scores), ("--act-norms", &norms)] {
+            let before = read(file);
+            let e = fails(
+                2,
+                &["convert", "--input", s(&w), "--output", s(file), flag, s(file), "--pattern", "2:4"],
+            );
+            assert!(e.contains("never writes over an input"), "{flag}: {e}");
+            assert_eq!(read(file), before, "{flag}: the file is unchanged");
+        }
+    }
+
+    /// R2: `solve --input INDEX --output SHARD` turned the shard into u8 masks; the same
+    /// with a score index.
+    #[test]
+    fn r2_solve_never_writes_over_a_shard_an_index_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("ckpt");
+        let shards = sharded(&ckpt);
+        let index = ckpt.join("model.safetensors.index.json");
+        let before = read(&shards[1]);
+        let e = fails(
+            2,
+            &["solve", "--solver", "exact", "--input", s(&index), "--output", s(&shards[1]), "--pattern", "2:4", "--quiet"],
+        );
+        assert!(e.contains("never writes over an input"), "{e}");
+        assert_eq!(read(&shards[1]), before);
+        let w = one_file(dir.path(), "w.safetensors", 3);
+        let e = fails(
+            2,
+            &[
+                "solve", "--solver", "exact", "--input", s(&w), "--score", s(&index), "--output", s(&shards[0]),
+                "--pattern", "2:4", "--quiet",
+            ],
+        );
+        assert!(e.contains("never writes over an input"), "{e}");
+    }
+
+    /// R3: `run --out DIR` over a directory holding the user's own files overwrote them.
+    #[test]
+    fn r3_a_run_refuses_a_non_empty_directory_that_is_not_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = spec(dir.path(), "d", "diversity", "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "");
+        let out = dir.path().join("mine");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("summary.md"), b"my notes").unwrap();
+        let e = fails(2, &["run", &sp, "--out", s(&out), "--quiet"]);
+        assert!(e.contains("not empty") && e.contains("summary.md"), "{e}");
+        assert_eq!(read(&out.join("summary.md")), b"my notes");
+        assert!(!out.join(".lock").exists(), "nothing written into it");
+    }
+
+    /// R4: a convert that fails partway (a NaN in shard 2) left shard 1 beside the old output's
+    /// shard 2 and index; a kill did the same. The old output must stay whole.
+    #[test]
+    fn r4_a_failed_sharded_convert_leaves_the_previous_output_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("ckpt");
+        let shards = sharded(&ckpt);
+        let out = dir.path().join("out");
+        let convert = |pattern: &str| {
+            masklab(&[
+                "convert", "--input", s(&ckpt), "--output", s(&out), "--pattern", pattern,
+                "--structure", "nm", "--quiet",
+            ])
+        };
+        assert!(convert("2:4").status.success());
+        let snapshot = |d: &Path| -> Vec<(String, Vec<u8>)> {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), read(&e.path())))
+                .collect();
+            v.sort();
+            v
+        };
+        let first = snapshot(&out);
+        assert!(first.iter().any(|(n, _)| n == "config.json"), "R17: config.json copied");
+        // Shard 2 gets a NaN: the second conversion fails after writing shard 1.
+        let mut bad = gaussian(64, 20);
+        bad[5] = f32::NAN;
+        common::write_f32(&shards[1], &[("l2a.weight", vec![8, 8], bad), ("l2b.weight", vec![8, 8], gaussian(64, 21))]);
+        let r = convert("1:4");
+        assert_eq!(r.status.code(), Some(2), "{}", String::from_utf8_lossy(&r.stderr));
+        assert_eq!(snapshot(&out), first, "the previous output, whole");
+        let stray: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(stray.is_empty(), "no staging left: {stray:?}");
+    }
+
+    /// R4 (kill): SIGKILL at random points of a sharded convert into an existing output leaves
+    /// either the previous complete conversion or the new complete one, never a mix; and
+    /// `solve` reads whatever is there as a complete checkpoint.
+    #[test]
+    fn r4_convert_killed_at_random_points_leaves_old_or_new_never_a_mix() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("ckpt");
+        // Larger shards so a conversion takes long enough to be killed inside it.
+        std::fs::create_dir_all(&ckpt).unwrap();
+        let shard = |i: usize| format!("model-0000{i}-of-00003.safetensors");
+        let mut map = serde_json::Map::new();
+        for i in 1..=3 {
+            let name = format!("l{i}.weight");
+            common::write_f32(&ckpt.join(shard(i)), &[(name.as_str(), vec![512, 512], gaussian(512 * 512, i as u64))]);
+            map.insert(name, serde_json::Value::from(shard(i)));
+        }
+        std::fs::write(
+            ckpt.join("model.safetensors.index.json"),
+            serde_json::json!({"weight_map": map}).to_string(),
+        )
+        .unwrap();
+        let out = dir.path().join("out");
+        let args = |pattern: &'static str| -> Vec<String> {
+            ["convert", "--input", s(&ckpt), "--output", s(&out), "--pattern", pattern, "--solver", "exact", "--quiet"]
+                .iter()
+                .map(|x| x.to_string())
+                .collect()
+        };
+        let t0 = std::time::Instant::now();
+        assert!(Command::new(common::bin()).args(args("2:4")).status().unwrap().success());
+        let span = t0.elapsed().as_secs_f64();
+        let digest = |d: &Path| -> Vec<(String, Vec<u8>)> {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .map(|r| r.flatten().map(|e| (e.file_name().to_string_lossy().into_owned(), read(&e.path()))).collect())
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        let old = digest(&out);
+        let new_dir = dir.path().join("new");
+        let mut a = args("4:8");
+        a[4] = s(&new_dir).to_string();
+        assert!(Command::new(common::bin()).args(&a).status().unwrap().success());
+        let new = digest(&new_dir);
+        assert_ne!(old, new);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        let mut kills = 0;
+        for _ in 0..12 {
+            let mut child = Command::new(common::bin()).args(args("4:8")).stderr(Stdio::null()).spawn().unwrap();
+            std::thread::sleep(std::time::Duration::from_secs_f64(rng.random_range(0.0..1.1) * span));
+            if child.try_wait().unwrap().is_none() {
+                let _ = child.kill();
+                kills += 1;
+            }
+            let _ = child.wait();
+            let now = digest(&out);
+            assert!(now == old || now == new, "a mix of old and new files: {:?}", now.iter().map(|x| &x.0).collect::<Vec<_>>());
+            // Put the old output back for the next round.
+            if now == new {
+                let _ = std::fs::remove_dir_all(&out);
+                std::fs::create_dir(&out).unwrap();
+                for (n, bytes) in &old {
+                    std::fs::write(out.join(n), bytes).unwrap();
+                }
+            }
+        }
+        assert!(kills >= 3, "only {kills} kills: the conversion is too fast to test");
+    }
+
+    /// R5: an external solver whose masks are all infeasible read `kept_gap 0.0` and exit 0.
+    #[test]
+    fn r5_all_infeasible_masks_are_the_worst_gap_and_fail_the_solve() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = one_file(dir.path(), "w.safetensors", 5);
+        // Writes an all-ones [4, 4, 4] uint8 mask: every row keeps 4 of 4, infeasible for 2:4.
+        let script = dir.path().join("ones.py");
+        std::fs::write(
+            &script,
+            "import sys\nh = \"{'descr': '|u1', 'fortran_order': False, 'shape': (4, 4, 4), }\"\nh += ' ' * (118 - len(h)) + '\\n'\nopen(sys.argv[2], 'wb').write(b'\\x93NUMPY\\x01\\x00' + len(h).to_bytes(2, 'little') + h.encode() + b'\\x01' * 64)\n",
+        )
+        .unwrap();
+        let cmd = format!("python3 {}", s(&script));
+        let out = masklab(&[
+            "solve", "--solver", "ones", "--external", &cmd, "--pattern", "2:4", "--input", s(&w),
+            "--compare-exact", "--json", "--quiet",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+        let r: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+        assert_eq!(r["infeasible_blocks"], 4);
+        assert_eq!(r["kept_gap"], 1.0, "{r}");
+        assert!(r["optimum"].as_f64().unwrap() > 0.0, "{r}");
+    }
+
+    /// R8: a row edited into cells.jsonl was trusted by merge and resume.
+    #[test]
+    fn r8_rows_not_in_the_plan_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = spec(dir.path(), "d", "diversity", "structure = [\"nm:2:4\", \"nm:1:2\"]\nsize = [\"8x8\"]", "");
+        let run = dir.path().join("run");
+        ok(&["run", &sp, "--out", s(&run), "--quiet"]);
+        let log = run.join("cells.jsonl");
+        let mut text = String::from_utf8(read(&log)).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let mut forged = first.clone();
+        forged["structure"] = "zzz".into();
+        forged["cell"] = "structure=zzz size=8x8 seed=0".into();
+        forged["index"] = 9.into();
+        text += &(forged.to_string() + "\n");
+        std::fs::write(&log, text).unwrap();
+        let e = fails(2, &["run", &sp, "--resume", s(&run), "--quiet"]);
+        assert!(e.contains("structure=zzz"), "{e}");
+        let e = fails(2, &["merge", s(&run), "--out", s(&dir.path().join("m"))]);
+        assert!(e.contains("structure=zzz"), "{e}");
+    }
+
+    /// R9: `history --append` of a run whose summary belongs to another table added null axes.
+    #[test]
+    fn r9_history_refuses_a_summary_of_another_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = spec(dir.path(), "ta", "diversity", "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "");
+        let b = spec(dir.path(), "tb", "solver", "pattern = [\"2:4\"]\nsolver = [\"exact\"]\nsource = [\"gaussian:8x8\"]", "");
+        let (ra, rb) = (dir.path().join("ra"), dir.path().join("rb"));
+        ok(&["run", &a, "--out", s(&ra), "--quiet", "--profile", "default"]);
+        ok(&["run", &b, "--out", s(&rb), "--quiet", "--profile", "default"]);
+        std::fs::copy(rb.join("summary.parquet"), ra.join("summary.parquet")).unwrap();
+        let hist = dir.path().join("h.parquet");
+        let e = fails(
+            2,
+            &["history", "ta", "--dir", s(dir.path()), "--profile", "default", "--append", s(&ra), "--file", s(&hist)],
+        );
+        assert!(e.contains("axis `structure`"), "{e}");
+        assert!(!hist.exists());
+    }
+
+    /// R10: integer and u8 HDF5 datasets were solved as f32 weights.
+    #[cfg(feature = "hdf5")]
+    #[test]
+    fn r10_integer_hdf5_datasets_are_skipped_naming_their_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let h5 = dir.path().join("w.h5");
+        {
+            use hdf5_metno as hdf5;
+            let f = hdf5::File::create(&h5).unwrap();
+            let ints: Vec<i32> = (0..64).collect();
+            f.new_dataset::<i32>().shape([8, 8]).create("ints").unwrap().write_raw(&ints).unwrap();
+            let flags = vec![1u8; 64];
+            f.new_dataset::<u8>().shape([8, 8]).create("flags").unwrap().write_raw(&flags).unwrap();
+            let w = vec![1f32; 64];
+            f.new_dataset::<f32>().shape([8, 8]).create("w").unwrap().write_raw(&w).unwrap();
+        }
+        let out = ok(&["solve", "--solver", "exact", "--pattern", "2:4", "--input", s(&h5), "--json", "--quiet"]);
+        let names: Vec<String> = out
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["tensor"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, vec!["w".to_string()]);
+        let e = String::from_utf8_lossy(&masklab(&["solve", "--solver", "exact", "--pattern", "2:4", "--input", s(&h5), "--quiet"]).stderr).into_owned();
+        assert!(e.contains("`ints`") && e.contains("int32"), "{e}");
+    }
+
+    /// R12: a grid of 10⁹ cells aborted on a 40 GB allocation.
+    #[test]
+    fn r12_a_huge_grid_is_refused_with_its_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = |n: usize| (0..n).map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ");
+        let sp = spec(
+            dir.path(),
+            "huge",
+            "diversity",
+            &format!("structure = [{}]\nsize = [{}]", values(1000), values(10000)),
+            "",
+        );
+        let e = fails(2, &["run", &sp, "--out", s(&dir.path().join("r")), "--quiet"]);
+        assert!(e.contains("20000000 cells"), "{e}");
+    }
+
+    /// R13: `iterations=1e12` hung, `iterations=2.9` became 2, `draws=-3` became 1.
+    #[test]
+    fn r13_solver_options_are_checked_for_type_and_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = one_file(dir.path(), "w.safetensors", 13);
+        for (solver, option) in [
+            ("tsenor", "iterations=1e12"),
+            ("tsenor", "iterations=2.9"),
+            ("tsenor", "iterations=-5"),
+            ("tsenor", "iterations=nan"),
+            ("max-random", "draws=1e15"),
+            ("max-random", "draws=-3"),
+        ] {
+            let e = fails(
+                2,
+                &["solve", "--solver", solver, "--pattern", "2:4", "--input", s(&w), "--option", option, "--quiet"],
+            );
+            let name = option.split('=').next().unwrap();
+            assert!(e.contains(&format!("invalid {name}")), "{option}: {e}");
+        }
+    }
+
+    /// R14: a spec name with `/` or `..` made run directories outside results/runs.
+    #[test]
+    fn r14_names_that_leave_results_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["../escape", "a/b", "/abs", ".."] {
+            let path = dir.path().join("x.toml");
+            std::fs::write(
+                &path,
+                format!("name = \"{name}\"\ntitle = \"t\"\nregenerates = \"r\"\nkind = \"diversity\"\nseeds = [0]\n[grid]\nstructure = [\"nm:2:4\"]\nsize = [\"8x8\"]\n"),
+            )
+            .unwrap();
+            let e = fails(2, &["run", s(&path), "--quiet"]);
+            assert!(e.contains("not a usable name"), "{name}: {e}");
+        }
+    }
+
+    /// R15: a figure naming a column the table lacks lost the whole run (never finished, and
+    /// the fixed spec could not resume it). The run now finishes and says what failed.
+    #[test]
+    fn r15_a_bad_figure_does_not_cost_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(
+            &path,
+            "name = \"f\"\ntitle = \"t\"\nregenerates = \"r\"\nkind = \"diversity\"\nseeds = [0]\n[grid]\nstructure = [\"nm:2:4\"]\nsize = [\"8x8\"]\n[[figures]]\nfile = \"x\"\ntitle = \"x\"\nkind = \"dots\"\nx = \"structure\"\ny = [\"no_such_column\"]\nx_label = \"a\"\ny_label = \"b\"\n",
+        )
+        .unwrap();
+        let out = dir.path().join("run");
+        let r = masklab(&["run", s(&path), "--out", s(&out), "--quiet"]);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.success(), "{err}");
+        assert!(err.contains("no_such_column"), "{err}");
+        let m: serde_json::Value = serde_json::from_slice(&read(&out.join("manifest.json"))).unwrap();
+        assert!(!m["finished"].is_null(), "the run is complete");
+        assert!(out.join("summary.parquet").exists());
+    }
+
+    /// R17: an index naming a tensor no shard holds, or the wrong shard, was accepted.
+    #[test]
+    fn r17_an_index_that_disagrees_with_the_shards_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("ckpt");
+        sharded(&ckpt);
+        let index = ckpt.join("model.safetensors.index.json");
+        let good: serde_json::Value = serde_json::from_slice(&read(&index)).unwrap();
+        let mut wrong = good.clone();
+        wrong["weight_map"]["l1a.weight"] = "model-00002-of-00002.safetensors".into();
+        let mut ghost = good.clone();
+        ghost["weight_map"]["ghost.weight"] = "model-00001-of-00002.safetensors".into();
+        for (bad, want) in [(wrong, "l1a.weight"), (ghost, "ghost.weight")] {
+            std::fs::write(&index, bad.to_string()).unwrap();
+            let e = fails(2, &["solve", "--solver", "exact", "--pattern", "2:4", "--input", s(&ckpt), "--quiet"]);
+            assert!(e.contains(want) && e.contains("index"), "{e}");
+        }
+    }
+
+    /// R18: messages that named the wrong thing or came too late.
+    #[test]
+    fn r18_messages_name_the_tensor_field_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // W² overflows: the tensor is named.
+        let big = dir.path().join("big.safetensors");
+        common::write_f32(&big, &[("huge", vec![4, 4], vec![1e20; 16])]);
+        let e = fails(2, &["solve", "--solver", "exact", "--pattern", "2:4", "--input", s(&big), "--score", "square", "--quiet"]);
+        assert!(e.contains("`huge`") && e.contains("overflow"), "{e}");
+        // weight decay is named, not lr.
+        let e = fails(2, &["train", "--dataset", "synthetic:256", "--weight-decay", "inf", "--epochs", "1"]);
+        assert!(e.contains("weight-decay"), "{e}");
+        // A single-file convert into an existing directory fails before solving.
+        let w = one_file(dir.path(), "w.safetensors", 18);
+        let outdir = dir.path().join("outdir");
+        std::fs::create_dir(&outdir).unwrap();
+        let e = fails(2, &["convert", "--input", s(&w), "--output", s(&outdir), "--pattern", "2:4"]);
+        assert!(e.contains("is a directory"), "{e}");
+        // Duplicate seeds and axis values; bad tolerances.
+        for (grid, extra, want) in [
+            ("structure = [\"nm:2:4\"]\nsize = [\"8x8\", \"8x8\"]", "", "given twice"),
+            ("structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "[tolerance]\nlog10 = { abs = nan }\n", "not a tolerance"),
+            ("structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "[tolerance]\nlog10 = { rel = -1 }\n", "not a tolerance"),
+            ("structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "[tolerance]\nlog10 = { abs = inf }\n", "not a tolerance"),
+        ] {
+            let path = dir.path().join("dup.toml");
+            std::fs::write(
+                &path,
+                format!("name = \"dup\"\ntitle = \"t\"\nregenerates = \"r\"\nkind = \"diversity\"\nseeds = [0]\n[grid]\n{grid}\n{extra}"),
+            )
+            .unwrap();
+            let e = fails(2, &["run", s(&path), "--out", s(&dir.path().join("never")), "--quiet"]);
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let path = dir.path().join("seeds.toml");
+        std::fs::write(
+            &path,
+            "name = \"seeds\"\ntitle = \"t\"\nregenerates = \"r\"\nkind = \"diversity\"\nseeds = [0, 0, 1]\n[grid]\nstructure = [\"nm:2:4\"]\nsize = [\"8x8\"]\n",
+        )
+        .unwrap();
+        let e = fails(2, &["run", s(&path), "--out", s(&dir.path().join("never")), "--quiet"]);
+        assert!(e.contains("seeds: 0 is given twice"), "{e}");
+        // An empty shard is refused, not "complete" without a summary.
+        let sp = spec(dir.path(), "two", "diversity", "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "");
+        let e = fails(2, &["run", &sp, "--shard", "3/4", "--out", s(&dir.path().join("s3")), "--quiet"]);
+        assert!(e.contains("holds no cell"), "{e}");
+        // A directory named like a safetensors file, inside a checkpoint directory: not a shard.
+        let ck = dir.path().join("ck");
+        std::fs::create_dir(&ck).unwrap();
+        one_file(&ck, "a.safetensors", 4);
+        std::fs::create_dir(ck.join("x.safetensors")).unwrap();
+        let out = ok(&["solve", "--solver", "exact", "--pattern", "2:4", "--input", s(&ck), "--json", "--quiet"]);
+        assert_eq!(out.lines().count(), 1, "{out}");
+    }
+}

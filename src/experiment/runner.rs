@@ -293,7 +293,9 @@ fn open(plan: &Plan, opts: &RunOptions, dir: &Path) -> Result<Opened> {
             message: "not a run directory (no manifest.json); nothing to resume".into(),
         });
     }
-    if !opts.resume {
+    if !opts.resume && !holds_run(&dir) {
+        // A user's own files are refused before the lock file is made beside them; a run
+        // directory after the lock, so a live run's holder is named.
         require_fresh(&dir, "use --resume to finish it or choose another --out")?;
     }
     let lock = RunLock::acquire(&dir)?;
@@ -344,6 +346,11 @@ fn open(plan: &Plan, opts: &RunOptions, dir: &Path) -> Result<Opened> {
     Ok((lock, previous, shard))
 }
 
+/// Whether `dir` holds a run (its log or manifest).
+fn holds_run(dir: &Path) -> bool {
+    dir.join(CELLS_LOG).exists() || dir.join("manifest.json").exists()
+}
+
 /// A new run (or merge) is written only into a missing or empty directory (a lock file left by
 /// a run killed before its manifest aside): one holding a run is refused with `hint`, and one
 /// holding anything else — a user's own files, which a run would overwrite — naming them.
@@ -365,7 +372,7 @@ fn require_fresh(dir: &Path, hint: &str) -> Result<()> {
     if names.is_empty() {
         return Ok(());
     }
-    if dir.join(CELLS_LOG).exists() || dir.join("manifest.json").exists() {
+    if holds_run(dir) {
         return Err(Error::Format {
             path: dir.to_path_buf(),
             message: format!("already holds a run; {hint}"),

@@ -123,7 +123,7 @@ impl Checkpoint {
                 let mut files: Vec<PathBuf> = std::fs::read_dir(path)
                     .map_err(|e| Error::io(path, e))?
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                    .filter(|p| p.extension().is_some_and(|e| e == "safetensors") && p.is_file())
                     .collect();
                 files.sort();
                 if files.is_empty() {
@@ -537,7 +537,7 @@ pub fn source_files(source: &Path) -> Vec<PathBuf> {
         files.extend(
             rd.flatten()
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "safetensors")),
+                .filter(|p| p.extension().is_some_and(|e| e == "safetensors") && p.is_file()),
         );
     }
     files
