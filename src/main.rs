@@ -208,7 +208,12 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             let infeasible: Vec<String> = reports
                 .iter()
                 .filter(|r| r.infeasible_blocks > 0)
-                .map(|r| format!("`{}` ({} of {} blocks)", r.tensor, r.infeasible_blocks, r.blocks))
+                .map(|r| {
+                    format!(
+                        "`{}` ({} of {} blocks)",
+                        r.tensor, r.infeasible_blocks, r.blocks
+                    )
+                })
                 .collect();
             if !infeasible.is_empty() {
                 eprintln!(

@@ -892,7 +892,17 @@ mod issue21 {
             let before = read(file);
             let e = fails(
                 2,
-                &["convert", "--input", s(&w), "--output", s(file), flag, s(file), "--pattern", "2:4"],
+                &[
+                    "convert",
+                    "--input",
+                    s(&w),
+                    "--output",
+                    s(file),
+                    flag,
+                    s(file),
+                    "--pattern",
+                    "2:4",
+                ],
             );
             assert!(e.contains("never writes over an input"), "{flag}: {e}");
             assert_eq!(read(file), before, "{flag}: the file is unchanged");
@@ -910,7 +920,18 @@ mod issue21 {
         let before = read(&shards[1]);
         let e = fails(
             2,
-            &["solve", "--solver", "exact", "--input", s(&index), "--output", s(&shards[1]), "--pattern", "2:4", "--quiet"],
+            &[
+                "solve",
+                "--solver",
+                "exact",
+                "--input",
+                s(&index),
+                "--output",
+                s(&shards[1]),
+                "--pattern",
+                "2:4",
+                "--quiet",
+            ],
         );
         assert!(e.contains("never writes over an input"), "{e}");
         assert_eq!(read(&shards[1]), before);
@@ -918,8 +939,18 @@ mod issue21 {
         let e = fails(
             2,
             &[
-                "solve", "--solver", "exact", "--input", s(&w), "--score", s(&index), "--output", s(&shards[0]),
-                "--pattern", "2:4", "--quiet",
+                "solve",
+                "--solver",
+                "exact",
+                "--input",
+                s(&w),
+                "--score",
+                s(&index),
+                "--output",
+                s(&shards[0]),
+                "--pattern",
+                "2:4",
+                "--quiet",
             ],
         );
         assert!(e.contains("never writes over an input"), "{e}");
@@ -929,7 +960,13 @@ mod issue21 {
     #[test]
     fn r3_a_run_refuses_a_non_empty_directory_that_is_not_a_run() {
         let dir = tempfile::tempdir().unwrap();
-        let sp = spec(dir.path(), "d", "diversity", "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "");
+        let sp = spec(
+            dir.path(),
+            "d",
+            "diversity",
+            "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]",
+            "",
+        );
         let out = dir.path().join("mine");
         std::fs::create_dir(&out).unwrap();
         std::fs::write(out.join("summary.md"), b"my notes").unwrap();
@@ -946,11 +983,21 @@ mod issue21 {
         let dir = tempfile::tempdir().unwrap();
         let ckpt = dir.path().join("ckpt");
         let shards = sharded(&ckpt);
+        // The unpruned weights in another format must not be copied beside the pruned ones.
+        std::fs::write(ckpt.join("pytorch_model.bin"), b"unpruned").unwrap();
         let out = dir.path().join("out");
         let convert = |pattern: &str| {
             masklab(&[
-                "convert", "--input", s(&ckpt), "--output", s(&out), "--pattern", pattern,
-                "--structure", "nm", "--quiet",
+                "convert",
+                "--input",
+                s(&ckpt),
+                "--output",
+                s(&out),
+                "--pattern",
+                pattern,
+                "--structure",
+                "nm",
+                "--quiet",
             ])
         };
         assert!(convert("2:4").status.success());
@@ -958,19 +1005,42 @@ mod issue21 {
             let mut v: Vec<_> = std::fs::read_dir(d)
                 .unwrap()
                 .flatten()
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), read(&e.path())))
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        read(&e.path()),
+                    )
+                })
                 .collect();
             v.sort();
             v
         };
         let first = snapshot(&out);
-        assert!(first.iter().any(|(n, _)| n == "config.json"), "R17: config.json copied");
+        assert!(
+            first.iter().any(|(n, _)| n == "config.json"),
+            "R17: config.json copied"
+        );
+        assert!(
+            !first.iter().any(|(n, _)| n == "pytorch_model.bin"),
+            "no unpruned weights"
+        );
         // Shard 2 gets a NaN: the second conversion fails after writing shard 1.
         let mut bad = gaussian(64, 20);
         bad[5] = f32::NAN;
-        common::write_f32(&shards[1], &[("l2a.weight", vec![8, 8], bad), ("l2b.weight", vec![8, 8], gaussian(64, 21))]);
+        common::write_f32(
+            &shards[1],
+            &[
+                ("l2a.weight", vec![8, 8], bad),
+                ("l2b.weight", vec![8, 8], gaussian(64, 21)),
+            ],
+        );
         let r = convert("1:4");
-        assert_eq!(r.status.code(), Some(2), "{}", String::from_utf8_lossy(&r.stderr));
+        assert_eq!(
+            r.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
         assert_eq!(snapshot(&out), first, "the previous output, whole");
         let stray: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -995,7 +1065,10 @@ mod issue21 {
         let mut map = serde_json::Map::new();
         for i in 1..=3 {
             let name = format!("l{i}.weight");
-            common::write_f32(&ckpt.join(shard(i)), &[(name.as_str(), vec![512, 512], gaussian(512 * 512, i as u64))]);
+            common::write_f32(
+                &ckpt.join(shard(i)),
+                &[(name.as_str(), vec![512, 512], gaussian(512 * 512, i as u64))],
+            );
             map.insert(name, serde_json::Value::from(shard(i)));
         }
         std::fs::write(
@@ -1005,17 +1078,43 @@ mod issue21 {
         .unwrap();
         let out = dir.path().join("out");
         let args = |pattern: &'static str| -> Vec<String> {
-            ["convert", "--input", s(&ckpt), "--output", s(&out), "--pattern", pattern, "--solver", "exact", "--quiet"]
-                .iter()
-                .map(|x| x.to_string())
-                .collect()
+            [
+                "convert",
+                "--input",
+                s(&ckpt),
+                "--output",
+                s(&out),
+                "--pattern",
+                pattern,
+                "--solver",
+                "exact",
+                "--quiet",
+            ]
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
         };
         let t0 = std::time::Instant::now();
-        assert!(Command::new(common::bin()).args(args("2:4")).status().unwrap().success());
+        assert!(
+            Command::new(common::bin())
+                .args(args("2:4"))
+                .status()
+                .unwrap()
+                .success()
+        );
         let span = t0.elapsed().as_secs_f64();
         let digest = |d: &Path| -> Vec<(String, Vec<u8>)> {
             let mut v: Vec<_> = std::fs::read_dir(d)
-                .map(|r| r.flatten().map(|e| (e.file_name().to_string_lossy().into_owned(), read(&e.path()))).collect())
+                .map(|r| {
+                    r.flatten()
+                        .map(|e| {
+                            (
+                                e.file_name().to_string_lossy().into_owned(),
+                                read(&e.path()),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             v.sort();
             v
@@ -1024,21 +1123,37 @@ mod issue21 {
         let new_dir = dir.path().join("new");
         let mut a = args("4:8");
         a[4] = s(&new_dir).to_string();
-        assert!(Command::new(common::bin()).args(&a).status().unwrap().success());
+        assert!(
+            Command::new(common::bin())
+                .args(&a)
+                .status()
+                .unwrap()
+                .success()
+        );
         let new = digest(&new_dir);
         assert_ne!(old, new);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
         let mut kills = 0;
         for _ in 0..12 {
-            let mut child = Command::new(common::bin()).args(args("4:8")).stderr(Stdio::null()).spawn().unwrap();
-            std::thread::sleep(std::time::Duration::from_secs_f64(rng.random_range(0.0..1.1) * span));
+            let mut child = Command::new(common::bin())
+                .args(args("4:8"))
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_secs_f64(
+                rng.random_range(0.0..1.1) * span,
+            ));
             if child.try_wait().unwrap().is_none() {
                 let _ = child.kill();
                 kills += 1;
             }
             let _ = child.wait();
             let now = digest(&out);
-            assert!(now == old || now == new, "a mix of old and new files: {:?}", now.iter().map(|x| &x.0).collect::<Vec<_>>());
+            assert!(
+                now == old || now == new,
+                "a mix of old and new files: {:?}",
+                now.iter().map(|x| &x.0).collect::<Vec<_>>()
+            );
             // Put the old output back for the next round.
             if now == new {
                 let _ = std::fs::remove_dir_all(&out);
@@ -1048,7 +1163,10 @@ mod issue21 {
                 }
             }
         }
-        assert!(kills >= 3, "only {kills} kills: the conversion is too fast to test");
+        assert!(
+            kills >= 3,
+            "only {kills} kills: the conversion is too fast to test"
+        );
     }
 
     /// R5: an external solver whose masks are all infeasible read `kept_gap 0.0` and exit 0.
@@ -1065,11 +1183,26 @@ mod issue21 {
         .unwrap();
         let cmd = format!("python3 {}", s(&script));
         let out = masklab(&[
-            "solve", "--solver", "ones", "--external", &cmd, "--pattern", "2:4", "--input", s(&w),
-            "--compare-exact", "--json", "--quiet",
+            "solve",
+            "--solver",
+            "ones",
+            "--external",
+            &cmd,
+            "--pattern",
+            "2:4",
+            "--input",
+            s(&w),
+            "--compare-exact",
+            "--json",
+            "--quiet",
         ]);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(1), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let r: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
         assert_eq!(r["infeasible_blocks"], 4);
         assert_eq!(r["kept_gap"], 1.0, "{r}");
@@ -1080,7 +1213,13 @@ mod issue21 {
     #[test]
     fn r8_rows_not_in_the_plan_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let sp = spec(dir.path(), "d", "diversity", "structure = [\"nm:2:4\", \"nm:1:2\"]\nsize = [\"8x8\"]", "");
+        let sp = spec(
+            dir.path(),
+            "d",
+            "diversity",
+            "structure = [\"nm:2:4\", \"nm:1:2\"]\nsize = [\"8x8\"]",
+            "",
+        );
         let run = dir.path().join("run");
         ok(&["run", &sp, "--out", s(&run), "--quiet"]);
         let log = run.join("cells.jsonl");
@@ -1102,16 +1241,55 @@ mod issue21 {
     #[test]
     fn r9_history_refuses_a_summary_of_another_table() {
         let dir = tempfile::tempdir().unwrap();
-        let a = spec(dir.path(), "ta", "diversity", "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "");
-        let b = spec(dir.path(), "tb", "solver", "pattern = [\"2:4\"]\nsolver = [\"exact\"]\nsource = [\"gaussian:8x8\"]", "");
+        let a = spec(
+            dir.path(),
+            "ta",
+            "diversity",
+            "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]",
+            "",
+        );
+        let b = spec(
+            dir.path(),
+            "tb",
+            "solver",
+            "pattern = [\"2:4\"]\nsolver = [\"exact\"]\nsource = [\"gaussian:8x8\"]",
+            "",
+        );
         let (ra, rb) = (dir.path().join("ra"), dir.path().join("rb"));
-        ok(&["run", &a, "--out", s(&ra), "--quiet", "--profile", "default"]);
-        ok(&["run", &b, "--out", s(&rb), "--quiet", "--profile", "default"]);
+        ok(&[
+            "run",
+            &a,
+            "--out",
+            s(&ra),
+            "--quiet",
+            "--profile",
+            "default",
+        ]);
+        ok(&[
+            "run",
+            &b,
+            "--out",
+            s(&rb),
+            "--quiet",
+            "--profile",
+            "default",
+        ]);
         std::fs::copy(rb.join("summary.parquet"), ra.join("summary.parquet")).unwrap();
         let hist = dir.path().join("h.parquet");
         let e = fails(
             2,
-            &["history", "ta", "--dir", s(dir.path()), "--profile", "default", "--append", s(&ra), "--file", s(&hist)],
+            &[
+                "history",
+                "ta",
+                "--dir",
+                s(dir.path()),
+                "--profile",
+                "default",
+                "--append",
+                s(&ra),
+                "--file",
+                s(&hist),
+            ],
         );
         assert!(e.contains("axis `structure`"), "{e}");
         assert!(!hist.exists());
@@ -1127,19 +1305,62 @@ mod issue21 {
             use hdf5_metno as hdf5;
             let f = hdf5::File::create(&h5).unwrap();
             let ints: Vec<i32> = (0..64).collect();
-            f.new_dataset::<i32>().shape([8, 8]).create("ints").unwrap().write_raw(&ints).unwrap();
+            f.new_dataset::<i32>()
+                .shape([8, 8])
+                .create("ints")
+                .unwrap()
+                .write_raw(&ints)
+                .unwrap();
             let flags = vec![1u8; 64];
-            f.new_dataset::<u8>().shape([8, 8]).create("flags").unwrap().write_raw(&flags).unwrap();
+            f.new_dataset::<u8>()
+                .shape([8, 8])
+                .create("flags")
+                .unwrap()
+                .write_raw(&flags)
+                .unwrap();
             let w = vec![1f32; 64];
-            f.new_dataset::<f32>().shape([8, 8]).create("w").unwrap().write_raw(&w).unwrap();
+            f.new_dataset::<f32>()
+                .shape([8, 8])
+                .create("w")
+                .unwrap()
+                .write_raw(&w)
+                .unwrap();
         }
-        let out = ok(&["solve", "--solver", "exact", "--pattern", "2:4", "--input", s(&h5), "--json", "--quiet"]);
+        let out = ok(&[
+            "solve",
+            "--solver",
+            "exact",
+            "--pattern",
+            "2:4",
+            "--input",
+            s(&h5),
+            "--json",
+            "--quiet",
+        ]);
         let names: Vec<String> = out
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["tensor"].as_str().unwrap().to_string())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["tensor"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(names, vec!["w".to_string()]);
-        let e = String::from_utf8_lossy(&masklab(&["solve", "--solver", "exact", "--pattern", "2:4", "--input", s(&h5), "--quiet"]).stderr).into_owned();
+        let e = String::from_utf8_lossy(
+            &masklab(&[
+                "solve",
+                "--solver",
+                "exact",
+                "--pattern",
+                "2:4",
+                "--input",
+                s(&h5),
+                "--quiet",
+            ])
+            .stderr,
+        )
+        .into_owned();
         assert!(e.contains("`ints`") && e.contains("int32"), "{e}");
     }
 
@@ -1147,7 +1368,12 @@ mod issue21 {
     #[test]
     fn r12_a_huge_grid_is_refused_with_its_count() {
         let dir = tempfile::tempdir().unwrap();
-        let values = |n: usize| (0..n).map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ");
+        let values = |n: usize| {
+            (0..n)
+                .map(|i| format!("\"{i}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let sp = spec(
             dir.path(),
             "huge",
@@ -1155,7 +1381,10 @@ mod issue21 {
             &format!("structure = [{}]\nsize = [{}]", values(1000), values(10000)),
             "",
         );
-        let e = fails(2, &["run", &sp, "--out", s(&dir.path().join("r")), "--quiet"]);
+        let e = fails(
+            2,
+            &["run", &sp, "--out", s(&dir.path().join("r")), "--quiet"],
+        );
         assert!(e.contains("20000000 cells"), "{e}");
     }
 
@@ -1174,7 +1403,18 @@ mod issue21 {
         ] {
             let e = fails(
                 2,
-                &["solve", "--solver", solver, "--pattern", "2:4", "--input", s(&w), "--option", option, "--quiet"],
+                &[
+                    "solve",
+                    "--solver",
+                    solver,
+                    "--pattern",
+                    "2:4",
+                    "--input",
+                    s(&w),
+                    "--option",
+                    option,
+                    "--quiet",
+                ],
             );
             let name = option.split('=').next().unwrap();
             assert!(e.contains(&format!("invalid {name}")), "{option}: {e}");
@@ -1198,24 +1438,41 @@ mod issue21 {
     }
 
     /// R15: a figure naming a column the table lacks lost the whole run (never finished, and
-    /// the fixed spec could not resume it). The run now finishes and says what failed.
+    /// the fixed spec could not resume it). It is now refused when the plan is made, before any
+    /// cell runs; and a figure that fails after the cells (here forced by editing the plan)
+    /// leaves a finished run with its tables.
     #[test]
-    fn r15_a_bad_figure_does_not_cost_the_run() {
+    fn r15_a_bad_figure_is_refused_at_planning_and_never_costs_a_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.toml");
-        std::fs::write(
-            &path,
-            "name = \"f\"\ntitle = \"t\"\nregenerates = \"r\"\nkind = \"diversity\"\nseeds = [0]\n[grid]\nstructure = [\"nm:2:4\"]\nsize = [\"8x8\"]\n[[figures]]\nfile = \"x\"\ntitle = \"x\"\nkind = \"dots\"\nx = \"structure\"\ny = [\"no_such_column\"]\nx_label = \"a\"\ny_label = \"b\"\n",
-        )
-        .unwrap();
+        let text = |y: &str| {
+            format!(
+                "name = \"f\"\ntitle = \"t\"\nregenerates = \"r\"\nkind = \"diversity\"\nseeds = [0]\n[grid]\nstructure = [\"nm:2:4\"]\nsize = [\"8x8\"]\n[[figures]]\nfile = \"x\"\ntitle = \"x\"\nkind = \"dots\"\nx = \"structure\"\ny = [\"{y}\"]\nx_label = \"a\"\ny_label = \"b\"\n"
+            )
+        };
+        std::fs::write(&path, text("no_such_column")).unwrap();
         let out = dir.path().join("run");
-        let r = masklab(&["run", s(&path), "--out", s(&out), "--quiet"]);
-        let err = String::from_utf8_lossy(&r.stderr);
-        assert!(r.status.success(), "{err}");
-        assert!(err.contains("no_such_column"), "{err}");
-        let m: serde_json::Value = serde_json::from_slice(&read(&out.join("manifest.json"))).unwrap();
+        let e = fails(2, &["run", s(&path), "--out", s(&out), "--quiet"]);
+        assert!(
+            e.contains("no_such_column") && e.contains("[[figures]]"),
+            "{e}"
+        );
+        assert!(!out.exists(), "nothing ran");
+        // A post-processing failure after the cells: the run is still complete.
+        std::fs::write(&path, text("log10")).unwrap();
+        let spec = masklab::experiment::spec::Spec::load(&path, None).unwrap();
+        let mut plan = masklab::experiment::plan::Plan::new(spec).unwrap();
+        plan.spec.figures[0].y = vec!["no_such_column".into()];
+        let opts = masklab::experiment::runner::RunOptions {
+            out: Some(out.clone()),
+            ..Default::default()
+        };
+        let o = masklab::experiment::runner::run(&plan, &opts).unwrap();
+        assert!(o.complete);
+        let m: serde_json::Value =
+            serde_json::from_slice(&read(&out.join("manifest.json"))).unwrap();
         assert!(!m["finished"].is_null(), "the run is complete");
-        assert!(out.join("summary.parquet").exists());
+        assert!(out.join("summary.parquet").exists() && out.join("summary.md").exists());
     }
 
     /// R17: an index naming a tensor no shard holds, or the wrong shard, was accepted.
@@ -1232,7 +1489,19 @@ mod issue21 {
         ghost["weight_map"]["ghost.weight"] = "model-00001-of-00002.safetensors".into();
         for (bad, want) in [(wrong, "l1a.weight"), (ghost, "ghost.weight")] {
             std::fs::write(&index, bad.to_string()).unwrap();
-            let e = fails(2, &["solve", "--solver", "exact", "--pattern", "2:4", "--input", s(&ckpt), "--quiet"]);
+            let e = fails(
+                2,
+                &[
+                    "solve",
+                    "--solver",
+                    "exact",
+                    "--pattern",
+                    "2:4",
+                    "--input",
+                    s(&ckpt),
+                    "--quiet",
+                ],
+            );
             assert!(e.contains(want) && e.contains("index"), "{e}");
         }
     }
@@ -1244,23 +1513,75 @@ mod issue21 {
         // W² overflows: the tensor is named.
         let big = dir.path().join("big.safetensors");
         common::write_f32(&big, &[("huge", vec![4, 4], vec![1e20; 16])]);
-        let e = fails(2, &["solve", "--solver", "exact", "--pattern", "2:4", "--input", s(&big), "--score", "square", "--quiet"]);
+        let e = fails(
+            2,
+            &[
+                "solve",
+                "--solver",
+                "exact",
+                "--pattern",
+                "2:4",
+                "--input",
+                s(&big),
+                "--score",
+                "square",
+                "--quiet",
+            ],
+        );
         assert!(e.contains("`huge`") && e.contains("overflow"), "{e}");
         // weight decay is named, not lr.
-        let e = fails(2, &["train", "--dataset", "synthetic:256", "--weight-decay", "inf", "--epochs", "1"]);
+        let e = fails(
+            2,
+            &[
+                "train",
+                "--dataset",
+                "synthetic:256",
+                "--weight-decay",
+                "inf",
+                "--epochs",
+                "1",
+            ],
+        );
         assert!(e.contains("weight-decay"), "{e}");
         // A single-file convert into an existing directory fails before solving.
         let w = one_file(dir.path(), "w.safetensors", 18);
         let outdir = dir.path().join("outdir");
         std::fs::create_dir(&outdir).unwrap();
-        let e = fails(2, &["convert", "--input", s(&w), "--output", s(&outdir), "--pattern", "2:4"]);
+        let e = fails(
+            2,
+            &[
+                "convert",
+                "--input",
+                s(&w),
+                "--output",
+                s(&outdir),
+                "--pattern",
+                "2:4",
+            ],
+        );
         assert!(e.contains("is a directory"), "{e}");
         // Duplicate seeds and axis values; bad tolerances.
         for (grid, extra, want) in [
-            ("structure = [\"nm:2:4\"]\nsize = [\"8x8\", \"8x8\"]", "", "given twice"),
-            ("structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "[tolerance]\nlog10 = { abs = nan }\n", "not a tolerance"),
-            ("structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "[tolerance]\nlog10 = { rel = -1 }\n", "not a tolerance"),
-            ("structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "[tolerance]\nlog10 = { abs = inf }\n", "not a tolerance"),
+            (
+                "structure = [\"nm:2:4\"]\nsize = [\"8x8\", \"8x8\"]",
+                "",
+                "given twice",
+            ),
+            (
+                "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]",
+                "[tolerance]\nlog10 = { abs = nan }\n",
+                "not a tolerance",
+            ),
+            (
+                "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]",
+                "[tolerance]\nlog10 = { rel = -1 }\n",
+                "not a tolerance",
+            ),
+            (
+                "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]",
+                "[tolerance]\nlog10 = { abs = inf }\n",
+                "not a tolerance",
+            ),
         ] {
             let path = dir.path().join("dup.toml");
             std::fs::write(
@@ -1268,7 +1589,16 @@ mod issue21 {
                 format!("name = \"dup\"\ntitle = \"t\"\nregenerates = \"r\"\nkind = \"diversity\"\nseeds = [0]\n[grid]\n{grid}\n{extra}"),
             )
             .unwrap();
-            let e = fails(2, &["run", s(&path), "--out", s(&dir.path().join("never")), "--quiet"]);
+            let e = fails(
+                2,
+                &[
+                    "run",
+                    s(&path),
+                    "--out",
+                    s(&dir.path().join("never")),
+                    "--quiet",
+                ],
+            );
             assert!(e.contains(want), "{want}: {e}");
         }
         let path = dir.path().join("seeds.toml");
@@ -1277,18 +1607,54 @@ mod issue21 {
             "name = \"seeds\"\ntitle = \"t\"\nregenerates = \"r\"\nkind = \"diversity\"\nseeds = [0, 0, 1]\n[grid]\nstructure = [\"nm:2:4\"]\nsize = [\"8x8\"]\n",
         )
         .unwrap();
-        let e = fails(2, &["run", s(&path), "--out", s(&dir.path().join("never")), "--quiet"]);
+        let e = fails(
+            2,
+            &[
+                "run",
+                s(&path),
+                "--out",
+                s(&dir.path().join("never")),
+                "--quiet",
+            ],
+        );
         assert!(e.contains("seeds: 0 is given twice"), "{e}");
         // An empty shard is refused, not "complete" without a summary.
-        let sp = spec(dir.path(), "two", "diversity", "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]", "");
-        let e = fails(2, &["run", &sp, "--shard", "3/4", "--out", s(&dir.path().join("s3")), "--quiet"]);
+        let sp = spec(
+            dir.path(),
+            "two",
+            "diversity",
+            "structure = [\"nm:2:4\"]\nsize = [\"8x8\"]",
+            "",
+        );
+        let e = fails(
+            2,
+            &[
+                "run",
+                &sp,
+                "--shard",
+                "3/4",
+                "--out",
+                s(&dir.path().join("s3")),
+                "--quiet",
+            ],
+        );
         assert!(e.contains("holds no cell"), "{e}");
         // A directory named like a safetensors file, inside a checkpoint directory: not a shard.
         let ck = dir.path().join("ck");
         std::fs::create_dir(&ck).unwrap();
         one_file(&ck, "a.safetensors", 4);
         std::fs::create_dir(ck.join("x.safetensors")).unwrap();
-        let out = ok(&["solve", "--solver", "exact", "--pattern", "2:4", "--input", s(&ck), "--json", "--quiet"]);
+        let out = ok(&[
+            "solve",
+            "--solver",
+            "exact",
+            "--pattern",
+            "2:4",
+            "--input",
+            s(&ck),
+            "--json",
+            "--quiet",
+        ]);
         assert_eq!(out.lines().count(), 1, "{out}");
     }
 }

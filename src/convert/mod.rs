@@ -163,8 +163,7 @@ pub fn convert(
                 what: format!("converting {}", file.display()),
                 reason: "convert reads safetensors checkpoints".into(),
             })?;
-            let mut in_file: Vec<&Entry> =
-                ckpt.entries().iter().filter(|e| e.file == fi).collect();
+            let mut in_file: Vec<&Entry> = ckpt.entries().iter().filter(|e| e.file == fi).collect();
             in_file.sort_by_key(|e| e.range.start);
             let out = match dir {
                 Some(d) => d.join(file.file_name().unwrap_or_default()),
@@ -295,9 +294,28 @@ fn check_outputs(job: &ConvertJob, sharded: bool) -> Result<()> {
     Ok(())
 }
 
+/// Whether a file name is a weight file in another format (or its index), which would put the
+/// unpruned weights beside the pruned ones: `.safetensors` not named by the index, `.bin`,
+/// `.pt`, `.pth`, `.ckpt`, `.h5`, `.msgpack`, `.gguf`, `.onnx`, `*.bin.index.json`.
+fn unpruned_weights(name: &str) -> bool {
+    const WEIGHTS: [&str; 9] = [
+        ".safetensors",
+        ".bin",
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".h5",
+        ".msgpack",
+        ".gguf",
+        ".onnx",
+    ];
+    WEIGHTS.iter().any(|ext| name.ends_with(ext)) || name.ends_with(".bin.index.json")
+}
+
 /// Copy the files of a sharded input directory that are not tensors (config.json,
 /// tokenizer.json, generation_config.json, …) into the output directory `out`, so the output
-/// loads as the input did. Hidden files and subdirectories are not copied.
+/// loads as the input did. Hidden files, subdirectories and weight files of other formats
+/// ([`unpruned_weights`]) are not copied.
 fn copy_other_files(
     input: &Path,
     shards: &[&Path],
@@ -319,7 +337,7 @@ fn copy_other_files(
     for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
         let path = e.map_err(|e| Error::io(&dir, e))?.path();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        if name.starts_with('.') || !path.is_file() || taken(&path) {
+        if name.starts_with('.') || !path.is_file() || taken(&path) || unpruned_weights(&name) {
             continue;
         }
         let target = out.join(path.file_name().unwrap_or_default());

@@ -107,6 +107,7 @@ impl Plan {
                 ),
             });
         }
+        check_columns(&spec, kind)?;
         // Count before expanding: a grid of 10⁹ cells is refused with its count, not an abort
         // on a 40 GB allocation.
         let count = spec
@@ -118,7 +119,9 @@ impl Plan {
         match count {
             Some(n) if n <= MAX_CELLS => {}
             n => {
-                let said = n.map(|n| n.to_string()).unwrap_or_else(|| "more than 2^64".into());
+                let said = n
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "more than 2^64".into());
                 return Err(Error::Spec {
                     path: spec.path.clone(),
                     line: None,
@@ -183,7 +186,10 @@ impl Plan {
     /// in, or from another spec) is an error naming it.
     pub fn check_row(&self, row: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
         use serde_json::Value;
-        let key = row.get("cell").and_then(Value::as_str).unwrap_or("(no cell key)");
+        let key = row
+            .get("cell")
+            .and_then(Value::as_str)
+            .unwrap_or("(no cell key)");
         let cell = row
             .get("index")
             .and_then(Value::as_u64)
@@ -213,6 +219,53 @@ impl Plan {
     pub fn shard(&self, i: usize, n: usize) -> impl Iterator<Item = &Cell> {
         self.cells.iter().filter(move |c| c.index % n == i)
     }
+}
+
+/// Every column a figure or a published value names must be one the run's summary will have
+/// (an axis, `seeds`, a metric of the kind, or a metric's derived statistic): found when the
+/// plan is made, not after every cell has run.
+fn check_columns(spec: &Spec, kind: &dyn CellKind) -> Result<()> {
+    use crate::results::published::PublishedTable;
+    use crate::results::summary::DERIVED_SUFFIXES;
+    let metrics = kind.columns();
+    let mut known: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
+    known.extend([
+        "seeds".to_string(),
+        crate::results::regress::CALIBRATION.to_string(),
+    ]);
+    for m in &metrics {
+        known.push(m.clone());
+        known.extend(DERIVED_SUFFIXES.iter().map(|s| format!("{m}{s}")));
+    }
+    let refuse = |what: String, column: &str| Error::Spec {
+        path: spec.path.clone(),
+        line: None,
+        message: format!(
+            "{what}: `{column}` is not a column of a `{}` run (its metrics: {})",
+            kind.name(),
+            metrics.join(", ")
+        ),
+    };
+    for f in &spec.figures {
+        let named =
+            f.x.iter()
+                .chain(&f.y)
+                .chain(&f.error)
+                .chain(&f.series)
+                .chain(&f.panels);
+        if let Some(c) = named.into_iter().find(|c| !known.contains(c)) {
+            return Err(refuse(format!("[[figures]] `{}`", f.file), c));
+        }
+    }
+    for (i, p) in spec.published.iter().enumerate() {
+        if p.table == PublishedTable::Summary && !known.contains(&p.metric) {
+            return Err(refuse(
+                format!("[[published]] entry {} ({})", i + 1, p.paper),
+                &p.metric,
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for dyn CellKind {

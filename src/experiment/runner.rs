@@ -386,7 +386,11 @@ fn require_fresh(dir: &Path, hint: &str) -> Result<()> {
         message: format!(
             "is not empty and not a masklab run (it holds {}{}); a run would overwrite those files, so choose a new or empty directory",
             names.join(", "),
-            if more > 0 { format!(" and {more} more") } else { String::new() }
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         ),
     })
 }

@@ -325,7 +325,10 @@ impl Spec {
                 line: Some(line_of(text, raw.seeds.span().start)),
                 message: format!(
                     "seeds: {dup} is given twice{}; each seed is one independent run",
-                    chosen.as_ref().map(|p| format!(" (profile {p})")).unwrap_or_default()
+                    chosen
+                        .as_ref()
+                        .map(|p| format!(" (profile {p})"))
+                        .unwrap_or_default()
                 ),
             });
         }
@@ -337,7 +340,10 @@ impl Spec {
                     message: format!(
                         "grid.{}: `{dup}` is given twice{}; each value is one grid point",
                         axis.name,
-                        chosen.as_ref().map(|p| format!(" (profile {p})")).unwrap_or_default()
+                        chosen
+                            .as_ref()
+                            .map(|p| format!(" (profile {p})"))
+                            .unwrap_or_default()
                     ),
                 });
             }
@@ -914,7 +920,11 @@ mod properties {
                 // Duplicate seeds and axis values are refused (issue 21 R18): valid specs have none.
                 fn dedup<T: PartialEq + Clone>(v: &mut Vec<T>) {
                     let mut out: Vec<T> = Vec::new();
-                    v.iter().for_each(|x| if !out.contains(x) { out.push(x.clone()) });
+                    v.iter().for_each(|x| {
+                        if !out.contains(x) {
+                            out.push(x.clone())
+                        }
+                    });
                     *v = out;
                 }
                 dedup(&mut seeds);

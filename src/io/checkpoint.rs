@@ -196,7 +196,11 @@ impl Checkpoint {
             }
         }
         for (name, file) in map {
-            if self.entries.binary_search_by(|e| e.name.as_str().cmp(name)).is_err() {
+            if self
+                .entries
+                .binary_search_by(|e| e.name.as_str().cmp(name))
+                .is_err()
+            {
                 return Err(bad(format!(
                     "weight_map.{name} names shard {}, which holds no tensor `{name}`",
                     file.display()

@@ -50,11 +50,12 @@ pub fn list(path: &Path) -> Result<Vec<Listed>> {
         for name in g.member_names().map_err(|e| err(path, e))? {
             if let Ok(ds) = g.dataset(&name) {
                 let full = ds.name().trim_start_matches('/').to_string();
+                // A type hdf5-metno cannot describe is listed (and skipped), not an error.
                 let stored = ds
                     .dtype()
                     .and_then(|t| t.to_descriptor())
                     .map(|d| d.to_string())
-                    .map_err(|e| err(path, format!("dataset `{full}`: {e}")))?;
+                    .unwrap_or_else(|e| format!("unreadable-type ({e})"));
                 out.push((full, ds.shape(), stored));
             } else if let Ok(sub) = g.group(&name) {
                 walk(path, &sub, out)?;

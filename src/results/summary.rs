@@ -410,7 +410,11 @@ mod tests {
         assert_eq!(report.correlations[0]["n"], json!(2));
         assert_eq!(report.correlations[0]["distinct_x"], json!(2));
         assert_eq!(report.correlations[0]["cells"], json!(10));
-        assert!(report.correlations[0]["spearman_rho"].as_f64().is_none_or(f64::is_nan));
+        assert!(
+            report.correlations[0]["spearman_rho"]
+                .as_f64()
+                .is_none_or(f64::is_nan)
+        );
         assert!(is_derived("acc_ci95", &rows[2]) && !is_derived("acc", &rows[2]));
     }
 }

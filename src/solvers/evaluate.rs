@@ -157,8 +157,13 @@ pub struct Gap {
 /// Compare `e` with the optimum's evaluation `opt` over every block; a block infeasible in `e`
 /// keeps nothing (see the module doc). Blocks where `opt` itself is infeasible are left out.
 pub fn gap(e: &Evaluation, opt: &Evaluation) -> Gap {
-    let (mut kept, mut best, mut excess, mut pruned_opt, mut error) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    let per = e.kept.iter().zip(&e.pruned).zip(opt.kept.iter().zip(&opt.pruned));
+    let (mut kept, mut best, mut excess, mut pruned_opt, mut error) =
+        (0f64, 0f64, 0f64, 0f64, 0f64);
+    let per = e
+        .kept
+        .iter()
+        .zip(&e.pruned)
+        .zip(opt.kept.iter().zip(&opt.pruned));
     for ((k, p), (o, po)) in per {
         let Some(o) = o else { continue };
         kept += k.unwrap_or(0.0);
@@ -220,7 +225,10 @@ mod tests {
             let scores: Vec<f32> = (0..len).map(|i| ((i * 7919) % 101) as f32 / 13.0).collect();
             let mask: Vec<u8> = (0..len).map(|i| ((i * 31) % 3 == 0) as u8).collect();
             let (total, kept, pruned) = block_sums(&scores, &mask);
-            assert!((total - kept - pruned).abs() <= 1e-12 * total.max(1.0), "len {len}");
+            assert!(
+                (total - kept - pruned).abs() <= 1e-12 * total.max(1.0),
+                "len {len}"
+            );
             let plain: f64 = scores.iter().map(|&s| f64::from(s)).sum();
             let plain_kept: f64 = scores
                 .iter()
@@ -260,7 +268,9 @@ mod tests {
     #[test]
     fn one_huge_score_does_not_hide_the_gap_of_the_other_blocks() {
         let pattern = Pattern::new(2, 4).unwrap();
-        let mut scores: Vec<f32> = (0..16 * 64).map(|i| 0.5 + ((i * 37) % 11) as f32 / 10.0).collect();
+        let mut scores: Vec<f32> = (0..16 * 64)
+            .map(|i| 0.5 + ((i * 37) % 11) as f32 / 10.0)
+            .collect();
         scores[0] = 1e20;
         let opt_mask = [1u8, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1];
         let full: Vec<u8> = opt_mask.iter().cycle().take(16 * 64).copied().collect();
@@ -269,13 +279,22 @@ mod tests {
         for b in 0..64 {
             under[b * 16 + 15] = 0;
         }
-        let (e, opt) = (evaluate(&scores, &under, pattern), evaluate(&scores, &full, pattern));
+        let (e, opt) = (
+            evaluate(&scores, &under, pattern),
+            evaluate(&scores, &full, pattern),
+        );
         assert_eq!(e.underfilled, 64);
         let g = gap(&e, &opt);
         let lost: f64 = (0..64).map(|b| f64::from(scores[b * 16 + 15])).sum();
         assert!(g.kept_gap > 0.0 && g.kept_gap > g.resolution, "{g:?}");
-        assert!((g.kept_gap - lost / g.optimum).abs() <= 1e-6 * g.kept_gap, "{g:?}");
+        assert!(
+            (g.kept_gap - lost / g.optimum).abs() <= 1e-6 * g.kept_gap,
+            "{g:?}"
+        );
         let pruned_opt: f64 = opt.pruned.iter().sum();
-        assert!((g.pruned_excess - lost / pruned_opt).abs() <= 1e-12, "{g:?}");
+        assert!(
+            (g.pruned_excess - lost / pruned_opt).abs() <= 1e-12,
+            "{g:?}"
+        );
     }
 }

@@ -87,12 +87,22 @@ mod tests {
     fn best_by_brute_force(block: &[f32], n: usize) -> f64 {
         patterns(n)
             .iter()
-            .map(|p| block.iter().zip(p).map(|(&s, &k)| f64::from(s) * f64::from(k)).sum())
+            .map(|p| {
+                block
+                    .iter()
+                    .zip(p)
+                    .map(|(&s, &k)| f64::from(s) * f64::from(k))
+                    .sum()
+            })
             .fold(f64::MIN, f64::max)
     }
 
     fn kept(block: &[f32], keep: &[u8]) -> f64 {
-        block.iter().zip(keep).map(|(&s, &k)| f64::from(s) * f64::from(k)).sum()
+        block
+            .iter()
+            .zip(keep)
+            .map(|(&s, &k)| f64::from(s) * f64::from(k))
+            .sum()
     }
 
     /// Issue 21 R7: 3e38 scores overflowed the f32 product to inf (gap 0.5), and values spanning
@@ -103,11 +113,21 @@ mod tests {
         let ctx = SolveContext::default();
         let huge: Vec<f32> = (0..16).map(|i| 3.0e38 - (i as f32) * 1.0e36).collect();
         let spread: Vec<f32> = (0..16)
-            .map(|i| if i % 5 == 0 { 1.0e6 + i as f32 } else { 1.0 + i as f32 * 0.1 })
+            .map(|i| {
+                if i % 5 == 0 {
+                    1.0e6 + i as f32
+                } else {
+                    1.0 + i as f32 * 0.1
+                }
+            })
             .collect();
         for block in [huge, spread] {
             let keep = Exhaustive.solve(&block, pattern, &ctx)?;
-            assert_eq!(kept(&block, &keep), best_by_brute_force(&block, 2), "{block:?}");
+            assert_eq!(
+                kept(&block, &keep),
+                best_by_brute_force(&block, 2),
+                "{block:?}"
+            );
         }
         Ok(())
     }

@@ -243,7 +243,11 @@ pub fn check_option_value(name: &str, value: f64) -> Result<()> {
     if fits {
         Ok(())
     } else {
-        let low = if name == "tau" { "above 0".to_string() } else { format!("from {min}") };
+        let low = if name == "tau" {
+            "above 0".to_string()
+        } else {
+            format!("from {min}")
+        };
         Err(Error::invalid(
             name,
             value,

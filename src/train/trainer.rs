@@ -101,7 +101,7 @@ impl Default for TrainConfig {
 }
 
 /// What a run reports (`masklab train --json`, table4 rows).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct TrainReport {
     /// Test-split accuracy at the end.
     pub test_accuracy: f64,
@@ -596,7 +596,11 @@ fn check(cfg: &TrainConfig, data: &Dataset) -> Result<()> {
         ));
     }
     if !(0.0..1.0).contains(&cfg.momentum) {
-        return Err(Error::invalid("momentum", cfg.momentum, "must be in [0, 1)"));
+        return Err(Error::invalid(
+            "momentum",
+            cfg.momentum,
+            "must be in [0, 1)",
+        ));
     }
     if let MaskKind::Transposable(_) = cfg.mask {
         solvers::by_name(&cfg.solver)?;

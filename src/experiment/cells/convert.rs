@@ -247,7 +247,7 @@ fn load(
 }
 
 /// One row of table5.
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 struct ConvertRow {
     group: String,
     target_sparsity: f64,
@@ -274,6 +274,10 @@ impl CellKind for ConvertCell {
 
     fn axes(&self) -> &'static [&'static str] {
         &["model", "structure", "solver", "score"]
+    }
+
+    fn columns(&self) -> Vec<String> {
+        super::columns_of(&ConvertRow::default())
     }
 
     fn summary(&self) -> &'static str {

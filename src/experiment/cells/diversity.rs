@@ -44,6 +44,20 @@ impl CellKind for DiversityCell {
         &["structure", "size"]
     }
 
+    fn columns(&self) -> Vec<String> {
+        super::columns_of(&DiversityRow {
+            sparsity: 0.0,
+            log10: None,
+            exact: None,
+            method: None,
+            approx_method: None,
+            per_tile_exact: None,
+            closed_form_log10: None,
+            closed_form_per_tile: None,
+            note: None,
+        })
+    }
+
     fn summary(&self) -> &'static str {
         "mask diversity (log10 and exact count) of a structure over a tensor"
     }

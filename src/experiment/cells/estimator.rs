@@ -24,7 +24,7 @@ use std::time::Instant;
 pub struct EstimatorCell;
 
 /// One table3 row.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 struct EstimatorRow {
     unbiased: bool,
     draws: usize,
@@ -153,6 +153,10 @@ impl CellKind for EstimatorCell {
 
     fn axes(&self) -> &'static [&'static str] {
         &["estimator", "pattern", "input"]
+    }
+
+    fn columns(&self) -> Vec<String> {
+        super::columns_of(&EstimatorRow::default())
     }
 
     fn summary(&self) -> &'static str {

@@ -21,6 +21,13 @@ use std::sync::{Arc, Mutex};
 /// One result row: column name → JSON value, in column order.
 pub type Row = serde_json::Map<String, serde_json::Value>;
 
+/// The keys of a row struct serialised (a kind's [`CellKind::columns`] from a sample row).
+pub fn columns_of<T: serde::Serialize>(sample: &T) -> Vec<String> {
+    to_row(sample)
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 /// Serialise a row struct into a [`Row`].
 pub fn to_row<T: serde::Serialize>(row: &T) -> Result<Row> {
     match serde_json::to_value(row) {
@@ -133,6 +140,9 @@ pub trait CellKind: Sync + Send {
     fn summary(&self) -> &'static str;
     /// The grid axes a cell of this kind reads; a spec axis outside this list is refused.
     fn axes(&self) -> &'static [&'static str];
+    /// The metric columns a row of this kind has (checked against the spec's figures and
+    /// published values before any cell runs).
+    fn columns(&self) -> Vec<String>;
     /// Check a cell's values (and the params) without running it; errors name the axis.
     fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()>;
     /// Run one cell into one row of metrics.

@@ -29,7 +29,7 @@ use std::sync::Arc;
 pub struct SolverCell;
 
 /// One table2 row.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 struct SolverRow {
     blocks: usize,
     /// Infeasible blocks keep nothing (so an all-infeasible solver reads 1, never 0).
@@ -221,6 +221,13 @@ impl CellKind for SolverCell {
 
     fn axes(&self) -> &'static [&'static str] {
         &["pattern", "solver", "source"]
+    }
+
+    fn columns(&self) -> Vec<String> {
+        super::columns_of(&SolverRow {
+            program_seconds: Some(0.0),
+            ..SolverRow::default()
+        })
     }
 
     fn summary(&self) -> &'static str {

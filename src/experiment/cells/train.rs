@@ -123,6 +123,10 @@ impl CellKind for TrainCell {
         &["setup", "model", "dataset"]
     }
 
+    fn columns(&self) -> Vec<String> {
+        super::columns_of(&crate::train::trainer::TrainReport::default())
+    }
+
     fn summary(&self) -> &'static str {
         "train a model with N:M forward/backward masks and an N:M update-GEMM estimator; test accuracy"
     }
