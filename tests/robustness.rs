@@ -840,7 +840,7 @@ fn killed_at_random_points_and_resumed_gives_the_same_tables() {
 /// on 10a41c4 (checked with `MASKLAB_BIN` pointing at that build).
 mod issue21 {
     use super::*;
-    use common::{fails, write_raw_safetensors};
+    use common::fails;
 
     /// Seeded N(0,1) f32 values.
     fn gaussian(n: usize, seed: u64) -> Vec<f32> {
