@@ -1639,6 +1639,35 @@ mod issue21 {
             ],
         );
         assert!(e.contains("holds no cell"), "{e}");
+        // HDF5 masks for tensors `a` and `a/b`: refused before solving, naming the output.
+        let clash = dir.path().join("clash.safetensors");
+        common::write_f32(
+            &clash,
+            &[
+                ("a", vec![4, 4], vec![1.0; 16]),
+                ("a/b", vec![4, 4], vec![1.0; 16]),
+            ],
+        );
+        let h5 = dir.path().join("m.h5");
+        let e = fails(
+            2,
+            &[
+                "solve",
+                "--solver",
+                "exact",
+                "--pattern",
+                "2:4",
+                "--input",
+                s(&clash),
+                "--output",
+                s(&h5),
+                "--quiet",
+            ],
+        );
+        assert!(
+            e.contains("m.h5:") && e.contains("`a/b`") && !e.contains(".m.h5."),
+            "{e}"
+        );
         // A directory named like a safetensors file, inside a checkpoint directory: not a shard.
         let ck = dir.path().join("ck");
         std::fs::create_dir(&ck).unwrap();

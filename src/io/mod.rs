@@ -121,9 +121,44 @@ pub fn write_masks(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
     })
 }
 
+/// Tensor names an HDF5 file can hold as dataset paths: non-empty `/`-separated parts, each
+/// name once, and no name that is also the group of another (`a` beside `a/b`). Checked
+/// before anything is written; the error names the output file and the tensors.
+pub fn check_hdf5_names<'a>(out: &Path, names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let names: Vec<&str> = names.collect();
+    let bad = |message: String| Error::Format {
+        path: out.to_path_buf(),
+        message,
+    };
+    let mut seen = std::collections::HashSet::new();
+    for name in &names {
+        let trimmed = name.strip_prefix('/').unwrap_or(name);
+        if trimmed.is_empty() || trimmed.split('/').any(str::is_empty) {
+            return Err(bad(format!(
+                "tensor name `{name}` cannot be an HDF5 dataset path (empty, or an empty part between `/`); write safetensors instead"
+            )));
+        }
+        if !seen.insert(trimmed) {
+            return Err(bad(format!("tensor `{name}` is named twice")));
+        }
+    }
+    for name in &seen {
+        let group = format!("{name}/");
+        if let Some(other) = seen.iter().find(|o| o.starts_with(&group)) {
+            return Err(bad(format!(
+                "tensors `{name}` and `{other}` clash in HDF5 (`{name}` would be both a dataset and the group holding `{other}`); write safetensors instead"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Write named `f32` tensors (e.g. test fixtures, captured gradients), by extension (atomically).
 pub fn write_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
     let format = format_of(path)?;
+    if format == Format::Hdf5 {
+        check_hdf5_names(path, tensors.iter().map(|t| t.name.as_str()))?;
+    }
     atomic::write_with(path, |tmp| match format {
         Format::Safetensors => st::write_f32(tmp, tensors),
         Format::Hdf5 => write_f32_hdf5(tmp, tensors),
@@ -193,7 +228,10 @@ impl MaskSink {
                 })
             }
             #[cfg(feature = "hdf5")]
-            Format::Hdf5 => Ok(MaskSink::Hdf5(h5::MaskFile::create(path)?)),
+            Format::Hdf5 => {
+                check_hdf5_names(format_path, planned.iter().map(|(n, _)| n.as_str()))?;
+                Ok(MaskSink::Hdf5(h5::MaskFile::create(path)?))
+            }
             #[cfg(not(feature = "hdf5"))]
             Format::Hdf5 => Err(no_hdf5(path)),
         }
@@ -316,6 +354,24 @@ mod tests {
             assert_eq!(back[0].data, vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0]);
         }
         Ok(())
+    }
+
+    /// Issue 21 R18: an empty name or `a` beside `a/b` gave "unknown library error" naming the
+    /// temporary file; they are refused up front, naming the output and the tensors.
+    #[test]
+    fn hdf5_names_that_cannot_be_dataset_paths_are_refused() {
+        let out = Path::new("masks.h5");
+        let check = |names: &[&str]| check_hdf5_names(out, names.iter().copied());
+        assert!(check(&["a", "b/c", "/d"]).is_ok());
+        for (names, want) in [
+            (&["", "x"][..], "``"),
+            (&["a//b"][..], "`a//b`"),
+            (&["a", "a/b"][..], "`a/b`"),
+            (&["x", "/x"][..], "twice"),
+        ] {
+            let e = check(names).unwrap_err().to_string();
+            assert!(e.contains("masks.h5") && e.contains(want), "{names:?}: {e}");
+        }
     }
 
     #[test]
