@@ -14,6 +14,7 @@ pub mod mask;
 pub mod memory;
 mod par;
 pub mod seed;
+pub mod sparse;
 pub mod solvers;
 
 pub use error::{Error, Result};

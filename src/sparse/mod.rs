@@ -1,0 +1,97 @@
+//! Sparse GEMM formats and kernels: what each mask type buys.
+//!
+//! Each mask type gets a storage format and a kernel that skips the pruned weights, next to the
+//! dense reference (the `gemm` crate, candle's):
+//!
+//! | mask | format | kernel |
+//! |---|---|---|
+//! | dense | row-major `f32` | [`dense::matmul`] (gemm) |
+//! | N:M | values `[R, K·N/M]` + packed positions | [`nm::NmMatrix::matmul`] |
+//!
+//! Every kernel computes `C = A·B` for the sparse operand `A: [R, K]` (sparse along K, the
+//! reduction dimension) and a dense row-major `B: [K, C]`. The three training GEMMs map onto
+//! it (`crate::ops::gemm` times each against dense):
+//! - forward `Y = X·Wᵀ`: `Yᵀ = W·Xᵀ`, with `W` N:M along `in`;
+//! - backward data `dX = dY·W`: `dXᵀ = Wᵀ·dYᵀ`, with `Wᵀ` N:M along `out` — which only a
+//!   transposable mask gives (a plain N:M mask's `Wᵀ` is not N:M);
+//! - update `dW = ĝᵀ·X`, with `ĝᵀ` N:M along the batch, as the estimators prune it.
+//!
+//! Instruction sets are chosen at run time ([`Isa::detect`]): AVX-512, else AVX2 with FMA,
+//! else plain scalar code; each path is tested where the CPU has it.
+
+pub mod dense;
+pub mod nm;
+
+
+use crate::error::{Error, Result};
+
+/// The SIMD instruction set a kernel runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isa {
+    /// Plain Rust, any CPU.
+    Scalar,
+    /// AVX2 and FMA (x86-64).
+    Avx2,
+    /// AVX-512F (x86-64).
+    Avx512,
+}
+
+impl Isa {
+    /// The widest instruction set this CPU has (`MASKLAB_ISA=scalar|avx2|avx512` narrows it,
+    /// to measure or test another path).
+    pub fn detect() -> Isa {
+        let best = Isa::best();
+        match std::env::var("MASKLAB_ISA").ok().as_deref() {
+            Some("scalar") => Isa::Scalar,
+            Some("avx2") if best != Isa::Scalar => Isa::Avx2,
+            _ => best,
+        }
+    }
+
+    fn best() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Scalar
+    }
+
+    /// An error unless this CPU runs `self`.
+    pub fn check(self) -> Result<()> {
+        let ok = match self {
+            Isa::Scalar => true,
+            Isa::Avx2 => Isa::best() != Isa::Scalar,
+            Isa::Avx512 => Isa::best() == Isa::Avx512,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Unsupported {
+                what: format!("the {self:?} kernels"),
+                reason: "this CPU lacks the instructions".into(),
+            })
+        }
+    }
+}
+
+/// Transpose row-major `src: [rows, cols]` into `dst: [cols, rows]`, in cache-sized tiles.
+pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const T: usize = 32;
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..(r0 + T).min(rows) {
+                for c in c0..(c0 + T).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}

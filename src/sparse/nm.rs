@@ -1,0 +1,667 @@
+//! The N:M compressed format and its "N:M rows × dense" product.
+//!
+//! Problem: `C = A·B` for `A: [R, K]` whose rows keep N of every M consecutive entries (N:M
+//! along the reduction dimension K) and a dense row-major `B: [K, C]`. The three training GEMMs
+//! are this product on the right operand (see [`super`]): forward `Yᵀ = (W⊙m)·Xᵀ`, backward
+//! `dXᵀ = (W⊙m)ᵀ·dYᵀ` for a transposable mask, update `dW = ĝᵀ·X` with ĝ N:M along the batch.
+//!
+//! Format: `values: [R, K·N/M]` (the kept entries of each row, group by group, in column order)
+//! and, per kept entry, its position inside its group of M, packed in `bits` = 1, 2, 4 or 8 bits
+//! (the power of two ≥ ⌈log2 M⌉: 2 bits for M = 4, 4 bits for M = 8 and 16, 8 for M = 32 —
+//! powers of two so that 8 or 16 positions unpack with one shift per SIMD lane). A group that
+//! keeps fewer than N (an under-filled or an estimator's mask) is padded with zero-valued
+//! entries, so every group holds exactly N and the column of entry `k` of a row is
+//! `(k / N)·M + position`.
+//!
+//! Kernels: for `C ≥ 16` columns of B, each kept entry is one broadcast times a contiguous row
+//! of B (no gather), over tiles of 64 columns of B and blocks of 256 of K so that the B rows a
+//! tile reads stay in L1; for `C < 16` (batch 1 to 15: a matrix–vector product per column), 16
+//! (AVX-512) or 8 (AVX2) kept entries at a time are unpacked, their columns formed, and the
+//! matching entries of B's column fetched by one two-register permute (AVX-512, when 16 entries
+//! span at most 32 columns: M/N ≤ 2) or a gather. AVX-512, AVX2+FMA or plain scalar code is
+//! chosen at run time ([`Isa::detect`]); all three give the same result up to rounding.
+//!
+//! Guarantee: equals the dense product `A_dense·B` (with `A_dense` zero off the mask) within
+//! f32 rounding (1e-5 relative, property-tested over shapes, patterns and widths of B).
+//! Cost: `R·K·N/M·C` multiply-adds; reads `A` once (`4 + bits/8` bytes per kept entry) and `B`
+//! once per 64-column tile for every row block. Rows are split over the rayon pool.
+
+use super::Isa;
+use crate::error::{Error, Result};
+use crate::mask::Pattern;
+use rayon::prelude::*;
+
+/// A matrix whose rows are N:M along their columns, compressed (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NmMatrix {
+    rows: usize,
+    cols: usize,
+    pattern: Pattern,
+    bits: usize,
+    values: Vec<f32>,
+    index: Vec<u8>,
+    index_stride: usize,
+}
+
+/// Bits per packed position for groups of `m` (a power of two ≥ ⌈log2 m⌉).
+pub fn index_bits(m: usize) -> usize {
+    match m {
+        0..=2 => 1,
+        3..=4 => 2,
+        5..=16 => 4,
+        _ => 8,
+    }
+}
+
+impl NmMatrix {
+    /// Compress row-major `dense: [rows, cols]` under `mask` (non-zero keeps): each group of
+    /// `pattern.m` consecutive entries of a row may keep at most `pattern.n`. Errors: `cols`
+    /// not a multiple of M, M > 32, lengths that do not match, a group keeping more than N
+    /// (naming its row and column).
+    pub fn compress(
+        dense: &[f32],
+        mask: &[u8],
+        rows: usize,
+        cols: usize,
+        pattern: Pattern,
+    ) -> Result<Self> {
+        let (n, m) = (pattern.n, pattern.m);
+        if m > 32 {
+            return Err(Error::Unsupported {
+                what: format!("N:M kernels for pattern {pattern}"),
+                reason: "M ≤ 32".into(),
+            });
+        }
+        if !cols.is_multiple_of(m) {
+            return Err(Error::Shape {
+                rows,
+                cols,
+                reason: format!("{cols} columns are not whole groups of M = {m}"),
+            });
+        }
+        if dense.len() != rows * cols || mask.len() != rows * cols {
+            return Err(Error::invalid(
+                "matrix",
+                format!("{} values, {} mask entries", dense.len(), mask.len()),
+                format!("expected {rows}x{cols} = {}", rows * cols),
+            ));
+        }
+        let bits = index_bits(m);
+        let kept = cols / m * n;
+        // Padded so that a SIMD unpack's fixed-size read never leaves the row.
+        let index_stride = ((kept * bits).div_ceil(8) + 16).next_multiple_of(16);
+        let mut values = vec![0f32; rows * kept];
+        let mut index = vec![0u8; rows * index_stride];
+        for r in 0..rows {
+            let (vrow, irow) = (
+                &mut values[r * kept..(r + 1) * kept],
+                &mut index[r * index_stride..(r + 1) * index_stride],
+            );
+            let mut k = 0;
+            for g in 0..cols / m {
+                let at = r * cols + g * m;
+                let group = &mask[at..at + m];
+                let on = group.iter().filter(|&&x| x != 0).count();
+                if on > n {
+                    return Err(Error::invalid(
+                        "mask",
+                        format!("row {r}, columns {}..{}", g * m, g * m + m),
+                        format!("keeps {on}, more than N = {n} of pattern {pattern}"),
+                    ));
+                }
+                // Kept positions, then (for an under-filled group) the first pruned ones as
+                // zero-valued fillers, all in column order.
+                let mut fill = n - on;
+                for (j, &x) in group.iter().enumerate() {
+                    let filler = x == 0 && fill > 0;
+                    if x != 0 || filler {
+                        if filler {
+                            fill -= 1;
+                        }
+                        vrow[k] = if x != 0 { dense[at + j] } else { 0.0 };
+                        let bit = k * bits;
+                        irow[bit / 8] |= (j as u8) << (bit % 8);
+                        k += 1;
+                    }
+                }
+            }
+        }
+        Ok(NmMatrix {
+            rows,
+            cols,
+            pattern,
+            bits,
+            values,
+            index,
+            index_stride,
+        })
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (the reduction dimension K).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The pattern.
+    pub fn pattern(&self) -> Pattern {
+        self.pattern
+    }
+
+    /// Kept entries per row (`K·N/M`).
+    pub fn kept_per_row(&self) -> usize {
+        self.cols / self.pattern.m * self.pattern.n
+    }
+
+    /// Bits per packed position.
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// Bytes of the compressed operand as a kernel streams it: values and packed positions
+    /// (without the row padding of the position array).
+    pub fn bytes(&self) -> usize {
+        self.values.len() * 4 + self.rows * (self.kept_per_row() * self.bits).div_ceil(8)
+    }
+
+    /// Position inside its group of kept entry `k` of row `r`.
+    #[inline(always)]
+    fn position(&self, r: usize, k: usize) -> usize {
+        let bit = k * self.bits;
+        let byte = self.index[r * self.index_stride + bit / 8];
+        ((byte >> (bit % 8)) as usize) & ((1 << self.bits) - 1)
+    }
+
+    /// Column of kept entry `k` of row `r`.
+    #[inline(always)]
+    fn column(&self, r: usize, k: usize) -> usize {
+        k / self.pattern.n * self.pattern.m + self.position(r, k)
+    }
+
+    /// The dense matrix (zeros off the mask), row-major.
+    pub fn to_dense(&self) -> Vec<f32> {
+        let kept = self.kept_per_row();
+        let mut out = vec![0f32; self.rows * self.cols];
+        for r in 0..self.rows {
+            for k in 0..kept {
+                out[r * self.cols + self.column(r, k)] += self.values[r * kept + k];
+            }
+        }
+        out
+    }
+
+    /// `out = self · b` for row-major `b: [cols, width]`, `out: [rows, width]`, on the best
+    /// instruction set here.
+    pub fn matmul(&self, b: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
+        self.matmul_with(Isa::detect(), b, width, out)
+    }
+
+    /// [`NmMatrix::matmul`] on a given instruction set (tests and benchmarks of each path; an
+    /// `isa` the CPU lacks is an error).
+    pub fn matmul_with(&self, isa: Isa, b: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
+        if b.len() != self.cols * width || out.len() != self.rows * width {
+            return Err(Error::invalid(
+                "operands",
+                format!("b {} values, out {} values", b.len(), out.len()),
+                format!(
+                    "expected b [{}, {width}] and out [{}, {width}]",
+                    self.cols, self.rows
+                ),
+            ));
+        }
+        isa.check()?;
+        if width == 0 || self.rows == 0 {
+            return Ok(());
+        }
+        if width >= 16 {
+            self.spmm(isa, b, width, out);
+        } else {
+            // Columns of B contiguous, then a matrix-vector product per column, all columns
+            // in one pass over A.
+            let mut bt = vec![0f32; width * self.cols];
+            super::transpose(b, self.cols, width, &mut bt);
+            self.spmv(isa, &bt, width, out);
+        }
+        Ok(())
+    }
+
+    /// Rows per parallel task: enough work to amortise the split.
+    fn row_chunk(&self, work_per_row: usize) -> usize {
+        let threads = rayon::current_num_threads().max(1);
+        let by_threads = self.rows.div_ceil(threads * 4);
+        let min_rows = (1 << 16) / work_per_row.max(1);
+        by_threads.max(min_rows).clamp(1, self.rows.max(1))
+    }
+
+    /// `C ≥ 16`: tiles of 64 columns of B, blocks of K, one broadcast-multiply-add per kept
+    /// entry and 16 columns.
+    fn spmm(&self, isa: Isa, b: &[f32], width: usize, out: &mut [f32]) {
+        let kept = self.kept_per_row();
+        let chunk = self.row_chunk(kept * width);
+        out.par_chunks_mut(chunk * width)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let r0 = i * chunk;
+                let rows = dst.len() / width;
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `isa.check()` confirmed AVX-512F on this CPU.
+                    Isa::Avx512 => unsafe { spmm_avx512(self, b, width, r0, rows, dst) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `isa.check()` confirmed AVX2 and FMA on this CPU.
+                    Isa::Avx2 => unsafe { spmm_avx2(self, b, width, r0, rows, dst) },
+                    _ => spmm_body(self, b, width, r0, rows, dst, |a, v, x| a + v * x),
+                }
+            });
+    }
+
+    /// `C < 16`: per row, kept entries 16 (or 8) at a time against each column of B (`bt`:
+    /// B's columns as rows).
+    fn spmv(&self, isa: Isa, bt: &[f32], width: usize, out: &mut [f32]) {
+        let kept = self.kept_per_row();
+        let chunk = self.row_chunk(kept * width);
+        out.par_chunks_mut(chunk * width)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let r0 = i * chunk;
+                for (j, o) in dst.chunks_mut(width).enumerate() {
+                    let r = r0 + j;
+                    match isa {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `isa.check()` confirmed AVX-512F on this CPU.
+                        Isa::Avx512 => unsafe { spmv_row_avx512(self, r, bt, o) },
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `isa.check()` confirmed AVX2 and FMA on this CPU.
+                        Isa::Avx2 => unsafe { spmv_row_avx2(self, r, bt, o) },
+                        _ => spmv_row_scalar(self, r, 0, bt, o),
+                    }
+                }
+            });
+    }
+}
+
+/// Columns of B per register tile.
+const TILE: usize = 64;
+/// Columns of K per block (a multiple of every M ≤ 32): B rows of one block, one tile wide,
+/// take 64 KiB at most.
+const KBLOCK: usize = 256;
+
+/// The tiled SpMM over rows `r0..r0+rows` into `dst` (those rows of the output), with `fma`
+/// the multiply-add of the instruction set it is compiled for.
+#[inline(always)]
+fn spmm_body(
+    a: &NmMatrix,
+    b: &[f32],
+    width: usize,
+    r0: usize,
+    rows: usize,
+    dst: &mut [f32],
+    fma: impl Fn(f32, f32, f32) -> f32 + Copy,
+) {
+    let (n, m) = (a.pattern.n, a.pattern.m);
+    let kept = a.kept_per_row();
+    let kblock_kept = KBLOCK / m * n;
+    dst.fill(0.0);
+    let mut c0 = 0;
+    while c0 < width {
+        let w = (width - c0).min(TILE);
+        let mut k0 = 0;
+        while k0 < kept {
+            let k1 = (k0 + kblock_kept).min(kept);
+            for j in 0..rows {
+                let r = r0 + j;
+                let vals = &a.values[r * kept..(r + 1) * kept];
+                let out = &mut dst[j * width + c0..j * width + c0 + w];
+                if w == TILE {
+                    let mut acc = [0f32; TILE];
+                    acc.copy_from_slice(out);
+                    for (k, &v) in vals.iter().enumerate().take(k1).skip(k0) {
+                        let col = k / n * m + a.position(r, k);
+                        let row: &[f32; TILE] = b[col * width + c0..col * width + c0 + TILE]
+                            .try_into()
+                            .unwrap_or(&[0.0; TILE]);
+                        for l in 0..TILE {
+                            acc[l] = fma(acc[l], v, row[l]);
+                        }
+                    }
+                    out.copy_from_slice(&acc);
+                } else {
+                    for (k, &v) in vals.iter().enumerate().take(k1).skip(k0) {
+                        let col = k / n * m + a.position(r, k);
+                        let row = &b[col * width + c0..col * width + c0 + w];
+                        for (o, &x) in out.iter_mut().zip(row) {
+                            *o = fma(*o, v, x);
+                        }
+                    }
+                }
+            }
+            k0 = k1;
+        }
+        c0 += w;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn spmm_avx512(
+    a: &NmMatrix,
+    b: &[f32],
+    width: usize,
+    r0: usize,
+    rows: usize,
+    dst: &mut [f32],
+) {
+    spmm_body(a, b, width, r0, rows, dst, |acc, v, x| v.mul_add(x, acc))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn spmm_avx2(
+    a: &NmMatrix,
+    b: &[f32],
+    width: usize,
+    r0: usize,
+    rows: usize,
+    dst: &mut [f32],
+) {
+    spmm_body(a, b, width, r0, rows, dst, |acc, v, x| v.mul_add(x, acc))
+}
+
+/// Row `r` against every column of B (`bt` rows), kept entries from `from` on, plainly; adds
+/// into `out` (one value per column) when `from > 0`, else writes it.
+fn spmv_row_scalar(a: &NmMatrix, r: usize, from: usize, bt: &[f32], out: &mut [f32]) {
+    let kept = a.kept_per_row();
+    let vals = &a.values[r * kept..(r + 1) * kept];
+    for (c, o) in out.iter_mut().enumerate() {
+        let x = &bt[c * a.cols..(c + 1) * a.cols];
+        let mut acc = 0f32;
+        for (k, &v) in vals.iter().enumerate().skip(from) {
+            acc += v * x[a.column(r, k)];
+        }
+        *o = if from > 0 { *o + acc } else { acc };
+    }
+}
+
+/// The positions of kept entries `k0..k0+16` of row `r`, unpacked into 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn positions16(a: &NmMatrix, r: usize, k0: usize) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let at = r * a.index_stride + k0 * a.bits / 8;
+    let bytes = &a.index[at..at + 2 * a.bits];
+    match a.bits {
+        1 | 2 => {
+            let word = if a.bits == 1 {
+                u16::from_le_bytes([bytes[0], bytes[1]]) as u32
+            } else {
+                u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+            };
+            let b = a.bits as i32;
+            let shifts = _mm512_setr_epi32(
+                0,
+                b,
+                2 * b,
+                3 * b,
+                4 * b,
+                5 * b,
+                6 * b,
+                7 * b,
+                8 * b,
+                9 * b,
+                10 * b,
+                11 * b,
+                12 * b,
+                13 * b,
+                14 * b,
+                15 * b,
+            );
+            let v = _mm512_srlv_epi32(_mm512_set1_epi32(word as i32), shifts);
+            _mm512_and_si512(v, _mm512_set1_epi32((1 << a.bits) - 1))
+        }
+        4 => {
+            let lo = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as i32;
+            let hi = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as i32;
+            let v = _mm512_inserti64x4(
+                _mm512_set1_epi32(lo),
+                _mm256_set1_epi32(hi),
+                1,
+            );
+            let shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+            _mm512_and_si512(_mm512_srlv_epi32(v, shifts), _mm512_set1_epi32(15))
+        }
+        _ => {
+            // SAFETY: `bytes` holds 16 bytes (2·bits with bits = 8).
+            _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) })
+        }
+    }
+}
+
+/// Row `r` against every column of B with AVX-512: 16 kept entries at a time, their columns'
+/// values of B fetched by a two-register permute (16 entries within 32 columns) or a gather.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const MAX_RHS: usize = 8;
+    let (n, m) = (a.pattern.n, a.pattern.m);
+    let kept = a.kept_per_row();
+    let width = out.len();
+    // Lanes of one chunk: group offsets relative to the chunk's first group (N | 16 or 16 | N).
+    let lane_groups = n <= 16 && 16 % n == 0 || n % 16 == 0;
+    if !lane_groups || kept < 16 {
+        return spmv_row_scalar(a, r, 0, bt, out);
+    }
+    let off: [i32; 16] = std::array::from_fn(|l| if n <= 16 { (l / n * m) as i32 } else { 0 });
+    // SAFETY: `off` holds 16 i32.
+    let off = unsafe { _mm512_loadu_si512(off.as_ptr().cast()) };
+    let span = 16 / n.min(16) * m; // columns covered by one chunk (n ≤ 16)
+    let permute = n <= 16 && span <= 32;
+    let vals = &a.values[r * kept..(r + 1) * kept];
+    let full = kept / 16 * 16;
+    for c0 in (0..width).step_by(MAX_RHS) {
+        let cw = (width - c0).min(MAX_RHS);
+        let mut acc = [_mm512_setzero_ps(); MAX_RHS];
+        for k0 in (0..full).step_by(16) {
+            // SAFETY: AVX-512F is enabled for this function; the index row holds these bytes.
+            let pos = unsafe { positions16(a, r, k0) };
+            let rel = _mm512_add_epi32(off, pos);
+            let base = k0 / n * m;
+            // SAFETY: k0 + 16 ≤ kept, so `vals[k0..k0 + 16]` exists.
+            let v = unsafe { _mm512_loadu_ps(vals.as_ptr().add(k0)) };
+            for (c, acc) in acc.iter_mut().enumerate().take(cw) {
+                let x = &bt[(c0 + c) * a.cols..(c0 + c + 1) * a.cols];
+                let xv = if permute && base + 32 <= a.cols {
+                    // SAFETY: base + 32 ≤ cols, so both 16-float loads are inside `x`.
+                    let (lo, hi) = unsafe {
+                        (
+                            _mm512_loadu_ps(x.as_ptr().add(base)),
+                            _mm512_loadu_ps(x.as_ptr().add(base + 16)),
+                        )
+                    };
+                    _mm512_permutex2var_ps(lo, rel, hi)
+                } else {
+                    // SAFETY: every lane's column base + rel < cols (a kept entry's column).
+                    unsafe { _mm512_i32gather_ps::<4>(rel, x.as_ptr().add(base).cast()) }
+                };
+                *acc = _mm512_fmadd_ps(v, xv, *acc);
+            }
+        }
+        for (c, acc) in acc.iter().enumerate().take(cw) {
+            out[c0 + c] = _mm512_reduce_add_ps(*acc);
+        }
+    }
+    if full < kept {
+        tail(a, r, full, bt, out);
+    }
+}
+
+/// Adds the kept entries `from..` of row `r` to `out` (the chunks' remainder).
+fn tail(a: &NmMatrix, r: usize, from: usize, bt: &[f32], out: &mut [f32]) {
+    spmv_row_scalar(a, r, from, bt, out)
+}
+
+/// Row `r` against every column of B with AVX2: 8 kept entries at a time, gathered.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn spmv_row_avx2(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const MAX_RHS: usize = 8;
+    let (n, m) = (a.pattern.n, a.pattern.m);
+    let kept = a.kept_per_row();
+    let width = out.len();
+    let lane_groups = n <= 8 && 8 % n == 0 || n % 8 == 0;
+    if !lane_groups || kept < 8 {
+        return spmv_row_scalar(a, r, 0, bt, out);
+    }
+    let off: [i32; 8] = std::array::from_fn(|l| if n <= 8 { (l / n * m) as i32 } else { 0 });
+    // SAFETY: `off` holds 8 i32.
+    let off = unsafe { _mm256_loadu_si256(off.as_ptr().cast()) };
+    let b = a.bits as i32;
+    let shifts = _mm256_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
+    let mask = _mm256_set1_epi32((1 << a.bits) - 1);
+    let vals = &a.values[r * kept..(r + 1) * kept];
+    let full = kept / 8 * 8;
+    for c0 in (0..width).step_by(MAX_RHS) {
+        let cw = (width - c0).min(MAX_RHS);
+        let mut acc = [_mm256_setzero_ps(); MAX_RHS];
+        for k0 in (0..full).step_by(8) {
+            let at = r * a.index_stride + k0 * a.bits / 8;
+            let pos = if a.bits == 8 {
+                // SAFETY: the index row holds 8 bytes here (8 positions of 8 bits).
+                _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(a.index.as_ptr().add(at).cast()) })
+            } else {
+                let bytes = &a.index[at..at + 4];
+                let word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as i32;
+                _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(word), shifts), mask)
+            };
+            let rel = _mm256_add_epi32(off, pos);
+            let base = k0 / n * m;
+            // SAFETY: k0 + 8 ≤ kept.
+            let v = unsafe { _mm256_loadu_ps(vals.as_ptr().add(k0)) };
+            for (c, acc) in acc.iter_mut().enumerate().take(cw) {
+                let x = &bt[(c0 + c) * a.cols..(c0 + c + 1) * a.cols];
+                // SAFETY: every lane's column base + rel < cols (a kept entry's column).
+                let xv = unsafe { _mm256_i32gather_ps::<4>(x.as_ptr().add(base), rel) };
+                *acc = _mm256_fmadd_ps(v, xv, *acc);
+            }
+        }
+        for (c, acc) in acc.iter().enumerate().take(cw) {
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *acc) };
+            out[c0 + c] = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+                + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+        }
+    }
+    if full < kept {
+        tail(a, r, full, bt, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A random N:M mask (some groups under-filled) and values, from a seed.
+    fn case(rows: usize, cols: usize, p: Pattern, seed: u64) -> (Vec<f32>, Vec<u8>) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let dense: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut mask = vec![0u8; rows * cols];
+        for g in mask.chunks_mut(p.m) {
+            let keep = if rng.random_bool(0.1) { rng.random_range(0..=p.n) } else { p.n };
+            let mut idx: Vec<usize> = (0..p.m).collect();
+            for i in 0..keep {
+                let j = rng.random_range(i..p.m);
+                idx.swap(i, j);
+                g[idx[i]] = 1;
+            }
+        }
+        (dense, mask)
+    }
+
+    fn reference(dense: &[f32], mask: &[u8], rows: usize, cols: usize, b: &[f32], w: usize) -> Vec<f64> {
+        let mut out = vec![0f64; rows * w];
+        for r in 0..rows {
+            for k in 0..cols {
+                if mask[r * cols + k] != 0 {
+                    let a = dense[r * cols + k] as f64;
+                    for c in 0..w {
+                        out[r * w + c] += a * b[k * w + c] as f64;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn isas() -> Vec<Isa> {
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.check().is_ok())
+            .collect()
+    }
+
+    #[test]
+    fn positions_round_trip_and_a_full_group_is_refused() -> Result<()> {
+        for (n, m) in [(1, 2), (2, 4), (1, 4), (4, 8), (2, 8), (8, 16), (16, 32), (3, 8)] {
+            let p = Pattern::new(n, m)?;
+            let (dense, mask) = case(5, 4 * m, p, (n * 100 + m) as u64);
+            let a = NmMatrix::compress(&dense, &mask, 5, 4 * m, p)?;
+            let want: Vec<f32> = dense.iter().zip(&mask).map(|(&d, &k)| if k != 0 { d } else { 0.0 }).collect();
+            assert_eq!(a.to_dense(), want, "{p}");
+            assert_eq!(a.bytes(), 5 * (4 * n) * 4 + 5 * (4 * n * index_bits(m)).div_ceil(8));
+        }
+        let p = Pattern::new(2, 4)?;
+        let e = NmMatrix::compress(&[1.0; 8], &[1, 1, 1, 0, 1, 1, 0, 0], 2, 4, p).unwrap_err();
+        assert!(e.to_string().contains("row 0") && e.to_string().contains("keeps 3"), "{e}");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+        /// Every path equals the dense masked product within 1e-5 relative (to the sum of
+        /// |terms|), over patterns, shapes (groups not a multiple of the vector width) and
+        /// widths of B (the matrix-vector path below 16, the tiled path above, tile remainders).
+        #[test]
+        fn every_path_equals_the_dense_masked_product(
+            pi in 0usize..8,
+            rows in 1usize..40,
+            groups in 1usize..40,
+            width in prop_oneof![1usize..=17, 60usize..=70, Just(130usize)],
+            seed in 0u64..1000,
+        ) {
+            let (n, m) = [(1, 2), (2, 4), (1, 4), (4, 8), (2, 8), (8, 16), (16, 32), (3, 8)][pi];
+            let p = Pattern::new(n, m).unwrap();
+            let cols = groups * m;
+            let (dense, mask) = case(rows, cols, p, seed);
+            let a = NmMatrix::compress(&dense, &mask, rows, cols, p).unwrap();
+            let b: Vec<f32> = (0..cols * width).map(|i| ((i * 7919 + seed as usize) % 2001) as f32 / 1000.0 - 1.0).collect();
+            let want = reference(&dense, &mask, rows, cols, &b, width);
+            // Scale of each output: Σ|a·b| over its terms.
+            let mut scale = vec![0f64; rows * width];
+            for r in 0..rows {
+                for k in 0..cols {
+                    if mask[r * cols + k] != 0 {
+                        for c in 0..width {
+                            scale[r * width + c] += (dense[r * cols + k] as f64 * b[k * width + c] as f64).abs();
+                        }
+                    }
+                }
+            }
+            for isa in isas() {
+                let mut out = vec![f32::NAN; rows * width];
+                a.matmul_with(isa, &b, width, &mut out).unwrap();
+                for i in 0..out.len() {
+                    let err = (out[i] as f64 - want[i]).abs();
+                    prop_assert!(err <= 1e-5 * scale[i].max(1e-30), "{isa:?} {p} {rows}x{cols}·{width}: [{i}] {} vs {}", out[i], want[i]);
+                }
+            }
+        }
+    }
+}
