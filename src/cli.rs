@@ -26,6 +26,7 @@ use std::path::PathBuf;
   masklab diversity transposable --pattern 4:8 --size 8x8 --json
   masklab solvers
   masklab solve --solver exact --pattern 8:16 --input model.safetensors --output masks.safetensors --json
+  masklab gemm --mask transposable:2:4 --shape 4096x4096 --batch 1
 
 Exit codes: 0 done, 1 a check failed (regress found a regression, a structure was lost),
 2 bad input or usage."
@@ -304,6 +305,71 @@ Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue
         #[arg(long)]
         json: bool,
     },
+    /// Time one training GEMM of a mask type against the dense GEMM of the same shapes, in
+    /// the same process: median seconds of each, speedup, its share of the byte or FLOP limit,
+    /// GFLOP/s, bytes and the error against the dense masked product.
+    #[command(after_help = "Examples:
+  masklab gemm --mask nm:2:4 --shape 4096x4096 --batch 1
+  masklab gemm --mask transposable:2:4 --shape 4096x4096 --batch 128 --op backward --json
+  masklab gemm --mask nm:1:4 --shape 1024x1024 --batch 8 --op forward
+  masklab gemm --mask transposable:4:8 --shape 1024x4096 --batch 256 --op update
+
+--shape is the layer's OUTxIN (W: [out, in]); forward is Y = X·Wᵀ, backward dX = dY·W
+(compressed only for a transposable mask: a plain N:M mask's Wᵀ is not N:M, so its backward
+runs dense), update dW = ĝᵀ·X with ĝ N:M along the batch (a multiple of M).
+MASKLAB_ISA=avx2|scalar runs the narrower kernels.")]
+    Gemm(GemmArgs),
+}
+
+/// `masklab gemm`.
+#[derive(clap::Args)]
+pub struct GemmArgs {
+    /// Mask type: dense, nm:N:M or transposable:N:M.
+    #[arg(long)]
+    pub mask: String,
+    /// Layer shape OUTxIN.
+    #[arg(long)]
+    pub shape: String,
+    /// Batch (tokens): the width of the dense operand.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// The GEMM: forward, backward or update.
+    #[arg(long, default_value = "forward")]
+    pub op: String,
+    /// Element type: f32 (the only one so far).
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Least seconds of timed runs per side (at least 5 runs each, at most 50).
+    #[arg(long, default_value_t = 0.2)]
+    pub min_seconds: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+impl GemmArgs {
+    /// The job these arguments describe.
+    pub fn job(&self) -> Result<masklab::ops::gemm::GemmJob> {
+        if self.dtype != "f32" {
+            bail!("--dtype {}: only f32 kernels exist so far", self.dtype);
+        }
+        if !(self.min_seconds.is_finite() && (0.0..=60.0).contains(&self.min_seconds)) {
+            bail!("--min-seconds {}: expected 0 to 60", self.min_seconds);
+        }
+        let (out, inp) = masklab::mask::parse_size(&self.shape)?;
+        Ok(masklab::ops::gemm::GemmJob {
+            mask: self.mask.parse()?,
+            out,
+            inp,
+            batch: self.batch,
+            op: self.op.parse()?,
+            seed: self.compute.seed.unwrap_or(0),
+            threads: self.compute.threads(),
+            min_seconds: self.min_seconds,
+        })
+    }
 }
 
 /// `masklab solve`.

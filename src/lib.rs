@@ -12,10 +12,11 @@ pub mod error;
 pub mod estimators;
 pub mod mask;
 pub mod memory;
+pub mod ops;
 mod par;
 pub mod seed;
-pub mod sparse;
 pub mod solvers;
+pub mod sparse;
 
 pub use error::{Error, Result};
 pub mod experiment;

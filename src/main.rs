@@ -283,6 +283,17 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Gemm(a) => {
+            let job = a.job()?;
+            let r = masklab::ops::gemm::measure(&job)?;
+            match a.json {
+                true => println!("{}", serde_json::to_string(&r)?),
+                false => println!(
+                    "{} {} {}x{} batch {}: {r}",
+                    job.mask, a.op, job.out, job.inp, job.batch
+                ),
+            }
+        }
         Command::Diversity {
             structure,
             pattern,

@@ -16,8 +16,11 @@ pub mod stats;
 pub mod summary;
 pub mod table;
 
-/// Whether a column holds a measured time or memory figure (left out of exact comparisons and
-/// `summary.csv`): `seconds`, `*_seconds`, `*_per_second`, `*_mb`, and their `_std` companions.
+/// Whether a column holds a measured time, rate or memory figure (left out of exact
+/// comparisons and `summary.csv`): `seconds`, `*_seconds`, `*_per_second`, `*_mb`, speedups
+/// (`speedup`, `speedup_*`, `share_of_limit`), `gflops_*`, `runs_per_side`, `dense_threads`
+/// (chosen by timing), and their `_std`
+/// companions.
 pub fn is_measured_column(name: &str) -> bool {
     let base = name.strip_suffix("_std").unwrap_or(name);
     base == "seconds"
@@ -25,6 +28,12 @@ pub fn is_measured_column(name: &str) -> bool {
         || base.ends_with("_per_second")
         || base == "step_ms"
         || base.ends_with("_mb")
+        || base == "speedup"
+        || base.starts_with("speedup_")
+        || base == "share_of_limit"
+        || base.starts_with("gflops_")
+        || base == "runs_per_side"
+        || base == "dense_threads"
 }
 
 /// Whether a measured column is a duration (`seconds`, `*_seconds`, `step_ms`), which

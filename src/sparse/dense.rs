@@ -20,12 +20,20 @@ pub struct Strided<'a> {
 impl<'a> Strided<'a> {
     /// A row-major `[_, cols]` matrix.
     pub fn rows(data: &'a [f32], cols: usize) -> Self {
-        Strided { data, rs: cols, cs: 1 }
+        Strided {
+            data,
+            rs: cols,
+            cs: 1,
+        }
     }
 
     /// The transpose of a row-major `[_, cols]` matrix (no copy).
     pub fn transposed(data: &'a [f32], cols: usize) -> Self {
-        Strided { data, rs: 1, cs: cols }
+        Strided {
+            data,
+            rs: 1,
+            cs: cols,
+        }
     }
 
     fn fits(&self, r: usize, c: usize) -> bool {
@@ -98,8 +106,17 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let bt = [1.0, 0.0, -1.0, 2.0, 1.0, 0.5];
         let mut out = [0f32; 4];
-        matmul((2, 2, 3), Strided::rows(&a, 3), Strided::transposed(&bt, 3), &mut out, 2)?;
-        assert_eq!(out, [1.0 - 3.0, 2.0 + 2.0 + 1.5, 4.0 - 6.0, 8.0 + 5.0 + 3.0]);
+        matmul(
+            (2, 2, 3),
+            Strided::rows(&a, 3),
+            Strided::transposed(&bt, 3),
+            &mut out,
+            2,
+        )?;
+        assert_eq!(
+            out,
+            [1.0 - 3.0, 2.0 + 2.0 + 1.5, 4.0 - 6.0, 8.0 + 5.0 + 3.0]
+        );
         Ok(())
     }
 }

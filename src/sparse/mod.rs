@@ -22,7 +22,6 @@
 pub mod dense;
 pub mod nm;
 
-
 use crate::error::{Error, Result};
 
 /// The SIMD instruction set a kernel runs on.

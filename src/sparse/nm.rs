@@ -425,12 +425,9 @@ unsafe fn positions16(a: &NmMatrix, r: usize, k0: usize) -> std::arch::x86_64::_
         4 => {
             let lo = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as i32;
             let hi = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as i32;
-            let v = _mm512_inserti64x4(
-                _mm512_set1_epi32(lo),
-                _mm256_set1_epi32(hi),
-                1,
-            );
-            let shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+            let v = _mm512_inserti64x4(_mm512_set1_epi32(lo), _mm256_set1_epi32(hi), 1);
+            let shifts =
+                _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
             _mm512_and_si512(_mm512_srlv_epi32(v, shifts), _mm512_set1_epi32(15))
         }
         _ => {
@@ -571,10 +568,16 @@ mod tests {
     fn case(rows: usize, cols: usize, p: Pattern, seed: u64) -> (Vec<f32>, Vec<u8>) {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let dense: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let dense: Vec<f32> = (0..rows * cols)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         let mut mask = vec![0u8; rows * cols];
         for g in mask.chunks_mut(p.m) {
-            let keep = if rng.random_bool(0.1) { rng.random_range(0..=p.n) } else { p.n };
+            let keep = if rng.random_bool(0.1) {
+                rng.random_range(0..=p.n)
+            } else {
+                p.n
+            };
             let mut idx: Vec<usize> = (0..p.m).collect();
             for i in 0..keep {
                 let j = rng.random_range(i..p.m);
@@ -585,7 +588,14 @@ mod tests {
         (dense, mask)
     }
 
-    fn reference(dense: &[f32], mask: &[u8], rows: usize, cols: usize, b: &[f32], w: usize) -> Vec<f64> {
+    fn reference(
+        dense: &[f32],
+        mask: &[u8],
+        rows: usize,
+        cols: usize,
+        b: &[f32],
+        w: usize,
+    ) -> Vec<f64> {
         let mut out = vec![0f64; rows * w];
         for r in 0..rows {
             for k in 0..cols {
@@ -609,17 +619,36 @@ mod tests {
 
     #[test]
     fn positions_round_trip_and_a_full_group_is_refused() -> Result<()> {
-        for (n, m) in [(1, 2), (2, 4), (1, 4), (4, 8), (2, 8), (8, 16), (16, 32), (3, 8)] {
+        for (n, m) in [
+            (1, 2),
+            (2, 4),
+            (1, 4),
+            (4, 8),
+            (2, 8),
+            (8, 16),
+            (16, 32),
+            (3, 8),
+        ] {
             let p = Pattern::new(n, m)?;
             let (dense, mask) = case(5, 4 * m, p, (n * 100 + m) as u64);
             let a = NmMatrix::compress(&dense, &mask, 5, 4 * m, p)?;
-            let want: Vec<f32> = dense.iter().zip(&mask).map(|(&d, &k)| if k != 0 { d } else { 0.0 }).collect();
+            let want: Vec<f32> = dense
+                .iter()
+                .zip(&mask)
+                .map(|(&d, &k)| if k != 0 { d } else { 0.0 })
+                .collect();
             assert_eq!(a.to_dense(), want, "{p}");
-            assert_eq!(a.bytes(), 5 * (4 * n) * 4 + 5 * (4 * n * index_bits(m)).div_ceil(8));
+            assert_eq!(
+                a.bytes(),
+                5 * (4 * n) * 4 + 5 * (4 * n * index_bits(m)).div_ceil(8)
+            );
         }
         let p = Pattern::new(2, 4)?;
         let e = NmMatrix::compress(&[1.0; 8], &[1, 1, 1, 0, 1, 1, 0, 0], 2, 4, p).unwrap_err();
-        assert!(e.to_string().contains("row 0") && e.to_string().contains("keeps 3"), "{e}");
+        assert!(
+            e.to_string().contains("row 0") && e.to_string().contains("keeps 3"),
+            "{e}"
+        );
         Ok(())
     }
 

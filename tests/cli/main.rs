@@ -16,6 +16,7 @@ mod convert;
 mod diversity;
 mod errors;
 mod estimate;
+mod gemm;
 mod run;
 mod solve;
 mod train;

@@ -8,6 +8,7 @@
 pub mod convert;
 pub mod diversity;
 pub mod estimator;
+pub mod gemm;
 pub mod solver;
 pub mod train;
 
@@ -156,6 +157,7 @@ pub static REGISTRY: &[&dyn CellKind] = &[
     &estimator::EstimatorCell,
     &train::TrainCell,
     &convert::ConvertCell,
+    &gemm::GemmCell,
 ];
 
 /// The kind called `name`, or an error listing the known kinds.

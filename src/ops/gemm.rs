@@ -1,0 +1,553 @@
+//! `masklab gemm` and the table7 cell: one training GEMM with one mask type, timed against the
+//! dense GEMM of the same shapes in the same process.
+//!
+//! Problem: for a layer `W: [out, in]`, a batch and one of the three training GEMMs — forward
+//! `Y = X·Wᵀ`, backward data `dX = dY·W`, update `dW = ĝᵀ·X` — how much faster is the
+//! compressed kernel of a mask type than the dense product, and how close to its limit?
+//! Method: seeded N(0,1) operands; the mask from |W| (N:M: top N per group; transposable: the
+//! exact solver) or, for the update, from |ĝ| along the batch; the dense reference is
+//! [`crate::sparse::dense::matmul`] on the masked operand, read in place through strides; the
+//! sparse side includes every transpose its layout needs, so both produce the same output in
+//! the same layout. The dense side runs on all threads or on one, whichever its warm-up finds
+//! faster (`dense_threads`), so a small product is not handicapped by the split. Runs alternate dense and sparse after a warm-up of each; the median of
+//! each is reported. Guarantee: `max_rel_error` compares the two outputs (max |difference| over
+//! max |dense|). Cost: the runs (at least 5 each, until 0.2 s of each or 50 runs).
+
+use crate::error::{Error, Result};
+use crate::mask::tile::Blocks;
+use crate::mask::{Mask, Matrix, Pattern};
+use crate::sparse::dense::{self, Strided};
+use crate::sparse::nm::NmMatrix;
+use crate::sparse::{Isa, transpose};
+use serde::Serialize;
+use std::time::Instant;
+
+/// One of the three training GEMMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// `Y = X·Wᵀ`.
+    Forward,
+    /// `dX = dY·W`.
+    Backward,
+    /// `dW = ĝᵀ·X`, ĝ N:M along the batch.
+    Update,
+}
+
+impl std::str::FromStr for Op {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "forward" => Ok(Op::Forward),
+            "backward" => Ok(Op::Backward),
+            "update" => Ok(Op::Update),
+            other => Err(Error::invalid(
+                "op",
+                other,
+                "expected forward, backward or update",
+            )),
+        }
+    }
+}
+
+/// A mask type of `masklab gemm --mask`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaskType {
+    /// No mask: dense against dense (the harness's own noise floor).
+    Dense,
+    /// N:M along `in` (forward); its `Wᵀ` is not N:M.
+    Nm(Pattern),
+    /// Transposable N:M: W and Wᵀ both N:M.
+    Transposable(Pattern),
+}
+
+impl std::str::FromStr for MaskType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "dense" {
+            return Ok(MaskType::Dense);
+        }
+        if let Some(p) = s.strip_prefix("nm:") {
+            return Ok(MaskType::Nm(p.parse()?));
+        }
+        if let Some(p) = s.strip_prefix("transposable:") {
+            return Ok(MaskType::Transposable(p.parse()?));
+        }
+        let (kind, _) = s.split_once(':').unwrap_or((s, ""));
+        if kind == "unstructured" || kind == "block" {
+            return Err(Error::Unsupported {
+                what: format!("mask `{s}` in the GEMM benchmark"),
+                reason: "CSR and BSR kernels are not built yet (issue 22); use dense, nm:N:M or transposable:N:M".into(),
+            });
+        }
+        Err(Error::invalid(
+            "mask",
+            s,
+            "expected dense, nm:N:M or transposable:N:M",
+        ))
+    }
+}
+
+impl std::fmt::Display for MaskType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaskType::Dense => write!(f, "dense"),
+            MaskType::Nm(p) => write!(f, "nm:{p}"),
+            MaskType::Transposable(p) => write!(f, "transposable:{p}"),
+        }
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct GemmJob {
+    /// The mask type.
+    pub mask: MaskType,
+    /// Layer rows (`out`).
+    pub out: usize,
+    /// Layer columns (`in`).
+    pub inp: usize,
+    /// Batch (tokens).
+    pub batch: usize,
+    /// Which GEMM.
+    pub op: Op,
+    /// Seed of the operands.
+    pub seed: u64,
+    /// Threads for both sides.
+    pub threads: usize,
+    /// Least seconds of runs per side (at least 5 runs, at most 50).
+    pub min_seconds: f64,
+}
+
+/// The measurement of one job (`masklab gemm --json`, a table7 row).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GemmReport {
+    /// What the sparse side ran: `nm` (compressed N:M kernel) or `dense` (no compressed
+    /// kernel for this mask and op: the dense product, so the speedup is 1 by construction).
+    pub kernel: String,
+    /// Instruction set of the sparse kernel.
+    pub isa: String,
+    /// Median seconds of the dense product.
+    pub dense_seconds: f64,
+    /// Median seconds of the sparse side (its transposes included).
+    pub sparse_seconds: f64,
+    /// `dense_seconds / sparse_seconds`.
+    pub speedup: f64,
+    /// Dense-equivalent GFLOP/s of the sparse side (`2·out·in·batch / sparse_seconds`).
+    pub gflops_dense_equivalent: f64,
+    /// GFLOP/s the sparse side executes (kept multiply-adds only).
+    pub gflops_executed: f64,
+    /// GFLOP/s of the dense product.
+    pub gflops_dense: f64,
+    /// Bytes the dense product reads and writes (its three operands).
+    pub dense_bytes: usize,
+    /// Bytes the sparse side reads and writes (compressed operand with its positions).
+    pub sparse_bytes: usize,
+    /// `dense_bytes / sparse_bytes`: the speedup limit of a memory-bound product.
+    pub byte_limit: f64,
+    /// `M / N`: the speedup limit of a compute-bound product.
+    pub flop_limit: f64,
+    /// `speedup` over the limit that binds: `byte_limit` below batch 16, else `flop_limit`.
+    pub share_of_limit: f64,
+    /// Max |sparse − dense| over max |dense| of the output.
+    pub max_rel_error: f64,
+    /// First quartile of the paired ratios dense/sparse (run by run).
+    pub speedup_q25: f64,
+    /// Third quartile of the paired ratios.
+    pub speedup_q75: f64,
+    /// Runs timed per side.
+    pub runs_per_side: usize,
+    /// Threads of the dense reference (all, or one where that was faster in the warm-up).
+    pub dense_threads: usize,
+}
+
+/// The operands of one job, built once.
+struct Problem {
+    /// Dense reference: `(m, n, k)`, A and B as (data, row stride, column stride), owned.
+    shape: (usize, usize, usize),
+    a: (Vec<f32>, usize, usize),
+    b: (Vec<f32>, usize, usize),
+    /// The sparse side: the compressed operand and how its product is laid out.
+    sparse: Option<Sparse>,
+}
+
+/// The compressed operand `A` of `Cᵀ`-or-`C` and the dense operand it multiplies.
+struct Sparse {
+    a: NmMatrix,
+    /// `B` as the kernel needs it (`[K, width]` row-major), or the source to transpose into it.
+    b: Vec<f32>,
+    /// Whether `b` must be transposed first (from `[width, K]`) and the output transposed back.
+    transposed: bool,
+    width: usize,
+}
+
+fn gaussian(n: usize, seed: u64, label: &str) -> Vec<f32> {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::seed::derive(seed, label));
+    (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()
+}
+
+/// The mask of `w: [rows, cols]` (|w| scores) for a mask type.
+fn mask_of(mask: MaskType, w: &[f32], rows: usize, cols: usize) -> Result<Mask> {
+    let scores = Matrix::new(rows, cols, w.iter().map(|v| v.abs()).collect())?;
+    match mask {
+        MaskType::Dense => Mask::new(rows, cols, vec![1; rows * cols]),
+        MaskType::Nm(p) => Mask::nm(&scores, p),
+        MaskType::Transposable(p) => {
+            let blocks = Blocks::from_matrix_owned(scores, p.m)?;
+            let ctx = crate::solvers::SolveContext::default();
+            let solved = crate::solvers::apply::solve_blocks(
+                &crate::solvers::exact::Exact,
+                blocks.data(),
+                p,
+                &ctx,
+            )?;
+            blocks.into_mask(solved.keep)
+        }
+    }
+}
+
+fn masked(w: &[f32], mask: &Mask) -> Vec<f32> {
+    w.iter()
+        .zip(mask.keep())
+        .map(|(&v, &k)| if k != 0 { v } else { 0.0 })
+        .collect()
+}
+
+impl Problem {
+    fn new(job: &GemmJob) -> Result<Self> {
+        let (out, inp, batch) = (job.out, job.inp, job.batch);
+        if out == 0 || inp == 0 || batch == 0 {
+            return Err(Error::invalid(
+                "shape",
+                format!("{out}x{inp}, batch {batch}"),
+                "every dimension must be at least 1",
+            ));
+        }
+        let pattern = match job.mask {
+            MaskType::Dense => None,
+            MaskType::Nm(p) | MaskType::Transposable(p) => Some(p),
+        };
+        match job.op {
+            Op::Forward | Op::Backward => {
+                let w = gaussian(out * inp, job.seed, "w");
+                let mask = mask_of(job.mask, &w, out, inp)?;
+                let wm = masked(&w, &mask);
+                if job.op == Op::Forward {
+                    // Y [batch, out] = X [batch, in] · Wᵀ; sparse: Yᵀ = W · Xᵀ.
+                    let x = gaussian(batch * inp, job.seed, "x");
+                    let sparse = match pattern {
+                        Some(p) => Some(Sparse {
+                            a: NmMatrix::compress(&wm, mask.keep(), out, inp, p)?,
+                            b: x.clone(),
+                            transposed: true,
+                            width: batch,
+                        }),
+                        None => None,
+                    };
+                    Ok(Problem {
+                        shape: (batch, out, inp),
+                        a: (x, inp, 1),
+                        b: (wm, 1, inp),
+                        sparse,
+                    })
+                } else {
+                    // dX [batch, in] = dY [batch, out] · W; sparse: dXᵀ = Wᵀ · dYᵀ, which needs
+                    // Wᵀ N:M along `out`: a transposable mask.
+                    let dy = gaussian(batch * out, job.seed, "dy");
+                    let sparse = match (job.mask, pattern) {
+                        (MaskType::Transposable(_), Some(p)) => {
+                            let mut wt = vec![0f32; inp * out];
+                            transpose(&wm, out, inp, &mut wt);
+                            let mt = mask.transpose();
+                            Some(Sparse {
+                                a: NmMatrix::compress(&wt, mt.keep(), inp, out, p)?,
+                                b: dy.clone(),
+                                transposed: true,
+                                width: batch,
+                            })
+                        }
+                        _ => None,
+                    };
+                    Ok(Problem {
+                        shape: (batch, inp, out),
+                        a: (dy, out, 1),
+                        b: (wm, inp, 1),
+                        sparse,
+                    })
+                }
+            }
+            Op::Update => {
+                // dW [out, in] = ĝᵀ [out, batch] · X [batch, in], ĝ N:M along the batch.
+                let g = gaussian(batch * out, job.seed, "g");
+                let x = gaussian(batch * inp, job.seed, "x");
+                let mut gt = vec![0f32; out * batch];
+                transpose(&g, batch, out, &mut gt);
+                let (gm, sparse) = match pattern {
+                    Some(p) => {
+                        if !batch.is_multiple_of(p.m) {
+                            return Err(Error::invalid(
+                                "batch",
+                                batch,
+                                format!(
+                                    "the update GEMM's ĝ is N:M along the batch: a multiple of M = {}",
+                                    p.m
+                                ),
+                            ));
+                        }
+                        let mask = mask_of(MaskType::Nm(p), &gt, out, batch)?;
+                        let gm = masked(&gt, &mask);
+                        let a = NmMatrix::compress(&gm, mask.keep(), out, batch, p)?;
+                        (
+                            gm,
+                            Some(Sparse {
+                                a,
+                                b: x.clone(),
+                                transposed: false,
+                                width: inp,
+                            }),
+                        )
+                    }
+                    None => (gt, None),
+                };
+                Ok(Problem {
+                    shape: (out, inp, batch),
+                    a: (gm, batch, 1),
+                    b: (x, inp, 1),
+                    sparse,
+                })
+            }
+        }
+    }
+
+    fn dense(&self, out: &mut [f32], threads: usize) -> Result<()> {
+        let a = Strided {
+            data: &self.a.0,
+            rs: self.a.1,
+            cs: self.a.2,
+        };
+        let b = Strided {
+            data: &self.b.0,
+            rs: self.b.1,
+            cs: self.b.2,
+        };
+        dense::matmul(self.shape, a, b, out, threads)
+    }
+
+    /// The sparse side into `out` (the dense side's layout); `scratch` holds the transposes.
+    fn sparse(
+        &self,
+        s: &Sparse,
+        isa: Isa,
+        out: &mut [f32],
+        scratch: &mut (Vec<f32>, Vec<f32>),
+    ) -> Result<()> {
+        let (k, rows) = (s.a.cols(), s.a.rows());
+        if s.transposed {
+            let (bt, ct) = scratch;
+            transpose(&s.b, s.width, k, bt);
+            s.a.matmul_with(isa, bt, s.width, ct)?;
+            transpose(ct, rows, s.width, out);
+            Ok(())
+        } else {
+            s.a.matmul_with(isa, &s.b, s.width, out)
+        }
+    }
+}
+
+/// Median of `v` (sorted in place).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Build, check and time one job (see the module doc).
+pub fn measure(job: &GemmJob) -> Result<GemmReport> {
+    let p = Problem::new(job)?;
+    let (m, n, k) = p.shape;
+    let isa = Isa::detect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(job.threads.max(1))
+        .build()
+        .map_err(|e| Error::invalid("threads", job.threads, e))?;
+    let mut want = vec![0f32; m * n];
+    let mut got = vec![0f32; m * n];
+    let mut scratch = match &p.sparse {
+        Some(s) => (vec![0f32; s.b.len()], vec![0f32; s.a.rows() * s.width]),
+        None => (Vec::new(), Vec::new()),
+    };
+    // The dense reference at its best: gemm on all threads or on one (small products lose
+    // more to the split than they gain), whichever the warm-up finds faster.
+    let time_dense = |out: &mut [f32], threads: usize| -> Result<f64> {
+        let t = Instant::now();
+        pool.install(|| p.dense(out, threads))?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let threads = if job.threads > 1 {
+        let mut best = (f64::INFINITY, 1);
+        for t in [1, job.threads, 1, job.threads] {
+            let s = time_dense(&mut want, t)?;
+            if s < best.0 {
+                best = (s, t);
+            }
+        }
+        best.1
+    } else {
+        1
+    };
+    let run_dense = |out: &mut [f32]| time_dense(out, threads);
+    let mut run_sparse = |out: &mut [f32]| -> Result<f64> {
+        let t = Instant::now();
+        match &p.sparse {
+            Some(s) => pool.install(|| p.sparse(s, isa, out, &mut scratch))?,
+            None => pool.install(|| p.dense(out, threads))?,
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    // Warm-up (caches, pages, the pool), then alternate so drift hits both sides alike.
+    run_dense(&mut want)?;
+    run_sparse(&mut got)?;
+    let (mut dense_t, mut sparse_t) = (Vec::new(), Vec::new());
+    let (mut spent_d, mut spent_s) = (0.0, 0.0);
+    while dense_t.len() < 50
+        && (dense_t.len() < 5 || spent_d < job.min_seconds || spent_s < job.min_seconds)
+    {
+        let d = run_dense(&mut want)?;
+        let s = run_sparse(&mut got)?;
+        spent_d += d;
+        spent_s += s;
+        dense_t.push(d);
+        sparse_t.push(s);
+    }
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+    let diff = want
+        .iter()
+        .zip(&got)
+        .fold(0f64, |a, (x, y)| a.max((x - y).abs() as f64));
+    let mut ratios: Vec<f64> = dense_t.iter().zip(&sparse_t).map(|(d, s)| d / s).collect();
+    ratios.sort_by(f64::total_cmp);
+    let quartile = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    let (speedup_q25, speedup_q75) = (quartile(0.25), quartile(0.75));
+    let (dense_seconds, sparse_seconds) = (median(&mut dense_t), median(&mut sparse_t));
+    let flops = 2.0 * (m * n * k) as f64;
+    let dense_bytes = 4 * (m * k + k * n + m * n);
+    let (kernel, sparse_bytes, density) = match &p.sparse {
+        Some(s) => {
+            let dense_a = s.a.rows() * s.a.cols() * 4;
+            let pat = s.a.pattern();
+            (
+                "nm".to_string(),
+                dense_bytes - dense_a + s.a.bytes(),
+                pat.n as f64 / pat.m as f64,
+            )
+        }
+        None => ("dense".to_string(), dense_bytes, 1.0),
+    };
+    let byte_limit = dense_bytes as f64 / sparse_bytes as f64;
+    let flop_limit = 1.0 / density;
+    let speedup = dense_seconds / sparse_seconds;
+    let limit = if job.batch < 16 {
+        byte_limit
+    } else {
+        flop_limit
+    };
+    Ok(GemmReport {
+        kernel,
+        isa: format!("{isa:?}").to_lowercase(),
+        dense_seconds,
+        sparse_seconds,
+        speedup,
+        gflops_dense_equivalent: flops / sparse_seconds / 1e9,
+        gflops_executed: flops * density / sparse_seconds / 1e9,
+        gflops_dense: flops / dense_seconds / 1e9,
+        dense_bytes,
+        sparse_bytes,
+        byte_limit,
+        flop_limit,
+        share_of_limit: speedup / limit,
+        max_rel_error: if scale > 0.0 { diff / scale } else { diff },
+        speedup_q25,
+        speedup_q75,
+        runs_per_side: dense_t.len(),
+        dense_threads: threads,
+    })
+}
+
+impl std::fmt::Display for GemmReport {
+    /// One paragraph: both times, the speedup against its limit, rates, bytes, error.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "dense {:.3} ms, sparse ({} kernel, {}) {:.3} ms: speedup {:.2}x (run by run {:.2}–{:.2}x, quartiles; {:.0}% of its limit; bytes {:.2}x, flops {:.2}x)",
+            self.dense_seconds * 1e3,
+            self.kernel,
+            self.isa,
+            self.sparse_seconds * 1e3,
+            self.speedup,
+            self.speedup_q25,
+            self.speedup_q75,
+            self.share_of_limit * 100.0,
+            self.byte_limit,
+            self.flop_limit
+        )?;
+        write!(
+            f,
+            "GFLOP/s: dense {:.1}, sparse {:.1} dense-equivalent ({:.1} executed); bytes {} dense, {} sparse; max_rel_error {:.2e}; median of {} runs each",
+            self.gflops_dense,
+            self.gflops_dense_equivalent,
+            self.gflops_executed,
+            self.dense_bytes,
+            self.sparse_bytes,
+            self.max_rel_error,
+            self.runs_per_side
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every op and mask type gives the dense product (to f32 rounding), with the kernel it
+    /// should use: the compressed one except the backward of a plain N:M mask (no N:M Wᵀ).
+    #[test]
+    fn every_op_matches_dense_and_uses_the_right_kernel() -> Result<()> {
+        for mask in ["dense", "nm:2:4", "transposable:2:4", "transposable:4:8"] {
+            for op in [Op::Forward, Op::Backward, Op::Update] {
+                for batch in [1, 8, 32] {
+                    let job = GemmJob {
+                        mask: mask.parse()?,
+                        out: 48,
+                        inp: 64,
+                        batch,
+                        op,
+                        seed: 3,
+                        threads: 2,
+                        min_seconds: 0.0,
+                    };
+                    if op == Op::Update && batch == 1 && mask != "dense" {
+                        assert!(measure(&job).is_err(), "batch 1 is no group of M");
+                        continue;
+                    }
+                    let r = measure(&job)?;
+                    assert!(r.max_rel_error < 1e-5, "{mask} {op:?} {batch}: {r:?}");
+                    let want = match (mask, op) {
+                        ("dense", _) | ("nm:2:4", Op::Backward) => "dense",
+                        _ => "nm",
+                    };
+                    assert_eq!(r.kernel, want, "{mask} {op:?}");
+                    assert!(r.runs_per_side >= 5);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! `masklab gemm` and table7: a mask type's GEMM against dense in the same process.
+
+use super::*;
+
+/// `--json` prints one object whose deterministic fields are what the shapes say: bytes of
+/// the compressed operand (values + 2-bit positions), the limits, the kernel used, the error.
+#[test]
+fn gemm_json_reports_bytes_limits_and_matches_the_dense_product() {
+    let out = ok(&[
+        "gemm",
+        "--mask",
+        "transposable:2:4",
+        "--shape",
+        "64x128",
+        "--batch",
+        "1",
+        "--op",
+        "backward",
+        "--min-seconds",
+        "0",
+        "--json",
+    ]);
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["kernel"], "nm");
+    // Backward: dX [1, 128] = dY [1, 64] · W [64, 128]; the compressed operand is Wᵀ [128, 64]:
+    // 128 rows × 32 kept × (4 bytes + 2 bits).
+    let dense = 4 * (64 + 64 * 128 + 128);
+    let sparse = 4 * (64 + 128) + 128 * 32 * 4 + 128 * 32 * 2 / 8;
+    assert_eq!(r["dense_bytes"], dense);
+    assert_eq!(r["sparse_bytes"], sparse);
+    assert_eq!(r["flop_limit"], 2.0);
+    assert!(r["max_rel_error"].as_f64().unwrap() < 1e-5, "{r}");
+    assert!(r["speedup"].as_f64().unwrap() > 0.0);
+    // A plain N:M mask has no N:M Wᵀ: its backward runs dense and says so.
+    let out = ok(&[
+        "gemm",
+        "--mask",
+        "nm:2:4",
+        "--shape",
+        "64x128",
+        "--op",
+        "backward",
+        "--min-seconds",
+        "0",
+        "--json",
+    ]);
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["kernel"], "dense");
+}
+
+/// Bad input names the option and value.
+#[test]
+fn gemm_refuses_what_it_cannot_run() {
+    for (args, want) in [
+        (vec!["--mask", "nm:2:4", "--shape", "64x6"], "does not tile"),
+        (
+            vec![
+                "--mask", "nm:2:4", "--shape", "64x64", "--op", "update", "--batch", "3",
+            ],
+            "multiple of M",
+        ),
+        (
+            vec!["--mask", "nm:2:4", "--shape", "64x64", "--op", "sideways"],
+            "sideways",
+        ),
+        (
+            vec!["--mask", "unstructured:0.5", "--shape", "64x64"],
+            "not built yet",
+        ),
+        (
+            vec!["--mask", "nm:2:4", "--shape", "64x64", "--dtype", "bf16"],
+            "bf16",
+        ),
+    ] {
+        let mut all = vec!["gemm"];
+        all.extend(args);
+        all.extend(["--min-seconds", "0"]);
+        let e = super::common::fails(2, &all);
+        assert!(e.contains(want), "{all:?}: {e}");
+    }
+}
+
+/// table7's smoke profile: every cell ran, the kernels are the expected ones, the outputs
+/// equal the dense product, and it matches its committed baseline.
+#[test]
+fn table7_smoke_runs_every_mask_and_op_and_matches_its_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    run_smoke("table7", &out, &[]);
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 19);
+    for r in &rows {
+        assert!(r["max_rel_error"].as_f64().unwrap() < 1e-5, "{r:?}");
+        let want = if r["mask"] == "dense" || (r["mask"] == "nm:2:4" && r["op"] == "backward") {
+            "dense"
+        } else {
+            "nm"
+        };
+        assert_eq!(r["kernel"], want, "{r:?}");
+    }
+    assert_matches_baseline(&out);
+}
