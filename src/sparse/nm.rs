@@ -284,14 +284,17 @@ impl NmMatrix {
     }
 }
 
-/// Columns of B per register tile.
-const TILE: usize = 64;
-/// Columns of K per block (a multiple of every M ≤ 32): B rows of one block, one tile wide,
-/// take 64 KiB at most.
-const KBLOCK: usize = 256;
+/// Columns of B per register tile (8 AVX-512 accumulators: eight independent FMA chains).
+const TILE: usize = 128;
+/// Columns of K per block (a multiple of every M ≤ 32): the block's B rows, one tile wide, are
+/// packed into 32 KiB (L1) before the rows use them.
+const KBLOCK: usize = 64;
 
 /// The tiled SpMM over rows `r0..r0+rows` into `dst` (those rows of the output), with `fma`
-/// the multiply-add of the instruction set it is compiled for.
+/// the multiply-add of the instruction set it is compiled for. For each tile of 64 columns of
+/// B and block of 128 rows of B, that block is first packed contiguously: rows of B read in
+/// place lie a whole row of B apart, and at power-of-two widths they fall into the same few
+/// cache sets and evict each other.
 #[inline(always)]
 fn spmm_body(
     a: &NmMatrix,
@@ -305,41 +308,76 @@ fn spmm_body(
     let (n, m) = (a.pattern.n, a.pattern.m);
     let kept = a.kept_per_row();
     let kblock_kept = KBLOCK / m * n;
+    let mut packed = vec![0f32; KBLOCK * TILE];
     dst.fill(0.0);
     let mut c0 = 0;
     while c0 < width {
         let w = (width - c0).min(TILE);
         let mut k0 = 0;
+        let mut col0 = 0;
         while k0 < kept {
             let k1 = (k0 + kblock_kept).min(kept);
+            let col1 = (col0 + KBLOCK).min(a.cols);
+            for (i, col) in (col0..col1).enumerate() {
+                packed[i * TILE..i * TILE + w].copy_from_slice(&b[col * width + c0..col * width + c0 + w]);
+            }
             for j in 0..rows {
                 let r = r0 + j;
                 let vals = &a.values[r * kept..(r + 1) * kept];
                 let out = &mut dst[j * width + c0..j * width + c0 + w];
+                // Kept entries go group by group (k0 is a whole number of groups), so an
+                // entry's packed row is its group's first row plus its position: no division.
+                // The next row's values and positions for this block, on their way to L1
+                // while this row computes (rows lie a whole row of values apart).
+                #[cfg(target_arch = "x86_64")]
+                if j + 1 < rows {
+                    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                    let next = &a.values[(r + 1) * kept + k0..(r + 1) * kept + k1];
+                    for line in (0..next.len()).step_by(16) {
+                        // SAFETY: a prefetch of an address inside `next`; it reads nothing.
+                        unsafe { _mm_prefetch::<_MM_HINT_T0>(next[line..].as_ptr().cast()) };
+                    }
+                    let at = (r + 1) * a.index_stride + k0 * a.bits / 8;
+                    // SAFETY: as above, inside the index array.
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(a.index[at..].as_ptr().cast()) };
+                }
                 if w == TILE {
                     let mut acc = [0f32; TILE];
                     acc.copy_from_slice(out);
-                    for (k, &v) in vals.iter().enumerate().take(k1).skip(k0) {
-                        let col = k / n * m + a.position(r, k);
-                        let row: &[f32; TILE] = b[col * width + c0..col * width + c0 + TILE]
-                            .try_into()
-                            .unwrap_or(&[0.0; TILE]);
-                        for l in 0..TILE {
-                            acc[l] = fma(acc[l], v, row[l]);
+                    let mut group_row = 0;
+                    let mut k = k0;
+                    while k < k1 {
+                        for e in 0..n {
+                            let at = (group_row + a.position(r, k + e)) * TILE;
+                            let row: &[f32; TILE] =
+                                packed[at..at + TILE].try_into().unwrap_or(&[0.0; TILE]);
+                            let v = vals[k + e];
+                            for l in 0..TILE {
+                                acc[l] = fma(acc[l], v, row[l]);
+                            }
                         }
+                        k += n;
+                        group_row += m;
                     }
                     out.copy_from_slice(&acc);
                 } else {
-                    for (k, &v) in vals.iter().enumerate().take(k1).skip(k0) {
-                        let col = k / n * m + a.position(r, k);
-                        let row = &b[col * width + c0..col * width + c0 + w];
-                        for (o, &x) in out.iter_mut().zip(row) {
-                            *o = fma(*o, v, x);
+                    let mut group_row = 0;
+                    let mut k = k0;
+                    while k < k1 {
+                        for e in 0..n {
+                            let at = (group_row + a.position(r, k + e)) * TILE;
+                            let v = vals[k + e];
+                            for (o, &x) in out.iter_mut().zip(&packed[at..at + w]) {
+                                *o = fma(*o, v, x);
+                            }
                         }
+                        k += n;
+                        group_row += m;
                     }
                 }
             }
             k0 = k1;
+            col0 = col1;
         }
         c0 += w;
     }
@@ -386,64 +424,15 @@ fn spmv_row_scalar(a: &NmMatrix, r: usize, from: usize, bt: &[f32], out: &mut [f
     }
 }
 
-/// The positions of kept entries `k0..k0+16` of row `r`, unpacked into 16 lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn positions16(a: &NmMatrix, r: usize, k0: usize) -> std::arch::x86_64::__m512i {
-    use std::arch::x86_64::*;
-    let at = r * a.index_stride + k0 * a.bits / 8;
-    let bytes = &a.index[at..at + 2 * a.bits];
-    match a.bits {
-        1 | 2 => {
-            let word = if a.bits == 1 {
-                u16::from_le_bytes([bytes[0], bytes[1]]) as u32
-            } else {
-                u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
-            };
-            let b = a.bits as i32;
-            let shifts = _mm512_setr_epi32(
-                0,
-                b,
-                2 * b,
-                3 * b,
-                4 * b,
-                5 * b,
-                6 * b,
-                7 * b,
-                8 * b,
-                9 * b,
-                10 * b,
-                11 * b,
-                12 * b,
-                13 * b,
-                14 * b,
-                15 * b,
-            );
-            let v = _mm512_srlv_epi32(_mm512_set1_epi32(word as i32), shifts);
-            _mm512_and_si512(v, _mm512_set1_epi32((1 << a.bits) - 1))
-        }
-        4 => {
-            let lo = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as i32;
-            let hi = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as i32;
-            let v = _mm512_inserti64x4(_mm512_set1_epi32(lo), _mm256_set1_epi32(hi), 1);
-            let shifts =
-                _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
-            _mm512_and_si512(_mm512_srlv_epi32(v, shifts), _mm512_set1_epi32(15))
-        }
-        _ => {
-            // SAFETY: `bytes` holds 16 bytes (2·bits with bits = 8).
-            _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) })
-        }
-    }
-}
-
 /// Row `r` against every column of B with AVX-512: 16 kept entries at a time, their columns'
 /// values of B fetched by a two-register permute (16 entries within 32 columns) or a gather.
+/// Two chunks per step into two accumulators (more loads in flight), the chunk's first column
+/// advanced by addition, the value stream prefetched ahead.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
     use std::arch::x86_64::*;
-    const MAX_RHS: usize = 8;
+    const MAX_RHS: usize = 4;
     let (n, m) = (a.pattern.n, a.pattern.m);
     let kept = a.kept_per_row();
     let width = out.len();
@@ -455,40 +444,80 @@ unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
     let off: [i32; 16] = std::array::from_fn(|l| if n <= 16 { (l / n * m) as i32 } else { 0 });
     // SAFETY: `off` holds 16 i32.
     let off = unsafe { _mm512_loadu_si512(off.as_ptr().cast()) };
-    let span = 16 / n.min(16) * m; // columns covered by one chunk (n ≤ 16)
-    let permute = n <= 16 && span <= 32;
-    let vals = &a.values[r * kept..(r + 1) * kept];
-    let full = kept / 16 * 16;
+    // Columns one chunk advances (16 entries: 16/N groups of M, or 16/N of a group when 16 | N
+    // — then only every N/16-th chunk starts a new group).
+    let chunks_per_group = if n > 16 { n / 16 } else { 1 };
+    let step = if n <= 16 { 16 / n * m } else { m };
+    let span = if n <= 16 { step } else { m };
+    let permute = span <= 32;
+    let bits = a.bits;
+    let b = bits as i32;
+    let shifts_narrow = _mm512_setr_epi32(
+        0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b, 8 * b, 9 * b, 10 * b, 11 * b, 12 * b,
+        13 * b, 14 * b, 15 * b,
+    );
+    let shifts_nibble = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    let pos_mask = _mm512_set1_epi32((1 << bits) - 1);
+    let vals = a.values[r * kept..(r + 1) * kept].as_ptr();
+    let index = a.index[r * a.index_stride..(r + 1) * a.index_stride].as_ptr();
+    let chunks = kept / 16;
+    let full = chunks * 16;
+    // SAFETY (for every raw read below): chunk `ci < chunks` reads values `16ci..16ci+16` (all
+    // below `kept`), position bytes `2·bits·ci .. 2·bits·ci + 16` (inside the row: its stride
+    // holds 16 bytes beyond the packed positions), and B entries `base..base+32` (or the
+    // gathered kept columns), all below `cols` since `base + span ≤ cols` for a full chunk.
+    let positions = |ci: usize| -> __m512i {
+        let p = unsafe { index.add(2 * bits * ci) };
+        match bits {
+            1 => {
+                let w = unsafe { p.cast::<u16>().read_unaligned() } as i32;
+                _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(w), shifts_narrow), pos_mask)
+            }
+            2 => {
+                let w = unsafe { p.cast::<u32>().read_unaligned() } as i32;
+                _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(w), shifts_narrow), pos_mask)
+            }
+            4 => {
+                let w = unsafe { p.cast::<u64>().read_unaligned() };
+                let v = _mm512_inserti64x4(
+                    _mm512_set1_epi32(w as i32),
+                    _mm256_set1_epi32((w >> 32) as i32),
+                    1,
+                );
+                _mm512_and_si512(_mm512_srlv_epi32(v, shifts_nibble), pos_mask)
+            }
+            _ => _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(p.cast()) }),
+        }
+    };
     for c0 in (0..width).step_by(MAX_RHS) {
         let cw = (width - c0).min(MAX_RHS);
-        let mut acc = [_mm512_setzero_ps(); MAX_RHS];
-        for k0 in (0..full).step_by(16) {
-            // SAFETY: AVX-512F is enabled for this function; the index row holds these bytes.
-            let pos = unsafe { positions16(a, r, k0) };
-            let rel = _mm512_add_epi32(off, pos);
-            let base = k0 / n * m;
-            // SAFETY: k0 + 16 ≤ kept, so `vals[k0..k0 + 16]` exists.
-            let v = unsafe { _mm512_loadu_ps(vals.as_ptr().add(k0)) };
-            for (c, acc) in acc.iter_mut().enumerate().take(cw) {
-                let x = &bt[(c0 + c) * a.cols..(c0 + c + 1) * a.cols];
-                let xv = if permute && base + 32 <= a.cols {
-                    // SAFETY: base + 32 ≤ cols, so both 16-float loads are inside `x`.
-                    let (lo, hi) = unsafe {
-                        (
-                            _mm512_loadu_ps(x.as_ptr().add(base)),
-                            _mm512_loadu_ps(x.as_ptr().add(base + 16)),
-                        )
-                    };
+        let xs: [*const f32; MAX_RHS] =
+            std::array::from_fn(|c| bt[(c0 + c.min(cw - 1)) * a.cols..].as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); 2]; MAX_RHS];
+        let mut base = 0usize;
+        for ci in 0..chunks {
+            if ci % 8 == 0 {
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(vals.add(16 * ci + 256).cast()) };
+            }
+            let rel = _mm512_add_epi32(off, positions(ci));
+            let v = unsafe { _mm512_loadu_ps(vals.add(16 * ci)) };
+            let slot = ci & 1;
+            for c in 0..cw {
+                let x = unsafe { xs[c].add(base) };
+                let xv = if permute {
+                    let (lo, hi) = unsafe { (_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16))) };
                     _mm512_permutex2var_ps(lo, rel, hi)
                 } else {
-                    // SAFETY: every lane's column base + rel < cols (a kept entry's column).
-                    unsafe { _mm512_i32gather_ps::<4>(rel, x.as_ptr().add(base).cast()) }
+                    unsafe { _mm512_i32gather_ps::<4>(rel, x.cast()) }
                 };
-                *acc = _mm512_fmadd_ps(v, xv, *acc);
+                acc[c][slot] = _mm512_fmadd_ps(v, xv, acc[c][slot]);
+            }
+            if (ci + 1) % chunks_per_group == 0 {
+                base += step;
             }
         }
-        for (c, acc) in acc.iter().enumerate().take(cw) {
-            out[c0 + c] = _mm512_reduce_add_ps(*acc);
+        for c in 0..cw {
+            out[c0 + c] = _mm512_reduce_add_ps(_mm512_add_ps(acc[c][0], acc[c][1]));
         }
     }
     if full < kept {
