@@ -46,7 +46,12 @@ where
         let _ = std::fs::remove_file(&tmp);
         return result;
     }
-    // The rename is durable once the directory entry is.
+    sync_parent(path);
+    Ok(())
+}
+
+/// Sync the directory holding `path`: a rename is durable once the directory entry is.
+fn sync_parent(path: &Path) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -54,7 +59,6 @@ where
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
 }
 
 /// The staging directory of `path` for this process: `.NAME.staging.PID` beside it.
@@ -142,13 +146,7 @@ where
     } else {
         std::fs::rename(&staging, path).map_err(|e| Error::io(path, e))?;
     }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    sync_parent(path);
     Ok(())
 }
 

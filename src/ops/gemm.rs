@@ -321,18 +321,47 @@ impl Problem {
         }
     }
 
-    fn dense(&self, out: &mut [f32], threads: usize) -> Result<()> {
+    /// The dense product into `out`; `swapped` computes it another way where C is one row or
+    /// one column (a matrix-vector product, which gemm runs at a third of OpenBLAS's speed
+    /// here): masklab's own dot-product or row-combination kernel where the layout fits, else
+    /// gemm on `Cᵀ = Bᵀ·Aᵀ` (the same memory).
+    fn dense(&self, out: &mut [f32], threads: usize, swapped: bool) -> Result<()> {
+        let (m, n, k) = self.shape;
+        let (a, b) = (&self.a, &self.b);
+        // One output row against a B stored as contiguous rows of its transpose: n dot
+        // products, the matrix-vector kernel (batch-1 forward).
+        if swapped && m == 1 && b.1 == 1 && b.2 == k {
+            return dense::matvec(&b.0, n, k, &a.0[..k], out);
+        }
+        // One output row against a row-major B: the rows of B scaled and added (batch-1
+        // backward).
+        if swapped && m == 1 && b.1 == n && b.2 == 1 {
+            return dense::vecmat(&b.0, k, n, &a.0[..k], out);
+        }
+        if swapped && (m == 1 || n == 1) {
+            let at = Strided {
+                data: &b.0,
+                rs: b.2,
+                cs: b.1,
+            };
+            let bt = Strided {
+                data: &a.0,
+                rs: a.2,
+                cs: a.1,
+            };
+            return dense::matmul((n, m, k), at, bt, out, threads);
+        }
         let a = Strided {
-            data: &self.a.0,
-            rs: self.a.1,
-            cs: self.a.2,
+            data: &a.0,
+            rs: a.1,
+            cs: a.2,
         };
         let b = Strided {
-            data: &self.b.0,
-            rs: self.b.1,
-            cs: self.b.2,
+            data: &b.0,
+            rs: b.1,
+            cs: b.2,
         };
-        dense::matmul(self.shape, a, b, out, threads)
+        dense::matmul((m, n, k), a, b, out, threads)
     }
 
     /// The sparse side into `out` (the dense side's layout); `scratch` holds the transposes.
@@ -385,30 +414,37 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
         None => (Vec::new(), Vec::new()),
     };
     // The dense reference at its best: gemm on all threads or on one (small products lose
-    // more to the split than they gain), whichever the warm-up finds faster.
-    let time_dense = |out: &mut [f32], threads: usize| -> Result<f64> {
+    // more to the split than they gain), and for a matrix-vector product in either
+    // orientation, whichever the warm-up finds fastest.
+    let time_dense = |out: &mut [f32], (threads, swapped): (usize, bool)| -> Result<f64> {
         let t = Instant::now();
-        pool.install(|| p.dense(out, threads))?;
+        pool.install(|| p.dense(out, threads, swapped))?;
         Ok(t.elapsed().as_secs_f64())
     };
-    let threads = if job.threads > 1 {
-        let mut best = (f64::INFINITY, 1);
-        for t in [1, job.threads, 1, job.threads] {
-            let s = time_dense(&mut want, t)?;
+    let mut choices = vec![(1, false)];
+    if job.threads > 1 {
+        choices.push((job.threads, false));
+    }
+    if m == 1 || n == 1 {
+        let swapped: Vec<_> = choices.iter().map(|&(t, _)| (t, true)).collect();
+        choices.extend(swapped);
+    }
+    let mut best = (f64::INFINITY, choices[0]);
+    for _ in 0..2 {
+        for &c in &choices {
+            let s = time_dense(&mut want, c)?;
             if s < best.0 {
-                best = (s, t);
+                best = (s, c);
             }
         }
-        best.1
-    } else {
-        1
-    };
-    let run_dense = |out: &mut [f32]| time_dense(out, threads);
+    }
+    let (threads, swapped) = best.1;
+    let run_dense = |out: &mut [f32]| time_dense(out, (threads, swapped));
     let mut run_sparse = |out: &mut [f32]| -> Result<f64> {
         let t = Instant::now();
         match &p.sparse {
             Some(s) => pool.install(|| p.sparse(s, isa, out, &mut scratch))?,
-            None => pool.install(|| p.dense(out, threads))?,
+            None => pool.install(|| p.dense(out, threads, swapped))?,
         }
         Ok(t.elapsed().as_secs_f64())
     };

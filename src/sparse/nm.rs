@@ -289,6 +289,8 @@ const TILE: usize = 128;
 /// Columns of K per block (a multiple of every M ≤ 32): the block's B rows, one tile wide, are
 /// packed into 32 KiB (L1) before the rows use them.
 const KBLOCK: usize = 64;
+/// K up to which the whole of K is one block (packed B of up to 128 KiB, in L2).
+const SHORT_K: usize = 256;
 
 /// The tiled SpMM over rows `r0..r0+rows` into `dst` (those rows of the output), with `fma`
 /// the multiply-add of the instruction set it is compiled for. For each tile of 64 columns of
@@ -307,9 +309,12 @@ fn spmm_body(
 ) {
     let (n, m) = (a.pattern.n, a.pattern.m);
     let kept = a.kept_per_row();
-    let kblock_kept = KBLOCK / m * n;
-    let mut packed = vec![0f32; KBLOCK * TILE];
-    dst.fill(0.0);
+    // A short K (the update GEMM's batch) is one block: each output row is then written once
+    // per tile instead of read and written once per block, which costs more than the block's
+    // B rows missing L1.
+    let kblock = if a.cols <= SHORT_K { a.cols } else { KBLOCK };
+    let kblock_kept = kblock / m * n;
+    let mut packed = vec![0f32; kblock * TILE];
     let mut c0 = 0;
     while c0 < width {
         let w = (width - c0).min(TILE);
@@ -317,9 +322,10 @@ fn spmm_body(
         let mut col0 = 0;
         while k0 < kept {
             let k1 = (k0 + kblock_kept).min(kept);
-            let col1 = (col0 + KBLOCK).min(a.cols);
+            let col1 = (col0 + kblock).min(a.cols);
             for (i, col) in (col0..col1).enumerate() {
-                packed[i * TILE..i * TILE + w].copy_from_slice(&b[col * width + c0..col * width + c0 + w]);
+                packed[i * TILE..i * TILE + w]
+                    .copy_from_slice(&b[col * width + c0..col * width + c0 + w]);
             }
             for j in 0..rows {
                 let r = r0 + j;
@@ -341,9 +347,12 @@ fn spmm_body(
                     // SAFETY: as above, inside the index array.
                     unsafe { _mm_prefetch::<_MM_HINT_T0>(a.index[at..].as_ptr().cast()) };
                 }
+                // The first block starts from zero (the output is not read before it is written).
                 if w == TILE {
                     let mut acc = [0f32; TILE];
-                    acc.copy_from_slice(out);
+                    if k0 > 0 {
+                        acc.copy_from_slice(out);
+                    }
                     let mut group_row = 0;
                     let mut k = k0;
                     while k < k1 {
@@ -361,6 +370,9 @@ fn spmm_body(
                     }
                     out.copy_from_slice(&acc);
                 } else {
+                    if k0 == 0 {
+                        out.fill(0.0);
+                    }
                     let mut group_row = 0;
                     let mut k = k0;
                     while k < k1 {
@@ -426,7 +438,7 @@ fn spmv_row_scalar(a: &NmMatrix, r: usize, from: usize, bt: &[f32], out: &mut [f
 
 /// Row `r` against every column of B with AVX-512: 16 kept entries at a time, their columns'
 /// values of B fetched by a two-register permute (16 entries within 32 columns) or a gather.
-/// Two chunks per step into two accumulators (more loads in flight), the chunk's first column
+/// Alternate chunks go to two accumulators (two FMA chains), the chunk's first column
 /// advanced by addition, the value stream prefetched ahead.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -453,8 +465,22 @@ unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
     let bits = a.bits;
     let b = bits as i32;
     let shifts_narrow = _mm512_setr_epi32(
-        0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b, 8 * b, 9 * b, 10 * b, 11 * b, 12 * b,
-        13 * b, 14 * b, 15 * b,
+        0,
+        b,
+        2 * b,
+        3 * b,
+        4 * b,
+        5 * b,
+        6 * b,
+        7 * b,
+        8 * b,
+        9 * b,
+        10 * b,
+        11 * b,
+        12 * b,
+        13 * b,
+        14 * b,
+        15 * b,
     );
     let shifts_nibble = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
     let pos_mask = _mm512_set1_epi32((1 << bits) - 1);
@@ -471,11 +497,17 @@ unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
         match bits {
             1 => {
                 let w = unsafe { p.cast::<u16>().read_unaligned() } as i32;
-                _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(w), shifts_narrow), pos_mask)
+                _mm512_and_si512(
+                    _mm512_srlv_epi32(_mm512_set1_epi32(w), shifts_narrow),
+                    pos_mask,
+                )
             }
             2 => {
                 let w = unsafe { p.cast::<u32>().read_unaligned() } as i32;
-                _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(w), shifts_narrow), pos_mask)
+                _mm512_and_si512(
+                    _mm512_srlv_epi32(_mm512_set1_epi32(w), shifts_narrow),
+                    pos_mask,
+                )
             }
             4 => {
                 let w = unsafe { p.cast::<u64>().read_unaligned() };

@@ -16,7 +16,7 @@ use serde::Serialize;
 pub struct DiversityCell;
 
 /// One table1 row.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 struct DiversityRow {
     sparsity: f64,
     log10: Option<f64>,
@@ -45,17 +45,7 @@ impl CellKind for DiversityCell {
     }
 
     fn columns(&self) -> Vec<String> {
-        super::columns_of(&DiversityRow {
-            sparsity: 0.0,
-            log10: None,
-            exact: None,
-            method: None,
-            approx_method: None,
-            per_tile_exact: None,
-            closed_form_log10: None,
-            closed_form_per_tile: None,
-            note: None,
-        })
+        super::columns_of(&DiversityRow::default())
     }
 
     fn summary(&self) -> &'static str {
