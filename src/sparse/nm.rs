@@ -273,7 +273,13 @@ impl NmMatrix {
                     match isa {
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: `isa.check()` confirmed AVX-512F on this CPU.
-                        Isa::Avx512 => unsafe { spmv_row_avx512(self, r, bt, o) },
+                        Isa::Avx512 => unsafe {
+                            if width == 1 && !spmv1_row_avx512(self, r, bt, o) {
+                                spmv_row_avx512(self, r, bt, o)
+                            } else if width > 1 {
+                                spmv_row_avx512(self, r, bt, o)
+                            }
+                        },
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: `isa.check()` confirmed AVX2 and FMA on this CPU.
                         Isa::Avx2 => unsafe { spmv_row_avx2(self, r, bt, o) },
@@ -555,6 +561,115 @@ unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
     if full < kept {
         tail(a, r, full, bt, out);
     }
+}
+
+/// One row against one column of B (batch 1), for N dividing 16 and positions of at most 4 bits
+/// (1:2, 2:4, 4:8, 8:16 by permute; 1:4, 2:8, 1:8, 2:16 … by gather): four chunks of 16 per
+/// step into four register accumulators,
+/// so that four value loads are in flight and no accumulator goes through memory. Returns
+/// false (having done nothing) for other patterns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn spmv1_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) -> bool {
+    use std::arch::x86_64::*;
+    let (n, m) = (a.pattern.n, a.pattern.m);
+    let kept = a.kept_per_row();
+    let bits = a.bits;
+    if n > 16 || 16 % n != 0 || bits > 4 || kept < 64 || out.len() != 1 {
+        return false;
+    }
+    let step = 16 / n * m;
+    // 16 entries within 32 columns: one two-register permute; wider (1:4, 2:8): a gather.
+    let permute = step <= 32;
+    let off: [i32; 16] = std::array::from_fn(|l| (l / n * m) as i32);
+    // SAFETY: `off` holds 16 i32.
+    let off = unsafe { _mm512_loadu_si512(off.as_ptr().cast()) };
+    let b = bits as i32;
+    let shifts = if bits == 4 {
+        _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28)
+    } else {
+        _mm512_setr_epi32(
+            0,
+            b,
+            2 * b,
+            3 * b,
+            4 * b,
+            5 * b,
+            6 * b,
+            7 * b,
+            8 * b,
+            9 * b,
+            10 * b,
+            11 * b,
+            12 * b,
+            13 * b,
+            14 * b,
+            15 * b,
+        )
+    };
+    let mask = _mm512_set1_epi32((1 << bits) - 1);
+    let vals = a.values[r * kept..(r + 1) * kept].as_ptr();
+    let index = a.index[r * a.index_stride..(r + 1) * a.index_stride].as_ptr();
+    let x = bt[..a.cols].as_ptr();
+    // SAFETY (every raw read below): chunk `ci < chunks` reads values `16ci..16ci+16` (below
+    // `kept`), position bytes `2·bits·ci ..+8` (the row's stride holds 16 bytes beyond its
+    // packed positions) and x entries `step·ci .. step·ci + 32` (`step·(ci+1) ≤ cols`, and
+    // `step ≤ 32` with the chunk's kept columns below `step·(ci+1)`, so a read past `cols`
+    // can only happen for the last chunk when step < 32 — excluded below).
+    let positions = |ci: usize| -> __m512i {
+        let p = unsafe { index.add(2 * bits * ci) };
+        let v = if bits == 4 {
+            let w = unsafe { p.cast::<u64>().read_unaligned() };
+            _mm512_inserti64x4(
+                _mm512_set1_epi32(w as i32),
+                _mm256_set1_epi32((w >> 32) as i32),
+                1,
+            )
+        } else {
+            _mm512_set1_epi32(unsafe { p.cast::<u32>().read_unaligned() } as i32)
+        };
+        _mm512_and_si512(_mm512_srlv_epi32(v, shifts), mask)
+    };
+    let chunk = |ci: usize, acc: __m512| -> __m512 {
+        let rel = _mm512_add_epi32(off, positions(ci));
+        let v = unsafe { _mm512_loadu_ps(vals.add(16 * ci)) };
+        let xp = unsafe { x.add(step * ci) };
+        let xv = if permute {
+            let (lo, hi) = unsafe { (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16))) };
+            _mm512_permutex2var_ps(lo, rel, hi)
+        } else {
+            // SAFETY: every lane reads a kept column, below `cols`.
+            unsafe { _mm512_i32gather_ps::<4>(rel, xp.cast()) }
+        };
+        _mm512_fmadd_ps(v, xv, acc)
+    };
+    // Chunks whose 32-wide x window (permute) stays inside the row of x; all of them (gather).
+    let chunks = if permute {
+        (kept / 16).min((a.cols.saturating_sub(32)) / step + 1)
+    } else {
+        kept / 16
+    };
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut ci = 0;
+    while ci + 4 <= chunks {
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(vals.add(16 * ci + 512).cast()) };
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(vals.add(16 * ci + 528).cast()) };
+        acc[0] = chunk(ci, acc[0]);
+        acc[1] = chunk(ci + 1, acc[1]);
+        acc[2] = chunk(ci + 2, acc[2]);
+        acc[3] = chunk(ci + 3, acc[3]);
+        ci += 4;
+    }
+    while ci < chunks {
+        acc[0] = chunk(ci, acc[0]);
+        ci += 1;
+    }
+    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    out[0] = _mm512_reduce_add_ps(sum);
+    if 16 * chunks < kept {
+        tail(a, r, 16 * chunks, bt, out);
+    }
+    true
 }
 
 /// Adds the kept entries `from..` of row `r` to `out` (the chunks' remainder).
