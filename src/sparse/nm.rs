@@ -274,9 +274,8 @@ impl NmMatrix {
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: `isa.check()` confirmed AVX-512F on this CPU.
                         Isa::Avx512 => unsafe {
-                            if width == 1 && !spmv1_row_avx512(self, r, bt, o) {
-                                spmv_row_avx512(self, r, bt, o)
-                            } else if width > 1 {
+                            // Batch 1 has its own kernel where the pattern allows.
+                            if width != 1 || !spmv1_row_avx512(self, r, bt, o) {
                                 spmv_row_avx512(self, r, bt, o)
                             }
                         },
