@@ -14,17 +14,20 @@
 //! `(k / N)·M + position`.
 //!
 //! Kernels: for `C ≥ 16` columns of B, each kept entry is one broadcast times a contiguous row
-//! of B (no gather), over tiles of 64 columns of B and blocks of 256 of K so that the B rows a
-//! tile reads stay in L1; for `C < 16` (batch 1 to 15: a matrix–vector product per column), 16
+//! of B (no gather), over tiles of 128 columns of B (eight FMA chains) and blocks of 64 rows of
+//! K packed contiguously into L1 (a K of at most 256 — the update's batch — is one block, so each
+//! output is written once); for `C < 16` (batch 1 to 15: a matrix–vector product per column), 16
 //! (AVX-512) or 8 (AVX2) kept entries at a time are unpacked, their columns formed, and the
 //! matching entries of B's column fetched by one two-register permute (AVX-512, when 16 entries
-//! span at most 32 columns: M/N ≤ 2) or a gather. AVX-512, AVX2+FMA or plain scalar code is
+//! span at most 32 columns: M/N ≤ 2) or a gather; batch 1 runs four such chunks per step into
+//! four register accumulators. AVX-512, AVX2+FMA or plain scalar code is
 //! chosen at run time ([`Isa::detect`]); all three give the same result up to rounding.
 //!
 //! Guarantee: equals the dense product `A_dense·B` (with `A_dense` zero off the mask) within
 //! f32 rounding (1e-5 relative, property-tested over shapes, patterns and widths of B).
-//! Cost: `R·K·N/M·C` multiply-adds; reads `A` once (`4 + bits/8` bytes per kept entry) and `B`
-//! once per 64-column tile for every row block. Rows are split over the rayon pool.
+//! Cost: `R·K·N/M·C` multiply-adds; reads `A` once per 128-column tile of B (`4 + bits/8`
+//! bytes per kept entry) and packs each block of B once per row chunk. Rows are split over the
+//! rayon pool.
 
 use super::Isa;
 use crate::error::{Error, Result};
