@@ -159,6 +159,9 @@ pub struct GemmReport {
     pub runs_per_side: usize,
     /// Threads of the dense reference (all, or one where that was faster in the warm-up).
     pub dense_threads: usize,
+    /// Orientation of the dense reference the warm-up chose: `c` (C = A·B) or `ct` (Cᵀ = Bᵀ·Aᵀ,
+    /// transposed into place; masklab's matrix-vector kernels at batch 1).
+    pub dense_orientation: String,
 }
 
 /// The operands of one job, built once.
@@ -325,7 +328,13 @@ impl Problem {
     /// one column (a matrix-vector product, which gemm runs at a third of OpenBLAS's speed
     /// here): masklab's own dot-product or row-combination kernel where the layout fits, else
     /// gemm on `Cᵀ = Bᵀ·Aᵀ` (the same memory).
-    fn dense(&self, out: &mut [f32], threads: usize, swapped: bool) -> Result<()> {
+    fn dense(
+        &self,
+        out: &mut [f32],
+        threads: usize,
+        swapped: bool,
+        scratch: &mut Vec<f32>,
+    ) -> Result<()> {
         let (m, n, k) = self.shape;
         let (a, b) = (&self.a, &self.b);
         // One output row against a B stored as contiguous rows of its transpose: n dot
@@ -338,7 +347,7 @@ impl Problem {
         if swapped && m == 1 && b.1 == n && b.2 == 1 {
             return dense::vecmat(&b.0, k, n, &a.0[..k], out);
         }
-        if swapped && (m == 1 || n == 1) {
+        if swapped {
             let at = Strided {
                 data: &b.0,
                 rs: b.2,
@@ -349,7 +358,14 @@ impl Problem {
                 rs: a.2,
                 cs: a.1,
             };
-            return dense::matmul((n, m, k), at, bt, out, threads);
+            if m == 1 || n == 1 {
+                return dense::matmul((n, m, k), at, bt, out, threads);
+            }
+            // Cᵀ, then transposed into place (the transpose is timed with it).
+            scratch.resize(m * n, 0.0);
+            dense::matmul((n, m, k), at, bt, scratch, threads)?;
+            crate::sparse::transpose(scratch, n, m, out);
+            return Ok(());
         }
         let a = Strided {
             data: &a.0,
@@ -414,21 +430,22 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
         None => (Vec::new(), Vec::new()),
     };
     // The dense reference at its best: gemm on all threads or on one (small products lose
-    // more to the split than they gain), and for a matrix-vector product in either
-    // orientation, whichever the warm-up finds fastest.
+    // more to the split than they gain), in either orientation (C, or Cᵀ transposed into
+    // place; masklab's matrix-vector kernels at batch 1), whichever the warm-up finds fastest.
+    let dense_scratch = std::cell::RefCell::new(Vec::new());
     let time_dense = |out: &mut [f32], (threads, swapped): (usize, bool)| -> Result<f64> {
+        let mut guard = dense_scratch.borrow_mut();
+        let scratch: &mut Vec<f32> = &mut guard;
         let t = Instant::now();
-        pool.install(|| p.dense(out, threads, swapped))?;
+        pool.install(|| p.dense(out, threads, swapped, scratch))?;
         Ok(t.elapsed().as_secs_f64())
     };
     let mut choices = vec![(1, false)];
     if job.threads > 1 {
         choices.push((job.threads, false));
     }
-    if m == 1 || n == 1 {
-        let swapped: Vec<_> = choices.iter().map(|&(t, _)| (t, true)).collect();
-        choices.extend(swapped);
-    }
+    let swapped: Vec<_> = choices.iter().map(|&(t, _)| (t, true)).collect();
+    choices.extend(swapped);
     let mut best = (f64::INFINITY, choices[0]);
     for _ in 0..2 {
         for &c in &choices {
@@ -444,7 +461,11 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
         let t = Instant::now();
         match &p.sparse {
             Some(s) => pool.install(|| p.sparse(s, isa, out, &mut scratch))?,
-            None => pool.install(|| p.dense(out, threads, swapped))?,
+            None => {
+                let mut guard = dense_scratch.borrow_mut();
+                let scratch: &mut Vec<f32> = &mut guard;
+                pool.install(|| p.dense(out, threads, swapped, scratch))?
+            }
         }
         Ok(t.elapsed().as_secs_f64())
     };
@@ -514,6 +535,7 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
         speedup_q75,
         runs_per_side: dense_t.len(),
         dense_threads: threads,
+        dense_orientation: if swapped { "ct" } else { "c" }.to_string(),
     })
 }
 

@@ -18,8 +18,8 @@ pub mod table;
 
 /// Whether a column holds a measured time, rate or memory figure (left out of exact
 /// comparisons and `summary.csv`): `seconds`, `*_seconds`, `*_per_second`, `*_mb`, speedups
-/// (`speedup`, `speedup_*`, `share_of_limit`), `gflops_*`, `runs_per_side`, `dense_threads`
-/// (chosen by timing), and their `_std`
+/// (`speedup`, `speedup_*`, `share_of_limit`), `gflops_*`, `runs_per_side`, `dense_threads` and
+/// `dense_orientation` (chosen by timing), and their `_std`
 /// companions.
 pub fn is_measured_column(name: &str) -> bool {
     let base = name.strip_suffix("_std").unwrap_or(name);
@@ -34,6 +34,7 @@ pub fn is_measured_column(name: &str) -> bool {
         || base.starts_with("gflops_")
         || base == "runs_per_side"
         || base == "dense_threads"
+        || base == "dense_orientation"
 }
 
 /// Whether a measured column is a duration (`seconds`, `*_seconds`, `step_ms`), which

@@ -356,43 +356,29 @@ fn spmm_body(
                     unsafe { _mm_prefetch::<_MM_HINT_T0>(a.index[at..].as_ptr().cast()) };
                 }
                 // The first block starts from zero (the output is not read before it is written).
-                if w == TILE {
-                    let mut acc = [0f32; TILE];
-                    if k0 > 0 {
-                        acc.copy_from_slice(out);
-                    }
-                    let mut group_row = 0;
-                    let mut k = k0;
-                    while k < k1 {
-                        for e in 0..n {
-                            let at = (group_row + a.position(r, k + e)) * TILE;
-                            let row: &[f32; TILE] =
-                                packed[at..at + TILE].try_into().unwrap_or(&[0.0; TILE]);
-                            let v = vals[k + e];
-                            for l in 0..TILE {
-                                acc[l] = fma(acc[l], v, row[l]);
-                            }
+                let block = (k0, k1, col0 == 0);
+                match w {
+                    TILE => tile_row::<TILE>(a, r, vals, &packed, block, out, fma),
+                    64 => tile_row::<64>(a, r, vals, &packed, block, out, fma),
+                    32 => tile_row::<32>(a, r, vals, &packed, block, out, fma),
+                    16 => tile_row::<16>(a, r, vals, &packed, block, out, fma),
+                    _ => {
+                        if k0 == 0 {
+                            out.fill(0.0);
                         }
-                        k += n;
-                        group_row += m;
-                    }
-                    out.copy_from_slice(&acc);
-                } else {
-                    if k0 == 0 {
-                        out.fill(0.0);
-                    }
-                    let mut group_row = 0;
-                    let mut k = k0;
-                    while k < k1 {
-                        for e in 0..n {
-                            let at = (group_row + a.position(r, k + e)) * TILE;
-                            let v = vals[k + e];
-                            for (o, &x) in out.iter_mut().zip(&packed[at..at + w]) {
-                                *o = fma(*o, v, x);
+                        let mut group_row = 0;
+                        let mut k = k0;
+                        while k < k1 {
+                            for e in 0..n {
+                                let at = (group_row + a.position(r, k + e)) * TILE;
+                                let v = vals[k + e];
+                                for (o, &x) in out.iter_mut().zip(&packed[at..at + w]) {
+                                    *o = fma(*o, v, x);
+                                }
                             }
+                            k += n;
+                            group_row += m;
                         }
-                        k += n;
-                        group_row += m;
                     }
                 }
             }
@@ -401,6 +387,40 @@ fn spmm_body(
         }
         c0 += w;
     }
+}
+
+/// One row's kept entries `k0..k1` (a block; `first`: the output starts from zero) against the
+/// packed B rows, `W` columns held in registers (W/16 AVX-512 accumulators).
+#[inline(always)]
+fn tile_row<const W: usize>(
+    a: &NmMatrix,
+    r: usize,
+    vals: &[f32],
+    packed: &[f32],
+    (k0, k1, first): (usize, usize, bool),
+    out: &mut [f32],
+    fma: impl Fn(f32, f32, f32) -> f32 + Copy,
+) {
+    let (n, m) = (a.pattern.n, a.pattern.m);
+    let mut acc = [0f32; W];
+    if !first {
+        acc.copy_from_slice(&out[..W]);
+    }
+    let mut group_row = 0;
+    let mut k = k0;
+    while k < k1 {
+        for e in 0..n {
+            let at = (group_row + a.position(r, k + e)) * TILE;
+            let row: &[f32; W] = packed[at..at + W].try_into().unwrap_or(&[0.0; W]);
+            let v = vals[k + e];
+            for l in 0..W {
+                acc[l] = fma(acc[l], v, row[l]);
+            }
+        }
+        k += n;
+        group_row += m;
+    }
+    out[..W].copy_from_slice(&acc);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -840,7 +860,7 @@ mod tests {
             pi in 0usize..8,
             rows in 1usize..40,
             groups in 1usize..40,
-            width in prop_oneof![1usize..=17, 60usize..=70, Just(130usize)],
+            width in prop_oneof![1usize..=17, 60usize..=70, Just(32usize), Just(130usize), Just(160usize)],
             seed in 0u64..1000,
         ) {
             let (n, m) = [(1, 2), (2, 4), (1, 4), (4, 8), (2, 8), (8, 16), (16, 32), (3, 8)][pi];
