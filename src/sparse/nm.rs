@@ -277,8 +277,19 @@ impl NmMatrix {
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: `isa.check()` confirmed AVX-512F on this CPU.
                         Isa::Avx512 => unsafe {
-                            // Batch 1 has its own kernel where the pattern allows.
-                            if width != 1 || !spmv1_row_avx512(self, r, bt, o) {
+                            // Batches 1 to 8 have their own kernels where the pattern allows.
+                            let done = match width {
+                                1 => spmv1_row_avx512(self, r, bt, o),
+                                2 => spmv_cols_avx512::<2>(self, r, bt, o),
+                                3 => spmv_cols_avx512::<3>(self, r, bt, o),
+                                4 => spmv_cols_avx512::<4>(self, r, bt, o),
+                                5 => spmv_cols_avx512::<5>(self, r, bt, o),
+                                6 => spmv_cols_avx512::<6>(self, r, bt, o),
+                                7 => spmv_cols_avx512::<7>(self, r, bt, o),
+                                8 => spmv_cols_avx512::<8>(self, r, bt, o),
+                                _ => false,
+                            };
+                            if !done {
                                 spmv_row_avx512(self, r, bt, o)
                             }
                         },
@@ -688,6 +699,102 @@ unsafe fn spmv1_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) 
     }
     let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
     out[0] = _mm512_reduce_add_ps(sum);
+    if 16 * chunks < kept {
+        tail(a, r, 16 * chunks, bt, out);
+    }
+    true
+}
+
+/// One row against `C` columns of B (batch 2 to 8), under the same conditions as
+/// [`spmv1_row_avx512`]: each chunk of 16 kept entries is unpacked once and multiplied into `C`
+/// register accumulators, one per column. Returns false (having done nothing) otherwise.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn spmv_cols_avx512<const C: usize>(
+    a: &NmMatrix,
+    r: usize,
+    bt: &[f32],
+    out: &mut [f32],
+) -> bool {
+    use std::arch::x86_64::*;
+    let (n, m) = (a.pattern.n, a.pattern.m);
+    let kept = a.kept_per_row();
+    let bits = a.bits;
+    if n > 16 || 16 % n != 0 || bits > 4 || kept < 16 || out.len() != C {
+        return false;
+    }
+    let step = 16 / n * m;
+    let permute = step <= 32;
+    let off: [i32; 16] = std::array::from_fn(|l| (l / n * m) as i32);
+    // SAFETY: `off` holds 16 i32.
+    let off = unsafe { _mm512_loadu_si512(off.as_ptr().cast()) };
+    let b = bits as i32;
+    let shifts = if bits == 4 {
+        _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28)
+    } else {
+        _mm512_setr_epi32(
+            0,
+            b,
+            2 * b,
+            3 * b,
+            4 * b,
+            5 * b,
+            6 * b,
+            7 * b,
+            8 * b,
+            9 * b,
+            10 * b,
+            11 * b,
+            12 * b,
+            13 * b,
+            14 * b,
+            15 * b,
+        )
+    };
+    let mask = _mm512_set1_epi32((1 << bits) - 1);
+    let vals = a.values[r * kept..(r + 1) * kept].as_ptr();
+    let index = a.index[r * a.index_stride..(r + 1) * a.index_stride].as_ptr();
+    let xs: [*const f32; C] = std::array::from_fn(|c| bt[c * a.cols..(c + 1) * a.cols].as_ptr());
+    // SAFETY (every raw read below): as in `spmv1_row_avx512` — values and position bytes of a
+    // full chunk lie inside the row, and x windows inside each column of B.
+    let chunks = if permute {
+        (kept / 16).min((a.cols.saturating_sub(32)) / step + 1)
+    } else {
+        kept / 16
+    };
+    let mut acc = [_mm512_setzero_ps(); C];
+    for ci in 0..chunks {
+        let p = unsafe { index.add(2 * bits * ci) };
+        let packed = if bits == 4 {
+            let w = unsafe { p.cast::<u64>().read_unaligned() };
+            _mm512_inserti64x4(
+                _mm512_set1_epi32(w as i32),
+                _mm256_set1_epi32((w >> 32) as i32),
+                1,
+            )
+        } else {
+            _mm512_set1_epi32(unsafe { p.cast::<u32>().read_unaligned() } as i32)
+        };
+        let rel = _mm512_add_epi32(
+            off,
+            _mm512_and_si512(_mm512_srlv_epi32(packed, shifts), mask),
+        );
+        let v = unsafe { _mm512_loadu_ps(vals.add(16 * ci)) };
+        for c in 0..C {
+            let xp = unsafe { xs[c].add(step * ci) };
+            let xv = if permute {
+                let (lo, hi) = unsafe { (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16))) };
+                _mm512_permutex2var_ps(lo, rel, hi)
+            } else {
+                // SAFETY: every lane reads a kept column, below `cols`.
+                unsafe { _mm512_i32gather_ps::<4>(rel, xp.cast()) }
+            };
+            acc[c] = _mm512_fmadd_ps(v, xv, acc[c]);
+        }
+    }
+    for c in 0..C {
+        out[c] = _mm512_reduce_add_ps(acc[c]);
+    }
     if 16 * chunks < kept {
         tail(a, r, 16 * chunks, bt, out);
     }
