@@ -499,11 +499,11 @@ impl Located<'_> {
 }
 
 /// A value that appears twice in `list`, if any.
-fn first_duplicate<T: PartialEq + std::fmt::Display>(list: &[T]) -> Option<String> {
+fn first_duplicate<T: Eq + std::hash::Hash + std::fmt::Display>(list: &[T]) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
     list.iter()
-        .enumerate()
-        .find(|(i, v)| list[..*i].contains(v))
-        .map(|(_, v)| v.to_string())
+        .find(|v| !seen.insert(*v))
+        .map(|v| v.to_string())
 }
 
 /// A table or profile name becomes a path component (results/runs/NAME, baselines/NAME.parquet):

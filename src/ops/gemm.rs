@@ -347,17 +347,13 @@ impl Problem {
         if swapped && m == 1 && b.1 == n && b.2 == 1 {
             return dense::vecmat(&b.0, k, n, &a.0[..k], out);
         }
+        // An operand (data, row stride, column stride), as it is or transposed.
+        fn view(o: &(Vec<f32>, usize, usize), t: bool) -> Strided<'_> {
+            let (rs, cs) = if t { (o.2, o.1) } else { (o.1, o.2) };
+            Strided { data: &o.0, rs, cs }
+        }
         if swapped {
-            let at = Strided {
-                data: &b.0,
-                rs: b.2,
-                cs: b.1,
-            };
-            let bt = Strided {
-                data: &a.0,
-                rs: a.2,
-                cs: a.1,
-            };
+            let (at, bt) = (view(b, true), view(a, true));
             if m == 1 || n == 1 {
                 return dense::matmul((n, m, k), at, bt, out, threads);
             }
@@ -367,16 +363,7 @@ impl Problem {
             crate::sparse::transpose(scratch, n, m, out);
             return Ok(());
         }
-        let a = Strided {
-            data: &a.0,
-            rs: a.1,
-            cs: a.2,
-        };
-        let b = Strided {
-            data: &b.0,
-            rs: b.1,
-            cs: b.2,
-        };
+        let (a, b) = (view(a, false), view(b, false));
         dense::matmul((m, n, k), a, b, out, threads)
     }
 

@@ -196,6 +196,8 @@ fn axpy_body(s: f32, x: &[f32], y: &mut [f32], fma: impl Fn(f32, f32, f32) -> f3
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+// SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
+// (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
 unsafe fn axpy_avx512(s: f32, x: &[f32], y: &mut [f32]) {
     axpy_body(s, x, y, |acc, a, b| a.mul_add(b, acc))
 }
@@ -220,6 +222,8 @@ fn dot_body(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32 + Copy) -> 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+// SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
+// (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
 unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
     dot_body(a, b, |acc, x, y| x.mul_add(y, acc))
 }

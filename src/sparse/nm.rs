@@ -279,7 +279,7 @@ impl NmMatrix {
                         Isa::Avx512 => unsafe {
                             // Batches 1 to 8 have their own kernels where the pattern allows.
                             let done = match width {
-                                1 => spmv1_row_avx512(self, r, bt, o),
+                                1 => spmv_cols_avx512::<1>(self, r, bt, o),
                                 2 => spmv_cols_avx512::<2>(self, r, bt, o),
                                 3 => spmv_cols_avx512::<3>(self, r, bt, o),
                                 4 => spmv_cols_avx512::<4>(self, r, bt, o),
@@ -436,6 +436,8 @@ fn tile_row<const W: usize>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+// SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
+// (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
 unsafe fn spmm_avx512(
     a: &NmMatrix,
     b: &[f32],
@@ -449,6 +451,8 @@ unsafe fn spmm_avx512(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+// SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX2 and FMA
+// (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
 unsafe fn spmm_avx2(
     a: &NmMatrix,
     b: &[f32],
@@ -481,6 +485,8 @@ fn spmv_row_scalar(a: &NmMatrix, r: usize, from: usize, bt: &[f32], out: &mut [f
 /// advanced by addition, the value stream prefetched ahead.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+// SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
+// (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
 unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
     use std::arch::x86_64::*;
     const MAX_RHS: usize = 4;
@@ -592,66 +598,99 @@ unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
         }
     }
     if full < kept {
-        tail(a, r, full, bt, out);
+        spmv_row_scalar(a, r, full, bt, out);
     }
 }
 
-/// One row against one column of B (batch 1), for N dividing 16 and positions of at most 4 bits
-/// (1:2, 2:4, 4:8, 8:16 by permute; 1:4, 2:8, 1:8, 2:16 … by gather): four chunks of 16 per
-/// step into four register accumulators,
-/// so that four value loads are in flight and no accumulator goes through memory. Returns
-/// false (having done nothing) for other patterns.
+/// One row's kept entries, 16 at a time, as the batch 1–8 kernels read them: for N dividing 16
+/// and positions of at most 4 bits (1:2, 2:4, 4:8, 8:16 by a two-register permute, as 16
+/// entries span at most 32 columns; 1:4, 2:8, 1:8, … by a gather).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn spmv1_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) -> bool {
-    use std::arch::x86_64::*;
-    let (n, m) = (a.pattern.n, a.pattern.m);
-    let kept = a.kept_per_row();
-    let bits = a.bits;
-    if n > 16 || 16 % n != 0 || bits > 4 || kept < 64 || out.len() != 1 {
-        return false;
+struct Chunks16 {
+    /// Each lane's column offset from its chunk's first group.
+    off: std::arch::x86_64::__m512i,
+    /// Each lane's shift into the packed positions.
+    shifts: std::arch::x86_64::__m512i,
+    /// `(1 << bits) - 1`.
+    mask: std::arch::x86_64::__m512i,
+    bits: usize,
+    /// Columns one chunk advances.
+    step: usize,
+    permute: bool,
+    vals: *const f32,
+    index: *const u8,
+    /// Full chunks whose reads stay inside the row (see [`Chunks16::new`]).
+    chunks: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Chunks16 {
+    /// Row `r` of `a`, or `None` for a pattern these kernels do not take.
+    ///
+    /// The reads of chunk `ci < chunks` stay in bounds: values `16ci..16ci+16` (below `kept`),
+    /// position bytes `2·bits·ci ..+8` (a row's stride holds 16 bytes beyond its packed
+    /// positions), and B entries `step·ci .. step·ci + 32` for a permute (`chunks` stops before
+    /// a window that would pass `cols`) or exactly the kept columns for a gather.
+    #[target_feature(enable = "avx512f")]
+    fn new(a: &NmMatrix, r: usize) -> Option<Self> {
+        use std::arch::x86_64::*;
+        let (n, m) = (a.pattern.n, a.pattern.m);
+        let (kept, bits) = (a.kept_per_row(), a.bits);
+        if n > 16 || 16 % n != 0 || bits > 4 || kept < 16 {
+            return None;
+        }
+        let step = 16 / n * m;
+        let permute = step <= 32;
+        let off: [i32; 16] = std::array::from_fn(|l| (l / n * m) as i32);
+        let shift: [i32; 16] = std::array::from_fn(|l| {
+            if bits == 4 {
+                (l % 8 * 4) as i32
+            } else {
+                (l * bits) as i32
+            }
+        });
+        // SAFETY: both arrays hold 16 i32.
+        let (off, shifts) = unsafe {
+            (
+                _mm512_loadu_si512(off.as_ptr().cast()),
+                _mm512_loadu_si512(shift.as_ptr().cast()),
+            )
+        };
+        let chunks = if permute {
+            (kept / 16).min(a.cols.saturating_sub(32) / step + 1)
+        } else {
+            kept / 16
+        };
+        Some(Chunks16 {
+            off,
+            shifts,
+            mask: _mm512_set1_epi32((1 << bits) - 1),
+            bits,
+            step,
+            permute,
+            vals: a.values[r * kept..(r + 1) * kept].as_ptr(),
+            index: a.index[r * a.index_stride..(r + 1) * a.index_stride].as_ptr(),
+            chunks,
+        })
     }
-    let step = 16 / n * m;
-    // 16 entries within 32 columns: one two-register permute; wider (1:4, 2:8): a gather.
-    let permute = step <= 32;
-    let off: [i32; 16] = std::array::from_fn(|l| (l / n * m) as i32);
-    // SAFETY: `off` holds 16 i32.
-    let off = unsafe { _mm512_loadu_si512(off.as_ptr().cast()) };
-    let b = bits as i32;
-    let shifts = if bits == 4 {
-        _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28)
-    } else {
-        _mm512_setr_epi32(
-            0,
-            b,
-            2 * b,
-            3 * b,
-            4 * b,
-            5 * b,
-            6 * b,
-            7 * b,
-            8 * b,
-            9 * b,
-            10 * b,
-            11 * b,
-            12 * b,
-            13 * b,
-            14 * b,
-            15 * b,
-        )
-    };
-    let mask = _mm512_set1_epi32((1 << bits) - 1);
-    let vals = a.values[r * kept..(r + 1) * kept].as_ptr();
-    let index = a.index[r * a.index_stride..(r + 1) * a.index_stride].as_ptr();
-    let x = bt[..a.cols].as_ptr();
-    // SAFETY (every raw read below): chunk `ci < chunks` reads values `16ci..16ci+16` (below
-    // `kept`), position bytes `2·bits·ci ..+8` (the row's stride holds 16 bytes beyond its
-    // packed positions) and x entries `step·ci .. step·ci + 32` (`step·(ci+1) ≤ cols`, and
-    // `step ≤ 32` with the chunk's kept columns below `step·(ci+1)`, so a read past `cols`
-    // can only happen for the last chunk when step < 32 — excluded below).
-    let positions = |ci: usize| -> __m512i {
-        let p = unsafe { index.add(2 * bits * ci) };
-        let v = if bits == 4 {
+
+    /// Chunk `ci`'s values and its columns relative to `step·ci`.
+    ///
+    /// # Safety
+    /// `ci < self.chunks` and the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn chunk(&self, ci: usize) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512i) {
+        use std::arch::x86_64::*;
+        // SAFETY: in bounds for ci < chunks (see `new`).
+        let (p, v) = unsafe {
+            (
+                self.index.add(2 * self.bits * ci),
+                _mm512_loadu_ps(self.vals.add(16 * ci)),
+            )
+        };
+        let packed = if self.bits == 4 {
+            // SAFETY: as above.
             let w = unsafe { p.cast::<u64>().read_unaligned() };
             _mm512_inserti64x4(
                 _mm512_set1_epi32(w as i32),
@@ -659,57 +698,50 @@ unsafe fn spmv1_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) 
                 1,
             )
         } else {
+            // SAFETY: as above.
             _mm512_set1_epi32(unsafe { p.cast::<u32>().read_unaligned() } as i32)
         };
-        _mm512_and_si512(_mm512_srlv_epi32(v, shifts), mask)
-    };
-    let chunk = |ci: usize, acc: __m512| -> __m512 {
-        let rel = _mm512_add_epi32(off, positions(ci));
-        let v = unsafe { _mm512_loadu_ps(vals.add(16 * ci)) };
-        let xp = unsafe { x.add(step * ci) };
-        let xv = if permute {
+        let pos = _mm512_and_si512(_mm512_srlv_epi32(packed, self.shifts), self.mask);
+        (v, _mm512_add_epi32(self.off, pos))
+    }
+
+    /// The entries of column `x` (a row of Bᵀ) at chunk `ci`'s columns `rel`.
+    ///
+    /// # Safety
+    /// `ci < self.chunks`, `x` is a row of `cols` floats, and the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn fetch(
+        &self,
+        x: *const f32,
+        ci: usize,
+        rel: std::arch::x86_64::__m512i,
+    ) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: in bounds for ci < chunks (see `new`).
+        let xp = unsafe { x.add(self.step * ci) };
+        if self.permute {
+            // SAFETY: the 32-float window is inside the row (see `new`).
             let (lo, hi) = unsafe { (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16))) };
             _mm512_permutex2var_ps(lo, rel, hi)
         } else {
             // SAFETY: every lane reads a kept column, below `cols`.
             unsafe { _mm512_i32gather_ps::<4>(rel, xp.cast()) }
-        };
-        _mm512_fmadd_ps(v, xv, acc)
-    };
-    // Chunks whose 32-wide x window (permute) stays inside the row of x; all of them (gather).
-    let chunks = if permute {
-        (kept / 16).min((a.cols.saturating_sub(32)) / step + 1)
-    } else {
-        kept / 16
-    };
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut ci = 0;
-    while ci + 4 <= chunks {
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(vals.add(16 * ci + 512).cast()) };
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(vals.add(16 * ci + 528).cast()) };
-        acc[0] = chunk(ci, acc[0]);
-        acc[1] = chunk(ci + 1, acc[1]);
-        acc[2] = chunk(ci + 2, acc[2]);
-        acc[3] = chunk(ci + 3, acc[3]);
-        ci += 4;
+        }
     }
-    while ci < chunks {
-        acc[0] = chunk(ci, acc[0]);
-        ci += 1;
-    }
-    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    out[0] = _mm512_reduce_add_ps(sum);
-    if 16 * chunks < kept {
-        tail(a, r, 16 * chunks, bt, out);
-    }
-    true
 }
 
-/// One row against `C` columns of B (batch 2 to 8), under the same conditions as
-/// [`spmv1_row_avx512`]: each chunk of 16 kept entries is unpacked once and multiplied into `C`
-/// register accumulators, one per column. Returns false (having done nothing) otherwise.
+/// One row against `C` columns of B (batch 1 to 8), for the patterns [`Chunks16`] takes: each
+/// chunk of 16 kept entries is unpacked once and multiplied into one register accumulator per
+/// column; batch 1 runs four chunks per step into four accumulators, so that four value loads
+/// are in flight. Returns false (having done nothing) for other patterns.
+///
+/// # Safety
+/// The CPU has AVX-512F; `bt` holds `C` rows of `cols` floats and `out` `C` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+// SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
+// (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
 unsafe fn spmv_cols_avx512<const C: usize>(
     a: &NmMatrix,
     r: usize,
@@ -717,98 +749,58 @@ unsafe fn spmv_cols_avx512<const C: usize>(
     out: &mut [f32],
 ) -> bool {
     use std::arch::x86_64::*;
-    let (n, m) = (a.pattern.n, a.pattern.m);
-    let kept = a.kept_per_row();
-    let bits = a.bits;
-    if n > 16 || 16 % n != 0 || bits > 4 || kept < 16 || out.len() != C {
+    let Some(ch) = Chunks16::new(a, r) else {
+        return false;
+    };
+    if out.len() != C || bt.len() < C * a.cols {
         return false;
     }
-    let step = 16 / n * m;
-    let permute = step <= 32;
-    let off: [i32; 16] = std::array::from_fn(|l| (l / n * m) as i32);
-    // SAFETY: `off` holds 16 i32.
-    let off = unsafe { _mm512_loadu_si512(off.as_ptr().cast()) };
-    let b = bits as i32;
-    let shifts = if bits == 4 {
-        _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28)
-    } else {
-        _mm512_setr_epi32(
-            0,
-            b,
-            2 * b,
-            3 * b,
-            4 * b,
-            5 * b,
-            6 * b,
-            7 * b,
-            8 * b,
-            9 * b,
-            10 * b,
-            11 * b,
-            12 * b,
-            13 * b,
-            14 * b,
-            15 * b,
-        )
-    };
-    let mask = _mm512_set1_epi32((1 << bits) - 1);
-    let vals = a.values[r * kept..(r + 1) * kept].as_ptr();
-    let index = a.index[r * a.index_stride..(r + 1) * a.index_stride].as_ptr();
     let xs: [*const f32; C] = std::array::from_fn(|c| bt[c * a.cols..(c + 1) * a.cols].as_ptr());
-    // SAFETY (every raw read below): as in `spmv1_row_avx512` — values and position bytes of a
-    // full chunk lie inside the row, and x windows inside each column of B.
-    let chunks = if permute {
-        (kept / 16).min((a.cols.saturating_sub(32)) / step + 1)
+    // SAFETY (the calls below): every `ci` is below `ch.chunks`, every `xs[c]` a row of `cols`.
+    let mut ci = 0;
+    if C == 1 {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        while ci + 4 <= ch.chunks {
+            // A prefetch reads nothing; the addresses may run past the row.
+            _mm_prefetch::<_MM_HINT_T0>(ch.vals.wrapping_add(16 * ci + 512).cast());
+            _mm_prefetch::<_MM_HINT_T0>(ch.vals.wrapping_add(16 * ci + 528).cast());
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let (v, rel) = unsafe { ch.chunk(ci + j) };
+                *acc = _mm512_fmadd_ps(v, unsafe { ch.fetch(xs[0], ci + j, rel) }, *acc);
+            }
+            ci += 4;
+        }
+        while ci < ch.chunks {
+            let (v, rel) = unsafe { ch.chunk(ci) };
+            acc[0] = _mm512_fmadd_ps(v, unsafe { ch.fetch(xs[0], ci, rel) }, acc[0]);
+            ci += 1;
+        }
+        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        out[0] = _mm512_reduce_add_ps(sum);
     } else {
-        kept / 16
-    };
-    let mut acc = [_mm512_setzero_ps(); C];
-    for ci in 0..chunks {
-        let p = unsafe { index.add(2 * bits * ci) };
-        let packed = if bits == 4 {
-            let w = unsafe { p.cast::<u64>().read_unaligned() };
-            _mm512_inserti64x4(
-                _mm512_set1_epi32(w as i32),
-                _mm256_set1_epi32((w >> 32) as i32),
-                1,
-            )
-        } else {
-            _mm512_set1_epi32(unsafe { p.cast::<u32>().read_unaligned() } as i32)
-        };
-        let rel = _mm512_add_epi32(
-            off,
-            _mm512_and_si512(_mm512_srlv_epi32(packed, shifts), mask),
-        );
-        let v = unsafe { _mm512_loadu_ps(vals.add(16 * ci)) };
+        let mut acc = [_mm512_setzero_ps(); C];
+        while ci < ch.chunks {
+            let (v, rel) = unsafe { ch.chunk(ci) };
+            for c in 0..C {
+                acc[c] = _mm512_fmadd_ps(v, unsafe { ch.fetch(xs[c], ci, rel) }, acc[c]);
+            }
+            ci += 1;
+        }
         for c in 0..C {
-            let xp = unsafe { xs[c].add(step * ci) };
-            let xv = if permute {
-                let (lo, hi) = unsafe { (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16))) };
-                _mm512_permutex2var_ps(lo, rel, hi)
-            } else {
-                // SAFETY: every lane reads a kept column, below `cols`.
-                unsafe { _mm512_i32gather_ps::<4>(rel, xp.cast()) }
-            };
-            acc[c] = _mm512_fmadd_ps(v, xv, acc[c]);
+            out[c] = _mm512_reduce_add_ps(acc[c]);
         }
     }
-    for c in 0..C {
-        out[c] = _mm512_reduce_add_ps(acc[c]);
-    }
-    if 16 * chunks < kept {
-        tail(a, r, 16 * chunks, bt, out);
+    if 16 * ch.chunks < a.kept_per_row() {
+        spmv_row_scalar(a, r, 16 * ch.chunks, bt, out);
     }
     true
-}
-
-/// Adds the kept entries `from..` of row `r` to `out` (the chunks' remainder).
-fn tail(a: &NmMatrix, r: usize, from: usize, bt: &[f32], out: &mut [f32]) {
-    spmv_row_scalar(a, r, from, bt, out)
 }
 
 /// Row `r` against every column of B with AVX2: 8 kept entries at a time, gathered.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+// SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX2 and FMA
+// (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
 unsafe fn spmv_row_avx2(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
     use std::arch::x86_64::*;
     const MAX_RHS: usize = 8;
@@ -860,7 +852,7 @@ unsafe fn spmv_row_avx2(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
         }
     }
     if full < kept {
-        tail(a, r, full, bt, out);
+        spmv_row_scalar(a, r, full, bt, out);
     }
 }
 
