@@ -275,6 +275,7 @@ pub enum Command {
   masklab train --dataset synthetic --epochs 1 --mask nm:2:4
   masklab train --model lenet --dataset mnist --data-dir ~/data --mask unstructured:0.5
   masklab train --mask transposable:4:8 --grad-estimator mvue:2:4 --capture-grads grads.safetensors
+  masklab train --mask transposable:2:4 --grad-estimator mvue:2:4 --gemm masked-dense --json
   masklab train --epochs 5 --save dense.safetensors && masklab train --init dense.safetensors --mask transposable:4:8
 
 Masks: dense, unstructured:S, block:B:S, nm:N:M (forward only), transposable:N:M (forward and backward).
@@ -635,6 +636,11 @@ pub struct TrainArgs {
     /// SR-STE decay on pruned weights (0: off).
     #[arg(long, default_value_t = 0.0)]
     pub srste: f64,
+    /// GEMM kernels: sparse (compressed N:M kernels wherever an operand is N:M: the forward of
+    /// nm/transposable masks, the backward of transposable ones, the update of N:M estimators)
+    /// or masked-dense (dense gemm on the masked operands, for comparison).
+    #[arg(long, default_value = "sparse")]
+    pub gemm: String,
     /// Epochs.
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
@@ -682,6 +688,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
             solver: a.solver.clone(),
             every: a.every,
             grad: a.grad_estimator.parse()?,
+            gemm: a.gemm.parse()?,
             srste: a.srste,
             epochs: a.epochs,
             batch: a.batch,

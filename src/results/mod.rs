@@ -31,6 +31,8 @@ pub fn is_measured_column(name: &str) -> bool {
         || base == "speedup"
         || base.starts_with("speedup_")
         || base == "share_of_limit"
+        || base == "recompute_share"
+        || base == "rounds"
         || base.starts_with("gflops_")
         || base == "runs_per_side"
         || base == "dense_threads"

@@ -197,6 +197,48 @@ impl NmMatrix {
         out
     }
 
+    /// The same positions with values read from `dense` and `keep` (its mask, 0 or 1), whose
+    /// entry `(r, c)` is at `r·rs + c·cs` (`rs = cols, cs = 1` for the row-major matrix this one
+    /// was compressed from; `rs = 1, cs = rows` for its transpose): value `dense·keep`, so that a
+    /// filler position stays zero. This is how a training layer refreshes its compressed weights
+    /// after an update without recomputing the mask. Errors when either slice is too short.
+    pub fn refill(&self, dense: &[f32], keep: &[f32], rs: usize, cs: usize) -> Result<NmMatrix> {
+        let last = (self.rows.max(1) - 1) * rs + (self.cols.max(1) - 1) * cs;
+        if self.rows > 0 && self.cols > 0 && last >= dense.len().min(keep.len()) {
+            return Err(Error::invalid(
+                "matrix",
+                format!("{} values, {} mask entries", dense.len(), keep.len()),
+                format!(
+                    "expected {}x{} at strides ({rs}, {cs})",
+                    self.rows, self.cols
+                ),
+            ));
+        }
+        let (n, m) = (self.pattern.n, self.pattern.m);
+        let kept = self.kept_per_row();
+        let mut values = vec![0f32; self.values.len()];
+        for r in 0..self.rows {
+            let row = &mut values[r * kept..(r + 1) * kept];
+            let mut group_col = 0;
+            for (k, v) in row.iter_mut().enumerate() {
+                let at = r * rs + (group_col + self.position(r, k)) * cs;
+                *v = dense[at] * keep[at];
+                if (k + 1) % n == 0 {
+                    group_col += m;
+                }
+            }
+        }
+        Ok(NmMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            pattern: self.pattern,
+            bits: self.bits,
+            values,
+            index: self.index.clone(),
+            index_stride: self.index_stride,
+        })
+    }
+
     /// `out = self · b` for row-major `b: [cols, width]`, `out: [rows, width]`, on the best
     /// instruction set here.
     pub fn matmul(&self, b: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
@@ -232,6 +274,46 @@ impl NmMatrix {
         Ok(())
     }
 
+    /// Rows `rows` of `self · b` into `out` (`[rows.len(), width]`) on the calling thread
+    /// alone, on the best instruction set here: for callers that split the work themselves (a
+    /// training step's fork-join, where a rayon loop must not run).
+    pub fn matmul_rows(
+        &self,
+        b: &[f32],
+        width: usize,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        if b.len() != self.cols * width || rows.end > self.rows || out.len() != rows.len() * width {
+            return Err(Error::invalid(
+                "operands",
+                format!(
+                    "b {} values, rows {rows:?}, out {} values",
+                    b.len(),
+                    out.len()
+                ),
+                format!(
+                    "expected b [{}, {width}], rows within 0..{} and out [rows, {width}]",
+                    self.cols, self.rows
+                ),
+            ));
+        }
+        let isa = Isa::detect();
+        if width == 0 || rows.is_empty() {
+            return Ok(());
+        }
+        if width >= 16 {
+            self.spmm_part(isa, b, width, rows.start, rows.len(), out);
+        } else {
+            let mut bt = vec![0f32; width * self.cols];
+            super::transpose(b, self.cols, width, &mut bt);
+            for (j, o) in out.chunks_mut(width).enumerate() {
+                self.spmv_one(isa, rows.start + j, &bt, o);
+            }
+        }
+        Ok(())
+    }
+
     /// Rows per parallel task: enough work to amortise the split.
     fn row_chunk(&self, work_per_row: usize) -> usize {
         let threads = rayon::current_num_threads().max(1);
@@ -247,19 +329,28 @@ impl NmMatrix {
         let chunk = self.row_chunk(kept * width);
         out.par_chunks_mut(chunk * width)
             .enumerate()
-            .for_each(|(i, dst)| {
-                let r0 = i * chunk;
-                let rows = dst.len() / width;
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `isa.check()` confirmed AVX-512F on this CPU.
-                    Isa::Avx512 => unsafe { spmm_avx512(self, b, width, r0, rows, dst) },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `isa.check()` confirmed AVX2 and FMA on this CPU.
-                    Isa::Avx2 => unsafe { spmm_avx2(self, b, width, r0, rows, dst) },
-                    _ => spmm_body(self, b, width, r0, rows, dst, |a, v, x| a + v * x),
-                }
-            });
+            .for_each(|(i, dst)| self.spmm_part(isa, b, width, i * chunk, dst.len() / width, dst));
+    }
+
+    /// Rows `r0..r0+rows` of the tiled SpMM into `dst`, on this thread.
+    fn spmm_part(
+        &self,
+        isa: Isa,
+        b: &[f32],
+        width: usize,
+        r0: usize,
+        rows: usize,
+        dst: &mut [f32],
+    ) {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: callers checked (`Isa::check`) or detected AVX-512F on this CPU.
+            Isa::Avx512 => unsafe { spmm_avx512(self, b, width, r0, rows, dst) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: callers checked (`Isa::check`) or detected AVX2 and FMA on this CPU.
+            Isa::Avx2 => unsafe { spmm_avx2(self, b, width, r0, rows, dst) },
+            _ => spmm_body(self, b, width, r0, rows, dst, |a, v, x| a + v * x),
+        }
     }
 
     /// `C < 16`: per row, kept entries 16 (or 8) at a time against each column of B (`bt`:
@@ -270,36 +361,39 @@ impl NmMatrix {
         out.par_chunks_mut(chunk * width)
             .enumerate()
             .for_each(|(i, dst)| {
-                let r0 = i * chunk;
                 for (j, o) in dst.chunks_mut(width).enumerate() {
-                    let r = r0 + j;
-                    match isa {
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: `isa.check()` confirmed AVX-512F on this CPU.
-                        Isa::Avx512 => unsafe {
-                            // Batches 1 to 8 have their own kernels where the pattern allows.
-                            let done = match width {
-                                1 => spmv_cols_avx512::<1>(self, r, bt, o),
-                                2 => spmv_cols_avx512::<2>(self, r, bt, o),
-                                3 => spmv_cols_avx512::<3>(self, r, bt, o),
-                                4 => spmv_cols_avx512::<4>(self, r, bt, o),
-                                5 => spmv_cols_avx512::<5>(self, r, bt, o),
-                                6 => spmv_cols_avx512::<6>(self, r, bt, o),
-                                7 => spmv_cols_avx512::<7>(self, r, bt, o),
-                                8 => spmv_cols_avx512::<8>(self, r, bt, o),
-                                _ => false,
-                            };
-                            if !done {
-                                spmv_row_avx512(self, r, bt, o)
-                            }
-                        },
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: `isa.check()` confirmed AVX2 and FMA on this CPU.
-                        Isa::Avx2 => unsafe { spmv_row_avx2(self, r, bt, o) },
-                        _ => spmv_row_scalar(self, r, 0, bt, o),
-                    }
+                    self.spmv_one(isa, i * chunk + j, bt, o);
                 }
             });
+    }
+
+    /// Row `r` against every column of B (`bt`: B's columns as rows) into `o`, on this thread.
+    fn spmv_one(&self, isa: Isa, r: usize, bt: &[f32], o: &mut [f32]) {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: callers checked (`Isa::check`) or detected AVX-512F on this CPU.
+            Isa::Avx512 => unsafe {
+                // Batches 1 to 8 have their own kernels where the pattern allows.
+                let done = match o.len() {
+                    1 => spmv_cols_avx512::<1>(self, r, bt, o),
+                    2 => spmv_cols_avx512::<2>(self, r, bt, o),
+                    3 => spmv_cols_avx512::<3>(self, r, bt, o),
+                    4 => spmv_cols_avx512::<4>(self, r, bt, o),
+                    5 => spmv_cols_avx512::<5>(self, r, bt, o),
+                    6 => spmv_cols_avx512::<6>(self, r, bt, o),
+                    7 => spmv_cols_avx512::<7>(self, r, bt, o),
+                    8 => spmv_cols_avx512::<8>(self, r, bt, o),
+                    _ => false,
+                };
+                if !done {
+                    spmv_row_avx512(self, r, bt, o)
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: callers checked (`Isa::check`) or detected AVX2 and FMA on this CPU.
+            Isa::Avx2 => unsafe { spmv_row_avx2(self, r, bt, o) },
+            _ => spmv_row_scalar(self, r, 0, bt, o),
+        }
     }
 }
 
@@ -434,10 +528,16 @@ fn tile_row<const W: usize>(
     out[..W].copy_from_slice(&acc);
 }
 
+/// The tiled SpMM with AVX-512 intrinsics: the same loop as [`spmm_body`] (tiles of 128
+/// columns of B, blocks of K packed into L1), but two rows at a time (16 register accumulators,
+/// so sixteen independent FMA chains), each row's positions in the block unpacked once into
+/// offsets of the packed B rows, and each kept entry one broadcast and `W/16` FMAs whose B
+/// operand is read straight from L1. A tile narrower than 128 takes `⌈w/16⌉` vectors, the last
+/// one masked.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 // SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
-// (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
+// (`Isa::check`/`Isa::detect`); every raw access inside is justified where it is made.
 unsafe fn spmm_avx512(
     a: &NmMatrix,
     b: &[f32],
@@ -446,7 +546,178 @@ unsafe fn spmm_avx512(
     rows: usize,
     dst: &mut [f32],
 ) {
-    spmm_body(a, b, width, r0, rows, dst, |acc, v, x| v.mul_add(x, acc))
+    let (n, m) = (a.pattern.n, a.pattern.m);
+    let kept = a.kept_per_row();
+    let kblock = if a.cols <= SHORT_K { a.cols } else { KBLOCK };
+    let kblock_kept = kblock / m * n;
+    // 64-byte aligned: a 512-bit load that straddles two cache lines costs two.
+    let mut packed_buf = vec![0f32; kblock * TILE + 16];
+    let align = packed_buf.as_ptr().align_offset(64).min(16);
+    let packed = &mut packed_buf[align..align + kblock * TILE];
+    let mut offs = vec![0u32; 2 * kblock_kept];
+    let mut c0 = 0;
+    while c0 < width {
+        let w = (width - c0).min(TILE);
+        let vecs = w.div_ceil(16);
+        // Lanes of the last vector that belong to the tile.
+        let tail: u16 = if w.is_multiple_of(16) {
+            0xffff
+        } else {
+            (1u16 << (w % 16)) - 1
+        };
+        let (mut k0, mut col0) = (0, 0);
+        while k0 < kept {
+            let k1 = (k0 + kblock_kept).min(kept);
+            let col1 = (col0 + kblock).min(a.cols);
+            for (i, col) in (col0..col1).enumerate() {
+                let row = &mut packed[i * TILE..i * TILE + vecs * 16];
+                row[..w].copy_from_slice(&b[col * width + c0..col * width + c0 + w]);
+                row[w..].fill(0.0);
+            }
+            let nk = k1 - k0;
+            let first = col0 == 0;
+            let mut j = 0;
+            while j < rows {
+                let pair = usize::from(j + 1 < rows) + 1;
+                for (t, o) in offs.chunks_mut(kblock_kept).take(pair).enumerate() {
+                    block_offsets(a, r0 + j + t, k0, &mut o[..nk]);
+                }
+                // SAFETY (tile_avx512's contract): rows r0+j (and r0+j+1) have `kept` values
+                // from which entries k0..k1 are read; every offset is (row of the block)·TILE
+                // with that row below kblock, so `offset + vecs·16 ≤ packed.len()`; the output
+                // pointers address `w` floats of rows j (and j+1) of `dst` at column c0.
+                unsafe {
+                    let vals = |t: usize| a.values.as_ptr().add((r0 + j + t) * kept + k0);
+                    let base = dst.as_mut_ptr();
+                    let outp = |t: usize| base.add((j + t) * width + c0);
+                    let ctx = Tile {
+                        nk,
+                        packed: packed.as_ptr(),
+                        tail,
+                        first,
+                    };
+                    if pair == 2 {
+                        let v = [vals(0), vals(1)];
+                        let o = [offs.as_ptr(), offs.as_ptr().add(kblock_kept)];
+                        let d = [outp(0), outp(1)];
+                        match vecs {
+                            8 => tile_avx512::<8, 2>(&ctx, v, o, d),
+                            7 => tile_avx512::<7, 2>(&ctx, v, o, d),
+                            6 => tile_avx512::<6, 2>(&ctx, v, o, d),
+                            5 => tile_avx512::<5, 2>(&ctx, v, o, d),
+                            4 => tile_avx512::<4, 2>(&ctx, v, o, d),
+                            3 => tile_avx512::<3, 2>(&ctx, v, o, d),
+                            2 => tile_avx512::<2, 2>(&ctx, v, o, d),
+                            _ => tile_avx512::<1, 2>(&ctx, v, o, d),
+                        }
+                    } else {
+                        let (v, o, d) = ([vals(0)], [offs.as_ptr()], [outp(0)]);
+                        match vecs {
+                            8 => tile_avx512::<8, 1>(&ctx, v, o, d),
+                            7 => tile_avx512::<7, 1>(&ctx, v, o, d),
+                            6 => tile_avx512::<6, 1>(&ctx, v, o, d),
+                            5 => tile_avx512::<5, 1>(&ctx, v, o, d),
+                            4 => tile_avx512::<4, 1>(&ctx, v, o, d),
+                            3 => tile_avx512::<3, 1>(&ctx, v, o, d),
+                            2 => tile_avx512::<2, 1>(&ctx, v, o, d),
+                            _ => tile_avx512::<1, 1>(&ctx, v, o, d),
+                        }
+                    }
+                }
+                j += pair;
+            }
+            k0 = k1;
+            col0 = col1;
+        }
+        c0 += w;
+    }
+}
+
+/// Offsets into the packed B block (`(group row + position)·TILE`) of row `r`'s kept entries
+/// `k0..k0+out.len()` (`k0` a whole number of groups).
+#[inline(always)]
+fn block_offsets(a: &NmMatrix, r: usize, k0: usize, out: &mut [u32]) {
+    let (n, m) = (a.pattern.n, a.pattern.m);
+    let bits = a.bits;
+    let index = &a.index[r * a.index_stride..(r + 1) * a.index_stride];
+    let mask = (1usize << bits) - 1;
+    let (mut group_row, mut in_group) = (0, 0);
+    let mut bit = k0 * bits;
+    for o in out.iter_mut() {
+        let pos = (index[bit / 8] as usize >> (bit % 8)) & mask;
+        *o = ((group_row + pos) * TILE) as u32;
+        bit += bits;
+        in_group += 1;
+        if in_group == n {
+            in_group = 0;
+            group_row += m;
+        }
+    }
+}
+
+/// What the rows of one tile and block share in [`tile_avx512`].
+#[cfg(target_arch = "x86_64")]
+struct Tile {
+    /// Kept entries in the block.
+    nk: usize,
+    /// The packed B block (`TILE` floats a row).
+    packed: *const f32,
+    /// Lanes of the last vector inside the tile.
+    tail: u16,
+    /// The output starts from zero (first block) instead of being read.
+    first: bool,
+}
+
+/// `RR` rows' kept entries of one block against the packed B rows, `V` vectors of the tile in
+/// registers per row.
+///
+/// # Safety
+/// The CPU has AVX-512F; for each row `t`, `vals[t]` and `offs[t]` hold `ctx.nk` entries,
+/// `ctx.packed + offs[t][e]` holds `16·V` floats, and `out[t]` addresses the tile's `16·(V−1)`
+/// floats plus the `tail` lanes of the last vector.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile_avx512<const V: usize, const RR: usize>(
+    ctx: &Tile,
+    vals: [*const f32; RR],
+    offs: [*const u32; RR],
+    out: [*mut f32; RR],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); V]; RR];
+    // SAFETY (all raw accesses): within the bounds of the function's contract.
+    unsafe {
+        if !ctx.first {
+            for (row, o) in acc.iter_mut().zip(out) {
+                for (v, a) in row.iter_mut().enumerate() {
+                    *a = if v + 1 == V {
+                        _mm512_maskz_loadu_ps(ctx.tail, o.add(16 * v))
+                    } else {
+                        _mm512_loadu_ps(o.add(16 * v))
+                    };
+                }
+            }
+        }
+        for e in 0..ctx.nk {
+            for t in 0..RR {
+                let p = ctx.packed.add(*offs[t].add(e) as usize);
+                let x = _mm512_set1_ps(*vals[t].add(e));
+                for (v, a) in acc[t].iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(x, _mm512_loadu_ps(p.add(16 * v)), *a);
+                }
+            }
+        }
+        for (row, o) in acc.iter().zip(out) {
+            for (v, &a) in row.iter().enumerate() {
+                if v + 1 == V {
+                    _mm512_mask_storeu_ps(o.add(16 * v), ctx.tail, a);
+                } else {
+                    _mm512_storeu_ps(o.add(16 * v), a);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -19,6 +19,7 @@
 //! CPU only: on other devices the callers use the candle ops.
 
 use crate::par::{self as fork, fork};
+use crate::sparse::nm::NmMatrix;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, InplaceOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -233,6 +234,43 @@ pub(crate) fn gemm_rows(
         });
     }
     Ok(())
+}
+
+/// `dst ← a·b` for a compressed N:M `a: [R, K]` and row-major `b: [K, width]` (the sparse
+/// kernels of [`crate::sparse::nm`]), the rows of `dst` split evenly over [`fork`]'s threads
+/// (serial inside a fork, as in a backward pass's two side-by-side products).
+pub(crate) fn nm_matmul(
+    a: &NmMatrix,
+    b: &[f32],
+    width: usize,
+    dst: &mut [f32],
+) -> candle_core::Result<()> {
+    if dst.len() != a.rows() * width || b.len() != a.cols() * width {
+        candle_core::bail!(
+            "nm-matmul: [{}, {}]·[{}, {width}] into {} values",
+            a.rows(),
+            a.cols(),
+            b.len() / width.max(1),
+            dst.len()
+        )
+    }
+    if width == 0 || a.rows() == 0 {
+        return Ok(());
+    }
+    let threads = fork::width(rayon::current_num_threads());
+    // Even parts: the kernel takes rows two at a time.
+    let rows_per = a.rows().div_ceil(threads).next_multiple_of(2);
+    let failed = Mutex::new(None);
+    fork::chunks_mut(dst, rows_per * width, |i, d| {
+        let r0 = i * rows_per;
+        if let Err(e) = a.matmul_rows(b, width, r0..r0 + d.len() / width, d) {
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => candle_core::bail!("nm-matmul: {e}"),
+        None => Ok(()),
+    }
 }
 
 /// `lhs·rhs` (or `lhsᵀ·rhs` with `lhs_t`) of contiguous CPU f32 matrices, by [`gemm_rows`].

@@ -21,10 +21,13 @@
 //! O(batch·out). On other devices the forward GEMM is candle's on detached operands and
 //! [`MaskedMatmul`] carries the same backward.
 
-use super::kernels::{ColumnSums, MatMul, Operand, ReluGrad, f32_slice, gemm_rows};
+use super::MaskKind;
+use super::kernels::{ColumnSums, MatMul, Operand, ReluGrad, f32_slice, gemm_rows, nm_matmul};
 use crate::estimators::{self, Estimator};
 use crate::mask::{Mask, Pattern};
 use crate::par::join;
+use crate::sparse::nm::NmMatrix;
+use crate::sparse::transpose;
 use candle_core::backend::BackendStorage;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, Var};
@@ -71,6 +74,51 @@ impl std::str::FromStr for GradEstimator {
     }
 }
 
+/// Which kernels run a layer's three GEMMs on the CPU (`masklab train --gemm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GemmMode {
+    /// The compressed N:M kernels ([`crate::sparse::nm`]) wherever an operand is N:M: the
+    /// forward for an N:M or transposable mask, the backward data GEMM for a transposable one,
+    /// the update for an N:M gradient estimator; dense gemm on the masked operand elsewhere.
+    #[default]
+    Sparse,
+    /// Dense gemm on masked operands for all three (the path the kernels are compared with).
+    MaskedDense,
+}
+
+impl std::str::FromStr for GemmMode {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "sparse" => Ok(GemmMode::Sparse),
+            "masked-dense" => Ok(GemmMode::MaskedDense),
+            other => Err(crate::Error::invalid(
+                "gemm",
+                other,
+                "expected sparse or masked-dense",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for GemmMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GemmMode::Sparse => "sparse",
+            GemmMode::MaskedDense => "masked-dense",
+        })
+    }
+}
+
+/// The compressed operands of a layer's mask (positions only matter: the values are refilled
+/// from the weights at every forward, [`NmMatrix::refill`]), built when the mask is set.
+struct Layouts {
+    /// `W⊙m`, N:M along `in`: the forward operand.
+    forward: NmMatrix,
+    /// `(W⊙m)ᵀ`, N:M along `out`: the backward data operand (transposable masks only).
+    backward: Option<NmMatrix>,
+}
+
 /// What the op remembers of its last backward pass, for structure checks and gradient capture.
 #[derive(Default)]
 pub struct Recorded {
@@ -85,6 +133,8 @@ pub struct Recorded {
 struct UpdateGemm {
     mask: Option<Tensor>,
     estimator: GradEstimator,
+    /// Run `est(g)ᵀx` by the compressed kernel (the estimator's pattern along the batch).
+    sparse: bool,
     srste: f64,
     seed: u64,
     calls: Arc<AtomicU64>,
@@ -92,6 +142,14 @@ struct UpdateGemm {
 }
 
 impl UpdateGemm {
+    /// The estimator's pattern (1:1 for dense, which never runs compressed).
+    fn pattern(&self) -> Pattern {
+        match self.estimator {
+            GradEstimator::Nm(_, p) => p,
+            GradEstimator::Dense => Pattern { n: 1, m: 1 },
+        }
+    }
+
     /// `est(g)` with a fresh draw per call (seeded from the layer's seed and the call count).
     fn prune(&self, g: &Tensor) -> candle_core::Result<Tensor> {
         match self.estimator {
@@ -185,6 +243,80 @@ impl CustomOp3 for MaskedMatmul {
     }
 }
 
+fn to_candle(e: crate::Error) -> candle_core::Error {
+    candle_core::Error::Msg(e.to_string())
+}
+
+/// `f` of a CPU f32 tensor's values (made contiguous first).
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        candle_core::Storage::Cpu(c) => Ok(f(f32_slice(c, l, "fused-linear")?)),
+        _ => candle_core::bail!("fused-linear: expected a CPU tensor"),
+    }
+}
+
+/// The backward data GEMM by the N:M kernel: `g: [n, out]` → `dx = g·(W⊙m)`, as
+/// `dxᵀ = (W⊙m)ᵀ·gᵀ` with the compressed transpose (transposable masks).
+struct NmData(NmMatrix);
+
+impl candle_core::CustomOp1 for NmData {
+    fn name(&self) -> &'static str {
+        "nm-data-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = f32_slice(s, l, "nm-data-grad")?;
+        let (n, out) = l.shape().dims2()?;
+        let inp = self.0.rows();
+        let mut gt = vec![0f32; out * n];
+        transpose(g, n, out, &mut gt);
+        let mut dxt = vec![0f32; inp * n];
+        nm_matmul(&self.0, &gt, n, &mut dxt)?;
+        let mut dx = vec![0f32; n * inp];
+        transpose(&dxt, inp, n, &mut dx);
+        Ok((CpuStorage::F32(dx), Shape::from((n, inp))))
+    }
+}
+
+/// The update GEMM by the N:M kernel: `(ĝ: [n, out], x: [n, in])` → `dW = ĝᵀ·x`, with `ĝᵀ`
+/// compressed along the batch (N:M as the estimator pruned it; a batch that is not whole
+/// groups of M falls back to dense gemm).
+struct NmUpdate(Pattern);
+
+impl candle_core::CustomOp2 for NmUpdate {
+    fn name(&self) -> &'static str {
+        "nm-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if !l1.shape().dims2()?.0.is_multiple_of(self.0.m) {
+            return MatMul { lhs_t: true }.cpu_fwd(s1, l1, s2, l2);
+        }
+        let g = f32_slice(s1, l1, "nm-update")?;
+        let x = f32_slice(s2, l2, "nm-update")?;
+        let (n, out) = l1.shape().dims2()?;
+        let (n2, inp) = l2.shape().dims2()?;
+        if n != n2 {
+            candle_core::bail!("nm-update: ĝ [{n}, {out}] and x [{n2}, {inp}]")
+        }
+        let mut gt = vec![0f32; out * n];
+        transpose(g, n, out, &mut gt);
+        let keep: Vec<u8> = gt.iter().map(|&v| u8::from(v != 0.0)).collect();
+        let a = NmMatrix::compress(&gt, &keep, out, n, self.0).map_err(to_candle)?;
+        let mut dw = vec![0f32; out * inp];
+        nm_matmul(&a, x, inp, &mut dw)?;
+        Ok((CpuStorage::F32(dw), Shape::from((out, inp))))
+    }
+}
+
 /// `(dW, db)` of a layer's fused backward passes since its last forward, waiting for
 /// [`SparseLinear::collect_grads`].
 type PendingGrads = Arc<Mutex<Option<(Tensor, Tensor)>>>;
@@ -198,6 +330,8 @@ type PendingGrads = Arc<Mutex<Option<(Tensor, Tensor)>>>;
 /// competes with the next GEMMs for the cores).
 struct FusedLinear {
     mask: Option<Arc<Vec<f32>>>,
+    /// The compressed layouts of the mask (`--gemm sparse` with an N:M or transposable mask).
+    layouts: Option<Arc<Layouts>>,
     relu: bool,
     wm: Mutex<Option<Tensor>>,
     update: UpdateGemm,
@@ -229,31 +363,56 @@ impl CustomOp3 for FusedLinear {
                 b.len()
             )
         }
-        let wm_owned: Option<Vec<f32>> = self
-            .mask
-            .as_ref()
-            .map(|m| w.iter().zip(m.iter()).map(|(a, m)| a * m).collect());
-        let wm: &[f32] = wm_owned.as_deref().unwrap_or(w);
         let mut y = Vec::with_capacity(n * out);
-        for _ in 0..n {
-            y.extend_from_slice(b);
+        // The backward data GEMM needs the dense `W⊙m` unless it runs compressed.
+        let needs_wm =
+            self.mask.is_some() && self.layouts.as_ref().is_none_or(|l| l.backward.is_none());
+        let wm_owned: Option<Vec<f32>> = if needs_wm {
+            self.mask
+                .as_ref()
+                .map(|m| w.iter().zip(m.iter()).map(|(a, m)| a * m).collect())
+        } else {
+            None
+        };
+        match (&self.layouts, &self.mask) {
+            (Some(l), Some(keep)) => {
+                // Yᵀ = (W⊙m)·Xᵀ by the N:M kernel, then y = Y + b.
+                let wc = l.forward.refill(w, keep, k, 1).map_err(to_candle)?;
+                let mut xt = vec![0f32; k * n];
+                transpose(x, n, k, &mut xt);
+                let mut yt = vec![0f32; out * n];
+                nm_matmul(&wc, &xt, n, &mut yt)?;
+                y.resize(n * out, 0.0);
+                transpose(&yt, out, n, &mut y);
+                for row in y.chunks_mut(out) {
+                    for (v, b) in row.iter_mut().zip(b) {
+                        *v += b;
+                    }
+                }
+            }
+            _ => {
+                let wm: &[f32] = wm_owned.as_deref().unwrap_or(w);
+                for _ in 0..n {
+                    y.extend_from_slice(b);
+                }
+                // y += x · (W⊙m)ᵀ: rhs(j, o) = wm[o·k + j].
+                gemm_rows(
+                    (n, out, k),
+                    &mut y,
+                    true,
+                    Operand {
+                        data: x,
+                        rs: k,
+                        cs: 1,
+                    },
+                    Operand {
+                        data: wm,
+                        rs: 1,
+                        cs: k,
+                    },
+                )?;
+            }
         }
-        // y += x · (W⊙m)ᵀ: rhs(j, o) = wm[o·k + j].
-        gemm_rows(
-            (n, out, k),
-            &mut y,
-            true,
-            Operand {
-                data: x,
-                rs: k,
-                cs: 1,
-            },
-            Operand {
-                data: wm,
-                rs: 1,
-                cs: k,
-            },
-        )?;
         if self.relu {
             for v in &mut y {
                 *v = v.max(0.0);
@@ -289,17 +448,36 @@ impl CustomOp3 for FusedLinear {
         let x = x.detach().contiguous()?;
         let update = || -> candle_core::Result<(Tensor, Tensor)> {
             let pruned = self.update.prune(&g)?;
-            let dw = pruned
-                .contiguous()?
-                .apply_op2_no_bwd(&x, &MatMul { lhs_t: true })?;
+            let pruned = pruned.contiguous()?;
+            let dw = if self.update.sparse {
+                pruned.apply_op2_no_bwd(&x, &NmUpdate(self.update.pattern()))?
+            } else {
+                pruned.apply_op2_no_bwd(&x, &MatMul { lhs_t: true })?
+            };
             Ok((dw, pruned))
+        };
+        let data = || -> candle_core::Result<Tensor> {
+            match (self.layouts.as_deref(), &self.mask) {
+                (
+                    Some(Layouts {
+                        backward: Some(bt), ..
+                    }),
+                    Some(keep),
+                ) => {
+                    // (W⊙m)ᵀ refilled from the weights: entry (i, o) is w[o·in + i].
+                    let k = w.dims2()?.1;
+                    let wt = with_f32(&w.detach(), |wv| bt.refill(wv, keep, 1, k))?
+                        .map_err(to_candle)?;
+                    g.apply_op1_no_bwd(&NmData(wt))
+                }
+                _ => g.apply_op2_no_bwd(&wm, &MatMul { lhs_t: false }),
+            }
         };
         // With both products to do, each runs whole on one thread, side by side (each operand
         // packed once, one fork instead of two; a GEMM inside a fork is one call); else the one
         // product is split over the threads.
         let (dx, (dw, pruned)) = if x_needs_grad {
-            let data = MatMul { lhs_t: false };
-            let (dx, up) = join(|| g.apply_op2_no_bwd(&wm, &data), update);
+            let (dx, up) = join(data, update);
             (Some(dx?), up?)
         } else {
             (None, update()?)
@@ -326,6 +504,12 @@ pub struct SparseLinear {
     mask: Option<Tensor>,
     /// The same mask as CPU values, for the fused CPU op.
     mask_cpu: Option<Arc<Vec<f32>>>,
+    /// Which kernels the fused CPU op runs.
+    gemm: GemmMode,
+    /// The mask structure, when its operands compress (N:M, transposable N:M).
+    structure: MaskKind,
+    /// The compressed layouts of the current mask (`gemm` sparse and an N:M structure).
+    layouts: Option<Arc<Layouts>>,
     /// Estimator for the update GEMM.
     estimator: GradEstimator,
     /// SR-STE decay λ on pruned weights (0: off).
@@ -351,6 +535,9 @@ impl SparseLinear {
             bias,
             mask: None,
             mask_cpu: None,
+            gemm: GemmMode::MaskedDense,
+            structure: MaskKind::Dense,
+            layouts: None,
             estimator,
             srste: 0.0,
             custom,
@@ -419,7 +606,32 @@ impl SparseLinear {
         (d[0], d[1])
     }
 
-    /// Replace the mask (`None`: dense).
+    /// Choose the kernels of the fused CPU op, and the structure the layer's masks will have
+    /// (with [`GemmMode::Sparse`], an N:M or transposable structure runs its forward, and a
+    /// transposable one its backward data GEMM, compressed; an N:M estimator its update). Set
+    /// before the first mask.
+    pub fn set_gemm(&mut self, gemm: GemmMode, structure: MaskKind) {
+        self.gemm = gemm;
+        self.structure = structure;
+    }
+
+    /// Which kernels each GEMM runs now: `(forward, backward data, update)`, each `true` when
+    /// compressed.
+    pub fn compressed_gemms(&self) -> (bool, bool, bool) {
+        let l = self.layouts.as_ref();
+        (
+            l.is_some(),
+            l.is_some_and(|l| l.backward.is_some()),
+            self.sparse_update(),
+        )
+    }
+
+    fn sparse_update(&self) -> bool {
+        self.gemm == GemmMode::Sparse && matches!(self.estimator, GradEstimator::Nm(..))
+    }
+
+    /// Replace the mask (`None`: dense). With [`GemmMode::Sparse`] and an N:M structure the
+    /// compressed layouts are rebuilt from it (an error if the mask is not of that structure).
     pub fn set_mask(&mut self, mask: Option<&Mask>) -> crate::Result<()> {
         (self.mask, self.mask_cpu) = match mask {
             None => (None, None),
@@ -429,6 +641,29 @@ impl SparseLinear {
                     .map_err(crate::Error::tensor("mask to device"))?;
                 (Some(t), Some(Arc::new(data)))
             }
+        };
+        self.layouts = match (mask, self.gemm, self.structure) {
+            (Some(m), GemmMode::Sparse, MaskKind::Nm(p) | MaskKind::Transposable(p))
+                if self.weight.device().is_cpu() =>
+            {
+                let (r, c) = (m.rows(), m.cols());
+                let w = self
+                    .weight
+                    .as_tensor()
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(crate::Error::tensor("weights to CPU"))?;
+                let forward = NmMatrix::compress(&w, m.keep(), r, c, p)?;
+                let backward = if matches!(self.structure, MaskKind::Transposable(_)) {
+                    let mut wt = vec![0f32; r * c];
+                    transpose(&w, r, c, &mut wt);
+                    Some(NmMatrix::compress(&wt, m.transpose().keep(), c, r, p)?)
+                } else {
+                    None
+                };
+                Some(Arc::new(Layouts { forward, backward }))
+            }
+            _ => None,
         };
         Ok(())
     }
@@ -467,6 +702,7 @@ impl SparseLinear {
         UpdateGemm {
             mask: self.mask.clone(),
             estimator: self.estimator,
+            sparse: self.sparse_update(),
             srste: self.srste,
             seed: self.seed,
             calls: self.calls.clone(),
@@ -497,6 +733,7 @@ impl SparseLinear {
             *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
             let op = FusedLinear {
                 mask: self.mask_cpu.clone(),
+                layouts: self.layouts.clone(),
                 relu,
                 wm: Mutex::new(None),
                 update: self.update_gemm(),
@@ -655,6 +892,63 @@ mod tests {
         );
         // g has no zeros, so every group keeps exactly 2.
         assert_eq!(report.under, 0);
+    }
+
+    #[test]
+    fn compressed_gemms_equal_masked_dense() {
+        // Transposable 4:8 weights and an MVUE 2:4 update: the compressed forward, backward data
+        // and update GEMMs give the masked-dense outputs and gradients (same seed, same draws),
+        // and so does plain N:M, whose backward stays dense. Batch 24: three groups of 8.
+        let x = Var::from_tensor(&randn((24, 32), 4)).unwrap();
+        let est = GradEstimator::Nm(estimators::by_name("mvue").unwrap(), "2:4".parse().unwrap());
+        let p: Pattern = "4:8".parse().unwrap();
+        for (kind, expect) in [
+            (MaskKind::Transposable(p), (true, true, true)),
+            (MaskKind::Nm(p), (true, false, true)),
+        ] {
+            let build = |gemm| {
+                let mut l = layer(est, true);
+                l.set_gemm(gemm, kind);
+                let scores = l.weight_scores().unwrap();
+                let mask = match kind {
+                    MaskKind::Nm(p) => Mask::nm(&scores, p).unwrap(),
+                    _ => Mask::transposable_greedy(&scores, p).unwrap(),
+                };
+                l.set_mask(Some(&mask)).unwrap();
+                l
+            };
+            let (sparse, dense) = (build(GemmMode::Sparse), build(GemmMode::MaskedDense));
+            assert_eq!(sparse.compressed_gemms(), expect, "{kind}");
+            assert_eq!(dense.compressed_gemms(), (false, false, false));
+            let y1 = sparse.forward_relu(x.as_tensor()).unwrap();
+            let y2 = dense.forward_relu(x.as_tensor()).unwrap();
+            assert!(max_diff(&y1, &y2) < 1e-5, "{kind}: forward");
+            let (dx1, dw1, db1) = grads(&sparse, &x);
+            let (dx2, dw2, db2) = grads(&dense, &x);
+            assert!(max_diff(&dx1, &dx2) < 1e-5, "{kind}: dx");
+            assert!(max_diff(&dw1, &dw2) < 1e-5, "{kind}: dW");
+            assert!(max_diff(&db1, &db2) < 1e-5, "{kind}: db");
+            assert!(
+                max_diff(&dw1, &dw1.zeros_like().unwrap()) > 1e-2,
+                "{kind}: dW is not 0"
+            );
+        }
+        // Refill: after the weights move, the compressed forward follows them (same mask).
+        let mut l = layer(GradEstimator::Dense, true);
+        l.set_gemm(GemmMode::Sparse, MaskKind::Transposable(p));
+        let mask = Mask::transposable_greedy(&l.weight_scores().unwrap(), p).unwrap();
+        l.set_mask(Some(&mask)).unwrap();
+        l.weight
+            .set(&l.weight.as_tensor().affine(2.0, 0.5).unwrap())
+            .unwrap();
+        let y = l.forward(x.as_tensor()).unwrap();
+        let expect = x
+            .as_tensor()
+            .matmul(&l.masked_weight().unwrap().t().unwrap())
+            .unwrap()
+            .broadcast_add(l.bias.as_tensor())
+            .unwrap();
+        assert!(max_diff(&y, &expect) < 1e-4);
     }
 
     #[test]

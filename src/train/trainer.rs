@@ -10,7 +10,7 @@ use super::MaskKind;
 use super::data::Dataset;
 use super::models::{self, LayerPolicy, Model};
 use super::optim::{Optimizer, cosine};
-use super::sparse::{GradEstimator, SparseLinear, support};
+use super::sparse::{GemmMode, GradEstimator, SparseLinear, support};
 use crate::error::{Error, Result};
 use crate::mask::{Mask, tile::Blocks};
 use crate::solvers::{self, SolveContext, apply::solve_blocks};
@@ -45,6 +45,9 @@ pub struct TrainConfig {
     pub every: usize,
     /// Estimator for the update GEMM.
     pub grad: GradEstimator,
+    /// Which kernels run the three GEMMs on the CPU: compressed N:M wherever an operand is N:M
+    /// (the default), or dense gemm on the masked operands.
+    pub gemm: GemmMode,
     /// SR-STE λ (0: off).
     pub srste: f64,
     /// Epochs.
@@ -83,6 +86,7 @@ impl Default for TrainConfig {
             solver: "greedy".into(),
             every: 0,
             grad: GradEstimator::Dense,
+            gemm: GemmMode::Sparse,
             srste: 0.0,
             epochs: 2,
             batch: 128,
@@ -123,6 +127,9 @@ pub struct TrainReport {
     pub structure_ok: bool,
     /// Times the masks were (re)computed.
     pub mask_updates: usize,
+    /// The GEMMs of the prunable layers that ran on compressed N:M kernels
+    /// (`forward`, `backward`, `update`, joined by `+`), or `none`.
+    pub compressed_gemms: String,
     /// Mean wall time of one training step (forward, backward, update, mask refresh).
     pub step_seconds: f64,
     /// Wall time of the whole run (data already loaded).
@@ -140,6 +147,7 @@ pub fn json(cfg: &TrainConfig, dataset: &str, r: &TrainReport) -> serde_json::Va
         o.insert("dataset".into(), dataset.into());
         o.insert("mask".into(), cfg.mask.to_string().into());
         o.insert("grad_estimator".into(), format!("{:?}", cfg.grad).into());
+        o.insert("gemm".into(), cfg.gemm.to_string().into());
         o.insert("seed".into(), cfg.seed.into());
     }
     v
@@ -148,10 +156,11 @@ pub fn json(cfg: &TrainConfig, dataset: &str, r: &TrainReport) -> serde_json::Va
 /// The one-line account `masklab train` prints of a finished run.
 pub fn describe(cfg: &TrainConfig, dataset: &str, r: &TrainReport) -> String {
     format!(
-        "{} on {dataset} ({} mask, {:?} gradients): test accuracy {:.4}, train loss {:.4}, {} steps, {:.2} ms/step, {:.1} s, structure {}",
+        "{} on {dataset} ({} mask, {:?} gradients, {} GEMMs compressed): test accuracy {:.4}, train loss {:.4}, {} steps, {:.2} ms/step, {:.1} s, structure {}",
         cfg.model,
         cfg.mask,
         cfg.grad,
+        r.compressed_gemms,
         r.test_accuracy,
         r.train_loss,
         r.steps,
@@ -285,6 +294,9 @@ impl<'a> Session<'a> {
             device,
         )?;
         let sparse_layers = model.sparse_layers().len();
+        for l in model.sparse_layers() {
+            l.set_gemm(cfg.gemm, cfg.mask);
+        }
         if sparse_layers == 0
             && (cfg.mask != MaskKind::Dense || !matches!(cfg.grad, GradEstimator::Dense))
         {
@@ -328,6 +340,30 @@ impl<'a> Session<'a> {
             session.refresh_masks()?;
         }
         Ok(session)
+    }
+
+    /// Recompute every prunable layer's mask now (from the current weights, with the run's
+    /// solver), as a refresh during training would; for timing the refresh apart.
+    pub fn recompute_masks(&mut self) -> Result<()> {
+        self.refresh_masks()
+    }
+
+    /// The GEMMs of the prunable layers that run on compressed N:M kernels now
+    /// (`forward`, `backward`, `update`, joined by `+`), or `none`.
+    pub fn report_gemms(&mut self) -> String {
+        let layers = self.model.sparse_layers();
+        let on: Vec<&str> = match layers.first().map(|l| l.compressed_gemms()) {
+            Some((f, b, u)) => [(f, "forward"), (b, "backward"), (u, "update")]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect(),
+            None => Vec::new(),
+        };
+        if on.is_empty() {
+            "none".to_string()
+        } else {
+            on.join("+")
+        }
     }
 
     fn refresh_masks(&mut self) -> Result<()> {
@@ -417,6 +453,7 @@ impl<'a> Session<'a> {
         let cfg = self.cfg;
         let tctx = |what: &str| Error::tensor(format!("training {}: {what}", cfg.model));
         let test_accuracy = evaluate(self.model.as_ref(), self.data, &self.device)?;
+        let compressed_gemms = self.report_gemms();
         let mut structure_ok = true;
         let (mut pruned, mut weights) = (0f64, 0f64);
         let layers = self.model.sparse_layers();
@@ -444,6 +481,7 @@ impl<'a> Session<'a> {
             log10_mask_diversity: cfg.mask.log10_diversity(&shapes)?,
             structure_ok,
             mask_updates: self.mask_updates,
+            compressed_gemms,
             step_seconds: self.step_time / self.step.max(1) as f64,
             seconds: self.start.elapsed().as_secs_f64(),
             peak_rss_mb: crate::memory::peak_rss_mb(),

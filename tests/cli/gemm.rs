@@ -100,3 +100,35 @@ fn table7_smoke_runs_every_mask_and_op_and_matches_its_baseline() {
     }
     assert_matches_baseline(&out);
 }
+
+/// table7b's smoke profile: three sessions per cell, the GEMMs that ran compressed are the ones
+/// the setup makes N:M, the recompute share is the recompute over the period and the step, and
+/// it matches its committed baseline.
+#[test]
+fn table7b_smoke_times_sparse_masked_and_dense_steps_and_matches_its_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    run_smoke("table7b", &out, &[]);
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        let want = match r["setup"].as_str().unwrap() {
+            "dense + dense" => "none",
+            "nm:2:4 + dense" => "forward",
+            _ => "forward+backward+update",
+        };
+        assert_eq!(r["compressed_gemms"], want, "{r:?}");
+        let f = |k: &str| r[k].as_f64().unwrap();
+        assert!(f("rounds") >= 5.0, "{r:?}");
+        let share = f("recompute_seconds") / 40.0 / f("sparse_step_seconds");
+        assert!(
+            (f("recompute_share") - share).abs() <= 1e-9 * share.max(1e-12),
+            "{r:?}"
+        );
+        assert!(
+            (f("speedup_sparse") - f("dense_step_seconds") / f("sparse_step_seconds")).abs()
+                < 1e-9 * f("speedup_sparse")
+        );
+    }
+    assert_matches_baseline(&out);
+}

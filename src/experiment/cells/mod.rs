@@ -10,6 +10,7 @@ pub mod diversity;
 pub mod estimator;
 pub mod gemm;
 pub mod solver;
+pub mod step;
 pub mod train;
 
 use super::plan::Cell;
@@ -158,6 +159,7 @@ pub static REGISTRY: &[&dyn CellKind] = &[
     &train::TrainCell,
     &convert::ConvertCell,
     &gemm::GemmCell,
+    &step::StepCell,
 ];
 
 /// The kind called `name`, or an error listing the known kinds.

@@ -7,7 +7,8 @@
 //! `dataset` (`fashion-mnist`; `synthetic[:N]` for smoke runs), `data_dir`, `hidden` (list),
 //! `epochs`, `batch`, `lr`,
 //! `momentum`, `weight_decay`, `optimizer` (`sgd`/`adamw`), `solver` (for transposable masks),
-//! `every` (mask refresh period in steps, 0 = static), `srste`, `train_limit`.
+//! `every` (mask refresh period in steps, 0 = static), `srste`, `train_limit`, `gemm`
+//! (`sparse`, the default: compressed N:M kernels where an operand is N:M; `masked-dense`).
 //!
 //! `structure_ok` is asserted: a run whose GEMM operands lost their structure is an error.
 //! The data set is loaded once per run and shared between cells.
@@ -78,11 +79,12 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
             "solver" => cfg.solver = param_str(k, v)?.to_string(),
             "every" => cfg.every = param_usize(k, v, 0)?,
             "srste" => cfg.srste = param_f64(k, v)?,
+            "gemm" => cfg.gemm = param_str(k, v)?.parse()?,
             other => {
                 return Err(Error::invalid(
                     other,
                     v,
-                    "train cells take model, dataset, data_dir, hidden, epochs, batch, lr, momentum, weight_decay, optimizer, solver, every, srste, train_limit",
+                    "train cells take model, dataset, data_dir, hidden, epochs, batch, lr, momentum, weight_decay, optimizer, solver, every, srste, gemm, train_limit",
                 ));
             }
         }

@@ -1,0 +1,138 @@
+//! Cell kind `step`: a whole training step of one setup on the compressed kernels against the
+//! masked-dense and the dense step, timed in the same process, and the mask-recompute overhead
+//! (the training part of table7, `experiments/table7b.toml`; [`crate::ops::step`]).
+//!
+//! Axes: `setup` = `"MASK + GRAD"` as in the `train` kind; `model` = `mlp:W1,W2,…` (an MLP with
+//! those hidden widths) or `lenet`; optional `batch` and `solver` (the transposable solver that
+//! computes and recomputes the masks; default `greedy`). Params (optional): `batch` (default
+//! 128), `solver`, `every` (the refresh period the recompute is amortised over; default 40,
+//! Hubara et al.'s), `steps_per_round` (default 2), `min_seconds` (default 0.5),
+//! `recompute_runs` (default 3), `dataset` (default `synthetic:4096`: step time does not depend
+//! on the pixels, only on the shapes). Speedups are ratios within the cell, never absolute times.
+
+use super::{CellContext, CellKind, Row, param_f64, param_str, param_usize};
+use crate::error::{Error, Result};
+use crate::experiment::plan::Cell;
+use crate::ops::step::{StepJob, StepReport, measure};
+use crate::train::MaskKind;
+use crate::train::data::{self, Dataset};
+use crate::train::trainer::TrainConfig;
+use indexmap::IndexMap;
+
+/// The `step` cell kind.
+pub struct StepCell;
+
+fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<(StepJob, String)> {
+    let mut cfg = TrainConfig::default();
+    let mut job = StepJob {
+        cfg: TrainConfig::default(),
+        steps_per_round: 2,
+        min_seconds: 0.5,
+        every: 40,
+        recompute_runs: 3,
+    };
+    let mut dataset = "synthetic:4096".to_string();
+    for (k, v) in params {
+        match k.as_str() {
+            "batch" => cfg.batch = param_usize(k, v, 1)?,
+            "solver" => cfg.solver = param_str(k, v)?.to_string(),
+            "every" => job.every = param_usize(k, v, 1)?,
+            "steps_per_round" => job.steps_per_round = param_usize(k, v, 1)?,
+            "recompute_runs" => job.recompute_runs = param_usize(k, v, 1)?,
+            "dataset" => dataset = param_str(k, v)?.to_string(),
+            "min_seconds" => {
+                let x = param_f64(k, v)?;
+                if !(0.0..=600.0).contains(&x) {
+                    return Err(Error::invalid(k, v, "expected 0 to 600 seconds"));
+                }
+                job.min_seconds = x;
+            }
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    v,
+                    "step cells take batch, solver, every, steps_per_round, min_seconds, recompute_runs, dataset",
+                ));
+            }
+        }
+    }
+    let model = cell.require("model")?;
+    match model.split_once(':') {
+        Some(("mlp", widths)) => {
+            cfg.model = "mlp".into();
+            cfg.hidden = widths
+                .split(',')
+                .map(|w| w.trim().parse::<usize>().ok().filter(|&w| w > 0))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    Error::invalid("model", model, "expected mlp:W1,W2,… with widths ≥ 1")
+                })?;
+        }
+        None if model == "lenet" => cfg.model = "lenet".into(),
+        _ => {
+            return Err(Error::invalid(
+                "model",
+                model,
+                "expected mlp:W1,W2,… (hidden widths) or lenet",
+            ));
+        }
+    }
+    if let Some(b) = cell.get("batch") {
+        cfg.batch = b
+            .parse()
+            .ok()
+            .filter(|&b: &usize| b > 0)
+            .ok_or_else(|| Error::invalid("batch", b, "expected a whole number ≥ 1"))?;
+    }
+    if let Some(s) = cell.get("solver") {
+        cfg.solver = s.to_string();
+    }
+    let setup = cell.require("setup")?;
+    let (mask, grad) = setup.split_once('+').ok_or_else(|| {
+        Error::invalid(
+            "setup",
+            setup,
+            "expected \"MASK + GRAD\", e.g. \"transposable:2:4 + mvue:2:4\"",
+        )
+    })?;
+    cfg.mask = mask.trim().parse()?;
+    cfg.grad = grad.trim().parse()?;
+    if let MaskKind::Transposable(_) = cfg.mask {
+        crate::solvers::by_name(&cfg.solver)?;
+    }
+    job.cfg = cfg;
+    Ok((job, dataset))
+}
+
+impl CellKind for StepCell {
+    fn name(&self) -> &'static str {
+        "step"
+    }
+
+    fn summary(&self) -> &'static str {
+        "a training step on compressed N:M kernels against masked-dense and dense steps, and the mask-recompute overhead"
+    }
+
+    fn axes(&self) -> &'static [&'static str] {
+        &["setup", "model", "batch", "solver"]
+    }
+
+    fn columns(&self) -> Vec<String> {
+        super::columns_of(&StepReport::default())
+    }
+
+    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
+        job(cell, params).map(|_| ())
+    }
+
+    fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
+        let (mut job, dataset) = job(cell, ctx.params)?;
+        job.cfg.seed = cell.seed;
+        let data = ctx
+            .shared
+            .get_or_try::<Dataset, _>(&format!("dataset {dataset}"), || {
+                data::load(&dataset, None, 0)
+            })?;
+        super::to_row(&measure(&job, &data, &ctx.device)?)
+    }
+}
