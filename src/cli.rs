@@ -314,10 +314,13 @@ Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue
   masklab gemm --mask transposable:2:4 --shape 4096x4096 --batch 128 --op backward --json
   masklab gemm --mask nm:1:4 --shape 1024x1024 --batch 8 --op forward
   masklab gemm --mask transposable:4:8 --shape 1024x4096 --batch 256 --op update
+  masklab gemm --mask unstructured:0.75 --shape 4096x4096 --batch 32
+  masklab gemm --mask block:16:0.5 --shape 4096x4096 --batch 128 --op backward
 
 --shape is the layer's OUTxIN (W: [out, in]); forward is Y = X·Wᵀ, backward dX = dY·W
-(compressed only for a transposable mask: a plain N:M mask's Wᵀ is not N:M, so its backward
-runs dense), update dW = ĝᵀ·X with ĝ N:M along the batch (a multiple of M).
+(compressed only for a transposable mask among the N:M ones: a plain N:M mask's Wᵀ is not N:M,
+so its backward runs dense; CSR and BSR transpose into CSR and BSR), update dW = ĝᵀ·X with ĝ
+N:M along the batch (a multiple of M; N:M masks only).
 MASKLAB_ISA=avx2|scalar runs the narrower kernels.")]
     Gemm(GemmArgs),
 }
@@ -325,7 +328,7 @@ MASKLAB_ISA=avx2|scalar runs the narrower kernels.")]
 /// `masklab gemm`.
 #[derive(clap::Args)]
 pub struct GemmArgs {
-    /// Mask type: dense, nm:N:M or transposable:N:M.
+    /// Mask type: dense, nm:N:M, transposable:N:M, unstructured:S (CSR) or block:B:S (BSR).
     #[arg(long)]
     pub mask: String,
     /// Layer shape OUTxIN.

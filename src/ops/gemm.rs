@@ -16,6 +16,8 @@
 use crate::error::{Error, Result};
 use crate::mask::tile::Blocks;
 use crate::mask::{Mask, Matrix, Pattern};
+use crate::sparse::bsr::BsrMatrix;
+use crate::sparse::csr::CsrMatrix;
 use crate::sparse::dense::{self, Strided};
 use crate::sparse::nm::NmMatrix;
 use crate::sparse::{Isa, transpose};
@@ -59,6 +61,10 @@ pub enum MaskType {
     Nm(Pattern),
     /// Transposable N:M: W and Wᵀ both N:M.
     Transposable(Pattern),
+    /// Unstructured at this sparsity (the smallest |W| pruned): CSR, for W and Wᵀ alike.
+    Unstructured(f64),
+    /// Whole `b×b` blocks pruned at this sparsity (smallest block norms): BSR, W and Wᵀ alike.
+    Block(usize, f64),
 }
 
 impl std::str::FromStr for MaskType {
@@ -73,17 +79,27 @@ impl std::str::FromStr for MaskType {
         if let Some(p) = s.strip_prefix("transposable:") {
             return Ok(MaskType::Transposable(p.parse()?));
         }
-        let (kind, _) = s.split_once(':').unwrap_or((s, ""));
-        if kind == "unstructured" || kind == "block" {
-            return Err(Error::Unsupported {
-                what: format!("mask `{s}` in the GEMM benchmark"),
-                reason: "CSR and BSR kernels are not built yet (issue 22); use dense, nm:N:M or transposable:N:M".into(),
-            });
+        let sparsity = |v: &str| -> Result<f64> {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| (0.0..1.0).contains(x))
+                .ok_or_else(|| Error::invalid("mask", s, "the sparsity must be in [0, 1)"))
+        };
+        if let Some(v) = s.strip_prefix("unstructured:") {
+            return Ok(MaskType::Unstructured(sparsity(v)?));
+        }
+        if let Some((b, v)) = s.strip_prefix("block:").and_then(|r| r.split_once(':')) {
+            let b = b
+                .parse::<usize>()
+                .ok()
+                .filter(|&b| b > 0)
+                .ok_or_else(|| Error::invalid("mask", s, "the block side must be ≥ 1"))?;
+            return Ok(MaskType::Block(b, sparsity(v)?));
         }
         Err(Error::invalid(
             "mask",
             s,
-            "expected dense, nm:N:M or transposable:N:M",
+            "expected dense, nm:N:M, transposable:N:M, unstructured:S or block:B:S",
         ))
     }
 }
@@ -94,6 +110,8 @@ impl std::fmt::Display for MaskType {
             MaskType::Dense => write!(f, "dense"),
             MaskType::Nm(p) => write!(f, "nm:{p}"),
             MaskType::Transposable(p) => write!(f, "transposable:{p}"),
+            MaskType::Unstructured(x) => write!(f, "unstructured:{x}"),
+            MaskType::Block(b, x) => write!(f, "block:{b}:{x}"),
         }
     }
 }
@@ -122,8 +140,9 @@ pub struct GemmJob {
 /// The measurement of one job (`masklab gemm --json`, a table7 row).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GemmReport {
-    /// What the sparse side ran: `nm` (compressed N:M kernel) or `dense` (no compressed
-    /// kernel for this mask and op: the dense product, so the speedup is 1 by construction).
+    /// What the sparse side ran: `nm` (compressed N:M), `csr` (unstructured), `bsr` (blocks)
+    /// or `dense` (no compressed kernel for this mask and op — a plain N:M mask's backward: the
+    /// dense product, so the speedup is 1 by construction).
     pub kernel: String,
     /// Instruction set of the sparse kernel.
     pub isa: String,
@@ -174,9 +193,65 @@ struct Problem {
     sparse: Option<Sparse>,
 }
 
+/// A compressed operand in the format of its mask type.
+enum Compressed {
+    Nm(NmMatrix),
+    Csr(CsrMatrix),
+    Bsr(BsrMatrix),
+}
+
+impl Compressed {
+    /// The format's name in reports (`nm`, `csr`, `bsr`).
+    fn name(&self) -> &'static str {
+        match self {
+            Compressed::Nm(_) => "nm",
+            Compressed::Csr(_) => "csr",
+            Compressed::Bsr(_) => "bsr",
+        }
+    }
+
+    /// `(rows, cols)`.
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            Compressed::Nm(a) => (a.rows(), a.cols()),
+            Compressed::Csr(a) => (a.rows(), a.cols()),
+            Compressed::Bsr(a) => (a.rows(), a.cols()),
+        }
+    }
+
+    /// Bytes of the format (values and indices).
+    fn bytes(&self) -> usize {
+        match self {
+            Compressed::Nm(a) => a.bytes(),
+            Compressed::Csr(a) => a.bytes(),
+            Compressed::Bsr(a) => a.bytes(),
+        }
+    }
+
+    /// Multiply-adds done over those of the dense product.
+    fn density(&self) -> f64 {
+        let (r, c) = self.dims();
+        let cells = (r * c).max(1) as f64;
+        match self {
+            Compressed::Nm(a) => a.pattern().n as f64 / a.pattern().m as f64,
+            Compressed::Csr(a) => a.nnz() as f64 / cells,
+            Compressed::Bsr(a) => a.kept() as f64 / cells,
+        }
+    }
+
+    /// `out = self · b` (`b: [cols, width]` row-major).
+    fn matmul(&self, isa: Isa, b: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
+        match self {
+            Compressed::Nm(a) => a.matmul_with(isa, b, width, out),
+            Compressed::Csr(a) => a.matmul(b, width, out),
+            Compressed::Bsr(a) => a.matmul(b, width, out),
+        }
+    }
+}
+
 /// The compressed operand `A` of `Cᵀ`-or-`C` and the dense operand it multiplies.
 struct Sparse {
-    a: NmMatrix,
+    a: Compressed,
     /// `B` as the kernel needs it (`[K, width]` row-major), or the source to transpose into it.
     b: Vec<f32>,
     /// Whether `b` must be transposed first (from `[width, K]`) and the output transposed back.
@@ -197,6 +272,8 @@ fn mask_of(mask: MaskType, w: &[f32], rows: usize, cols: usize) -> Result<Mask> 
     match mask {
         MaskType::Dense => Mask::new(rows, cols, vec![1; rows * cols]),
         MaskType::Nm(p) => Mask::nm(&scores, p),
+        MaskType::Unstructured(x) => Mask::unstructured(&scores, x),
+        MaskType::Block(b, x) => Mask::block(&scores, b, x),
         MaskType::Transposable(p) => {
             let blocks = Blocks::from_matrix_owned(scores, p.m)?;
             let ctx = crate::solvers::SolveContext::default();
@@ -229,8 +306,43 @@ impl Problem {
             ));
         }
         let pattern = match job.mask {
-            MaskType::Dense => None,
             MaskType::Nm(p) | MaskType::Transposable(p) => Some(p),
+            _ => None,
+        };
+        // The compressed operand of a weight-side GEMM: `m` of `[rows, cols]`, in the mask
+        // type's format (`None`: no compressed kernel for it).
+        let compress = |wm: &[f32], m: &Mask, rows: usize, cols: usize, along_in: bool| {
+            Ok::<_, Error>(match job.mask {
+                MaskType::Dense => None,
+                MaskType::Nm(p) if along_in => Some(Compressed::Nm(NmMatrix::compress(
+                    wm,
+                    m.keep(),
+                    rows,
+                    cols,
+                    p,
+                )?)),
+                MaskType::Nm(_) => None,
+                MaskType::Transposable(p) => Some(Compressed::Nm(NmMatrix::compress(
+                    wm,
+                    m.keep(),
+                    rows,
+                    cols,
+                    p,
+                )?)),
+                MaskType::Unstructured(_) => Some(Compressed::Csr(CsrMatrix::compress(
+                    wm,
+                    m.keep(),
+                    rows,
+                    cols,
+                )?)),
+                MaskType::Block(b, _) => Some(Compressed::Bsr(BsrMatrix::compress(
+                    wm,
+                    m.keep(),
+                    rows,
+                    cols,
+                    b,
+                )?)),
+            })
         };
         match job.op {
             Op::Forward | Op::Backward => {
@@ -240,15 +352,12 @@ impl Problem {
                 if job.op == Op::Forward {
                     // Y [batch, out] = X [batch, in] · Wᵀ; sparse: Yᵀ = W · Xᵀ.
                     let x = gaussian(batch * inp, job.seed, "x");
-                    let sparse = match pattern {
-                        Some(p) => Some(Sparse {
-                            a: NmMatrix::compress(&wm, mask.keep(), out, inp, p)?,
-                            b: x.clone(),
-                            transposed: true,
-                            width: batch,
-                        }),
-                        None => None,
-                    };
+                    let sparse = compress(&wm, &mask, out, inp, true)?.map(|a| Sparse {
+                        a,
+                        b: x.clone(),
+                        transposed: true,
+                        width: batch,
+                    });
                     Ok(Problem {
                         shape: (batch, out, inp),
                         a: (x, inp, 1),
@@ -257,22 +366,17 @@ impl Problem {
                     })
                 } else {
                     // dX [batch, in] = dY [batch, out] · W; sparse: dXᵀ = Wᵀ · dYᵀ, which needs
-                    // Wᵀ N:M along `out`: a transposable mask.
+                    // Wᵀ N:M along `out`: a transposable mask (CSR and BSR transpose freely).
                     let dy = gaussian(batch * out, job.seed, "dy");
-                    let sparse = match (job.mask, pattern) {
-                        (MaskType::Transposable(_), Some(p)) => {
-                            let mut wt = vec![0f32; inp * out];
-                            transpose(&wm, out, inp, &mut wt);
-                            let mt = mask.transpose();
-                            Some(Sparse {
-                                a: NmMatrix::compress(&wt, mt.keep(), inp, out, p)?,
-                                b: dy.clone(),
-                                transposed: true,
-                                width: batch,
-                            })
-                        }
-                        _ => None,
-                    };
+                    let mut wt = vec![0f32; inp * out];
+                    transpose(&wm, out, inp, &mut wt);
+                    let sparse =
+                        compress(&wt, &mask.transpose(), inp, out, false)?.map(|a| Sparse {
+                            a,
+                            b: dy.clone(),
+                            transposed: true,
+                            width: batch,
+                        });
                     Ok(Problem {
                         shape: (batch, inp, out),
                         a: (dy, out, 1),
@@ -287,6 +391,16 @@ impl Problem {
                 let x = gaussian(batch * inp, job.seed, "x");
                 let mut gt = vec![0f32; out * batch];
                 transpose(&g, batch, out, &mut gt);
+                if let MaskType::Unstructured(_) | MaskType::Block(..) = job.mask {
+                    return Err(Error::invalid(
+                        "op",
+                        "update",
+                        format!(
+                            "the update GEMM's ĝ is pruned N:M along the batch by an estimator; {} masks are weight masks (forward and backward only)",
+                            job.mask
+                        ),
+                    ));
+                }
                 let (gm, sparse) = match pattern {
                     Some(p) => {
                         if !batch.is_multiple_of(p.m) {
@@ -301,7 +415,8 @@ impl Problem {
                         }
                         let mask = mask_of(MaskType::Nm(p), &gt, out, batch)?;
                         let gm = masked(&gt, &mask);
-                        let a = NmMatrix::compress(&gm, mask.keep(), out, batch, p)?;
+                        let a =
+                            Compressed::Nm(NmMatrix::compress(&gm, mask.keep(), out, batch, p)?);
                         (
                             gm,
                             Some(Sparse {
@@ -375,15 +490,15 @@ impl Problem {
         out: &mut [f32],
         scratch: &mut (Vec<f32>, Vec<f32>),
     ) -> Result<()> {
-        let (k, rows) = (s.a.cols(), s.a.rows());
+        let (rows, k) = s.a.dims();
         if s.transposed {
             let (bt, ct) = scratch;
             transpose(&s.b, s.width, k, bt);
-            s.a.matmul_with(isa, bt, s.width, ct)?;
+            s.a.matmul(isa, bt, s.width, ct)?;
             transpose(ct, rows, s.width, out);
             Ok(())
         } else {
-            s.a.matmul_with(isa, &s.b, s.width, out)
+            s.a.matmul(isa, &s.b, s.width, out)
         }
     }
 }
@@ -413,7 +528,7 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
     let mut want = vec![0f32; m * n];
     let mut got = vec![0f32; m * n];
     let mut scratch = match &p.sparse {
-        Some(s) => (vec![0f32; s.b.len()], vec![0f32; s.a.rows() * s.width]),
+        Some(s) => (vec![0f32; s.b.len()], vec![0f32; s.a.dims().0 * s.width]),
         None => (Vec::new(), Vec::new()),
     };
     // The dense reference at its best: gemm on all threads or on one (small products lose
@@ -485,12 +600,12 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
     let dense_bytes = 4 * (m * k + k * n + m * n);
     let (kernel, sparse_bytes, density) = match &p.sparse {
         Some(s) => {
-            let dense_a = s.a.rows() * s.a.cols() * 4;
-            let pat = s.a.pattern();
+            let (r, c) = s.a.dims();
+            let dense_a = r * c * 4;
             (
-                "nm".to_string(),
+                s.a.name().to_string(),
                 dense_bytes - dense_a + s.a.bytes(),
-                pat.n as f64 / pat.m as f64,
+                s.a.density(),
             )
         }
         None => ("dense".to_string(), dense_bytes, 1.0),

@@ -7,6 +7,8 @@
 //! |---|---|---|
 //! | dense | row-major `f32` | [`dense::matmul`] (gemm) |
 //! | N:M | values `[R, K·N/M]` + packed positions | [`nm::NmMatrix::matmul`] |
+//! | unstructured | CSR: values, `u32` columns, row offsets | [`csr::CsrMatrix::matmul`] |
+//! | block `b×b` | BSR: kept blocks dense, `u32` block columns | [`bsr::BsrMatrix::matmul`] |
 //!
 //! Every kernel computes `C = A·B` for the sparse operand `A: [R, K]` (sparse along K, the
 //! reduction dimension) and a dense row-major `B: [K, C]`. The three training GEMMs map onto
@@ -19,6 +21,8 @@
 //! Instruction sets are chosen at run time ([`Isa::detect`]): AVX-512, else AVX2 with FMA,
 //! else plain scalar code; each path is tested where the CPU has it.
 
+pub mod bsr;
+pub mod csr;
 pub mod dense;
 pub mod nm;
 

@@ -44,6 +44,21 @@ pub struct NmMatrix {
     values: Vec<f32>,
     index: Vec<u8>,
     index_stride: usize,
+    /// The positions decoded for the tiled SpMM, made on its first use and kept (the positions
+    /// never change; [`NmMatrix::refill`] changes values only): per kept entry, its row in the
+    /// packed block of B times the tile width, so the kernel's inner loop reads an offset
+    /// instead of unpacking bits. As many bytes as the values: the SpMM runs at 16 or more
+    /// columns of B, where the product is bound by its FLOPs, not by these bytes.
+    block_offsets: std::sync::OnceLock<Vec<u32>>,
+}
+
+/// For each stored value of an [`NmMatrix`], its index in the dense matrix it is refilled from
+/// (`u32::MAX`: a filler that stays zero); see [`NmMatrix::slot_map`].
+#[derive(Debug, Clone)]
+pub struct SlotMap {
+    slots: Vec<u32>,
+    /// Entries the dense matrix must have.
+    len: usize,
 }
 
 /// Bits per packed position for groups of `m` (a power of two ≥ ⌈log2 m⌉).
@@ -137,6 +152,7 @@ impl NmMatrix {
             values,
             index,
             index_stride,
+            block_offsets: std::sync::OnceLock::new(),
         })
     }
 
@@ -197,46 +213,69 @@ impl NmMatrix {
         out
     }
 
-    /// The same positions with values read from `dense` and `keep` (its mask, 0 or 1), whose
-    /// entry `(r, c)` is at `r·rs + c·cs` (`rs = cols, cs = 1` for the row-major matrix this one
-    /// was compressed from; `rs = 1, cs = rows` for its transpose): value `dense·keep`, so that a
-    /// filler position stays zero. This is how a training layer refreshes its compressed weights
-    /// after an update without recomputing the mask. Errors when either slice is too short.
-    pub fn refill(&self, dense: &[f32], keep: &[f32], rs: usize, cs: usize) -> Result<NmMatrix> {
-        let last = (self.rows.max(1) - 1) * rs + (self.cols.max(1) - 1) * cs;
-        if self.rows > 0 && self.cols > 0 && last >= dense.len().min(keep.len()) {
+    /// Where each stored value comes from in a dense matrix whose entry `(r, c)` is at
+    /// `r·rs + c·cs` (`rs = cols, cs = 1` for the row-major matrix this one was compressed from;
+    /// `rs = 1, cs = rows` for its transpose), given that matrix's 0/1 `keep` mask (same layout):
+    /// a filler slot of an under-filled group maps to nothing and stays zero. With the map,
+    /// [`NmMatrix::refill`] refreshes the values after the dense matrix changes (a training
+    /// step) without recomputing the mask. Errors when `keep` is too short for the strides or
+    /// the matrix has 2³² entries or more.
+    pub fn slot_map(&self, keep: &[f32], rs: usize, cs: usize) -> Result<SlotMap> {
+        let len = if self.rows == 0 || self.cols == 0 {
+            0
+        } else {
+            (self.rows - 1) * rs + (self.cols - 1) * cs + 1
+        };
+        if len > keep.len() || len >= u32::MAX as usize {
             return Err(Error::invalid(
                 "matrix",
-                format!("{} values, {} mask entries", dense.len(), keep.len()),
+                format!("{} mask entries", keep.len()),
                 format!(
-                    "expected {}x{} at strides ({rs}, {cs})",
+                    "expected {}x{} at strides ({rs}, {cs}), fewer than 2^32 entries",
                     self.rows, self.cols
                 ),
             ));
         }
         let (n, m) = (self.pattern.n, self.pattern.m);
         let kept = self.kept_per_row();
-        let mut values = vec![0f32; self.values.len()];
+        let mut slots = Vec::with_capacity(self.values.len());
         for r in 0..self.rows {
-            let row = &mut values[r * kept..(r + 1) * kept];
             let mut group_col = 0;
-            for (k, v) in row.iter_mut().enumerate() {
+            for k in 0..kept {
                 let at = r * rs + (group_col + self.position(r, k)) * cs;
-                *v = dense[at] * keep[at];
+                slots.push(if keep[at] != 0.0 { at as u32 } else { u32::MAX });
                 if (k + 1) % n == 0 {
                     group_col += m;
                 }
             }
         }
-        Ok(NmMatrix {
-            rows: self.rows,
-            cols: self.cols,
-            pattern: self.pattern,
-            bits: self.bits,
-            values,
-            index: self.index.clone(),
-            index_stride: self.index_stride,
-        })
+        Ok(SlotMap { slots, len })
+    }
+
+    /// Refresh the stored values from `dense` through `map` (from [`NmMatrix::slot_map`] of
+    /// this matrix): positions unchanged, each value read from its dense entry, fillers zero.
+    /// Errors when the map is another matrix's or `dense` is shorter than the map's layout.
+    pub fn refill(&mut self, dense: &[f32], map: &SlotMap) -> Result<()> {
+        if map.slots.len() != self.values.len() || dense.len() < map.len {
+            return Err(Error::invalid(
+                "matrix",
+                format!("{} values, map of {} slots", dense.len(), map.slots.len()),
+                format!(
+                    "expected {} values and {} slots",
+                    map.len,
+                    self.values.len()
+                ),
+            ));
+        }
+        for (v, &at) in self.values.iter_mut().zip(&map.slots) {
+            // `at < map.len ≤ dense.len()` for every mapped slot (checked when the map was made).
+            *v = if at == u32::MAX {
+                0.0
+            } else {
+                dense[at as usize]
+            };
+        }
+        Ok(())
     }
 
     /// `out = self · b` for row-major `b: [cols, width]`, `out: [rows, width]`, on the best
@@ -554,7 +593,18 @@ unsafe fn spmm_avx512(
     let mut packed_buf = vec![0f32; kblock * TILE + 16];
     let align = packed_buf.as_ptr().align_offset(64).min(16);
     let packed = &mut packed_buf[align..align + kblock * TILE];
-    let mut offs = vec![0u32; 2 * kblock_kept];
+    let all_offs = a.block_offsets.get_or_init(|| {
+        let mut o = vec![0u32; a.rows * kept];
+        for (r, row) in o.chunks_mut(kept.max(1)).enumerate().take(a.rows) {
+            let mut k0 = 0;
+            while k0 < kept {
+                let k1 = (k0 + kblock_kept).min(kept);
+                block_offsets(a, r, k0, &mut row[k0..k1]);
+                k0 = k1;
+            }
+        }
+        o
+    });
     let mut c0 = 0;
     while c0 < width {
         let w = (width - c0).min(TILE);
@@ -579,8 +629,34 @@ unsafe fn spmm_avx512(
             let mut j = 0;
             while j < rows {
                 let pair = usize::from(j + 1 < rows) + 1;
-                for (t, o) in offs.chunks_mut(kblock_kept).take(pair).enumerate() {
-                    block_offsets(a, r0 + j + t, k0, &mut o[..nk]);
+                // The next pair's values and offsets in this block: rows sit `kept` entries
+                // apart (often 4 KiB or more), which the hardware prefetchers do not follow.
+                for t in 2..4 {
+                    if j + t < rows {
+                        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                        let at = (r0 + j + t) * kept + k0;
+                        for e in (0..nk).step_by(16) {
+                            // SAFETY: prefetches of addresses inside the two arrays (entry
+                            // `at + e < (r0 + j + t + 1)·kept`); a prefetch reads nothing.
+                            unsafe {
+                                _mm_prefetch::<_MM_HINT_T0>(a.values.as_ptr().add(at + e).cast());
+                                _mm_prefetch::<_MM_HINT_T0>(all_offs.as_ptr().add(at + e).cast());
+                            }
+                        }
+                        if !first {
+                            // And its output tile, read back as the accumulators' start.
+                            let out = (j + t) * width + c0;
+                            for v in 0..vecs {
+                                // SAFETY: inside row j + t of `dst`, within the tile's `w`
+                                // columns (`16·v < w`); a prefetch reads nothing.
+                                unsafe {
+                                    _mm_prefetch::<_MM_HINT_T0>(
+                                        dst.as_ptr().add(out + 16 * v).cast(),
+                                    )
+                                };
+                            }
+                        }
+                    }
                 }
                 // SAFETY (tile_avx512's contract): rows r0+j (and r0+j+1) have `kept` values
                 // from which entries k0..k1 are read; every offset is (row of the block)·TILE
@@ -588,6 +664,7 @@ unsafe fn spmm_avx512(
                 // pointers address `w` floats of rows j (and j+1) of `dst` at column c0.
                 unsafe {
                     let vals = |t: usize| a.values.as_ptr().add((r0 + j + t) * kept + k0);
+                    let offp = |t: usize| all_offs.as_ptr().add((r0 + j + t) * kept + k0);
                     let base = dst.as_mut_ptr();
                     let outp = |t: usize| base.add((j + t) * width + c0);
                     let ctx = Tile {
@@ -598,7 +675,7 @@ unsafe fn spmm_avx512(
                     };
                     if pair == 2 {
                         let v = [vals(0), vals(1)];
-                        let o = [offs.as_ptr(), offs.as_ptr().add(kblock_kept)];
+                        let o = [offp(0), offp(1)];
                         let d = [outp(0), outp(1)];
                         match vecs {
                             8 => tile_avx512::<8, 2>(&ctx, v, o, d),
@@ -611,7 +688,7 @@ unsafe fn spmm_avx512(
                             _ => tile_avx512::<1, 2>(&ctx, v, o, d),
                         }
                     } else {
-                        let (v, o, d) = ([vals(0)], [offs.as_ptr()], [outp(0)]);
+                        let (v, o, d) = ([vals(0)], [offp(0)], [outp(0)]);
                         match vecs {
                             8 => tile_avx512::<8, 1>(&ctx, v, o, d),
                             7 => tile_avx512::<7, 1>(&ctx, v, o, d),

@@ -26,7 +26,7 @@ use super::kernels::{ColumnSums, MatMul, Operand, ReluGrad, f32_slice, gemm_rows
 use crate::estimators::{self, Estimator};
 use crate::mask::{Mask, Pattern};
 use crate::par::join;
-use crate::sparse::nm::NmMatrix;
+use crate::sparse::nm::{NmMatrix, SlotMap};
 use crate::sparse::transpose;
 use candle_core::backend::BackendStorage;
 use candle_core::backprop::GradStore;
@@ -110,13 +110,35 @@ impl std::fmt::Display for GemmMode {
     }
 }
 
-/// The compressed operands of a layer's mask (positions only matter: the values are refilled
-/// from the weights at every forward, [`NmMatrix::refill`]), built when the mask is set.
+/// A compressed operand and where its values come from in the dense weights.
+struct Compressed {
+    /// The operand; its values are refilled in place before each product.
+    matrix: Mutex<NmMatrix>,
+    /// Each stored value's index in `W` (row-major `[out, in]`).
+    map: SlotMap,
+}
+
+impl Compressed {
+    /// `f` of the operand with its values refilled from the weights `w`.
+    fn with_refilled<R>(
+        &self,
+        w: &[f32],
+        f: impl FnOnce(&NmMatrix) -> candle_core::Result<R>,
+    ) -> candle_core::Result<R> {
+        let mut a = self.matrix.lock().unwrap_or_else(|p| p.into_inner());
+        a.refill(w, &self.map).map_err(to_candle)?;
+        f(&a)
+    }
+}
+
+/// The compressed operands of a layer's mask, built when the mask is set: positions fixed,
+/// values refilled from the weights before each product ([`NmMatrix::refill`] through a
+/// precomputed [`SlotMap`]: one gather, no mask decoding).
 struct Layouts {
     /// `W⊙m`, N:M along `in`: the forward operand.
-    forward: NmMatrix,
+    forward: Compressed,
     /// `(W⊙m)ᵀ`, N:M along `out`: the backward data operand (transposable masks only).
-    backward: Option<NmMatrix>,
+    backward: Option<Compressed>,
 }
 
 /// What the op remembers of its last backward pass, for structure checks and gradient capture.
@@ -259,9 +281,9 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R
 
 /// The backward data GEMM by the N:M kernel: `g: [n, out]` → `dx = g·(W⊙m)`, as
 /// `dxᵀ = (W⊙m)ᵀ·gᵀ` with the compressed transpose (transposable masks).
-struct NmData(NmMatrix);
+struct NmData<'a>(&'a NmMatrix);
 
-impl candle_core::CustomOp1 for NmData {
+impl candle_core::CustomOp1 for NmData<'_> {
     fn name(&self) -> &'static str {
         "nm-data-grad"
     }
@@ -273,7 +295,7 @@ impl candle_core::CustomOp1 for NmData {
         let mut gt = vec![0f32; out * n];
         transpose(g, n, out, &mut gt);
         let mut dxt = vec![0f32; inp * n];
-        nm_matmul(&self.0, &gt, n, &mut dxt)?;
+        nm_matmul(self.0, &gt, n, &mut dxt)?;
         let mut dx = vec![0f32; n * inp];
         transpose(&dxt, inp, n, &mut dx);
         Ok((CpuStorage::F32(dx), Shape::from((n, inp))))
@@ -375,13 +397,13 @@ impl CustomOp3 for FusedLinear {
             None
         };
         match (&self.layouts, &self.mask) {
-            (Some(l), Some(keep)) => {
+            (Some(l), Some(_)) => {
                 // Yᵀ = (W⊙m)·Xᵀ by the N:M kernel, then y = Y + b.
-                let wc = l.forward.refill(w, keep, k, 1).map_err(to_candle)?;
                 let mut xt = vec![0f32; k * n];
                 transpose(x, n, k, &mut xt);
                 let mut yt = vec![0f32; out * n];
-                nm_matmul(&wc, &xt, n, &mut yt)?;
+                l.forward
+                    .with_refilled(w, |wc| nm_matmul(wc, &xt, n, &mut yt))?;
                 y.resize(n * out, 0.0);
                 transpose(&yt, out, n, &mut y);
                 for row in y.chunks_mut(out) {
@@ -462,13 +484,12 @@ impl CustomOp3 for FusedLinear {
                     Some(Layouts {
                         backward: Some(bt), ..
                     }),
-                    Some(keep),
+                    Some(_),
                 ) => {
                     // (W⊙m)ᵀ refilled from the weights: entry (i, o) is w[o·in + i].
-                    let k = w.dims2()?.1;
-                    let wt = with_f32(&w.detach(), |wv| bt.refill(wv, keep, 1, k))?
-                        .map_err(to_candle)?;
-                    g.apply_op1_no_bwd(&NmData(wt))
+                    with_f32(&w.detach(), |wv| {
+                        bt.with_refilled(wv, |wt| g.apply_op1_no_bwd(&NmData(wt)))
+                    })?
                 }
                 _ => g.apply_op2_no_bwd(&wm, &MatMul { lhs_t: false }),
             }
@@ -653,11 +674,21 @@ impl SparseLinear {
                     .flatten_all()
                     .and_then(|t| t.to_vec1::<f32>())
                     .map_err(crate::Error::tensor("weights to CPU"))?;
-                let forward = NmMatrix::compress(&w, m.keep(), r, c, p)?;
+                let keep: Vec<f32> = m.keep().iter().map(|&k| f32::from(k)).collect();
+                let a = NmMatrix::compress(&w, m.keep(), r, c, p)?;
+                let forward = Compressed {
+                    map: a.slot_map(&keep, c, 1)?,
+                    matrix: Mutex::new(a),
+                };
                 let backward = if matches!(self.structure, MaskKind::Transposable(_)) {
                     let mut wt = vec![0f32; r * c];
                     transpose(&w, r, c, &mut wt);
-                    Some(NmMatrix::compress(&wt, m.transpose().keep(), c, r, p)?)
+                    let a = NmMatrix::compress(&wt, m.transpose().keep(), c, r, p)?;
+                    // Entry (i, o) of (W⊙m)ᵀ is w[o·in + i].
+                    Some(Compressed {
+                        map: a.slot_map(&keep, 1, c)?,
+                        matrix: Mutex::new(a),
+                    })
                 } else {
                     None
                 };

@@ -64,8 +64,25 @@ fn gemm_refuses_what_it_cannot_run() {
             "sideways",
         ),
         (
-            vec!["--mask", "unstructured:0.5", "--shape", "64x64"],
-            "not built yet",
+            vec![
+                "--mask",
+                "unstructured:0.5",
+                "--shape",
+                "64x64",
+                "--op",
+                "update",
+                "--batch",
+                "8",
+            ],
+            "weight masks",
+        ),
+        (
+            vec!["--mask", "unstructured:1.5", "--shape", "64x64"],
+            "[0, 1)",
+        ),
+        (
+            vec!["--mask", "block:8:0.5", "--shape", "60x64"],
+            "8x8 blocks",
         ),
         (
             vec!["--mask", "nm:2:4", "--shape", "64x64", "--dtype", "bf16"],
@@ -88,11 +105,16 @@ fn table7_smoke_runs_every_mask_and_op_and_matches_its_baseline() {
     let out = tmp.path().join("r");
     run_smoke("table7", &out, &[]);
     let rows = summary_rows(&out);
-    assert_eq!(rows.len(), 19);
+    assert_eq!(rows.len(), 27);
     for r in &rows {
         assert!(r["max_rel_error"].as_f64().unwrap() < 1e-5, "{r:?}");
-        let want = if r["mask"] == "dense" || (r["mask"] == "nm:2:4" && r["op"] == "backward") {
+        let mask = r["mask"].as_str().unwrap();
+        let want = if mask == "dense" || (mask == "nm:2:4" && r["op"] == "backward") {
             "dense"
+        } else if mask.starts_with("unstructured") {
+            "csr"
+        } else if mask.starts_with("block") {
+            "bsr"
         } else {
             "nm"
         };

@@ -1,0 +1,205 @@
+//! Compressed sparse row (CSR) storage of an unstructured mask, and its "sparse rows × dense"
+//! kernel.
+//!
+//! Problem: `C = A·B` for `A: [R, K]` with an arbitrary set of kept entries (an unstructured
+//! mask) and a dense row-major `B: [K, W]`. Format: per row, the kept entries' values and
+//! columns (`u32`), and the row offsets (`R + 1` of them) — `8·nnz + 4·(R+1)` bytes against
+//! `4·R·K` dense. Kernel: with 16 or more columns of `B`, each kept value scales a contiguous
+//! row of `B` into the output row, in column tiles of [`TILE`] floats so that the tile of `B`
+//! stays in cache across rows (the compiler vectorises the scaled add for the instruction set
+//! it is built for); below 16 columns, `B` is transposed once and each output entry is a dot
+//! product of the row's values with the entries of `B` its columns pick (a gather). Rows are
+//! split over rayon's threads. Guarantee: the product equals the dense product of the masked
+//! matrix up to float rounding (the sums run in column order). Cost: `2·nnz·W` flops, no work
+//! on pruned entries; an index per kept value, so at 50% density it reads as many bytes as the
+//! dense matrix and its limit is the FLOP saving alone.
+
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+
+/// Columns of `B` per tile of the wide kernel.
+pub const TILE: usize = 256;
+
+/// An `[rows, cols]` matrix in CSR form.
+#[derive(Debug, Clone)]
+pub struct CsrMatrix {
+    rows: usize,
+    cols: usize,
+    offsets: Vec<usize>,
+    columns: Vec<u32>,
+    values: Vec<f32>,
+}
+
+impl CsrMatrix {
+    /// Compress row-major `dense: [rows, cols]` keeping the entries where `mask` is non-zero
+    /// (a kept zero is stored, so the positions are the mask's). Errors on mismatched lengths or
+    /// 2³² columns or more.
+    pub fn compress(dense: &[f32], mask: &[u8], rows: usize, cols: usize) -> Result<Self> {
+        if dense.len() != rows * cols || mask.len() != rows * cols || cols > u32::MAX as usize {
+            return Err(Error::invalid(
+                "matrix",
+                format!("{} values, {} mask entries", dense.len(), mask.len()),
+                format!("expected {rows}x{cols} of each, fewer than 2^32 columns"),
+            ));
+        }
+        let mut offsets = Vec::with_capacity(rows + 1);
+        let (mut columns, mut values) = (Vec::new(), Vec::new());
+        offsets.push(0);
+        for (drow, mrow) in dense.chunks(cols.max(1)).zip(mask.chunks(cols.max(1))) {
+            for (c, (&v, &k)) in drow.iter().zip(mrow).enumerate() {
+                if k != 0 {
+                    columns.push(c as u32);
+                    values.push(v);
+                }
+            }
+            offsets.push(values.len());
+        }
+        offsets.resize(rows + 1, values.len());
+        Ok(CsrMatrix {
+            rows,
+            cols,
+            offsets,
+            columns,
+            values,
+        })
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Kept entries.
+    pub fn nnz(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Bytes of the format: values, column indices and row offsets (as `u32`).
+    pub fn bytes(&self) -> usize {
+        8 * self.nnz() + 4 * (self.rows + 1)
+    }
+
+    /// `out = self · b` for row-major `b: [cols, width]`, `out: [rows, width]`.
+    pub fn matmul(&self, b: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
+        if b.len() != self.cols * width || out.len() != self.rows * width {
+            return Err(Error::invalid(
+                "operands",
+                format!("b {} values, out {} values", b.len(), out.len()),
+                format!(
+                    "expected b [{}, {width}] and out [{}, {width}]",
+                    self.cols, self.rows
+                ),
+            ));
+        }
+        if width == 0 || self.rows == 0 {
+            return Ok(());
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = self.rows.div_ceil(4 * threads).max(1);
+        if width >= 16 {
+            out.par_chunks_mut(chunk * width)
+                .enumerate()
+                .for_each(|(i, dst)| self.wide(b, width, i * chunk, dst));
+        } else {
+            let mut bt = vec![0f32; width * self.cols];
+            super::transpose(b, self.cols, width, &mut bt);
+            out.par_chunks_mut(chunk * width)
+                .enumerate()
+                .for_each(|(i, dst)| {
+                    for (j, o) in dst.chunks_mut(width).enumerate() {
+                        let r = i * chunk + j;
+                        let (lo, hi) = (self.offsets[r], self.offsets[r + 1]);
+                        let (cols, vals) = (&self.columns[lo..hi], &self.values[lo..hi]);
+                        for (w, o) in o.iter_mut().enumerate() {
+                            let x = &bt[w * self.cols..(w + 1) * self.cols];
+                            *o = cols
+                                .iter()
+                                .zip(vals)
+                                .map(|(&c, &v)| v * x[c as usize])
+                                .sum();
+                        }
+                    }
+                });
+        }
+        Ok(())
+    }
+
+    /// Rows `r0..` of the wide product into `dst` (whole rows), tile by tile.
+    fn wide(&self, b: &[f32], width: usize, r0: usize, dst: &mut [f32]) {
+        dst.fill(0.0);
+        let mut c0 = 0;
+        while c0 < width {
+            let c1 = (c0 + TILE).min(width);
+            for (j, o) in dst.chunks_mut(width).enumerate() {
+                let r = r0 + j;
+                let o = &mut o[c0..c1];
+                for e in self.offsets[r]..self.offsets[r + 1] {
+                    let (c, v) = (self.columns[e] as usize, self.values[e]);
+                    let row = &b[c * width + c0..c * width + c1];
+                    for (o, &x) in o.iter_mut().zip(row) {
+                        *o += v * x;
+                    }
+                }
+            }
+            c0 = c1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The dense masked product in f64.
+    fn reference(a: &[f32], mask: &[u8], b: &[f32], (r, k, w): (usize, usize, usize)) -> Vec<f64> {
+        let mut out = vec![0f64; r * w];
+        for i in 0..r {
+            for j in 0..k {
+                if mask[i * k + j] != 0 {
+                    for c in 0..w {
+                        out[i * w + c] += a[i * k + j] as f64 * b[j * w + c] as f64;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn csr_equals_the_dense_masked_product(
+            r in 1usize..40, k in 1usize..70, w in prop::sample::select(vec![1usize, 3, 8, 15, 16, 17, 33, 300]),
+            density in 0.0f64..1.0, seed in 0u64..1000,
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let a: Vec<f32> = (0..r * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mask: Vec<u8> = (0..r * k).map(|_| u8::from(rng.random_bool(density))).collect();
+            let b: Vec<f32> = (0..k * w).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let m = CsrMatrix::compress(&a, &mask, r, k).unwrap();
+            prop_assert_eq!(m.nnz(), mask.iter().filter(|&&x| x != 0).count());
+            let mut out = vec![f32::NAN; r * w];
+            m.matmul(&b, w, &mut out).unwrap();
+            let want = reference(&a, &mask, &b, (r, k, w));
+            let scale = want.iter().fold(1e-3f64, |s, v| s.max(v.abs()));
+            for (g, e) in out.iter().zip(&want) {
+                prop_assert!((*g as f64 - e).abs() <= 1e-5 * scale, "{} vs {}", g, e);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_refused() {
+        assert!(CsrMatrix::compress(&[1.0; 6], &[1; 5], 2, 3).is_err());
+        let m = CsrMatrix::compress(&[1.0; 6], &[1; 6], 2, 3).unwrap();
+        assert_eq!(m.bytes(), 8 * 6 + 4 * 3);
+        assert!(m.matmul(&[0.0; 5], 2, &mut [0.0; 4]).is_err());
+    }
+}
