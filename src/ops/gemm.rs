@@ -20,7 +20,7 @@ use crate::sparse::bsr::BsrMatrix;
 use crate::sparse::csr::CsrMatrix;
 use crate::sparse::dense::{self, Strided};
 use crate::sparse::nm::NmMatrix;
-use crate::sparse::{Isa, transpose};
+use crate::sparse::{Isa, transpose, transpose_par};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -475,7 +475,7 @@ impl Problem {
             // Cᵀ, then transposed into place (the transpose is timed with it).
             scratch.resize(m * n, 0.0);
             dense::matmul((n, m, k), at, bt, scratch, threads)?;
-            crate::sparse::transpose(scratch, n, m, out);
+            transpose_par(scratch, n, m, out);
             return Ok(());
         }
         let (a, b) = (view(a, false), view(b, false));
@@ -493,9 +493,9 @@ impl Problem {
         let (rows, k) = s.a.dims();
         if s.transposed {
             let (bt, ct) = scratch;
-            transpose(&s.b, s.width, k, bt);
+            transpose_par(&s.b, s.width, k, bt);
             s.a.matmul(isa, bt, s.width, ct)?;
-            transpose(ct, rows, s.width, out);
+            transpose_par(ct, rows, s.width, out);
             Ok(())
         } else {
             s.a.matmul(isa, &s.b, s.width, out)

@@ -85,6 +85,30 @@ impl Isa {
     }
 }
 
+/// [`transpose`] with the rows of `dst` (columns of `src`) split over rayon's threads, for
+/// callers that run on the rayon pool (not inside a training step's fork-join).
+pub fn transpose_par(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    use rayon::prelude::*;
+    const T: usize = 32;
+    if rows * cols < 1 << 16 || rayon::current_num_threads() < 2 {
+        return transpose(src, rows, cols, dst);
+    }
+    dst[..rows * cols]
+        .par_chunks_mut(T * rows)
+        .enumerate()
+        .for_each(|(i, d)| {
+            let c0 = i * T;
+            let c1 = (c0 + T).min(cols);
+            for r0 in (0..rows).step_by(T) {
+                for r in r0..(r0 + T).min(rows) {
+                    for c in c0..c1 {
+                        d[(c - c0) * rows + r] = src[r * cols + c];
+                    }
+                }
+            }
+        });
+}
+
 /// Transpose row-major `src: [rows, cols]` into `dst: [cols, rows]`, in cache-sized tiles.
 pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const T: usize = 32;

@@ -436,6 +436,8 @@ impl NmMatrix {
     }
 }
 
+/// Rows of A the AVX-512 SpMM takes at once (3 × 8 accumulators of 16 lanes).
+const ROWS_AT_ONCE: usize = 3;
 /// Columns of B per register tile (8 AVX-512 accumulators: eight independent FMA chains).
 const TILE: usize = 128;
 /// Columns of K per block (a multiple of every M ≤ 32): the block's B rows, one tile wide, are
@@ -628,10 +630,10 @@ unsafe fn spmm_avx512(
             let first = col0 == 0;
             let mut j = 0;
             while j < rows {
-                let pair = usize::from(j + 1 < rows) + 1;
+                let pair = (rows - j).min(ROWS_AT_ONCE);
                 // The next pair's values and offsets in this block: rows sit `kept` entries
                 // apart (often 4 KiB or more), which the hardware prefetchers do not follow.
-                for t in 2..4 {
+                for t in pair..2 * pair {
                     if j + t < rows {
                         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
                         let at = (r0 + j + t) * kept + k0;
@@ -673,32 +675,28 @@ unsafe fn spmm_avx512(
                         tail,
                         first,
                     };
-                    if pair == 2 {
-                        let v = [vals(0), vals(1)];
-                        let o = [offp(0), offp(1)];
-                        let d = [outp(0), outp(1)];
-                        match vecs {
-                            8 => tile_avx512::<8, 2>(&ctx, v, o, d),
-                            7 => tile_avx512::<7, 2>(&ctx, v, o, d),
-                            6 => tile_avx512::<6, 2>(&ctx, v, o, d),
-                            5 => tile_avx512::<5, 2>(&ctx, v, o, d),
-                            4 => tile_avx512::<4, 2>(&ctx, v, o, d),
-                            3 => tile_avx512::<3, 2>(&ctx, v, o, d),
-                            2 => tile_avx512::<2, 2>(&ctx, v, o, d),
-                            _ => tile_avx512::<1, 2>(&ctx, v, o, d),
-                        }
-                    } else {
-                        let (v, o, d) = ([vals(0)], [offp(0)], [outp(0)]);
-                        match vecs {
-                            8 => tile_avx512::<8, 1>(&ctx, v, o, d),
-                            7 => tile_avx512::<7, 1>(&ctx, v, o, d),
-                            6 => tile_avx512::<6, 1>(&ctx, v, o, d),
-                            5 => tile_avx512::<5, 1>(&ctx, v, o, d),
-                            4 => tile_avx512::<4, 1>(&ctx, v, o, d),
-                            3 => tile_avx512::<3, 1>(&ctx, v, o, d),
-                            2 => tile_avx512::<2, 1>(&ctx, v, o, d),
-                            _ => tile_avx512::<1, 1>(&ctx, v, o, d),
-                        }
+                    // `RR` rows' pointers, then the tile kernel for the tile's vector count.
+                    macro_rules! rows {
+                        ($rr:literal) => {{
+                            let v: [*const f32; $rr] = std::array::from_fn(vals);
+                            let o: [*const u32; $rr] = std::array::from_fn(offp);
+                            let d: [*mut f32; $rr] = std::array::from_fn(outp);
+                            match vecs {
+                                8 => tile_avx512::<8, $rr>(&ctx, v, o, d),
+                                7 => tile_avx512::<7, $rr>(&ctx, v, o, d),
+                                6 => tile_avx512::<6, $rr>(&ctx, v, o, d),
+                                5 => tile_avx512::<5, $rr>(&ctx, v, o, d),
+                                4 => tile_avx512::<4, $rr>(&ctx, v, o, d),
+                                3 => tile_avx512::<3, $rr>(&ctx, v, o, d),
+                                2 => tile_avx512::<2, $rr>(&ctx, v, o, d),
+                                _ => tile_avx512::<1, $rr>(&ctx, v, o, d),
+                            }
+                        }};
+                    }
+                    match pair {
+                        3 => rows!(3),
+                        2 => rows!(2),
+                        _ => rows!(1),
                     }
                 }
                 j += pair;
