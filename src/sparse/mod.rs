@@ -89,24 +89,29 @@ impl Isa {
 /// callers that run on the rayon pool (not inside a training step's fork-join).
 pub fn transpose_par(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     use rayon::prelude::*;
-    const T: usize = 32;
     if rows * cols < 1 << 16 || rayon::current_num_threads() < 2 {
         return transpose(src, rows, cols, dst);
     }
     dst[..rows * cols]
-        .par_chunks_mut(T * rows)
+        .par_chunks_mut(TRANSPOSE_TILE * rows)
         .enumerate()
-        .for_each(|(i, d)| {
-            let c0 = i * T;
-            let c1 = (c0 + T).min(cols);
-            for r0 in (0..rows).step_by(T) {
-                for r in r0..(r0 + T).min(rows) {
-                    for c in c0..c1 {
-                        d[(c - c0) * rows + r] = src[r * cols + c];
-                    }
-                }
+        .for_each(|(i, d)| transpose_cols(src, rows, cols, i * TRANSPOSE_TILE, d));
+}
+
+/// Columns per piece of a split transpose ([`transpose_cols`]).
+pub const TRANSPOSE_TILE: usize = 32;
+
+/// Columns `c0..c0 + d.len()/rows` of row-major `src: [rows, cols]` transposed into `d` (those
+/// rows of the transpose), in tiles of [`TRANSPOSE_TILE`] rows: one piece of a split transpose.
+pub fn transpose_cols(src: &[f32], rows: usize, cols: usize, c0: usize, d: &mut [f32]) {
+    let c1 = (c0 + d.len() / rows.max(1)).min(cols);
+    for r0 in (0..rows).step_by(TRANSPOSE_TILE) {
+        for r in r0..(r0 + TRANSPOSE_TILE).min(rows) {
+            for c in c0..c1 {
+                d[(c - c0) * rows + r] = src[r * cols + c];
             }
-        });
+        }
+    }
 }
 
 /// Transpose row-major `src: [rows, cols]` into `dst: [cols, rows]`, in cache-sized tiles.

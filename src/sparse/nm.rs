@@ -57,6 +57,10 @@ pub struct NmMatrix {
 #[derive(Debug, Clone)]
 pub struct SlotMap {
     slots: Vec<u32>,
+    /// The order in which [`NmMatrix::refill`] visits the slots: empty for storage order (a
+    /// row-major source read along its rows); for a strided source (a transpose) tile by tile,
+    /// so that both the reads and the writes stay within a few pages and cache lines.
+    order: Vec<u32>,
     /// Entries the dense matrix must have.
     len: usize,
 }
@@ -249,7 +253,24 @@ impl NmMatrix {
                 }
             }
         }
-        Ok(SlotMap { slots, len })
+        // A strided source read in storage order jumps a page per entry: visit 32×32 tiles.
+        let mut order = Vec::new();
+        if cs != 1 && self.rows > 0 && kept > 0 {
+            const T: usize = 32;
+            order.reserve(slots.len());
+            let mut cursor: Vec<usize> = (0..self.rows).map(|r| r * kept).collect();
+            for col_end in (1..=self.cols.div_ceil(T)).map(|b| (b * T).min(self.cols)) {
+                for r0 in (0..self.rows).step_by(T) {
+                    for (r, cur) in cursor.iter_mut().enumerate().skip(r0).take(T) {
+                        while *cur < (r + 1) * kept && self.column(r, *cur - r * kept) < col_end {
+                            order.push(*cur as u32);
+                            *cur += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(SlotMap { slots, order, len })
     }
 
     /// Refresh the stored values from `dense` through `map` (from [`NmMatrix::slot_map`] of
@@ -267,13 +288,22 @@ impl NmMatrix {
                 ),
             ));
         }
-        for (v, &at) in self.values.iter_mut().zip(&map.slots) {
-            // `at < map.len ≤ dense.len()` for every mapped slot (checked when the map was made).
-            *v = if at == u32::MAX {
+        // `at < map.len ≤ dense.len()` for every mapped slot (checked when the map was made).
+        let value = |at: u32| {
+            if at == u32::MAX {
                 0.0
             } else {
                 dense[at as usize]
-            };
+            }
+        };
+        if map.order.is_empty() {
+            for (v, &at) in self.values.iter_mut().zip(&map.slots) {
+                *v = value(at);
+            }
+        } else {
+            for &s in &map.order {
+                self.values[s as usize] = value(map.slots[s as usize]);
+            }
         }
         Ok(())
     }
@@ -1258,6 +1288,44 @@ mod tests {
             .into_iter()
             .filter(|i| i.check().is_ok())
             .collect()
+    }
+
+    #[test]
+    fn refill_through_a_slot_map_equals_compressing_again() -> Result<()> {
+        // A row-major source and a transposed (strided, tiled order) one, over shapes that are
+        // not whole 32×32 tiles: refilled values equal those of compressing the new matrix.
+        for (n, m, rows, cols) in [(2, 4, 68, 44), (4, 8, 40, 96), (1, 4, 8, 8), (3, 8, 40, 16)] {
+            let p = Pattern::new(n, m)?;
+            let (w0, mask) = case(rows, cols, p, 5);
+            let w1: Vec<f32> = w0.iter().map(|v| 2.0 * v + 0.25).collect();
+            let keep: Vec<f32> = mask.iter().map(|&k| f32::from(k)).collect();
+            let mut a = NmMatrix::compress(&w0, &mask, rows, cols, p)?;
+            let map = a.slot_map(&keep, cols, 1)?;
+            a.refill(&w1, &map)?;
+            assert_eq!(
+                a.values,
+                NmMatrix::compress(&w1, &mask, rows, cols, p)?.values
+            );
+            // The transpose, N:M along the rows of the source: take a mask N:M along columns.
+            let (wt0, mt) = case(cols, rows, p, 6);
+            let src1: Vec<f32> = wt0.iter().map(|v| v - 1.0).collect();
+            let mut msrc = vec![0u8; rows * cols];
+            for (i, &k) in mt.iter().enumerate() {
+                msrc[(i % rows) * cols + i / rows] = k;
+            }
+            let mut src1t = vec![0f32; rows * cols];
+            crate::sparse::transpose(&src1, cols, rows, &mut src1t);
+            let keep: Vec<f32> = msrc.iter().map(|&k| f32::from(k)).collect();
+            let mut b = NmMatrix::compress(&wt0, &mt, cols, rows, p)?;
+            let map = b.slot_map(&keep, 1, cols)?;
+            b.refill(&src1t, &map)?;
+            assert_eq!(
+                b.values,
+                NmMatrix::compress(&src1, &mt, cols, rows, p)?.values
+            );
+            assert!(b.refill(&src1t[1..], &map).is_err());
+        }
+        Ok(())
     }
 
     #[test]

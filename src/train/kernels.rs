@@ -236,6 +236,18 @@ pub(crate) fn gemm_rows(
     Ok(())
 }
 
+/// Transpose row-major `src: [rows, cols]` into `dst: [cols, rows]`, pieces of
+/// [`crate::sparse::TRANSPOSE_TILE`] columns split over [`fork`]'s threads (serial inside a fork).
+pub(crate) fn fork_transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    use crate::sparse::{TRANSPOSE_TILE, transpose, transpose_cols};
+    if rows * cols < 1 << 15 {
+        return transpose(src, rows, cols, dst);
+    }
+    fork::chunks_mut(&mut dst[..rows * cols], TRANSPOSE_TILE * rows, |i, d| {
+        transpose_cols(src, rows, cols, i * TRANSPOSE_TILE, d)
+    });
+}
+
 /// `dst ← a·b` for a compressed N:M `a: [R, K]` and row-major `b: [K, width]` (the sparse
 /// kernels of [`crate::sparse::nm`]), the rows of `dst` split evenly over [`fork`]'s threads
 /// (serial inside a fork, as in a backward pass's two side-by-side products).

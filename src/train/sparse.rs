@@ -22,7 +22,9 @@
 //! [`MaskedMatmul`] carries the same backward.
 
 use super::MaskKind;
-use super::kernels::{ColumnSums, MatMul, Operand, ReluGrad, f32_slice, gemm_rows, nm_matmul};
+use super::kernels::{
+    ColumnSums, MatMul, Operand, ReluGrad, f32_slice, fork_transpose, gemm_rows, nm_matmul,
+};
 use crate::estimators::{self, Estimator};
 use crate::mask::{Mask, Pattern};
 use crate::par::join;
@@ -293,11 +295,11 @@ impl candle_core::CustomOp1 for NmData<'_> {
         let (n, out) = l.shape().dims2()?;
         let inp = self.0.rows();
         let mut gt = vec![0f32; out * n];
-        transpose(g, n, out, &mut gt);
+        fork_transpose(g, n, out, &mut gt);
         let mut dxt = vec![0f32; inp * n];
         nm_matmul(self.0, &gt, n, &mut dxt)?;
         let mut dx = vec![0f32; n * inp];
-        transpose(&dxt, inp, n, &mut dx);
+        fork_transpose(&dxt, inp, n, &mut dx);
         Ok((CpuStorage::F32(dx), Shape::from((n, inp))))
     }
 }
@@ -330,7 +332,7 @@ impl candle_core::CustomOp2 for NmUpdate {
             candle_core::bail!("nm-update: ĝ [{n}, {out}] and x [{n2}, {inp}]")
         }
         let mut gt = vec![0f32; out * n];
-        transpose(g, n, out, &mut gt);
+        fork_transpose(g, n, out, &mut gt);
         let keep: Vec<u8> = gt.iter().map(|&v| u8::from(v != 0.0)).collect();
         let a = NmMatrix::compress(&gt, &keep, out, n, self.0).map_err(to_candle)?;
         let mut dw = vec![0f32; out * inp];
@@ -400,12 +402,12 @@ impl CustomOp3 for FusedLinear {
             (Some(l), Some(_)) => {
                 // Yᵀ = (W⊙m)·Xᵀ by the N:M kernel, then y = Y + b.
                 let mut xt = vec![0f32; k * n];
-                transpose(x, n, k, &mut xt);
+                fork_transpose(x, n, k, &mut xt);
                 let mut yt = vec![0f32; out * n];
                 l.forward
                     .with_refilled(w, |wc| nm_matmul(wc, &xt, n, &mut yt))?;
                 y.resize(n * out, 0.0);
-                transpose(&yt, out, n, &mut y);
+                fork_transpose(&yt, out, n, &mut y);
                 for row in y.chunks_mut(out) {
                     for (v, b) in row.iter_mut().zip(b) {
                         *v += b;
