@@ -240,7 +240,7 @@ pub(crate) fn gemm_rows(
 /// [`crate::sparse::TRANSPOSE_TILE`] columns split over [`fork`]'s threads (serial inside a fork).
 pub(crate) fn fork_transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     use crate::sparse::{TRANSPOSE_TILE, transpose, transpose_cols};
-    if rows * cols < 1 << 15 {
+    if rows * cols < 1 << 17 {
         return transpose(src, rows, cols, dst);
     }
     fork::chunks_mut(&mut dst[..rows * cols], TRANSPOSE_TILE * rows, |i, d| {
