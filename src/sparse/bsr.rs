@@ -4,19 +4,17 @@
 //! block mask) and a dense row-major `B: [K, W]`. Format: per block row, the kept blocks'
 //! column indices (`u32`) and their `b×b` values, dense and row-major, plus block-row offsets —
 //! `4·b²` bytes of values and 4 of index per kept block. Kernel: with 16 or more columns of `B`,
-//! each row of a kept block combines its `b` contiguous rows of `B` into the output row (the
-//! compiler vectorises the scaled adds), in column tiles of [`TILE`] floats that stay in cache
-//! across rows; below 16 columns, `B` is transposed once and each output entry is a sum of
+//! each row of a kept block combines its `b` contiguous rows of `B` into the output row's tile
+//! of 128 columns held in registers (AVX-512, AVX2+FMA or plain code, chosen at run time), over
+//! blocks of K whose rows of `B` stay in L1 while the block row uses them; below 16 columns, `B` is transposed once and each output entry is a sum of
 //! contiguous dot products of length `b`. Block rows are split over rayon's threads.
 //! Guarantee: the product equals the dense product of the masked matrix up to float rounding.
 //! Cost: `2·kept·W` flops; the index is one `u32` per `b²` values, so the byte limit is nearly
 //! the density's inverse.
 
+use super::combine::{KB, RTILE, combine};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
-
-/// Columns of `B` per tile of the wide kernel.
-pub const TILE: usize = 256;
 
 /// An `[rows, cols]` matrix in BSR form with `b×b` blocks.
 #[derive(Debug, Clone)]
@@ -151,25 +149,38 @@ impl BsrMatrix {
         Ok(())
     }
 
-    /// Block row `br` of the wide product into `dst` (its `b` rows), tile by tile.
+    /// Block row `br` of the wide product into `dst` (its `b` rows): column tiles of
+    /// [`RTILE`], each row's tile accumulated in registers over all its kept blocks
+    /// ([`combine`]; the block row's rows of B, `kept blocks × b`, are reused by its `b` rows).
     fn wide(&self, bm: &[f32], width: usize, br: usize, dst: &mut [f32]) {
+        let isa = super::Isa::detect();
         let b = self.b;
-        dst.fill(0.0);
+        let (e0, e1) = (self.offsets[br], self.offsets[br + 1]);
+        // Blocks of K a whole number of b-wide block columns, near KB rows of B.
+        let kb = KB.div_ceil(b) * b;
         let mut c0 = 0;
         while c0 < width {
-            let c1 = (c0 + TILE).min(width);
-            for e in self.offsets[br]..self.offsets[br + 1] {
-                let k0 = self.block_cols[e] as usize * b;
-                let block = &self.values[e * b * b..(e + 1) * b * b];
-                for (i, o) in dst.chunks_mut(width).enumerate() {
-                    let o = &mut o[c0..c1];
-                    for (j, &v) in block[i * b..(i + 1) * b].iter().enumerate() {
-                        let row = &bm[(k0 + j) * width + c0..(k0 + j) * width + c1];
-                        for (o, &x) in o.iter_mut().zip(row) {
-                            *o += v * x;
-                        }
-                    }
+            let c1 = (c0 + RTILE).min(width);
+            let (mut from, mut k0) = (e0, 0);
+            loop {
+                let k1 = (k0 + kb).min(self.cols);
+                let mut to = from;
+                while to < e1 && (self.block_cols[to] as usize) * b < k1 {
+                    to += 1;
                 }
+                for (i, o) in dst.chunks_mut(width).enumerate() {
+                    let entries = (from..to).flat_map(|e| {
+                        let k = self.block_cols[e] as usize * b;
+                        let row = &self.values[e * b * b + i * b..e * b * b + (i + 1) * b];
+                        row.iter().enumerate().map(move |(j, &v)| (v, k + j))
+                    });
+                    combine(isa, entries, bm, width, c0, &mut o[c0..c1], k0 == 0);
+                }
+                from = to;
+                if k1 >= self.cols {
+                    break;
+                }
+                k0 = k1;
             }
             c0 = c1;
         }
@@ -185,7 +196,7 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
         #[test]
         fn bsr_equals_the_dense_masked_product(
-            b in prop::sample::select(vec![1usize, 2, 4, 8]), br in 1usize..6, bc in 1usize..6,
+            b in prop::sample::select(vec![1usize, 2, 4, 8, 16]), br in 1usize..6, bc in 1usize..24,
             w in prop::sample::select(vec![1usize, 5, 15, 16, 17, 40, 300]),
             density in 0.0f64..1.0, seed in 0u64..1000,
         ) {

@@ -5,20 +5,18 @@
 //! mask) and a dense row-major `B: [K, W]`. Format: per row, the kept entries' values and
 //! columns (`u32`), and the row offsets (`R + 1` of them) — `8·nnz + 4·(R+1)` bytes against
 //! `4·R·K` dense. Kernel: with 16 or more columns of `B`, each kept value scales a contiguous
-//! row of `B` into the output row, in column tiles of [`TILE`] floats so that the tile of `B`
-//! stays in cache across rows (the compiler vectorises the scaled add for the instruction set
-//! it is built for); below 16 columns, `B` is transposed once and each output entry is a dot
+//! row of `B` into the output row's tile of 128 columns held in registers (AVX-512, AVX2+FMA or
+//! plain code, chosen at run time), over blocks of 64 rows of `B` whose tile stays in L1 while
+//! every row of `A` uses it; below 16 columns, `B` is transposed once and each output entry is a dot
 //! product of the row's values with the entries of `B` its columns pick (a gather). Rows are
 //! split over rayon's threads. Guarantee: the product equals the dense product of the masked
 //! matrix up to float rounding (the sums run in column order). Cost: `2·nnz·W` flops, no work
 //! on pruned entries; an index per kept value, so at 50% density it reads as many bytes as the
 //! dense matrix and its limit is the FLOP saving alone.
 
+use super::combine::{KB, RTILE, combine};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
-
-/// Columns of `B` per tile of the wide kernel.
-pub const TILE: usize = 256;
 
 /// An `[rows, cols]` matrix in CSR form.
 #[derive(Debug, Clone)]
@@ -129,22 +127,40 @@ impl CsrMatrix {
         Ok(())
     }
 
-    /// Rows `r0..` of the wide product into `dst` (whole rows), tile by tile.
+    /// Rows `r0..` of the wide product into `dst` (whole rows): column tiles of
+    /// [`RTILE`], blocks of [`KB`] rows of B, each row's entries in the block by a cursor (the
+    /// columns of a row ascend), accumulated in registers ([`combine`]).
     fn wide(&self, b: &[f32], width: usize, r0: usize, dst: &mut [f32]) {
-        dst.fill(0.0);
+        let isa = super::Isa::detect();
+        let rows = dst.len() / width;
+        let mut cursor = vec![0usize; rows];
         let mut c0 = 0;
         while c0 < width {
-            let c1 = (c0 + TILE).min(width);
-            for (j, o) in dst.chunks_mut(width).enumerate() {
-                let r = r0 + j;
-                let o = &mut o[c0..c1];
-                for e in self.offsets[r]..self.offsets[r + 1] {
-                    let (c, v) = (self.columns[e] as usize, self.values[e]);
-                    let row = &b[c * width + c0..c * width + c1];
-                    for (o, &x) in o.iter_mut().zip(row) {
-                        *o += v * x;
+            let c1 = (c0 + RTILE).min(width);
+            for (j, cur) in cursor.iter_mut().enumerate() {
+                *cur = self.offsets[r0 + j];
+            }
+            let mut k0 = 0;
+            loop {
+                let k1 = (k0 + KB).min(self.cols);
+                for (j, o) in dst.chunks_mut(width).enumerate() {
+                    let end = self.offsets[r0 + j + 1];
+                    let from = cursor[j];
+                    let mut to = from;
+                    while to < end && (self.columns[to] as usize) < k1 {
+                        to += 1;
                     }
+                    cursor[j] = to;
+                    let entries = self.values[from..to]
+                        .iter()
+                        .zip(&self.columns[from..to])
+                        .map(|(&v, &c)| (v, c as usize));
+                    combine(isa, entries, b, width, c0, &mut o[c0..c1], k0 == 0);
                 }
+                if k1 >= self.cols {
+                    break;
+                }
+                k0 = k1;
             }
             c0 = c1;
         }

@@ -22,6 +22,7 @@
 //! else plain scalar code; each path is tested where the CPU has it.
 
 pub mod bsr;
+mod combine;
 pub mod csr;
 pub mod dense;
 pub mod nm;
