@@ -601,11 +601,11 @@ fn tile_row<const W: usize>(
 }
 
 /// The tiled SpMM with AVX-512 intrinsics: the same loop as [`spmm_body`] (tiles of 128
-/// columns of B, blocks of K packed into L1), but two rows at a time (16 register accumulators,
-/// so sixteen independent FMA chains), each row's positions in the block unpacked once into
-/// offsets of the packed B rows, and each kept entry one broadcast and `W/16` FMAs whose B
-/// operand is read straight from L1. A tile narrower than 128 takes `⌈w/16⌉` vectors, the last
-/// one masked.
+/// columns of B, blocks of K packed into L1), but [`ROWS_AT_ONCE`] rows at a time (24 register
+/// accumulators, so as many independent FMA chains), the positions read as offsets of the
+/// packed B rows decoded once per matrix (`block_offsets`), the next rows' values, offsets and
+/// output prefetched, and each kept entry one broadcast and `W/16` FMAs whose B operand is read
+/// straight from L1. A tile narrower than 128 takes `⌈w/16⌉` vectors, the last one masked.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 // SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
@@ -691,10 +691,10 @@ unsafe fn spmm_avx512(
                         }
                     }
                 }
-                // SAFETY (tile_avx512's contract): rows r0+j (and r0+j+1) have `kept` values
-                // from which entries k0..k1 are read; every offset is (row of the block)·TILE
-                // with that row below kblock, so `offset + vecs·16 ≤ packed.len()`; the output
-                // pointers address `w` floats of rows j (and j+1) of `dst` at column c0.
+                // SAFETY (tile_avx512's contract): rows r0+j..r0+j+pair have `kept` values and
+                // decoded offsets from which entries k0..k1 are read; every offset is (row of the
+                // block)·TILE with that row below kblock, so `offset + vecs·16 ≤ packed.len()`;
+                // the output pointers address `w` floats of rows j..j+pair of `dst` at column c0.
                 unsafe {
                     let vals = |t: usize| a.values.as_ptr().add((r0 + j + t) * kept + k0);
                     let offp = |t: usize| all_offs.as_ptr().add((r0 + j + t) * kept + k0);
