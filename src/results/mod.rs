@@ -18,9 +18,9 @@ pub mod table;
 
 /// Whether a column holds a measured time, rate or memory figure (left out of exact
 /// comparisons and `summary.csv`): `seconds`, `*_seconds`, `*_per_second`, `*_mb`, speedups
-/// (`speedup`, `speedup_*`, `share_of_limit`), `gflops_*`, `runs_per_side`, `dense_threads` and
-/// `dense_orientation` (chosen by timing), and their `_std`
-/// companions.
+/// (`speedup`, `speedup_*`, `share_of_limit`, `recompute_share`), `gflops_*`, `runs_per_side`,
+/// `rounds`, `dense_threads` and `dense_orientation` (chosen by timing), `isa` (the machine's
+/// instruction set), and their `_std` companions.
 pub fn is_measured_column(name: &str) -> bool {
     let base = name.strip_suffix("_std").unwrap_or(name);
     base == "seconds"
@@ -37,6 +37,7 @@ pub fn is_measured_column(name: &str) -> bool {
         || base == "runs_per_side"
         || base == "dense_threads"
         || base == "dense_orientation"
+        || base == "isa"
 }
 
 /// Whether a measured column is a duration (`seconds`, `*_seconds`, `step_ms`), which
@@ -55,6 +56,7 @@ mod tests {
                 && super::is_measured_column("blocks_per_second_std")
         );
         assert!(super::is_measured_column("peak_rss_mb"));
+        assert!(super::is_measured_column("isa") && super::is_measured_column("recompute_share"));
         assert!(!super::is_measured_column("kept_gap") && !super::is_measured_column("log10"));
         assert!(super::is_time_column("step_seconds") && super::is_time_column("seconds"));
         assert!(
