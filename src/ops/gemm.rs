@@ -180,7 +180,7 @@ pub struct GemmReport {
     pub dense_threads: usize,
     /// Orientation of the dense reference the warm-up chose: `c` (C = A·B) or `ct` (Cᵀ = Bᵀ·Aᵀ,
     /// transposed into place; masklab's matrix-vector kernels at batch 1), with `/wt` where it
-    /// read the weights' transposed copy.
+    /// read the weights' transposed copy and `/g` where the update read ĝ as `[batch, out]`.
     pub dense_orientation: String,
 }
 
@@ -195,6 +195,9 @@ struct Problem {
     /// faster with one layout than the other on some shapes (4096² batch 32 backward: 59 against
     /// 170 GFLOP/s), and the dense side gets the faster. `None` for the update (B is data).
     b_alt: Option<(Vec<f32>, usize, usize)>,
+    /// The update's `A = ĝᵀ` stored as the estimator leaves it (`ĝ: [batch, out]`, read
+    /// through strides), the other layout the dense side may pick; `None` elsewhere.
+    a_alt: Option<(Vec<f32>, usize, usize)>,
     /// The sparse side: the compressed operand and how its product is laid out.
     sparse: Option<Sparse>,
 }
@@ -380,6 +383,7 @@ impl Problem {
                         a: (x, inp, 1),
                         b: (wm, 1, inp),
                         b_alt: Some((wt, out, 1)),
+                        a_alt: None,
                         sparse,
                     })
                 } else {
@@ -400,6 +404,7 @@ impl Problem {
                         a: (dy, out, 1),
                         b: (wm, inp, 1),
                         b_alt: Some((wt, 1, out)),
+                        a_alt: None,
                         sparse,
                     })
                 }
@@ -448,11 +453,14 @@ impl Problem {
                     }
                     None => (gt, None),
                 };
+                let mut g_batch_major = vec![0f32; batch * out];
+                transpose(&gm, out, batch, &mut g_batch_major);
                 Ok(Problem {
                     shape: (out, inp, batch),
                     a: (gm, batch, 1),
                     b: (x, inp, 1),
                     b_alt: None,
+                    a_alt: Some((g_batch_major, 1, out)),
                     sparse,
                 })
             }
@@ -474,7 +482,10 @@ impl Problem {
             (Some(b), true) => b,
             _ => &self.b,
         };
-        let a = &self.a;
+        let a = match (&self.a_alt, alt) {
+            (Some(a), true) => a,
+            _ => &self.a,
+        };
         // One output row against a B stored as contiguous rows of its transpose: n dot
         // products, the matrix-vector kernel (batch-1 forward).
         if swapped && m == 1 && b.1 == 1 && b.2 == k {
@@ -571,7 +582,7 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
     } else {
         vec![1]
     };
-    let layouts = if p.b_alt.is_some() {
+    let layouts = if p.b_alt.is_some() || p.a_alt.is_some() {
         vec![false, true]
     } else {
         vec![false]
@@ -679,7 +690,11 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
         dense_orientation: format!(
             "{}{}",
             if way.swapped { "ct" } else { "c" },
-            if way.alt { "/wt" } else { "" }
+            match (way.alt, p.a_alt.is_some()) {
+                (false, _) => "",
+                (true, false) => "/wt",
+                (true, true) => "/g",
+            }
         ),
     })
 }
