@@ -993,7 +993,11 @@ struct Chunks16 {
     bits: usize,
     /// Columns one chunk advances.
     step: usize,
+    /// B's entries come by permutes of a window of 32 floats (two registers, `step ≤ 32`) or 64
+    /// (four registers and a blend, `step ≤ 64`: 1:4, 2:8), else by a gather.
     permute: bool,
+    /// The window is 64 floats.
+    wide: bool,
     vals: *const f32,
     index: *const u8,
     /// Full chunks whose reads stay inside the row (see [`Chunks16::new`]).
@@ -1006,8 +1010,9 @@ impl Chunks16 {
     ///
     /// The reads of chunk `ci < chunks` stay in bounds: values `16ci..16ci+16` (below `kept`),
     /// position bytes `2·bits·ci ..+8` (a row's stride holds 16 bytes beyond its packed
-    /// positions), and B entries `step·ci .. step·ci + 32` for a permute (`chunks` stops before
-    /// a window that would pass `cols`) or exactly the kept columns for a gather.
+    /// positions), and B entries `step·ci .. step·ci + window` (32 or 64) for a permute
+    /// (`chunks` stops before a window that would pass `cols`) or exactly the kept columns for
+    /// a gather.
     #[target_feature(enable = "avx512f")]
     fn new(a: &NmMatrix, r: usize) -> Option<Self> {
         use std::arch::x86_64::*;
@@ -1017,7 +1022,9 @@ impl Chunks16 {
             return None;
         }
         let step = 16 / n * m;
-        let permute = step <= 32;
+        let permute = step <= 64;
+        let wide = step > 32;
+        let window = if wide { 64 } else { 32 };
         let off: [i32; 16] = std::array::from_fn(|l| (l / n * m) as i32);
         let shift: [i32; 16] = std::array::from_fn(|l| {
             if bits == 4 {
@@ -1034,7 +1041,11 @@ impl Chunks16 {
             )
         };
         let chunks = if permute {
-            (kept / 16).min(a.cols.saturating_sub(32) / step + 1)
+            if a.cols < window {
+                0
+            } else {
+                (kept / 16).min((a.cols - window) / step + 1)
+            }
         } else {
             kept / 16
         };
@@ -1045,6 +1056,7 @@ impl Chunks16 {
             bits,
             step,
             permute,
+            wide,
             vals: a.values[r * kept..(r + 1) * kept].as_ptr(),
             index: a.index[r * a.index_stride..(r + 1) * a.index_stride].as_ptr(),
             chunks,
@@ -1097,7 +1109,22 @@ impl Chunks16 {
         use std::arch::x86_64::*;
         // SAFETY: in bounds for ci < chunks (see `new`).
         let xp = unsafe { x.add(self.step * ci) };
-        if self.permute {
+        if self.permute && self.wide {
+            // SAFETY: the 64-float window is inside the row (see `new`).
+            let (x0, x1, x2, x3) = unsafe {
+                (
+                    _mm512_loadu_ps(xp),
+                    _mm512_loadu_ps(xp.add(16)),
+                    _mm512_loadu_ps(xp.add(32)),
+                    _mm512_loadu_ps(xp.add(48)),
+                )
+            };
+            // Each half permutes by the low five bits; bit 5 picks the half.
+            let low = _mm512_permutex2var_ps(x0, rel, x1);
+            let high = _mm512_permutex2var_ps(x2, rel, x3);
+            let upper = _mm512_test_epi32_mask(rel, _mm512_set1_epi32(32));
+            _mm512_mask_blend_ps(upper, low, high)
+        } else if self.permute {
             // SAFETY: the 32-float window is inside the row (see `new`).
             let (lo, hi) = unsafe { (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16))) };
             _mm512_permutex2var_ps(lo, rel, hi)
