@@ -1319,6 +1319,38 @@ mod tests {
     }
 
     #[test]
+    fn wide_window_permutes_equal_the_dense_product() -> Result<()> {
+        // 1:4 and 2:8 at batch 1 to 8 take the 64-float permute window (AVX-512); 4:8 the
+        // 32-float one; 1:8 the gather. Rows long enough for many chunks, and lengths whose
+        // last window would pass the row (the remainder runs plainly).
+        for (n, m) in [(1, 4), (2, 8), (4, 8), (1, 8)] {
+            let p = Pattern::new(n, m)?;
+            for cols in [256, 64 * 3 + 8 * m, 16 * m] {
+                let rows = 5;
+                let (dense, mask) = case(rows, cols, p, (cols + m) as u64);
+                let a = NmMatrix::compress(&dense, &mask, rows, cols, p)?;
+                for width in 1..=8 {
+                    let b: Vec<f32> = (0..cols * width)
+                        .map(|i| ((i * 31) % 97) as f32 / 50.0 - 1.0)
+                        .collect();
+                    let want = reference(&dense, &mask, rows, cols, &b, width);
+                    for isa in isas() {
+                        let mut out = vec![f32::NAN; rows * width];
+                        a.matmul_with(isa, &b, width, &mut out)?;
+                        for (g, e) in out.iter().zip(&want) {
+                            assert!(
+                                (*g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                                "{isa:?} {p} {cols} {width}: {g} vs {e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
     fn refill_through_a_slot_map_equals_compressing_again() -> Result<()> {
         // A row-major source and a transposed (strided, tiled order) one, over shapes that are
         // not whole 32×32 tiles: refilled values equal those of compressing the new matrix.
