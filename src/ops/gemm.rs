@@ -13,6 +13,7 @@
 //! each is reported. Guarantee: `max_rel_error` compares the two outputs (max |difference| over
 //! max |dense|). Cost: the runs (at least 5 each, until 0.2 s of each or 50 runs).
 
+use super::median;
 use crate::error::{Error, Result};
 use crate::mask::tile::Blocks;
 use crate::mask::{Mask, Matrix, Pattern};
@@ -537,19 +538,6 @@ impl Problem {
     }
 }
 
-/// Median of `v` (sorted in place).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Build, check and time one job (see the module doc).
 pub fn measure(job: &GemmJob) -> Result<GemmReport> {
     let p = Problem::new(job)?;
@@ -734,6 +722,20 @@ impl std::fmt::Display for GemmReport {
 mod tests {
     use super::*;
 
+    /// A 48×64 job with no minimum time, on two threads.
+    fn job(mask: MaskType, op: Op, batch: usize, seed: u64) -> GemmJob {
+        GemmJob {
+            mask,
+            out: 48,
+            inp: 64,
+            batch,
+            op,
+            seed,
+            threads: 2,
+            min_seconds: 0.0,
+        }
+    }
+
     /// Every op and mask type gives the dense product (to f32 rounding), with the kernel it
     /// should use: the compressed one except the backward of a plain N:M mask (no N:M Wᵀ).
     #[test]
@@ -741,16 +743,7 @@ mod tests {
         for mask in ["dense", "nm:2:4", "transposable:2:4", "transposable:4:8"] {
             for op in [Op::Forward, Op::Backward, Op::Update] {
                 for batch in [1, 8, 32] {
-                    let job = GemmJob {
-                        mask: mask.parse()?,
-                        out: 48,
-                        inp: 64,
-                        batch,
-                        op,
-                        seed: 3,
-                        threads: 2,
-                        min_seconds: 0.0,
-                    };
+                    let job = job(mask.parse()?, op, batch, 3);
                     if op == Op::Update && batch == 1 && mask != "dense" {
                         assert!(measure(&job).is_err(), "batch 1 is no group of M");
                         continue;
@@ -776,16 +769,7 @@ mod tests {
     fn every_dense_way_gives_the_same_product_and_csr_bsr_match_it() -> Result<()> {
         for op in [Op::Forward, Op::Backward, Op::Update] {
             for batch in [1, 5, 32] {
-                let job = GemmJob {
-                    mask: MaskType::Dense,
-                    out: 48,
-                    inp: 64,
-                    batch,
-                    op,
-                    seed: 4,
-                    threads: 2,
-                    min_seconds: 0.0,
-                };
+                let job = job(MaskType::Dense, op, batch, 4);
                 let p = Problem::new(&job)?;
                 let (m, n, _) = p.shape;
                 let mut first: Option<Vec<f32>> = None;
@@ -819,31 +803,13 @@ mod tests {
         for (mask, kernel) in [("unstructured:0.5", "csr"), ("block:8:0.75", "bsr")] {
             for op in [Op::Forward, Op::Backward] {
                 for batch in [1, 20] {
-                    let job = GemmJob {
-                        mask: mask.parse()?,
-                        out: 48,
-                        inp: 64,
-                        batch,
-                        op,
-                        seed: 5,
-                        threads: 2,
-                        min_seconds: 0.0,
-                    };
+                    let job = job(mask.parse()?, op, batch, 5);
                     let r = measure(&job)?;
                     assert_eq!(r.kernel, kernel);
                     assert!(r.max_rel_error < 1e-5, "{mask} {op:?} {batch}: {r:?}");
                 }
             }
-            let job = GemmJob {
-                mask: mask.parse()?,
-                out: 48,
-                inp: 64,
-                batch: 8,
-                op: Op::Update,
-                seed: 5,
-                threads: 2,
-                min_seconds: 0.0,
-            };
+            let job = job(mask.parse()?, Op::Update, 8, 5);
             assert!(measure(&job).is_err());
         }
         Ok(())

@@ -4,3 +4,13 @@
 
 pub mod gemm;
 pub mod step;
+
+/// Median of `v` (sorted in place); NaN when empty: the timing summary both jobs report.
+pub(crate) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}

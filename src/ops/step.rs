@@ -16,6 +16,7 @@
 //! `compressed_gemms` says which GEMMs really ran compressed. Cost: warm-up plus at least
 //! `min_seconds` of each session's steps (and at least 5 rounds), plus the recomputes.
 
+use super::median;
 use crate::error::{Error, Result};
 use crate::train::MaskKind;
 use crate::train::data::Dataset;
@@ -68,16 +69,6 @@ pub struct StepReport {
     pub recompute_share: f64,
     /// Timed rounds.
     pub rounds: usize,
-}
-
-/// Median of `v` (sorted in place); NaN when empty.
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Mean seconds of `k` steps of `s`.

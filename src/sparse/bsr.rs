@@ -108,24 +108,17 @@ impl BsrMatrix {
 
     /// `out = self · b` for row-major `b: [cols, width]`, `out: [rows, width]`.
     pub fn matmul(&self, bm: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
-        if bm.len() != self.cols * width || out.len() != self.rows * width {
-            return Err(Error::invalid(
-                "operands",
-                format!("b {} values, out {} values", bm.len(), out.len()),
-                format!(
-                    "expected b [{}, {width}] and out [{}, {width}]",
-                    self.cols, self.rows
-                ),
-            ));
-        }
+        super::check_operands((self.rows, self.cols), bm.len(), width, out.len())?;
         if width == 0 || self.rows == 0 {
             return Ok(());
         }
         let b = self.b;
+        // Detected once here, not per piece (it reads the environment).
+        let isa = super::Isa::detect();
         if width >= 16 {
             out.par_chunks_mut(b * width)
                 .enumerate()
-                .for_each(|(br, dst)| self.wide(bm, width, br, dst));
+                .for_each(|(br, dst)| self.wide(isa, bm, width, br, dst));
         } else {
             let mut bt = vec![0f32; width * self.cols];
             super::transpose(bm, self.cols, width, &mut bt);
@@ -152,8 +145,7 @@ impl BsrMatrix {
     /// Block row `br` of the wide product into `dst` (its `b` rows): column tiles of
     /// [`RTILE`], each row's tile accumulated in registers over all its kept blocks
     /// ([`combine`]; the block row's rows of B, `kept blocks × b`, are reused by its `b` rows).
-    fn wide(&self, bm: &[f32], width: usize, br: usize, dst: &mut [f32]) {
-        let isa = super::Isa::detect();
+    fn wide(&self, isa: super::Isa, bm: &[f32], width: usize, br: usize, dst: &mut [f32]) {
         let b = self.b;
         let (e0, e1) = (self.offsets[br], self.offsets[br + 1]);
         // Blocks of K a whole number of b-wide block columns, near KB rows of B.

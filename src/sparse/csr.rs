@@ -84,25 +84,18 @@ impl CsrMatrix {
 
     /// `out = self · b` for row-major `b: [cols, width]`, `out: [rows, width]`.
     pub fn matmul(&self, b: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
-        if b.len() != self.cols * width || out.len() != self.rows * width {
-            return Err(Error::invalid(
-                "operands",
-                format!("b {} values, out {} values", b.len(), out.len()),
-                format!(
-                    "expected b [{}, {width}] and out [{}, {width}]",
-                    self.cols, self.rows
-                ),
-            ));
-        }
+        super::check_operands((self.rows, self.cols), b.len(), width, out.len())?;
         if width == 0 || self.rows == 0 {
             return Ok(());
         }
         let threads = rayon::current_num_threads().max(1);
         let chunk = self.rows.div_ceil(4 * threads).max(1);
+        // Detected once here, not per piece (it reads the environment).
+        let isa = super::Isa::detect();
         if width >= 16 {
             out.par_chunks_mut(chunk * width)
                 .enumerate()
-                .for_each(|(i, dst)| self.wide(b, width, i * chunk, dst));
+                .for_each(|(i, dst)| self.wide(isa, b, width, i * chunk, dst));
         } else {
             let mut bt = vec![0f32; width * self.cols];
             super::transpose(b, self.cols, width, &mut bt);
@@ -130,8 +123,7 @@ impl CsrMatrix {
     /// Rows `r0..` of the wide product into `dst` (whole rows): column tiles of
     /// [`RTILE`], blocks of [`KB`] rows of B, each row's entries in the block by a cursor (the
     /// columns of a row ascend), accumulated in registers ([`combine`]).
-    fn wide(&self, b: &[f32], width: usize, r0: usize, dst: &mut [f32]) {
-        let isa = super::Isa::detect();
+    fn wide(&self, isa: super::Isa, b: &[f32], width: usize, r0: usize, dst: &mut [f32]) {
         let rows = dst.len() / width;
         let mut cursor = vec![0usize; rows];
         let mut c0 = 0;

@@ -86,6 +86,24 @@ impl Isa {
     }
 }
 
+/// An error unless `b` holds `[cols, width]` and `out` `[rows, width]` values: the operand
+/// check every sparse kernel's `matmul` makes for `out = A·b` with `A: [rows, cols]`.
+pub(crate) fn check_operands(
+    (rows, cols): (usize, usize),
+    b_len: usize,
+    width: usize,
+    out_len: usize,
+) -> Result<()> {
+    if b_len != cols * width || out_len != rows * width {
+        return Err(Error::invalid(
+            "operands",
+            format!("b {b_len} values, out {out_len} values"),
+            format!("expected b [{cols}, {width}] and out [{rows}, {width}]"),
+        ));
+    }
+    Ok(())
+}
+
 /// [`transpose`] with the rows of `dst` (columns of `src`) split over rayon's threads, for
 /// callers that run on the rayon pool (not inside a training step's fork-join).
 pub fn transpose_par(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {

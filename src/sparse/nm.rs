@@ -317,16 +317,7 @@ impl NmMatrix {
     /// [`NmMatrix::matmul`] on a given instruction set (tests and benchmarks of each path; an
     /// `isa` the CPU lacks is an error).
     pub fn matmul_with(&self, isa: Isa, b: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
-        if b.len() != self.cols * width || out.len() != self.rows * width {
-            return Err(Error::invalid(
-                "operands",
-                format!("b {} values, out {} values", b.len(), out.len()),
-                format!(
-                    "expected b [{}, {width}] and out [{}, {width}]",
-                    self.cols, self.rows
-                ),
-            ));
-        }
+        super::check_operands((self.rows, self.cols), b.len(), width, out.len())?;
         isa.check()?;
         if width == 0 || self.rows == 0 {
             return Ok(());
@@ -669,8 +660,8 @@ unsafe fn spmm_avx512(
                         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
                         let at = (r0 + j + t) * kept + k0;
                         for e in (0..nk).step_by(16) {
-                            // SAFETY: prefetches of addresses inside the two arrays (entry
-                            // `at + e < (r0 + j + t + 1)·kept`); a prefetch reads nothing.
+                            // Entry `at + e < (r0 + j + t + 1)·kept` is inside both arrays.
+                            // SAFETY: prefetches of in-bounds addresses; a prefetch reads nothing.
                             unsafe {
                                 _mm_prefetch::<_MM_HINT_T0>(a.values.as_ptr().add(at + e).cast());
                                 _mm_prefetch::<_MM_HINT_T0>(all_offs.as_ptr().add(at + e).cast());
@@ -680,8 +671,8 @@ unsafe fn spmm_avx512(
                             // And its output tile, read back as the accumulators' start.
                             let out = (j + t) * width + c0;
                             for v in 0..vecs {
-                                // SAFETY: inside row j + t of `dst`, within the tile's `w`
-                                // columns (`16·v < w`); a prefetch reads nothing.
+                                // Inside row j + t of `dst`, within the tile (`16·v < w`).
+                                // SAFETY: an in-bounds prefetch; it reads nothing.
                                 unsafe {
                                     _mm_prefetch::<_MM_HINT_T0>(
                                         dst.as_ptr().add(out + 16 * v).cast(),
@@ -691,10 +682,11 @@ unsafe fn spmm_avx512(
                         }
                     }
                 }
-                // SAFETY (tile_avx512's contract): rows r0+j..r0+j+pair have `kept` values and
+                // Meets tile_avx512's contract: rows r0+j..r0+j+pair have `kept` values and
                 // decoded offsets from which entries k0..k1 are read; every offset is (row of the
                 // block)·TILE with that row below kblock, so `offset + vecs·16 ≤ packed.len()`;
                 // the output pointers address `w` floats of rows j..j+pair of `dst` at column c0.
+                // SAFETY: the pointers and the kernel call stay within those bounds (above).
                 unsafe {
                     let vals = |t: usize| a.values.as_ptr().add((r0 + j + t) * kept + k0);
                     let offp = |t: usize| all_offs.as_ptr().add((r0 + j + t) * kept + k0);
@@ -784,6 +776,7 @@ struct Tile {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
+// SAFETY: unsafe for its target feature and raw pointers: callers meet the contract above.
 unsafe fn tile_avx512<const V: usize, const RR: usize>(
     ctx: &Tile,
     vals: [*const f32; RR],
@@ -792,7 +785,7 @@ unsafe fn tile_avx512<const V: usize, const RR: usize>(
 ) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); V]; RR];
-    // SAFETY (all raw accesses): within the bounds of the function's contract.
+    // SAFETY: every raw access is within the bounds of the function's contract.
     unsafe {
         if !ctx.first {
             for (row, o) in acc.iter_mut().zip(out) {
