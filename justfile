@@ -2,8 +2,13 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Install what is missing: libhdf5-dev, pkg-config, the Fashion-MNIST Debian package.
-setup:
+# Install what is missing: libhdf5-dev, pkg-config, the Fashion-MNIST Debian package, and
+# table6's pinned language model and texts (scripts/setup/lm_assets.py, into the cache).
+setup: setup-packages
+    python3 scripts/setup/lm_assets.py
+
+# The Debian packages alone.
+setup-packages:
     #!/usr/bin/env bash
     set -euo pipefail
     need=()
