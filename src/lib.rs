@@ -21,5 +21,6 @@ pub mod sparse;
 pub use error::{Error, Result};
 pub mod experiment;
 pub mod io;
+pub mod lm;
 pub mod results;
 pub mod train;

