@@ -356,18 +356,26 @@ pub fn write_hf(ckpt: &Checkpoint, model: &Llama, replaced: &[String], dir: &Pat
             }
         }
     }
-    let path = dir.join("model.safetensors");
+    save_tensors(&out, &dir.join("model.safetensors"))?;
+    write_config(&model.config, dir)
+}
+
+fn save_tensors(out: &std::collections::HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let out: std::collections::HashMap<String, Tensor> = out
-        .into_iter()
+        .iter()
         .map(|(k, t)| {
             Ok((
-                k,
+                k.clone(),
                 t.to_device(&Device::Cpu).map_err(Error::tensor("to cpu"))?,
             ))
         })
         .collect::<Result<_>>()?;
-    candle_core::safetensors::save(&out, &path).map_err(|e| format_err(&path, e))?;
-    let mut cfg = serde_json::to_value(&model.config).map_err(|e| format_err(dir, e))?;
+    candle_core::safetensors::save(&out, path).map_err(|e| format_err(path, e))
+}
+
+/// `config.json` in Hugging Face's form.
+fn write_config(config: &Config, dir: &Path) -> Result<()> {
+    let mut cfg = serde_json::to_value(config).map_err(|e| format_err(dir, e))?;
     if let Some(o) = cfg.as_object_mut() {
         o.insert(
             "architectures".into(),
@@ -383,4 +391,183 @@ pub fn write_hf(ckpt: &Checkpoint, model: &Llama, replaced: &[String], dir: &Pat
         serde_json::to_string_pretty(&cfg).map_err(|e| format_err(&cfg_path, e))?,
     )
     .map_err(|e| Error::io(&cfg_path, e))
+}
+
+/// Write `model` as a Hugging Face directory (`config.json`, `model.safetensors` in `dtype`),
+/// for fixtures and tests.
+pub fn save_hf(model: &Llama, dir: &Path, dtype: DType) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let out = named_tensors(model)
+        .into_iter()
+        .map(|(k, t)| Ok((k.clone(), t.to_dtype(dtype).map_err(Error::tensor(&k))?)))
+        .collect::<Result<_>>()?;
+    save_tensors(&out, &dir.join("model.safetensors"))?;
+    write_config(&model.config, dir)
+}
+
+/// Write `model` as a GGUF file in llama.cpp's conventions (f32 tensors, q/k rows permuted for
+/// the interleaved rotary embedding), for fixtures and tests.
+pub fn write_gguf(model: &Llama, path: &Path) -> Result<()> {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let c = &model.config;
+    let q = |t: &Tensor| {
+        QTensor::quantize(
+            &t.to_device(&Device::Cpu).map_err(Error::tensor("to cpu"))?,
+            GgmlDType::F32,
+        )
+        .map_err(Error::tensor("gguf tensor"))
+    };
+    let mut tensors: Vec<(String, QTensor)> = vec![
+        ("token_embd.weight".into(), q(&model.embed)?),
+        ("output_norm.weight".into(), q(&model.norm)?),
+    ];
+    if !c.tie_word_embeddings {
+        tensors.push(("output.weight".into(), q(&model.lm_head)?));
+    }
+    let names = [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ];
+    for (l, layer) in model.layers.iter().enumerate() {
+        tensors.push((format!("blk.{l}.attn_norm.weight"), q(&layer.attn_norm)?));
+        tensors.push((format!("blk.{l}.ffn_norm.weight"), q(&layer.mlp_norm)?));
+        for (p, name) in Proj::ALL.into_iter().zip(names) {
+            let w = match p {
+                Proj::Q => permute(layer.weight(p), c.num_attention_heads)?,
+                Proj::K => permute(layer.weight(p), c.num_key_value_heads)?,
+                _ => layer.weight(p).clone(),
+            };
+            tensors.push((format!("blk.{l}.{name}.weight"), q(&w)?));
+        }
+    }
+    use gguf_file::Value;
+    let u = |v: usize| Value::U32(v as u32);
+    let md: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.block_count", u(c.num_hidden_layers)),
+        ("llama.embedding_length", u(c.hidden_size)),
+        ("llama.feed_forward_length", u(c.intermediate_size)),
+        ("llama.attention.head_count", u(c.num_attention_heads)),
+        ("llama.attention.head_count_kv", u(c.num_key_value_heads)),
+        ("llama.rope.dimension_count", u(c.head_dim())),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            Value::F32(c.rms_norm_eps as f32),
+        ),
+        ("llama.rope.freq_base", Value::F32(c.rope_theta as f32)),
+    ];
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    gguf_file::write(&mut f, &md_refs, &t_refs).map_err(|e| format_err(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::IndexOp;
+
+    fn tiny() -> Config {
+        Config {
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            vocab_size: 64,
+            tie_word_embeddings: false,
+        }
+    }
+
+    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
+        a.sub(b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn gguf_logits_equal_candle_transformers_quantized_llama() {
+        // The loader's q/k un-permutation and the forward (rotate_half on the HF layout) against
+        // candle-transformers' llama on the GGUF layout (interleaved rotary embedding).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        let dev = Device::Cpu;
+        let model = Llama::random(tiny(), 11, &dev).unwrap();
+        write_gguf(&model, &path).unwrap();
+        let ours = load(&path, &dev).unwrap();
+        assert_eq!(ours.format, Format::Gguf);
+        let prompt = Tensor::new(&[[3u32, 14, 15, 9, 26, 5, 35, 8, 9, 7]], &dev).unwrap();
+        let logits = ours.model.forward(&prompt).unwrap();
+        let last = logits.i((0, 9)).unwrap();
+        let mut f = std::fs::File::open(&path).unwrap();
+        let content = gguf_file::Content::read(&mut f).unwrap();
+        let mut theirs = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+            content, &mut f, &dev,
+        )
+        .unwrap();
+        let reference = theirs.forward(&prompt, 0).unwrap().i(0).unwrap();
+        let d = max_abs(&last, &reference);
+        assert!(d < 1e-4, "max |Δlogit| {d}");
+        // And the weights read back in the HF layout are the ones written.
+        assert_eq!(
+            max_abs(
+                ours.model.layers[1].weight(Proj::Q),
+                model.layers[1].weight(Proj::Q)
+            ),
+            0.0
+        );
+        assert_eq!(
+            max_abs(
+                ours.model.layers[0].weight(Proj::K),
+                model.layers[0].weight(Proj::K)
+            ),
+            0.0
+        );
+    }
+
+    #[test]
+    fn hf_write_back_converts_only_the_replaced_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, out) = (dir.path().join("src"), dir.path().join("out"));
+        std::fs::create_dir_all(&out).unwrap();
+        let dev = Device::Cpu;
+        let model = Llama::random(tiny(), 12, &dev).unwrap();
+        save_hf(&model, &src, DType::BF16).unwrap();
+        let ck = load(&src, &dev).unwrap();
+        assert!(ck.dtypes.values().all(|d| *d == DType::BF16));
+        let mut pruned = ck.model.clone();
+        let q = Proj::Q.hf_name(0);
+        let zeros = pruned.layers[0].weight(Proj::Q).zeros_like().unwrap();
+        pruned.layers[0].set_weight(Proj::Q, zeros).unwrap();
+        write_hf(&ck, &pruned, std::slice::from_ref(&q), &out).unwrap();
+        let a = std::fs::read(src.join("model.safetensors")).unwrap();
+        let b = std::fs::read(out.join("model.safetensors")).unwrap();
+        let (a, b) = (
+            safetensors::SafeTensors::deserialize(&a).unwrap(),
+            safetensors::SafeTensors::deserialize(&b).unwrap(),
+        );
+        for (name, view) in a.tensors() {
+            let other = b.tensor(&name).unwrap();
+            assert_eq!(other.dtype(), view.dtype(), "{name}");
+            if name == q {
+                assert!(other.data().iter().all(|&x| x == 0), "{name} is zeroed");
+            } else {
+                assert_eq!(other.data(), view.data(), "{name} is copied byte for byte");
+            }
+        }
+    }
 }

@@ -290,6 +290,55 @@ impl Llama {
         })
     }
 
+    /// A model of `config` with random weights (uniform, scaled by `1/√in`; norms near 1), for
+    /// tests and fixtures.
+    pub fn random(config: Config, seed: u64, device: &Device) -> Result<Self> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut mat = |rows: usize, cols: usize, scale: f32| -> Result<Tensor> {
+            let v: Vec<f32> = (0..rows * cols)
+                .map(|_| rng.random_range(-1.0f32..1.0) * scale)
+                .collect();
+            Tensor::from_vec(v, (rows, cols), device).map_err(Error::tensor("random weight"))
+        };
+        let (h, f, v) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.vocab_size,
+        );
+        let kv = config.num_key_value_heads * config.head_dim();
+        let norm = |m: &mut dyn FnMut(usize, usize, f32) -> Result<Tensor>| -> Result<Tensor> {
+            m(1, h, 0.1)?
+                .affine(1.0, 1.0)
+                .and_then(|t| t.reshape(h))
+                .map_err(Error::tensor("random norm"))
+        };
+        let embed = mat(v, h, 1.0)?;
+        let mut layers = Vec::new();
+        for _ in 0..config.num_hidden_layers {
+            let (sh, sf) = (1.0 / (h as f32).sqrt(), 1.0 / (f as f32).sqrt());
+            layers.push(Layer {
+                attn_norm: norm(&mut mat)?,
+                mlp_norm: norm(&mut mat)?,
+                proj: [
+                    mat(h, h, sh)?,
+                    mat(kv, h, sh)?,
+                    mat(kv, h, sh)?,
+                    mat(h, h, sh)?,
+                    mat(f, h, sh)?,
+                    mat(f, h, sh)?,
+                    mat(h, f, sf)?,
+                ],
+            });
+        }
+        let final_norm = norm(&mut mat)?;
+        let lm_head = match config.tie_word_embeddings {
+            true => None,
+            false => Some(mat(v, h, 1.0 / (h as f32).sqrt())?),
+        };
+        Llama::new(config, embed, layers, final_norm, lm_head)
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         self.embed.device()
@@ -481,4 +530,83 @@ pub fn nll(model: &Llama, tokens: &Tensor) -> Result<(f64, usize)> {
         .and_then(|p| p.to_scalar::<f64>())
         .map_err(Error::tensor("gather"))?;
     Ok((-picked, b * (t - 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny model for tests: 2 layers, 4 query heads over 2 key/value heads.
+    pub fn tiny_config() -> Config {
+        Config {
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            vocab_size: 64,
+            tie_word_embeddings: false,
+        }
+    }
+
+    #[test]
+    fn logits_are_causal_and_the_layer_taps_see_every_stage() {
+        let m = Llama::random(tiny_config(), 3, &Device::Cpu).unwrap();
+        let a = Tensor::new(&[[1u32, 5, 9, 2, 7, 7]], &Device::Cpu).unwrap();
+        let b = Tensor::new(&[[1u32, 5, 9, 60, 3, 0]], &Device::Cpu).unwrap();
+        let (la, lb) = (m.forward(&a).unwrap(), m.forward(&b).unwrap());
+        // The first three positions see the same tokens: the same logits; the fourth differs.
+        let diff = |t: usize| {
+            la.i((0, t))
+                .unwrap()
+                .sub(&lb.i((0, t)).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        for t in 0..3 {
+            assert!(diff(t) < 1e-5, "position {t}: {}", diff(t));
+        }
+        assert!(diff(3) > 1e-3);
+        let x = m.embed(&a).unwrap();
+        let mut seen = Vec::new();
+        let y = m
+            .layer_forward(0, &x, None, &mut |s, inp| {
+                seen.push((s, inp.dims().to_vec()));
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (Stage::Attn, vec![6, 32]),
+                (Stage::AttnOut, vec![6, 32]),
+                (Stage::Mlp, vec![6, 32]),
+                (Stage::MlpOut, vec![6, 48]),
+            ]
+        );
+        assert_eq!(y.dims(), &[1, 6, 32]);
+        let stopped = m
+            .layer_forward(0, &x, Some(Stage::Mlp), &mut |_, _| Ok(()))
+            .unwrap();
+        assert!(stopped.is_none());
+    }
+
+    #[test]
+    fn nll_of_a_uniform_model_is_log_vocab() {
+        // All-zero output head: uniform predictions, −log p = ln 64 for every predicted token.
+        let mut m = Llama::random(tiny_config(), 4, &Device::Cpu).unwrap();
+        m.lm_head = m.lm_head.zeros_like().unwrap();
+        let t = Tensor::new(&[[1u32, 2, 3, 4], [5, 6, 7, 8]], &Device::Cpu).unwrap();
+        let (s, n) = nll(&m, &t).unwrap();
+        assert_eq!(n, 6);
+        assert!((s / n as f64 - 64f64.ln()).abs() < 1e-5);
+    }
 }

@@ -294,7 +294,7 @@ fn check_groups(rows: usize, cols: usize, pattern: Pattern) -> Result<()> {
 }
 
 /// 0/1 flags keeping the `k` largest values (ties: lower index first; NaN counts as smallest).
-fn top_k(values: &[f32], k: usize) -> Vec<u8> {
+pub fn top_k(values: &[f32], k: usize) -> Vec<u8> {
     let mut keep = vec![0u8; values.len()];
     if k >= values.len() {
         keep.iter_mut().for_each(|v| *v = 1);
