@@ -110,6 +110,20 @@ pub struct RawStatistics {
     pub reference: IndexMap<String, String>,
     /// A claimed relation, tested by Spearman's rank correlation over the cells.
     pub correlate: Option<Correlate>,
+    /// Per-row references: each row whose `versus` column names another row's `key` column is
+    /// tested against that row (Welch), e.g. each transposable N:M row against the standard N:M
+    /// row of the same pattern.
+    pub paired: Option<Paired>,
+}
+
+/// Columns that pair rows with their own reference rows (see [`RawStatistics::paired`]).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Paired {
+    /// Column naming each row.
+    pub key: String,
+    /// Column naming the row a row is compared with (null: none).
+    pub versus: String,
 }
 
 /// A relation `x → y` tested by Spearman's ρ over cells, separately for each value of `by`.
@@ -133,6 +147,8 @@ pub struct Statistics {
     pub reference: Vec<(String, String)>,
     /// The rank correlation to test.
     pub correlate: Option<Correlate>,
+    /// Per-row references.
+    pub paired: Option<Paired>,
 }
 
 /// A tolerance as written: exactly one of `abs`, `rel`, `ratio`.
@@ -726,6 +742,7 @@ fn statistics(raw: &RawSpec, axes: &[Axis], at: &Located) -> Result<Option<Stati
         metrics: raw_st.metrics.clone(),
         reference,
         correlate: raw_st.correlate.clone(),
+        paired: raw_st.paired.clone(),
     }))
 }
 

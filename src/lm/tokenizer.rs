@@ -132,11 +132,50 @@ pub fn byte_tokens() -> Vec<String> {
         .collect()
 }
 
-/// Token ids of `text` (no special tokens added).
+/// Token ids of `text` (no special tokens added). Long texts are encoded in pieces of about
+/// 64 KiB cut between a letter and a space followed by a letter, where every byte-level
+/// pre-tokenizer splits anyway (so the ids are those of one whole encode), which keeps the
+/// tokenizer's per-byte bookkeeping to one piece at a time.
 pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    tok.encode(text, false)
-        .map(|e| e.get_ids().to_vec())
-        .map_err(|e| Error::invalid("text", format!("{} bytes", text.len()), e))
+    let mut ids = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let cut = cut_point(rest, 1 << 16);
+        let (piece, tail) = rest.split_at(cut);
+        let e = tok
+            .encode(piece, false)
+            .map_err(|e| Error::invalid("text", format!("{} bytes", piece.len()), e))?;
+        ids.extend_from_slice(e.get_ids());
+        rest = tail;
+    }
+    Ok(ids)
+}
+
+/// The first byte offset at or after `target` that sits between a letter and a space followed
+/// by a letter (`"…d| w…"`), or the whole length.
+fn cut_point(text: &str, target: usize) -> usize {
+    if text.len() <= target {
+        return text.len();
+    }
+    let mut prev: Option<char> = None;
+    let mut iter = text
+        .char_indices()
+        .skip_while(|(i, _)| *i < target)
+        .peekable();
+    if let Some((i, _)) = iter.peek() {
+        prev = text[..*i].chars().next_back();
+    }
+    while let Some((i, c)) = iter.next() {
+        let next = iter.peek().map(|(_, n)| *n);
+        if c == ' '
+            && prev.is_some_and(char::is_alphabetic)
+            && next.is_some_and(char::is_alphabetic)
+        {
+            return i;
+        }
+        prev = Some(c);
+    }
+    text.len()
 }
 
 #[cfg(test)]
@@ -151,6 +190,25 @@ mod tests {
         // No merges: one token per byte.
         assert_eq!(ids.len(), text.len());
         assert_eq!(tok.decode(&ids, false).unwrap(), text);
+    }
+
+    #[test]
+    fn pieces_encode_as_the_whole_text() {
+        let mut tokens = byte_tokens();
+        tokens.extend(["Ġt".to_string(), "Ġth".into(), "Ġthe".into(), "ĊĊ".into()]);
+        let merges = vec![
+            "Ġ t".to_string(),
+            "Ġt h".into(),
+            "Ġth e".into(),
+            "Ċ Ċ".into(),
+        ];
+        let tok = from_parts(&tokens, &merges, true).unwrap();
+        let text = "Is the 1st\n\nword, the  end; ".repeat(9000);
+        assert!(text.len() > 3 << 16);
+        let whole = tok.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+        assert_eq!(encode(&tok, &text).unwrap(), whole);
+        let cut = cut_point(&text, 1 << 16);
+        assert!(cut > 1 << 16 && cut < text.len() && text[cut..].starts_with(" the"));
     }
 
     #[test]

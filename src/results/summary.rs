@@ -105,6 +105,31 @@ fn point_label(axes: &[String], row: &Row) -> String {
         .join(", ")
 }
 
+/// Welch's test of one metric between `rows` (one grid point's cells) and the cells whose
+/// `key` column is the rows' `versus` value.
+fn paired_welch(
+    rows: &[&Row],
+    cells: &[Row],
+    pr: &crate::experiment::spec::Paired,
+    m: &str,
+) -> Option<stats::Welch> {
+    let v = rows.first()?.get(&pr.versus)?.as_str()?;
+    let values = |rs: &mut dyn Iterator<Item = &Row>| -> Vec<f64> {
+        rs.filter_map(|r| r.get(m).and_then(Value::as_f64))
+            .collect()
+    };
+    let xs = values(&mut rows.iter().copied());
+    let refs = values(
+        &mut cells
+            .iter()
+            .filter(|c| c.get(&pr.key).and_then(Value::as_str) == Some(v)),
+    );
+    if refs.is_empty() {
+        return None;
+    }
+    stats::welch(&xs, &refs)
+}
+
 /// Add the `[statistics]` columns to summary rows (grouped by `axes`), from the per-seed cells.
 pub fn with_statistics(
     summary: &[Row],
@@ -159,7 +184,60 @@ pub fn with_statistics(
             );
             new.insert(format!("{m}_p"), number(w.map_or(f64::NAN, |w| w.p)));
         }
+        if let Some(pr) = &st.paired {
+            for m in &st.metrics {
+                let Some(w) = paired_welch(members, cells, pr, m) else {
+                    continue;
+                };
+                new.insert(format!("{m}_vs_diff"), number(w.diff));
+                new.insert(format!("{m}_vs_diff_ci95"), number(w.half_width));
+                new.insert(format!("{m}_vs_p"), number(w.p));
+            }
+        }
         out.push(new);
+    }
+    if let Some(pr) = &st.paired {
+        for m in &st.metrics {
+            let mut lines = Vec::new();
+            for rows in groups.values() {
+                let Some(v) = rows[0].get(&pr.versus).and_then(Value::as_str) else {
+                    continue;
+                };
+                // A metric the paired rows do not have (a kept_gap of standard N:M rows).
+                let has = |r: &Row| r.get(m).and_then(Value::as_f64).is_some();
+                let paired_has = cells
+                    .iter()
+                    .any(|c| c.get(&pr.key).and_then(Value::as_str) == Some(v) && has(c));
+                if !paired_has {
+                    continue;
+                }
+                lines.push(match paired_welch(rows, cells, pr, m) {
+                    Some(w) => format!(
+                        "{} against {v}: {}{} ± {} (p = {}{})",
+                        point_label(axes, rows[0]),
+                        if w.diff > 0.0 { "+" } else { "" },
+                        fmt_num(w.diff),
+                        fmt_num(w.half_width),
+                        fmt_num(w.p),
+                        if w.p < 0.05 {
+                            ", differs"
+                        } else {
+                            ", cannot be told apart"
+                        }
+                    ),
+                    None => format!(
+                        "{} against {v}: not testable (too few seeds, or no such row)",
+                        point_label(axes, rows[0])
+                    ),
+                });
+            }
+            if !lines.is_empty() {
+                report.notes.push(format!(
+                    "{m}, each row against its paired row (difference with its 95% CI; Welch's t-test at 5%, uncorrected): {}.",
+                    lines.join("; ")
+                ));
+            }
+        }
     }
     // Which rows differ, and what the design could have detected.
     for m in &st.metrics {
@@ -373,6 +451,7 @@ mod tests {
                 y: "acc".into(),
                 by: Some("level".into()),
             }),
+            paired: None,
         };
         let (rows, report) = with_statistics(&summary, &cells, &axes, &st);
         // CI half-width: t(0.975, 4) · std/√5 with std = √0.025.
@@ -416,5 +495,49 @@ mod tests {
                 .is_none_or(f64::is_nan)
         );
         assert!(is_derived("acc_ci95", &rows[2]) && !is_derived("acc", &rows[2]));
+    }
+
+    #[test]
+    fn paired_rows_are_tested_against_the_row_their_versus_names() {
+        // Two rows, three seeds each: `t` names `n` as its pair and is 1.0 higher.
+        let mut cells = Vec::new();
+        for (row, base, versus) in [("n", 10.0, None), ("t", 11.0, Some("n"))] {
+            for (i, noise) in [-0.1, 0.0, 0.1].iter().enumerate() {
+                let mut r = Row::new();
+                r.insert("structure".into(), Value::String(row.into()));
+                r.insert("seed".into(), Value::from(i));
+                r.insert("ppl".into(), number(base + noise));
+                r.insert("key".into(), Value::String(row.into()));
+                r.insert(
+                    "versus".into(),
+                    versus.map_or(Value::Null, |v| Value::String(v.into())),
+                );
+                cells.push(r);
+            }
+        }
+        let axes = vec!["structure".to_string()];
+        let summary =
+            rows_from_frame(&summarise(&frame_from_rows(&cells).unwrap(), &axes).unwrap());
+        let st = Statistics {
+            metrics: vec!["ppl".into()],
+            reference: vec![],
+            correlate: None,
+            paired: Some(crate::experiment::spec::Paired {
+                key: "key".into(),
+                versus: "versus".into(),
+            }),
+        };
+        let (rows, report) = with_statistics(&summary, &cells, &axes, &st);
+        let t = rows.iter().find(|r| r["structure"] == "t").unwrap();
+        assert!((t["ppl_vs_diff"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+        assert!(t["ppl_vs_p"].as_f64().unwrap() < 0.01);
+        let n = rows.iter().find(|r| r["structure"] == "n").unwrap();
+        assert!(n.get("ppl_vs_p").is_none());
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|l| l.contains("t against n: +1") && l.contains("differs"))
+        );
     }
 }

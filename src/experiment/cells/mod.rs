@@ -9,6 +9,7 @@ pub mod convert;
 pub mod diversity;
 pub mod estimator;
 pub mod gemm;
+pub mod lm_prune;
 pub mod solver;
 pub mod step;
 pub mod train;
@@ -160,6 +161,7 @@ pub static REGISTRY: &[&dyn CellKind] = &[
     &convert::ConvertCell,
     &gemm::GemmCell,
     &step::StepCell,
+    &lm_prune::LmPruneCell,
 ];
 
 /// The kind called `name`, or an error listing the known kinds.

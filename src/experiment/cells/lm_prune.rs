@@ -1,0 +1,296 @@
+//! Cell kind `lm_prune`: one-shot pruning of a pretrained language model and its perplexity
+//! (table6, TSENOR's experiment at small scale; [`crate::lm`], the job of `masklab prune`).
+//!
+//! Axes: `method` (`dense`, `magnitude`, `wanda`, `sparsegpt`), `structure` (`dense` with the
+//! dense method only; `unstructured:S`, `nm:N:M`, `transposable:N:M` with the others), `solver` (transposable structures; the
+//! others ignore it). The cell's seed draws the calibration windows. Params (optional): `model`
+//! (`smollm2-135m`, the pinned GGUF from `just setup`, default; or `tiny`, a seeded random
+//! 2-layer llama with a byte-level tokenizer, for smoke runs), `calib_windows` (default 128),
+//! `window` (512), `eval_tokens` (65536), `batch` (8), `cache` (default `$MASKLAB_CACHE`, else
+//! `results/cache`). The text is the pinned corpus ([`crate::lm::corpus`]).
+//!
+//! Columns: `perplexity` and `ppl_ratio` (to the dense model's perplexity on the same windows,
+//! measured once per run), `mean_kept_gap` (transposable rows), the mean and largest relative
+//! reconstruction error over the projections, `structure_ok`, `prune_seconds`, `peak_rss_mb`;
+//! `group` (method and structure, where only the solver varies: the kept_gap → perplexity ρ) and
+//! `versus` (a transposable row's standard N:M row of the same pattern and method, for the
+//! paired Welch test; `key` names each row).
+
+use super::{CellContext, CellKind, Row, param_str, param_usize};
+use crate::error::{Error, Result};
+use crate::experiment::plan::Cell;
+use crate::lm::corpus::{self, Perplexity};
+use crate::lm::model::{Config, Llama};
+use crate::lm::prune::{Method, PruneSpec};
+use crate::lm::{load, tokenizer};
+use crate::ops::prune::structure_name;
+use crate::train::MaskKind;
+use indexmap::IndexMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The `lm_prune` cell kind.
+pub struct LmPruneCell;
+
+/// The GGUF file `smollm2-135m` names inside the cache.
+pub const SMOLLM2: &str = "lm/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+struct Params {
+    model: String,
+    calib_windows: usize,
+    window: usize,
+    eval_tokens: usize,
+    batch: usize,
+    cache: PathBuf,
+}
+
+fn params(p: &IndexMap<String, toml::Value>) -> Result<Params> {
+    let mut out = Params {
+        model: "smollm2-135m".into(),
+        calib_windows: 128,
+        window: 512,
+        eval_tokens: 65_536,
+        batch: 8,
+        cache: std::env::var_os("MASKLAB_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "results/cache".into()),
+    };
+    for (k, v) in p {
+        match k.as_str() {
+            "model" => {
+                let m = param_str(k, v)?;
+                if m != "smollm2-135m" && m != "tiny" {
+                    return Err(Error::invalid(k, v, "expected smollm2-135m or tiny"));
+                }
+                out.model = m.to_string();
+            }
+            "calib_windows" => out.calib_windows = param_usize(k, v, 1)?,
+            "window" => out.window = param_usize(k, v, 2)?,
+            "eval_tokens" => out.eval_tokens = param_usize(k, v, 2)?,
+            "batch" => out.batch = param_usize(k, v, 1)?,
+            "cache" => out.cache = PathBuf::from(param_str(k, v)?),
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    v,
+                    "lm_prune cells take model, calib_windows, window, eval_tokens, batch, cache",
+                ));
+            }
+        }
+    }
+    if out.window > out.eval_tokens {
+        return Err(Error::invalid(
+            "eval_tokens",
+            out.eval_tokens,
+            format!("less than one window of {}", out.window),
+        ));
+    }
+    Ok(out)
+}
+
+/// (method, structure, solver) of a cell; `None` method means the dense row.
+fn setup(cell: &Cell) -> Result<(Option<Method>, MaskKind, String)> {
+    let method = match cell.require("method")? {
+        "dense" => None,
+        m => Some(m.parse::<Method>()?),
+    };
+    let kind = match (method, cell.get("structure")) {
+        (None, None | Some("dense")) => MaskKind::Dense,
+        (None, Some(s)) => {
+            return Err(Error::invalid(
+                "structure",
+                s,
+                "the dense row takes structure `dense` (or none)",
+            ));
+        }
+        (Some(_), Some("dense")) => {
+            return Err(Error::invalid(
+                "structure",
+                "dense",
+                "a pruning method needs a sparse structure",
+            ));
+        }
+        (Some(_), Some(s)) => s.parse::<MaskKind>()?,
+        (Some(_), None) => {
+            return Err(Error::invalid(
+                "structure",
+                "(missing)",
+                "a pruning method needs a structure",
+            ));
+        }
+    };
+    if matches!(kind, MaskKind::Block(..)) {
+        return Err(Error::invalid(
+            "structure",
+            structure_name(kind),
+            "table6 prunes unstructured, N:M or transposable N:M",
+        ));
+    }
+    let solver = cell.get("solver").unwrap_or("exact").to_string();
+    if let MaskKind::Transposable(_) = kind {
+        crate::solvers::by_name(&solver)?;
+    }
+    Ok((method, kind, solver))
+}
+
+/// A model, its tokenized texts and the evaluation windows, shared by the cells of a run.
+struct Loaded {
+    model: Llama,
+    calib: Vec<u32>,
+    eval: Vec<Vec<u32>>,
+}
+
+fn tiny_config() -> Config {
+    Config {
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        vocab_size: 256,
+        tie_word_embeddings: false,
+    }
+}
+
+fn load_model(p: &Params, device: &candle_core::Device) -> Result<Loaded> {
+    let (model, tok) = match p.model.as_str() {
+        "tiny" => (
+            Llama::random(tiny_config(), 0, device)?,
+            tokenizer::from_parts(&tokenizer::byte_tokens(), &[], false)
+                .map_err(|e| Error::invalid("tokenizer", "byte-level", e))?,
+        ),
+        _ => {
+            let path = p.cache.join(SMOLLM2);
+            if !path.is_file() {
+                return Err(Error::Format {
+                    path,
+                    message: "the pinned model is missing: run `just setup`".into(),
+                });
+            }
+            (load::load(&path, device)?.model, tokenizer::load(&path)?)
+        }
+    };
+    let (eval, calib) = corpus::split(&corpus::corpus_dir(&p.cache))?;
+    let eval_ids = tokenizer::encode(&tok, &eval)?;
+    Ok(Loaded {
+        model,
+        calib: tokenizer::encode(&tok, &calib)?,
+        eval: corpus::eval_windows(&eval_ids, p.window, p.eval_tokens),
+    })
+}
+
+/// One table6 row.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct LmPruneRow {
+    perplexity: f64,
+    ppl_ratio: f64,
+    dense_perplexity: f64,
+    eval_tokens: usize,
+    calib_windows: usize,
+    mean_kept_gap: Option<f64>,
+    mean_rel_error: f64,
+    max_rel_error: f64,
+    sparsity: f64,
+    structure_ok: bool,
+    group: String,
+    key: String,
+    versus: Option<String>,
+    prune_seconds: f64,
+    peak_rss_mb: Option<f64>,
+}
+
+impl CellKind for LmPruneCell {
+    fn name(&self) -> &'static str {
+        "lm_prune"
+    }
+
+    fn summary(&self) -> &'static str {
+        "one-shot pruning of a pretrained language model (magnitude, Wanda, SparseGPT) to unstructured, N:M or transposable N:M, and its perplexity"
+    }
+
+    fn axes(&self) -> &'static [&'static str] {
+        &["method", "structure", "solver"]
+    }
+
+    fn columns(&self) -> Vec<String> {
+        super::columns_of(&LmPruneRow::default())
+    }
+
+    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
+        self::params(params)?;
+        setup(cell).map(|_| ())
+    }
+
+    fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
+        let p = params(ctx.params)?;
+        let (method, kind, solver) = setup(cell)?;
+        let key = format!("lm {} window {} eval {}", p.model, p.window, p.eval_tokens);
+        let loaded: Arc<Loaded> = ctx
+            .shared
+            .get_or_try(&key, || load_model(&p, &ctx.device))?;
+        let dense: Arc<Perplexity> = ctx.shared.get_or_try(&format!("{key} dense"), || {
+            corpus::perplexity(&loaded.model, &loaded.eval, &mut |_| {})
+        })?;
+        let name = match method {
+            None => "dense".to_string(),
+            Some(m) => format!("{m} {}", structure_name(kind)),
+        };
+        let versus = match (method, kind) {
+            (Some(m), MaskKind::Transposable(pat)) => Some(format!("{m} nm:{pat}")),
+            _ => None,
+        };
+        let Some(method) = method else {
+            return super::to_row(&LmPruneRow {
+                perplexity: dense.perplexity,
+                ppl_ratio: 1.0,
+                dense_perplexity: dense.perplexity,
+                eval_tokens: dense.tokens,
+                structure_ok: true,
+                group: name.clone(),
+                key: name,
+                peak_rss_mb: crate::memory::peak_rss_mb(),
+                ..Default::default()
+            });
+        };
+        let calib =
+            corpus::calibration_windows(&loaded.calib, p.window, p.calib_windows, cell.seed)?;
+        let mut model = loaded.model.clone();
+        let spec = PruneSpec {
+            method,
+            kind,
+            solver,
+            seed: cell.seed,
+            batch: p.batch,
+        };
+        let t0 = std::time::Instant::now();
+        let layers = crate::lm::prune::prune(&mut model, &calib, &spec, &mut |_, _| {})?;
+        let prune_seconds = t0.elapsed().as_secs_f64();
+        let ppl = corpus::perplexity(&model, &loaded.eval, &mut |_| {})?;
+        let gaps: Vec<f64> = layers.iter().filter_map(|r| r.kept_gap).collect();
+        let weights: usize = layers.iter().map(|r| r.shape[0] * r.shape[1]).sum();
+        super::to_row(&LmPruneRow {
+            perplexity: ppl.perplexity,
+            ppl_ratio: ppl.perplexity / dense.perplexity,
+            dense_perplexity: dense.perplexity,
+            eval_tokens: ppl.tokens,
+            calib_windows: calib.len(),
+            mean_kept_gap: (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64),
+            mean_rel_error: layers.iter().map(|r| r.rel_error).sum::<f64>()
+                / layers.len().max(1) as f64,
+            max_rel_error: layers.iter().map(|r| r.rel_error).fold(0.0, f64::max),
+            sparsity: layers
+                .iter()
+                .map(|r| r.sparsity * (r.shape[0] * r.shape[1]) as f64)
+                .sum::<f64>()
+                / weights.max(1) as f64,
+            structure_ok: layers.iter().all(|r| r.structure_ok),
+            group: name.clone(),
+            key: name,
+            versus,
+            prune_seconds,
+            peak_rss_mb: crate::memory::peak_rss_mb(),
+        })
+    }
+}
