@@ -17,6 +17,7 @@ mod diversity;
 mod errors;
 mod estimate;
 mod gemm;
+mod prune;
 mod run;
 mod solve;
 mod train;
