@@ -292,8 +292,17 @@ fn prune_stage(
     spec: &PruneSpec,
     gaps: &mut [Option<KeptScores>; 7],
 ) -> Result<()> {
+    // SparseGPT factors the stage's Hessian once for all its projections.
+    let factor = match (spec.method, &stats.g) {
+        (Method::SparseGpt, Some(g)) if spec.kind != MaskKind::Dense => {
+            let n = g.dim(0).map_err(Error::tensor("hessian"))?;
+            let h: Vec<f64> = to_vec2(g)?.into_iter().map(f64::from).collect();
+            Some(sparsegpt::Factor::new(&h, n, 0.01)?)
+        }
+        _ => None,
+    };
     for &p in stage.projections() {
-        let (w, gap) = prune_one(model.layers[l].weight(p), stats, spec)?;
+        let (w, gap) = prune_one(model.layers[l].weight(p), factor.as_ref(), stats, spec)?;
         gaps[p as usize] = gap;
         model.layers[l].set_weight(p, w)?;
     }
@@ -361,7 +370,12 @@ fn accumulate_errors(
 }
 
 /// The pruned weight of one projection and its transposable kept scores.
-fn prune_one(w: &Tensor, stats: &Stats, spec: &PruneSpec) -> Result<(Tensor, Option<KeptScores>)> {
+fn prune_one(
+    w: &Tensor,
+    factor: Option<&sparsegpt::Factor>,
+    stats: &Stats,
+    spec: &PruneSpec,
+) -> Result<(Tensor, Option<KeptScores>)> {
     if spec.kind == MaskKind::Dense {
         return Ok((w.clone(), None));
     }
@@ -370,11 +384,8 @@ fn prune_one(w: &Tensor, stats: &Stats, spec: &PruneSpec) -> Result<(Tensor, Opt
     let transposable = matches!(spec.kind, MaskKind::Transposable(_));
     let gap = match spec.method {
         Method::SparseGpt => {
-            let h = stats
-                .g
-                .as_ref()
+            let factor = factor
                 .ok_or_else(|| Error::invalid("statistics", "none", "SparseGPT needs XᵀX"))?;
-            let h: Vec<f64> = to_vec2(h)?.into_iter().map(f64::from).collect();
             let settings = Settings {
                 kind: spec.kind,
                 solver: spec.solver.clone(),
@@ -382,7 +393,7 @@ fn prune_one(w: &Tensor, stats: &Stats, spec: &PruneSpec) -> Result<(Tensor, Opt
                 damp: 0.01,
                 block: 128,
             };
-            let (_, kept) = sparsegpt::prune(&mut data, rows, cols, &h, &settings)?;
+            let (_, kept) = sparsegpt::prune_factored(&mut data, rows, cols, factor, &settings)?;
             transposable.then_some(kept)
         }
         Method::Magnitude | Method::Wanda => {
