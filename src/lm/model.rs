@@ -47,14 +47,19 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let bad =
             |field: &str, value: usize, reason: &str| Err(Error::invalid(field, value, reason));
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return bad(
                 "num_attention_heads",
                 self.num_attention_heads,
                 "must divide hidden_size",
             );
         }
-        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0
+        if self.num_key_value_heads == 0
+            || !self
+                .num_attention_heads
+                .is_multiple_of(self.num_key_value_heads)
         {
             return bad(
                 "num_key_value_heads",
@@ -62,7 +67,7 @@ impl Config {
                 "must divide num_attention_heads",
             );
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad("head_dim", self.head_dim(), "must be even (rotary pairs)");
         }
         Ok(())

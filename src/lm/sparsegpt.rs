@@ -43,7 +43,7 @@ impl KeptScores {
     }
 
     /// Sum of two.
-    pub fn add(self, o: KeptScores) -> KeptScores {
+    pub fn plus(self, o: KeptScores) -> KeptScores {
         KeptScores {
             solver: self.solver + o.solver,
             exact: self.exact + o.exact,
@@ -150,7 +150,11 @@ pub fn prune_factored(
     }
     let m = s.kind.tile();
     let tiles_rows = matches!(s.kind, MaskKind::Transposable(_) | MaskKind::Block(..));
-    if m > 1 && (s.block % m != 0 || (tiles_rows && rows % m != 0) || cols % m != 0) {
+    if m > 1
+        && (!s.block.is_multiple_of(m)
+            || (tiles_rows && !rows.is_multiple_of(m))
+            || !cols.is_multiple_of(m))
+    {
         return Err(Error::Shape {
             rows,
             cols,
@@ -201,7 +205,7 @@ pub fn prune_factored(
                 let block = match s.kind {
                     MaskKind::Transposable(_) => {
                         let (mask, k) = transposable_with_gap(&scores, s.kind, &s.solver, s.seed)?;
-                        kept = kept.add(k);
+                        kept = kept.plus(k);
                         mask
                     }
                     _ => crate::train::trainer::mask_of(&scores, s.kind, &s.solver, s.seed)?
@@ -218,7 +222,7 @@ pub fn prune_factored(
             .zip(keep.par_chunks_mut(cols))
             .for_each(|(row, krow)| {
                 let mut err = vec![0f64; count];
-                for i in 0..count {
+                for (i, err_i) in err.iter_mut().enumerate() {
                     let j = i1 + i;
                     if let MaskKind::Nm(p) = s.kind
                         && i % p.m == 0
@@ -242,7 +246,7 @@ pub fn prune_factored(
                         }
                     }
                     row[j] = q;
-                    err[i] = e;
+                    *err_i = e;
                 }
                 // The block's errors on every later column at once.
                 for (i, &e) in err.iter().enumerate() {
