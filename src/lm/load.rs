@@ -473,17 +473,7 @@ mod tests {
     use candle_core::IndexOp;
 
     fn tiny() -> Config {
-        Config {
-            hidden_size: 32,
-            intermediate_size: 48,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            vocab_size: 64,
-            tie_word_embeddings: false,
-        }
+        Config::tiny(32, 64)
     }
 
     fn max_abs(a: &Tensor, b: &Tensor) -> f32 {

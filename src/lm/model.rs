@@ -38,6 +38,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// A tiny llama for tests and smoke runs: 2 layers of width `hidden` (MLP 2×), 4 query heads
+    /// over 2 key/value heads, untied head.
+    pub fn tiny(hidden: usize, vocab: usize) -> Self {
+        Config {
+            hidden_size: hidden,
+            intermediate_size: 2 * hidden,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            vocab_size: vocab,
+            tie_word_embeddings: false,
+        }
+    }
+
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
@@ -626,19 +642,8 @@ pub fn nll(model: &Llama, tokens: &Tensor) -> Result<(f64, usize)> {
 mod tests {
     use super::*;
 
-    /// A tiny model for tests: 2 layers, 4 query heads over 2 key/value heads.
-    pub fn tiny_config() -> Config {
-        Config {
-            hidden_size: 32,
-            intermediate_size: 48,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            vocab_size: 64,
-            tie_word_embeddings: false,
-        }
+    fn tiny_config() -> Config {
+        Config::tiny(32, 64)
     }
 
     #[test]
@@ -679,7 +684,7 @@ mod tests {
                 (Stage::Attn, vec![6, 32]),
                 (Stage::AttnOut, vec![6, 32]),
                 (Stage::Mlp, vec![6, 32]),
-                (Stage::MlpOut, vec![6, 48]),
+                (Stage::MlpOut, vec![6, 64]),
             ]
         );
         assert_eq!(y.dims(), &[1, 6, 32]);

@@ -476,17 +476,7 @@ mod tests {
     use candle_core::Device;
 
     fn tiny() -> Config {
-        Config {
-            hidden_size: 64,
-            intermediate_size: 128,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            vocab_size: 96,
-            tie_word_embeddings: false,
-        }
+        Config::tiny(64, 96)
     }
 
     fn calib() -> Vec<Vec<u32>> {

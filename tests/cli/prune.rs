@@ -8,17 +8,7 @@ and all the clouds that lour'd upon our house in the deep bosom of the ocean bur
 
 /// A bf16 HF directory with a byte-level tokenizer, and calibration and evaluation texts.
 fn fixture(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let config = model::Config {
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        vocab_size: 256,
-        tie_word_embeddings: false,
-    };
+    let config = model::Config::tiny(32, 256);
     let m = model::Llama::random(config, 7, &candle_core::Device::Cpu).unwrap();
     let src = dir.join("tiny");
     load::save_hf(&m, &src, candle_core::DType::BF16).unwrap();

@@ -140,24 +140,10 @@ struct Loaded {
     eval: Vec<Vec<u32>>,
 }
 
-fn tiny_config() -> Config {
-    Config {
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        vocab_size: 256,
-        tie_word_embeddings: false,
-    }
-}
-
 fn load_model(p: &Params, device: &candle_core::Device) -> Result<Loaded> {
     let (model, tok) = match p.model.as_str() {
         "tiny" => (
-            Llama::random(tiny_config(), 0, device)?,
+            Llama::random(Config::tiny(64, 256), 0, device)?,
             tokenizer::from_parts(&tokenizer::byte_tokens(), &[], false)
                 .map_err(|e| Error::invalid("tokenizer", "byte-level", e))?,
         ),
