@@ -438,9 +438,7 @@ impl PruneArgs {
             solver: self.solver.clone(),
             calib: self.calib.clone(),
             eval: self.eval.clone(),
-            cache: std::env::var_os("MASKLAB_CACHE")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| "results/cache".into()),
+            cache: masklab::io::default_cache(),
             calib_windows: self.calib_windows,
             window: self.window,
             eval_tokens: self.eval_tokens,

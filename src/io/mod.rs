@@ -15,6 +15,13 @@ use crate::error::{Error, Result};
 use crate::mask::{Mask, Matrix};
 use std::path::{Path, PathBuf};
 
+/// The cache of trained weights and downloaded assets: `$MASKLAB_CACHE`, else `results/cache`.
+pub fn default_cache() -> PathBuf {
+    std::env::var_os("MASKLAB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("results/cache"))
+}
+
 /// A tensor read from a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedTensor {

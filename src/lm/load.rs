@@ -142,8 +142,8 @@ fn load_gguf(path: &Path, device: &Device) -> Result<Checkpoint> {
         false => Some(tensor("output.weight")?),
     };
     let model = Llama::new(config, embed, layers, norm, lm_head)?;
-    let dtypes = hf_names(&model.config)
-        .into_iter()
+    let dtypes = named_tensors(&model)
+        .into_keys()
         .map(|n| (n, DType::F32))
         .collect();
     Ok(Checkpoint {
@@ -177,23 +177,6 @@ pub fn permute(w: &Tensor, heads: usize) -> Result<Tensor> {
         .and_then(|w| w.reshape((out, inp)))
         .and_then(|w| w.contiguous())
         .map_err(Error::tensor("q/k permute"))
-}
-
-/// The HF names of every tensor a model of `config` has.
-pub fn hf_names(config: &Config) -> Vec<String> {
-    let mut names = vec![
-        "model.embed_tokens.weight".to_string(),
-        "model.norm.weight".into(),
-    ];
-    if !config.tie_word_embeddings {
-        names.push("lm_head.weight".into());
-    }
-    for l in 0..config.num_hidden_layers {
-        names.push(format!("model.layers.{l}.input_layernorm.weight"));
-        names.push(format!("model.layers.{l}.post_attention_layernorm.weight"));
-        names.extend(Proj::ALL.iter().map(|p| p.hf_name(l)));
-    }
-    names
 }
 
 /// The safetensors files of a Hugging Face directory: `model.safetensors`, or the shards named

@@ -45,12 +45,6 @@ struct Parsed {
     oneshot: OneShot,
 }
 
-fn default_cache() -> PathBuf {
-    std::env::var_os("MASKLAB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("results/cache"))
-}
-
 /// The reference dense training — table5's default params: Fashion-MNIST, hidden 256-256 for
 /// the MLP, 3 epochs, batch 128, lr 0.05, momentum 0.9, weight decay 5e-4, seed 0. table2's
 /// `trained:MODEL` sources use it, so both tables share one cached model.
@@ -68,7 +62,7 @@ fn reference(model: &str) -> Dense {
         },
         dataset: "fashion-mnist".into(),
         data_dir: None,
-        cache: default_cache(),
+        cache: crate::io::default_cache(),
     }
 }
 
@@ -104,7 +98,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
     let mut train = TrainConfig::default();
     let mut dataset = "fashion-mnist".to_string();
     let mut data_dir = None;
-    let mut cache = default_cache();
+    let mut cache = crate::io::default_cache();
     let mut calibration = 256;
     for (k, v) in params {
         match k.as_str() {

@@ -51,9 +51,7 @@ fn params(p: &IndexMap<String, toml::Value>) -> Result<Params> {
         window: 512,
         eval_tokens: 65_536,
         batch: 8,
-        cache: std::env::var_os("MASKLAB_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "results/cache".into()),
+        cache: crate::io::default_cache(),
     };
     for (k, v) in p {
         match k.as_str() {
