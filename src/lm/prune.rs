@@ -101,6 +101,36 @@ pub struct ProjReport {
     pub structure_ok: bool,
 }
 
+/// What a pruned model's projection reports add up to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Totals {
+    /// Mean kept_gap over the projections that have one (transposable structures).
+    pub mean_kept_gap: Option<f64>,
+    /// Mean relative reconstruction error.
+    pub mean_rel_error: f64,
+    /// Largest relative reconstruction error.
+    pub max_rel_error: f64,
+    /// Fraction of zero weights over all projections (weighted by size).
+    pub sparsity: f64,
+    /// Every projection has its structure.
+    pub structure_ok: bool,
+}
+
+/// The [`Totals`] of `reports`.
+pub fn totals(reports: &[ProjReport]) -> Totals {
+    let gaps: Vec<f64> = reports.iter().filter_map(|r| r.kept_gap).collect();
+    let size = |r: &ProjReport| (r.shape[0] * r.shape[1]) as f64;
+    let weights: f64 = reports.iter().map(size).sum();
+    Totals {
+        mean_kept_gap: (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64),
+        mean_rel_error: reports.iter().map(|r| r.rel_error).sum::<f64>()
+            / reports.len().max(1) as f64,
+        max_rel_error: reports.iter().map(|r| r.rel_error).fold(0.0, f64::max),
+        sparsity: reports.iter().map(|r| r.sparsity * size(r)).sum::<f64>() / weights.max(1.0),
+        structure_ok: reports.iter().all(|r| r.structure_ok),
+    }
+}
+
 /// Per-stage statistics of the inputs: the Gram matrix `XᵀX` where it is cheap or needed
 /// (every stage of width h; the MLP's output stage for SparseGPT only), else Σ x_j².
 struct Stats {

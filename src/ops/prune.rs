@@ -189,7 +189,7 @@ pub fn run(
             }
         })?;
     }
-    let gaps: Vec<f64> = layers.iter().filter_map(|r| r.kept_gap).collect();
+    let totals = crate::lm::prune::totals(&layers);
     let mut report = PruneReport {
         model: job.model.display().to_string(),
         method: job.method,
@@ -205,10 +205,9 @@ pub fn run(
         dense,
         pruned,
         ratio: dense.map(|d| pruned.perplexity / d.perplexity),
-        mean_kept_gap: (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64),
-        mean_rel_error: layers.iter().map(|r| r.rel_error).sum::<f64>()
-            / layers.len().max(1) as f64,
-        structure_ok: layers.iter().all(|r| r.structure_ok),
+        mean_kept_gap: totals.mean_kept_gap,
+        mean_rel_error: totals.mean_rel_error,
+        structure_ok: totals.structure_ok,
         prune_seconds,
         seconds: 0.0,
         peak_rss_mb: crate::memory::peak_rss_mb(),

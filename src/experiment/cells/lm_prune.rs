@@ -252,24 +252,18 @@ impl CellKind for LmPruneCell {
         let layers = crate::lm::prune::prune(&mut model, &calib, &spec, &mut |_, _| {})?;
         let prune_seconds = t0.elapsed().as_secs_f64();
         let ppl = corpus::perplexity(&model, &loaded.eval, &mut |_| {})?;
-        let gaps: Vec<f64> = layers.iter().filter_map(|r| r.kept_gap).collect();
-        let weights: usize = layers.iter().map(|r| r.shape[0] * r.shape[1]).sum();
+        let totals = crate::lm::prune::totals(&layers);
         super::to_row(&LmPruneRow {
             perplexity: ppl.perplexity,
             ppl_ratio: ppl.perplexity / dense.perplexity,
             dense_perplexity: dense.perplexity,
             eval_tokens: ppl.tokens,
             calib_windows: calib.len(),
-            mean_kept_gap: (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64),
-            mean_rel_error: layers.iter().map(|r| r.rel_error).sum::<f64>()
-                / layers.len().max(1) as f64,
-            max_rel_error: layers.iter().map(|r| r.rel_error).fold(0.0, f64::max),
-            sparsity: layers
-                .iter()
-                .map(|r| r.sparsity * (r.shape[0] * r.shape[1]) as f64)
-                .sum::<f64>()
-                / weights.max(1) as f64,
-            structure_ok: layers.iter().all(|r| r.structure_ok),
+            mean_kept_gap: totals.mean_kept_gap,
+            mean_rel_error: totals.mean_rel_error,
+            max_rel_error: totals.max_rel_error,
+            sparsity: totals.sparsity,
+            structure_ok: totals.structure_ok,
             group: name.clone(),
             key: name,
             versus,
