@@ -322,17 +322,29 @@ fn prune_stage(
     spec: &PruneSpec,
     gaps: &mut [Option<KeptScores>; 7],
 ) -> Result<()> {
-    // SparseGPT factors the stage's Hessian once for all its projections.
-    let factor = match (spec.method, &stats.g) {
-        (Method::SparseGpt, Some(g)) if spec.kind != MaskKind::Dense => {
+    // What the method needs from the stage's statistics, made once for all its projections:
+    // Wanda's input norms, SparseGPT's factor of the inverse Hessian.
+    let weighting = match spec.method {
+        _ if spec.kind == MaskKind::Dense => Weighting::Magnitude,
+        Method::Magnitude => Weighting::Magnitude,
+        Method::Wanda => {
+            let sq = stats
+                .squares()?
+                .ok_or_else(|| Error::invalid("statistics", "none", "Wanda needs ‖x‖"))?;
+            Weighting::Wanda(sq.into_iter().map(|v| v.max(0.0).sqrt()).collect())
+        }
+        Method::SparseGpt => {
+            let g = stats
+                .g
+                .as_ref()
+                .ok_or_else(|| Error::invalid("statistics", "none", "SparseGPT needs XᵀX"))?;
             let n = g.dim(0).map_err(Error::tensor("hessian"))?;
             let h: Vec<f64> = to_vec2(g)?.into_iter().map(f64::from).collect();
-            Some(sparsegpt::Factor::new(&h, n, 0.01)?)
+            Weighting::SparseGpt(sparsegpt::Factor::new(&h, n, 0.01)?)
         }
-        _ => None,
     };
     for &p in stage.projections() {
-        let (w, gap) = prune_one(model.layers[l].weight(p), factor.as_ref(), stats, spec)?;
+        let (w, gap) = prune_one(model.layers[l].weight(p), &weighting, spec)?;
         gaps[p as usize] = gap;
         model.layers[l].set_weight(p, w)?;
     }
@@ -400,10 +412,19 @@ fn accumulate_errors(
 }
 
 /// The pruned weight of one projection and its transposable kept scores.
+/// A stage's statistics as its method uses them.
+enum Weighting {
+    /// Scores `|W|`.
+    Magnitude,
+    /// Scores `|W_ij|·‖x_j‖`, with these `‖x_j‖`.
+    Wanda(Vec<f32>),
+    /// SparseGPT with this factor.
+    SparseGpt(sparsegpt::Factor),
+}
+
 fn prune_one(
     w: &Tensor,
-    factor: Option<&sparsegpt::Factor>,
-    stats: &Stats,
+    weighting: &Weighting,
     spec: &PruneSpec,
 ) -> Result<(Tensor, Option<KeptScores>)> {
     if spec.kind == MaskKind::Dense {
@@ -412,10 +433,8 @@ fn prune_one(
     let (rows, cols) = w.dims2().map_err(Error::tensor("weight"))?;
     let mut data = to_vec2(w)?;
     let transposable = matches!(spec.kind, MaskKind::Transposable(_));
-    let gap = match spec.method {
-        Method::SparseGpt => {
-            let factor = factor
-                .ok_or_else(|| Error::invalid("statistics", "none", "SparseGPT needs XᵀX"))?;
+    let gap = match weighting {
+        Weighting::SparseGpt(factor) => {
             let settings = Settings {
                 kind: spec.kind,
                 solver: spec.solver.clone(),
@@ -426,14 +445,9 @@ fn prune_one(
             let (_, kept) = sparsegpt::prune_factored(&mut data, rows, cols, factor, &settings)?;
             transposable.then_some(kept)
         }
-        Method::Magnitude | Method::Wanda => {
-            let norms: Option<Vec<f32>> = match (spec.method, stats.squares()?) {
-                (Method::Wanda, Some(sq)) => {
-                    Some(sq.into_iter().map(|v| v.max(0.0).sqrt()).collect())
-                }
-                (Method::Wanda, None) => {
-                    return Err(Error::invalid("statistics", "none", "Wanda needs ‖x‖"));
-                }
+        Weighting::Magnitude | Weighting::Wanda(_) => {
+            let norms = match weighting {
+                Weighting::Wanda(n) => Some(n),
                 _ => None,
             };
             let scores: Vec<f32> = data

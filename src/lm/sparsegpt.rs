@@ -184,39 +184,26 @@ pub fn prune_factored(
             let d = u[j * cols + j];
             (wf[r * cols + j] * wf[r * cols + j] / (d * d)) as f32
         };
-        match s.kind {
-            MaskKind::Unstructured(sp) => {
-                let scores: Vec<f32> = (0..rows)
-                    .flat_map(|r| (i1..i2).map(move |j| (r, j)))
-                    .map(|(r, j)| saliency(r, j))
-                    .collect();
-                let block = Mask::unstructured(&Matrix::new(rows, count, scores)?, sp)?;
-                for r in 0..rows {
-                    keep[r * cols + i1..r * cols + i2]
-                        .copy_from_slice(&block.keep()[r * count..(r + 1) * count]);
-                }
+        // Unstructured, block and transposable masks are chosen for the whole column block at
+        // its start (N:M inside the column walk below).
+        if !matches!(s.kind, MaskKind::Dense | MaskKind::Nm(_)) {
+            let scores: Vec<f32> = (0..rows)
+                .flat_map(|r| (i1..i2).map(move |j| (r, j)))
+                .map(|(r, j)| saliency(r, j))
+                .collect();
+            let scores = Matrix::new(rows, count, scores)?;
+            let block = if let MaskKind::Transposable(_) = s.kind {
+                let (mask, k) = transposable_with_gap(&scores, s.kind, &s.solver, s.seed)?;
+                kept = kept.plus(k);
+                mask
+            } else {
+                crate::train::trainer::mask_of(&scores, s.kind, &s.solver, s.seed)?
+                    .expect("a sparse structure has a mask")
+            };
+            for r in 0..rows {
+                keep[r * cols + i1..r * cols + i2]
+                    .copy_from_slice(&block.keep()[r * count..(r + 1) * count]);
             }
-            MaskKind::Transposable(_) | MaskKind::Block(..) => {
-                let scores: Vec<f32> = (0..rows)
-                    .flat_map(|r| (i1..i2).map(move |j| (r, j)))
-                    .map(|(r, j)| saliency(r, j))
-                    .collect();
-                let scores = Matrix::new(rows, count, scores)?;
-                let block = match s.kind {
-                    MaskKind::Transposable(_) => {
-                        let (mask, k) = transposable_with_gap(&scores, s.kind, &s.solver, s.seed)?;
-                        kept = kept.plus(k);
-                        mask
-                    }
-                    _ => crate::train::trainer::mask_of(&scores, s.kind, &s.solver, s.seed)?
-                        .expect("a block structure has a mask"),
-                };
-                for r in 0..rows {
-                    keep[r * cols + i1..r * cols + i2]
-                        .copy_from_slice(&block.keep()[r * count..(r + 1) * count]);
-                }
-            }
-            MaskKind::Dense | MaskKind::Nm(_) => {}
         }
         wf.par_chunks_mut(cols)
             .zip(keep.par_chunks_mut(cols))
