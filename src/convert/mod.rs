@@ -237,8 +237,8 @@ fn input_files(job: &ConvertJob) -> Vec<PathBuf> {
 fn check_outputs(job: &ConvertJob, sharded: bool) -> Result<()> {
     let inputs = input_files(job);
     let refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-    crate::io::atomic::refuse_overwrite("output", job.output, &refs)?;
     if !sharded {
+        crate::io::atomic::refuse_overwrite("output", job.output, &refs)?;
         if job.output.is_dir() {
             return Err(Error::invalid(
                 "output",
@@ -248,50 +248,7 @@ fn check_outputs(job: &ConvertJob, sharded: bool) -> Result<()> {
         }
         return Ok(());
     }
-    for input in &inputs {
-        let parent = input.parent().filter(|p| !p.as_os_str().is_empty());
-        if parent.is_some_and(|p| crate::io::atomic::same_file(p, job.output)) {
-            return Err(Error::invalid(
-                "output",
-                job.output.display(),
-                format!(
-                    "holds the input {}; the output directory is replaced whole, so give a new directory",
-                    input.display()
-                ),
-            ));
-        }
-    }
-    if job.output.exists() {
-        if !job.output.is_dir() {
-            return Err(Error::invalid(
-                "output",
-                job.output.display(),
-                "is a file; a sharded checkpoint converts into a directory",
-            ));
-        }
-        let names: Vec<String> = std::fs::read_dir(job.output)
-            .map_err(|e| Error::io(job.output, e))?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        let checkpoint = names
-            .iter()
-            .any(|n| n == INDEX || n.ends_with(".safetensors"));
-        if !names.is_empty() && !checkpoint {
-            let mut shown = names.clone();
-            shown.sort();
-            shown.truncate(5);
-            return Err(Error::invalid(
-                "output",
-                job.output.display(),
-                format!(
-                    "is a non-empty directory that holds no checkpoint ({}); it would be replaced whole, so give a new or empty directory",
-                    shown.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(())
+    crate::io::atomic::refuse_dir_output("output", job.output, &refs)
 }
 
 /// Whether a file name is a weight file in another format (or its index), which would put the

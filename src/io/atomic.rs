@@ -257,6 +257,48 @@ pub fn refuse_overwrite(field: &str, output: &Path, inputs: &[&Path]) -> Result<
     Ok(())
 }
 
+/// Refuse a directory output (named by the option `field`) that [`write_dir_with`] would
+/// replace whole at the cost of an input or a user's files: one that is an input or holds one,
+/// is a file, or is a non-empty directory holding no checkpoint (no `*.safetensors`, no
+/// `model.safetensors.index.json`).
+pub fn refuse_dir_output(field: &str, output: &Path, inputs: &[&Path]) -> Result<()> {
+    refuse_overwrite(field, output, inputs)?;
+    let refuse = |why: String| Err(Error::invalid(field, output.display(), why));
+    for input in inputs {
+        let parent = input.parent().filter(|p| !p.as_os_str().is_empty());
+        if parent.is_some_and(|p| same_file(p, output)) {
+            return refuse(format!(
+                "holds the input {}; masklab never writes over an input, and the output directory is replaced whole, so give a new directory",
+                input.display()
+            ));
+        }
+    }
+    if !output.exists() {
+        return Ok(());
+    }
+    if !output.is_dir() {
+        return refuse("is a file; the output is a directory".into());
+    }
+    let names: Vec<String> = std::fs::read_dir(output)
+        .map_err(|e| Error::io(output, e))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let checkpoint = names
+        .iter()
+        .any(|n| n == "model.safetensors.index.json" || n.ends_with(".safetensors"));
+    if !names.is_empty() && !checkpoint {
+        let mut shown = names;
+        shown.sort();
+        shown.truncate(5);
+        return refuse(format!(
+            "is a non-empty directory that holds no checkpoint ({}); it would be replaced whole, so give a new or empty directory",
+            shown.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

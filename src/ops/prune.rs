@@ -222,7 +222,8 @@ pub fn run(
     Ok(report)
 }
 
-/// Refuse an output directory that is, or holds, one of the job's inputs.
+/// Refuse an output directory that is or holds one of the job's inputs (the checkpoint's files,
+/// the texts), or that would destroy other files when replaced ([`crate::io::atomic::refuse_dir_output`]).
 fn refuse_inputs(job: &PruneJob, out: &Path) -> Result<()> {
     let mut inputs: Vec<PathBuf> = vec![job.model.clone()];
     if job.model.is_dir()
@@ -232,22 +233,8 @@ fn refuse_inputs(job: &PruneJob, out: &Path) -> Result<()> {
     }
     inputs.extend(job.calib.iter().cloned());
     inputs.extend(job.eval.iter().cloned());
-    for input in &inputs {
-        let inside = input
-            .parent()
-            .is_some_and(|p| crate::io::atomic::same_file(p, out));
-        if crate::io::atomic::same_file(input, out) || inside {
-            return Err(Error::invalid(
-                "output",
-                out.display(),
-                format!(
-                    "is or holds the input {}; masklab never writes over an input (choose another directory)",
-                    input.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
+    let refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    crate::io::atomic::refuse_dir_output("output", out, &refs)
 }
 
 impl std::fmt::Display for PruneReport {

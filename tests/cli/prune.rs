@@ -161,6 +161,16 @@ fn prune_refuses_to_write_into_its_input_and_leaves_it_alone() {
         std::fs::read(src.join("model.safetensors")).unwrap(),
         before
     );
+    // A directory of someone's files would be replaced whole: refused, the files kept.
+    let notes = dir.path().join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("todo.txt"), "keep me").unwrap();
+    let err = common::fails(2, &args(&src_s, &calib_s, &eval_s, &s(&notes)));
+    assert!(err.contains("holds no checkpoint"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(notes.join("todo.txt")).unwrap(),
+        "keep me"
+    );
     // A bad structure names the flag.
     let err = common::fails(
         2,
