@@ -124,26 +124,7 @@ pub fn perplexity(
         count += n;
         progress(i + 1);
     }
-    if count == 0 {
-        return Err(Error::invalid(
-            "evaluation text",
-            "0 windows",
-            "shorter than one window",
-        ));
-    }
-    let ppl = (sum / count as f64).exp();
-    if !ppl.is_finite() {
-        return Err(Error::invalid(
-            "perplexity",
-            ppl,
-            "not finite: the model's log-likelihood overflowed",
-        ));
-    }
-    Ok(Perplexity {
-        perplexity: ppl,
-        tokens: count,
-        windows: windows.len(),
-    })
+    Perplexity::from_nll(sum, count, windows.len())
 }
 
 /// A perplexity and what it was measured on.
@@ -155,6 +136,33 @@ pub struct Perplexity {
     pub tokens: usize,
     /// Windows.
     pub windows: usize,
+}
+
+impl Perplexity {
+    /// From the summed negative log-likelihood of `count` predicted tokens in `windows` windows;
+    /// an error when nothing was predicted or the result is not finite.
+    pub fn from_nll(sum: f64, count: usize, windows: usize) -> Result<Perplexity> {
+        if count == 0 {
+            return Err(Error::invalid(
+                "evaluation text",
+                "0 windows",
+                "shorter than one window",
+            ));
+        }
+        let ppl = (sum / count as f64).exp();
+        if !ppl.is_finite() {
+            return Err(Error::invalid(
+                "perplexity",
+                ppl,
+                "not finite: the model's log-likelihood overflowed",
+            ));
+        }
+        Ok(Perplexity {
+            perplexity: ppl,
+            tokens: count,
+            windows,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
-//! Reading a llama-family checkpoint (a GGUF file, or a Hugging Face directory of safetensors,
-//! sharded or not, in f32, f16 or bf16) into an f32 [`Llama`], and writing one back as a Hugging
-//! Face safetensors checkpoint.
+//! Reading a llama-family checkpoint: a GGUF file, or a Hugging Face directory of safetensors
+//! (sharded or not, in f32, f16 or bf16), as f32 tensors on a device, one decoder layer at a time.
+//!
+//! Problem: a pruner needs one layer's weights at a time, and a user's checkpoint may not fit in
+//! memory as f32. [`open`] reads only the header (config, tensor names, dtypes); [`Checkpoint::outer`]
+//! loads the embeddings, final norm and output head, and [`Checkpoint::layer`] one decoder layer,
+//! so that memory holds one layer besides the outer tensors. [`Checkpoint::model`] loads it all.
 //!
 //! GGUF: the weights are dequantized to f32 by candle; llama.cpp stores q and k with the rows
 //! of each head permuted for its interleaved rotary embedding, and the loader permutes them back
 //! to the Hugging Face layout (`rotate_half`), so that a transposable mask's tiles are the
-//! checkpoint's own. Safetensors: every tensor keeps its stored dtype on the way out; only the
-//! pruned projections are converted (back from f32), the rest are copied as read.
+//! checkpoint's own. Safetensors: the files are memory-mapped and each tensor converted to f32
+//! when it is loaded. Writing back is [`super::save`].
 
 use super::model::{Config, Layer, Llama, Proj};
 use crate::error::{Error, Result};
@@ -15,18 +19,28 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A loaded checkpoint: the model, where it came from, and how to write it back.
+/// An opened checkpoint: its config and tensor list, read lazily.
 pub struct Checkpoint {
-    /// The model in f32.
-    pub model: Llama,
     /// The file or directory it was read from.
     pub path: PathBuf,
     /// What the checkpoint is.
     pub format: Format,
+    /// The model's shapes and constants.
+    pub config: Config,
     /// Every tensor of the input as stored (HF name → dtype), for writing back.
     pub dtypes: BTreeMap<String, DType>,
     /// The files the checkpoint consists of (refused as outputs).
     pub files: Vec<PathBuf>,
+    device: Device,
+    reader: Reader,
+}
+
+/// Where the tensors come from.
+enum Reader {
+    /// A GGUF file's header (tensors are read from the file at `Checkpoint::path`).
+    Gguf(gguf_file::Content),
+    /// Memory-mapped safetensors files.
+    Hf(candle_core::safetensors::MmapedSafetensors),
 }
 
 /// The kinds of checkpoint read.
@@ -38,12 +52,12 @@ pub enum Format {
     HfDir,
 }
 
-/// Read a GGUF file or a Hugging Face directory.
-pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
+/// Open a GGUF file or a Hugging Face directory (headers only) for loading onto `device`.
+pub fn open(path: &Path, device: &Device) -> Result<Checkpoint> {
     if path.is_dir() {
-        load_hf(path, device)
+        open_hf(path, device)
     } else {
-        load_gguf(path, device)
+        open_gguf(path, device)
     }
 }
 
@@ -60,7 +74,18 @@ pub fn gguf_content(path: &Path) -> Result<gguf_file::Content> {
     gguf_file::Content::read(&mut f).map_err(|e| format_err(path, format!("not a GGUF file: {e}")))
 }
 
-fn load_gguf(path: &Path, device: &Device) -> Result<Checkpoint> {
+/// GGUF names of a layer's projections, in [`Proj::ALL`]'s order.
+pub const GGUF_PROJ: [&str; 7] = [
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+
+fn open_gguf(path: &Path, device: &Device) -> Result<Checkpoint> {
     let content = gguf_content(path)?;
     let md = &content.metadata;
     let get = |key: &str| {
@@ -92,19 +117,15 @@ fn load_gguf(path: &Path, device: &Device) -> Result<Checkpoint> {
                 .map_err(|e| format_err(path, format!("`{key}`: {e}"))),
         }
     };
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut tensor = |name: &str| -> Result<Tensor> {
-        content
-            .tensor(&mut file, name, device)
-            .and_then(|q| q.dequantize(device))
-            .map_err(|e| format_err(path, format!("tensor `{name}`: {e}")))
-    };
     let heads = num("llama.attention.head_count")?;
     let kv_heads = match md.get("llama.attention.head_count_kv") {
         Some(_) => num("llama.attention.head_count_kv")?,
         None => heads,
     };
-    let embed = tensor("token_embd.weight")?;
+    let embed = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .ok_or_else(|| format_err(path, "tensor `token_embd.weight` is missing"))?;
     let config = Config {
         hidden_size: num("llama.embedding_length")?,
         intermediate_size: num("llama.feed_forward_length")?,
@@ -113,46 +134,150 @@ fn load_gguf(path: &Path, device: &Device) -> Result<Checkpoint> {
         num_key_value_heads: kv_heads,
         rms_norm_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
         rope_theta: float("llama.rope.freq_base", 10_000.0)?,
-        vocab_size: embed.dim(0).map_err(Error::tensor("embedding"))?,
+        // candle gives the shape outermost first: [vocab, hidden].
+        vocab_size: *embed.shape.dims().first().unwrap_or(&0),
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
     };
     config.validate()?;
-    let mut layers = Vec::with_capacity(config.num_hidden_layers);
-    for l in 0..config.num_hidden_layers {
-        let t = |suffix: &str| format!("blk.{l}.{suffix}.weight");
-        let q = unpermute(&tensor(&t("attn_q"))?, heads)?;
-        let k = unpermute(&tensor(&t("attn_k"))?, kv_heads)?;
-        layers.push(Layer {
-            attn_norm: tensor(&t("attn_norm"))?,
-            mlp_norm: tensor(&t("ffn_norm"))?,
-            proj: [
-                q,
-                k,
-                tensor(&t("attn_v"))?,
-                tensor(&t("attn_output"))?,
-                tensor(&t("ffn_gate"))?,
-                tensor(&t("ffn_up"))?,
-                tensor(&t("ffn_down"))?,
-            ],
-        });
-    }
-    let norm = tensor("output_norm.weight")?;
-    let lm_head = match config.tie_word_embeddings {
-        true => None,
-        false => Some(tensor("output.weight")?),
-    };
-    let model = Llama::new(config, embed, layers, norm, lm_head)?;
-    let dtypes = named_tensors(&model)
-        .into_keys()
+    let dtypes = hf_names(&config)
+        .into_iter()
         .map(|n| (n, DType::F32))
         .collect();
     Ok(Checkpoint {
-        model,
         path: path.to_path_buf(),
         format: Format::Gguf,
+        config,
         dtypes,
         files: vec![path.to_path_buf()],
+        device: device.clone(),
+        reader: Reader::Gguf(content),
     })
+}
+
+/// The shape of each tensor of a model of `config`, by HF name.
+pub fn hf_shapes(config: &Config) -> BTreeMap<String, Vec<usize>> {
+    let (h, v) = (config.hidden_size, config.vocab_size);
+    let mut m = BTreeMap::new();
+    m.insert("model.embed_tokens.weight".to_string(), vec![v, h]);
+    m.insert("model.norm.weight".to_string(), vec![h]);
+    if !config.tie_word_embeddings {
+        m.insert("lm_head.weight".to_string(), vec![v, h]);
+    }
+    for l in 0..config.num_hidden_layers {
+        for name in norm_names(l) {
+            m.insert(name, vec![h]);
+        }
+        for p in Proj::ALL {
+            m.insert(p.hf_name(l), p.shape(config).to_vec());
+        }
+    }
+    m
+}
+
+/// Every tensor name of a model of `config` in Hugging Face's naming.
+pub fn hf_names(config: &Config) -> Vec<String> {
+    hf_shapes(config).into_keys().collect()
+}
+
+/// Hugging Face names of layer `l`'s two norms (before attention, before the MLP).
+pub fn norm_names(l: usize) -> [String; 2] {
+    [
+        format!("model.layers.{l}.input_layernorm.weight"),
+        format!("model.layers.{l}.post_attention_layernorm.weight"),
+    ]
+}
+
+impl Checkpoint {
+    /// One tensor as f32 on the device, by its name in the checkpoint's own naming.
+    fn tensor(&self, name: &str) -> Result<Tensor> {
+        let loaded = match &self.reader {
+            Reader::Gguf(content) => {
+                let mut file =
+                    std::fs::File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+                content
+                    .tensor(&mut file, name, &self.device)
+                    .and_then(|q| q.dequantize(&self.device))
+            }
+            Reader::Hf(st) => st
+                .load(name, &self.device)
+                .and_then(|t| t.to_dtype(DType::F32)),
+        };
+        loaded.map_err(|e| format_err(&self.path, format!("tensor `{name}`: {e}")))
+    }
+
+    /// The model without its decoder layers ([`Llama::outer`]).
+    pub fn outer(&self) -> Result<Llama> {
+        let (embed, norm, head) = match self.format {
+            Format::Gguf => ("token_embd.weight", "output_norm.weight", "output.weight"),
+            Format::HfDir => (
+                "model.embed_tokens.weight",
+                "model.norm.weight",
+                "lm_head.weight",
+            ),
+        };
+        let lm_head = match self.config.tie_word_embeddings {
+            true => None,
+            false => Some(self.tensor(head)?),
+        };
+        Llama::outer(
+            self.config.clone(),
+            self.tensor(embed)?,
+            self.tensor(norm)?,
+            lm_head,
+        )
+    }
+
+    /// Decoder layer `l`, in the Hugging Face layout, checked against the config.
+    pub fn layer(&self, l: usize) -> Result<Layer> {
+        let layer = match self.format {
+            Format::Gguf => {
+                let t = |suffix: &str| self.tensor(&format!("blk.{l}.{suffix}.weight"));
+                let p = |i: usize| t(GGUF_PROJ[i]);
+                Layer {
+                    attn_norm: t("attn_norm")?,
+                    mlp_norm: t("ffn_norm")?,
+                    proj: [
+                        unpermute(&p(0)?, self.config.num_attention_heads)?,
+                        unpermute(&p(1)?, self.config.num_key_value_heads)?,
+                        p(2)?,
+                        p(3)?,
+                        p(4)?,
+                        p(5)?,
+                        p(6)?,
+                    ],
+                }
+            }
+            Format::HfDir => {
+                let [a, m] = norm_names(l);
+                let p = |p: Proj| self.tensor(&p.hf_name(l));
+                Layer {
+                    attn_norm: self.tensor(&a)?,
+                    mlp_norm: self.tensor(&m)?,
+                    proj: [
+                        p(Proj::Q)?,
+                        p(Proj::K)?,
+                        p(Proj::V)?,
+                        p(Proj::O)?,
+                        p(Proj::Gate)?,
+                        p(Proj::Up)?,
+                        p(Proj::Down)?,
+                    ],
+                }
+            }
+        };
+        Ok(layer)
+    }
+
+    /// The whole model in f32.
+    pub fn model(&self) -> Result<Llama> {
+        let mut model = self.outer()?;
+        for l in 0..self.config.num_hidden_layers {
+            let layer = self.layer(l)?;
+            model.check_layer(l, &layer)?;
+            model.layers.push(layer);
+        }
+        Ok(model)
+    }
 }
 
 /// llama.cpp's q/k row order (per head: rotary pairs interleaved) back to Hugging Face's (per
@@ -181,7 +306,7 @@ pub fn permute(w: &Tensor, heads: usize) -> Result<Tensor> {
 
 /// The safetensors files of a Hugging Face directory: `model.safetensors`, or the shards named
 /// by `model.safetensors.index.json`.
-fn hf_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn hf_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let single = dir.join("model.safetensors");
     if single.is_file() {
         return Ok(vec![single]);
@@ -203,10 +328,10 @@ fn hf_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn load_hf(dir: &Path, device: &Device) -> Result<Checkpoint> {
+fn open_hf(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let config: Config = serde_json::from_str(&text).map_err(|e| format_err(&cfg_path, e))?;
+    let mut config: Config = serde_json::from_str(&text).map_err(|e| format_err(&cfg_path, e))?;
     config.validate()?;
     let files = hf_files(dir)?;
     // SAFETY: the files are mapped read-only and not modified while mapped (masklab never
@@ -229,41 +354,16 @@ fn load_hf(dir: &Path, device: &Device) -> Result<Checkpoint> {
             Ok((name, dt))
         })
         .collect::<Result<_>>()?;
-    let tensor = |name: &str| -> Result<Tensor> {
-        st.load(name, device)
-            .and_then(|t| t.to_dtype(DType::F32))
-            .map_err(|e| format_err(dir, format!("tensor `{name}`: {e}")))
-    };
-    let mut layers = Vec::with_capacity(config.num_hidden_layers);
-    for l in 0..config.num_hidden_layers {
-        let p = |p: Proj| tensor(&p.hf_name(l));
-        layers.push(Layer {
-            attn_norm: tensor(&format!("model.layers.{l}.input_layernorm.weight"))?,
-            mlp_norm: tensor(&format!("model.layers.{l}.post_attention_layernorm.weight"))?,
-            proj: [
-                p(Proj::Q)?,
-                p(Proj::K)?,
-                p(Proj::V)?,
-                p(Proj::O)?,
-                p(Proj::Gate)?,
-                p(Proj::Up)?,
-                p(Proj::Down)?,
-            ],
-        });
+    config.tie_word_embeddings = !dtypes.contains_key("lm_head.weight");
+    if let Some(missing) = hf_names(&config)
+        .into_iter()
+        .find(|n| !dtypes.contains_key(n))
+    {
+        return Err(format_err(
+            dir,
+            format!("tensor `{missing}` is missing from the safetensors files"),
+        ));
     }
-    let lm_head = match dtypes.contains_key("lm_head.weight") {
-        true => Some(tensor("lm_head.weight")?),
-        false => None,
-    };
-    let mut config = config;
-    config.tie_word_embeddings = lm_head.is_none();
-    let model = Llama::new(
-        config,
-        tensor("model.embed_tokens.weight")?,
-        layers,
-        tensor("model.norm.weight")?,
-        lm_head,
-    )?;
     let mut all = files.clone();
     for extra in [
         "config.json",
@@ -275,193 +375,20 @@ fn load_hf(dir: &Path, device: &Device) -> Result<Checkpoint> {
         }
     }
     Ok(Checkpoint {
-        model,
         path: dir.to_path_buf(),
         format: Format::HfDir,
+        config,
         dtypes,
         files: all,
+        device: device.clone(),
+        reader: Reader::Hf(st),
     })
-}
-
-/// The model's tensors under their HF names (f32).
-pub fn named_tensors(model: &Llama) -> BTreeMap<String, Tensor> {
-    let mut m = BTreeMap::new();
-    m.insert("model.embed_tokens.weight".to_string(), model.embed.clone());
-    m.insert("model.norm.weight".to_string(), model.norm.clone());
-    if !model.config.tie_word_embeddings {
-        m.insert("lm_head.weight".to_string(), model.lm_head.clone());
-    }
-    for (l, layer) in model.layers.iter().enumerate() {
-        m.insert(
-            format!("model.layers.{l}.input_layernorm.weight"),
-            layer.attn_norm.clone(),
-        );
-        m.insert(
-            format!("model.layers.{l}.post_attention_layernorm.weight"),
-            layer.mlp_norm.clone(),
-        );
-        for p in Proj::ALL {
-            m.insert(p.hf_name(l), layer.weight(p).clone());
-        }
-    }
-    m
-}
-
-/// Write `model` into `dir` as a Hugging Face checkpoint. From an HF input: the same files
-/// (each shard with the same tensors, the index and `config.json` copied), tensors named in
-/// `replaced` from the model converted to their stored dtype, every other tensor copied as stored
-/// (same dtype, same bytes). From a GGUF input: `model.safetensors` with every tensor from the
-/// model in f32, and a `config.json` made from the model's config.
-pub fn write_hf(ckpt: &Checkpoint, model: &Llama, replaced: &[String], dir: &Path) -> Result<()> {
-    let ours = named_tensors(model);
-    match ckpt.format {
-        Format::Gguf => {
-            save_tensors(&ours.into_iter().collect(), &dir.join("model.safetensors"))?;
-            write_config(&model.config, dir)
-        }
-        Format::HfDir => {
-            for file in hf_files(&ckpt.path)? {
-                // SAFETY: a read-only map of the input, which nothing writes while it is open.
-                let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&file) }
-                    .map_err(|e| format_err(&file, format!("safetensors: {e}")))?;
-                let mut out: std::collections::HashMap<String, Tensor> = Default::default();
-                for (name, _) in st.tensors() {
-                    let t = match (replaced.contains(&name), ckpt.dtypes.get(&name)) {
-                        (true, Some(dt)) => ours
-                            .get(&name)
-                            .ok_or_else(|| Error::invalid("tensor", &name, "not in the model"))?
-                            .to_dtype(*dt)
-                            .map_err(Error::tensor(&name))?,
-                        _ => st
-                            .load(&name, &Device::Cpu)
-                            .map_err(|e| format_err(&file, format!("tensor `{name}`: {e}")))?,
-                    };
-                    out.insert(name, t);
-                }
-                let name = file.file_name().unwrap_or_default();
-                save_tensors(&out, &dir.join(name))?;
-            }
-            for extra in ["config.json", "model.safetensors.index.json"] {
-                let from = ckpt.path.join(extra);
-                if from.is_file() {
-                    std::fs::copy(&from, dir.join(extra)).map_err(|e| Error::io(&from, e))?;
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
-fn save_tensors(out: &std::collections::HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let out: std::collections::HashMap<String, Tensor> = out
-        .iter()
-        .map(|(k, t)| {
-            Ok((
-                k.clone(),
-                t.to_device(&Device::Cpu).map_err(Error::tensor("to cpu"))?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    candle_core::safetensors::save(&out, path).map_err(|e| format_err(path, e))
-}
-
-/// `config.json` in Hugging Face's form.
-fn write_config(config: &Config, dir: &Path) -> Result<()> {
-    let mut cfg = serde_json::to_value(config).map_err(|e| format_err(dir, e))?;
-    if let Some(o) = cfg.as_object_mut() {
-        o.insert(
-            "architectures".into(),
-            serde_json::json!(["LlamaForCausalLM"]),
-        );
-        o.insert("model_type".into(), serde_json::json!("llama"));
-        o.insert("hidden_act".into(), serde_json::json!("silu"));
-        o.insert("torch_dtype".into(), serde_json::json!("float32"));
-    }
-    let cfg_path = dir.join("config.json");
-    std::fs::write(
-        &cfg_path,
-        serde_json::to_string_pretty(&cfg).map_err(|e| format_err(&cfg_path, e))?,
-    )
-    .map_err(|e| Error::io(&cfg_path, e))
-}
-
-/// Write `model` as a Hugging Face directory (`config.json`, `model.safetensors` in `dtype`),
-/// for fixtures and tests.
-pub fn save_hf(model: &Llama, dir: &Path, dtype: DType) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let out = named_tensors(model)
-        .into_iter()
-        .map(|(k, t)| Ok((k.clone(), t.to_dtype(dtype).map_err(Error::tensor(&k))?)))
-        .collect::<Result<_>>()?;
-    save_tensors(&out, &dir.join("model.safetensors"))?;
-    write_config(&model.config, dir)
-}
-
-/// Write `model` as a GGUF file in llama.cpp's conventions (f32 tensors, q/k rows permuted for
-/// the interleaved rotary embedding), for fixtures and tests.
-pub fn write_gguf(model: &Llama, path: &Path) -> Result<()> {
-    use candle_core::quantized::{GgmlDType, QTensor};
-    let c = &model.config;
-    let q = |t: &Tensor| {
-        QTensor::quantize(
-            &t.to_device(&Device::Cpu).map_err(Error::tensor("to cpu"))?,
-            GgmlDType::F32,
-        )
-        .map_err(Error::tensor("gguf tensor"))
-    };
-    let mut tensors: Vec<(String, QTensor)> = vec![
-        ("token_embd.weight".into(), q(&model.embed)?),
-        ("output_norm.weight".into(), q(&model.norm)?),
-    ];
-    if !c.tie_word_embeddings {
-        tensors.push(("output.weight".into(), q(&model.lm_head)?));
-    }
-    let names = [
-        "attn_q",
-        "attn_k",
-        "attn_v",
-        "attn_output",
-        "ffn_gate",
-        "ffn_up",
-        "ffn_down",
-    ];
-    for (l, layer) in model.layers.iter().enumerate() {
-        tensors.push((format!("blk.{l}.attn_norm.weight"), q(&layer.attn_norm)?));
-        tensors.push((format!("blk.{l}.ffn_norm.weight"), q(&layer.mlp_norm)?));
-        for (p, name) in Proj::ALL.into_iter().zip(names) {
-            let w = match p {
-                Proj::Q => permute(layer.weight(p), c.num_attention_heads)?,
-                Proj::K => permute(layer.weight(p), c.num_key_value_heads)?,
-                _ => layer.weight(p).clone(),
-            };
-            tensors.push((format!("blk.{l}.{name}.weight"), q(&w)?));
-        }
-    }
-    use gguf_file::Value;
-    let u = |v: usize| Value::U32(v as u32);
-    let md: Vec<(&str, Value)> = vec![
-        ("general.architecture", Value::String("llama".into())),
-        ("llama.block_count", u(c.num_hidden_layers)),
-        ("llama.embedding_length", u(c.hidden_size)),
-        ("llama.feed_forward_length", u(c.intermediate_size)),
-        ("llama.attention.head_count", u(c.num_attention_heads)),
-        ("llama.attention.head_count_kv", u(c.num_key_value_heads)),
-        ("llama.rope.dimension_count", u(c.head_dim())),
-        (
-            "llama.attention.layer_norm_rms_epsilon",
-            Value::F32(c.rms_norm_eps as f32),
-        ),
-        ("llama.rope.freq_base", Value::F32(c.rope_theta as f32)),
-    ];
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    gguf_file::write(&mut f, &md_refs, &t_refs).map_err(|e| format_err(path, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lm::save::{Writer, save_hf, write_gguf};
     use candle_core::IndexOp;
 
     fn tiny() -> Config {
@@ -490,10 +417,19 @@ mod tests {
         let dev = Device::Cpu;
         let model = Llama::random(tiny(), 11, &dev).unwrap();
         write_gguf(&model, &path).unwrap();
-        let ours = load(&path, &dev).unwrap();
-        assert_eq!(ours.format, Format::Gguf);
+        let ck = open(&path, &dev).unwrap();
+        assert_eq!(ck.format, Format::Gguf);
+        // GGUF stores ε in f32.
+        let eps = model.config.rms_norm_eps;
+        assert!((ck.config.rms_norm_eps - eps).abs() < 1e-12);
+        let same = Config {
+            rms_norm_eps: eps,
+            ..ck.config.clone()
+        };
+        assert_eq!(same, model.config);
+        let ours = ck.model().unwrap();
         let prompt = Tensor::new(&[[3u32, 14, 15, 9, 26, 5, 35, 8, 9, 7]], &dev).unwrap();
-        let logits = ours.model.forward(&prompt).unwrap();
+        let logits = ours.forward(&prompt).unwrap();
         let last = logits.i((0, 9)).unwrap();
         let mut f = std::fs::File::open(&path).unwrap();
         let content = gguf_file::Content::read(&mut f).unwrap();
@@ -507,14 +443,14 @@ mod tests {
         // And the weights read back in the HF layout are the ones written.
         assert_eq!(
             max_abs(
-                ours.model.layers[1].weight(Proj::Q),
+                ours.layers[1].weight(Proj::Q),
                 model.layers[1].weight(Proj::Q)
             ),
             0.0
         );
         assert_eq!(
             max_abs(
-                ours.model.layers[0].weight(Proj::K),
+                ours.layers[0].weight(Proj::K),
                 model.layers[0].weight(Proj::K)
             ),
             0.0
@@ -554,9 +490,11 @@ mod tests {
         candle_core::safetensors::save(&b, src.join("model-00002-of-00002.safetensors")).unwrap();
         let index = serde_json::json!({"metadata": {}, "weight_map": map}).to_string();
         std::fs::write(src.join("model.safetensors.index.json"), &index).unwrap();
-        let ck = load(&src, &dev).unwrap();
+        let ck = open(&src, &dev).unwrap();
         let q1 = Proj::Q.hf_name(1);
-        write_hf(&ck, &ck.model, std::slice::from_ref(&q1), &out).unwrap();
+        let mut w = Writer::create(&ck, &out).unwrap();
+        w.put(&q1, ck.layer(1).unwrap().weight(Proj::Q)).unwrap();
+        w.finish().unwrap();
         for f in [
             "model-00001-of-00002.safetensors",
             "model-00002-of-00002.safetensors",
@@ -585,7 +523,7 @@ mod tests {
             index
         );
         assert!(!out.join("model.safetensors").exists());
-        assert!(load(&out, &dev).is_ok());
+        assert!(open(&out, &dev).and_then(|c| c.model()).is_ok());
     }
 
     #[test]
@@ -596,13 +534,17 @@ mod tests {
         let dev = Device::Cpu;
         let model = Llama::random(tiny(), 12, &dev).unwrap();
         save_hf(&model, &src, DType::BF16).unwrap();
-        let ck = load(&src, &dev).unwrap();
+        let ck = open(&src, &dev).unwrap();
         assert!(ck.dtypes.values().all(|d| *d == DType::BF16));
-        let mut pruned = ck.model.clone();
         let q = Proj::Q.hf_name(0);
-        let zeros = pruned.layers[0].weight(Proj::Q).zeros_like().unwrap();
-        pruned.layers[0].set_weight(Proj::Q, zeros).unwrap();
-        write_hf(&ck, &pruned, std::slice::from_ref(&q), &out).unwrap();
+        let zeros = ck.layer(0).unwrap().weight(Proj::Q).zeros_like().unwrap();
+        let mut w = Writer::create(&ck, &out).unwrap();
+        assert!(!w.is_pending(&q), "an HF output starts as the input's copy");
+        // A wrong shape is refused, naming the tensor.
+        let e = w.put(&q, &zeros.t().unwrap().narrow(0, 0, 4).unwrap());
+        assert!(e.unwrap_err().to_string().contains(&q));
+        w.put(&q, &zeros).unwrap();
+        w.finish().unwrap();
         let a = std::fs::read(src.join("model.safetensors")).unwrap();
         let b = std::fs::read(out.join("model.safetensors")).unwrap();
         let (a, b) = (
@@ -618,5 +560,55 @@ mod tests {
                 assert_eq!(other.data(), view.data(), "{name} is copied byte for byte");
             }
         }
+    }
+
+    #[test]
+    fn a_gguf_input_is_written_tensor_by_tensor_and_reads_back_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, out) = (dir.path().join("m.gguf"), dir.path().join("out"));
+        std::fs::create_dir_all(&out).unwrap();
+        let dev = Device::Cpu;
+        let model = Llama::random(tiny(), 17, &dev).unwrap();
+        write_gguf(&model, &path).unwrap();
+        let ck = open(&path, &dev).unwrap();
+        let mut w = Writer::create(&ck, &out).unwrap();
+        w.put_outer(&ck.outer().unwrap()).unwrap();
+        w.put_layer(0, &ck.layer(0).unwrap()).unwrap();
+        // Layer 1 never written: finishing is an error naming one of its tensors.
+        let err = w.finish().unwrap_err().to_string();
+        assert!(err.contains("model.layers.1."), "{err}");
+        let mut w = Writer::create(&ck, &out).unwrap();
+        w.put_outer(&ck.outer().unwrap()).unwrap();
+        for l in 0..2 {
+            w.put_layer(l, &ck.layer(l).unwrap()).unwrap();
+        }
+        w.finish().unwrap();
+        let back = open(&out, &dev).unwrap().model().unwrap();
+        assert_eq!(back.config.hidden_size, model.config.hidden_size);
+        assert_eq!(
+            back.config.tie_word_embeddings,
+            model.config.tie_word_embeddings
+        );
+        for (a, b) in back.layers.iter().zip(&model.layers) {
+            for p in Proj::ALL {
+                assert_eq!(max_abs(a.weight(p), b.weight(p)), 0.0);
+            }
+            assert_eq!(max_abs(&a.attn_norm, &b.attn_norm), 0.0);
+        }
+        assert_eq!(max_abs(&back.embed, &model.embed), 0.0);
+    }
+
+    #[test]
+    fn a_checkpoint_missing_a_tensor_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = Device::Cpu;
+        let model = Llama::random(tiny(), 18, &dev).unwrap();
+        save_hf(&model, dir.path(), DType::F32).unwrap();
+        let path = dir.path().join("model.safetensors");
+        let mut all = candle_core::safetensors::load(&path, &dev).unwrap();
+        all.remove("model.layers.1.mlp.up_proj.weight");
+        candle_core::safetensors::save(&all, &path).unwrap();
+        let err = open(dir.path(), &dev).err().unwrap().to_string();
+        assert!(err.contains("model.layers.1.mlp.up_proj.weight"), "{err}");
     }
 }

@@ -1,5 +1,5 @@
 //! Language models for one-shot pruning (table6, `masklab prune`): a llama-family decoder on
-//! candle ([`model`]), its checkpoints ([`load`]: GGUF or Hugging Face safetensors), its tokenizer
+//! candle ([`model`]), its checkpoints ([`load`]: GGUF or Hugging Face safetensors, read a layer at a time; [`save`]: written back a tensor at a time), its tokenizer
 //! ([`tokenizer`]), text and perplexity ([`corpus`]), and the layer-wise pruners ([`prune`],
 //! with [`sparsegpt`]).
 
@@ -7,5 +7,6 @@ pub mod corpus;
 pub mod load;
 pub mod model;
 pub mod prune;
+pub mod save;
 pub mod sparsegpt;
 pub mod tokenizer;

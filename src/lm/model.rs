@@ -11,7 +11,7 @@
 //! add `2·h·vocab` per token.
 
 use crate::error::{Error, Result};
-use candle_core::{D, DType, Device, IndexOp, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 
 /// The shapes and constants of a llama-family model.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -135,6 +135,18 @@ impl Proj {
         format!("model.layers.{l}.{part}.weight")
     }
 
+    /// `[out, in]` in a model of `c`.
+    pub fn shape(self, c: &Config) -> [usize; 2] {
+        let (h, f) = (c.hidden_size, c.intermediate_size);
+        let kv = c.num_key_value_heads * c.head_dim();
+        match self {
+            Proj::Q | Proj::O => [h, h],
+            Proj::K | Proj::V => [kv, h],
+            Proj::Gate | Proj::Up => [f, h],
+            Proj::Down => [h, f],
+        }
+    }
+
     /// The stage whose input this projection reads.
     pub fn stage(self) -> Stage {
         match self {
@@ -250,65 +262,64 @@ impl Llama {
         norm: Tensor,
         lm_head: Option<Tensor>,
     ) -> Result<Self> {
-        config.validate()?;
-        let (h, f, v) = (
-            config.hidden_size,
-            config.intermediate_size,
-            config.vocab_size,
-        );
-        let kv = config.num_key_value_heads * config.head_dim();
-        let check = |name: &str, t: &Tensor, want: &[usize]| {
-            if t.dims() == want {
-                Ok(())
-            } else {
-                Err(Error::invalid(
-                    name,
-                    format!("{:?}", t.dims()),
-                    format!("expected {want:?} from the config"),
-                ))
-            }
-        };
-        check("embed_tokens", &embed, &[v, h])?;
-        check("norm", &norm, &[h])?;
-        if layers.len() != config.num_hidden_layers {
+        let mut model = Llama::outer(config, embed, norm, lm_head)?;
+        if layers.len() != model.config.num_hidden_layers {
             return Err(Error::invalid(
                 "layers",
                 layers.len(),
-                format!("config says {}", config.num_hidden_layers),
+                format!("config says {}", model.config.num_hidden_layers),
             ));
         }
         for (l, layer) in layers.iter().enumerate() {
-            check(
-                &format!("layer {l} input_layernorm"),
-                &layer.attn_norm,
-                &[h],
-            )?;
-            check(
-                &format!("layer {l} post_attention_layernorm"),
-                &layer.mlp_norm,
-                &[h],
-            )?;
-            for p in Proj::ALL {
-                let want: [usize; 2] = match p {
-                    Proj::Q | Proj::O => [h, h],
-                    Proj::K | Proj::V => [kv, h],
-                    Proj::Gate | Proj::Up => [f, h],
-                    Proj::Down => [h, f],
-                };
-                check(&p.hf_name(l), layer.weight(p), &want)?;
-            }
+            model.check_layer(l, layer)?;
         }
+        model.layers = layers;
+        Ok(model)
+    }
+
+    /// The model without its decoder layers (embeddings, final norm, output head, rotary
+    /// tables): the stage methods take each layer as an argument, so a pipeline can hold one
+    /// layer at a time ([`Llama::forward`] needs them all).
+    pub fn outer(
+        config: Config,
+        embed: Tensor,
+        norm: Tensor,
+        lm_head: Option<Tensor>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let (h, v) = (config.hidden_size, config.vocab_size);
+        check_shape("embed_tokens", &embed, &[v, h])?;
+        check_shape("norm", &norm, &[h])?;
         let lm_head = lm_head.unwrap_or_else(|| embed.clone());
-        check("lm_head", &lm_head, &[v, h])?;
+        check_shape("lm_head", &lm_head, &[v, h])?;
         let rope = rope_tables(&config, embed.device())?;
         Ok(Llama {
             config,
             embed,
-            layers,
+            layers: Vec::new(),
             norm,
             lm_head,
             rope,
         })
+    }
+
+    /// Check layer `l`'s shapes against the config.
+    pub fn check_layer(&self, l: usize, layer: &Layer) -> Result<()> {
+        let h = self.config.hidden_size;
+        check_shape(
+            &format!("layer {l} input_layernorm"),
+            &layer.attn_norm,
+            &[h],
+        )?;
+        check_shape(
+            &format!("layer {l} post_attention_layernorm"),
+            &layer.mlp_norm,
+            &[h],
+        )?;
+        for p in Proj::ALL {
+            check_shape(&p.hf_name(l), layer.weight(p), &p.shape(&self.config))?;
+        }
+        Ok(())
     }
 
     /// A model of `config` with random weights (uniform, scaled by `1/√in`; norms near 1), for
@@ -376,25 +387,20 @@ impl Llama {
     }
 
     /// Stage [`Stage::Attn`]'s input: the normed residual stream `x: [B, T, h]` as `[B·T, h]`.
-    pub fn attn_input(&self, l: usize, x: &Tensor) -> Result<Tensor> {
+    pub fn attn_input(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
         let (b, t, h) = x.dims3().map_err(Error::tensor("hidden state"))?;
-        candle_nn::ops::rms_norm(
-            x,
-            &self.layers[l].attn_norm,
-            self.config.rms_norm_eps as f32,
-        )
-        .and_then(|y| y.reshape((b * t, h)))
-        .map_err(Error::tensor(format!("layer {l}: attention norm")))
+        candle_nn::ops::rms_norm(x, &layer.attn_norm, self.config.rms_norm_eps as f32)
+            .and_then(|y| y.reshape((b * t, h)))
+            .map_err(Error::tensor("attention norm"))
     }
 
     /// Stage [`Stage::AttnOut`]'s input: the attention heads' output `[B·T, h]` from the normed
     /// stream `xn: [B·T, h]` of `b` windows.
-    pub fn attention(&self, l: usize, xn: &Tensor, b: usize) -> Result<Tensor> {
+    pub fn attention(&self, layer: &Layer, xn: &Tensor, b: usize) -> Result<Tensor> {
         let c = &self.config;
-        let layer = &self.layers[l];
         let t = xn.dim(0).map_err(Error::tensor("input"))? / b.max(1);
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
-        let err = |what: &str| Error::tensor(format!("layer {l}: {what}"));
+        let err = |what: &str| Error::tensor(format!("attention: {what}"));
         let heads = |p: Proj, n: usize| -> Result<Tensor> {
             linear(xn, layer.weight(p))?
                 .reshape((b, t, n, hd))
@@ -426,71 +432,71 @@ impl Llama {
     }
 
     /// The residual stream after attention: `x + att·Oᵀ` (`x: [B, T, h]`, `att: [B·T, h]`).
-    pub fn attn_residual(&self, l: usize, x: &Tensor, att: &Tensor) -> Result<Tensor> {
-        let o = linear(att, self.layers[l].weight(Proj::O))?;
+    pub fn attn_residual(&self, layer: &Layer, x: &Tensor, att: &Tensor) -> Result<Tensor> {
+        let o = linear(att, layer.weight(Proj::O))?;
         o.reshape(x.shape())
             .and_then(|o| x.add(&o))
-            .map_err(Error::tensor(format!("layer {l}: residual")))
+            .map_err(Error::tensor("attention residual"))
     }
 
     /// Stage [`Stage::Mlp`]'s input: the normed stream after attention as `[B·T, h]`.
-    pub fn mlp_input(&self, l: usize, x: &Tensor) -> Result<Tensor> {
+    pub fn mlp_input(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
         let (b, t, h) = x.dims3().map_err(Error::tensor("hidden state"))?;
-        candle_nn::ops::rms_norm(x, &self.layers[l].mlp_norm, self.config.rms_norm_eps as f32)
+        candle_nn::ops::rms_norm(x, &layer.mlp_norm, self.config.rms_norm_eps as f32)
             .and_then(|y| y.reshape((b * t, h)))
-            .map_err(Error::tensor(format!("layer {l}: MLP norm")))
+            .map_err(Error::tensor("MLP norm"))
     }
 
     /// Stage [`Stage::MlpOut`]'s input: `silu(xn·Gateᵀ)·(xn·Upᵀ)`.
-    pub fn swiglu(&self, l: usize, xn: &Tensor) -> Result<Tensor> {
-        let g = linear(xn, self.layers[l].weight(Proj::Gate))?;
-        let u = linear(xn, self.layers[l].weight(Proj::Up))?;
+    pub fn swiglu(&self, layer: &Layer, xn: &Tensor) -> Result<Tensor> {
+        let g = linear(xn, layer.weight(Proj::Gate))?;
+        let u = linear(xn, layer.weight(Proj::Up))?;
         g.silu()
             .and_then(|g| g.mul(&u))
-            .map_err(Error::tensor(format!("layer {l}: swiglu")))
+            .map_err(Error::tensor("swiglu"))
     }
 
     /// The layer's output: `x + m·Downᵀ` (`x: [B, T, h]` after attention, `m: [B·T, f]`).
-    pub fn mlp_residual(&self, l: usize, x: &Tensor, m: &Tensor) -> Result<Tensor> {
-        let d = linear(m, self.layers[l].weight(Proj::Down))?;
+    pub fn mlp_residual(&self, layer: &Layer, x: &Tensor, m: &Tensor) -> Result<Tensor> {
+        let d = linear(m, layer.weight(Proj::Down))?;
         d.reshape(x.shape())
             .and_then(|d| x.add(&d))
-            .map_err(Error::tensor(format!("layer {l}: residual")))
+            .map_err(Error::tensor("MLP residual"))
     }
 
-    /// Layer `l` on the residual stream `x: [B, T, h]`. `tap` sees each stage's input (what the
+    /// `layer` on the residual stream `x: [B, T, h]`. `tap` sees each stage's input (what the
     /// stage's projections multiply) as `[B·T, in]`; with `stop`, the layer returns `None` right
     /// after tapping that stage, without computing the rest.
     pub fn layer_forward(
         &self,
-        l: usize,
+        layer: &Layer,
         x: &Tensor,
         stop: Option<Stage>,
         tap: &mut dyn FnMut(Stage, &Tensor) -> Result<()>,
     ) -> Result<Option<Tensor>> {
         let b = x.dim(0).map_err(Error::tensor("hidden state"))?;
-        let xn = self.attn_input(l, x)?;
+        let xn = self.attn_input(layer, x)?;
         tap(Stage::Attn, &xn)?;
         if stop == Some(Stage::Attn) {
             return Ok(None);
         }
-        let att = self.attention(l, &xn, b)?;
+        let att = self.attention(layer, &xn, b)?;
         tap(Stage::AttnOut, &att)?;
         if stop == Some(Stage::AttnOut) {
             return Ok(None);
         }
-        let x = self.attn_residual(l, x, &att)?;
-        let xn = self.mlp_input(l, &x)?;
+        let x = self.attn_residual(layer, x, &att)?;
+        let xn = self.mlp_input(layer, &x)?;
         tap(Stage::Mlp, &xn)?;
         if stop == Some(Stage::Mlp) {
             return Ok(None);
         }
-        let m = self.swiglu(l, &xn)?;
+        let m = self.swiglu(layer, &xn)?;
         tap(Stage::MlpOut, &m)?;
         if stop == Some(Stage::MlpOut) {
             return Ok(None);
         }
-        Ok(Some(self.mlp_residual(l, &x, &m)?))
+        Ok(Some(self.mlp_residual(layer, &x, &m)?))
     }
 
     /// Logits `[B, T, vocab]` from the residual stream leaving the last layer.
@@ -504,15 +510,47 @@ impl Llama {
             .map_err(Error::tensor("logits"))
     }
 
-    /// The whole forward: logits of `tokens: [B, T]`.
+    /// The whole forward: logits of `tokens: [B, T]`. Errors on a model without its layers
+    /// ([`Llama::outer`]).
     pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        let mut x = self.embed(tokens)?;
-        for l in 0..self.layers.len() {
-            x = self
-                .layer_forward(l, &x, None, &mut |_, _| Ok(()))?
-                .expect("no stop: the layer returns its output");
+        self.logits(&self.stream(tokens)?)
+    }
+
+    /// The residual stream leaving the last layer for `tokens: [B, T]`. Errors on a model
+    /// without its layers ([`Llama::outer`]).
+    pub fn stream(&self, tokens: &Tensor) -> Result<Tensor> {
+        if self.layers.len() != self.config.num_hidden_layers {
+            return Err(Error::invalid(
+                "model",
+                format!("{} layers held", self.layers.len()),
+                format!("the forward needs all {}", self.config.num_hidden_layers),
+            ));
         }
-        self.logits(&x)
+        let mut x = self.embed(tokens)?;
+        for layer in &self.layers {
+            x = self.layer_output(layer, &x)?;
+        }
+        Ok(x)
+    }
+
+    /// `layer`'s output on the residual stream `x: [B, T, h]`.
+    pub fn layer_output(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+        Ok(self
+            .layer_forward(layer, x, None, &mut |_, _| Ok(()))?
+            .expect("no stop: the layer returns its output"))
+    }
+}
+
+/// An error naming `name` when `t`'s shape is not `want`.
+fn check_shape(name: &str, t: &Tensor, want: &[usize]) -> Result<()> {
+    if t.dims() == want {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            name,
+            format!("{:?}", t.dims()),
+            format!("expected {want:?} from the config"),
+        ))
     }
 }
 
@@ -615,32 +653,49 @@ fn rope_tables(c: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
     ))
 }
 
+/// Positions whose logits are held at once by [`nll_of_stream`] (`vocab` f32 each).
+const NLL_CHUNK: usize = 128;
+
 /// Mean negative log-likelihood of each window's next tokens, summed over windows: returns
 /// (sum of −log p over predicted tokens, predicted tokens). `tokens: [B, T]`; positions 0..T−1
 /// predict 1..T.
 pub fn nll(model: &Llama, tokens: &Tensor) -> Result<(f64, usize)> {
+    nll_of_stream(model, &model.stream(tokens)?, tokens)
+}
+
+/// [`nll`] from the residual stream `x: [B, T, h]` leaving the last layer; the logits are made
+/// [`NLL_CHUNK`] positions at a time, so memory holds `B·128·vocab` of them, not `B·T·vocab`.
+pub fn nll_of_stream(model: &Llama, x: &Tensor, tokens: &Tensor) -> Result<(f64, usize)> {
     let (b, t) = tokens.dims2().map_err(Error::tensor("tokens"))?;
-    let logits = model.forward(tokens)?;
-    let err = Error::tensor("log-likelihood");
-    let lp = candle_nn::ops::log_softmax(&logits.i((.., ..t - 1, ..)).map_err(err)?, D::Minus1)
-        .map_err(Error::tensor("log-softmax"))?;
-    let target = tokens
-        .i((.., 1..))
-        .and_then(|x| x.contiguous())
-        .and_then(|x| x.unsqueeze(2))
-        .map_err(Error::tensor("targets"))?;
-    let picked = lp
-        .gather(&target, 2)
-        .and_then(|p| p.to_dtype(DType::F64))
-        .and_then(|p| p.sum_all())
-        .and_then(|p| p.to_scalar::<f64>())
-        .map_err(Error::tensor("gather"))?;
-    Ok((-picked, b * (t - 1)))
+    let predicted = t.saturating_sub(1);
+    let mut picked = 0.0;
+    for start in (0..predicted).step_by(NLL_CHUNK) {
+        let len = NLL_CHUNK.min(predicted - start);
+        let xs = x
+            .narrow(1, start, len)
+            .and_then(|x| x.contiguous())
+            .map_err(Error::tensor("hidden state"))?;
+        let lp = candle_nn::ops::log_softmax(&model.logits(&xs)?, D::Minus1)
+            .map_err(Error::tensor("log-softmax"))?;
+        let target = tokens
+            .narrow(1, start + 1, len)
+            .and_then(|x| x.contiguous())
+            .and_then(|x| x.unsqueeze(2))
+            .map_err(Error::tensor("targets"))?;
+        picked += lp
+            .gather(&target, 2)
+            .and_then(|p| p.to_dtype(DType::F64))
+            .and_then(|p| p.sum_all())
+            .and_then(|p| p.to_scalar::<f64>())
+            .map_err(Error::tensor("gather"))?;
+    }
+    Ok((-picked, b * predicted))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::IndexOp;
 
     fn tiny_config() -> Config {
         Config::tiny(32, 64)
@@ -672,7 +727,7 @@ mod tests {
         let x = m.embed(&a).unwrap();
         let mut seen = Vec::new();
         let y = m
-            .layer_forward(0, &x, None, &mut |s, inp| {
+            .layer_forward(&m.layers[0], &x, None, &mut |s, inp| {
                 seen.push((s, inp.dims().to_vec()));
                 Ok(())
             })
@@ -689,7 +744,7 @@ mod tests {
         );
         assert_eq!(y.dims(), &[1, 6, 32]);
         let stopped = m
-            .layer_forward(0, &x, Some(Stage::Mlp), &mut |_, _| Ok(()))
+            .layer_forward(&m.layers[0], &x, Some(Stage::Mlp), &mut |_, _| Ok(()))
             .unwrap();
         assert!(stopped.is_none());
     }
@@ -703,5 +758,21 @@ mod tests {
         let (s, n) = nll(&m, &t).unwrap();
         assert_eq!(n, 6);
         assert!((s / n as f64 - 64f64.ln()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn nll_in_chunks_equals_the_whole_log_softmax() {
+        // 300 positions: three chunks of logits, the last partial.
+        let m = Llama::random(tiny_config(), 6, &Device::Cpu).unwrap();
+        let ids: Vec<u32> = (0..301u32).map(|i| (i * 37 + 11) % 64).collect();
+        let t = Tensor::from_vec(ids.clone(), (1, 301), &Device::Cpu).unwrap();
+        let (s, n) = nll(&m, &t).unwrap();
+        assert_eq!(n, 300);
+        let lp = candle_nn::ops::log_softmax(&m.forward(&t).unwrap(), D::Minus1).unwrap();
+        let lp = lp.i(0).unwrap().to_vec2::<f32>().unwrap();
+        let whole: f64 = (0..300)
+            .map(|i| -f64::from(lp[i][ids[i + 1] as usize]))
+            .sum();
+        assert!((s - whole).abs() < 1e-9 * whole, "{s} vs {whole}");
     }
 }

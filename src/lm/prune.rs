@@ -21,7 +21,8 @@
 //! pruned; gate and up run twice), two more products per projection for the errors, plus
 //! SparseGPT's `O(in³ + out·in²)`; memory: the residual stream of every calibration window, twice.
 
-use super::model::{Llama, Proj, Stage};
+use super::corpus::Perplexity;
+use super::model::{Layer, Llama, Proj, Stage};
 use super::sparsegpt::{self, KeptScores, Settings};
 use crate::error::{Error, Result};
 use crate::mask::{Mask, Matrix};
@@ -198,6 +199,28 @@ fn to_vec2(t: &Tensor) -> Result<Vec<f32>> {
         .map_err(Error::tensor("to host"))
 }
 
+/// Perplexity to measure during the pruning pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Evaluation<'a> {
+    /// The evaluation windows (each run alone, as [`super::corpus::perplexity`] does).
+    pub windows: &'a [Vec<u32>],
+    /// Measure the dense model's perplexity too.
+    pub dense: bool,
+}
+
+/// What a pruning pass produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Per projection, in forward order.
+    pub reports: Vec<ProjReport>,
+    /// The dense model's perplexity (when asked for).
+    pub dense: Option<Perplexity>,
+    /// The pruned model's perplexity (when there were evaluation windows).
+    pub pruned: Option<Perplexity>,
+    /// Seconds spent on evaluation (carrying the evaluation streams, the final logits).
+    pub eval_seconds: f64,
+}
+
 /// Prune every projection of `model` in place on the calibration windows; `progress` gets
 /// (steps done, steps in all), one step per stage of each layer.
 pub fn prune(
@@ -206,6 +229,42 @@ pub fn prune(
     spec: &PruneSpec,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<ProjReport>> {
+    let dense = std::mem::take(&mut model.layers);
+    let mut pruned = Vec::with_capacity(dense.len());
+    let outcome = prune_layers(
+        model,
+        &mut |l| Ok(dense[l].clone()),
+        calib,
+        None,
+        spec,
+        &mut |_, layer| {
+            pruned.push(layer);
+            Ok(())
+        },
+        progress,
+    );
+    model.layers = match outcome {
+        Ok(_) => pruned,
+        Err(_) => dense,
+    };
+    outcome.map(|o| o.reports)
+}
+
+/// Prune a model held one decoder layer at a time. `outer` gives the embeddings, norms and
+/// head (its own layers, if any, are not used); `dense(l)` gives layer `l` as it is; `sink(l, ŵ)`
+/// takes layer `l` pruned, after which the pass keeps nothing of it. With `eval`, each
+/// evaluation window's residual stream is carried through the pruned layers (and the dense
+/// ones when asked), so the perplexities come from the same pass. Memory: one layer (dense and
+/// pruned), the calibration streams, and the evaluation streams (`tokens · hidden` f32 each).
+pub fn prune_layers(
+    outer: &Llama,
+    dense: &mut dyn FnMut(usize) -> Result<Layer>,
+    calib: &[Vec<u32>],
+    eval: Option<Evaluation>,
+    spec: &PruneSpec,
+    sink: &mut dyn FnMut(usize, Layer) -> Result<()>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Outcome> {
     if calib.is_empty() {
         return Err(Error::invalid(
             "calibration",
@@ -213,110 +272,175 @@ pub fn prune(
             "at least one needed",
         ));
     }
-    let dev = model.device().clone();
+    let dev = outer.device().clone();
     let mut hidden: Vec<Tensor> = Vec::new();
     for chunk in calib.chunks(spec.batch.max(1)) {
         let t = chunk[0].len();
         let flat: Vec<u32> = chunk.iter().flatten().copied().collect();
         let tokens =
             Tensor::from_vec(flat, (chunk.len(), t), &dev).map_err(Error::tensor("tokens"))?;
-        hidden.push(model.embed(&tokens)?);
+        hidden.push(outer.embed(&tokens)?);
     }
-    let layers = model.layers.len();
+    let eval_tokens: Vec<Tensor> = eval
+        .map_or(&[][..], |e| e.windows)
+        .iter()
+        .map(|w| Tensor::from_slice(w, (1, w.len()), &dev).map_err(Error::tensor("window")))
+        .collect::<Result<_>>()?;
+    let mut eval_pruned: Vec<Tensor> = eval_tokens
+        .iter()
+        .map(|t| outer.embed(t))
+        .collect::<Result<_>>()?;
+    let mut eval_dense = match eval {
+        Some(e) if e.dense => Some(eval_pruned.clone()),
+        _ => None,
+    };
+    let layers = outer.config.num_hidden_layers;
     let steps = layers * (Stage::ALL.len() + 1);
-    let mut reports = Vec::new();
+    let (mut reports, mut eval_seconds) = (Vec::new(), 0.0);
     for l in 0..layers {
-        let dense = model.layers[l].clone();
-        let mut errs = [ErrSum::default(); 7];
-        let mut gaps: [Option<KeptScores>; 7] = [None; 7];
-        let mut step = l * (Stage::ALL.len() + 1);
-        let mut done = |step: &mut usize| {
-            *step += 1;
-            progress(*step, steps);
-        };
-        // Each stage's input is computed once per calibration batch, from the model as pruned
-        // so far, and kept (attention outputs, then the stream after attention) until the
-        // stage's projections are pruned; the projections' errors are measured on the pass
-        // that follows their pruning, on the same inputs.
-        let mut stats = Stats::new(Stage::Attn, spec.method);
-        for x in &hidden {
-            stats.add(&model.attn_input(l, x)?)?;
-        }
-        prune_stage(model, l, Stage::Attn, &stats, spec, &mut gaps)?;
-        gram_errors(&mut errs, Stage::Attn, &stats, &dense, &model.layers[l])?;
-        done(&mut step);
-        let (mut stats, mut atts) = (
-            Stats::new(Stage::AttnOut, spec.method),
-            Vec::with_capacity(hidden.len()),
-        );
-        for x in &hidden {
-            let xn = model.attn_input(l, x)?;
-            let b = x.dim(0).map_err(Error::tensor("hidden state"))?;
-            let att = model.attention(l, &xn, b)?;
-            stats.add(&att)?;
-            atts.push(att);
-        }
-        prune_stage(model, l, Stage::AttnOut, &stats, spec, &mut gaps)?;
-        gram_errors(&mut errs, Stage::AttnOut, &stats, &dense, &model.layers[l])?;
-        done(&mut step);
-        let (mut stats, mut streams) = (
-            Stats::new(Stage::Mlp, spec.method),
-            Vec::with_capacity(hidden.len()),
-        );
-        for (x, att) in hidden.iter().zip(atts) {
-            let x2 = model.attn_residual(l, x, &att)?;
-            stats.add(&model.mlp_input(l, &x2)?)?;
-            streams.push(x2);
-        }
-        drop(hidden);
-        prune_stage(model, l, Stage::Mlp, &stats, spec, &mut gaps)?;
-        gram_errors(&mut errs, Stage::Mlp, &stats, &dense, &model.layers[l])?;
-        done(&mut step);
-        let mut stats = Stats::new(Stage::MlpOut, spec.method);
-        for x2 in &streams {
-            stats.add(&model.swiglu(l, &model.mlp_input(l, x2)?)?)?;
-        }
-        prune_stage(model, l, Stage::MlpOut, &stats, spec, &mut gaps)?;
-        let measured = gram_errors(&mut errs, Stage::MlpOut, &stats, &dense, &model.layers[l])?;
-        drop(stats);
-        done(&mut step);
-        hidden = Vec::with_capacity(streams.len());
-        for x2 in &streams {
-            let m = model.swiglu(l, &model.mlp_input(l, x2)?)?;
-            if !measured {
-                accumulate_errors(&mut errs, Stage::MlpOut, &m, &dense, &model.layers[l])?;
+        let d = dense(l)?;
+        outer.check_layer(l, &d)?;
+        let t0 = std::time::Instant::now();
+        if let Some(streams) = &mut eval_dense {
+            for x in streams.iter_mut() {
+                *x = outer.layer_output(&d, x)?;
             }
-            hidden.push(model.mlp_residual(l, x2, &m)?);
         }
-        drop(streams);
-        done(&mut step);
-        for p in Proj::ALL {
-            let w = model.layers[l].weight(p);
-            let (rows, cols) = w.dims2().map_err(Error::tensor("weight"))?;
-            let data = to_vec2(w)?;
-            let e = errs[p as usize];
-            reports.push(ProjReport {
-                layer: l,
-                proj: p.short(),
-                shape: [rows, cols],
-                sparsity: data.iter().filter(|&&v| v == 0.0).count() as f64 / data.len() as f64,
-                rel_error: if e.base > 0.0 {
-                    (e.diff / e.base).sqrt()
-                } else {
-                    0.0
-                },
-                kept_gap: gaps[p as usize].map(|k| k.gap()),
-                structure_ok: has_structure(&data, rows, cols, spec.kind)?,
-            });
+        eval_seconds += t0.elapsed().as_secs_f64();
+        let mut step = l * (Stage::ALL.len() + 1);
+        let mut done = || {
+            step += 1;
+            progress(step, steps);
+        };
+        let pruned = prune_layer(outer, l, &d, &mut hidden, spec, &mut done, &mut reports)?;
+        drop(d);
+        let t0 = std::time::Instant::now();
+        for x in eval_pruned.iter_mut() {
+            *x = outer.layer_output(&pruned, x)?;
         }
+        eval_seconds += t0.elapsed().as_secs_f64();
+        sink(l, pruned)?;
     }
-    Ok(reports)
+    let ppl = |streams: &[Tensor]| -> Result<Option<Perplexity>> {
+        if eval.is_none() {
+            return Ok(None);
+        }
+        let (mut sum, mut count) = (0.0, 0);
+        for (x, t) in streams.iter().zip(&eval_tokens) {
+            let (s, n) = super::model::nll_of_stream(outer, x, t)?;
+            sum += s;
+            count += n;
+        }
+        Perplexity::from_nll(sum, count, streams.len()).map(Some)
+    };
+    let t0 = std::time::Instant::now();
+    let dense = match &eval_dense {
+        Some(streams) => ppl(streams)?,
+        None => None,
+    };
+    let pruned = ppl(&eval_pruned)?;
+    Ok(Outcome {
+        reports,
+        dense,
+        pruned,
+        eval_seconds: eval_seconds + t0.elapsed().as_secs_f64(),
+    })
 }
 
-/// Prune the projections reading `stage` of layer `l` from the stage's statistics.
-fn prune_stage(
-    model: &mut Llama,
+/// Prune one decoder layer: `dense` is its weights, `hidden` the calibration streams entering
+/// it (left as the streams leaving the pruned layer); its reports are appended to `reports`.
+fn prune_layer(
+    outer: &Llama,
     l: usize,
+    dense: &Layer,
+    hidden: &mut Vec<Tensor>,
+    spec: &PruneSpec,
+    done: &mut dyn FnMut(),
+    reports: &mut Vec<ProjReport>,
+) -> Result<Layer> {
+    let mut layer = dense.clone();
+    let mut errs = [ErrSum::default(); 7];
+    let mut gaps: [Option<KeptScores>; 7] = [None; 7];
+    // Each stage's input is computed once per calibration batch, from the model as pruned
+    // so far, and kept (attention outputs, then the stream after attention) until the
+    // stage's projections are pruned; the projections' errors are measured on the pass
+    // that follows their pruning, on the same inputs.
+    let mut stats = Stats::new(Stage::Attn, spec.method);
+    for x in hidden.iter() {
+        stats.add(&outer.attn_input(&layer, x)?)?;
+    }
+    prune_stage(&mut layer, Stage::Attn, &stats, spec, &mut gaps)?;
+    gram_errors(&mut errs, Stage::Attn, &stats, dense, &layer)?;
+    done();
+    let (mut stats, mut atts) = (
+        Stats::new(Stage::AttnOut, spec.method),
+        Vec::with_capacity(hidden.len()),
+    );
+    for x in hidden.iter() {
+        let xn = outer.attn_input(&layer, x)?;
+        let b = x.dim(0).map_err(Error::tensor("hidden state"))?;
+        let att = outer.attention(&layer, &xn, b)?;
+        stats.add(&att)?;
+        atts.push(att);
+    }
+    prune_stage(&mut layer, Stage::AttnOut, &stats, spec, &mut gaps)?;
+    gram_errors(&mut errs, Stage::AttnOut, &stats, dense, &layer)?;
+    done();
+    let (mut stats, mut streams) = (
+        Stats::new(Stage::Mlp, spec.method),
+        Vec::with_capacity(hidden.len()),
+    );
+    for (x, att) in hidden.iter().zip(atts) {
+        let x2 = outer.attn_residual(&layer, x, &att)?;
+        stats.add(&outer.mlp_input(&layer, &x2)?)?;
+        streams.push(x2);
+    }
+    hidden.clear();
+    prune_stage(&mut layer, Stage::Mlp, &stats, spec, &mut gaps)?;
+    gram_errors(&mut errs, Stage::Mlp, &stats, dense, &layer)?;
+    done();
+    let mut stats = Stats::new(Stage::MlpOut, spec.method);
+    for x2 in &streams {
+        stats.add(&outer.swiglu(&layer, &outer.mlp_input(&layer, x2)?)?)?;
+    }
+    prune_stage(&mut layer, Stage::MlpOut, &stats, spec, &mut gaps)?;
+    let measured = gram_errors(&mut errs, Stage::MlpOut, &stats, dense, &layer)?;
+    drop(stats);
+    done();
+    for x2 in &streams {
+        let m = outer.swiglu(&layer, &outer.mlp_input(&layer, x2)?)?;
+        if !measured {
+            accumulate_errors(&mut errs, Stage::MlpOut, &m, dense, &layer)?;
+        }
+        hidden.push(outer.mlp_residual(&layer, x2, &m)?);
+    }
+    drop(streams);
+    done();
+    for p in Proj::ALL {
+        let w = layer.weight(p);
+        let (rows, cols) = w.dims2().map_err(Error::tensor("weight"))?;
+        let data = to_vec2(w)?;
+        let e = errs[p as usize];
+        reports.push(ProjReport {
+            layer: l,
+            proj: p.short(),
+            shape: [rows, cols],
+            sparsity: data.iter().filter(|&&v| v == 0.0).count() as f64 / data.len() as f64,
+            rel_error: if e.base > 0.0 {
+                (e.diff / e.base).sqrt()
+            } else {
+                0.0
+            },
+            kept_gap: gaps[p as usize].map(|k| k.gap()),
+            structure_ok: has_structure(&data, rows, cols, spec.kind)?,
+        });
+    }
+    Ok(layer)
+}
+
+/// Prune the projections of `layer` reading `stage` from the stage's statistics.
+fn prune_stage(
+    layer: &mut Layer,
     stage: Stage,
     stats: &Stats,
     spec: &PruneSpec,
@@ -344,9 +468,9 @@ fn prune_stage(
         }
     };
     for &p in stage.projections() {
-        let (w, gap) = prune_one(model.layers[l].weight(p), &weighting, spec)?;
+        let (w, gap) = prune_one(layer.weight(p), &weighting, spec)?;
         gaps[p as usize] = gap;
-        model.layers[l].set_weight(p, w)?;
+        layer.set_weight(p, w)?;
     }
     Ok(())
 }
@@ -358,8 +482,8 @@ fn gram_errors(
     errs: &mut [ErrSum; 7],
     stage: Stage,
     stats: &Stats,
-    dense: &super::model::Layer,
-    pruned: &super::model::Layer,
+    dense: &Layer,
+    pruned: &Layer,
 ) -> Result<bool> {
     let Some(g) = &stats.g else {
         return Ok(false);
@@ -388,8 +512,8 @@ fn accumulate_errors(
     errs: &mut [ErrSum; 7],
     s: Stage,
     inp: &Tensor,
-    dense: &super::model::Layer,
-    pruned: &super::model::Layer,
+    dense: &Layer,
+    pruned: &Layer,
 ) -> Result<()> {
     for &p in s.projections() {
         let y = super::model::linear(inp, dense.weight(p))?;
@@ -411,7 +535,6 @@ fn accumulate_errors(
     Ok(())
 }
 
-/// The pruned weight of one projection and its transposable kept scores.
 /// A stage's statistics as its method uses them.
 enum Weighting {
     /// Scores `|W|`.
@@ -422,6 +545,7 @@ enum Weighting {
     SparseGpt(sparsegpt::Factor),
 }
 
+/// The pruned weight of one projection and its transposable kept scores.
 fn prune_one(
     w: &Tensor,
     weighting: &Weighting,
@@ -605,5 +729,67 @@ mod tests {
                 assert_eq!(to_vec2(a.weight(p)).unwrap(), to_vec2(b.weight(p)).unwrap());
             }
         }
+    }
+
+    #[test]
+    fn the_streamed_perplexities_equal_whole_model_ones_and_nothing_is_kept() {
+        let dev = Device::Cpu;
+        let dense = Llama::random(tiny(), 5, &dev).unwrap();
+        let eval: Vec<Vec<u32>> = (0..3)
+            .map(|w| (0..12).map(|i| ((w * 31 + i * 7) % 96) as u32).collect())
+            .collect();
+        let spec = PruneSpec {
+            method: Method::Wanda,
+            kind: MaskKind::Nm(Pattern { n: 2, m: 4 }),
+            solver: "exact".into(),
+            seed: 0,
+            batch: 2,
+        };
+        let mut outer = dense.clone();
+        outer.layers.clear();
+        let (mut pruned_layers, mut asked) = (Vec::new(), Vec::new());
+        let outcome = prune_layers(
+            &outer,
+            &mut |l| {
+                asked.push(l);
+                Ok(dense.layers[l].clone())
+            },
+            &calib(),
+            Some(Evaluation {
+                windows: &eval,
+                dense: true,
+            }),
+            &spec,
+            &mut |l, layer| {
+                pruned_layers.push((l, layer));
+                Ok(())
+            },
+            &mut |_, _| {},
+        )
+        .unwrap();
+        // Each layer is asked for once, in order, and handed on once.
+        assert_eq!(asked, vec![0, 1]);
+        assert_eq!(
+            pruned_layers.iter().map(|p| p.0).collect::<Vec<_>>(),
+            [0, 1]
+        );
+        let whole_dense = crate::lm::corpus::perplexity(&dense, &eval, &mut |_| {}).unwrap();
+        assert_eq!(outcome.dense, Some(whole_dense));
+        let mut pruned = outer.clone();
+        pruned.layers = pruned_layers.into_iter().map(|p| p.1).collect();
+        let whole_pruned = crate::lm::corpus::perplexity(&pruned, &eval, &mut |_| {}).unwrap();
+        assert_eq!(outcome.pruned, Some(whole_pruned));
+        assert_ne!(whole_pruned, whole_dense);
+        // The in-place form prunes to the same weights.
+        let mut inplace = dense.clone();
+        prune(&mut inplace, &calib(), &spec, &mut |_, _| {}).unwrap();
+        for (a, b) in inplace.layers.iter().zip(&pruned.layers) {
+            for p in Proj::ALL {
+                let (a, b) = (to_vec2(a.weight(p)).unwrap(), to_vec2(b.weight(p)).unwrap());
+                assert_eq!(a, b);
+            }
+        }
+        // An outer model alone has no forward.
+        assert!(crate::lm::corpus::perplexity(&outer, &eval, &mut |_| {}).is_err());
     }
 }

@@ -9,7 +9,8 @@
 
 use crate::error::{Error, Result};
 use crate::lm::corpus::{self, Perplexity};
-use crate::lm::prune::{Method, ProjReport, PruneSpec};
+use crate::lm::prune::{Evaluation, Method, Outcome, ProjReport, PruneSpec, prune_layers};
+use crate::lm::save::Writer;
 use crate::lm::{load, tokenizer};
 use crate::train::MaskKind;
 use std::path::{Path, PathBuf};
@@ -74,7 +75,8 @@ pub struct PruneReport {
     pub mean_rel_error: f64,
     /// Every projection has its structure.
     pub structure_ok: bool,
-    /// Seconds spent pruning (calibration passes and solvers, not evaluation).
+    /// Seconds of the pass over the layers less its evaluation: loading, calibration passes,
+    /// solvers and writing.
     pub prune_seconds: f64,
     /// Seconds for the whole job.
     pub seconds: f64,
@@ -132,8 +134,8 @@ pub fn run(
     if let Some(out) = &job.output {
         refuse_inputs(job, out)?;
     }
-    status("loading the checkpoint");
-    let mut ckpt = load::load(&job.model, device)?;
+    status("opening the checkpoint");
+    let ckpt = load::open(&job.model, device)?;
     let tok = tokenizer::load(&job.model)?;
     let (calib, calib_label, eval, eval_label) = texts(job)?;
     status("tokenizing");
@@ -142,7 +144,7 @@ pub fn run(
     let windows = corpus::eval_windows(&eval_ids, job.window, job.eval_tokens);
     let calib_windows =
         corpus::calibration_windows(&calib_ids, job.window, job.calib_windows, job.seed)?;
-    let vocab = ckpt.model.config.vocab_size as u32;
+    let vocab = ckpt.config.vocab_size as u32;
     if let Some(bad) = calib_ids.iter().chain(&eval_ids).find(|&&t| t >= vocab) {
         return Err(Error::invalid(
             "tokenizer",
@@ -150,13 +152,13 @@ pub fn run(
             format!("token id beyond the model's vocabulary of {vocab}"),
         ));
     }
-    let dense = if job.skip_dense_eval {
-        None
-    } else {
-        status("perplexity of the dense model");
-        Some(corpus::perplexity(&ckpt.model, &windows, &mut |_| {})?)
-    };
-    status("pruning");
+    if windows.is_empty() {
+        return Err(Error::invalid(
+            "evaluation text",
+            format!("{} tokens", eval_ids.len()),
+            format!("shorter than one window of {}", job.window),
+        ));
+    }
     let spec = PruneSpec {
         method: job.method,
         kind: job.kind,
@@ -164,31 +166,60 @@ pub fn run(
         seed: job.seed,
         batch: job.batch,
     };
+    let eval = Evaluation {
+        windows: &windows,
+        dense: !job.skip_dense_eval,
+    };
+    // One pass over the layers: each is loaded, pruned, carried the evaluation streams and
+    // written out, then dropped.
+    let mut pass = |mut writer: Option<&mut Writer>| -> Result<Outcome> {
+        let outer = ckpt.outer()?;
+        if let Some(w) = writer.as_deref_mut() {
+            w.put_outer(&outer)?;
+        }
+        prune_layers(
+            &outer,
+            &mut |l| ckpt.layer(l),
+            &calib_windows,
+            Some(eval),
+            &spec,
+            &mut |l, layer| match writer.as_deref_mut() {
+                Some(w) => w.put_layer(l, &layer),
+                None => Ok(()),
+            },
+            progress,
+        )
+    };
+    status("pruning layer by layer (perplexities on the same pass)");
     let t0 = std::time::Instant::now();
-    let layers = crate::lm::prune::prune(&mut ckpt.model, &calib_windows, &spec, progress)?;
-    let prune_seconds = t0.elapsed().as_secs_f64();
-    status("perplexity of the pruned model");
-    let pruned = corpus::perplexity(&ckpt.model, &windows, &mut |_| {})?;
-    if let Some(out) = &job.output {
-        status("writing the pruned checkpoint");
-        let replaced: Vec<String> = (0..ckpt.model.layers.len())
-            .flat_map(|l| crate::lm::model::Proj::ALL.map(|p| p.hf_name(l)))
-            .collect();
-        let model = ckpt.model.clone();
-        crate::io::atomic::write_dir_with(out, |staging| {
-            load::write_hf(&ckpt, &model, &replaced, staging)?;
-            // An HF input's tokenizer.json is copied as it is; a GGUF's is written out.
-            let given = ckpt.path.join("tokenizer.json");
-            if ckpt.format == load::Format::HfDir && given.is_file() {
-                std::fs::copy(&given, staging.join("tokenizer.json"))
-                    .map(|_| ())
-                    .map_err(|e| Error::io(&given, e))
-            } else {
-                tok.save(staging.join("tokenizer.json"), false)
-                    .map_err(|e| Error::invalid("tokenizer", "tokenizer.json", e))
-            }
-        })?;
-    }
+    let outcome = match &job.output {
+        None => pass(None)?,
+        Some(out) => {
+            let mut outcome = None;
+            crate::io::atomic::write_dir_with(out, |staging| {
+                let mut writer = Writer::create(&ckpt, staging)?;
+                outcome = Some(pass(Some(&mut writer))?);
+                status("finishing the pruned checkpoint");
+                writer.finish()?;
+                // An HF input's tokenizer.json is copied as it is; a GGUF's is written out.
+                let given = ckpt.path.join("tokenizer.json");
+                if ckpt.format == load::Format::HfDir && given.is_file() {
+                    std::fs::copy(&given, staging.join("tokenizer.json"))
+                        .map(|_| ())
+                        .map_err(|e| Error::io(&given, e))
+                } else {
+                    tok.save(staging.join("tokenizer.json"), false)
+                        .map_err(|e| Error::invalid("tokenizer", "tokenizer.json", e))
+                }
+            })?;
+            outcome.expect("the staging closure ran")
+        }
+    };
+    let prune_seconds = t0.elapsed().as_secs_f64() - outcome.eval_seconds;
+    let (dense, layers) = (outcome.dense, outcome.reports);
+    let pruned = outcome
+        .pruned
+        .expect("evaluation windows were given, so there is a perplexity");
     let totals = crate::lm::prune::totals(&layers);
     let mut report = PruneReport {
         model: job.model.display().to_string(),

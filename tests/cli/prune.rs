@@ -1,7 +1,7 @@
 //! `masklab prune` on a tiny random llama written as a Hugging Face directory (bf16).
 
 use super::*;
-use masklab::lm::{load, model, tokenizer};
+use masklab::lm::{model, save, tokenizer};
 
 const TEXT: &str = "Now is the winter of our discontent made glorious summer by this sun of York; \
 and all the clouds that lour'd upon our house in the deep bosom of the ocean buried. ";
@@ -11,7 +11,7 @@ fn fixture(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::Pa
     let config = model::Config::tiny(32, 256);
     let m = model::Llama::random(config, 7, &candle_core::Device::Cpu).unwrap();
     let src = dir.join("tiny");
-    load::save_hf(&m, &src, candle_core::DType::BF16).unwrap();
+    save::save_hf(&m, &src, candle_core::DType::BF16).unwrap();
     tokenizer::from_parts(&tokenizer::byte_tokens(), &[], false)
         .unwrap()
         .save(src.join("tokenizer.json"), false)

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::experiment::plan::Cell;
 use crate::lm::corpus::{self, Perplexity};
 use crate::lm::model::{Config, Llama};
-use crate::lm::prune::{Method, PruneSpec};
+use crate::lm::prune::{Evaluation, Method, PruneSpec};
 use crate::lm::{load, tokenizer};
 use crate::ops::prune::structure_name;
 use crate::train::MaskKind;
@@ -153,7 +153,7 @@ fn load_model(p: &Params, device: &candle_core::Device) -> Result<Loaded> {
                     message: "the pinned model is missing: run `just setup`".into(),
                 });
             }
-            (load::load(&path, device)?.model, tokenizer::load(&path)?)
+            (load::open(&path, device)?.model()?, tokenizer::load(&path)?)
         }
     };
     let (eval, calib) = corpus::split(&corpus::corpus_dir(&p.cache))?;
@@ -240,7 +240,6 @@ impl CellKind for LmPruneCell {
         };
         let calib =
             corpus::calibration_windows(&loaded.calib, p.window, p.calib_windows, cell.seed)?;
-        let mut model = loaded.model.clone();
         let spec = PruneSpec {
             method,
             kind,
@@ -248,10 +247,26 @@ impl CellKind for LmPruneCell {
             seed: cell.seed,
             batch: p.batch,
         };
+        // The loaded model stays dense: each pruned layer is dropped once the evaluation
+        // streams have passed it.
         let t0 = std::time::Instant::now();
-        let layers = crate::lm::prune::prune(&mut model, &calib, &spec, &mut |_, _| {})?;
-        let prune_seconds = t0.elapsed().as_secs_f64();
-        let ppl = corpus::perplexity(&model, &loaded.eval, &mut |_| {})?;
+        let outcome = crate::lm::prune::prune_layers(
+            &loaded.model,
+            &mut |l| Ok(loaded.model.layers[l].clone()),
+            &calib,
+            Some(Evaluation {
+                windows: &loaded.eval,
+                dense: false,
+            }),
+            &spec,
+            &mut |_, _| Ok(()),
+            &mut |_, _| {},
+        )?;
+        let prune_seconds = t0.elapsed().as_secs_f64() - outcome.eval_seconds;
+        let (layers, ppl) = (
+            outcome.reports,
+            outcome.pruned.expect("evaluation windows were given"),
+        );
         let totals = crate::lm::prune::totals(&layers);
         super::to_row(&LmPruneRow {
             perplexity: ppl.perplexity,
