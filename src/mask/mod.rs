@@ -8,7 +8,7 @@
 //! use masklab::mask::{Mask, Matrix, Pattern};
 //! let w = Matrix::new(4, 4, (0..16).map(|i| i as f32).collect())?;
 //! let p: Pattern = "2:4".parse()?;
-//! let m = Mask::transposable_greedy(&w.abs(), p)?;
+//! let m = masklab::solvers::greedy::transposable_mask(&w.abs(), p)?;
 //! assert!(m.is_transposable_nm(p)?);
 //! assert_eq!(m.sparsity(), 0.5);
 //! # Ok::<(), masklab::Error>(())
@@ -229,17 +229,6 @@ impl Mask {
         Ok(Mask { rows, cols, keep })
     }
 
-    /// A transposable N:M mask by the greedy rule on every M×M tile (see [`crate::solvers::greedy`]).
-    pub fn transposable_greedy(scores: &Matrix, pattern: Pattern) -> Result<Mask> {
-        let blocks = tile::Blocks::from_matrix(scores, pattern.m)?;
-        let mut keep = vec![0u8; blocks.data().len()];
-        let mm = pattern.m * pattern.m;
-        for (block, out) in blocks.data().chunks(mm).zip(keep.chunks_mut(mm)) {
-            crate::solvers::greedy::solve_block(block, pattern, out);
-        }
-        blocks.to_mask(&keep)
-    }
-
     /// Group report of the standard N:M structure along `in`: over = a group keeps more than N.
     pub fn nm_report(&self, pattern: Pattern) -> Result<GroupReport> {
         check_groups(self.rows, self.cols, pattern)?;
@@ -358,7 +347,6 @@ mod tests {
             err.contains("4x6") && err.contains("not a multiple of M = 4"),
             "{err}"
         );
-        assert!(Mask::transposable_greedy(&w, Pattern { n: 2, m: 4 }).is_err());
         assert!(Mask::block(&w, 4, 0.5).is_err());
     }
 
@@ -377,21 +365,6 @@ mod tests {
                     + b.get(r + 1, c + 1) as u8;
                 assert!(s == 0 || s == 4);
             }
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn transposable_greedy_is_transposable_and_its_transpose_is_nm() -> Result<()> {
-        let w = ramp(16, 32);
-        for p in [
-            Pattern::new(2, 4)?,
-            Pattern::new(4, 8)?,
-            Pattern::new(3, 8)?,
-        ] {
-            let m = Mask::transposable_greedy(&w, p)?;
-            assert!(m.is_transposable_nm(p)?);
-            assert!(m.is_nm(p)? && m.transpose().is_nm(p)?);
         }
         Ok(())
     }
@@ -444,17 +417,6 @@ mod properties {
                 let r = m.nm_report(p)?;
                 prop_assert_eq!((r.over, r.under), (0, 0));
                 prop_assert_eq!(r.groups, w.rows() * w.cols() / p.m);
-                prop_assert!(m.is_nm(p)?);
-            }
-        }
-
-        #[test]
-        fn transposable_masks_exist_exactly_when_both_sides_tile(w in scores(), p in pattern()) {
-            let m = Mask::transposable_greedy(&w, p);
-            prop_assert_eq!(m.is_ok(), w.rows() % p.m == 0 && w.cols() % p.m == 0);
-            if let Ok(m) = m {
-                prop_assert!(m.is_transposable_nm(p)?);
-                prop_assert!(m.transpose().is_transposable_nm(p)?);
                 prop_assert!(m.is_nm(p)?);
             }
         }

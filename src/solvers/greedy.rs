@@ -22,7 +22,7 @@
 use super::lanes::Lanes;
 use super::{BlockFn, Guarantee, SolveContext, Solver};
 use crate::error::Result;
-use crate::mask::Pattern;
+use crate::mask::{Mask, Matrix, Pattern, tile};
 
 /// The greedy transposable solver.
 #[derive(Debug, Default, Clone, Copy)]
@@ -236,6 +236,18 @@ fn sorted(scores: &[f32], n: usize, keep: &mut [u8]) {
     }
 }
 
+/// A transposable N:M mask of `scores` by the greedy rule on every M×M tile (one thread); an
+/// error when a side is not a multiple of M.
+pub fn transposable_mask(scores: &Matrix, pattern: Pattern) -> Result<Mask> {
+    let blocks = tile::Blocks::from_matrix(scores, pattern.m)?;
+    let mut keep = vec![0u8; blocks.data().len()];
+    let mm = pattern.m * pattern.m;
+    for (block, out) in blocks.data().chunks(mm).zip(keep.chunks_mut(mm)) {
+        solve_block(block, pattern, out);
+    }
+    blocks.to_mask(&keep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,5 +312,60 @@ mod tests {
         }
         // The comparison covers greedy's early stop (rows left under-filled), not only full masks.
         assert!(underfilled > 50, "{underfilled} under-filled blocks");
+    }
+    #[test]
+    fn transposable_greedy_is_transposable_and_its_transpose_is_nm() -> Result<()> {
+        let w = Matrix::new(
+            16,
+            32,
+            (0..16 * 32).map(|i| (i * 37 % 101) as f32).collect(),
+        )?;
+        for p in [
+            Pattern::new(2, 4)?,
+            Pattern::new(4, 8)?,
+            Pattern::new(3, 8)?,
+        ] {
+            let m = transposable_mask(&w, p)?;
+            assert!(m.is_transposable_nm(p)?);
+            assert!(m.is_nm(p)? && m.transpose().is_nm(p)?);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_matrix_that_does_not_tile_has_no_transposable_mask() {
+        let w = Matrix::new(4, 6, vec![1.0; 24]).unwrap();
+        assert!(transposable_mask(&w, Pattern { n: 2, m: 4 }).is_err());
+    }
+}
+
+/// Property tests of [`transposable_mask`] over random shapes, 0 and 1 included.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pattern() -> impl Strategy<Value = Pattern> {
+        (1usize..=4).prop_flat_map(|m| (1..=m).prop_map(move |n| Pattern { n, m }))
+    }
+
+    fn scores() -> impl Strategy<Value = Matrix> {
+        (0usize..=9, 0usize..=9).prop_flat_map(|(r, c)| {
+            proptest::collection::vec(0f32..10.0, r * c)
+                .prop_map(move |d| Matrix::new(r, c, d).expect("sized"))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn transposable_masks_exist_exactly_when_both_sides_tile(w in scores(), p in pattern()) {
+            let m = transposable_mask(&w, p);
+            prop_assert_eq!(m.is_ok(), w.rows() % p.m == 0 && w.cols() % p.m == 0);
+            if let Ok(m) = m {
+                prop_assert!(m.is_transposable_nm(p)?);
+                prop_assert!(m.transpose().is_transposable_nm(p)?);
+                prop_assert!(m.is_nm(p)?);
+            }
+        }
     }
 }

@@ -874,7 +874,8 @@ mod tests {
         let x = Var::from_tensor(&randn((8, 32), 4)).unwrap();
         let mut custom = layer(GradEstimator::Dense, true);
         let p: Pattern = "4:8".parse().unwrap();
-        let mask = Mask::transposable_greedy(&custom.weight_scores().unwrap(), p).unwrap();
+        let mask =
+            crate::solvers::greedy::transposable_mask(&custom.weight_scores().unwrap(), p).unwrap();
         custom.set_mask(Some(&mask)).unwrap();
         let (dx1, dw1, _) = grads(&custom, &x);
         // Autograd of x·(W⊙m)ᵀ, taking d/d(W⊙m) as the straight-through gradient of W.
@@ -910,7 +911,8 @@ mod tests {
             GradEstimator::Nm(estimators::by_name("mvue").unwrap(), "2:4".parse().unwrap()),
             true,
         );
-        let mask = Mask::transposable_greedy(&l.weight_scores().unwrap(), p).unwrap();
+        let mask =
+            crate::solvers::greedy::transposable_mask(&l.weight_scores().unwrap(), p).unwrap();
         l.set_mask(Some(&mask)).unwrap();
         grads(&l, &x);
         let fwd = support(&l.masked_weight().unwrap()).unwrap();
@@ -945,7 +947,7 @@ mod tests {
                 let scores = l.weight_scores().unwrap();
                 let mask = match kind {
                     MaskKind::Nm(p) => Mask::nm(&scores, p).unwrap(),
-                    _ => Mask::transposable_greedy(&scores, p).unwrap(),
+                    _ => crate::solvers::greedy::transposable_mask(&scores, p).unwrap(),
                 };
                 l.set_mask(Some(&mask)).unwrap();
                 l
@@ -969,7 +971,8 @@ mod tests {
         // Refill: after the weights move, the compressed forward follows them (same mask).
         let mut l = layer(GradEstimator::Dense, true);
         l.set_gemm(GemmMode::Sparse, MaskKind::Transposable(p));
-        let mask = Mask::transposable_greedy(&l.weight_scores().unwrap(), p).unwrap();
+        let mask =
+            crate::solvers::greedy::transposable_mask(&l.weight_scores().unwrap(), p).unwrap();
         l.set_mask(Some(&mask)).unwrap();
         l.weight
             .set(&l.weight.as_tensor().affine(2.0, 0.5).unwrap())
