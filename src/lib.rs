@@ -17,10 +17,12 @@ mod par;
 pub mod seed;
 pub mod solvers;
 pub mod sparse;
+pub mod toml_value;
 
 pub use error::{Error, Result};
 pub mod experiment;
 pub mod io;
+pub mod layers;
 pub mod lm;
 pub mod results;
 pub mod train;

@@ -2,6 +2,7 @@
 //! resume, shards) → rows, through the cell kinds of [`cells`].
 
 pub mod calibration;
+pub mod cell;
 pub mod cells;
 pub mod plan;
 pub mod runner;

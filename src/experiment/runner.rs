@@ -10,8 +10,9 @@
 //! Determinism: each cell draws from its own RNG (seeded from the spec seed and grid point) and
 //! rows are ordered by plan position, so the cell order, `--jobs` and shards do not change a table.
 
+use super::cell::Cell;
 use super::cells::{CellContext, Row, Shared};
-use super::plan::{Cell, Plan};
+use super::plan::Plan;
 use super::spec::Spec;
 use crate::error::{Error, Result};
 use crate::results::manifest::{self, Manifest};

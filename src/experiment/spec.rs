@@ -22,9 +22,11 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::experiment::cells::{toml_scalar, toml_scalars};
 use crate::results::figures::Figure;
 use crate::results::published::Published;
+use crate::results::regress::Tolerance;
+use crate::results::summary::{Correlate, Paired, Statistics};
+use crate::toml_value::{toml_scalar, toml_scalars};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -116,41 +118,6 @@ pub struct RawStatistics {
     pub paired: Option<Paired>,
 }
 
-/// Columns that pair rows with their own reference rows (see [`RawStatistics::paired`]).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Paired {
-    /// Column naming each row.
-    pub key: String,
-    /// Column naming the row a row is compared with (null: none).
-    pub versus: String,
-}
-
-/// A relation `x → y` tested by Spearman's ρ over cells, separately for each value of `by`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Correlate {
-    /// Column of the explanatory value (e.g. `log10_mask_diversity`).
-    pub x: String,
-    /// Column of the outcome (e.g. `test_accuracy`).
-    pub y: String,
-    /// Column whose values split the cells into groups (e.g. `target_sparsity`); none: one group.
-    pub by: Option<String>,
-}
-
-/// Resolved `[statistics]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Statistics {
-    /// Metrics with CI, difference to the reference and p-value.
-    pub metrics: Vec<String>,
-    /// The reference row's axis values (empty: no comparison).
-    pub reference: Vec<(String, String)>,
-    /// The rank correlation to test.
-    pub correlate: Option<Correlate>,
-    /// Per-row references.
-    pub paired: Option<Paired>,
-}
-
 /// A tolerance as written: exactly one of `abs`, `rel`, `ratio`.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -161,32 +128,6 @@ pub struct RawTolerance {
     pub rel: Option<f64>,
     /// `new ≤ ratio · old` (for times: only slowing down regresses).
     pub ratio: Option<f64>,
-}
-
-/// A resolved tolerance for one metric.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tolerance {
-    /// Absolute difference.
-    Abs(f64),
-    /// Relative difference.
-    Rel(f64),
-    /// Ratio upper bound.
-    Ratio(f64),
-}
-
-impl Tolerance {
-    /// Whether moving from `old` to `new` stays within the tolerance.
-    pub fn accepts(&self, old: f64, new: f64) -> bool {
-        if old.is_nan() && new.is_nan() {
-            return true;
-        }
-        match *self {
-            Tolerance::Abs(a) => (new - old).abs() <= a,
-            Tolerance::Rel(r) => (new - old).abs() <= r * old.abs(),
-            Tolerance::Ratio(q) => new <= q * old || new <= old,
-        }
-    }
 }
 
 /// One grid axis after profile overrides: name and values (as strings).

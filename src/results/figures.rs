@@ -15,8 +15,8 @@
 //! run's figures identically from its `summary.parquet`.
 
 use crate::error::{Error, Result};
-use crate::experiment::cells::Row;
 use crate::results::markdown::fmt_num;
+use crate::results::row::Row;
 use crate::results::table::finite;
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;

@@ -10,10 +10,10 @@
 //! measured figures without a tolerance (times, memory) are left out.
 
 use crate::error::{Error, Result};
-use crate::experiment::cells::Row;
-use crate::experiment::spec::Tolerance;
 use crate::results::manifest::Manifest;
 use crate::results::markdown::fmt_num;
+use crate::results::regress::Tolerance;
+use crate::results::row::Row;
 use crate::results::table::cell_text;
 use crate::results::{is_measured_column, is_time_column, regress, summary, table};
 use indexmap::IndexMap;

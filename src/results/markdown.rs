@@ -1,7 +1,7 @@
 //! `summary.md`: the summary as a markdown table: `mean ± ci` where the summary has a 95% CI
 //! (`<metric>_ci95`, `<metric>_diff_ci95`), else `mean ± std` where seeds vary.
 
-use crate::experiment::cells::Row;
+use crate::results::row::Row;
 use serde_json::Value;
 
 /// Render summary rows as a markdown table with a title line.

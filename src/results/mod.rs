@@ -1,7 +1,7 @@
 //! Result tables: rows → polars frames → `cells.parquet`, `summary.{parquet,csv,md}`; figures;
 //! published values beside ours; manifests; regression against committed baselines; the history of nightly runs.
 //!
-//! A row is a JSON object ([`crate::experiment::cells::Row`]) made once from a cell kind's row
+//! A row is a JSON object ([`row::Row`]) made once from a cell kind's row
 //! struct; [`table::frame_from_rows`] infers each column's type from its values, so no column
 //! list is kept by hand. Measured time and memory columns ([`is_measured_column`]) are kept out of
 //! `summary.csv`, which is byte-identical for the same spec and seed.
@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod markdown;
 pub mod published;
 pub mod regress;
+pub mod row;
 pub mod stats;
 pub mod summary;
 pub mod table;

@@ -16,9 +16,10 @@
 //! (`table = "correlations"`). Cost: one pass over the rows per entry.
 
 use crate::error::{Error, Result};
-use crate::experiment::cells::{Row, toml_scalars};
 use crate::results::markdown::fmt_num;
+use crate::results::row::Row;
 use crate::results::table::{cell_text, finite};
+use crate::toml_value::toml_scalars;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::Value;

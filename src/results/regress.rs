@@ -7,10 +7,35 @@
 //! and so does a metric column the run lacks; rows and columns only the run has are listed
 //! (a larger profile adds rows), not counted as regressions.
 
-use crate::experiment::cells::Row;
-use crate::experiment::spec::Tolerance;
 use crate::results::markdown::fmt_num;
+use crate::results::row::Row;
 use crate::results::{is_measured_column, is_time_column};
+
+/// A resolved tolerance for one metric.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tolerance {
+    /// Absolute difference.
+    Abs(f64),
+    /// Relative difference.
+    Rel(f64),
+    /// Ratio upper bound.
+    Ratio(f64),
+}
+
+impl Tolerance {
+    /// Whether moving from `old` to `new` stays within the tolerance.
+    pub fn accepts(&self, old: f64, new: f64) -> bool {
+        if old.is_nan() && new.is_nan() {
+            return true;
+        }
+        match *self {
+            Tolerance::Abs(a) => (new - old).abs() <= a,
+            Tolerance::Rel(r) => (new - old).abs() <= r * old.abs(),
+            Tolerance::Ratio(q) => new <= q * old || new <= old,
+        }
+    }
+}
 
 /// The summary column with the run's calibration seconds (see
 /// [`crate::experiment::calibration`]).

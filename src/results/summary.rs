@@ -7,13 +7,47 @@
 //! two-sided p-value, uncorrected); a declared relation is tested by Spearman's ρ over cells.
 
 use crate::error::{Error, Result};
-use crate::experiment::cells::Row;
-use crate::experiment::spec::Statistics;
 use crate::results::markdown::fmt_num;
+use crate::results::row::Row;
 use crate::results::stats;
 use indexmap::IndexMap;
 use polars::prelude::*;
 use serde_json::Value;
+
+/// Columns that pair rows with their own reference rows (a spec's `[statistics] paired`).
+#[derive(Debug, Clone, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Paired {
+    /// Column naming each row.
+    pub key: String,
+    /// Column naming the row a row is compared with (null: none).
+    pub versus: String,
+}
+
+/// A relation `x → y` tested by Spearman's ρ over cells, separately for each value of `by`.
+#[derive(Debug, Clone, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Correlate {
+    /// Column of the explanatory value (e.g. `log10_mask_diversity`).
+    pub x: String,
+    /// Column of the outcome (e.g. `test_accuracy`).
+    pub y: String,
+    /// Column whose values split the cells into groups (e.g. `target_sparsity`); none: one group.
+    pub by: Option<String>,
+}
+
+/// Resolved `[statistics]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statistics {
+    /// Metrics with CI, difference to the reference and p-value.
+    pub metrics: Vec<String>,
+    /// The reference row's axis values (empty: no comparison).
+    pub reference: Vec<(String, String)>,
+    /// The rank correlation to test.
+    pub correlate: Option<Correlate>,
+    /// Per-row references.
+    pub paired: Option<Paired>,
+}
 
 /// Suffixes of the columns derived from a metric's per-seed values (regression compares the
 /// metric itself, under its tolerance, not these).
@@ -107,12 +141,7 @@ fn point_label(axes: &[String], row: &Row) -> String {
 
 /// Welch's test of one metric between `rows` (one grid point's cells) and the cells whose
 /// `key` column is the rows' `versus` value.
-fn paired_welch(
-    rows: &[&Row],
-    cells: &[Row],
-    pr: &crate::experiment::spec::Paired,
-    m: &str,
-) -> Option<stats::Welch> {
+fn paired_welch(rows: &[&Row], cells: &[Row], pr: &Paired, m: &str) -> Option<stats::Welch> {
     let v = rows.first()?.get(&pr.versus)?.as_str()?;
     let values = |rs: &mut dyn Iterator<Item = &Row>| -> Vec<f64> {
         rs.filter_map(|r| r.get(m).and_then(Value::as_f64))
@@ -446,7 +475,7 @@ mod tests {
         let st = Statistics {
             metrics: vec!["acc".into()],
             reference: vec![("setup".into(), "ref".into())],
-            correlate: Some(crate::experiment::spec::Correlate {
+            correlate: Some(Correlate {
                 x: "md".into(),
                 y: "acc".into(),
                 by: Some("level".into()),
@@ -522,7 +551,7 @@ mod tests {
             metrics: vec!["ppl".into()],
             reference: vec![],
             correlate: None,
-            paired: Some(crate::experiment::spec::Paired {
+            paired: Some(Paired {
                 key: "key".into(),
                 versus: "versus".into(),
             }),

@@ -1,7 +1,7 @@
 //! Rows (JSON objects) to polars frames and back, and the file writers.
 
 use crate::error::{Error, Result};
-use crate::experiment::cells::Row;
+use crate::results::row::Row;
 use polars::prelude::*;
 use serde_json::Value;
 use std::fs::File;

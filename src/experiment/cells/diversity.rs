@@ -7,7 +7,7 @@
 use super::{CellContext, CellKind, Row};
 use crate::diversity::{Method, Structure, diversity};
 use crate::error::{Error, Result};
-use crate::experiment::plan::Cell;
+use crate::experiment::cell::Cell;
 use crate::mask::parse_size;
 use indexmap::IndexMap;
 use serde::Serialize;

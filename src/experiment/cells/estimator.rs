@@ -10,7 +10,7 @@
 use super::{CellContext, CellKind, Row, param_usize};
 use crate::error::{Error, Result};
 use crate::estimators::{self, measure::measure};
-use crate::experiment::plan::Cell;
+use crate::experiment::cell::Cell;
 use crate::mask::{Pattern, parse_size};
 use crate::seed::derive as derive_seed;
 use candle_core::{Device, Tensor};

@@ -9,7 +9,7 @@
 
 use super::{CellContext, CellKind, Row};
 use crate::error::{Error, Result};
-use crate::experiment::plan::Cell;
+use crate::experiment::cell::Cell;
 use crate::mask::parse_size;
 use crate::ops::gemm::{GemmJob, GemmReport, MaskType, Op, measure};
 use indexmap::IndexMap;

@@ -18,7 +18,7 @@
 
 use super::{CellContext, CellKind, Row, param_str, param_usize};
 use crate::error::{Error, Result};
-use crate::experiment::plan::Cell;
+use crate::experiment::cell::Cell;
 use crate::lm::corpus::{self, Perplexity};
 use crate::lm::model::{Config, Llama};
 use crate::lm::prune::{Evaluation, Method, PruneSpec};

@@ -14,82 +14,15 @@ pub mod solver;
 pub mod step;
 pub mod train;
 
-use super::plan::Cell;
+use super::cell::Cell;
 use crate::error::{Error, Result};
 use indexmap::IndexMap;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// One result row: column name → JSON value, in column order.
-pub type Row = serde_json::Map<String, serde_json::Value>;
-
-/// The keys of a row struct serialised (a kind's [`CellKind::columns`] from a sample row).
-pub fn columns_of<T: serde::Serialize>(sample: &T) -> Vec<String> {
-    to_row(sample)
-        .map(|r| r.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-/// Serialise a row struct into a [`Row`].
-pub fn to_row<T: serde::Serialize>(row: &T) -> Result<Row> {
-    match serde_json::to_value(row) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Error::invalid(
-            "row",
-            other,
-            "a row must serialise to an object",
-        )),
-        Err(e) => Err(Error::invalid("row", "(struct)", e)),
-    }
-}
-
-/// A spec value as the string grid points are compared with: strings as written, numbers and
-/// booleans formatted; `None` for tables and arrays.
-pub fn toml_scalar(v: &toml::Value) -> Option<String> {
-    match v {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// A value or a list of values (as in `[[exclude]]` and `[[published]] at`) as strings; `None`
-/// when any of them is not a scalar.
-pub fn toml_scalars(v: &toml::Value) -> Option<Vec<String>> {
-    match v {
-        toml::Value::Array(items) => items.iter().map(toml_scalar).collect(),
-        one => toml_scalar(one).map(|s| vec![s]),
-    }
-}
-
-/// A spec param as an integer of at least `min` (0 or 1); the error names the param.
-pub fn param_usize(key: &str, v: &toml::Value, min: usize) -> Result<usize> {
-    let want = if min == 0 {
-        "a non-negative"
-    } else {
-        "a positive"
-    };
-    v.as_integer()
-        .filter(|i| *i >= min as i64)
-        .map(|i| i as usize)
-        .ok_or_else(|| Error::invalid(key, v, format!("expected {want} integer")))
-}
-
-/// A spec param as a number (integers accepted); the error names the param.
-pub fn param_f64(key: &str, v: &toml::Value) -> Result<f64> {
-    v.as_float()
-        .or_else(|| v.as_integer().map(|i| i as f64))
-        .ok_or_else(|| Error::invalid(key, v, "expected a number"))
-}
-
-/// A spec param as a string; the error names the param.
-pub fn param_str<'a>(key: &str, v: &'a toml::Value) -> Result<&'a str> {
-    v.as_str()
-        .ok_or_else(|| Error::invalid(key, v, "expected a string"))
-}
+pub use crate::results::row::{Row, columns_of, to_row};
+pub use crate::toml_value::{param_f64, param_str, param_usize, toml_scalar, toml_scalars};
 
 /// Values computed once and shared between cells of a run (e.g. an optimum used by many cells).
 #[derive(Default)]

@@ -11,7 +11,7 @@
 
 use super::{CellContext, CellKind, Row};
 use crate::error::{Error, Result};
-use crate::experiment::plan::Cell;
+use crate::experiment::cell::Cell;
 use crate::mask::tile::Blocks;
 use crate::mask::{Matrix, Pattern, parse_size};
 use crate::seed::derive as derive_seed;

@@ -12,7 +12,7 @@
 
 use super::{CellContext, CellKind, Row, param_f64, param_str, param_usize};
 use crate::error::{Error, Result};
-use crate::experiment::plan::Cell;
+use crate::experiment::cell::Cell;
 use crate::ops::step::{StepJob, StepReport, measure};
 use crate::train::MaskKind;
 use crate::train::data::{self, Dataset};

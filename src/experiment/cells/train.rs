@@ -15,7 +15,7 @@
 
 use super::{CellContext, CellKind, Row, param_f64, param_str, param_usize};
 use crate::error::{Error, Result};
-use crate::experiment::plan::Cell;
+use crate::experiment::cell::Cell;
 use crate::train::data::{self, Dataset};
 use crate::train::trainer::{OptimizerKind, TrainConfig, train};
 use indexmap::IndexMap;
