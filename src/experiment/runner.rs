@@ -465,6 +465,11 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
             device: opts.device.clone(),
             shared: &shared,
         };
+        // A cell's `peak_rss_mb` is its own when cells run one at a time: the peak restarts
+        // from the resident size (what earlier cells left shared) before each cell.
+        if opts.jobs <= 1 {
+            crate::memory::reset_peak_rss();
+        }
         let metrics = match plan.kind.run(cell, &ctx) {
             Ok(m) => m,
             Err(e) => {

@@ -446,7 +446,7 @@ impl ValueMap {
     }
 }
 
-/// Little-endian `bytes` of `dtype` as `f32`, in parallel.
+/// Values per parallel chunk when decoding.
 const CONVERT_CHUNK: usize = 1 << 16;
 
 /// Decode little-endian `dtype` bytes to f32 with `map` applied, in parallel chunks (strips of

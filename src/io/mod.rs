@@ -79,7 +79,14 @@ pub fn split_source(source: &str) -> (PathBuf, String) {
 /// Read every tensor of `FILE#GLOB` whose name matches, in file order (sorted by name).
 pub fn read_tensors(source: &str) -> Result<Vec<NamedTensor>> {
     let (path, glob) = split_source(source);
-    let pattern = glob::Pattern::new(&glob).map_err(|e| Error::invalid("tensor glob", &glob, e))?;
+    read_tensors_in(&path, &glob)
+}
+
+/// The tensors of the file `path` (a `#` in it is part of the name) whose names match `glob`;
+/// errors as [`read_tensors`].
+pub fn read_tensors_in(path: &Path, glob: &str) -> Result<Vec<NamedTensor>> {
+    let path = path.to_path_buf();
+    let pattern = glob::Pattern::new(glob).map_err(|e| Error::invalid("tensor glob", glob, e))?;
     if !path.exists() {
         return Err(Error::io(
             &path,
@@ -110,22 +117,6 @@ pub fn read_tensors(source: &str) -> Result<Vec<NamedTensor>> {
         }
     }
     Ok(tensors)
-}
-
-/// Write named tensors as `u8` 0/1 masks, by the extension of `path` (atomically), through the
-/// same [`MaskSink`] the streamed solve uses.
-pub fn write_masks(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
-    let planned: Vec<(String, Vec<usize>)> = masks
-        .iter()
-        .map(|(n, m)| (n.clone(), vec![m.rows(), m.cols()]))
-        .collect();
-    atomic::write_with(path, |tmp| {
-        let mut sink = MaskSink::create(tmp, path, &planned)?;
-        for (name, m) in masks {
-            sink.push(name, m)?;
-        }
-        sink.finish()
-    })
 }
 
 /// Tensor names an HDF5 file can hold as dataset paths: non-empty `/`-separated parts, each
@@ -319,6 +310,22 @@ fn write_f32_hdf5(path: &Path, _: &[NamedTensor]) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Write named tensors as `u8` 0/1 masks, by the extension of `path` (atomically), through
+    /// the same [`MaskSink`] the streamed solve uses.
+    fn write_masks(path: &Path, masks: &[(String, Mask)]) -> Result<()> {
+        let planned: Vec<(String, Vec<usize>)> = masks
+            .iter()
+            .map(|(n, m)| (n.clone(), vec![m.rows(), m.cols()]))
+            .collect();
+        atomic::write_with(path, |tmp| {
+            let mut sink = MaskSink::create(tmp, path, &planned)?;
+            for (name, m) in masks {
+                sink.push(name, m)?;
+            }
+            sink.finish()
+        })
+    }
+
     fn fixture() -> Vec<NamedTensor> {
         vec![
             NamedTensor {
@@ -337,6 +344,17 @@ mod tests {
                 data: vec![1.0; 16],
             },
         ]
+    }
+
+    #[test]
+    fn a_hash_in_a_file_name_is_part_of_the_name_for_read_tensors_in() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let path = dir.path().join("run#3.safetensors");
+        write_tensors(&path, &fixture())?;
+        assert_eq!(read_tensors_in(&path, "*")?.len(), 3);
+        // The `FILE#GLOB` form splits at the `#`, so it cannot name this file.
+        assert!(read_tensors(path.to_str().unwrap()).is_err());
+        Ok(())
     }
 
     #[test]

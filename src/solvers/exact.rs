@@ -41,10 +41,10 @@ impl Solver for Exact {
         Guarantee::Exact
     }
 
-    fn solve(&self, blocks: &[f32], pattern: Pattern, ctx: &SolveContext) -> Result<Vec<u8>> {
+    fn solve(&self, blocks: &[f32], pattern: Pattern, _ctx: &SolveContext) -> Result<Vec<u8>> {
         super::check_blocks(blocks, pattern)?;
         let solve = block_solver(pattern, true);
-        Ok(super::per_block(blocks, pattern, ctx, |block, out, _| {
+        Ok(super::per_block(blocks, pattern, |block, out, _| {
             solve(block, pattern, out)
         }))
     }

@@ -33,10 +33,10 @@ impl Solver for Lp {
         Guarantee::Exact
     }
 
-    fn solve(&self, blocks: &[f32], pattern: Pattern, ctx: &SolveContext) -> Result<Vec<u8>> {
+    fn solve(&self, blocks: &[f32], pattern: Pattern, _ctx: &SolveContext) -> Result<Vec<u8>> {
         super::check_blocks(blocks, pattern)?;
         let failure: Mutex<Option<Error>> = Mutex::new(None);
-        let keep = super::per_block(blocks, pattern, ctx, |block, out, b| {
+        let keep = super::per_block(blocks, pattern, |block, out, b| {
             if let Err(e) = solve_block(block, pattern, out) {
                 let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
                 f.get_or_insert(Error::invalid("lp block", b, e));

@@ -48,7 +48,7 @@ impl Solver for MaxRandom {
     fn solve(&self, blocks: &[f32], pattern: Pattern, ctx: &SolveContext) -> Result<Vec<u8>> {
         super::check_blocks(blocks, pattern)?;
         let draws = (ctx.option("draws", self.draws as f64) as usize).max(1);
-        Ok(super::per_block(blocks, pattern, ctx, |block, out, b| {
+        Ok(super::per_block(blocks, pattern, |block, out, b| {
             let seed = crate::seed::derive(ctx.seed, &format!("max-random block {b}"));
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             solve_block(block, pattern, draws, &mut rng, out)

@@ -302,7 +302,7 @@ where
 }
 
 /// Run `f(block, keep, block_index)` on every M×M block in parallel and collect the masks.
-pub fn per_block<F>(blocks: &[f32], pattern: Pattern, _ctx: &SolveContext, f: F) -> Vec<u8>
+pub fn per_block<F>(blocks: &[f32], pattern: Pattern, f: F) -> Vec<u8>
 where
     F: Fn(&[f32], &mut [u8], usize) + Sync,
 {

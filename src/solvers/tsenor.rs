@@ -91,7 +91,7 @@ impl Solver for Tsenor {
             .transport(blocks, pattern, &ctx.device)
             .map_err(Error::tensor("tsenor Dykstra iterations"))?;
         let mm = pattern.m * pattern.m;
-        Ok(super::per_block(blocks, pattern, ctx, |block, out, b| {
+        Ok(super::per_block(blocks, pattern, |block, out, b| {
             round_block(
                 block,
                 &fractional[b * mm..(b + 1) * mm],

@@ -30,9 +30,9 @@ impl Solver for TwoApprox {
         Guarantee::TwoApprox
     }
 
-    fn solve(&self, blocks: &[f32], pattern: Pattern, ctx: &SolveContext) -> Result<Vec<u8>> {
+    fn solve(&self, blocks: &[f32], pattern: Pattern, _ctx: &SolveContext) -> Result<Vec<u8>> {
         super::check_blocks(blocks, pattern)?;
-        Ok(super::per_block(blocks, pattern, ctx, |block, out, _| {
+        Ok(super::per_block(blocks, pattern, |block, out, _| {
             solve_block(block, pattern, out)
         }))
     }

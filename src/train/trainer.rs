@@ -134,8 +134,9 @@ pub struct TrainReport {
     pub step_seconds: f64,
     /// Wall time of the whole run (data already loaded).
     pub seconds: f64,
-    /// Peak resident memory of the process so far, in MB (`VmHWM`; since the last
-    /// [`crate::memory::reset_peak_rss`]); `None` where the OS does not say.
+    /// Peak resident memory of the process in MB (`VmHWM`) since the last
+    /// [`crate::memory::reset_peak_rss`] — which the runner calls before each cell when cells run
+    /// one at a time; `None` where the OS does not say.
     pub peak_rss_mb: Option<f64>,
 }
 
@@ -688,7 +689,7 @@ pub fn save_vars(vars: &[candle_core::Var], path: &std::path::Path) -> Result<()
 /// Set the model's variables from a checkpoint written by [`save_vars`]; a missing tensor or a
 /// shape that differs is an error naming the file and the tensor.
 pub fn load_vars(vars: &[candle_core::Var], path: &std::path::Path) -> Result<()> {
-    let tensors = crate::io::read_tensors(&path.display().to_string())?;
+    let tensors = crate::io::read_tensors_in(path, "*")?;
     for (i, v) in vars.iter().enumerate() {
         let name = format!("param{i}");
         let t = tensors
