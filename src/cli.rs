@@ -2,7 +2,7 @@
 //! A module of the `masklab` binary only: parsing here, work in the library, printing in main.rs.
 
 use anyhow::{Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use masklab::estimators::apply::EstimateRequest;
 use masklab::experiment::runner::{self, RunOptions};
 use masklab::mask::Pattern;
@@ -206,36 +206,12 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  masklab history table2 --append results/runs/table2/nightly-20261201-020000\n  masklab history table2\n\nA series drifts when its last 3 steps go the same way, each within the spec's tolerance,\nwhile the three together are not. Times count as ratios to each run's calibration."
     )]
-    History {
-        /// Table id (a spec name in --dir; table4 means table4a and table4b).
-        table: String,
-        /// Add this complete run to the history first.
-        #[arg(long)]
-        append: Option<PathBuf>,
-        /// Profile whose runs to follow.
-        #[arg(long, default_value = "nightly")]
-        profile: String,
-        /// History file (default results/history/<table>.parquet).
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// Directory of specs.
-        #[arg(long, default_value = "experiments")]
-        dir: PathBuf,
-    },
+    History(HistoryArgs),
     /// Compare a complete run with results/baselines/<table>.parquet; exit 1 on regression.
     #[command(
         after_help = "Examples:\n  masklab regress /tmp/r\n  masklab regress /tmp/r --baseline my.parquet"
     )]
-    Regress {
-        /// The run directory.
-        run_dir: PathBuf,
-        /// Baseline summary (default: results/baselines/<table>.parquet).
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// Write the run's summary as the new baseline instead of comparing.
-        #[arg(long)]
-        update: bool,
-    },
+    Regress(RegressArgs),
     /// Join the complete run directories of every shard of a run into a new one.
     #[command(after_help = "Example:\n  masklab merge /tmp/s0 /tmp/s1 --out /tmp/all")]
     Merge {
@@ -287,25 +263,7 @@ Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue
   masklab diversity nm --pattern 2:4 --size 64x64
   masklab diversity block --block 4 --sparsity 0.5 --size 64x64
   masklab diversity unstructured --sparsity 0.5 --size 4096x4096")]
-    Diversity {
-        /// unstructured, block, nm or transposable.
-        structure: String,
-        /// N:M pattern (nm, transposable).
-        #[arg(long)]
-        pattern: Option<String>,
-        /// Tensor size RxC.
-        #[arg(long)]
-        size: String,
-        /// Block side B (block).
-        #[arg(long)]
-        block: Option<usize>,
-        /// Fraction pruned (unstructured, block; default: the pattern's).
-        #[arg(long)]
-        sparsity: Option<f64>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Diversity(DiversityArgs),
     /// Time one training GEMM of a mask type against the dense GEMM of the same shapes, in
     /// the same process: median seconds of each, speedup, its share of the byte or FLOP limit,
     /// GFLOP/s, bytes and the error against the dense masked product.
@@ -446,6 +404,7 @@ impl PruneArgs {
             batch: self.batch,
             skip_dense_eval: self.skip_dense_eval,
             output: self.output.clone(),
+            progress: !self.json,
         })
     }
 }
@@ -834,5 +793,81 @@ impl TryFrom<&TrainArgs> for TrainConfig {
             save: a.save.clone(),
             progress: !a.json,
         })
+    }
+}
+
+/// `masklab history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Table id (a spec name in --dir; table4 means table4a and table4b).
+    pub table: String,
+    /// Add this complete run to the history first.
+    #[arg(long)]
+    pub append: Option<PathBuf>,
+    /// Profile whose runs to follow.
+    #[arg(long, default_value = "nightly")]
+    pub profile: String,
+    /// History file (default results/history/<table>.parquet).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Directory of specs.
+    #[arg(long, default_value = "experiments")]
+    pub dir: PathBuf,
+}
+
+impl HistoryArgs {
+    /// The option that applies to one spec only, when given (a table of parts is refused then).
+    pub fn single(&self) -> Option<&'static str> {
+        (self.append.is_some() || self.file.is_some()).then_some("--append/--file")
+    }
+}
+
+/// `masklab regress`.
+#[derive(Debug, Args)]
+pub struct RegressArgs {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Baseline summary (default: results/baselines/<table>.parquet).
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Write the run's summary as the new baseline instead of comparing.
+    #[arg(long)]
+    pub update: bool,
+}
+
+/// `masklab diversity`.
+#[derive(Debug, Args)]
+pub struct DiversityArgs {
+    /// unstructured, block, nm or transposable.
+    pub structure: String,
+    /// N:M pattern (nm, transposable).
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// Tensor size RxC.
+    #[arg(long)]
+    pub size: String,
+    /// Block side B (block).
+    #[arg(long)]
+    pub block: Option<usize>,
+    /// Fraction pruned (unstructured, block; default: the pattern's).
+    #[arg(long)]
+    pub sparsity: Option<f64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DiversityArgs {
+    /// The diversity of the structure on the tensor size.
+    pub fn compute(&self) -> Result<masklab::diversity::Diversity> {
+        let pattern = self.pattern.as_deref().map(str::parse).transpose()?;
+        let structure = masklab::diversity::Structure::from_parts(
+            &self.structure,
+            pattern,
+            self.block,
+            self.sparsity,
+        )?;
+        let (rows, cols) = masklab::mask::parse_size(&self.size)?;
+        Ok(masklab::diversity::diversity(structure, rows, cols)?)
     }
 }

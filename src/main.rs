@@ -3,19 +3,15 @@
 
 mod cli;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use cli::{Cli, Command, RunArgs};
-use masklab::diversity::{Structure, diversity};
 use masklab::estimators::apply::{self as estimate, EstimateRequest};
 use masklab::experiment::runner::{self, RunOptions};
-use masklab::io::atomic::refuse_overwrite;
-use masklab::io::checkpoint::source_files;
-use masklab::io::split_source;
-use masklab::mask::{Pattern, parse_size};
-use masklab::solvers::apply::{SolveJob, TensorReport, solve_checkpoint};
+use masklab::experiment::spec;
+use masklab::solvers::apply::{SolveJob, TensorReport, infeasible_message, solve_checkpoint};
 use masklab::train::trainer::{self, TrainConfig};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -48,59 +44,30 @@ fn message(e: &anyhow::Error) -> String {
     out.replace('\n', " ")
 }
 
+/// Print a report as one JSON line or in its text form.
+fn emit<T: serde::Serialize + std::fmt::Display>(json: bool, r: &T) -> Result<()> {
+    match json {
+        true => println!("{}", serde_json::to_string(r)?),
+        false => println!("{r}"),
+    }
+    Ok(())
+}
+
 fn run_cli(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::List { dir } => {
-            println!(
-                "{:<8}  {:<48}  {:<22}  regenerates",
-                "id", "title", "profiles"
-            );
-            for e in masklab::experiment::spec::catalogue(&dir)? {
-                let profiles = e.profiles.join(",");
-                println!(
-                    "{:<8}  {:<48}  {profiles:<22}  {}",
-                    e.id, e.title, e.regenerates
-                );
-            }
-        }
-        Command::Run { spec, args } => {
-            run_spec(&spec, &args)?;
-        }
+        Command::List { dir } => print!("{}", spec::Catalogue(&spec::catalogue(&dir)?)),
+        Command::Run { spec, args } => drop(run_spec(&spec, &args)?),
         Command::Reproduce { table, dir, args } => {
-            let paths = masklab::experiment::spec::table_specs(&dir, &table)?;
-            if paths.len() > 1 && (args.out.is_some() || args.resume.is_some()) {
-                let parts: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
-                bail!(
-                    "{table} has {} parts ({}); give --out/--resume to `masklab run` on one part",
-                    parts.len(),
-                    parts.join(", ")
-                );
-            }
-            for path in paths {
-                let dir = run_spec(&path, &args)?;
-                print!("{}", read_summary(&dir)?);
+            let single = (args.out.is_some() || args.resume.is_some()).then_some("--out/--resume");
+            for path in spec::table_specs_for(&dir, &table, single)? {
+                print!("{}", read_summary(&run_spec(&path, &args)?)?);
             }
         }
         Command::Show { run_dir } => print!("{}", read_summary(&run_dir)?),
-        Command::History {
-            table,
-            append,
-            profile,
-            file,
-            dir,
-        } => {
-            let paths = masklab::experiment::spec::table_specs(&dir, &table)?;
-            if paths.len() > 1 && (append.is_some() || file.is_some()) {
-                bail!(
-                    "{table} has {} parts; name one (e.g. {table}a)",
-                    paths.len()
-                );
-            }
-            for path in paths {
-                print!(
-                    "{}",
-                    runner::history(&path, &profile, append.as_deref(), file.as_deref())?
-                );
+        Command::History(h) => {
+            for path in spec::table_specs_for(&h.dir, &h.table, h.single())? {
+                let (append, file) = (h.append.as_deref(), h.file.as_deref());
+                print!("{}", runner::history(&path, &h.profile, append, file)?);
             }
         }
         Command::Plot { run_dir } => {
@@ -109,212 +76,23 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Published { run_dir } => {
-            use masklab::results::markdown::fmt_num;
             for r in runner::published_run(&run_dir)? {
-                let text = |c: &str| r.get(c).and_then(|v| v.as_str()).unwrap_or("").to_string();
-                let num = |c: &str| r.get(c).and_then(|v| v.as_f64());
-                let paper = match (num("paper_low"), num("paper_high")) {
-                    (Some(lo), Some(hi)) if lo != hi => {
-                        format!("{} – {}", fmt_num(lo), fmt_num(hi))
-                    }
-                    (Some(v), _) => fmt_num(v),
-                    _ => "—".into(),
-                };
-                let mut ours = num("masklab").map(fmt_num).unwrap_or_else(|| "—".into());
-                if let Some(r) = num("ratio") {
-                    ours += &format!(" ({}× the paper's)", fmt_num(r));
-                }
-                println!(
-                    "#{} {} ({}) {} at {}: paper {paper}, masklab {ours} — {}",
-                    r.get("entry").map(|v| v.to_string()).unwrap_or_default(),
-                    text("paper"),
-                    text("where"),
-                    text("metric"),
-                    text("point"),
-                    text("verdict")
-                );
+                println!("{}", masklab::results::published::Line(&r));
             }
             println!("wrote {}", run_dir.join("published.csv").display());
         }
-        Command::Regress {
-            run_dir,
-            baseline,
-            update,
-        } => {
-            if update {
-                let path = runner::update_baseline(&run_dir, baseline.as_deref())?;
-                println!("wrote baseline {}", path.display());
-                return Ok(ExitCode::SUCCESS);
-            }
-            let report = runner::regress(&run_dir, baseline.as_deref())?;
-            print!("{}", report.render());
-            if report.regressed() {
-                return Ok(ExitCode::from(1));
-            }
-        }
+        Command::Regress(r) => return regress(&r.run_dir, r.baseline.as_deref(), r.update),
         Command::Merge { dirs, out } => {
             let m = runner::merge(&dirs, &out)?;
             let (done, planned) = (m.cells_done, m.cells_planned);
             println!("merged {done} cells of {planned} into {}", out.display());
         }
-        Command::Solvers => {
-            println!(
-                "{:<12}  {:<40}  {:<10}  summary",
-                "name", "guarantee", "devices"
-            );
-            for s in masklab::solvers::REGISTRY {
-                let g = s.guarantee().to_string();
-                println!(
-                    "{:<12}  {g:<40}  {:<10}  {}",
-                    s.name(),
-                    s.devices(),
-                    s.summary()
-                );
-            }
-        }
-        Command::Solve(a) => {
-            let (request, ctx) = a.request()?;
-            let (input, selection) = a.selection()?;
-            if let Some(out) = &a.output {
-                let mut inputs = source_files(&input);
-                inputs.extend(source_files(&split_source(&a.score).0));
-                inputs.extend(a.act_norms.clone());
-                let inputs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
-                refuse_overwrite("output", out, &inputs)?;
-                if input.is_dir() {
-                    refuse_overwrite("output", out.parent().unwrap_or(out), &[&input])?;
-                }
-            }
-            let job = SolveJob {
-                input: &input,
-                selection,
-                request,
-                output: a.output.as_deref(),
-                progress: !a.quiet && !a.json,
-                act_norms: a.act_norms.as_deref(),
-            };
-            let print = |r: &TensorReport| match a.json {
-                true => println!("{}", serde_json::to_string(r).unwrap_or_default()),
-                false => println!("{r}"),
-            };
-            let solve = || solve_checkpoint(&job, &ctx, &mut { print });
-            let (reports, skipped) = a.compute.pool()?.install(solve)?;
-            for s in &skipped {
-                eprintln!("skipped `{}` {:?}: {}", s.tensor, s.shape, s.reason);
-            }
-            if let Some(out) = &a.output {
-                eprintln!("wrote {} masks to {}", reports.len(), out.display());
-            }
-            let infeasible: Vec<String> = reports
-                .iter()
-                .filter(|r| r.infeasible_blocks > 0)
-                .map(|r| {
-                    format!(
-                        "`{}` ({} of {} blocks)",
-                        r.tensor, r.infeasible_blocks, r.blocks
-                    )
-                })
-                .collect();
-            if !infeasible.is_empty() {
-                eprintln!(
-                    "error: solver {} returned infeasible masks (a row or column keeps more than N) for {}; such blocks count as keeping nothing",
-                    a.solver,
-                    infeasible.join(", ")
-                );
-                return Ok(ExitCode::from(1));
-            }
-        }
-        Command::Convert(a) => {
-            let (job, ctx) = (a.job()?, a.context()?);
-            let print = |r: &masklab::convert::ConvertReport| match a.json {
-                true => println!("{}", serde_json::to_string(r).unwrap_or_default()),
-                false => println!("{r}"),
-            };
-            let run = || masklab::convert::convert(&job, &ctx, &mut { print });
-            let (reports, skipped) = a.compute.pool()?.install(run)?;
-            for s in &skipped {
-                eprintln!("copied unpruned `{}` {:?}: {}", s.tensor, s.shape, s.reason);
-            }
-            eprintln!(
-                "pruned {} tensors into {}",
-                reports.len(),
-                a.output.display()
-            );
-        }
-        Command::Estimate(a) => {
-            let (req, pool) = (EstimateRequest::try_from(&a)?, a.compute.pool()?);
-            if let Some(out) = &a.output {
-                let inputs = source_files(&split_source(&a.input).0);
-                let inputs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
-                refuse_overwrite("output", out, &inputs)?;
-                let (drawn, warnings) = pool.install(|| estimate::sample_source(&a.input, &req))?;
-                warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-                masklab::io::write_tensors(out, &drawn)?;
-                eprintln!("wrote {} tensors to {}", drawn.len(), out.display());
-                return Ok(ExitCode::SUCCESS);
-            }
-            let (reports, warnings) = pool.install(|| estimate::estimate_source(&a.input, &req))?;
-            warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            for r in &reports {
-                match a.json {
-                    true => println!("{}", serde_json::to_string(r)?),
-                    false => println!("{r}"),
-                }
-            }
-        }
-        Command::Train(a) => {
-            let cfg = TrainConfig::try_from(a.as_ref())?;
-            let device = a.compute.device()?;
-            let data =
-                masklab::train::data::load(&a.dataset, a.data_dir.as_deref(), a.compute.seed())?;
-            let report = a
-                .compute
-                .pool()?
-                .install(|| trainer::train(&cfg, &data, &device))?;
-            match a.json {
-                true => println!("{}", trainer::json(&cfg, &data.name, &report)),
-                false => println!("{}", trainer::describe(&cfg, &data.name, &report)),
-            }
-            if let Some(p) = &cfg.capture_grads {
-                eprintln!("wrote neural gradients to {}", p.display());
-            }
-            if !report.structure_ok {
-                eprintln!("error: an operand lost its N:M structure");
-                return Ok(ExitCode::from(1));
-            }
-        }
-        Command::Prune(a) => {
-            let job = a.job()?;
-            let device = a.compute.device()?;
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} stages, eta {eta} {wide_msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            let run = || {
-                masklab::ops::prune::run(
-                    &job,
-                    &device,
-                    &mut |s| bar.set_message(s.to_string()),
-                    &mut |done, all| {
-                        bar.set_length(all as u64);
-                        bar.set_position(done as u64);
-                    },
-                )
-            };
-            let r = a.compute.pool()?.install(run)?;
-            bar.finish_and_clear();
-            match a.json {
-                true => println!("{}", serde_json::to_string(&r)?),
-                false => print!("{r}"),
-            }
-            if !r.structure_ok {
-                eprintln!("error: a pruned projection lost its structure");
-                return Ok(ExitCode::from(1));
-            }
-        }
+        Command::Solvers => print!("{}", masklab::solvers::Listing),
+        Command::Solve(a) => return solve(&a),
+        Command::Convert(a) => convert(&a)?,
+        Command::Estimate(a) => estimate(&a)?,
+        Command::Train(a) => return train(&a),
+        Command::Prune(a) => return prune(&a),
         Command::Gemm(a) => {
             let job = a.job()?;
             let r = masklab::ops::gemm::measure(&job)?;
@@ -326,30 +104,132 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 ),
             }
         }
-        Command::Diversity {
-            structure,
-            pattern,
-            size,
-            block,
-            sparsity,
-            json,
-        } => {
-            let pattern = pattern.map(|p| p.parse::<Pattern>()).transpose()?;
-            let structure = Structure::from_parts(&structure, pattern, block, sparsity)?;
-            let (rows, cols) = parse_size(&size)?;
-            let d = diversity(structure, rows, cols)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                print!("{d}");
-            }
-        }
+        Command::Diversity(d) => match (d.compute()?, d.json) {
+            (v, true) => println!("{}", serde_json::to_string_pretty(&v)?),
+            (v, false) => print!("{v}"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `regress`: compare with the baseline (exit 1 on a regression), or rewrite it.
+fn regress(run_dir: &Path, baseline: Option<&Path>, update: bool) -> Result<ExitCode> {
+    if update {
+        let path = runner::update_baseline(run_dir, baseline)?;
+        println!("wrote baseline {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = runner::regress(run_dir, baseline)?;
+    print!("{}", report.render());
+    Ok(if report.regressed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `solve`: masks of a checkpoint's tensors (exit 1 when a solver returned infeasible blocks).
+fn solve(a: &cli::SolveArgs) -> Result<ExitCode> {
+    let (request, ctx) = a.request()?;
+    let (input, selection) = a.selection()?;
+    let job = SolveJob {
+        input: &input,
+        selection,
+        request,
+        output: a.output.as_deref(),
+        progress: !a.quiet && !a.json,
+        act_norms: a.act_norms.as_deref(),
+    };
+    let print = |r: &TensorReport| emit(a.json, r).unwrap_or(());
+    let solve = || solve_checkpoint(&job, &ctx, &mut { print });
+    let (reports, skipped) = a.compute.pool()?.install(solve)?;
+    for s in &skipped {
+        eprintln!("skipped `{}` {:?}: {}", s.tensor, s.shape, s.reason);
+    }
+    if let Some(out) = &a.output {
+        eprintln!("wrote {} masks to {}", reports.len(), out.display());
+    }
+    if let Some(message) = infeasible_message(&reports, &a.solver) {
+        eprintln!("error: {message}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `convert`: a pruned copy of a checkpoint.
+fn convert(a: &cli::ConvertArgs) -> Result<()> {
+    let (job, ctx) = (a.job()?, a.context()?);
+    let print = |r: &masklab::convert::ConvertReport| emit(a.json, r).unwrap_or(());
+    let run = || masklab::convert::convert(&job, &ctx, &mut { print });
+    let (reports, skipped) = a.compute.pool()?.install(run)?;
+    for s in &skipped {
+        eprintln!("copied unpruned `{}` {:?}: {}", s.tensor, s.shape, s.reason);
+    }
+    eprintln!(
+        "pruned {} tensors into {}",
+        reports.len(),
+        a.output.display()
+    );
+    Ok(())
+}
+
+/// `estimate`: an estimator's bias and variance on gradients, or one pruned draw written out.
+fn estimate(a: &cli::EstimateArgs) -> Result<()> {
+    let (req, pool) = (EstimateRequest::try_from(a)?, a.compute.pool()?);
+    if let Some(out) = &a.output {
+        let (n, warnings) = pool.install(|| estimate::write_samples(&a.input, &req, out))?;
+        warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+        eprintln!("wrote {n} tensors to {}", out.display());
+        return Ok(());
+    }
+    let (reports, warnings) = pool.install(|| estimate::estimate_source(&a.input, &req))?;
+    warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+    reports.iter().try_for_each(|r| emit(a.json, r))
+}
+
+/// `train`: one model (exit 1 when an operand lost its N:M structure).
+fn train(a: &cli::TrainArgs) -> Result<ExitCode> {
+    let cfg = TrainConfig::try_from(a)?;
+    let device = a.compute.device()?;
+    let data = masklab::train::data::load(&a.dataset, a.data_dir.as_deref(), a.compute.seed())?;
+    let report = a
+        .compute
+        .pool()?
+        .install(|| trainer::train(&cfg, &data, &device))?;
+    match a.json {
+        true => println!("{}", trainer::json(&cfg, &data.name, &report)),
+        false => println!("{}", trainer::describe(&cfg, &data.name, &report)),
+    }
+    if let Some(p) = &cfg.capture_grads {
+        eprintln!("wrote neural gradients to {}", p.display());
+    }
+    if !report.structure_ok {
+        eprintln!("error: an operand lost its N:M structure");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `prune`: a language model pruned one-shot (exit 1 when a projection lost its structure).
+fn prune(a: &cli::PruneArgs) -> Result<ExitCode> {
+    let (job, device) = (a.job()?, a.compute.device()?);
+    let r = a
+        .compute
+        .pool()?
+        .install(|| masklab::ops::prune::run(&job, &device))?;
+    match a.json {
+        true => println!("{}", serde_json::to_string(&r)?),
+        false => print!("{r}"),
+    }
+    if !r.structure_ok {
+        eprintln!("error: a pruned projection lost its structure");
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Run one spec with the shared run options; returns the run directory.
-fn run_spec(path: &Path, args: &RunArgs) -> Result<std::path::PathBuf> {
+fn run_spec(path: &Path, args: &RunArgs) -> Result<PathBuf> {
     let opts = RunOptions::try_from(args)?;
     let o = runner::run_spec(path, args.profile.as_deref(), opts)?;
     let state = if o.complete {

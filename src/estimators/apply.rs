@@ -9,6 +9,7 @@ use crate::mask::Pattern;
 use candle_core::{Device, Tensor};
 use rand_distr::Distribution;
 use serde::Serialize;
+use std::path::Path;
 
 /// What to do with the gradients of one file.
 #[derive(Clone, Copy)]
@@ -188,6 +189,21 @@ pub fn sample_source(
         });
     }
     Ok((drawn, warnings))
+}
+
+/// [`sample_source`] written to `out` (refused when it names an input); returns the tensors
+/// written and the warnings.
+pub fn write_samples(
+    source: &str,
+    req: &EstimateRequest,
+    out: &Path,
+) -> Result<(usize, Vec<String>)> {
+    let inputs = io::checkpoint::source_files(&io::split_source(source).0);
+    let inputs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
+    io::atomic::refuse_overwrite("output", out, &inputs)?;
+    let (drawn, warnings) = sample_source(source, req)?;
+    io::write_tensors(out, &drawn)?;
+    Ok((drawn.len(), warnings))
 }
 
 impl std::fmt::Display for EstimateReport {

@@ -390,6 +390,28 @@ pub struct CatalogueEntry {
     pub path: PathBuf,
 }
 
+/// The spec catalogue as `masklab list` prints it: a header, then one line per table.
+pub struct Catalogue<'a>(pub &'a [CatalogueEntry]);
+
+impl std::fmt::Display for Catalogue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:<8}  {:<48}  {:<22}  regenerates",
+            "id", "title", "profiles"
+        )?;
+        for e in self.0 {
+            let profiles = e.profiles.join(",");
+            writeln!(
+                f,
+                "{:<8}  {:<48}  {profiles:<22}  {}",
+                e.id, e.title, e.regenerates
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Every spec in `dir` (`*.toml`), sorted by id; a spec that does not parse is an error.
 pub fn catalogue(dir: &Path) -> Result<Vec<CatalogueEntry>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
@@ -437,6 +459,27 @@ pub fn table_specs(dir: &Path, id: &str) -> Result<Vec<PathBuf>> {
         id,
         format!("no spec {} (tables: {})", whole.display(), known.join(", ")),
     ))
+}
+
+/// [`table_specs`], refusing a table of several parts when `one` names an option that applies
+/// to a single spec (e.g. `--out`).
+pub fn table_specs_for(dir: &Path, id: &str, one: Option<&str>) -> Result<Vec<PathBuf>> {
+    let paths = table_specs(dir, id)?;
+    match one {
+        Some(option) if paths.len() > 1 => {
+            let parts: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+            Err(Error::invalid(
+                "table",
+                id,
+                format!(
+                    "has {} parts ({}); {option} applies to one: name a part (e.g. {id}a)",
+                    parts.len(),
+                    parts.join(", ")
+                ),
+            ))
+        }
+        _ => Ok(paths),
+    }
 }
 
 /// Where a spec's text came from, for errors that name the file and line.

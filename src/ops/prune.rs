@@ -46,6 +46,8 @@ pub struct PruneJob {
     pub skip_dense_eval: bool,
     /// Where the pruned checkpoint goes (None: nothing written).
     pub output: Option<PathBuf>,
+    /// Show a progress bar over the stages (on stderr).
+    pub progress: bool,
 }
 
 /// What a prune run did.
@@ -123,8 +125,33 @@ fn texts(job: &PruneJob) -> Result<(String, String, String, String)> {
     Ok((calib, calib_label, eval, eval_label))
 }
 
-/// Run the job on `device`; `status` hears each phase, `progress` the pruning steps.
-pub fn run(
+/// Run the job on `device`, with a progress bar over the pruning stages when the job asks.
+pub fn run(job: &PruneJob, device: &candle_core::Device) -> Result<PruneReport> {
+    let bar = match job.progress {
+        true => indicatif::ProgressBar::new(0),
+        false => indicatif::ProgressBar::hidden(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} stages, eta {eta} {wide_msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = run_with(
+        job,
+        device,
+        &mut |s| bar.set_message(s.to_string()),
+        &mut |done, all| {
+            bar.set_length(all as u64);
+            bar.set_position(done as u64);
+        },
+    );
+    bar.finish_and_clear();
+    report
+}
+
+/// [`run`] with `status` hearing each phase and `progress` the pruning steps.
+pub fn run_with(
     job: &PruneJob,
     device: &candle_core::Device,
     status: &mut dyn FnMut(&str),

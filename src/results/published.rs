@@ -389,6 +389,37 @@ pub fn markdown_section(entries: &[Published], rows: &[Row]) -> String {
     md
 }
 
+/// One row of `published.csv` as `masklab published` prints it: the entry, the paper's value
+/// (or range) beside masklab's and the verdict.
+pub struct Line<'a>(pub &'a Row);
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.0;
+        let text = |c: &str| r.get(c).and_then(|v| v.as_str()).unwrap_or("");
+        let num = |c: &str| r.get(c).and_then(|v| v.as_f64());
+        let paper = match (num("paper_low"), num("paper_high")) {
+            (Some(lo), Some(hi)) if lo != hi => format!("{} – {}", fmt_num(lo), fmt_num(hi)),
+            (Some(v), _) => fmt_num(v),
+            _ => "—".into(),
+        };
+        let mut ours = num("masklab").map(fmt_num).unwrap_or_else(|| "—".into());
+        if let Some(x) = num("ratio") {
+            ours += &format!(" ({}× the paper's)", fmt_num(x));
+        }
+        write!(
+            f,
+            "#{} {} ({}) {} at {}: paper {paper}, masklab {ours} — {}",
+            r.get("entry").map(|v| v.to_string()).unwrap_or_default(),
+            text("paper"),
+            text("where"),
+            text("metric"),
+            text("point"),
+            text("verdict")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

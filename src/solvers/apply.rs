@@ -171,6 +171,27 @@ pub struct SolveJob<'a> {
     pub act_norms: Option<&'a Path>,
 }
 
+/// The error `masklab solve` reports when `solver` returned infeasible masks (a row or column
+/// keeping more than N) for any tensor, naming each and its count of such blocks.
+pub fn infeasible_message(reports: &[TensorReport], solver: &str) -> Option<String> {
+    let infeasible: Vec<String> = reports
+        .iter()
+        .filter(|r| r.infeasible_blocks > 0)
+        .map(|r| {
+            format!(
+                "`{}` ({} of {} blocks)",
+                r.tensor, r.infeasible_blocks, r.blocks
+            )
+        })
+        .collect();
+    (!infeasible.is_empty()).then(|| {
+        format!(
+            "solver {solver} returned infeasible masks (a row or column keeps more than N) for {}; such blocks count as keeping nothing",
+            infeasible.join(", ")
+        )
+    })
+}
+
 /// Solve every selected tensor of the job's checkpoint one at a time: read and convert it,
 /// score, tile, solve (and the exact solver with `compare_exact`), check, write its mask, drop
 /// it. `on_report` sees each report as soon as its tensor is done. Returns the reports and the
@@ -192,6 +213,10 @@ pub fn solve_checkpoint(
         inputs.extend(job.act_norms.map(Path::to_path_buf));
         let refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
         io::atomic::refuse_overwrite("output", out, &refs)?;
+        if job.input.is_dir() {
+            // Nor inside a sharded input's directory.
+            io::atomic::refuse_overwrite("output", out.parent().unwrap_or(out), &[job.input])?;
+        }
         if out.is_dir() {
             return Err(Error::invalid(
                 "output",

@@ -77,6 +77,30 @@ pub enum Guarantee {
     Heuristic,
 }
 
+/// The registry as `masklab solvers` prints it: name, guarantee, devices and summary.
+pub struct Listing;
+
+impl fmt::Display for Listing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<12}  {:<40}  {:<10}  summary",
+            "name", "guarantee", "devices"
+        )?;
+        for s in REGISTRY {
+            let g = s.guarantee().to_string();
+            writeln!(
+                f,
+                "{:<12}  {g:<40}  {:<10}  {}",
+                s.name(),
+                s.devices(),
+                s.summary()
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Guarantee {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
