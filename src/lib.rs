@@ -22,6 +22,7 @@ pub mod toml_value;
 pub use error::{Error, Result};
 pub mod experiment;
 pub mod io;
+pub mod lanes;
 pub mod layers;
 pub mod lm;
 pub mod results;

@@ -298,7 +298,7 @@ impl Estimator for Mvue {
         match pattern.m {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the AVX2 build runs only where the CPU reports AVX2.
-            4 if pattern.n == 2 && crate::solvers::lanes::Avx2::detect().is_some() => unsafe {
+            4 if pattern.n == 2 && crate::lanes::Avx2::detect().is_some() => unsafe {
                 groups_2of4_avx2(values, uniforms)
             },
             4 if pattern.n == 2 => groups_2of4(values, uniforms),
@@ -329,7 +329,7 @@ impl Estimator for Mvue {
             return super::prune_strip_tiled(self, inp, out, cols, pattern, uniforms);
         }
         #[cfg(target_arch = "x86_64")]
-        if crate::solvers::lanes::Avx2::detect().is_some() {
+        if crate::lanes::Avx2::detect().is_some() {
             // SAFETY: the AVX2 build runs only where the CPU reports AVX2.
             return unsafe { strip_2of4_avx2(inp, out, cols, uniforms) };
         }

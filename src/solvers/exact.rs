@@ -10,7 +10,7 @@
 //! alternating paths (drop `(i, j)`, add `(i, k)`), on the dense M×M graph without a heap.
 //! For M = 2, 4, 8, 16, 32 and 64 the block is solved by a fixed-size, branch-free version of the
 //! same algorithm (edge costs held as `±A` or `+∞` per direction, node selection by the lane
-//! reductions of [`super::lanes`]), compiled a second time with AVX2 intrinsics and chosen at run
+//! reductions of [`crate::lanes`]), compiled a second time with AVX2 intrinsics and chosen at run
 //! time; other M take the general loop. Both are tested to give the same optimum.
 //! Guarantee: exact (the reduced costs certify optimality; tested against brute force and an LP).
 //! Cost: O(M²) for the warm start plus O(M²) per unit of column excess (measured per block on
@@ -19,9 +19,9 @@
 //! Source: Hubara et al., NeurIPS 2021 (min-cost flow formulation); the warm start and dense
 //! Dijkstra are this crate's.
 
-use super::lanes::Lanes;
 use super::{BlockFn, Guarantee, SolveContext, Solver};
 use crate::error::Result;
+use crate::lanes::Lanes;
 use crate::mask::Pattern;
 
 /// The exact min-cost-flow solver.
@@ -74,7 +74,7 @@ fn block_solver(pattern: Pattern, avx2: bool) -> BlockFn {
 #[target_feature(enable = "avx2")]
 fn fixed_avx2<const M: usize>(a: &[f32], n: usize, keep: &mut [u8]) {
     // SAFETY: this function is compiled for, and only called on, CPUs with AVX2.
-    fixed::<M, _>(unsafe { super::lanes::Avx2::assume() }, a, n, keep)
+    fixed::<M, _>(unsafe { crate::lanes::Avx2::assume() }, a, n, keep)
 }
 
 /// `x` if positive, else 0 (one `maxpd`: no NaN handling needed, none can occur).

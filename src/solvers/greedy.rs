@@ -13,15 +13,15 @@
 //! largest row maximum (ties: lowest row, then lowest column, as in the scan); a row whose
 //! maximum sits in a column that has meanwhile become full is recomputed when it is picked. A
 //! pick has no data-dependent branch (integer max over the scores' bit patterns, by the lane
-//! reductions of [`super::lanes`], AVX2 when the CPU has it), and two blocks are stepped in turn
+//! reductions of [`crate::lanes`], AVX2 when the CPU has it), and two blocks are stepped in turn
 //! so that their dependency chains overlap. Other M sort. Both give the same masks (tested).
 //! Cost: O(N·M²) per block for the fixed path (about N·M picks, O(M) each), one sort of M² keys,
 //! O(M² log M), otherwise; blocks run in parallel.
 //! Source: Hubara et al., NeurIPS 2021 (code released with the paper).
 
-use super::lanes::Lanes;
 use super::{BlockFn, Guarantee, SolveContext, Solver};
 use crate::error::Result;
+use crate::lanes::Lanes;
 use crate::mask::{Mask, Matrix, Pattern, tile};
 
 /// The greedy transposable solver.
@@ -74,7 +74,7 @@ fn block_solver(pattern: Pattern, avx2: bool) -> BlockFn {
 #[target_feature(enable = "avx2")]
 fn fixed_avx2<const M: usize>(scores: &[f32], n: usize, keep: &mut [u8]) {
     // SAFETY: this function is compiled for, and only called on, CPUs with AVX2.
-    fixed_run::<M, _>(unsafe { super::lanes::Avx2::assume() }, scores, n, keep)
+    fixed_run::<M, _>(unsafe { crate::lanes::Avx2::assume() }, scores, n, keep)
 }
 
 /// Blocks stepped together by [`fixed`].

@@ -9,8 +9,8 @@
 //! module below, and add one line to [`REGISTRY`].
 
 /// The block solver for `$m`: `$fixed::<M, L>` for M ∈ {2, 4, 8, 16, 32, 64}, with
-/// [`lanes::Avx2`] through `$avx2::<M>` (a `target_feature(enable = "avx2")` wrapper) when
-/// `$use_avx2` and the CPU reports AVX2, else with [`lanes::Portable`]; `$other` for any other M.
+/// [`crate::lanes::Avx2`] through `$avx2::<M>` (a `target_feature(enable = "avx2")` wrapper) when
+/// `$use_avx2` and the CPU reports AVX2, else with [`crate::lanes::Portable`]; `$other` for any other M.
 /// All are [`BlockFn`]s.
 macro_rules! fixed_m_block_fn {
     ($m:expr, $use_avx2:expr, $fixed:ident, $avx2:ident, $other:expr) => {{
@@ -18,7 +18,7 @@ macro_rules! fixed_m_block_fn {
         macro_rules! pick {
             ($k:literal) => {{
                 #[cfg(target_arch = "x86_64")]
-                if _use_avx2 && $crate::solvers::lanes::Avx2::detect().is_some() {
+                if _use_avx2 && $crate::lanes::Avx2::detect().is_some() {
                     let f: $crate::solvers::BlockFn = |a, p, keep| {
                         // SAFETY: only chosen when the CPU reports AVX2.
                         unsafe { $avx2::<$k>(a, p.n, keep) }
@@ -26,7 +26,7 @@ macro_rules! fixed_m_block_fn {
                     return f;
                 }
                 let f: $crate::solvers::BlockFn =
-                    |a, p, keep| $fixed::<$k, _>($crate::solvers::lanes::Portable, a, p.n, keep);
+                    |a, p, keep| $fixed::<$k, _>($crate::lanes::Portable, a, p.n, keep);
                 return f;
             }};
         }
@@ -52,7 +52,6 @@ pub mod exact;
 pub mod exhaustive;
 pub mod external;
 pub mod greedy;
-pub mod lanes;
 pub mod lp;
 pub mod max_random;
 pub mod tsenor;

@@ -1,5 +1,6 @@
 //! Extremes of small fixed-size arrays, the first position holding them, and whole-array lane
-//! updates, for the block solvers' inner loops (`exact`, `greedy`).
+//! updates: the crate's SIMD leaf, for the block solvers' inner loops (`exact`, `greedy`) and
+//! the CPU feature check of the estimators' vectorised paths.
 //!
 //! Problem: for `[i32; M]` / `[f64; M]` with M ≤ 64, the largest (smallest) value, the lowest
 //! index at which a given value occurs, a single-lane set and a shortest-path relaxation.
