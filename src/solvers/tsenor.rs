@@ -242,6 +242,12 @@ pub mod fused {
         /// Run the iterations on blocks `first..first + here` (at most [`LANES`]); lanes past
         /// `here` repeat block `first` and are ignored.
         fn iterate(&mut self, t: &Tsenor, blocks: &[f32], pattern: Pattern, first: usize) {
+            self.load(blocks, pattern, first);
+            dispatch(t, pattern, self);
+        }
+
+        /// Blocks `first..` into the lanes (see [`Work::iterate`]).
+        fn load(&mut self, blocks: &[f32], pattern: Pattern, first: usize) {
             let mm = pattern.m * pattern.m;
             let here = LANES.min(blocks.len() / mm - first);
             for lane in 0..LANES {
@@ -250,7 +256,6 @@ pub mod fused {
                     self.s[e * LANES + lane] = v;
                 }
             }
-            dispatch(t, pattern, self);
         }
 
         /// Lane `lane`'s fraction, row-major, into `self.frac`.
@@ -442,6 +447,42 @@ pub mod fused {
             }
             assert_eq!(exp(-200.0), 0.0);
             assert!(exp(-95.0) > 0.0, "subnormal results are kept");
+        }
+
+        #[test]
+        fn every_instruction_set_path_gives_the_same_fractions_bitwise() {
+            use rand::{Rng, SeedableRng};
+            let t = Tsenor::default();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+            for (n, m) in [(2, 4), (8, 16), (5, 12)] {
+                let pattern = Pattern { n, m };
+                let blocks: Vec<f32> = (0..LANES * m * m)
+                    .map(|_| rng.random_range(0.0f32..3.0))
+                    .collect();
+                let run = |path: &dyn Fn(&mut Work)| {
+                    let mut w = Work::new(m * m);
+                    w.load(&blocks, pattern, 0);
+                    path(&mut w);
+                    w.s
+                };
+                let portable = run(&|w| dykstra(&t, pattern, w));
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                    {
+                        // SAFETY: the CPU reports AVX2 and FMA.
+                        let avx2 = run(&|w| unsafe { dykstra_avx2(&t, pattern, w) });
+                        assert_eq!(avx2, portable, "{n}:{m} AVX2");
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU reports AVX-512F.
+                        let avx512 = run(&|w| unsafe { dykstra_avx512(&t, pattern, w) });
+                        assert_eq!(avx512, portable, "{n}:{m} AVX-512");
+                    }
+                }
+                assert!(portable.iter().all(|v| v.is_finite() && *v >= 0.0));
+            }
         }
 
         #[test]
