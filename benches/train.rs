@@ -13,10 +13,11 @@
 
 use candle_core::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
+use masklab::structure::MaskKind;
+use masklab::train::data::synthetic;
 use masklab::train::models::{LayerPolicy, build};
 use masklab::train::optim::Optimizer;
 use masklab::train::trainer::{layer_mask, train_step};
-use masklab::train::{MaskKind, data::synthetic};
 use std::time::Duration;
 
 fn bench(c: &mut Criterion) {

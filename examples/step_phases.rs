@@ -5,9 +5,10 @@
 //! `-- transposable:4:8 mvue:2:4` (default `dense dense`).
 
 use candle_core::Device;
+use masklab::structure::MaskKind;
+use masklab::train::data::synthetic;
 use masklab::train::models::{LayerPolicy, build};
 use masklab::train::optim::Optimizer;
-use masklab::train::{MaskKind, data::synthetic};
 use std::time::Instant;
 fn main() {
     masklab::memory::keep_freed_memory();

@@ -356,7 +356,7 @@ pub struct PruneArgs {
 impl PruneArgs {
     /// The job these arguments describe.
     pub fn job(&self) -> Result<masklab::ops::prune::PruneJob> {
-        use masklab::train::MaskKind;
+        use masklab::structure::MaskKind;
         let pattern = || -> Result<Pattern> {
             match &self.pattern {
                 Some(p) => Ok(p.parse()?),

@@ -17,6 +17,7 @@ mod par;
 pub mod seed;
 pub mod solvers;
 pub mod sparse;
+pub mod structure;
 pub mod toml_value;
 
 pub use error::{Error, Result};

@@ -26,7 +26,7 @@ use super::model::{Layer, Llama, Proj, Stage};
 use super::sparsegpt::{self, KeptScores, Settings};
 use crate::error::{Error, Result};
 use crate::mask::{Mask, Matrix};
-use crate::train::MaskKind;
+use crate::structure::MaskKind;
 use candle_core::{DType, Tensor};
 use std::str::FromStr;
 
@@ -594,7 +594,7 @@ fn prune_one(
                     (m, Some(k))
                 }
                 _ => (
-                    crate::train::trainer::mask_of(&scores, spec.kind, &spec.solver, spec.seed)?
+                    crate::structure::mask_of(&scores, spec.kind, &spec.solver, spec.seed)?
                         .expect("a sparse structure has a mask"),
                     None,
                 ),

@@ -20,7 +20,7 @@
 
 use crate::error::{Error, Result};
 use crate::mask::{Mask, Matrix};
-use crate::train::MaskKind;
+use crate::structure::MaskKind;
 use rayon::prelude::*;
 
 /// Saliency kept by the solver's and by the exact solver's transposable masks (0 for others).
@@ -59,13 +59,13 @@ pub fn transposable_with_gap(
     solver: &str,
     seed: u64,
 ) -> Result<(Mask, KeptScores)> {
-    let mask = crate::train::trainer::mask_of(scores, kind, solver, seed)?
+    let mask = crate::structure::mask_of(scores, kind, solver, seed)?
         .ok_or_else(|| Error::invalid("structure", "dense", "has no mask"))?;
     let kept = mask.kept_score(scores);
     let exact = if solver == "exact" {
         kept
     } else {
-        crate::train::trainer::mask_of(scores, kind, "exact", seed)?
+        crate::structure::mask_of(scores, kind, "exact", seed)?
             .map(|m| m.kept_score(scores))
             .unwrap_or(kept)
     };
@@ -197,7 +197,7 @@ pub fn prune_factored(
                 kept = kept.plus(k);
                 mask
             } else {
-                crate::train::trainer::mask_of(&scores, s.kind, &s.solver, s.seed)?
+                crate::structure::mask_of(&scores, s.kind, &s.solver, s.seed)?
                     .expect("a sparse structure has a mask")
             };
             for r in 0..rows {

@@ -12,7 +12,7 @@ use crate::lm::corpus::{self, Perplexity};
 use crate::lm::prune::{Evaluation, Method, Outcome, ProjReport, PruneSpec, prune_layers};
 use crate::lm::save::Writer;
 use crate::lm::{load, tokenizer};
-use crate::train::MaskKind;
+use crate::structure::MaskKind;
 use std::path::{Path, PathBuf};
 
 /// Everything one prune run needs.

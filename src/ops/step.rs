@@ -18,7 +18,7 @@
 
 use super::median;
 use crate::error::{Error, Result};
-use crate::train::MaskKind;
+use crate::structure::MaskKind;
 use crate::train::data::Dataset;
 use crate::train::sparse::{GemmMode, GradEstimator};
 use crate::train::trainer::{Session, TrainConfig};

@@ -21,7 +21,6 @@
 //! O(batch·out). On other devices the forward GEMM is candle's on detached operands and
 //! [`MaskedMatmul`] carries the same backward.
 
-use super::MaskKind;
 use super::kernels::{
     ColumnSums, MatMul, Operand, ReluGrad, f32_slice, fork_transpose, gemm_rows, nm_matmul,
 };
@@ -30,6 +29,7 @@ use crate::mask::{Mask, Pattern};
 use crate::par::join;
 use crate::sparse::nm::{NmMatrix, SlotMap};
 use crate::sparse::transpose;
+use crate::structure::MaskKind;
 use candle_core::backend::BackendStorage;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, Var};

@@ -6,14 +6,15 @@
 //! estimators' draws all come from RNGs derived from the seed. The last partial batch of an epoch
 //! is dropped, so that every batch is a multiple of the estimator's M.
 
-use super::MaskKind;
 use super::data::Dataset;
 use super::models::{self, LayerPolicy, Model};
 use super::optim::{Optimizer, cosine};
 use super::sparse::{GemmMode, GradEstimator, SparseLinear, support};
 use crate::error::{Error, Result};
-use crate::mask::{Mask, tile::Blocks};
-use crate::solvers::{self, SolveContext, apply::solve_blocks};
+use crate::mask::Mask;
+use crate::solvers;
+use crate::structure::MaskKind;
+use crate::structure::mask_of;
 use candle_core::{D, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
@@ -179,49 +180,6 @@ pub fn layer_mask(
     seed: u64,
 ) -> Result<Option<Mask>> {
     mask_of(&layer.weight_scores()?, kind, solver, seed)
-}
-
-/// The mask of structure `kind` on `scores` (`None` for dense); transposable masks come from
-/// `solver` (an infeasible block is an error naming it).
-pub fn mask_of(
-    scores: &crate::mask::Matrix,
-    kind: MaskKind,
-    solver: &str,
-    seed: u64,
-) -> Result<Option<Mask>> {
-    Ok(match kind {
-        MaskKind::Dense => None,
-        MaskKind::Unstructured(s) => Some(Mask::unstructured(scores, s)?),
-        MaskKind::Block(b, s) => Some(Mask::block(scores, b, s)?),
-        MaskKind::Nm(p) => Some(Mask::nm(scores, p)?),
-        MaskKind::Transposable(p) => {
-            let blocks = Blocks::from_matrix(scores, p.m)?;
-            let solved = solve_feasible(&blocks, p, solver, seed)?;
-            Some(blocks.to_mask(&solved.keep)?)
-        }
-    })
-}
-
-/// `solver` on the blocks of a transposable mask; an infeasible block is an error naming it.
-pub fn solve_feasible(
-    blocks: &Blocks,
-    p: crate::mask::Pattern,
-    solver: &str,
-    seed: u64,
-) -> Result<crate::solvers::apply::Solved> {
-    let ctx = SolveContext {
-        seed,
-        ..Default::default()
-    };
-    let solved = solve_blocks(solvers::by_name(solver)?, blocks.data(), p, &ctx)?;
-    if solved.evaluation.infeasible > 0 {
-        return Err(Error::invalid(
-            "solver",
-            solver,
-            format!("{} infeasible blocks for {p}", solved.evaluation.infeasible),
-        ));
-    }
-    Ok(solved)
 }
 
 /// Check the structure of every GEMM operand of one layer after training.

@@ -18,7 +18,7 @@ use super::{CellContext, CellKind, Row, param_str, param_usize};
 use crate::convert::oneshot::{LayerScore, OneShot, convert_model};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
-use crate::train::MaskKind;
+use crate::structure::MaskKind;
 use crate::train::data::{self, Dataset};
 use crate::train::models::{LayerPolicy, build};
 use crate::train::sparse::GradEstimator;

@@ -24,7 +24,7 @@ use crate::lm::model::{Config, Llama};
 use crate::lm::prune::{Evaluation, Method, PruneSpec};
 use crate::lm::{load, tokenizer};
 use crate::ops::prune::structure_name;
-use crate::train::MaskKind;
+use crate::structure::MaskKind;
 use indexmap::IndexMap;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use super::{CellContext, CellKind, Row, param_f64, param_str, param_usize};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
 use crate::ops::step::{StepJob, StepReport, measure};
-use crate::train::MaskKind;
+use crate::structure::MaskKind;
 use crate::train::data::{self, Dataset};
 use crate::train::trainer::TrainConfig;
 use indexmap::IndexMap;

@@ -106,7 +106,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
     cfg.mask = mask.trim().parse()?;
     cfg.grad = grad.trim().parse()?;
     cfg.seed = cell.seed;
-    if let crate::train::MaskKind::Transposable(_) = cfg.mask {
+    if let crate::structure::MaskKind::Transposable(_) = cfg.mask {
         crate::solvers::by_name(&cfg.solver)?;
     }
     Ok(Parsed {
