@@ -51,6 +51,26 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A run directory that another masklab process holds (its `.lock`).
+    #[error("{}: another masklab process is using this run directory ({holder}); wait for it or choose another --out", dir.display())]
+    RunLocked {
+        /// The run directory.
+        dir: PathBuf,
+        /// Who holds the lock (pid, host, since when), as the lock file says.
+        holder: String,
+    },
+    /// A run (or shard) that has not finished all its cells, asked for something that needs them.
+    #[error("{}: the run is not complete ({done} of {planned} cells); finish it with --resume {} {then}", dir.join("manifest.json").display(), dir.display())]
+    RunIncomplete {
+        /// The run directory.
+        dir: PathBuf,
+        /// Cells done.
+        done: usize,
+        /// Cells planned.
+        planned: usize,
+        /// When to resume it (`first`, `before comparing`).
+        then: &'static str,
+    },
     /// A file whose content is not what masklab expects.
     #[error("{}: {message}", path.display())]
     Format {

@@ -190,12 +190,9 @@ impl RunLock {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                return Err(Error::Format {
-                    path: dir.to_path_buf(),
-                    message: format!(
-                        "another masklab process is using this run directory ({}); wait for it or choose another --out",
-                        holder.trim()
-                    ),
+                return Err(Error::RunLocked {
+                    dir: dir.to_path_buf(),
+                    holder: holder.trim().to_string(),
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
@@ -788,14 +785,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest> {
             });
         }
         if m.finished.is_none() {
-            return Err(Error::Format {
-                path: manifest_path,
-                message: format!(
-                    "shard is not complete ({} of {} cells); finish it with --resume {} first",
-                    m.cells_done,
-                    m.cells_planned,
-                    dir.display()
-                ),
+            return Err(Error::RunIncomplete {
+                dir: dir.to_path_buf(),
+                done: m.cells_done,
+                planned: m.cells_planned,
+                then: "first",
             });
         }
         let rows = read_log(dir)?;
@@ -874,14 +868,11 @@ fn complete_run(dir: &Path) -> Result<(Manifest, Spec)> {
     super::spec::check_name(&manifest_path, "table", &m.table)?;
     super::spec::check_name(&manifest_path, "profile", &m.profile)?;
     if m.finished.is_none() {
-        return Err(Error::Format {
-            path: dir.join("manifest.json"),
-            message: format!(
-                "the run is not complete ({} of {} cells); finish it with --resume {} before comparing",
-                m.cells_done,
-                m.cells_planned,
-                dir.display()
-            ),
+        return Err(Error::RunIncomplete {
+            dir: dir.to_path_buf(),
+            done: m.cells_done,
+            planned: m.cells_planned,
+            then: "before comparing",
         });
     }
     Ok((m, spec))

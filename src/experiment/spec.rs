@@ -307,11 +307,7 @@ impl Spec {
         }
         let exclude = exclusions(&raw, &at)?;
         let statistics = statistics(&raw, &axes, &at)?;
-        Figure::check(&raw.figures).map_err(|message| Error::Spec {
-            path: path.to_path_buf(),
-            line: None,
-            message: format!("[[figures]]: {message}"),
-        })?;
+        Figure::check(&raw.figures, path)?;
         let axis_names: Vec<String> = axes.iter().map(|a| a.name.clone()).collect();
         let correlation_columns: Vec<String> = statistics
             .as_ref()
@@ -323,13 +319,7 @@ impl Spec {
                     .collect()
             })
             .unwrap_or_default();
-        Published::check(&raw.published, &axis_names, &correlation_columns).map_err(|message| {
-            Error::Spec {
-                path: path.to_path_buf(),
-                line: None,
-                message,
-            }
-        })?;
+        Published::check(&raw.published, &axis_names, &correlation_columns, path)?;
         Ok(Spec {
             path: path.to_path_buf(),
             text: text.to_string(),

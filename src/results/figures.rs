@@ -86,8 +86,17 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(
 }
 
 impl Figure {
-    /// Check what can be checked before a run: a safe, unique file name and consistent columns.
-    pub fn check(figures: &[Figure]) -> std::result::Result<(), String> {
+    /// Check what can be checked before a run: a safe, unique file name and consistent columns;
+    /// the error names the spec file.
+    pub fn check(figures: &[Figure], spec: &Path) -> Result<()> {
+        Figure::check_all(figures).map_err(|message| Error::Spec {
+            path: spec.to_path_buf(),
+            line: None,
+            message: format!("[[figures]]: {message}"),
+        })
+    }
+
+    fn check_all(figures: &[Figure]) -> std::result::Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         for f in figures {
             let name = &f.file;
@@ -698,24 +707,28 @@ mod tests {
     #[test]
     fn figure_declarations_are_checked() {
         let mut f = points_figure();
-        assert!(Figure::check(std::slice::from_ref(&f)).is_ok());
+        let spec = Path::new("t.toml");
+        assert!(Figure::check(std::slice::from_ref(&f), spec).is_ok());
         f.file = "../up".into();
         assert!(
-            Figure::check(std::slice::from_ref(&f))
+            Figure::check(std::slice::from_ref(&f), spec)
                 .unwrap_err()
+                .to_string()
                 .contains("letters")
         );
         let mut g = points_figure();
         g.error = vec!["a".into(), "b".into()];
         assert!(
-            Figure::check(&[g])
+            Figure::check(&[g], spec)
                 .unwrap_err()
+                .to_string()
                 .contains("2 error columns for 1")
         );
         let twice = [points_figure(), points_figure()];
         assert!(
-            Figure::check(&twice)
+            Figure::check(&twice, spec)
                 .unwrap_err()
+                .to_string()
                 .contains("declared twice")
         );
     }

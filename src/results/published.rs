@@ -82,7 +82,23 @@ impl Published {
     /// Check what can be checked before a run: text fields present, exactly one of `value` and
     /// `range`, and `at`/`speedup_over` naming columns the table has (`summary_columns`: the
     /// grid axes; `correlation_columns`: empty when the spec tests no correlation).
+    /// The error names the spec file.
     pub fn check(
+        entries: &[Published],
+        summary_columns: &[String],
+        correlation_columns: &[String],
+        spec: &std::path::Path,
+    ) -> Result<()> {
+        Published::check_all(entries, summary_columns, correlation_columns).map_err(|message| {
+            Error::Spec {
+                path: spec.to_path_buf(),
+                line: None,
+                message,
+            }
+        })
+    }
+
+    fn check_all(
         entries: &[Published],
         summary_columns: &[String],
         correlation_columns: &[String],
@@ -579,10 +595,13 @@ mod tests {
             ),
             ("value = 1.0\nat = { solver = [] }", "non-empty list"),
         ];
+        let spec = std::path::Path::new("t.toml");
         for (extra, expected) in cases {
             let e = entry(&format!("{base}{extra}"));
-            let err = Published::check(&[e], &keys(), &[]).unwrap_err();
-            assert!(err.starts_with("[[published]] #1 (P)"), "{err}");
+            let err = Published::check(&[e], &keys(), &[], spec)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("t.toml: [[published]] #1 (P)"), "{err}");
             assert!(err.contains(expected), "{extra}: {err}");
         }
         let blank = entry(&base.replace("quote = \"q\"", "quote = \" \""));
@@ -591,14 +610,15 @@ mod tests {
             ..blank
         };
         assert!(
-            Published::check(&[blank], &keys(), &[])
+            Published::check(&[blank], &keys(), &[], spec)
                 .unwrap_err()
+                .to_string()
                 .contains("`quote` is empty")
         );
         let ok = entry(&format!(
             "{base}value = 1.0\nat = {{ solver = \"tsenor\" }}"
         ));
-        assert!(Published::check(&[ok], &keys(), &[]).is_ok());
+        assert!(Published::check(&[ok], &keys(), &[], spec).is_ok());
     }
 
     #[test]
