@@ -391,17 +391,20 @@ mod tests {
     }
 }
 
-/// Property tests of the constructors and validators over random shapes, 0 and 1 included.
+/// Property tests of the constructors and validators over random shapes, 0 and 1 included; its
+/// strategies serve the solvers' property tests too.
 #[cfg(test)]
-mod properties {
+pub(crate) mod properties {
     use super::*;
     use proptest::prelude::*;
 
-    fn pattern() -> impl Strategy<Value = Pattern> {
+    /// Patterns N:M with M ≤ 4.
+    pub(crate) fn pattern() -> impl Strategy<Value = Pattern> {
         (1usize..=4).prop_flat_map(|m| (1..=m).prop_map(move |n| Pattern { n, m }))
     }
 
-    fn scores() -> impl Strategy<Value = Matrix> {
+    /// Score matrices up to 9×9, empty ones included.
+    pub(crate) fn scores() -> impl Strategy<Value = Matrix> {
         (0usize..=9, 0usize..=9).prop_flat_map(|(r, c)| {
             proptest::collection::vec(0f32..10.0, r * c)
                 .prop_map(move |d| Matrix::new(r, c, d).expect("sized"))

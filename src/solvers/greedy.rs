@@ -343,18 +343,8 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
+    use crate::mask::properties::{pattern, scores};
     use proptest::prelude::*;
-
-    fn pattern() -> impl Strategy<Value = Pattern> {
-        (1usize..=4).prop_flat_map(|m| (1..=m).prop_map(move |n| Pattern { n, m }))
-    }
-
-    fn scores() -> impl Strategy<Value = Matrix> {
-        (0usize..=9, 0usize..=9).prop_flat_map(|(r, c)| {
-            proptest::collection::vec(0f32..10.0, r * c)
-                .prop_map(move |d| Matrix::new(r, c, d).expect("sized"))
-        })
-    }
 
     proptest! {
         #[test]
