@@ -76,13 +76,22 @@ pub fn read_text(path: &Path) -> Result<String> {
     })
 }
 
-/// Consecutive windows of `window` tokens, at most `max_tokens` in all (whole windows only).
-pub fn eval_windows(tokens: &[u32], window: usize, max_tokens: usize) -> Vec<Vec<u32>> {
-    tokens
-        .chunks_exact(window)
+/// Consecutive windows of `window` tokens, at most `max_tokens` in all (whole windows only); an
+/// error, naming the text's length, when not even one fits.
+pub fn eval_windows(tokens: &[u32], window: usize, max_tokens: usize) -> Result<Vec<Vec<u32>>> {
+    let windows: Vec<Vec<u32>> = tokens
+        .chunks_exact(window.max(1))
         .take(max_tokens / window.max(1))
         .map(|w| w.to_vec())
-        .collect()
+        .collect();
+    if windows.is_empty() {
+        return Err(Error::invalid(
+            "evaluation text",
+            format!("{} tokens", tokens.len()),
+            format!("shorter than one window of {window} (or --eval-tokens below it)"),
+        ));
+    }
+    Ok(windows)
 }
 
 /// `count` windows of `window` tokens at random offsets (seeded); errors when the text is
@@ -172,9 +181,10 @@ mod tests {
     #[test]
     fn windows_are_whole_and_capped() {
         let t: Vec<u32> = (0..1000).collect();
-        let w = eval_windows(&t, 100, 450);
+        let w = eval_windows(&t, 100, 450).unwrap();
         assert_eq!(w.len(), 4);
         assert_eq!(w[3][0], 300);
+        assert!(eval_windows(&t[..99], 100, 450).is_err());
         let c = calibration_windows(&t, 100, 5, 7).unwrap();
         assert_eq!(c.len(), 5);
         for w in &c {

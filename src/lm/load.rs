@@ -154,14 +154,31 @@ fn open_gguf(path: &Path, device: &Device) -> Result<Checkpoint> {
     })
 }
 
+/// Hugging Face name of the token embeddings.
+pub const EMBED: &str = "model.embed_tokens.weight";
+/// Hugging Face name of the final norm.
+pub const NORM: &str = "model.norm.weight";
+/// Hugging Face name of an untied output head.
+pub const LM_HEAD: &str = "lm_head.weight";
+
+/// The model's tensors outside its decoder layers under their HF names (the head only when
+/// untied).
+pub fn outer_tensors(model: &Llama) -> Vec<(&'static str, &Tensor)> {
+    let mut t = vec![(EMBED, &model.embed), (NORM, &model.norm)];
+    if !model.config.tie_word_embeddings {
+        t.push((LM_HEAD, &model.lm_head));
+    }
+    t
+}
+
 /// The shape of each tensor of a model of `config`, by HF name.
 pub fn hf_shapes(config: &Config) -> BTreeMap<String, Vec<usize>> {
     let (h, v) = (config.hidden_size, config.vocab_size);
     let mut m = BTreeMap::new();
-    m.insert("model.embed_tokens.weight".to_string(), vec![v, h]);
-    m.insert("model.norm.weight".to_string(), vec![h]);
+    m.insert(EMBED.to_string(), vec![v, h]);
+    m.insert(NORM.to_string(), vec![h]);
     if !config.tie_word_embeddings {
-        m.insert("lm_head.weight".to_string(), vec![v, h]);
+        m.insert(LM_HEAD.to_string(), vec![v, h]);
     }
     for l in 0..config.num_hidden_layers {
         for name in norm_names(l) {
@@ -209,11 +226,7 @@ impl Checkpoint {
     pub fn outer(&self) -> Result<Llama> {
         let (embed, norm, head) = match self.format {
             Format::Gguf => ("token_embd.weight", "output_norm.weight", "output.weight"),
-            Format::HfDir => (
-                "model.embed_tokens.weight",
-                "model.norm.weight",
-                "lm_head.weight",
-            ),
+            Format::HfDir => (EMBED, NORM, LM_HEAD),
         };
         let lm_head = match self.config.tie_word_embeddings {
             true => None,
@@ -354,7 +367,7 @@ fn open_hf(dir: &Path, device: &Device) -> Result<Checkpoint> {
             Ok((name, dt))
         })
         .collect::<Result<_>>()?;
-    config.tie_word_embeddings = !dtypes.contains_key("lm_head.weight");
+    config.tie_word_embeddings = !dtypes.contains_key(LM_HEAD);
     if let Some(missing) = hf_names(&config)
         .into_iter()
         .find(|n| !dtypes.contains_key(n))

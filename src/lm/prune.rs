@@ -300,13 +300,9 @@ pub fn prune_layers(
     for l in 0..layers {
         let d = dense(l)?;
         outer.check_layer(l, &d)?;
-        let t0 = std::time::Instant::now();
         if let Some(streams) = &mut eval_dense {
-            for x in streams.iter_mut() {
-                *x = outer.layer_output(&d, x)?;
-            }
+            eval_seconds += carry(outer, &d, streams)?;
         }
-        eval_seconds += t0.elapsed().as_secs_f64();
         let mut step = l * (Stage::ALL.len() + 1);
         let mut done = || {
             step += 1;
@@ -314,11 +310,7 @@ pub fn prune_layers(
         };
         let pruned = prune_layer(outer, l, &d, &mut hidden, spec, &mut done, &mut reports)?;
         drop(d);
-        let t0 = std::time::Instant::now();
-        for x in eval_pruned.iter_mut() {
-            *x = outer.layer_output(&pruned, x)?;
-        }
-        eval_seconds += t0.elapsed().as_secs_f64();
+        eval_seconds += carry(outer, &pruned, &mut eval_pruned)?;
         sink(l, pruned)?;
     }
     let ppl = |streams: &[Tensor]| -> Result<Option<Perplexity>> {
@@ -345,6 +337,15 @@ pub fn prune_layers(
         pruned,
         eval_seconds: eval_seconds + t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Carry each evaluation stream through `layer`; the seconds it took.
+fn carry(outer: &Llama, layer: &Layer, streams: &mut [Tensor]) -> Result<f64> {
+    let t0 = std::time::Instant::now();
+    for x in streams.iter_mut() {
+        *x = outer.layer_output(layer, x)?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
 }
 
 /// Prune one decoder layer: `dense` is its weights, `hidden` the calibration streams entering

@@ -10,7 +10,7 @@
 //! header says), with a `config.json`; every tensor must be put before [`Writer::finish`].
 //! Memory: one tensor. Cost: a file copy plus each put tensor's bytes.
 
-use super::load::{Checkpoint, Format, hf_files, hf_shapes, norm_names};
+use super::load::{Checkpoint, Format, hf_files, hf_shapes, norm_names, outer_tensors};
 use super::model::{Config, Layer, Llama, Proj};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -193,14 +193,7 @@ impl Writer {
 
     /// Write the model's outer tensors where they are pending (a GGUF input's).
     pub fn put_outer(&mut self, model: &Llama) -> Result<()> {
-        let mut tensors = vec![
-            ("model.embed_tokens.weight", &model.embed),
-            ("model.norm.weight", &model.norm),
-        ];
-        if !model.config.tie_word_embeddings {
-            tensors.push(("lm_head.weight", &model.lm_head));
-        }
-        for (name, t) in tensors {
+        for (name, t) in outer_tensors(model) {
             if self.is_pending(name) {
                 self.put(name, t)?;
             }
@@ -253,7 +246,6 @@ fn to_bytes(t: &Tensor, dtype: DType) -> candle_core::Result<Vec<u8>> {
             .flat_map(|v| v.to_le_bytes())
             .collect(),
         _ => t
-            .to_dtype(DType::F32)?
             .to_vec1::<f32>()?
             .iter()
             .flat_map(|v| v.to_le_bytes())
@@ -263,12 +255,10 @@ fn to_bytes(t: &Tensor, dtype: DType) -> candle_core::Result<Vec<u8>> {
 
 /// The model's tensors under their HF names.
 fn named_tensors(model: &Llama) -> BTreeMap<String, Tensor> {
-    let mut m = BTreeMap::new();
-    m.insert("model.embed_tokens.weight".to_string(), model.embed.clone());
-    m.insert("model.norm.weight".to_string(), model.norm.clone());
-    if !model.config.tie_word_embeddings {
-        m.insert("lm_head.weight".to_string(), model.lm_head.clone());
-    }
+    let mut m: BTreeMap<String, Tensor> = outer_tensors(model)
+        .into_iter()
+        .map(|(name, t)| (name.to_string(), t.clone()))
+        .collect();
     for (l, layer) in model.layers.iter().enumerate() {
         let [a, n] = norm_names(l);
         m.insert(a, layer.attn_norm.clone());

@@ -168,7 +168,7 @@ pub fn run_with(
     status("tokenizing");
     let calib_ids = tokenizer::encode(&tok, &calib)?;
     let eval_ids = tokenizer::encode(&tok, &eval)?;
-    let windows = corpus::eval_windows(&eval_ids, job.window, job.eval_tokens);
+    let windows = corpus::eval_windows(&eval_ids, job.window, job.eval_tokens)?;
     let calib_windows =
         corpus::calibration_windows(&calib_ids, job.window, job.calib_windows, job.seed)?;
     let vocab = ckpt.config.vocab_size as u32;
@@ -177,13 +177,6 @@ pub fn run_with(
             "tokenizer",
             bad,
             format!("token id beyond the model's vocabulary of {vocab}"),
-        ));
-    }
-    if windows.is_empty() {
-        return Err(Error::invalid(
-            "evaluation text",
-            format!("{} tokens", eval_ids.len()),
-            format!("shorter than one window of {}", job.window),
         ));
     }
     let spec = PruneSpec {

@@ -163,7 +163,21 @@ pub mod fused {
     /// about 1 ulp; subnormal results by scaling in two steps; `x < −104` gives 0).
     #[inline(always)]
     fn exp(x: f32) -> f32 {
-        let x = x.clamp(-104.0, 88.72283);
+        exp_with::<true>(x)
+    }
+
+    /// `e^x` for `x ≤ 0` where only the sum of such terms (at least 1) matters: as [`exp`],
+    /// but `x < −87` gives about 1e−38 instead of a subnormal (one power of two, not two).
+    #[inline(always)]
+    fn exp_sum_term(x: f32) -> f32 {
+        exp_with::<false>(x)
+    }
+
+    /// Cephes' `expf` with `2^k` in two factors when `SUBNORMAL` (inputs down to −104 give
+    /// subnormals), else in one (inputs clamped at −87).
+    #[inline(always)]
+    fn exp_with<const SUBNORMAL: bool>(x: f32) -> f32 {
+        let x = x.clamp(if SUBNORMAL { -104.0 } else { -87.0 }, 88.72283);
         // k = round(x·log₂e) by the 1.5·2²³ trick: adding it leaves k in the low mantissa bits,
         // with float operations only (a float→int `as` cast saturates, which the compiler does
         // not vectorise).
@@ -173,24 +187,12 @@ pub mod fused {
         let r = x - k * 0.693_359_4 - k * -2.121_944_4e-4;
         let y = horner(r, &EXP_POLY) * (r * r) + r + 1.0;
         let k = shifted.to_bits() as i32 - MAGIC.to_bits() as i32;
-        // 2^k in two factors, so that k < −126 gives a subnormal rather than garbage.
-        let (k1, k2) = (k >> 1, k - (k >> 1));
         let pow = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
-        y * pow(k1) * pow(k2)
-    }
-
-    /// `e^x` for `x ≤ 0` where only the sum of such terms (at least 1) matters: as [`exp`],
-    /// but `x < −87` gives about 1e−38 instead of a subnormal (one power of two, not two).
-    #[inline(always)]
-    fn exp_sum_term(x: f32) -> f32 {
-        let x = x.max(-87.0);
-        const MAGIC: f32 = 12_582_912.0;
-        let shifted = x * std::f32::consts::LOG2_E + MAGIC;
-        let k = shifted - MAGIC;
-        let r = x - k * 0.693_359_4 - k * -2.121_944_4e-4;
-        let y = horner(r, &EXP_POLY) * (r * r) + r + 1.0;
-        let k = shifted.to_bits() as i32 - MAGIC.to_bits() as i32;
-        y * f32::from_bits(((k + 127) as u32) << 23)
+        if SUBNORMAL {
+            y * pow(k >> 1) * pow(k - (k >> 1))
+        } else {
+            y * pow(k)
+        }
     }
 
     /// `ln x` for normal positive x (Cephes' `logf`: `x = m·2^e`, a degree-9 polynomial in

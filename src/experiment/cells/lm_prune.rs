@@ -161,7 +161,7 @@ fn load_model(p: &Params, device: &candle_core::Device) -> Result<Loaded> {
     Ok(Loaded {
         model,
         calib: tokenizer::encode(&tok, &calib)?,
-        eval: corpus::eval_windows(&eval_ids, p.window, p.eval_tokens),
+        eval: corpus::eval_windows(&eval_ids, p.window, p.eval_tokens)?,
     })
 }
 
