@@ -14,9 +14,51 @@ pub const RTILE: usize = 128;
 pub const KB: usize = 64;
 
 /// `out[..w] (+)= Σ v·b[k·width + c0 ..][..w]` over `entries` (`(v, k)`), accumulating into
-/// `out` unless `first`. `w ≤ RTILE`.
+/// `out` unless `first`. `w ≤ RTILE`. The whole vectors of the tile run with a width known at
+/// compile time ([`tile`]: the accumulators stay in registers; with a width known only at run
+/// time they live on the stack, a load and a store per multiply-add, which made a 32-wide product
+/// slower than a 128-wide one), the last `w mod 16` columns in a second pass.
 #[inline(always)]
 fn body(
+    entries: impl Iterator<Item = (f32, usize)> + Clone,
+    b: &[f32],
+    width: usize,
+    c0: usize,
+    out: &mut [f32],
+    first: bool,
+    fma: impl Fn(f32, f32, f32) -> f32 + Copy,
+) {
+    let w = out.len();
+    let whole = w / 16 * 16;
+    let (head, rest) = out.split_at_mut(whole);
+    macro_rules! whole {
+        ($($n:literal),*) => {
+            match whole {
+                $($n => tile::<$n>(entries.clone(), b, width, c0, head, first, fma),)*
+                _ => {}
+            }
+        };
+    }
+    whole!(16, 32, 48, 64, 80, 96, 112, 128);
+    if !rest.is_empty() {
+        let mut acc = [0f32; 16];
+        let acc = &mut acc[..rest.len()];
+        if !first {
+            acc.copy_from_slice(rest);
+        }
+        for (v, k) in entries {
+            let at = k * width + c0 + whole;
+            for (a, &x) in acc.iter_mut().zip(&b[at..at + rest.len()]) {
+                *a = fma(*a, v, x);
+            }
+        }
+        rest.copy_from_slice(acc);
+    }
+}
+
+/// [`body`] on a tile of exactly `W` columns.
+#[inline(always)]
+fn tile<const W: usize>(
     entries: impl Iterator<Item = (f32, usize)>,
     b: &[f32],
     width: usize,
@@ -25,35 +67,25 @@ fn body(
     first: bool,
     fma: impl Fn(f32, f32, f32) -> f32,
 ) {
-    let w = out.len();
-    let mut acc = [0f32; RTILE];
+    let mut acc = [0f32; W];
     if !first {
-        acc[..w].copy_from_slice(out);
+        acc.copy_from_slice(out);
     }
-    if w == RTILE {
-        for (v, k) in entries {
-            let at = k * width + c0;
-            let row: &[f32; RTILE] = b[at..at + RTILE].try_into().expect("a whole tile");
-            for (a, &x) in acc.iter_mut().zip(row) {
-                *a = fma(*a, v, x);
-            }
-        }
-    } else {
-        for (v, k) in entries {
-            let at = k * width + c0;
-            for (a, &x) in acc[..w].iter_mut().zip(&b[at..at + w]) {
-                *a = fma(*a, v, x);
-            }
+    for (v, k) in entries {
+        let at = k * width + c0;
+        let row: &[f32; W] = b[at..at + W].try_into().expect("a whole tile");
+        for (a, &x) in acc.iter_mut().zip(row) {
+            *a = fma(*a, v, x);
         }
     }
-    out.copy_from_slice(&acc[..w]);
+    out.copy_from_slice(&acc);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 // SAFETY: unsafe only for its target feature: `combine` calls it where the CPU has AVX-512F.
 unsafe fn body_avx512(
-    e: impl Iterator<Item = (f32, usize)>,
+    e: impl Iterator<Item = (f32, usize)> + Clone,
     b: &[f32],
     width: usize,
     c0: usize,
@@ -67,7 +99,7 @@ unsafe fn body_avx512(
 #[target_feature(enable = "avx2,fma")]
 // SAFETY: unsafe only for its target features: `combine` calls it where the CPU has AVX2, FMA.
 unsafe fn body_avx2(
-    e: impl Iterator<Item = (f32, usize)>,
+    e: impl Iterator<Item = (f32, usize)> + Clone,
     b: &[f32],
     width: usize,
     c0: usize,
@@ -80,7 +112,7 @@ unsafe fn body_avx2(
 /// One output tile (see [`body`]) on `isa` (detected or checked by the caller).
 pub fn combine(
     isa: Isa,
-    entries: impl Iterator<Item = (f32, usize)>,
+    entries: impl Iterator<Item = (f32, usize)> + Clone,
     b: &[f32],
     width: usize,
     c0: usize,

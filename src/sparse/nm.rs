@@ -160,6 +160,92 @@ impl NmMatrix {
         })
     }
 
+    /// Compress the transpose of row-major `g: [rows, cols]` — `gᵀ: [cols, rows]`, N:M along
+    /// `g`'s rows, as a neural-gradient estimator prunes the batch — keeping `g`'s non-zero
+    /// entries, in one pass over `g` (column tiles of 64, strip of M rows by strip) with no
+    /// transposed copy and no mask array: the update GEMM's operand, made once per training
+    /// step. Under-filled groups are padded as [`NmMatrix::compress`] pads them. Errors: `rows`
+    /// not a multiple of M, M > 32, `g` of another length, a group with more than N non-zeros
+    /// (naming its column and rows).
+    pub fn compress_transposed_nonzero(
+        g: &[f32],
+        rows: usize,
+        cols: usize,
+        pattern: Pattern,
+    ) -> Result<Self> {
+        let (n, m) = (pattern.n, pattern.m);
+        if m > 32 {
+            return Err(Error::Unsupported {
+                what: format!("N:M kernels for pattern {pattern}"),
+                reason: "M ≤ 32".into(),
+            });
+        }
+        if !rows.is_multiple_of(m) || g.len() != rows * cols {
+            return Err(Error::Shape {
+                rows,
+                cols,
+                reason: format!(
+                    "{} values; the rows must be whole groups of M = {m} (the N:M axis)",
+                    g.len()
+                ),
+            });
+        }
+        let bits = index_bits(m);
+        let kept = rows / m * n;
+        let index_stride = ((kept * bits).div_ceil(8) + 16).next_multiple_of(16);
+        let mut values = vec![0f32; cols * kept];
+        let mut index = vec![0u8; cols * index_stride];
+        const COLS: usize = 64;
+        for c0 in (0..cols).step_by(COLS) {
+            for c in c0..(c0 + COLS).min(cols) {
+                let (vrow, irow) = (
+                    &mut values[c * kept..(c + 1) * kept],
+                    &mut index[c * index_stride..(c + 1) * index_stride],
+                );
+                for s in 0..rows / m {
+                    let mut on = 0u32;
+                    for i in 0..m {
+                        if g[(s * m + i) * cols + c] != 0.0 {
+                            on |= 1 << i;
+                        }
+                    }
+                    let count = on.count_ones() as usize;
+                    if count > n {
+                        return Err(Error::invalid(
+                            "gradient",
+                            format!("column {c}, rows {}..{}", s * m, s * m + m),
+                            format!("{count} non-zeros, more than N = {n} of pattern {pattern}"),
+                        ));
+                    }
+                    // Fillers: the first pruned positions, so that positions ascend as in
+                    // `compress`.
+                    for _ in count..n {
+                        on |= 1 << (!on).trailing_zeros();
+                    }
+                    let mut k = s * n;
+                    while on != 0 {
+                        let i = on.trailing_zeros() as usize;
+                        on &= on - 1;
+                        vrow[k] = g[(s * m + i) * cols + c];
+                        let bit = k * bits;
+                        irow[bit / 8] |= (i as u8) << (bit % 8);
+                        k += 1;
+                    }
+                }
+            }
+        }
+        Ok(NmMatrix {
+            rows: cols,
+            cols: rows,
+            pattern,
+            bits,
+            values,
+            index,
+            index_stride,
+            block_offsets: std::sync::OnceLock::new(),
+        })
+    }
+
     /// Rows.
     pub fn rows(&self) -> usize {
         self.rows
@@ -253,14 +339,16 @@ impl NmMatrix {
                 }
             }
         }
-        // A strided source read in storage order jumps a page per entry: visit 32×32 tiles.
+        // A strided source read in storage order jumps a page per entry: visit 32×32 tiles,
+        // band of REFILL_BAND rows by band (so that a band's slots are a contiguous run of
+        // `order` and of the values, and bands can be refilled in parallel).
         let mut order = Vec::new();
         if cs != 1 && self.rows > 0 && kept > 0 {
-            const T: usize = 32;
+            const T: usize = REFILL_BAND;
             order.reserve(slots.len());
             let mut cursor: Vec<usize> = (0..self.rows).map(|r| r * kept).collect();
-            for col_end in (1..=self.cols.div_ceil(T)).map(|b| (b * T).min(self.cols)) {
-                for r0 in (0..self.rows).step_by(T) {
+            for r0 in (0..self.rows).step_by(T) {
+                for col_end in (1..=self.cols.div_ceil(T)).map(|b| (b * T).min(self.cols)) {
                     for (r, cur) in cursor.iter_mut().enumerate().skip(r0).take(T) {
                         while *cur < (r + 1) * kept && self.column(r, *cur - r * kept) < col_end {
                             order.push(*cur as u32);
@@ -296,14 +384,22 @@ impl NmMatrix {
                 dense[at as usize]
             }
         };
+        // Bands of REFILL_BAND rows, split over the fork's threads (serial inside a fork): a
+        // band's values are one contiguous run, and so are its slots in `order`.
+        let band = REFILL_BAND * self.kept_per_row().max(1);
         if map.order.is_empty() {
-            for (v, &at) in self.values.iter_mut().zip(&map.slots) {
-                *v = value(at);
-            }
+            crate::par::chunks_mut(&mut self.values, band, |i, vals| {
+                for (v, &at) in vals.iter_mut().zip(&map.slots[i * band..]) {
+                    *v = value(at);
+                }
+            });
         } else {
-            for &s in &map.order {
-                self.values[s as usize] = value(map.slots[s as usize]);
-            }
+            crate::par::chunks_mut(&mut self.values, band, |i, vals| {
+                let base = i * band;
+                for &s in &map.order[base..base + vals.len()] {
+                    vals[s as usize - base] = value(map.slots[s as usize]);
+                }
+            });
         }
         Ok(())
     }
@@ -456,6 +552,9 @@ impl NmMatrix {
         }
     }
 }
+
+/// Rows per band of [`NmMatrix::refill`] (and of a strided slot map's tile order).
+const REFILL_BAND: usize = 32;
 
 /// Rows of A the AVX-512 SpMM takes at once (3 × 8 accumulators of 16 lanes).
 const ROWS_AT_ONCE: usize = 3;
@@ -1309,6 +1408,47 @@ mod tests {
             .into_iter()
             .filter(|i| i.check().is_ok())
             .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The update GEMM's one-pass compression of `gᵀ` stores exactly what compressing the
+        /// transposed copy under its non-zero mask stores: values, positions and fillers.
+        #[test]
+        fn transposed_compression_equals_compressing_the_transpose(
+            (n, m) in prop::sample::select(vec![(1usize, 2usize), (2, 4), (1, 4), (3, 8), (8, 16), (5, 32)]),
+            groups in 1usize..6,
+            cols in 1usize..140,
+            seed in 0u64..1000,
+        ) {
+            let p = Pattern { n, m };
+            let rows = groups * m;
+            // gᵀ: [cols, rows], N:M along its rows (some groups under-filled).
+            let (dense, mask) = case(cols, rows, p, seed);
+            let gt: Vec<f32> = dense.iter().zip(&mask).map(|(&v, &k)| if k != 0 { v } else { 0.0 }).collect();
+            let mut g = vec![0f32; rows * cols];
+            super::super::transpose(&gt, cols, rows, &mut g);
+            let keep: Vec<u8> = gt.iter().map(|&v| u8::from(v != 0.0)).collect();
+            let want = NmMatrix::compress(&gt, &keep, cols, rows, p).unwrap();
+            let got = NmMatrix::compress_transposed_nonzero(&g, rows, cols, p).unwrap();
+            prop_assert_eq!((got.rows, got.cols, got.index_stride), (want.rows, want.cols, want.index_stride));
+            prop_assert_eq!(&got.values, &want.values);
+            prop_assert_eq!(&got.index, &want.index);
+        }
+    }
+
+    #[test]
+    fn transposed_compression_refuses_a_group_over_n() {
+        // Column 1 has three non-zeros in rows 0..4 of a 2:4 pattern.
+        let mut g = vec![0f32; 8 * 3];
+        for r in 0..3 {
+            g[r * 3 + 1] = 1.0;
+        }
+        let err = NmMatrix::compress_transposed_nonzero(&g, 8, 3, Pattern { n: 2, m: 4 })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("column 1, rows 0..4"), "{err}");
+        assert!(NmMatrix::compress_transposed_nonzero(&g, 6, 4, Pattern { n: 2, m: 4 }).is_err());
     }
 
     #[test]

@@ -331,10 +331,7 @@ impl candle_core::CustomOp2 for NmUpdate {
         if n != n2 {
             candle_core::bail!("nm-update: ĝ [{n}, {out}] and x [{n2}, {inp}]")
         }
-        let mut gt = vec![0f32; out * n];
-        fork_transpose(g, n, out, &mut gt);
-        let keep: Vec<u8> = gt.iter().map(|&v| u8::from(v != 0.0)).collect();
-        let a = NmMatrix::compress(&gt, &keep, out, n, self.0).map_err(to_candle)?;
+        let a = NmMatrix::compress_transposed_nonzero(g, n, out, self.0).map_err(to_candle)?;
         let mut dw = vec![0f32; out * inp];
         nm_matmul(&a, x, inp, &mut dw)?;
         Ok((CpuStorage::F32(dw), Shape::from((out, inp))))
