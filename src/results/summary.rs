@@ -66,7 +66,10 @@ pub fn is_derived(column: &str, row: &Row) -> bool {
 pub const BOOKKEEPING: [&str; 3] = ["index", "cell", "seed"];
 
 /// Group `cells` by `keys` (grid axes) plus every other non-numeric column, in first-seen order,
-/// and aggregate numeric columns.
+/// and aggregate numeric columns: `seeds` (rows in the group), `<metric>` (the mean of its
+/// non-null values, null without any) and `<metric>_std` (their sample std, 0 with fewer than
+/// two). Eager and by hand: a summary has a few hundred rows, and polars' lazy engine was a
+/// large share of the cold build for this one group-by.
 pub fn summarise(cells: &DataFrame, axes: &[String]) -> Result<DataFrame> {
     let mut keys: Vec<String> = axes.to_vec();
     let mut metrics: Vec<String> = Vec::new();
@@ -81,30 +84,70 @@ pub fn summarise(cells: &DataFrame, axes: &[String]) -> Result<DataFrame> {
             keys.push(name);
         }
     }
-    let mut aggs: Vec<Expr> = vec![len().cast(DataType::Int64).alias("seeds")];
-    for m in &metrics {
-        aggs.push(
-            col(m.as_str())
-                .cast(DataType::Float64)
-                .mean()
-                .alias(m.as_str()),
-        );
-        aggs.push(
-            col(m.as_str())
-                .cast(DataType::Float64)
-                .std(1)
-                .fill_null(lit(0.0))
-                .alias(format!("{m}_std")),
-        );
+    // Groups in first-seen order: each row's key is its key columns' values as text (the
+    // value's type included, so a null and the string "null" differ).
+    let key_columns: Vec<&Column> = keys
+        .iter()
+        .map(|k| cells.column(k))
+        .collect::<PolarsResult<_>>()
+        .map_err(Error::table("summarising cells"))?;
+    let mut groups: IndexMap<Vec<String>, Vec<usize>> = IndexMap::new();
+    for i in 0..cells.height() {
+        let key = key_columns
+            .iter()
+            .map(|c| c.get(i).map(|v| format!("{v:?}")).unwrap_or_default())
+            .collect();
+        groups.entry(key).or_default().push(i);
     }
-    let key_exprs: Vec<Expr> = keys.iter().map(|k| col(k.as_str())).collect();
-    cells
-        .clone()
-        .lazy()
-        .group_by_stable(key_exprs)
-        .agg(aggs)
-        .collect()
-        .map_err(Error::table("summarising cells"))
+    let first: Vec<IdxSize> = groups.values().map(|rows| rows[0] as IdxSize).collect();
+    let first = IdxCa::from_vec("first".into(), first);
+    let mut columns: Vec<Column> = Vec::with_capacity(keys.len() + 1 + 2 * metrics.len());
+    for c in &key_columns {
+        columns.push(c.take(&first).map_err(Error::table("summarising cells"))?);
+    }
+    let seeds: Vec<i64> = groups.values().map(|rows| rows.len() as i64).collect();
+    columns.push(Column::new("seeds".into(), seeds));
+    for m in &metrics {
+        let values = cells
+            .column(m)
+            .and_then(|c| c.cast(&DataType::Float64))
+            .map_err(Error::table(format!("summarising column {m}")))?;
+        let values = values
+            .f64()
+            .map_err(Error::table(format!("summarising column {m}")))?;
+        let (mut means, mut stds) = (Vec::new(), Vec::new());
+        for rows in groups.values() {
+            let present: Vec<f64> = rows.iter().filter_map(|&i| values.get(i)).collect();
+            let (mean, std) = mean_and_std(&present);
+            means.push(mean);
+            stds.push(std);
+        }
+        columns.push(Column::new(m.as_str().into(), means));
+        columns.push(Column::new(format!("{m}_std").into(), stds));
+    }
+    DataFrame::new(groups.len(), columns).map_err(Error::table("summarising cells"))
+}
+
+/// The mean (`None` without values) and the sample standard deviation (`n − 1` in the
+/// denominator; 0 with fewer than two values) of `values`.
+fn mean_and_std(values: &[f64]) -> (Option<f64>, f64) {
+    if values.is_empty() {
+        return (None, 0.0);
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (Some(mean), 0.0);
+    }
+    // Welford's update: equal values give exactly 0 (a two-pass sum around a rounded mean
+    // need not).
+    let (mut running, mut m2) = (0.0, 0.0);
+    for (k, &v) in values.iter().enumerate() {
+        let delta = v - running;
+        running += delta / (k + 1) as f64;
+        m2 += delta * (v - running);
+    }
+    (Some(mean), (m2 / (n - 1.0)).sqrt())
 }
 
 /// What [`with_statistics`] adds beyond the per-row columns.
