@@ -413,7 +413,19 @@ impl NmMatrix {
     /// [`NmMatrix::matmul`] on a given instruction set (tests and benchmarks of each path; an
     /// `isa` the CPU lacks is an error).
     pub fn matmul_with(&self, isa: Isa, b: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
-        super::check_operands((self.rows, self.cols), b.len(), width, out.len())?;
+        self.product(isa, Dense::Rows(b), width, out)
+    }
+
+    /// `out = self · btᵀ` for `bt: [width, cols]` (B given by its transpose, row-major: a
+    /// training step's activations or gradients as they are, batch first), on `isa`. The wide
+    /// kernel transposes B's tiles as it packs them, so no transposed copy is made; below 16
+    /// columns `bt` is what the matrix-vector kernels read anyway.
+    pub fn matmul_t_with(&self, isa: Isa, bt: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
+        self.product(isa, Dense::Transposed(bt), width, out)
+    }
+
+    fn product(&self, isa: Isa, b: Dense<'_>, width: usize, out: &mut [f32]) -> Result<()> {
+        super::check_operands((self.rows, self.cols), b.data().len(), width, out.len())?;
         isa.check()?;
         if width == 0 || self.rows == 0 {
             return Ok(());
@@ -423,11 +435,22 @@ impl NmMatrix {
         } else {
             // Columns of B contiguous, then a matrix-vector product per column, all columns
             // in one pass over A.
-            let mut bt = vec![0f32; width * self.cols];
-            super::transpose(b, self.cols, width, &mut bt);
+            let bt = self.columns_of(b, width);
             self.spmv(isa, &bt, width, out);
         }
         Ok(())
+    }
+
+    /// B's columns as rows (`[width, cols]`): `b` itself when given transposed.
+    fn columns_of<'b>(&self, b: Dense<'b>, width: usize) -> std::borrow::Cow<'b, [f32]> {
+        match b {
+            Dense::Transposed(bt) => std::borrow::Cow::Borrowed(bt),
+            Dense::Rows(b) => {
+                let mut bt = vec![0f32; width * self.cols];
+                super::transpose(b, self.cols, width, &mut bt);
+                std::borrow::Cow::Owned(bt)
+            }
+        }
     }
 
     /// Rows `rows` of `self · b` into `out` (`[rows.len(), width]`) on the calling thread
@@ -440,14 +463,33 @@ impl NmMatrix {
         rows: std::ops::Range<usize>,
         out: &mut [f32],
     ) -> Result<()> {
-        if b.len() != self.cols * width || rows.end > self.rows || out.len() != rows.len() * width {
+        self.rows_of_product(Dense::Rows(b), width, rows, out)
+    }
+
+    /// [`NmMatrix::matmul_rows`] with B given by its transpose `bt: [width, cols]` (see
+    /// [`NmMatrix::matmul_t_with`]).
+    pub fn matmul_rows_t(
+        &self,
+        bt: &[f32],
+        width: usize,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        self.rows_of_product(Dense::Transposed(bt), width, rows, out)
+    }
+
+    fn rows_of_product(
+        &self,
+        b: Dense<'_>,
+        width: usize,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let len = b.data().len();
+        if len != self.cols * width || rows.end > self.rows || out.len() != rows.len() * width {
             return Err(Error::invalid(
                 "operands",
-                format!(
-                    "b {} values, rows {rows:?}, out {} values",
-                    b.len(),
-                    out.len()
-                ),
+                format!("b {len} values, rows {rows:?}, out {} values", out.len()),
                 format!(
                     "expected b [{}, {width}], rows within 0..{} and out [rows, {width}]",
                     self.cols, self.rows
@@ -461,8 +503,7 @@ impl NmMatrix {
         if width >= 16 {
             self.spmm_part(isa, b, width, rows.start, rows.len(), out);
         } else {
-            let mut bt = vec![0f32; width * self.cols];
-            super::transpose(b, self.cols, width, &mut bt);
+            let bt = self.columns_of(b, width);
             for (j, o) in out.chunks_mut(width).enumerate() {
                 self.spmv_one(isa, rows.start + j, &bt, o);
             }
@@ -480,7 +521,7 @@ impl NmMatrix {
 
     /// `C ≥ 16`: tiles of 64 columns of B, blocks of K, one broadcast-multiply-add per kept
     /// entry and 16 columns.
-    fn spmm(&self, isa: Isa, b: &[f32], width: usize, out: &mut [f32]) {
+    fn spmm(&self, isa: Isa, b: Dense<'_>, width: usize, out: &mut [f32]) {
         let kept = self.kept_per_row();
         let chunk = self.row_chunk(kept * width);
         out.par_chunks_mut(chunk * width)
@@ -492,7 +533,7 @@ impl NmMatrix {
     fn spmm_part(
         &self,
         isa: Isa,
-        b: &[f32],
+        b: Dense<'_>,
         width: usize,
         r0: usize,
         rows: usize,
@@ -553,6 +594,74 @@ impl NmMatrix {
     }
 }
 
+/// The dense operand B of a product `A·B`: row-major `[K, width]`, or given by its transpose
+/// (`[width, K]`, row-major).
+#[derive(Clone, Copy)]
+enum Dense<'a> {
+    Rows(&'a [f32]),
+    Transposed(&'a [f32]),
+}
+
+impl Dense<'_> {
+    fn data(&self) -> &[f32] {
+        match self {
+            Dense::Rows(d) | Dense::Transposed(d) => d,
+        }
+    }
+
+    /// Rows `col0..col1` of B, columns `c0..c0+w`, into `packed` ([`TILE`] floats a row), each
+    /// row zero-filled from `w` to `fill` (≥ `w`). B's rows are `k` long in the transposed
+    /// layout, `width` long in the row-major one.
+    #[inline(always)]
+    fn pack(
+        &self,
+        k: usize,
+        width: usize,
+        (c0, w): (usize, usize),
+        (col0, col1): (usize, usize),
+        packed: &mut [f32],
+        fill: usize,
+    ) {
+        let rows = col1 - col0;
+        match *self {
+            Dense::Rows(b) => {
+                for (i, col) in (col0..col1).enumerate() {
+                    let row = &mut packed[i * TILE..i * TILE + fill];
+                    row[..w].copy_from_slice(&b[col * width + c0..col * width + c0 + w]);
+                    row[w..].fill(0.0);
+                }
+            }
+            Dense::Transposed(bt) => {
+                // 16×16 pieces through a local square: sixteen 64-byte reads along B's rows, then
+                // sixteen 64-byte writes along the packed rows (element by element, both sides'
+                // strides fall into a few cache sets and evict each other).
+                let mut square = [[0f32; 16]; 16];
+                for j0 in (0..w).step_by(16) {
+                    let jn = (w - j0).min(16);
+                    for i0 in (0..rows).step_by(16) {
+                        let ind = (rows - i0).min(16);
+                        for (jj, line) in square.iter_mut().enumerate().take(jn) {
+                            let at = (c0 + j0 + jj) * k + col0 + i0;
+                            line[..ind].copy_from_slice(&bt[at..at + ind]);
+                        }
+                        for ii in 0..ind {
+                            let dst = &mut packed[(i0 + ii) * TILE + j0..(i0 + ii) * TILE + j0 + jn];
+                            for (jj, d) in dst.iter_mut().enumerate() {
+                                *d = square[jj][ii];
+                            }
+                        }
+                    }
+                }
+                if fill > w {
+                    for i in 0..rows {
+                        packed[i * TILE + w..i * TILE + fill].fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Rows per band of [`NmMatrix::refill`] (and of a strided slot map's tile order).
 const REFILL_BAND: usize = 32;
 
@@ -577,7 +686,7 @@ const SHORT_K: usize = 64;
 #[inline(always)]
 fn spmm_body(
     a: &NmMatrix,
-    b: &[f32],
+    b: Dense<'_>,
     width: usize,
     r0: usize,
     rows: usize,
@@ -598,10 +707,7 @@ fn spmm_body(
         while k0 < kept {
             let k1 = (k0 + kblock_kept).min(kept);
             let col1 = (col0 + kblock).min(a.cols);
-            for (i, col) in (col0..col1).enumerate() {
-                packed[i * TILE..i * TILE + w]
-                    .copy_from_slice(&b[col * width + c0..col * width + c0 + w]);
-            }
+            b.pack(a.cols, width, (c0, w), (col0, col1), &mut packed, w);
             for j in 0..rows {
                 let r = r0 + j;
                 let vals = &a.values[r * kept..(r + 1) * kept];
@@ -702,7 +808,7 @@ fn tile_row<const W: usize>(
 // (`Isa::check`/`Isa::detect`); every raw access inside is justified where it is made.
 unsafe fn spmm_avx512(
     a: &NmMatrix,
-    b: &[f32],
+    b: Dense<'_>,
     width: usize,
     r0: usize,
     rows: usize,
@@ -742,11 +848,7 @@ unsafe fn spmm_avx512(
         while k0 < kept {
             let k1 = (k0 + kblock_kept).min(kept);
             let col1 = (col0 + kblock).min(a.cols);
-            for (i, col) in (col0..col1).enumerate() {
-                let row = &mut packed[i * TILE..i * TILE + vecs * 16];
-                row[..w].copy_from_slice(&b[col * width + c0..col * width + c0 + w]);
-                row[w..].fill(0.0);
-            }
+            b.pack(a.cols, width, (c0, w), (col0, col1), packed, vecs * 16);
             let nk = k1 - k0;
             let first = col0 == 0;
             let mut j = 0;
@@ -924,7 +1026,7 @@ unsafe fn tile_avx512<const V: usize, const RR: usize>(
 // (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
 unsafe fn spmm_avx2(
     a: &NmMatrix,
-    b: &[f32],
+    b: Dense<'_>,
     width: usize,
     r0: usize,
     rows: usize,
@@ -1587,6 +1689,9 @@ mod tests {
                     }
                 }
             }
+            // B given by its transpose: the same packed tiles, so the same sums, bit for bit.
+            let mut bt = vec![0f32; cols * width];
+            super::super::transpose(&b, cols, width, &mut bt);
             for isa in isas() {
                 let mut out = vec![f32::NAN; rows * width];
                 a.matmul_with(isa, &b, width, &mut out).unwrap();
@@ -1594,7 +1699,20 @@ mod tests {
                     let err = (out[i] as f64 - want[i]).abs();
                     prop_assert!(err <= 1e-5 * scale[i].max(1e-30), "{isa:?} {p} {rows}x{cols}·{width}: [{i}] {} vs {}", out[i], want[i]);
                 }
+                let mut out_t = vec![f32::NAN; rows * width];
+                a.matmul_t_with(isa, &bt, width, &mut out_t).unwrap();
+                prop_assert!(out.iter().zip(&out_t).all(|(x, y)| x.to_bits() == y.to_bits()), "{isa:?} {p} {rows}x{cols}·{width}: Bᵀ operand differs");
             }
+            // Row ranges on this thread, B either way.
+            let (r0, r1) = (rows / 3, rows);
+            let mut part = vec![f32::NAN; (r1 - r0) * width];
+            let mut part_t = vec![f32::NAN; (r1 - r0) * width];
+            a.matmul_rows(&b, width, r0..r1, &mut part).unwrap();
+            a.matmul_rows_t(&bt, width, r0..r1, &mut part_t).unwrap();
+            prop_assert!(part.iter().zip(&part_t).all(|(x, y)| x.to_bits() == y.to_bits()));
+            let mut full = vec![0f32; rows * width];
+            a.matmul(&b, width, &mut full).unwrap();
+            prop_assert!(part.iter().zip(&full[r0 * width..]).all(|(x, y)| x.to_bits() == y.to_bits()));
         }
     }
 }

@@ -257,6 +257,27 @@ pub(crate) fn nm_matmul(
     width: usize,
     dst: &mut [f32],
 ) -> candle_core::Result<()> {
+    nm_matmul_with(a, b, width, dst, false)
+}
+
+/// [`nm_matmul`] with B given by its transpose `bt: [width, K]` (a batch-first activation or
+/// gradient as it is; the kernel transposes B's tiles as it packs them).
+pub(crate) fn nm_matmul_t(
+    a: &NmMatrix,
+    bt: &[f32],
+    width: usize,
+    dst: &mut [f32],
+) -> candle_core::Result<()> {
+    nm_matmul_with(a, bt, width, dst, true)
+}
+
+fn nm_matmul_with(
+    a: &NmMatrix,
+    b: &[f32],
+    width: usize,
+    dst: &mut [f32],
+    transposed: bool,
+) -> candle_core::Result<()> {
     if dst.len() != a.rows() * width || b.len() != a.cols() * width {
         candle_core::bail!(
             "nm-matmul: [{}, {}]·[{}, {width}] into {} values",
@@ -275,7 +296,13 @@ pub(crate) fn nm_matmul(
     let failed = Mutex::new(None);
     fork::chunks_mut(dst, rows_per * width, |i, d| {
         let r0 = i * rows_per;
-        if let Err(e) = a.matmul_rows(b, width, r0..r0 + d.len() / width, d) {
+        let rows = r0..r0 + d.len() / width;
+        let done = if transposed {
+            a.matmul_rows_t(b, width, rows, d)
+        } else {
+            a.matmul_rows(b, width, rows, d)
+        };
+        if let Err(e) = done {
             *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
         }
     });

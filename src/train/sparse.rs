@@ -23,6 +23,7 @@
 
 use super::kernels::{
     ColumnSums, MatMul, Operand, ReluGrad, f32_slice, fork_transpose, gemm_rows, nm_matmul,
+    nm_matmul_t,
 };
 use crate::estimators::{self, Estimator};
 use crate::mask::{Mask, Pattern};
@@ -292,12 +293,10 @@ impl candle_core::CustomOp1 for NmData<'_> {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = f32_slice(s, l, "nm-data-grad")?;
-        let (n, out) = l.shape().dims2()?;
+        let (n, _) = l.shape().dims2()?;
         let inp = self.0.rows();
-        let mut gt = vec![0f32; out * n];
-        fork_transpose(g, n, out, &mut gt);
         let mut dxt = vec![0f32; inp * n];
-        nm_matmul(self.0, &gt, n, &mut dxt)?;
+        nm_matmul_t(self.0, g, n, &mut dxt)?;
         let mut dx = vec![0f32; n * inp];
         fork_transpose(&dxt, inp, n, &mut dx);
         Ok((CpuStorage::F32(dx), Shape::from((n, inp))))
@@ -397,12 +396,10 @@ impl CustomOp3 for FusedLinear {
         };
         match (&self.layouts, &self.mask) {
             (Some(l), Some(_)) => {
-                // Yᵀ = (W⊙m)·Xᵀ by the N:M kernel, then y = Y + b.
-                let mut xt = vec![0f32; k * n];
-                fork_transpose(x, n, k, &mut xt);
+                // Yᵀ = (W⊙m)·Xᵀ by the N:M kernel (x read as Xᵀ's transpose), then y = Y + b.
                 let mut yt = vec![0f32; out * n];
                 l.forward
-                    .with_refilled(w, |wc| nm_matmul(wc, &xt, n, &mut yt))?;
+                    .with_refilled(w, |wc| nm_matmul_t(wc, x, n, &mut yt))?;
                 y.resize(n * out, 0.0);
                 fork_transpose(&yt, out, n, &mut y);
                 for row in y.chunks_mut(out) {
