@@ -9,7 +9,9 @@
 //! Run: `cargo bench --features compare-crates --bench csr_crates` (off by default: neither the
 //! build nor the tests compile these crates).
 
-use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime};
+use criterion::{
+    BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
+};
 use masklab::mask::{Mask, Matrix};
 use masklab::sparse::csr::CsrMatrix;
 use std::time::Duration;
@@ -68,23 +70,41 @@ impl Case {
     /// The three products into `group`, each checked once against masklab's.
     /// With `pool`, every call runs inside it (the same small overhead for each library).
     fn bench(&self, group: &mut BenchmarkGroup<'_, WallTime>, pool: Option<&rayon::ThreadPool>) {
-        let tag = if pool.is_some() { "one_thread" } else { "all_threads" };
+        let tag = if pool.is_some() {
+            "one_thread"
+        } else {
+            "all_threads"
+        };
         let run = |f: &mut (dyn FnMut() + Send)| match pool {
             Some(p) => p.install(f),
             None => f(),
         };
         let mut out = vec![0f32; self.n * self.width];
-        self.ours.matmul(&self.b, self.width, &mut out).expect("csr");
+        self.ours
+            .matmul(&self.b, self.width, &mut out)
+            .expect("csr");
         let theirs = &self.sprs * &self.sprs_b;
         let nal = &self.nalgebra * &self.nalgebra_b;
         for (i, &o) in out.iter().enumerate() {
             let (r, c) = (i / self.width, i % self.width);
             let tol = 1e-3 * (1.0 + o.abs());
-            assert!((theirs[(r, c)] - o).abs() <= tol, "sprs differs at ({r}, {c})");
-            assert!((nal[(r, c)] - o).abs() <= tol, "nalgebra-sparse differs at ({r}, {c})");
+            assert!(
+                (theirs[(r, c)] - o).abs() <= tol,
+                "sprs differs at ({r}, {c})"
+            );
+            assert!(
+                (nal[(r, c)] - o).abs() <= tol,
+                "nalgebra-sparse differs at ({r}, {c})"
+            );
         }
         group.bench_function(format!("masklab_{tag}"), |bch| {
-            bch.iter(|| run(&mut || self.ours.matmul(&self.b, self.width, &mut out).expect("csr")))
+            bch.iter(|| {
+                run(&mut || {
+                    self.ours
+                        .matmul(&self.b, self.width, &mut out)
+                        .expect("csr")
+                })
+            })
         });
         let mut sprs_out = ndarray::Array2::<f32>::zeros((self.n, self.width));
         group.bench_function(format!("sprs_{tag}"), |bch| {

@@ -645,7 +645,8 @@ impl Dense<'_> {
                             line[..ind].copy_from_slice(&bt[at..at + ind]);
                         }
                         for ii in 0..ind {
-                            let dst = &mut packed[(i0 + ii) * TILE + j0..(i0 + ii) * TILE + j0 + jn];
+                            let dst =
+                                &mut packed[(i0 + ii) * TILE + j0..(i0 + ii) * TILE + j0 + jn];
                             for (jj, d) in dst.iter_mut().enumerate() {
                                 *d = square[jj][ii];
                             }
