@@ -75,6 +75,23 @@ pub fn index_bits(m: usize) -> usize {
     }
 }
 
+/// Refuses a pattern the kernels do not take (M > 32).
+fn supported(pattern: Pattern) -> Result<()> {
+    if pattern.m > 32 {
+        return Err(Error::Unsupported {
+            what: format!("N:M kernels for pattern {pattern}"),
+            reason: "M ≤ 32".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Bytes per row of packed positions for `kept` entries of `bits` bits, padded so that a SIMD
+/// unpack's fixed-size read never leaves the row.
+fn index_stride(kept: usize, bits: usize) -> usize {
+    ((kept * bits).div_ceil(8) + 16).next_multiple_of(16)
+}
+
 impl NmMatrix {
     /// Compress row-major `dense: [rows, cols]` under `mask` (non-zero keeps): each group of
     /// `pattern.m` consecutive entries of a row may keep at most `pattern.n`. Errors: `cols`
@@ -88,12 +105,7 @@ impl NmMatrix {
         pattern: Pattern,
     ) -> Result<Self> {
         let (n, m) = (pattern.n, pattern.m);
-        if m > 32 {
-            return Err(Error::Unsupported {
-                what: format!("N:M kernels for pattern {pattern}"),
-                reason: "M ≤ 32".into(),
-            });
-        }
+        supported(pattern)?;
         if !cols.is_multiple_of(m) {
             return Err(Error::Shape {
                 rows,
@@ -110,8 +122,7 @@ impl NmMatrix {
         }
         let bits = index_bits(m);
         let kept = cols / m * n;
-        // Padded so that a SIMD unpack's fixed-size read never leaves the row.
-        let index_stride = ((kept * bits).div_ceil(8) + 16).next_multiple_of(16);
+        let index_stride = index_stride(kept, bits);
         let mut values = vec![0f32; rows * kept];
         let mut index = vec![0u8; rows * index_stride];
         for r in 0..rows {
@@ -174,12 +185,7 @@ impl NmMatrix {
         pattern: Pattern,
     ) -> Result<Self> {
         let (n, m) = (pattern.n, pattern.m);
-        if m > 32 {
-            return Err(Error::Unsupported {
-                what: format!("N:M kernels for pattern {pattern}"),
-                reason: "M ≤ 32".into(),
-            });
-        }
+        supported(pattern)?;
         if !rows.is_multiple_of(m) || g.len() != rows * cols {
             return Err(Error::Shape {
                 rows,
@@ -192,7 +198,7 @@ impl NmMatrix {
         }
         let bits = index_bits(m);
         let kept = rows / m * n;
-        let index_stride = ((kept * bits).div_ceil(8) + 16).next_multiple_of(16);
+        let index_stride = index_stride(kept, bits);
         let mut values = vec![0f32; cols * kept];
         let mut index = vec![0u8; cols * index_stride];
         const COLS: usize = 64;
