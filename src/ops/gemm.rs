@@ -169,6 +169,22 @@ pub struct GemmReport {
     pub flop_limit: f64,
     /// `speedup` over the limit that binds: `byte_limit` below batch 16, else `flop_limit`.
     pub share_of_limit: f64,
+    /// This CPU's multiply-add rate with the B operand read from L1, as the sparse tile
+    /// kernels read it, on all of the job's threads (GFLOP/s; [`crate::sparse::probe`]).
+    /// `null` where no tile kernel runs: batch below 16 (the matrix-vector kernels), no
+    /// compressed kernel, or the scalar path.
+    pub l1_operand_gflops: Option<f64>,
+    /// The same probe's rate with both operands in registers, as gemm's microkernel runs.
+    pub register_gflops: Option<f64>,
+    /// `flop_limit · l1_operand_gflops / register_gflops`: the speedup of a sparse side that
+    /// runs its kept multiply-adds at the L1-operand rate over a dense product at the register
+    /// rate. The large-batch bound on a core whose L1 feeds fewer vectors than its FMA units
+    /// take; a dense product below the register rate (`gflops_dense` lower) lets the measured
+    /// speedup exceed it. A ratio of two rates timed in alternation, so the machine's drift
+    /// cancels. `null` as above.
+    pub l1_limit: Option<f64>,
+    /// `speedup / l1_limit`.
+    pub share_of_l1_limit: Option<f64>,
     /// Max |sparse − dense| over max |dense| of the output.
     pub max_rel_error: f64,
     /// First quartile of the paired ratios dense/sparse (run by run).
@@ -656,6 +672,15 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
     } else {
         flop_limit
     };
+    // The L1-operand bound applies where the tile kernels run (width ≥ 16: every sparse
+    // side at batch ≥ 16, and the update, whose width is `in`).
+    let rates = match &p.sparse {
+        Some(s) if s.width >= 16 => crate::sparse::probe::rates(isa),
+        _ => None,
+    };
+    let threads = job.threads.max(1) as f64;
+    let l1_operand_gflops = rates.map(|r| r.l1_operand_gflops * threads);
+    let l1_limit = rates.map(|r| flop_limit * r.ratio());
     Ok(GemmReport {
         kernel,
         isa: format!("{isa:?}").to_lowercase(),
@@ -670,6 +695,10 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
         byte_limit,
         flop_limit,
         share_of_limit: speedup / limit,
+        l1_operand_gflops,
+        register_gflops: rates.map(|r| r.register_gflops * threads),
+        l1_limit,
+        share_of_l1_limit: l1_limit.map(|l| speedup / l),
         max_rel_error: if scale > 0.0 { diff / scale } else { diff },
         speedup_q25,
         speedup_q75,
@@ -714,7 +743,18 @@ impl std::fmt::Display for GemmReport {
             self.sparse_bytes,
             self.max_rel_error,
             self.runs_per_side
-        )
+        )?;
+        if let (Some(limit), Some(l1), Some(reg)) =
+            (self.l1_limit, self.l1_operand_gflops, self.register_gflops)
+        {
+            write!(
+                f,
+                "\nL1 bound: this CPU multiplies at {l1:.0} GFLOP/s with B read from L1 (the sparse kernels' mix) against {reg:.0} with both operands in registers, so the sparse side can reach {limit:.2}x of a dense product at the register rate ({:.0}% reached; dense ran at {:.0}% of that rate)",
+                self.speedup / limit * 100.0,
+                self.gflops_dense / reg * 100.0
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -756,6 +796,20 @@ mod tests {
                     };
                     assert_eq!(r.kernel, want, "{mask} {op:?}");
                     assert!(r.runs_per_side >= 5);
+                    // The L1 bound: where a tile kernel runs (width ≥ 16) on a vector path,
+                    // M/N times the probe's rate ratio; null elsewhere, never a made-up value.
+                    let width = if op == Op::Update { 64 } else { batch };
+                    let tiled = want != "dense"
+                        && width >= 16
+                        && crate::sparse::Isa::detect() != crate::sparse::Isa::Scalar;
+                    match (tiled, r.l1_limit, r.l1_operand_gflops, r.register_gflops) {
+                        (true, Some(l), Some(l1), Some(reg)) => {
+                            assert!((l - r.flop_limit * l1 / reg).abs() < 1e-9, "{r:?}");
+                            assert!(l1 > 0.0 && reg > 0.0, "{r:?}");
+                        }
+                        (false, None, None, None) => {}
+                        _ => panic!("{mask} {op:?} {batch}: L1 bound fields {r:?}"),
+                    }
                 }
             }
         }

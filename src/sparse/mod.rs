@@ -20,12 +20,17 @@
 //!
 //! Instruction sets are chosen at run time ([`Isa::detect`]): AVX-512, else AVX2 with FMA,
 //! else plain scalar code; each path is tested where the CPU has it.
+//!
+//! [`probe`] measures this core's multiply-add rate with an operand from L1 (the sparse tile
+//! kernels' mix) against both operands in registers (dense GEMM's): the bound of every
+//! broadcast-times-row kernel here at large batch.
 
 pub mod bsr;
 mod combine;
 pub mod csr;
 pub mod dense;
 pub mod nm;
+pub mod probe;
 
 use crate::error::{Error, Result};
 

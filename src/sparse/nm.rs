@@ -27,7 +27,11 @@
 //! f32 rounding (1e-5 relative, property-tested over shapes, patterns and widths of B).
 //! Cost: `R·K·N/M·C` multiply-adds; reads `A` once per 128-column tile of B (`4 + bits/8`
 //! bytes per kept entry) and packs each block of B once per row chunk. Rows are split over the
-//! rayon pool.
+//! rayon pool. At 16 or more columns the decoded offsets (4 bytes per kept entry) are kept with
+//! the matrix, and so is a block-major copy of values past 1 MiB (both read block by block,
+//! contiguously). Each multiply-add reads its B vector from L1, so at large batch the kernel is
+//! bound by the core's L1-operand FMA rate, not by its FMA ports ([`super::probe`] measures
+//! both; table7's `l1_limit`).
 
 use super::Isa;
 use crate::error::{Error, Result};
@@ -48,9 +52,30 @@ pub struct NmMatrix {
     /// never change; [`NmMatrix::refill`] changes values only): per kept entry, its row in the
     /// packed block of B times the tile width, so the kernel's inner loop reads an offset
     /// instead of unpacking bits. As many bytes as the values: the SpMM runs at 16 or more
-    /// columns of B, where the product is bound by its FLOPs, not by these bytes.
+    /// columns of B, where the product is bound by its FLOPs, not by these bytes. Block-major
+    /// (see [`block_major`]).
     block_offsets: std::sync::OnceLock<Vec<u32>>,
+    /// The values in the same block-major order, for a matrix of at least
+    /// [`BLOCK_MAJOR_BYTES`] of values; made on the tiled SpMM's first use and dropped by
+    /// [`NmMatrix::refill`].
+    block_values: std::sync::OnceLock<Vec<f32>>,
 }
+
+/// Where entry `k0 + e` of row `r` sits in a block-major array of an [`NmMatrix`] with `rows`
+/// rows: the block of the kernel's K blocking that starts at kept entry `k0` (every block
+/// before it full) holds all rows' entries of that block, row after row, `nk` each. The tiled
+/// SpMM walks each block's rows in order, so these arrays stream contiguously; the row-major
+/// values would be read `kept` entries apart (a page apart at 4096 columns): a C model of the
+/// kernel (scripts/bench/nm_insitu.c) ran 10–25% faster with block-major streams than with
+/// row-major ones prefetched a row group ahead.
+fn block_major(rows: usize, r: usize, k0: usize, nk: usize) -> usize {
+    k0 * rows + r * nk
+}
+
+/// Bytes of values from which the tiled SpMM keeps a block-major copy of them: below it the
+/// values sit in L2 and the row-major reads cost little, while a training step's refill would
+/// make the copy again at every step.
+const BLOCK_MAJOR_BYTES: usize = 1 << 20;
 
 /// For each stored value of an [`NmMatrix`], its index in the dense matrix it is refilled from
 /// (`u32::MAX`: a filler that stays zero); see [`NmMatrix::slot_map`].
@@ -168,6 +193,7 @@ impl NmMatrix {
             index,
             index_stride,
             block_offsets: std::sync::OnceLock::new(),
+            block_values: std::sync::OnceLock::new(),
         })
     }
 
@@ -249,6 +275,7 @@ impl NmMatrix {
             index,
             index_stride,
             block_offsets: std::sync::OnceLock::new(),
+            block_values: std::sync::OnceLock::new(),
         })
     }
 
@@ -382,6 +409,7 @@ impl NmMatrix {
                 ),
             ));
         }
+        self.block_values.take();
         // `at < map.len ≤ dense.len()` for every mapped slot (checked when the map was made).
         let value = |at: u32| {
             if at == u32::MAX {
@@ -831,16 +859,39 @@ unsafe fn spmm_avx512(
     let packed = &mut packed_buf[align..align + kblock * TILE];
     let all_offs = a.block_offsets.get_or_init(|| {
         let mut o = vec![0u32; a.rows * kept];
-        for (r, row) in o.chunks_mut(kept.max(1)).enumerate().take(a.rows) {
-            let mut k0 = 0;
-            while k0 < kept {
-                let k1 = (k0 + kblock_kept).min(kept);
-                block_offsets(a, r, k0, &mut row[k0..k1]);
-                k0 = k1;
+        let mut k0 = 0;
+        while k0 < kept {
+            let nk = kblock_kept.min(kept - k0);
+            for r in 0..a.rows {
+                let at = block_major(a.rows, r, k0, nk);
+                block_offsets(a, r, k0, &mut o[at..at + nk]);
             }
+            k0 += nk;
         }
         o
     });
+    // The values' block-major copy where they outgrow L2, else the values as stored.
+    let major = (a.values.len() * 4 >= BLOCK_MAJOR_BYTES).then(|| {
+        a.block_values.get_or_init(|| {
+            let mut v = vec![0f32; a.values.len()];
+            let mut k0 = 0;
+            while k0 < kept {
+                let nk = kblock_kept.min(kept - k0);
+                for r in 0..a.rows {
+                    let at = block_major(a.rows, r, k0, nk);
+                    v[at..at + nk].copy_from_slice(&a.values[r * kept + k0..r * kept + k0 + nk]);
+                }
+                k0 += nk;
+            }
+            v
+        })
+    });
+    // Start of row `r`'s entries of the block at `k0` (`nk` long) in the values and offsets.
+    let value_at = |r: usize, k0: usize, nk: usize| match major {
+        Some(_) => block_major(a.rows, r, k0, nk),
+        None => r * kept + k0,
+    };
+    let values: &[f32] = major.map_or(&a.values, |v| v.as_slice());
     let mut c0 = 0;
     while c0 < width {
         let w = (width - c0).min(TILE);
@@ -861,18 +912,20 @@ unsafe fn spmm_avx512(
             let mut j = 0;
             while j < rows {
                 let pair = (rows - j).min(ROWS_AT_ONCE);
-                // The next pair's values and offsets in this block: rows sit `kept` entries
-                // apart (often 4 KiB or more), which the hardware prefetchers do not follow.
+                // The next pair's values and offsets in this block: row-major values sit
+                // `kept` entries apart (often 4 KiB or more), which the hardware prefetchers
+                // do not follow (block-major ones are contiguous, and this costs little).
                 for t in pair..2 * pair {
                     if j + t < rows {
                         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-                        let at = (r0 + j + t) * kept + k0;
+                        let r = r0 + j + t;
+                        let (at_v, at_o) = (value_at(r, k0, nk), block_major(a.rows, r, k0, nk));
                         for e in (0..nk).step_by(16) {
-                            // Entry `at + e < (r0 + j + t + 1)·kept` is inside both arrays.
+                            // Entries `at + e` (e < nk) of row r's block are inside both arrays.
                             // SAFETY: prefetches of in-bounds addresses; a prefetch reads nothing.
                             unsafe {
-                                _mm_prefetch::<_MM_HINT_T0>(a.values.as_ptr().add(at + e).cast());
-                                _mm_prefetch::<_MM_HINT_T0>(all_offs.as_ptr().add(at + e).cast());
+                                _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().add(at_v + e).cast());
+                                _mm_prefetch::<_MM_HINT_T0>(all_offs.as_ptr().add(at_o + e).cast());
                             }
                         }
                         if !first {
@@ -890,14 +943,19 @@ unsafe fn spmm_avx512(
                         }
                     }
                 }
-                // Meets tile_avx512's contract: rows r0+j..r0+j+pair have `kept` values and
-                // decoded offsets from which entries k0..k1 are read; every offset is (row of the
-                // block)·TILE with that row below kblock, so `offset + vecs·16 ≤ packed.len()`;
-                // the output pointers address `w` floats of rows j..j+pair of `dst` at column c0.
+                // Meets tile_avx512's contract: rows r0+j..r0+j+pair have `nk` values and
+                // decoded offsets for this block at `value_at` and `block_major`; every offset
+                // is (row of the block)·TILE with that row below kblock, so `offset + vecs·16 ≤
+                // packed.len()`; the output pointers address `w` floats of rows j..j+pair of
+                // `dst` at column c0.
                 // SAFETY: the pointers and the kernel call stay within those bounds (above).
                 unsafe {
-                    let vals = |t: usize| a.values.as_ptr().add((r0 + j + t) * kept + k0);
-                    let offp = |t: usize| all_offs.as_ptr().add((r0 + j + t) * kept + k0);
+                    let vals = |t: usize| values.as_ptr().add(value_at(r0 + j + t, k0, nk));
+                    let offp = |t: usize| {
+                        all_offs
+                            .as_ptr()
+                            .add(block_major(a.rows, r0 + j + t, k0, nk))
+                    };
                     let base = dst.as_mut_ptr();
                     let outp = |t: usize| base.add((j + t) * width + c0);
                     let ctx = Tile {

@@ -127,6 +127,50 @@ fn wide_window_permutes_equal_the_dense_product() -> Result<()> {
     Ok(())
 }
 
+/// A matrix with at least BLOCK_MAJOR_BYTES of values takes the block-major copy on the AVX-512
+/// tiled path: the product equals the reference at tile widths with a masked tail and a second
+/// tile, over a last K block shorter than the others and a row count no multiple of the row
+/// group; a refill drops the copy, and the next product uses the new values.
+#[test]
+fn the_block_major_copy_gives_the_product_and_follows_a_refill() -> Result<()> {
+    let p = Pattern::new(2, 4)?;
+    let (rows, cols) = (530, 1000);
+    let (w0, mask) = case(rows, cols, p, 11);
+    let mut a = NmMatrix::compress(&w0, &mask, rows, cols, p)?;
+    assert!(
+        a.values.len() * 4 >= BLOCK_MAJOR_BYTES,
+        "the case must be past the size"
+    );
+    let check = |a: &NmMatrix, w: &[f32], width: usize| -> Result<()> {
+        let b: Vec<f32> = (0..cols * width)
+            .map(|i| ((i * 7) % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        let want = reference(w, &mask, rows, cols, &b, width);
+        let mut out = vec![f32::NAN; rows * width];
+        a.matmul(&b, width, &mut out)?;
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        for (i, (&g, &x)) in out.iter().zip(&want).enumerate() {
+            assert!(
+                (g as f64 - x).abs() <= 1e-5 * scale,
+                "width {width}, entry {i}: {g} against {x}"
+            );
+        }
+        Ok(())
+    };
+    for width in [17, 130] {
+        check(&a, &w0, width)?;
+    }
+    let avx512 = Isa::detect() == Isa::Avx512;
+    assert_eq!(a.block_values.get().is_some(), avx512);
+    let w1: Vec<f32> = w0.iter().map(|v| 0.5 - v).collect();
+    let keep: Vec<f32> = mask.iter().map(|&k| f32::from(k)).collect();
+    let map = a.slot_map(&keep, cols, 1)?;
+    a.refill(&w1, &map)?;
+    assert!(a.block_values.get().is_none(), "a refill drops the copy");
+    check(&a, &w1, 130)?;
+    Ok(())
+}
+
 #[test]
 fn refill_through_a_slot_map_equals_compressing_again() -> Result<()> {
     // A row-major source and a transposed (strided, tiled order) one, over shapes that are
