@@ -19,7 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|i| ((i as u64).wrapping_mul(2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
         .collect();
     let scores = Matrix::new(n, n, a.iter().map(|v| v.abs()).collect())?;
-    let b: Vec<f32> = (0..n * width).map(|i| (i % 17) as f32 / 8.0 - 1.0).collect();
+    let b: Vec<f32> = (0..n * width)
+        .map(|i| (i % 17) as f32 / 8.0 - 1.0)
+        .collect();
     let mask = Mask::nm(&scores, pattern)?;
     let masked: Vec<f32> = a
         .iter()

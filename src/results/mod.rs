@@ -19,7 +19,8 @@ pub mod table;
 
 /// Whether a column holds a measured time, rate or memory figure (left out of exact
 /// comparisons and `summary.csv`): `seconds`, `*_seconds`, `*_per_second`, `*_mb`, speedups
-/// (`speedup`, `speedup_*`, `share_of_limit`, `recompute_share`), `gflops_*`, `runs_per_side`,
+/// (`speedup`, `speedup_*`, `share_of_limit`, `recompute_share`), `gflops_*` and `*_gflops`,
+/// the L1 bound (`l1_limit`, `share_of_l1_limit`: measured rates), `runs_per_side`,
 /// `rounds`, `dense_threads` and `dense_orientation` (chosen by timing), `isa` (the machine's
 /// instruction set), and their `_std` companions.
 pub fn is_measured_column(name: &str) -> bool {
@@ -32,6 +33,9 @@ pub fn is_measured_column(name: &str) -> bool {
         || base == "speedup"
         || base.starts_with("speedup_")
         || base == "share_of_limit"
+        || base.ends_with("_gflops")
+        || base == "l1_limit"
+        || base == "share_of_l1_limit"
         || base == "recompute_share"
         || base == "rounds"
         || base.starts_with("gflops_")
