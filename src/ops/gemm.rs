@@ -456,8 +456,14 @@ impl Problem {
                         }
                         let mask = mask_of(MaskType::Nm(p), &gt, out, batch)?;
                         let gm = masked(&gt, &mask);
-                        let a =
-                            Compressed::Nm(NmMatrix::compress(&gm, mask.keep(), out, batch, p)?);
+                        // Compressed as a training step compresses ĝ (one pass over it, batch
+                        // first): a step's gradient serves one product, so the kernel reads
+                        // its values as stored (no block-major copy), as in training.
+                        let mut g_masked = vec![0f32; batch * out];
+                        transpose(&gm, out, batch, &mut g_masked);
+                        let a = Compressed::Nm(NmMatrix::compress_transposed_nonzero(
+                            &g_masked, batch, out, p,
+                        )?);
                         (
                             gm,
                             Some(Sparse {

@@ -56,9 +56,13 @@ pub struct NmMatrix {
     /// (see [`block_major`]).
     block_offsets: std::sync::OnceLock<Vec<u32>>,
     /// The values in the same block-major order, for a matrix of at least
-    /// [`BLOCK_MAJOR_BYTES`] of values; made on the tiled SpMM's first use and dropped by
-    /// [`NmMatrix::refill`].
+    /// [`BLOCK_MAJOR_BYTES`] of values that are not transient; made on the tiled SpMM's first
+    /// use.
     block_values: std::sync::OnceLock<Vec<f32>>,
+    /// The values serve one product or a few (refilled at every training step, or a step's
+    /// neural gradient from [`NmMatrix::compress_transposed_nonzero`]): the SpMM reads them as
+    /// stored, since a block-major copy costs a pass over them, about what it saves.
+    transient: bool,
 }
 
 /// Where entry `k0 + e` of row `r` sits in a block-major array of an [`NmMatrix`] with `rows`
@@ -72,9 +76,8 @@ fn block_major(rows: usize, r: usize, k0: usize, nk: usize) -> usize {
     k0 * rows + r * nk
 }
 
-/// Bytes of values from which the tiled SpMM keeps a block-major copy of them: below it the
-/// values sit in L2 and the row-major reads cost little, while a training step's refill would
-/// make the copy again at every step.
+/// Bytes of values from which the tiled SpMM keeps a block-major copy of them (unless the
+/// matrix is transient): below it the values sit in L2 and the row-major reads cost little.
 const BLOCK_MAJOR_BYTES: usize = 1 << 20;
 
 /// For each stored value of an [`NmMatrix`], its index in the dense matrix it is refilled from
@@ -194,6 +197,7 @@ impl NmMatrix {
             index_stride,
             block_offsets: std::sync::OnceLock::new(),
             block_values: std::sync::OnceLock::new(),
+            transient: false,
         })
     }
 
@@ -276,6 +280,7 @@ impl NmMatrix {
             index_stride,
             block_offsets: std::sync::OnceLock::new(),
             block_values: std::sync::OnceLock::new(),
+            transient: true,
         })
     }
 
@@ -409,7 +414,10 @@ impl NmMatrix {
                 ),
             ));
         }
+        // A refilled matrix (a training step's weights) streams its values as stored: remaking
+        // the block-major copy at every step costs a pass over the values, about what it saves.
         self.block_values.take();
+        self.transient = true;
         // `at < map.len ≤ dense.len()` for every mapped slot (checked when the map was made).
         let value = |at: u32| {
             if at == u32::MAX {
@@ -436,6 +444,33 @@ impl NmMatrix {
             });
         }
         Ok(())
+    }
+
+    /// Kept entries per K block of the tiled SpMM (a short K is one block).
+    fn kblock_kept(&self) -> usize {
+        let kblock = if self.cols <= SHORT_K {
+            self.cols
+        } else {
+            KBLOCK
+        };
+        kblock / self.pattern.m * self.pattern.n
+    }
+
+    /// The values in [`block_major`] order into `out` (as long as the values), a block per
+    /// piece of work over the fork's threads (serial inside one: the training step's).
+    fn fill_block_major(&self, out: &mut [f32]) {
+        let (kept, kbk) = (self.kept_per_row(), self.kblock_kept());
+        if kept == 0 {
+            return;
+        }
+        crate::par::chunks_mut(out, self.rows * kbk, |b, block| {
+            let k0 = b * kbk;
+            let nk = kbk.min(kept - k0);
+            for r in 0..self.rows {
+                let at = block_major(self.rows, r, k0, nk) - k0 * self.rows;
+                block[at..at + nk].copy_from_slice(&self.values[r * kept + k0..r * kept + k0 + nk]);
+            }
+        });
     }
 
     /// `out = self · b` for row-major `b: [cols, width]`, `out: [rows, width]`, on the best
@@ -849,10 +884,9 @@ unsafe fn spmm_avx512(
     rows: usize,
     dst: &mut [f32],
 ) {
-    let (n, m) = (a.pattern.n, a.pattern.m);
     let kept = a.kept_per_row();
     let kblock = if a.cols <= SHORT_K { a.cols } else { KBLOCK };
-    let kblock_kept = kblock / m * n;
+    let kblock_kept = a.kblock_kept();
     // 64-byte aligned: a 512-bit load that straddles two cache lines costs two.
     let mut packed_buf = vec![0f32; kblock * TILE + 16];
     let align = packed_buf.as_ptr().align_offset(64).min(16);
@@ -871,18 +905,10 @@ unsafe fn spmm_avx512(
         o
     });
     // The values' block-major copy where they outgrow L2, else the values as stored.
-    let major = (a.values.len() * 4 >= BLOCK_MAJOR_BYTES).then(|| {
+    let major = (a.values.len() * 4 >= BLOCK_MAJOR_BYTES && !a.transient).then(|| {
         a.block_values.get_or_init(|| {
             let mut v = vec![0f32; a.values.len()];
-            let mut k0 = 0;
-            while k0 < kept {
-                let nk = kblock_kept.min(kept - k0);
-                for r in 0..a.rows {
-                    let at = block_major(a.rows, r, k0, nk);
-                    v[at..at + nk].copy_from_slice(&a.values[r * kept + k0..r * kept + k0 + nk]);
-                }
-                k0 += nk;
-            }
+            a.fill_block_major(&mut v);
             v
         })
     });

@@ -130,7 +130,7 @@ fn wide_window_permutes_equal_the_dense_product() -> Result<()> {
 /// A matrix with at least BLOCK_MAJOR_BYTES of values takes the block-major copy on the AVX-512
 /// tiled path: the product equals the reference at tile widths with a masked tail and a second
 /// tile, over a last K block shorter than the others and a row count no multiple of the row
-/// group; a refill drops the copy, and the next product uses the new values.
+/// group; a refill drops the copy, and the next products read the new values as stored.
 #[test]
 fn the_block_major_copy_gives_the_product_and_follows_a_refill() -> Result<()> {
     let p = Pattern::new(2, 4)?;
@@ -166,8 +166,15 @@ fn the_block_major_copy_gives_the_product_and_follows_a_refill() -> Result<()> {
     let keep: Vec<f32> = mask.iter().map(|&k| f32::from(k)).collect();
     let map = a.slot_map(&keep, cols, 1)?;
     a.refill(&w1, &map)?;
-    assert!(a.block_values.get().is_none(), "a refill drops the copy");
+    assert!(
+        a.block_values.get().is_none(),
+        "a refill drops the copy for good"
+    );
     check(&a, &w1, 130)?;
+    assert!(
+        a.block_values.get().is_none(),
+        "a refilled matrix makes no copy again"
+    );
     Ok(())
 }
 
