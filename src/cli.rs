@@ -3,10 +3,10 @@
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use masklab::estimators::apply::EstimateRequest;
 use masklab::experiment::runner::{self, RunOptions};
 use masklab::mask::Pattern;
-use masklab::solvers::apply::SolveRequest;
+use masklab::ops::estimate::EstimateRequest;
+use masklab::ops::solve::SolveRequest;
 use masklab::solvers::{self, SolveContext};
 use masklab::train::trainer::{OptimizerKind, TrainConfig};
 use std::path::PathBuf;

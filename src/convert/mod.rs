@@ -155,7 +155,7 @@ pub fn convert(
     check_outputs(job, sharded)?;
     let scorer = Scorer::new(&job.score, job.act_norms)?;
     let all: Vec<&Entry> = ckpt.entries().iter().collect();
-    let bar = crate::solvers::apply::progress_bar(job.progress, &all);
+    let bar = crate::io::progress_bar(job.progress, &all);
     let mut reports = Vec::new();
     let mut write_files = |dir: Option<&Path>| -> Result<()> {
         for (fi, file) in files.iter().enumerate() {

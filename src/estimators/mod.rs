@@ -10,7 +10,6 @@
 //! a tensor path (candle ops only, for CUDA); both consume the same uniforms and give the same
 //! result.
 
-pub mod apply;
 pub mod approx_mvue_2to4;
 pub mod greedy;
 pub mod measure;

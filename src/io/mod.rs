@@ -306,6 +306,23 @@ fn write_f32_hdf5(path: &Path, _: &[NamedTensor]) -> Result<()> {
     Err(no_hdf5(path))
 }
 
+/// A bar over the bytes of `chosen` (hidden unless `show`; indicatif hides it off a terminal).
+pub fn progress_bar(show: bool, chosen: &[&checkpoint::Entry]) -> indicatif::ProgressBar {
+    let total: u64 = chosen.iter().map(|e| e.bytes().max(1) as u64).sum();
+    let bar = if show {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({binary_bytes_per_sec}), eta {eta} {wide_msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

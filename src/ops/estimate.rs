@@ -1,9 +1,9 @@
 //! Applying an estimator to the gradients of a file, for `masklab estimate`: which tensors are
 //! usable (2-D, non-empty, whole groups along `dim`), the metrics over draws, or one pruned draw.
 
-use super::Estimator;
-use super::measure::{Measurement, measure};
 use crate::error::{Error, Result};
+use crate::estimators::Estimator;
+use crate::estimators::measure::{Measurement, measure};
 use crate::io::{self, NamedTensor};
 use crate::mask::Pattern;
 use candle_core::{Device, Tensor};
@@ -177,7 +177,7 @@ pub fn sample_source(
     let (tensors, warnings) = usable(source, req)?;
     let mut drawn = Vec::new();
     for (t, g) in tensors {
-        let out = super::sample(req.estimator, &g, req.pattern, req.dim, req.seed)?;
+        let out = crate::estimators::sample(req.estimator, &g, req.pattern, req.dim, req.seed)?;
         let data = out
             .flatten_all()
             .and_then(|o| o.to_vec1::<f32>())
