@@ -163,7 +163,7 @@ notebooks: build
         python3 -m venv "$venv"
         "$venv/bin/pip" install -q nbconvert nbclient ipykernel pandas pyarrow matplotlib
     fi
-    for t in table2 table4a table4b; do
+    for t in table1 table2 table3 table4a table4b table5 table6 table7 table7b; do
         if ! ls results/runs/$t/*/summary.parquet >/dev/null 2>&1; then
             ./target/release/masklab run "experiments/$t.toml" --profile smoke \
                 --out "results/runs/$t/smoke-$(date -u +%Y%m%d-%H%M%S)" --quiet
