@@ -65,9 +65,14 @@ pub fn format_of(path: &Path) -> Result<Format> {
     }
 }
 
-/// Split `FILE#GLOB` into the file and the glob (`*` when absent).
+/// Split `FILE#GLOB` into the file and the glob (`*` when absent). A source that names an
+/// existing file as written is that file, `#` and all; otherwise the split is at the last `#`,
+/// so a directory or file name holding one can still take a glob.
 pub fn split_source(source: &str) -> (PathBuf, String) {
-    match source.split_once('#') {
+    if Path::new(source).is_file() {
+        return (PathBuf::from(source), "*".to_string());
+    }
+    match source.rsplit_once('#') {
         Some((f, g)) => (
             PathBuf::from(f),
             g.trim_matches('\'').trim_matches('"').to_string(),
@@ -364,13 +369,19 @@ mod tests {
     }
 
     #[test]
-    fn a_hash_in_a_file_name_is_part_of_the_name_for_read_tensors_in() -> Result<()> {
+    fn a_hash_in_a_file_name_is_part_of_the_name() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
-        let path = dir.path().join("run#3.safetensors");
+        let sub = dir.path().join("run#3");
+        std::fs::create_dir(&sub).map_err(|e| Error::io("tmp", e))?;
+        let path = sub.join("w#1.safetensors");
         write_tensors(&path, &fixture())?;
         assert_eq!(read_tensors_in(&path, "*")?.len(), 3);
-        // The `FILE#GLOB` form splits at the `#`, so it cannot name this file.
-        assert!(read_tensors(path.to_str().unwrap()).is_err());
+        // The file as written, and with a glob after the last `#`.
+        let whole = path.to_str().unwrap();
+        assert_eq!(read_tensors(whole)?.len(), 3);
+        let some = read_tensors(&format!("{whole}#layers/*"))?;
+        assert!(!some.is_empty() && some.len() < 3, "{} tensors", some.len());
+        assert_eq!(split_source(&format!("{whole}#layers/*")).0, path);
         Ok(())
     }
 
