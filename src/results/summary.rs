@@ -202,35 +202,91 @@ fn paired_welch(rows: &[&Row], cells: &[Row], pr: &Paired, m: &str) -> Option<st
     stats::welch(&xs, &refs)
 }
 
-/// Add the `[statistics]` columns to summary rows (grouped by `axes`), from the per-seed cells.
+/// Add the `[statistics]` columns to summary rows (grouped by `axes`), from the per-seed cells,
+/// and the report's sentences: each row against its paired row, each row against the reference
+/// with the design's power, and the declared rank correlation.
 pub fn with_statistics(
     summary: &[Row],
     cells: &[Row],
     axes: &[String],
     st: &Statistics,
 ) -> (Vec<Row>, StatisticsReport) {
-    let point = |r: &Row| -> Vec<String> { axes.iter().map(|a| key_string(r.get(a))).collect() };
-    let mut groups: IndexMap<Vec<String>, Vec<&Row>> = IndexMap::new();
-    for c in cells {
-        groups.entry(point(c)).or_default().push(c);
+    let g = Groups::new(cells, axes, st);
+    let out = summary
+        .iter()
+        .map(|row| g.row_with_statistics(row))
+        .collect();
+    let mut report = StatisticsReport::default();
+    if let Some(pr) = &st.paired {
+        report.notes.extend(g.paired_notes(pr));
     }
-    let values = |rows: &[&Row], m: &str| -> Vec<f64> {
-        rows.iter()
-            .filter_map(|r| r.get(m).and_then(Value::as_f64))
-            .collect()
-    };
-    let is_reference = |r: &Row| {
-        !st.reference.is_empty()
-            && st
+    report.notes.extend(g.reference_notes());
+    if let Some(c) = &st.correlate {
+        let (rows, notes) = g.correlations(c);
+        report.correlations = rows;
+        report.notes.extend(notes);
+    }
+    (out, report)
+}
+
+/// The values of metric `m` over `rows` (rows without it skipped).
+fn metric_values(rows: &[&Row], m: &str) -> Vec<f64> {
+    rows.iter()
+        .filter_map(|r| r.get(m).and_then(Value::as_f64))
+        .collect()
+}
+
+/// The per-seed cells of one statistics pass, grouped by grid point, with the reference's.
+struct Groups<'a> {
+    axes: &'a [String],
+    st: &'a Statistics,
+    cells: &'a [Row],
+    /// Grid point (the axes' values) → its cells, in first-seen order.
+    groups: IndexMap<Vec<String>, Vec<&'a Row>>,
+    /// The cells of the reference row.
+    reference_cells: Vec<&'a Row>,
+}
+
+impl<'a> Groups<'a> {
+    fn new(cells: &'a [Row], axes: &'a [String], st: &'a Statistics) -> Self {
+        let mut g = Groups {
+            axes,
+            st,
+            cells,
+            groups: IndexMap::new(),
+            reference_cells: Vec::new(),
+        };
+        for c in cells {
+            g.groups.entry(g.point(c)).or_default().push(c);
+        }
+        g.reference_cells = cells.iter().filter(|c| g.is_reference(c)).collect();
+        g
+    }
+
+    /// A row's grid point: its values of the axes.
+    fn point(&self, r: &Row) -> Vec<String> {
+        self.axes.iter().map(|a| key_string(r.get(a))).collect()
+    }
+
+    /// Whether `r` is (a cell of) the reference row.
+    fn is_reference(&self, r: &Row) -> bool {
+        !self.st.reference.is_empty()
+            && self
+                .st
                 .reference
                 .iter()
                 .all(|(a, v)| key_string(r.get(a.as_str())) == *v)
-    };
-    let reference_cells: Vec<&Row> = cells.iter().filter(|c| is_reference(c)).collect();
-    let mut report = StatisticsReport::default();
-    let mut out = Vec::with_capacity(summary.len());
-    for row in summary {
-        let members: &[&Row] = groups.get(&point(row)).map(Vec::as_slice).unwrap_or(&[]);
+    }
+
+    /// A summary row with its CI column after each metric's `_std`, the Welch columns against
+    /// the reference, and those against its paired row.
+    fn row_with_statistics(&self, row: &Row) -> Row {
+        let st = self.st;
+        let members: &[&Row] = self
+            .groups
+            .get(&self.point(row))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let mut new = Row::new();
         for (k, v) in row {
             new.insert(k.clone(), v.clone());
@@ -240,14 +296,14 @@ pub fn with_statistics(
             else {
                 continue;
             };
-            let xs = values(members, m);
+            let xs = metric_values(members, m);
             let ci = stats::mean_ci(&xs).map_or(f64::NAN, |c| c.half_width);
             new.insert(format!("{m}_ci95"), number(ci));
             if st.reference.is_empty() {
                 continue;
             }
-            let w = (!is_reference(row))
-                .then(|| stats::welch(&xs, &values(&reference_cells, m)))
+            let w = (!self.is_reference(row))
+                .then(|| stats::welch(&xs, &metric_values(&self.reference_cells, m)))
                 .flatten();
             new.insert(format!("{m}_diff"), number(w.map_or(f64::NAN, |w| w.diff)));
             new.insert(
@@ -258,7 +314,7 @@ pub fn with_statistics(
         }
         if let Some(pr) = &st.paired {
             for m in &st.metrics {
-                let Some(w) = paired_welch(members, cells, pr, m) else {
+                let Some(w) = paired_welch(members, self.cells, pr, m) else {
                     continue;
                 };
                 new.insert(format!("{m}_vs_diff"), number(w.diff));
@@ -266,27 +322,31 @@ pub fn with_statistics(
                 new.insert(format!("{m}_vs_p"), number(w.p));
             }
         }
-        out.push(new);
+        new
     }
-    if let Some(pr) = &st.paired {
-        for m in &st.metrics {
+
+    /// Per metric, one sentence with each row against its paired row.
+    fn paired_notes(&self, pr: &Paired) -> Vec<String> {
+        let mut notes = Vec::new();
+        for m in &self.st.metrics {
             let mut lines = Vec::new();
-            for rows in groups.values() {
+            for rows in self.groups.values() {
                 let Some(v) = rows[0].get(&pr.versus).and_then(Value::as_str) else {
                     continue;
                 };
                 // A metric the paired rows do not have (a kept_gap of standard N:M rows).
                 let has = |r: &Row| r.get(m).and_then(Value::as_f64).is_some();
-                let paired_has = cells
+                let paired_has = self
+                    .cells
                     .iter()
                     .any(|c| c.get(&pr.key).and_then(Value::as_str) == Some(v) && has(c));
                 if !paired_has {
                     continue;
                 }
-                lines.push(match paired_welch(rows, cells, pr, m) {
+                lines.push(match paired_welch(rows, self.cells, pr, m) {
                     Some(w) => format!(
                         "{} against {v}: {}{} ± {} (p = {}{})",
-                        point_label(axes, rows[0]),
+                        point_label(self.axes, rows[0]),
                         if w.diff > 0.0 { "+" } else { "" },
                         fmt_num(w.diff),
                         fmt_num(w.half_width),
@@ -299,100 +359,112 @@ pub fn with_statistics(
                     ),
                     None => format!(
                         "{} against {v}: not testable (too few seeds, or no such row)",
-                        point_label(axes, rows[0])
+                        point_label(self.axes, rows[0])
                     ),
                 });
             }
             if !lines.is_empty() {
-                report.notes.push(format!(
+                notes.push(format!(
                     "{m}, each row against its paired row (difference with its 95% CI; Welch's t-test at 5%, uncorrected): {}.",
                     lines.join("; ")
                 ));
             }
         }
+        notes
     }
-    // Which rows differ, and what the design could have detected.
-    for m in &st.metrics {
-        let per_row: Vec<(String, Vec<f64>, bool)> = groups
-            .iter()
-            .map(|(_, rows)| {
-                (
-                    point_label(axes, rows[0]),
-                    values(rows, m),
-                    is_reference(rows[0]),
-                )
-            })
-            .collect();
-        let n_min = per_row.iter().map(|(_, v, _)| v.len()).min().unwrap_or(0);
-        let variances: Vec<f64> = per_row
-            .iter()
-            .filter_map(|(_, v, _)| stats::mean_ci(v).filter(|c| c.n > 1).map(|c| c.std * c.std))
-            .collect();
-        let pooled = (variances.iter().sum::<f64>() / variances.len().max(1) as f64).sqrt();
-        let mde = stats::min_detectable_effect(pooled, n_min, n_min);
-        let design = match mde {
-            Some(e) => format!(
-                "with {n_min} seeds per row and a pooled std of {}, a difference of {} or more is detected at the 5% level with 80% power",
-                fmt_num(pooled),
-                fmt_num(e)
-            ),
-            None => format!("with {n_min} seed(s) per row no difference can be tested"),
-        };
-        if st.reference.is_empty() {
-            report.notes.push(format!("{m}: {design}."));
-            continue;
-        }
-        let reference = point_label(
-            axes,
-            &st.reference.iter().fold(Row::new(), |mut r, (a, v)| {
-                r.insert(a.clone(), Value::String(v.clone()));
-                r
-            }),
-        );
-        let ref_values = values(&reference_cells, m);
-        let (mut differ, mut tie) = (Vec::new(), Vec::new());
-        for (label, xs, is_ref) in &per_row {
-            if *is_ref {
+
+    /// Per metric: which rows differ from the reference, and what the design could have
+    /// detected (without a reference, the design alone).
+    fn reference_notes(&self) -> Vec<String> {
+        let (st, axes) = (self.st, self.axes);
+        let mut notes = Vec::new();
+        for m in &st.metrics {
+            let per_row: Vec<(String, Vec<f64>, bool)> = self
+                .groups
+                .values()
+                .map(|rows| {
+                    (
+                        point_label(axes, rows[0]),
+                        metric_values(rows, m),
+                        self.is_reference(rows[0]),
+                    )
+                })
+                .collect();
+            let n_min = per_row.iter().map(|(_, v, _)| v.len()).min().unwrap_or(0);
+            let variances: Vec<f64> = per_row
+                .iter()
+                .filter_map(|(_, v, _)| {
+                    stats::mean_ci(v).filter(|c| c.n > 1).map(|c| c.std * c.std)
+                })
+                .collect();
+            let pooled = (variances.iter().sum::<f64>() / variances.len().max(1) as f64).sqrt();
+            let mde = stats::min_detectable_effect(pooled, n_min, n_min);
+            let design = match mde {
+                Some(e) => format!(
+                    "with {n_min} seeds per row and a pooled std of {}, a difference of {} or more is detected at the 5% level with 80% power",
+                    fmt_num(pooled),
+                    fmt_num(e)
+                ),
+                None => format!("with {n_min} seed(s) per row no difference can be tested"),
+            };
+            if st.reference.is_empty() {
+                notes.push(format!("{m}: {design}."));
                 continue;
             }
-            match stats::welch(xs, &ref_values) {
-                Some(w) if w.p < 0.05 => differ.push(format!(
-                    "{label} ({}{}, p = {})",
-                    if w.diff > 0.0 { "+" } else { "" },
-                    fmt_num(w.diff),
-                    fmt_num(w.p)
-                )),
-                _ => tie.push(label.clone()),
+            let reference = point_label(
+                axes,
+                &st.reference.iter().fold(Row::new(), |mut r, (a, v)| {
+                    r.insert(a.clone(), Value::String(v.clone()));
+                    r
+                }),
+            );
+            let ref_values = metric_values(&self.reference_cells, m);
+            let (mut differ, mut tie) = (Vec::new(), Vec::new());
+            for (label, xs, is_ref) in &per_row {
+                if *is_ref {
+                    continue;
+                }
+                match stats::welch(xs, &ref_values) {
+                    Some(w) if w.p < 0.05 => differ.push(format!(
+                        "{label} ({}{}, p = {})",
+                        if w.diff > 0.0 { "+" } else { "" },
+                        fmt_num(w.diff),
+                        fmt_num(w.p)
+                    )),
+                    _ => tie.push(label.clone()),
+                }
             }
+            let differ_text = if differ.is_empty() {
+                "no row differs".to_string()
+            } else {
+                format!(
+                    "{} of {} rows differ: {}",
+                    differ.len(),
+                    differ.len() + tie.len(),
+                    differ.join("; ")
+                )
+            };
+            let tie_text = if tie.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " Cannot be told apart from the reference: {}.",
+                    tie.join("; ")
+                )
+            };
+            notes.push(format!(
+                "{m} against the reference ({reference}), Welch's t-test at 5% (uncorrected): {differ_text}.{tie_text} Power: {design}."
+            ));
         }
-        let differ_text = if differ.is_empty() {
-            "no row differs".to_string()
-        } else {
-            format!(
-                "{} of {} rows differ: {}",
-                differ.len(),
-                differ.len() + tie.len(),
-                differ.join("; ")
-            )
-        };
-        let tie_text = if tie.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " Cannot be told apart from the reference: {}.",
-                tie.join("; ")
-            )
-        };
-        report.notes.push(format!(
-            "{m} against the reference ({reference}), Welch's t-test at 5% (uncorrected): {differ_text}.{tie_text} Power: {design}."
-        ));
+        notes
     }
-    if let Some(c) = &st.correlate {
-        // The unit of the correlation is the grid point, where x varies: seeds of one point
-        // repeat its x (a structure's diversity, a |W| mask), so they are averaged into one
-        // point rather than counted as independent ones.
+
+    /// The declared rank correlation, per group: its rows and sentences. The unit is the grid
+    /// point, where x varies: seeds of one point repeat its x (a structure's diversity, a |W|
+    /// mask), so they are averaged into one point rather than counted as independent ones.
+    fn correlations(&self, c: &Correlate) -> (Vec<Row>, Vec<String>) {
         let mut points: IndexMap<String, (String, Vec<f64>, Vec<f64>)> = IndexMap::new();
-        for cell in cells.iter().filter(|c| !is_reference(c)) {
+        for cell in self.cells.iter().filter(|c| !self.is_reference(c)) {
             let (Some(x), Some(y)) = (
                 cell.get(&c.x).and_then(Value::as_f64),
                 cell.get(&c.y).and_then(Value::as_f64),
@@ -403,7 +475,7 @@ pub fn with_statistics(
                 c.by.as_ref()
                     .map_or_else(|| "all".to_string(), |b| key_string(cell.get(b)));
             let e = points
-                .entry(format!("{g}\u{1f}{}", point_label(axes, cell)))
+                .entry(format!("{g}\u{1f}{}", point_label(self.axes, cell)))
                 .or_insert_with(|| (g, Vec::new(), Vec::new()));
             e.1.push(x);
             e.2.push(y);
@@ -416,6 +488,7 @@ pub fn with_statistics(
             e.1.push(mean(&ys));
             e.2 += xs.len();
         }
+        let (mut rows, mut notes) = (Vec::new(), Vec::new());
         for (g, (xs, ys, n_cells)) in &by_group {
             let sp = stats::spearman(xs, ys);
             let mut distinct: Vec<f64> = xs.clone();
@@ -436,7 +509,7 @@ pub fn with_statistics(
                 number(sp.map_or(f64::NAN, |s| s.rho)),
             );
             r.insert("p".into(), number(sp.map_or(f64::NAN, |s| s.p)));
-            report.notes.push(match sp {
+            notes.push(match sp {
                 Some(s) => format!(
                     "Spearman ρ({}, {}) at {} = {g}: {} over n = {} grid points ({} distinct x; each the mean of its seeds, {} cells in all) (p = {}){}.",
                     c.x,
@@ -462,10 +535,10 @@ pub fn with_statistics(
                     distinct.len()
                 ),
             });
-            report.correlations.push(r);
+            rows.push(r);
         }
+        (rows, notes)
     }
-    (out, report)
 }
 
 #[cfg(test)]
