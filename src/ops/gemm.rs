@@ -563,12 +563,56 @@ impl Problem {
 /// Build, check and time one job (see the module doc).
 pub fn measure(job: &GemmJob) -> Result<GemmReport> {
     let p = Problem::new(job)?;
-    let (m, n, k) = p.shape;
     let isa = Isa::detect();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(job.threads.max(1))
         .build()
         .map_err(|e| Error::invalid("threads", job.threads, e))?;
+    let runs = time_pairs(&p, job, isa, &pool)?;
+    Ok(report(job, &p, isa, runs))
+}
+
+/// The timed runs of one job: per-run seconds of each side (alternated), the dense way the
+/// warm-up chose and the outputs' largest difference over the dense output's largest entry.
+struct Runs {
+    dense: Vec<f64>,
+    sparse: Vec<f64>,
+    way: DenseWay,
+    max_rel_error: f64,
+}
+
+/// Every way the dense reference may run for `p` on up to `threads` threads: one thread or
+/// all, `C` or `Cᵀ`, and the weights' other layout where the problem made one.
+fn dense_ways(p: &Problem, threads: usize) -> Vec<DenseWay> {
+    let thread_counts = if threads > 1 {
+        vec![1, threads]
+    } else {
+        vec![1]
+    };
+    let layouts = if p.b_alt.is_some() || p.a_alt.is_some() {
+        vec![false, true]
+    } else {
+        vec![false]
+    };
+    let mut ways = Vec::new();
+    for &alt in &layouts {
+        for swapped in [false, true] {
+            for &threads in &thread_counts {
+                ways.push(DenseWay {
+                    threads,
+                    swapped,
+                    alt,
+                });
+            }
+        }
+    }
+    ways
+}
+
+/// Choose the dense way by a warm-up, then time dense and sparse in alternation (so drift
+/// hits both sides alike) until each side has at least 5 runs and `min_seconds`, at most 50.
+fn time_pairs(p: &Problem, job: &GemmJob, isa: Isa, pool: &rayon::ThreadPool) -> Result<Runs> {
+    let (m, n, _) = p.shape;
     let mut want = vec![0f32; m * n];
     let mut got = vec![0f32; m * n];
     let mut scratch = match &p.sparse {
@@ -586,28 +630,7 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
         pool.install(|| p.dense(out, way, scratch))?;
         Ok(t.elapsed().as_secs_f64())
     };
-    let mut choices = Vec::new();
-    let thread_counts = if job.threads > 1 {
-        vec![1, job.threads]
-    } else {
-        vec![1]
-    };
-    let layouts = if p.b_alt.is_some() || p.a_alt.is_some() {
-        vec![false, true]
-    } else {
-        vec![false]
-    };
-    for &alt in &layouts {
-        for swapped in [false, true] {
-            for &threads in &thread_counts {
-                choices.push(DenseWay {
-                    threads,
-                    swapped,
-                    alt,
-                });
-            }
-        }
-    }
+    let choices = dense_ways(p, job.threads);
     let mut best = (f64::INFINITY, choices[0]);
     for _ in 0..2 {
         for &c in &choices {
@@ -631,26 +654,44 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
         }
         Ok(t.elapsed().as_secs_f64())
     };
-    // Warm-up (caches, pages, the pool), then alternate so drift hits both sides alike.
+    // Warm-up (caches, pages, the pool), then alternate.
     run_dense(&mut want)?;
     run_sparse(&mut got)?;
-    let (mut dense_t, mut sparse_t) = (Vec::new(), Vec::new());
+    let (mut dense, mut sparse) = (Vec::new(), Vec::new());
     let (mut spent_d, mut spent_s) = (0.0, 0.0);
-    while dense_t.len() < 50
-        && (dense_t.len() < 5 || spent_d < job.min_seconds || spent_s < job.min_seconds)
+    while dense.len() < 50
+        && (dense.len() < 5 || spent_d < job.min_seconds || spent_s < job.min_seconds)
     {
         let d = run_dense(&mut want)?;
         let s = run_sparse(&mut got)?;
         spent_d += d;
         spent_s += s;
-        dense_t.push(d);
-        sparse_t.push(s);
+        dense.push(d);
+        sparse.push(s);
     }
     let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
     let diff = want
         .iter()
         .zip(&got)
         .fold(0f64, |a, (x, y)| a.max((x - y).abs() as f64));
+    Ok(Runs {
+        dense,
+        sparse,
+        way,
+        max_rel_error: if scale > 0.0 { diff / scale } else { diff },
+    })
+}
+
+/// The report of `runs`: medians and quartiles of the paired ratios, rates, bytes, the byte,
+/// FLOP and L1 limits.
+fn report(job: &GemmJob, p: &Problem, isa: Isa, runs: Runs) -> GemmReport {
+    let Runs {
+        dense: mut dense_t,
+        sparse: mut sparse_t,
+        way,
+        max_rel_error,
+    } = runs;
+    let (m, n, k) = p.shape;
     let mut ratios: Vec<f64> = dense_t.iter().zip(&sparse_t).map(|(d, s)| d / s).collect();
     ratios.sort_by(f64::total_cmp);
     let quartile = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
@@ -687,7 +728,7 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
     let threads = job.threads.max(1) as f64;
     let l1_operand_gflops = rates.map(|r| r.l1_operand_gflops * threads);
     let l1_limit = rates.map(|r| flop_limit * r.ratio());
-    Ok(GemmReport {
+    GemmReport {
         kernel,
         isa: format!("{isa:?}").to_lowercase(),
         dense_seconds,
@@ -705,7 +746,7 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
         register_gflops: rates.map(|r| r.register_gflops * threads),
         l1_limit,
         share_of_l1_limit: l1_limit.map(|l| speedup / l),
-        max_rel_error: if scale > 0.0 { diff / scale } else { diff },
+        max_rel_error,
         speedup_q25,
         speedup_q75,
         runs_per_side: dense_t.len(),
@@ -719,7 +760,7 @@ pub fn measure(job: &GemmJob) -> Result<GemmReport> {
                 (true, true) => "/g",
             }
         ),
-    })
+    }
 }
 
 impl std::fmt::Display for GemmReport {
