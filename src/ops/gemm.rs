@@ -340,10 +340,16 @@ impl Problem {
                 "every dimension must be at least 1",
             ));
         }
-        let pattern = match job.mask {
-            MaskType::Nm(p) | MaskType::Transposable(p) => Some(p),
-            _ => None,
-        };
+        match job.op {
+            Op::Forward | Op::Backward => Self::weight_side(job),
+            Op::Update => Self::update(job),
+        }
+    }
+
+    /// The forward or backward data GEMM: W (masked by the mask type) against a batch of
+    /// activations or output gradients.
+    fn weight_side(job: &GemmJob) -> Result<Self> {
+        let (out, inp, batch) = (job.out, job.inp, job.batch);
         // The compressed operand of a weight-side GEMM: `m` of `[rows, cols]`, in the mask
         // type's format (`None`: no compressed kernel for it).
         let compress = |wm: &[f32], m: &Mask, rows: usize, cols: usize, along_in: bool| {
@@ -379,115 +385,117 @@ impl Problem {
                 )?)),
             })
         };
-        match job.op {
-            Op::Forward | Op::Backward => {
-                let w = gaussian(out * inp, job.seed, "w");
-                let mask = mask_of(job.mask, &w, out, inp)?;
-                let wm = masked(&w, &mask);
-                if job.op == Op::Forward {
-                    // Y [batch, out] = X [batch, in] · Wᵀ; sparse: Yᵀ = W · Xᵀ.
-                    let x = gaussian(batch * inp, job.seed, "x");
-                    let sparse = compress(&wm, &mask, out, inp, true)?.map(|a| Sparse {
-                        a,
-                        b: x.clone(),
-                        transposed: true,
-                        width: batch,
-                    });
-                    let mut wt = vec![0f32; inp * out];
-                    transpose(&wm, out, inp, &mut wt);
-                    Ok(Problem {
-                        shape: (batch, out, inp),
-                        a: (x, inp, 1),
-                        b: (wm, 1, inp),
-                        b_alt: Some((wt, out, 1)),
-                        a_alt: None,
-                        sparse,
-                    })
-                } else {
-                    // dX [batch, in] = dY [batch, out] · W; sparse: dXᵀ = Wᵀ · dYᵀ, which needs
-                    // Wᵀ N:M along `out`: a transposable mask (CSR and BSR transpose freely).
-                    let dy = gaussian(batch * out, job.seed, "dy");
-                    let mut wt = vec![0f32; inp * out];
-                    transpose(&wm, out, inp, &mut wt);
-                    let sparse =
-                        compress(&wt, &mask.transpose(), inp, out, false)?.map(|a| Sparse {
-                            a,
-                            b: dy.clone(),
-                            transposed: true,
-                            width: batch,
-                        });
-                    Ok(Problem {
-                        shape: (batch, inp, out),
-                        a: (dy, out, 1),
-                        b: (wm, inp, 1),
-                        b_alt: Some((wt, 1, out)),
-                        a_alt: None,
-                        sparse,
-                    })
-                }
-            }
-            Op::Update => {
-                // dW [out, in] = ĝᵀ [out, batch] · X [batch, in], ĝ N:M along the batch.
-                let g = gaussian(batch * out, job.seed, "g");
-                let x = gaussian(batch * inp, job.seed, "x");
-                let mut gt = vec![0f32; out * batch];
-                transpose(&g, batch, out, &mut gt);
-                if let MaskType::Unstructured(_) | MaskType::Block(..) = job.mask {
+        let w = gaussian(out * inp, job.seed, "w");
+        let mask = mask_of(job.mask, &w, out, inp)?;
+        let wm = masked(&w, &mask);
+        if job.op == Op::Forward {
+            // Y [batch, out] = X [batch, in] · Wᵀ; sparse: Yᵀ = W · Xᵀ.
+            let x = gaussian(batch * inp, job.seed, "x");
+            let sparse = compress(&wm, &mask, out, inp, true)?.map(|a| Sparse {
+                a,
+                b: x.clone(),
+                transposed: true,
+                width: batch,
+            });
+            let mut wt = vec![0f32; inp * out];
+            transpose(&wm, out, inp, &mut wt);
+            Ok(Problem {
+                shape: (batch, out, inp),
+                a: (x, inp, 1),
+                b: (wm, 1, inp),
+                b_alt: Some((wt, out, 1)),
+                a_alt: None,
+                sparse,
+            })
+        } else {
+            // dX [batch, in] = dY [batch, out] · W; sparse: dXᵀ = Wᵀ · dYᵀ, which needs
+            // Wᵀ N:M along `out`: a transposable mask (CSR and BSR transpose freely).
+            let dy = gaussian(batch * out, job.seed, "dy");
+            let mut wt = vec![0f32; inp * out];
+            transpose(&wm, out, inp, &mut wt);
+            let sparse = compress(&wt, &mask.transpose(), inp, out, false)?.map(|a| Sparse {
+                a,
+                b: dy.clone(),
+                transposed: true,
+                width: batch,
+            });
+            Ok(Problem {
+                shape: (batch, inp, out),
+                a: (dy, out, 1),
+                b: (wm, inp, 1),
+                b_alt: Some((wt, 1, out)),
+                a_alt: None,
+                sparse,
+            })
+        }
+    }
+
+    /// The update GEMM: ĝᵀ, N:M along the batch, against the layer's input.
+    fn update(job: &GemmJob) -> Result<Self> {
+        let (out, inp, batch) = (job.out, job.inp, job.batch);
+        let pattern = match job.mask {
+            MaskType::Nm(p) | MaskType::Transposable(p) => Some(p),
+            _ => None,
+        };
+        // dW [out, in] = ĝᵀ [out, batch] · X [batch, in], ĝ N:M along the batch.
+        let g = gaussian(batch * out, job.seed, "g");
+        let x = gaussian(batch * inp, job.seed, "x");
+        let mut gt = vec![0f32; out * batch];
+        transpose(&g, batch, out, &mut gt);
+        if let MaskType::Unstructured(_) | MaskType::Block(..) = job.mask {
+            return Err(Error::invalid(
+                "op",
+                "update",
+                format!(
+                    "the update GEMM's ĝ is pruned N:M along the batch by an estimator; {} masks are weight masks (forward and backward only)",
+                    job.mask
+                ),
+            ));
+        }
+        let (gm, sparse) = match pattern {
+            Some(p) => {
+                if !batch.is_multiple_of(p.m) {
                     return Err(Error::invalid(
-                        "op",
-                        "update",
+                        "batch",
+                        batch,
                         format!(
-                            "the update GEMM's ĝ is pruned N:M along the batch by an estimator; {} masks are weight masks (forward and backward only)",
-                            job.mask
+                            "the update GEMM's ĝ is N:M along the batch: a multiple of M = {}",
+                            p.m
                         ),
                     ));
                 }
-                let (gm, sparse) = match pattern {
-                    Some(p) => {
-                        if !batch.is_multiple_of(p.m) {
-                            return Err(Error::invalid(
-                                "batch",
-                                batch,
-                                format!(
-                                    "the update GEMM's ĝ is N:M along the batch: a multiple of M = {}",
-                                    p.m
-                                ),
-                            ));
-                        }
-                        let mask = mask_of(MaskType::Nm(p), &gt, out, batch)?;
-                        let gm = masked(&gt, &mask);
-                        // Compressed as a training step compresses ĝ (one pass over it, batch
-                        // first): a step's gradient serves one product, so the kernel reads
-                        // its values as stored (no block-major copy), as in training.
-                        let mut g_masked = vec![0f32; batch * out];
-                        transpose(&gm, out, batch, &mut g_masked);
-                        let a = Compressed::Nm(NmMatrix::compress_transposed_nonzero(
-                            &g_masked, batch, out, p,
-                        )?);
-                        (
-                            gm,
-                            Some(Sparse {
-                                a,
-                                b: x.clone(),
-                                transposed: false,
-                                width: inp,
-                            }),
-                        )
-                    }
-                    None => (gt, None),
-                };
-                let mut g_batch_major = vec![0f32; batch * out];
-                transpose(&gm, out, batch, &mut g_batch_major);
-                Ok(Problem {
-                    shape: (out, inp, batch),
-                    a: (gm, batch, 1),
-                    b: (x, inp, 1),
-                    b_alt: None,
-                    a_alt: Some((g_batch_major, 1, out)),
-                    sparse,
-                })
+                let mask = mask_of(MaskType::Nm(p), &gt, out, batch)?;
+                let gm = masked(&gt, &mask);
+                // Compressed as a training step compresses ĝ (one pass over it, batch
+                // first): a step's gradient serves one product, so the kernel reads
+                // its values as stored (no block-major copy), as in training.
+                let mut g_masked = vec![0f32; batch * out];
+                transpose(&gm, out, batch, &mut g_masked);
+                let a = Compressed::Nm(NmMatrix::compress_transposed_nonzero(
+                    &g_masked, batch, out, p,
+                )?);
+                (
+                    gm,
+                    Some(Sparse {
+                        a,
+                        b: x.clone(),
+                        transposed: false,
+                        width: inp,
+                    }),
+                )
             }
-        }
+            None => (gt, None),
+        };
+        let mut g_batch_major = vec![0f32; batch * out];
+        transpose(&gm, out, batch, &mut g_batch_major);
+        Ok(Problem {
+            shape: (out, inp, batch),
+            a: (gm, batch, 1),
+            b: (x, inp, 1),
+            b_alt: None,
+            a_alt: Some((g_batch_major, 1, out)),
+            sparse,
+        })
     }
 
     /// The dense product into `out`; `swapped` computes it another way where C is one row or
