@@ -252,59 +252,14 @@ impl Spec {
             )?;
         }
         let mut tolerance = tolerances(&raw.tolerance, "tolerance", &at)?;
-        if let Some(over) = chosen
-            .as_ref()
-            .and_then(|name| raw.profiles.get(name)?.get("tolerance").map(|v| (name, v)))
-        {
-            let (name, value) = over;
-            let field = format!("profiles.{name}.tolerance");
-            let table: IndexMap<String, RawTolerance> = value
-                .get_ref()
-                .clone()
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    at.err(value.span(), format!("{field}: {}", e.message().trim()))
-                })?;
-            // A re-parsed value has no spans of its own: errors point at the profile's entry.
-            let table = table
-                .into_iter()
-                .map(|(k, v)| (k, Spanned::new(value.span(), v)))
-                .collect();
-            tolerance.extend(tolerances(&table, &field, &at)?);
+        if let Some(name) = &chosen {
+            tolerance.extend(profile_tolerance(&raw, name, &at)?);
         }
         check_name(path, "name", &raw.name)?;
         for p in &profiles {
             check_name(path, "profiles", p)?;
         }
-        if let Some(dup) = first_duplicate(&seeds) {
-            return Err(Error::Spec {
-                path: path.to_path_buf(),
-                line: Some(line_of(text, raw.seeds.span().start)),
-                message: format!(
-                    "seeds: {dup} is given twice{}; each seed is one independent run",
-                    chosen
-                        .as_ref()
-                        .map(|p| format!(" (profile {p})"))
-                        .unwrap_or_default()
-                ),
-            });
-        }
-        for axis in &axes {
-            if let Some(dup) = first_duplicate(&axis.values) {
-                return Err(Error::Spec {
-                    path: path.to_path_buf(),
-                    line: Some(axis.line),
-                    message: format!(
-                        "grid.{}: `{dup}` is given twice{}; each value is one grid point",
-                        axis.name,
-                        chosen
-                            .as_ref()
-                            .map(|p| format!(" (profile {p})"))
-                            .unwrap_or_default()
-                    ),
-                });
-            }
-        }
+        check_duplicates(&raw, &at, &seeds, &axes, chosen.as_deref())?;
         let exclude = exclusions(&raw, &at)?;
         let statistics = statistics(&raw, &axes, &at)?;
         Figure::check(&raw.figures, path)?;
@@ -533,6 +488,68 @@ fn axis_values(value: &toml::Value, field: &str) -> std::result::Result<Vec<Stri
         return Err(format!("{field}: empty axis; give at least one value"));
     }
     Ok(strings)
+}
+
+/// The chosen profile's `[profiles.NAME.tolerance]` entries, checked as the top-level ones
+/// (errors point at the profile's entry: a re-parsed value has no spans of its own).
+fn profile_tolerance(
+    raw: &RawSpec,
+    name: &str,
+    at: &Located,
+) -> Result<IndexMap<String, Tolerance>> {
+    let Some(value) = raw.profiles.get(name).and_then(|p| p.get("tolerance")) else {
+        return Ok(IndexMap::new());
+    };
+    let field = format!("profiles.{name}.tolerance");
+    let table: IndexMap<String, RawTolerance> =
+        value
+            .get_ref()
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                at.err(value.span(), format!("{field}: {}", e.message().trim()))
+            })?;
+    let table = table
+        .into_iter()
+        .map(|(k, v)| (k, Spanned::new(value.span(), v)))
+        .collect();
+    tolerances(&table, &field, at)
+}
+
+/// A seed or a grid value given twice (after the profile's overrides) is an error naming it
+/// and the line it is on.
+fn check_duplicates(
+    raw: &RawSpec,
+    at: &Located,
+    seeds: &[u64],
+    axes: &[Axis],
+    profile: Option<&str>,
+) -> Result<()> {
+    let in_profile = profile
+        .map(|p| format!(" (profile {p})"))
+        .unwrap_or_default();
+    if let Some(dup) = first_duplicate(seeds) {
+        return Err(Error::Spec {
+            path: at.path.to_path_buf(),
+            line: Some(line_of(at.text, raw.seeds.span().start)),
+            message: format!(
+                "seeds: {dup} is given twice{in_profile}; each seed is one independent run"
+            ),
+        });
+    }
+    for axis in axes {
+        if let Some(dup) = first_duplicate(&axis.values) {
+            return Err(Error::Spec {
+                path: at.path.to_path_buf(),
+                line: Some(axis.line),
+                message: format!(
+                    "grid.{}: `{dup}` is given twice{in_profile}; each value is one grid point",
+                    axis.name
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn grid_axes(raw: &RawSpec, at: &Located) -> Result<Vec<Axis>> {
