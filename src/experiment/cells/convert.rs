@@ -40,7 +40,8 @@ struct Dense {
     cache: PathBuf,
 }
 
-struct Parsed {
+/// A `convert` cell's parameters: the reference dense training and the one-shot conversion.
+struct ConvertParams {
     dense: Dense,
     oneshot: OneShot,
 }
@@ -94,7 +95,7 @@ pub fn trained_weights(
         .collect()
 }
 
-fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> {
+fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<ConvertParams> {
     let mut train = TrainConfig::default();
     let mut dataset = "fashion-mnist".to_string();
     let mut data_dir = None;
@@ -135,7 +136,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
     let solver = cell.require("solver")?.to_string();
     crate::solvers::by_name(&solver)?;
     let score: LayerScore = cell.require("score")?.parse()?;
-    Ok(Parsed {
+    Ok(ConvertParams {
         dense: Dense {
             train,
             dataset,

@@ -73,7 +73,8 @@ fn parse_source(s: &str) -> Result<Source> {
     }
 }
 
-struct Parsed {
+/// A `solver` cell's parameters, read from its axes and the spec's params.
+struct SolveParams {
     pattern: Pattern,
     solver: &'static dyn solvers::Solver,
     source: Source,
@@ -81,7 +82,7 @@ struct Parsed {
     options: BTreeMap<String, f64>,
 }
 
-fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> {
+fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<SolveParams> {
     let pattern: Pattern = cell.parse_axis("pattern")?;
     let solver = solvers::by_name(cell.require("solver")?)?;
     let source = parse_source(cell.require("source")?)?;
@@ -143,7 +144,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
             }
         }
     }
-    Ok(Parsed {
+    Ok(SolveParams {
         pattern,
         solver,
         source,

@@ -24,7 +24,8 @@ use std::path::PathBuf;
 /// The `train` cell kind.
 pub struct TrainCell;
 
-struct Parsed {
+/// A `train` cell's parameters: the training config, the dataset and where it lives.
+struct TrainParams {
     cfg: TrainConfig,
     dataset: String,
     data_dir: Option<PathBuf>,
@@ -59,7 +60,7 @@ pub(super) fn training_param(
     Ok(true)
 }
 
-fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> {
+fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<TrainParams> {
     let mut cfg = TrainConfig::default();
     let mut dataset = "fashion-mnist".to_string();
     let mut data_dir = None;
@@ -109,7 +110,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<Parsed> 
     if let crate::structure::MaskKind::Transposable(_) = cfg.mask {
         crate::solvers::by_name(&cfg.solver)?;
     }
-    Ok(Parsed {
+    Ok(TrainParams {
         cfg,
         dataset,
         data_dir,
