@@ -162,6 +162,59 @@ fn show(v: &Value) -> String {
     }
 }
 
+/// One metric of one grid point against its baseline value (`old` in row `base`, `new_v` in
+/// `new`): `None` when equal, else the move, regressed when outside `tol` (no tolerance: equal
+/// to 1e-9 for numbers, exactly otherwise). A measured time is compared as a ratio to its run's
+/// calibration when both rows carry one: a slower machine is not a regression, a faster one
+/// hides none.
+fn moved(
+    point: &str,
+    metric: &str,
+    (base, new): (&Row, &Row),
+    (old, new_v): (&Value, &Value),
+    tol: Option<Tolerance>,
+) -> Option<Moved> {
+    let scales = (is_time_column(metric) && metric != CALIBRATION)
+        .then(|| Some((calibration(base)?, calibration(new)?)))
+        .flatten();
+    let (metric, baseline, run, same, ok) = match (old.as_f64(), new_v.as_f64()) {
+        (Some(o), Some(n)) => match scales {
+            Some((so, sn)) => {
+                let (o, n) = (o / so, n / sn);
+                let ok = tol.is_none_or(|t| t.accepts(o, n));
+                (
+                    format!("{metric} ÷ calibration"),
+                    fmt_num(o),
+                    fmt_num(n),
+                    o == n,
+                    ok,
+                )
+            }
+            None => {
+                let ok = match tol {
+                    Some(t) => t.accepts(o, n),
+                    None => (n - o).abs() <= 1e-9 * o.abs().max(1.0),
+                };
+                (metric.to_string(), show(old), show(new_v), o == n, ok)
+            }
+        },
+        _ => (
+            metric.to_string(),
+            show(old),
+            show(new_v),
+            old == new_v,
+            old == new_v,
+        ),
+    };
+    (!same).then(|| Moved {
+        point: point.to_string(),
+        metric,
+        baseline,
+        run,
+        regressed: !ok,
+    })
+}
+
 /// Compare run summary rows with baseline summary rows.
 pub fn compare(
     baseline: &[Row],
@@ -222,45 +275,9 @@ pub fn compare(
                 continue;
             };
             report.values_compared += 1;
-            // A measured time is compared as a ratio to its run's calibration when both rows
-            // carry one: a slower machine is not a regression, a faster one hides none.
-            let scales = (is_time_column(metric) && metric != CALIBRATION)
-                .then(|| Some((calibration(base)?, calibration(new)?)))
-                .flatten();
-            let (same, ok) = match (old.as_f64(), new_v.as_f64()) {
-                (Some(o), Some(n)) if scales.is_some() => {
-                    let (so, sn) = scales.unwrap_or((1.0, 1.0));
-                    let (o, n) = (o / so, n / sn);
-                    let ok = tol.is_none_or(|t| t.accepts(o, n));
-                    if o != n {
-                        report.moved.push(Moved {
-                            point: p.clone(),
-                            metric: format!("{metric} ÷ calibration"),
-                            baseline: fmt_num(o),
-                            run: fmt_num(n),
-                            regressed: !ok,
-                        });
-                    }
-                    continue;
-                }
-                (Some(o), Some(n)) => {
-                    let ok = match tol {
-                        Some(t) => t.accepts(o, n),
-                        None => (n - o).abs() <= 1e-9 * o.abs().max(1.0),
-                    };
-                    (o == n, ok)
-                }
-                _ => (old == new_v, old == new_v),
-            };
-            if !same {
-                report.moved.push(Moved {
-                    point: p.clone(),
-                    metric: metric.clone(),
-                    baseline: show(old),
-                    run: show(new_v),
-                    regressed: !ok,
-                });
-            }
+            report
+                .moved
+                .extend(moved(&p, metric, (base, new), (old, new_v), tol));
         }
     }
     report
