@@ -125,6 +125,65 @@ fn texts(job: &PruneJob) -> Result<(String, String, String, String)> {
     Ok((calib, calib_label, eval, eval_label))
 }
 
+/// A job's token windows: calibration windows at seeded offsets and the evaluation's
+/// non-overlapping windows, with the texts' labels.
+struct Windows {
+    calib: Vec<Vec<u32>>,
+    calib_label: String,
+    eval: Vec<Vec<u32>>,
+    eval_label: String,
+}
+
+/// Tokenize the job's texts with `tok` and cut them into windows; a token id at or beyond
+/// `vocab` (a tokenizer that does not belong to the model) is an error.
+fn windows(job: &PruneJob, tok: &tokenizers::Tokenizer, vocab: u32) -> Result<Windows> {
+    let (calib, calib_label, eval, eval_label) = texts(job)?;
+    let calib_ids = tokenizer::encode(tok, &calib)?;
+    let eval_ids = tokenizer::encode(tok, &eval)?;
+    if let Some(bad) = calib_ids.iter().chain(&eval_ids).find(|&&t| t >= vocab) {
+        return Err(Error::invalid(
+            "tokenizer",
+            bad,
+            format!("token id beyond the model's vocabulary of {vocab}"),
+        ));
+    }
+    Ok(Windows {
+        eval: corpus::eval_windows(&eval_ids, job.window, job.eval_tokens)?,
+        calib: corpus::calibration_windows(&calib_ids, job.window, job.calib_windows, job.seed)?,
+        calib_label,
+        eval_label,
+    })
+}
+
+/// Run `pass` writing every layer into a staging directory that becomes `out` when complete:
+/// the pruned checkpoint, its outer tensors and the tokenizer (an HF input's `tokenizer.json`
+/// copied as it is, a GGUF's written out).
+fn write_pruned(
+    ckpt: &load::Checkpoint,
+    tok: &tokenizers::Tokenizer,
+    out: &Path,
+    pass: &mut dyn FnMut(Option<&mut Writer>) -> Result<Outcome>,
+    status: &mut dyn FnMut(&str),
+) -> Result<Outcome> {
+    let mut outcome = None;
+    crate::io::atomic::write_dir_with(out, |staging| {
+        let mut writer = Writer::create(ckpt, staging)?;
+        outcome = Some(pass(Some(&mut writer))?);
+        status("finishing the pruned checkpoint");
+        writer.finish()?;
+        let given = ckpt.path.join("tokenizer.json");
+        if ckpt.format == load::Format::HfDir && given.is_file() {
+            std::fs::copy(&given, staging.join("tokenizer.json"))
+                .map(|_| ())
+                .map_err(|e| Error::io(&given, e))
+        } else {
+            tok.save(staging.join("tokenizer.json"), false)
+                .map_err(|e| Error::invalid("tokenizer", "tokenizer.json", e))
+        }
+    })?;
+    Ok(outcome.expect("the staging closure ran"))
+}
+
 /// Run the job on `device`, with a progress bar over the pruning stages when the job asks.
 pub fn run(job: &PruneJob, device: &candle_core::Device) -> Result<PruneReport> {
     let bar = match job.progress {
@@ -164,21 +223,13 @@ pub fn run_with(
     status("opening the checkpoint");
     let ckpt = load::open(&job.model, device)?;
     let tok = tokenizer::load(&job.model)?;
-    let (calib, calib_label, eval, eval_label) = texts(job)?;
     status("tokenizing");
-    let calib_ids = tokenizer::encode(&tok, &calib)?;
-    let eval_ids = tokenizer::encode(&tok, &eval)?;
-    let windows = corpus::eval_windows(&eval_ids, job.window, job.eval_tokens)?;
-    let calib_windows =
-        corpus::calibration_windows(&calib_ids, job.window, job.calib_windows, job.seed)?;
-    let vocab = ckpt.config.vocab_size as u32;
-    if let Some(bad) = calib_ids.iter().chain(&eval_ids).find(|&&t| t >= vocab) {
-        return Err(Error::invalid(
-            "tokenizer",
-            bad,
-            format!("token id beyond the model's vocabulary of {vocab}"),
-        ));
-    }
+    let Windows {
+        calib: calib_windows,
+        calib_label,
+        eval: windows,
+        eval_label,
+    } = windows(job, &tok, ckpt.config.vocab_size as u32)?;
     let spec = PruneSpec {
         method: job.method,
         kind: job.kind,
@@ -214,26 +265,7 @@ pub fn run_with(
     let t0 = std::time::Instant::now();
     let outcome = match &job.output {
         None => pass(None)?,
-        Some(out) => {
-            let mut outcome = None;
-            crate::io::atomic::write_dir_with(out, |staging| {
-                let mut writer = Writer::create(&ckpt, staging)?;
-                outcome = Some(pass(Some(&mut writer))?);
-                status("finishing the pruned checkpoint");
-                writer.finish()?;
-                // An HF input's tokenizer.json is copied as it is; a GGUF's is written out.
-                let given = ckpt.path.join("tokenizer.json");
-                if ckpt.format == load::Format::HfDir && given.is_file() {
-                    std::fs::copy(&given, staging.join("tokenizer.json"))
-                        .map(|_| ())
-                        .map_err(|e| Error::io(&given, e))
-                } else {
-                    tok.save(staging.join("tokenizer.json"), false)
-                        .map_err(|e| Error::invalid("tokenizer", "tokenizer.json", e))
-                }
-            })?;
-            outcome.expect("the staging closure ran")
-        }
+        Some(out) => write_pruned(&ckpt, &tok, out, &mut pass, status)?,
     };
     let prune_seconds = t0.elapsed().as_secs_f64() - outcome.eval_seconds;
     let (dense, layers) = (outcome.dense, outcome.reports);
