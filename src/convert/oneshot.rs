@@ -156,6 +156,79 @@ fn mask_and_gap(scores: &Matrix, cfg: &OneShot) -> Result<(crate::mask::Mask, f6
     }
 }
 
+/// The calibration images: `cfg.calibration` training images (at most all of them) drawn
+/// without replacement from the seeded "calibration draw" stream, in index order.
+fn calibration_batch(data: &Dataset, cfg: &OneShot, device: &Device) -> Result<Tensor> {
+    let n_cal = cfg.calibration.min(data.train.len());
+    if n_cal == 0 {
+        return Err(Error::invalid(
+            "calibration",
+            cfg.calibration,
+            "needs at least one training image",
+        ));
+    }
+    let mut rng = crate::seed::rng(cfg.seed, "calibration draw");
+    let mut idx = rand::seq::index::sample(&mut rng, data.train.len(), n_cal).into_vec();
+    idx.sort_unstable();
+    let (xc, _) = data
+        .batch(&data.train, &idx, device)
+        .map_err(Error::tensor("calibration batch"))?;
+    Ok(xc)
+}
+
+/// The input sparse layer `i` sees when the model runs on `xc` (the layers before it already
+/// converted).
+fn layer_input(model: &mut dyn Model, i: usize, xc: &Tensor) -> Result<Tensor> {
+    model.sparse_layers()[i].capture_inputs(true);
+    let forward = model.forward(xc, false);
+    let x = model.sparse_layers()[i].take_input();
+    model.sparse_layers()[i].capture_inputs(false);
+    forward.map_err(Error::tensor("calibration forward"))?;
+    x.ok_or_else(|| Error::invalid("model", i, "layer saw no input"))
+}
+
+/// A layer's scores: |W|, or Wanda's |W_ij|·‖x_j‖ with the input norms from the Gram matrix's
+/// diagonal (`g: [inp, inp]`).
+fn layer_scores(w: &[f32], g: &[f64], inp: usize, score: LayerScore) -> Vec<f32> {
+    match score {
+        LayerScore::Magnitude => w.iter().map(|v| v.abs()).collect(),
+        LayerScore::Wanda => {
+            let norms: Vec<f32> = (0..inp)
+                .map(|j| g[j * inp + j].max(0.0).sqrt() as f32)
+                .collect();
+            w.iter()
+                .enumerate()
+                .map(|(e, v)| v.abs() * norms[e % inp])
+                .collect()
+        }
+    }
+}
+
+/// Test accuracy of the converted model with its re-fitted weights and with the original
+/// weights under the same masks, paired on one test pass each: `(pruned, adaprune)`. The
+/// re-fitted weights are put back afterwards.
+fn paired_accuracies(
+    model: &mut dyn Model,
+    data: &Dataset,
+    device: &Device,
+    originals: &[Tensor],
+) -> Result<(f64, f64)> {
+    let adaprune_accuracy = evaluate(model, data, device)?;
+    let refit = weights(model)?;
+    for (l, w0) in model.sparse_layers().into_iter().zip(originals) {
+        l.weight
+            .set(w0)
+            .map_err(Error::tensor("restoring weights"))?;
+    }
+    let pruned_accuracy = evaluate(model, data, device)?;
+    for (l, w) in model.sparse_layers().into_iter().zip(&refit) {
+        l.weight
+            .set(w)
+            .map_err(Error::tensor("restoring weights"))?;
+    }
+    Ok((pruned_accuracy, adaprune_accuracy))
+}
+
 /// Convert `model` (trained, dense) in place to `cfg`'s structure with AdaPrune, and measure it.
 /// On return the model holds the re-fitted weights and the masks.
 pub fn convert_model(
@@ -172,47 +245,18 @@ pub fn convert_model(
             "no layer of the model tiles by its M",
         ));
     }
-    let n_cal = cfg.calibration.min(data.train.len());
-    if n_cal == 0 {
-        return Err(Error::invalid(
-            "calibration",
-            cfg.calibration,
-            "needs at least one training image",
-        ));
-    }
-    let mut rng = crate::seed::rng(cfg.seed, "calibration draw");
-    let mut idx = rand::seq::index::sample(&mut rng, data.train.len(), n_cal).into_vec();
-    idx.sort_unstable();
-    let (xc, _) = data
-        .batch(&data.train, &idx, device)
-        .map_err(Error::tensor("calibration batch"))?;
+    let xc = calibration_batch(data, cfg, device)?;
     let originals = weights(model)?;
     let (mut mask_seconds, mut adaprune_seconds) = (0.0, 0.0);
     let mut per_layer = Vec::with_capacity(n_layers);
     for (i, w0) in originals.iter().enumerate() {
-        model.sparse_layers()[i].capture_inputs(true);
-        let forward = model.forward(&xc, false);
-        let x = model.sparse_layers()[i].take_input();
-        model.sparse_layers()[i].capture_inputs(false);
-        forward.map_err(Error::tensor("calibration forward"))?;
-        let x = x.ok_or_else(|| Error::invalid("model", i, "layer saw no input"))?;
+        let x = layer_input(model, i, &xc)?;
         let t = Instant::now();
         let g = gram(&x)?;
         adaprune_seconds += t.elapsed().as_secs_f64();
         let (out, inp) = w0.dims2().map_err(Error::tensor("layer weights"))?;
         let w = flat(w0, "layer weights")?;
-        let scores: Vec<f32> = match cfg.score {
-            LayerScore::Magnitude => w.iter().map(|v| v.abs()).collect(),
-            LayerScore::Wanda => {
-                let norms: Vec<f32> = (0..inp)
-                    .map(|j| g[j * inp + j].max(0.0).sqrt() as f32)
-                    .collect();
-                w.iter()
-                    .enumerate()
-                    .map(|(e, v)| v.abs() * norms[e % inp])
-                    .collect()
-            }
-        };
+        let scores = layer_scores(&w, &g, inp, cfg.score);
         let t = Instant::now();
         let (mask, kept, optimum) = mask_and_gap(&Matrix::new(out, inp, scores)?, cfg)?;
         mask_seconds += t.elapsed().as_secs_f64();
@@ -231,19 +275,7 @@ pub fn convert_model(
             error_adaprune: fit.error_refit,
         });
     }
-    let adaprune_accuracy = evaluate(model, data, device)?;
-    let refit = weights(model)?;
-    for (l, w0) in model.sparse_layers().into_iter().zip(&originals) {
-        l.weight
-            .set(w0)
-            .map_err(Error::tensor("restoring weights"))?;
-    }
-    let pruned_accuracy = evaluate(model, data, device)?;
-    for (l, w) in model.sparse_layers().into_iter().zip(&refit) {
-        l.weight
-            .set(w)
-            .map_err(Error::tensor("restoring weights"))?;
-    }
+    let (pruned_accuracy, adaprune_accuracy) = paired_accuracies(model, data, device, &originals)?;
     let (kept, optimum) = per_layer
         .iter()
         .fold((0.0, 0.0), |(k, o), l| (k + l.kept, o + l.optimum));
