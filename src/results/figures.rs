@@ -492,6 +492,48 @@ fn draw_legend(area: &Area<'_>, entries: &[String]) -> std::result::Result<(), S
     Ok(())
 }
 
+/// One panel of a dots figure as data: a category line per row (its `x` columns joined), and
+/// per row and `y` column a dot `(category line, y index, value, whisker)` on the value axis's
+/// scale; `hidden` counts values a log axis cannot show.
+struct Dots {
+    cats: Vec<String>,
+    dots: Vec<Dot>,
+    hidden: usize,
+}
+
+/// A dot: category line, y index, value and whisker (low, high), on the value axis's scale.
+type Dot = (usize, usize, f64, Option<(f64, f64)>);
+
+/// The [`Dots`] of one panel's rows.
+fn dots_of(fig: &Figure, rows: &[&Row]) -> Dots {
+    let cats = rows
+        .iter()
+        .map(|r| {
+            fig.x
+                .iter()
+                .map(|c| label(r.get(c)))
+                .collect::<Vec<_>>()
+                .join(" · ")
+        })
+        .collect();
+    let mut dots = Vec::new();
+    let mut hidden = 0usize;
+    for (ci, row) in rows.iter().enumerate() {
+        for (yi, y) in fig.y.iter().enumerate() {
+            let Some(v) = finite(row, y) else { continue };
+            let e = fig.error.get(yi).and_then(|c| finite(row, c));
+            let Some(sv) = scaled(v, fig.log_x) else {
+                hidden += 1;
+                continue;
+            };
+            let whisker =
+                e.and_then(|e| Some((scaled(v - e, fig.log_x)?, scaled(v + e, fig.log_x)?)));
+            dots.push((ci, yi, sv, whisker));
+        }
+    }
+    Dots { cats, dots, hidden }
+}
+
 fn draw_dots(
     fig: &Figure,
     panels: &[(String, Vec<&Row>)],
@@ -511,33 +553,8 @@ fn draw_dots(
     for ((name, rows), h) in panels.iter().zip(&heights) {
         let (area, below) = rest.split_vertically(*h);
         rest = below;
-        let cats: Vec<String> = rows
-            .iter()
-            .map(|r| {
-                fig.x
-                    .iter()
-                    .map(|c| label(r.get(c)))
-                    .collect::<Vec<_>>()
-                    .join(" · ")
-            })
-            .collect();
+        let Dots { cats, dots, hidden } = dots_of(fig, rows);
         let n = cats.len();
-        // (category line, y index, value, whisker) on the value axis's scale.
-        let mut dots = Vec::new();
-        let mut hidden = 0usize;
-        for (ci, row) in rows.iter().enumerate() {
-            for (yi, y) in ys.iter().enumerate() {
-                let Some(v) = finite(row, y) else { continue };
-                let e = fig.error.get(yi).and_then(|c| finite(row, c));
-                let Some(sv) = scaled(v, fig.log_x) else {
-                    hidden += 1;
-                    continue;
-                };
-                let whisker =
-                    e.and_then(|e| Some((scaled(v - e, fig.log_x)?, scaled(v + e, fig.log_x)?)));
-                dots.push((ci, yi, sv, whisker));
-            }
-        }
         let (v0, v1) = padded_with_whiskers(dots.iter().map(|d| (d.2, d.3)));
         let caption = caption(name, hidden);
         let label_w = cats.iter().map(|c| c.chars().count()).max().unwrap_or(4) as u32 * 7 + 16;
