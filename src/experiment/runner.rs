@@ -745,6 +745,62 @@ pub fn spec_of_run(dir: &Path) -> Result<(Manifest, Spec)> {
     Ok((m, spec))
 }
 
+/// Append the cells of shard `dir` to `lines`, recording which shard owns each. The shard must
+/// be finished and of the same run as `first` (its manifest `like`: spec hash and profile), its
+/// rows must fit the plan, and no cell may already belong to another shard.
+fn collect_shard<'a>(
+    dir: &'a Path,
+    (first, like): (&Path, &Manifest),
+    plan: &Plan,
+    owner: &mut std::collections::HashMap<String, &'a Path>,
+    lines: &mut String,
+) -> Result<()> {
+    let m = Manifest::read(dir)?;
+    let manifest_path = dir.join("manifest.json");
+    if m.spec_hash != like.spec_hash || m.profile != like.profile {
+        return Err(Error::Format {
+            path: manifest_path,
+            message: format!(
+                "spec {} / profile `{}` differs from {} (spec {} / profile `{}`); cannot merge different runs",
+                prefix(&m.spec_hash, 12),
+                m.profile,
+                first.display(),
+                prefix(&like.spec_hash, 12),
+                like.profile
+            ),
+        });
+    }
+    if m.finished.is_none() {
+        return Err(Error::RunIncomplete {
+            dir: dir.to_path_buf(),
+            done: m.cells_done,
+            planned: m.cells_planned,
+            then: "first",
+        });
+    }
+    let rows = read_log(dir)?;
+    check_rows(plan, &rows, &dir.join(CELLS_LOG))?;
+    for row in rows {
+        let key = row
+            .get("cell")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if let Some(other) = owner.get(&key) {
+            return Err(Error::Format {
+                path: dir.join(CELLS_LOG),
+                message: format!(
+                    "cell `{key}` is also in {}; shards must not overlap",
+                    other.display()
+                ),
+            });
+        }
+        owner.insert(key, dir);
+        *lines += &(Value::Object(row).to_string() + "\n");
+    }
+    Ok(())
+}
+
 /// Join the logs of shard runs into one new run directory `out`.
 ///
 /// Refused: an `out` that is one of the shards or already holds a run; a shard that is not
@@ -769,49 +825,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest> {
     let mut owner: std::collections::HashMap<String, &Path> = std::collections::HashMap::new();
     let mut lines = String::new();
     for dir in dirs {
-        let m = Manifest::read(dir)?;
-        let manifest_path = dir.join("manifest.json");
-        if m.spec_hash != manifest.spec_hash || m.profile != manifest.profile {
-            return Err(Error::Format {
-                path: manifest_path,
-                message: format!(
-                    "spec {} / profile `{}` differs from {} (spec {} / profile `{}`); cannot merge different runs",
-                    prefix(&m.spec_hash, 12),
-                    m.profile,
-                    first.display(),
-                    prefix(&manifest.spec_hash, 12),
-                    manifest.profile
-                ),
-            });
-        }
-        if m.finished.is_none() {
-            return Err(Error::RunIncomplete {
-                dir: dir.to_path_buf(),
-                done: m.cells_done,
-                planned: m.cells_planned,
-                then: "first",
-            });
-        }
-        let rows = read_log(dir)?;
-        check_rows(&plan, &rows, &dir.join(CELLS_LOG))?;
-        for row in rows {
-            let key = row
-                .get("cell")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if let Some(other) = owner.get(&key) {
-                return Err(Error::Format {
-                    path: dir.join(CELLS_LOG),
-                    message: format!(
-                        "cell `{key}` is also in {}; shards must not overlap",
-                        other.display()
-                    ),
-                });
-            }
-            owner.insert(key, dir);
-            lines += &(Value::Object(row).to_string() + "\n");
-        }
+        collect_shard(dir, (first, &manifest), &plan, &mut owner, &mut lines)?;
     }
     let missing: Vec<String> = plan
         .cells
