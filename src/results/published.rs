@@ -184,6 +184,40 @@ fn same(v: Option<&Value>, wanted: &str) -> bool {
     }
 }
 
+/// Whether row `r` has, in every listed column, one of the listed values.
+fn matches(r: &Row, want: &[(String, Vec<String>)]) -> bool {
+    want.iter()
+        .all(|(col, values)| values.iter().any(|w| same(r.get(col), w)))
+}
+
+/// masklab's value for entry `e` at `row`: the metric itself, or with `speedup_over` the
+/// metric of the partner row (this row's keys, with the entry's values where it gives them)
+/// over this row's (`None` when either is missing or this one is not positive).
+fn ours(e: &Published, row: &Row, rows: &[Row], keys: &[String]) -> Option<f64> {
+    if e.speedup_over.is_empty() {
+        return finite(row, &e.metric);
+    }
+    let partner_wants: Vec<(String, Vec<String>)> = keys
+        .iter()
+        .map(|key| {
+            let v = e
+                .speedup_over
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| cell_text(row.get(key)));
+            (key.clone(), vec![v])
+        })
+        .collect();
+    let partner = rows.iter().find(|r| matches(r, &partner_wants));
+    match (
+        partner.and_then(|p| finite(p, &e.metric)),
+        finite(row, &e.metric),
+    ) {
+        (Some(p), Some(o)) if o > 0.0 => Some(p / o),
+        _ => None,
+    }
+}
+
 /// Compare every entry with the run's rows. `keys` are the columns that name a summary row (the
 /// grid axes) and `correlation_keys` those of a correlation row; both name the grid point in the
 /// output. Returns one row per (entry, matching run row), or one "not in this run" row for an
@@ -223,10 +257,6 @@ pub fn compare(
             ));
         }
         let wanted = e.wanted();
-        let matches = |r: &Row, want: &[(String, Vec<String>)]| {
-            want.iter()
-                .all(|(col, values)| values.iter().any(|w| same(r.get(col), w)))
-        };
         let matched: Vec<&Row> = rows.iter().filter(|r| matches(r, &wanted)).collect();
         // A listed value no row has is said, as a whole entry matching nothing is.
         let mut missing: Vec<String> = Vec::new();
@@ -238,29 +268,7 @@ pub fn compare(
             }
         }
         for row in &matched {
-            let ours = if e.speedup_over.is_empty() {
-                finite(row, &e.metric)
-            } else {
-                let partner_wants: Vec<(String, Vec<String>)> = keys
-                    .iter()
-                    .map(|key| {
-                        let v = e
-                            .speedup_over
-                            .get(key)
-                            .cloned()
-                            .unwrap_or_else(|| cell_text(row.get(key)));
-                        (key.clone(), vec![v])
-                    })
-                    .collect();
-                let partner = rows.iter().find(|r| matches(r, &partner_wants));
-                match (
-                    partner.and_then(|p| finite(p, &e.metric)),
-                    finite(row, &e.metric),
-                ) {
-                    (Some(p), Some(o)) if o > 0.0 => Some(p / o),
-                    _ => None,
-                }
-            };
+            let ours = ours(e, row, rows, keys);
             let point = keys
                 .iter()
                 .filter(|key| row.contains_key(key.as_str()))
