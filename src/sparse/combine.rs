@@ -14,12 +14,13 @@ pub const RTILE: usize = 128;
 pub const KB: usize = 64;
 
 /// `out[..w] (+)= Σ v·b[k·width + c0 ..][..w]` over `entries` (`(v, k)`), accumulating into
-/// `out` unless `first`. `w ≤ RTILE`. The whole vectors of the tile run with a width known at
-/// compile time ([`tile`]: the accumulators stay in registers; with a width known only at run
-/// time they live on the stack, a load and a store per multiply-add, which made a 32-wide product
-/// slower than a 128-wide one), the last `w mod 16` columns in a second pass.
+/// `out` unless `first` (the N:M tile passes packed offsets as `k` with `width` 1). `w ≤ RTILE`.
+/// The whole vectors of the tile run with a width known at compile time ([`tile`]: the
+/// accumulators stay in registers; with a width known only at run time they live on the stack,
+/// a load and a store per multiply-add, which made a 32-wide product slower than a 128-wide
+/// one), the last `w mod 16` columns in a second pass.
 #[inline(always)]
-fn body(
+pub(super) fn body(
     entries: impl Iterator<Item = (f32, usize)> + Clone,
     b: &[f32],
     width: usize,

@@ -880,9 +880,8 @@ fn spmm_body(
 }
 
 /// One row's kept entries of a block (`vals`, with their packed-row offsets `offs`) against the
-/// packed B rows into `out` (`w ≤ TILE` columns; `first`: the output starts from zero). The
-/// whole vectors of 16 run at a width fixed at compile time (the accumulators stay in
-/// registers), the last `w mod 16` columns in a second pass.
+/// packed B rows into `out` (`w ≤ TILE` columns; `first`: the output starts from zero): the
+/// CSR/BSR register tile ([`super::combine`]) with each entry's packed row at its offset.
 #[inline(always)]
 fn tile_row(
     vals: &[f32],
@@ -892,56 +891,8 @@ fn tile_row(
     out: &mut [f32],
     fma: impl Fn(f32, f32, f32) -> f32 + Copy,
 ) {
-    let whole = out.len() / 16 * 16;
-    let (head, rest) = out.split_at_mut(whole);
-    macro_rules! whole {
-        ($($n:literal),*) => {
-            match whole {
-                $($n => tile_vectors::<$n>(vals, offs, packed, 0, first, head, fma),)*
-                _ => {}
-            }
-        };
-    }
-    whole!(16, 32, 48, 64, 80, 96, 112, 128);
-    if !rest.is_empty() {
-        let mut acc = [0f32; 16];
-        let acc = &mut acc[..rest.len()];
-        if !first {
-            acc.copy_from_slice(rest);
-        }
-        for (&v, &o) in vals.iter().zip(offs) {
-            let at = o as usize + whole;
-            for (a, &x) in acc.iter_mut().zip(&packed[at..at + rest.len()]) {
-                *a = fma(*a, v, x);
-            }
-        }
-        rest.copy_from_slice(acc);
-    }
-}
-
-/// [`tile_row`]'s columns `c..c + W` of the packed rows, `W` accumulators in registers.
-#[inline(always)]
-fn tile_vectors<const W: usize>(
-    vals: &[f32],
-    offs: &[u32],
-    packed: &[f32],
-    c: usize,
-    first: bool,
-    out: &mut [f32],
-    fma: impl Fn(f32, f32, f32) -> f32 + Copy,
-) {
-    let mut acc = [0f32; W];
-    if !first {
-        acc.copy_from_slice(&out[..W]);
-    }
-    for (&v, &o) in vals.iter().zip(offs) {
-        let at = o as usize + c;
-        let row: &[f32; W] = packed[at..at + W].try_into().unwrap_or(&[0.0; W]);
-        for l in 0..W {
-            acc[l] = fma(acc[l], v, row[l]);
-        }
-    }
-    out[..W].copy_from_slice(&acc);
+    let entries = vals.iter().zip(offs).map(|(&v, &o)| (v, o as usize));
+    super::combine::body(entries, packed, 1, 0, out, first, fma)
 }
 
 /// The tiled SpMM with AVX-512 intrinsics: the same loop as [`spmm_body`] (tiles of 128
