@@ -452,7 +452,7 @@ impl Problem {
                 ),
             ));
         }
-        let (gm, sparse) = match pattern {
+        let gm = match pattern {
             Some(p) => {
                 if !batch.is_multiple_of(p.m) {
                     return Err(Error::invalid(
@@ -464,30 +464,30 @@ impl Problem {
                         ),
                     ));
                 }
-                let mask = mask_of(MaskType::Nm(p), &gt, out, batch)?;
-                let gm = masked(&gt, &mask);
-                // Compressed as a training step compresses ĝ (one pass over it, batch
-                // first): a step's gradient serves one product, so the kernel reads
-                // its values as stored (no block-major copy), as in training.
-                let mut g_masked = vec![0f32; batch * out];
-                transpose(&gm, out, batch, &mut g_masked);
-                let a = Compressed::Nm(NmMatrix::compress_transposed_nonzero(
-                    &g_masked, batch, out, p,
-                )?);
-                (
-                    gm,
-                    Some(Sparse {
-                        a,
-                        b: x.clone(),
-                        transposed: false,
-                        width: inp,
-                    }),
-                )
+                masked(&gt, &mask_of(MaskType::Nm(p), &gt, out, batch)?)
             }
-            None => (gt, None),
+            None => gt,
         };
+        // ĝ as the estimator leaves it, `[batch, out]`: the dense side's other layout, and
+        // what the sparse side compresses, as a training step does (one pass over it); a
+        // step's gradient serves one product, so the kernel reads its values as stored (no
+        // block-major copy), as in training.
         let mut g_batch_major = vec![0f32; batch * out];
         transpose(&gm, out, batch, &mut g_batch_major);
+        let sparse = match pattern {
+            Some(p) => Some(Sparse {
+                a: Compressed::Nm(NmMatrix::compress_transposed_nonzero(
+                    &g_batch_major,
+                    batch,
+                    out,
+                    p,
+                )?),
+                b: x.clone(),
+                transposed: false,
+                width: inp,
+            }),
+            None => None,
+        };
         Ok(Problem {
             shape: (out, inp, batch),
             a: (gm, batch, 1),

@@ -109,6 +109,15 @@ pub(crate) fn check_operands(
     Ok(())
 }
 
+/// `len` zeros starting 64-byte aligned: the buffer and the start's index in it. A vector load
+/// across two cache lines costs two, and a `Vec<f32>` past glibc's mmap threshold starts 16
+/// bytes into a page (the packed blocks of the N:M kernels and [`probe`]'s block).
+pub(crate) fn aligned_zeros(len: usize) -> (Vec<f32>, usize) {
+    let buf = vec![0f32; len + 16];
+    let start = buf.as_ptr().align_offset(64).min(16);
+    (buf, start)
+}
+
 /// [`transpose`] with the rows of `dst` (columns of `src`) split over rayon's threads, for
 /// callers that run on the rayon pool (not inside a training step's fork-join).
 pub fn transpose_par(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {

@@ -475,14 +475,19 @@ impl NmMatrix {
         Ok(())
     }
 
-    /// Kept entries per K block of the tiled SpMM (a short K is one block).
-    fn kblock_kept(&self) -> usize {
-        let kblock = if self.cols <= SHORT_K {
+    /// Columns per K block of the tiled SpMM (a short K, up to [`SHORT_K`], is one block,
+    /// written once per tile).
+    fn kblock(&self) -> usize {
+        if self.cols <= SHORT_K {
             self.cols
         } else {
             KBLOCK
-        };
-        kblock / self.pattern.m * self.pattern.n
+        }
+    }
+
+    /// Kept entries per K block of the tiled SpMM.
+    fn kblock_kept(&self) -> usize {
+        self.kblock() / self.pattern.m * self.pattern.n
     }
 
     /// The values in [`block_major`] order into `out` (as long as the values), a block per
@@ -830,13 +835,9 @@ fn spmm_body(
     fma: impl Fn(f32, f32, f32) -> f32 + Copy,
 ) {
     let kept = a.kept_per_row();
-    // A short K (up to SHORT_K) is one block, written once per tile.
-    let kblock = if a.cols <= SHORT_K { a.cols } else { KBLOCK };
-    let kblock_kept = a.kblock_kept();
+    let (kblock, kblock_kept) = (a.kblock(), a.kblock_kept());
     let t = a.tiled();
-    // 64-byte aligned, as the AVX-512 kernel's: a vector load across two cache lines costs two.
-    let mut packed_buf = vec![0f32; kblock * TILE + 16];
-    let align = packed_buf.as_ptr().align_offset(64).min(16);
+    let (mut packed_buf, align) = super::aligned_zeros(kblock * TILE);
     let packed = &mut packed_buf[align..align + kblock * TILE];
     let mut c0 = 0;
     while c0 < width {
@@ -914,15 +915,10 @@ unsafe fn spmm_avx512(
     dst: &mut [f32],
 ) {
     let kept = a.kept_per_row();
-    let kblock = if a.cols <= SHORT_K { a.cols } else { KBLOCK };
-    let kblock_kept = a.kblock_kept();
-    // 64-byte aligned: a 512-bit load that straddles two cache lines costs two.
-    let mut packed_buf = vec![0f32; kblock * TILE + 16];
-    let align = packed_buf.as_ptr().align_offset(64).min(16);
+    let (kblock, kblock_kept) = (a.kblock(), a.kblock_kept());
+    let (mut packed_buf, align) = super::aligned_zeros(kblock * TILE);
     let packed = &mut packed_buf[align..align + kblock * TILE];
-    let tiled = a.tiled();
-    let (all_offs, values) = (tiled.offsets, tiled.values);
-    let value_at = |r: usize, k0: usize, nk: usize| tiled.value_at(r, k0, nk);
+    let t = a.tiled();
     let mut c0 = 0;
     while c0 < width {
         let w = (width - c0).min(TILE);
@@ -946,24 +942,26 @@ unsafe fn spmm_avx512(
                 // The next pair's values and offsets in this block: row-major values sit
                 // `kept` entries apart (often 4 KiB or more), which the hardware prefetchers
                 // do not follow (block-major ones are contiguous, and this costs little).
-                for t in pair..2 * pair {
-                    if j + t < rows {
+                for i in pair..2 * pair {
+                    if j + i < rows {
                         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-                        let r = r0 + j + t;
-                        let (at_v, at_o) = (value_at(r, k0, nk), block_major(a.rows, r, k0, nk));
+                        let r = r0 + j + i;
+                        let (at_v, at_o) = (t.value_at(r, k0, nk), t.offset_at(r, k0, nk));
                         for e in (0..nk).step_by(16) {
                             // Entries `at + e` (e < nk) of row r's block are inside both arrays.
                             // SAFETY: prefetches of in-bounds addresses; a prefetch reads nothing.
                             unsafe {
-                                _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().add(at_v + e).cast());
-                                _mm_prefetch::<_MM_HINT_T0>(all_offs.as_ptr().add(at_o + e).cast());
+                                _mm_prefetch::<_MM_HINT_T0>(t.values.as_ptr().add(at_v + e).cast());
+                                _mm_prefetch::<_MM_HINT_T0>(
+                                    t.offsets.as_ptr().add(at_o + e).cast(),
+                                );
                             }
                         }
                         if !first {
                             // And its output tile, read back as the accumulators' start.
-                            let out = (j + t) * width + c0;
+                            let out = (j + i) * width + c0;
                             for v in 0..vecs {
-                                // Inside row j + t of `dst`, within the tile (`16·v < w`).
+                                // Inside row j + i of `dst`, within the tile (`16·v < w`).
                                 // SAFETY: an in-bounds prefetch; it reads nothing.
                                 unsafe {
                                     _mm_prefetch::<_MM_HINT_T0>(
@@ -975,20 +973,16 @@ unsafe fn spmm_avx512(
                     }
                 }
                 // Meets tile_avx512's contract: rows r0+j..r0+j+pair have `nk` values and
-                // decoded offsets for this block at `value_at` and `block_major`; every offset
+                // decoded offsets for this block at `t.value_at` and `t.offset_at`; every offset
                 // is (row of the block)·TILE with that row below kblock, so `offset + vecs·16 ≤
                 // packed.len()`; the output pointers address `w` floats of rows j..j+pair of
                 // `dst` at column c0.
                 // SAFETY: the pointers and the kernel call stay within those bounds (above).
                 unsafe {
-                    let vals = |t: usize| values.as_ptr().add(value_at(r0 + j + t, k0, nk));
-                    let offp = |t: usize| {
-                        all_offs
-                            .as_ptr()
-                            .add(block_major(a.rows, r0 + j + t, k0, nk))
-                    };
+                    let vals = |i: usize| t.values.as_ptr().add(t.value_at(r0 + j + i, k0, nk));
+                    let offp = |i: usize| t.offsets.as_ptr().add(t.offset_at(r0 + j + i, k0, nk));
                     let base = dst.as_mut_ptr();
-                    let outp = |t: usize| base.add((j + t) * width + c0);
+                    let outp = |i: usize| base.add((j + i) * width + c0);
                     let ctx = Tile {
                         nk,
                         packed: packed.as_ptr(),

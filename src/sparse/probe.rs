@@ -64,9 +64,8 @@ struct Data {
 
 impl Data {
     fn new() -> Data {
-        let mut buf = vec![0f32; BLOCK + 128 + 16];
-        let start = buf.as_ptr().align_offset(64).min(16);
-        for (i, x) in buf[start..].iter_mut().enumerate() {
+        let (mut buf, start) = super::aligned_zeros(BLOCK + 128);
+        for (i, x) in buf[start..start + BLOCK + 128].iter_mut().enumerate() {
             *x = (i % 13) as f32 * 1e-3 - 6e-3;
         }
         Data {
@@ -199,6 +198,8 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
+    // SAFETY: unsafe for its target feature only: callers run it where `Isa::check` found
+    // AVX-512F.
     pub(super) unsafe fn run_avx512(mix: Mix, data: &Data, iters: usize) -> f32 {
         // SAFETY: the caller's contract.
         let acc = unsafe {
@@ -220,6 +221,7 @@ mod x86 {
     /// 3 rows × 8 vectors, each B vector read from L1 by its multiply-add.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
+    // SAFETY: unsafe for its target feature; `run_avx512` calls it under its own contract.
     unsafe fn l1_avx512(data: &Data, iters: usize) -> [__m512; 24] {
         let b = data.block().as_ptr();
         let mut acc = [_mm512_setzero_ps(); 24];
@@ -244,6 +246,7 @@ mod x86 {
     /// 6 rows × 4 vectors, the 4 B vectors loaded once and reused by the 6 rows.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
+    // SAFETY: unsafe for its target feature; `run_avx512` calls it under its own contract.
     unsafe fn register_avx512(data: &Data, iters: usize) -> [__m512; 24] {
         let b = data.block().as_ptr();
         let mut acc = [_mm512_setzero_ps(); 24];
@@ -269,6 +272,8 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
+    // SAFETY: unsafe for its target features only: callers run it where `Isa::check` found
+    // AVX2 and FMA.
     pub(super) unsafe fn run_avx2(mix: Mix, data: &Data, iters: usize) -> f32 {
         // SAFETY: the caller's contract.
         let acc = unsafe {
@@ -290,6 +295,7 @@ mod x86 {
     /// 3 rows × 4 vectors of 8 lanes, each B vector read from L1 by its multiply-add.
     #[target_feature(enable = "avx2,fma")]
     #[inline(never)]
+    // SAFETY: unsafe for its target features; `run_avx2` calls it under its own contract.
     unsafe fn l1_avx2(data: &Data, iters: usize) -> [__m256; 12] {
         let b = data.block().as_ptr();
         let mut acc = [_mm256_setzero_ps(); 12];
@@ -313,6 +319,7 @@ mod x86 {
     /// 6 rows × 2 vectors of 8 lanes, the 2 B vectors reused by the 6 rows.
     #[target_feature(enable = "avx2,fma")]
     #[inline(never)]
+    // SAFETY: unsafe for its target features; `run_avx2` calls it under its own contract.
     unsafe fn register_avx2(data: &Data, iters: usize) -> [__m256; 12] {
         let b = data.block().as_ptr();
         let mut acc = [_mm256_setzero_ps(); 12];
