@@ -186,16 +186,11 @@ fn point_label(axes: &[String], row: &Row) -> String {
 /// `key` column is the rows' `versus` value.
 fn paired_welch(rows: &[&Row], cells: &[Row], pr: &Paired, m: &str) -> Option<stats::Welch> {
     let v = rows.first()?.get(&pr.versus)?.as_str()?;
-    let values = |rs: &mut dyn Iterator<Item = &Row>| -> Vec<f64> {
-        rs.filter_map(|r| r.get(m).and_then(Value::as_f64))
-            .collect()
-    };
-    let xs = values(&mut rows.iter().copied());
-    let refs = values(
-        &mut cells
-            .iter()
-            .filter(|c| c.get(&pr.key).and_then(Value::as_str) == Some(v)),
-    );
+    let paired: Vec<&Row> = cells
+        .iter()
+        .filter(|c| c.get(&pr.key).and_then(Value::as_str) == Some(v))
+        .collect();
+    let (xs, refs) = (metric_values(rows, m), metric_values(&paired, m));
     if refs.is_empty() {
         return None;
     }
