@@ -3,19 +3,22 @@
 //! Problem: in an M×M block of non-negative scores A, choose a 0/1 mask S with every row and
 //! column sum exactly N maximising `Σ S_ij A_ij` (a transportation problem; its polytope is
 //! integral, so the optimum is a mask).
-//! Method: successive shortest paths with potentials, warm-started. Each row first keeps its N
-//! largest scores — optimal if columns were free, and with row potentials equal to each row's
-//! N-th largest score every residual edge has non-negative reduced cost. Columns that received
-//! more than N then send their excess back to columns with fewer, one unit per Dijkstra along
-//! alternating paths (drop `(i, j)`, add `(i, k)`), on the dense M×M graph without a heap.
+//! Method: successive shortest paths with potentials, warm-started. Each column gets a price
+//! `v_j` (for M ≥ 8, from one or two rounds of alternating row and column thresholds; else 0)
+//! and each row keeps its N largest `A_ij − v_j` — optimal if columns were free, and with row
+//! potentials equal to each row's N-th largest of those and column potentials `−v_j` every
+//! residual edge has non-negative reduced cost. Columns that received more than N then send
+//! their excess back to columns with fewer, one unit per Dijkstra along alternating paths (drop
+//! `(i, j)`, add `(i, k)`), on the dense M×M graph without a heap.
 //! For M = 2, 4, 8, 16, 32 and 64 the block is solved by a fixed-size, branch-free version of the
 //! same algorithm (edge costs held as `±A` or `+∞` per direction, node selection by the lane
 //! reductions of [`crate::lanes`]), compiled a second time with AVX2 intrinsics and chosen at run
 //! time; other M take the general loop. Both are tested to give the same optimum.
 //! Guarantee: exact (the reduced costs certify optimality; tested against brute force and an LP).
-//! Cost: O(M²) for the warm start plus O(M²) per unit of column excess (measured per block on
-//! Gaussian scores: 1.5 / 4.4 / 12.6 / 35.8 units for 2:4 / 4:8 / 8:16 / 16:32); blocks run in
-//! parallel. Works for any 0 ≤ N ≤ M.
+//! Cost: O(M³) per price round (2M thresholds by ranking) and O(M²) for the warm start, plus
+//! O(M²) per unit of column excess (per block on |Gaussian| scores: 1.5 / 1.3 / 3.7 / 5.1 units
+//! for 2:4 / 4:8 / 8:16 / 16:32 with the prices, against 1.5 / 4.4 / 12.6 / 35.8 without);
+//! blocks run in parallel. Works for any 0 ≤ N ≤ M.
 //! Source: Hubara et al., NeurIPS 2021 (min-cost flow formulation); the warm start and dense
 //! Dijkstra are this crate's.
 
@@ -96,28 +99,37 @@ fn fixed<const M: usize, L: Lanes>(lanes: L, a: &[f32], n: usize, keep: &mut [u8
     let mut pot_row = [0f64; M];
     let mut pot_col = [0f64; M];
     let mut col_count = [0usize; M];
-    // Warm start: row i keeps the entries of rank < N (rank: larger score first, ties by lower
-    // column), and its potential is the score of rank N − 1. Ranks are counted over i32 lanes
-    // (the scores' bit patterns), all M at once per competitor.
-    // Plain loops, not `std::array::from_fn`: its closure wrapper may be left out of line and then
-    // compiled without AVX2.
-    let mut column = [0i32; M];
-    for (j, c) in column.iter_mut().enumerate() {
-        *c = j as i32;
+    // Warm start from column prices v (column potentials −v): row i keeps the entries of rank
+    // < N in `A_i − v` (rank: larger first, ties by lower column), and its potential is the
+    // value of rank N − 1, so every residual edge has a non-negative reduced cost whatever v is.
+    // With v = 0 that is each row's N largest scores; better prices leave the columns less
+    // excess for the shortest paths to move (see [`column_prices`]).
+    let mut v = [0f32; M];
+    if price_rounds(M) > 0 {
+        column_prices::<M, L>(lanes, a, n, &mut v);
     }
     for i in 0..M {
         let row: &[f32; M] = a[i * M..(i + 1) * M].try_into().expect("row");
-        let mut bits = [0i32; M];
-        for (b, &s) in bits.iter_mut().zip(row) {
-            *b = super::score_bits(s);
-        }
-        let mut rank = [0i32; M];
-        for k in 0..M {
-            let (bk, k) = (bits[k], k as i32);
-            for j in 0..M {
-                rank[j] += ((bk > bits[j]) | ((bk == bits[j]) & (k < column[j]))) as i32;
+        let mut b = [0f64; M];
+        let rank = if price_rounds(M) > 0 {
+            // A_ij − v_j in f64: exact (two f32s), so ranks and potentials agree to the bit;
+            // ranked by their order keys over i64 lanes.
+            let mut key = [0i64; M];
+            for ((b, k), (&s, &p)) in b.iter_mut().zip(&mut key).zip(row.iter().zip(&v)) {
+                *b = s as f64 - p as f64;
+                let bits = b.to_bits() as i64;
+                *k = bits ^ ((bits >> 63) & i64::MAX);
             }
-        }
+            ranks_i64(&key)
+        } else {
+            // v = 0: the scores' bit patterns order them, over i32 lanes.
+            let mut bits = [0i32; M];
+            for ((bits, b), &s) in bits.iter_mut().zip(b.iter_mut()).zip(row) {
+                *bits = super::score_bits(s);
+                *b = s as f64;
+            }
+            ranks_i32(&bits)
+        };
         for j in 0..M {
             let (s, kept) = (row[j] as f64, rank[j] < n as i32);
             keep[i * M + j] = kept as u8;
@@ -125,7 +137,10 @@ fn fixed<const M: usize, L: Lanes>(lanes: L, a: &[f32], n: usize, keep: &mut [u8
             down[j][i] = if kept { s } else { INF };
             up[i][j] = if kept { INF } else { -s };
         }
-        pot_row[i] = row[lanes.first_i32(&rank, n as i32 - 1)] as f64;
+        pot_row[i] = b[lanes.first_i32(&rank, n as i32 - 1)];
+    }
+    for (p, &v) in pot_col.iter_mut().zip(&v) {
+        *p = -(v as f64);
     }
     let mut dcol = [INF; M];
     // `open_*[v]` is the distance until v is finished, then +∞: the next node is its argmin.
@@ -202,6 +217,103 @@ fn fixed<const M: usize, L: Lanes>(lanes: L, a: &[f32], n: usize, keep: &mut [u8
         col_count[k] -= 1;
         col_count[target] += 1;
     }
+}
+
+/// Rounds of [`column_prices`] for blocks of M: none for M ≤ 4 (the row-wise start leaves
+/// about one unit of excess, less than a round costs), one up to 16, two from 32 (the counts
+/// that ran fastest on |Gaussian| blocks; see the module doc).
+const fn price_rounds(m: usize) -> usize {
+    match m {
+        0..=4 => 0,
+        5..=16 => 1,
+        _ => 2,
+    }
+}
+
+/// Column prices `v` for [`fixed`]'s warm start, by alternating thresholds: each row's `u_i` is
+/// the midpoint of the N-th and (N+1)-th largest of `A_i − v`, then each column's `v_j` the same
+/// of `A_·j − u` ([`price_rounds`] rounds, f32). With rows keeping their top N of `A − v`, the
+/// shortest paths per |Gaussian| block (one per unit of column excess) fall from 4.4 / 12.6 /
+/// 35.8 / 102 (v = 0; 4:8 / 8:16 / 16:32 / 32:64) to 1.3 / 3.7 / 9.4 / 23 after one round and
+/// 0.7 / 2.1 / 5.1 / 12 after two. Any v keeps the solver exact; these only make its start closer.
+#[inline(always)]
+fn column_prices<const M: usize, L: Lanes>(lanes: L, a: &[f32], n: usize, v: &mut [f32; M]) {
+    let mut u = [0f32; M];
+    let mut x = [0f32; M];
+    for _ in 0..price_rounds(M) {
+        for (i, u) in u.iter_mut().enumerate() {
+            for (j, x) in x.iter_mut().enumerate() {
+                *x = a[i * M + j] - v[j];
+            }
+            *u = threshold::<M, L>(lanes, &x, n);
+        }
+        for (j, v) in v.iter_mut().enumerate() {
+            for (i, x) in x.iter_mut().enumerate() {
+                *x = a[i * M + j] - u[i];
+            }
+            *v = threshold::<M, L>(lanes, &x, n);
+        }
+    }
+}
+
+/// The midpoint of the N-th and (N+1)-th largest of `x` (0 < N < M; finite), by ranks over i32
+/// order keys.
+#[inline(always)]
+fn threshold<const M: usize, L: Lanes>(lanes: L, x: &[f32; M], n: usize) -> f32 {
+    let mut key = [0i32; M];
+    for (k, &x) in key.iter_mut().zip(x) {
+        // The bit pattern, with the magnitude bits of negatives flipped: orders all finite floats.
+        let b = x.to_bits() as i32;
+        *k = b ^ ((b >> 31) & 0x7fff_ffff);
+    }
+    let rank = ranks_i32(&key);
+    let hi = x[lanes.first_i32(&rank, n as i32 - 1)];
+    let lo = x[lanes.first_i32(&rank, n as i32)];
+    0.5 * (hi + lo)
+}
+
+/// Rank of each key among `key`: how many are larger, or equal at a lower index (so the ranks
+/// are 0..M, each once). M² compares over i32 lanes.
+#[inline(always)]
+fn ranks_i32<const M: usize>(key: &[i32; M]) -> [i32; M] {
+    let mut column = [0i32; M];
+    for (j, c) in column.iter_mut().enumerate() {
+        *c = j as i32;
+    }
+    // Opaque to the optimiser, and the competitor's column read from it rather than its loop
+    // index: knowing `column[j] == j`, LLVM compares indices in 64-bit lanes and packs every
+    // mask down to 32 bits, about twice the work.
+    let column = std::hint::black_box(column);
+    let mut rank = [0i32; M];
+    for k in 0..M {
+        let (kk, kc) = (key[k], column[k]);
+        for j in 0..M {
+            rank[j] += ((kk > key[j]) | ((kk == key[j]) & (kc < column[j]))) as i32;
+        }
+    }
+    rank
+}
+
+/// [`ranks_i32`] over i64 keys (counted in i64 lanes, so no loop mixes widths).
+#[inline(always)]
+fn ranks_i64<const M: usize>(key: &[i64; M]) -> [i32; M] {
+    let mut column = [0i64; M];
+    for (j, c) in column.iter_mut().enumerate() {
+        *c = j as i64;
+    }
+    let column = std::hint::black_box(column);
+    let mut rank = [0i64; M];
+    for k in 0..M {
+        let (kk, kc) = (key[k], column[k]);
+        for j in 0..M {
+            rank[j] += ((kk > key[j]) | ((kk == key[j]) & (kc < column[j]))) as i64;
+        }
+    }
+    let mut out = [0i32; M];
+    for (o, &r) in out.iter_mut().zip(&rank) {
+        *o = r as i32;
+    }
+    out
 }
 
 /// The general loop for any M ≤ [`super::MAX_M`] and 0 < N < M.

@@ -40,3 +40,39 @@ fn fixed_size_path_and_general_loop_keep_the_same_optimum() {
         }
     }
 }
+
+#[test]
+fn thresholds_are_midpoints_of_the_sorted_values_and_prices_keep_m64_exact() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12); // fixed seed
+    for _ in 0..200 {
+        // Negative values, zeros of both signs and ties included.
+        let x: [f32; 16] = std::array::from_fn(|_| {
+            [rng.random_range(-2.0..2.0), 0.5, -0.0, 0.0][rng.random_range(0..4)]
+        });
+        let n = rng.random_range(1..16);
+        let mut sorted = x.to_vec();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let want = 0.5 * (sorted[n - 1] + sorted[n]);
+        assert_eq!(
+            threshold::<16, _>(crate::lanes::Portable, &x, n),
+            want,
+            "{x:?}, N = {n}"
+        );
+    }
+    // M = 64 runs two price rounds: the optimum is still the general loop's.
+    for n in [8, 32] {
+        let p = Pattern::new(n, 64).unwrap();
+        for _ in 0..4 {
+            let a: Vec<f32> = (0..64 * 64).map(|_| rng.random()).collect();
+            let (mut fast, mut slow) = (vec![0u8; 64 * 64], vec![0u8; 64 * 64]);
+            solve_block(&a, p, &mut fast);
+            general(&a, p, &mut slow);
+            let kept =
+                |k: &[u8]| -> f64 { a.iter().zip(k).map(|(&s, &k)| s as f64 * k as f64).sum() };
+            assert!(
+                (kept(&fast) - kept(&slow)).abs() <= 1e-9 * kept(&slow),
+                "{p}"
+            );
+        }
+    }
+}
