@@ -83,5 +83,47 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// A training step's refresh of both compressed operands of a 2048×2048 layer with a 2:4 mask
+/// from the dense weights ([`NmMatrix::refill`]): `W⊙m` from row-major `W`, and a transposed
+/// operand (N:M along `out`) read through `W`'s strides — what `masklab train --gemm sparse`
+/// does before each forward and backward product.
+fn refill(c: &mut Criterion) {
+    let n = 2048;
+    let w: Vec<f32> = (0..n * n)
+        .map(|i| ((i as u64).wrapping_mul(2654435761) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let scores = Matrix::new(n, n, w.iter().map(|v| v.abs()).collect()).expect("scores");
+    let pattern = "2:4".parse().expect("pattern");
+    let m = Mask::nm(&scores, pattern).expect("mask");
+    let keep: Vec<f32> = m.keep().iter().map(|&k| f32::from(k)).collect();
+    let mut fwd = NmMatrix::compress(&w, m.keep(), n, n, pattern).expect("compress");
+    let fwd_map = fwd.slot_map(&keep, n, 1).expect("map");
+    // The transposed operand: W's transpose under an N:M mask of its own rows.
+    let mut wt = vec![0f32; n * n];
+    masklab::sparse::transpose(&w, n, n, &mut wt);
+    let st = Matrix::new(n, n, wt.iter().map(|v| v.abs()).collect()).expect("scores");
+    let mt = Mask::nm(&st, pattern).expect("mask");
+    let keep_t: Vec<f32> = mt
+        .transpose()
+        .keep()
+        .iter()
+        .map(|&k| f32::from(k))
+        .collect();
+    let mut bwd = NmMatrix::compress(&wt, mt.keep(), n, n, pattern).expect("compress");
+    let bwd_map = bwd.slot_map(&keep_t, 1, n).expect("map");
+    let mut group = c.benchmark_group("refill_2048x2048_2of4");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    group.bench_function("rows", |b| {
+        b.iter(|| fwd.refill(&w, &fwd_map).expect("refill"))
+    });
+    group.bench_function("transposed", |b| {
+        b.iter(|| bwd.refill(&w, &bwd_map).expect("refill"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, refill);
 criterion_main!(benches);
