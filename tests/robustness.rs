@@ -622,6 +622,33 @@ mod errors {
         );
         assert!(!out.join("cells.jsonl").exists());
     }
+
+    /// A solver option in a spec is checked as `masklab solve --option` checks it: one that a
+    /// solver of the grid does not read is refused at planning (it was dropped for that solver's
+    /// cells); `SOLVER.OPTION` sets it for one solver, and is checked against that solver.
+    #[test]
+    fn solver_options_a_solver_does_not_read_are_refused_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let grid =
+            "pattern = [\"2:4\"]\nsolver = [\"exact\", \"tsenor\"]\nsource = [\"gaussian:8x8\"]";
+        for (params, named) in [
+            ("tau = 0.05", ["exact", "tsenor.tau"]),
+            ("\"exact.tau\" = 0.05", ["exact", "tau"]),
+            ("\"tsenor.taux\" = 0.05", ["tsenor", "taux"]),
+            ("\"lp2.tau\" = 0.05", ["lp2", "known solvers"]),
+        ] {
+            let sp = spec(dir.path(), "opts", "solver", grid, params);
+            let out = dir.path().join("refused");
+            let e = fails(2, &["run", &sp, "--out", s(&out), "--quiet"]);
+            assert!(named.iter().all(|n| e.contains(n)), "{params}: {e}");
+            assert!(!out.join("cells.jsonl").exists(), "{params}");
+        }
+        let sp = spec(dir.path(), "opts", "solver", grid, "\"tsenor.tau\" = 0.05");
+        let out = dir.path().join("o");
+        ok(&["run", &sp, "--out", s(&out), "--quiet"]);
+        let cells = std::fs::read_to_string(out.join("cells.jsonl")).unwrap();
+        assert_eq!(cells.lines().count(), 4, "two solvers × two seeds");
+    }
 }
 
 mod regress {

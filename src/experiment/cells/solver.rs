@@ -4,7 +4,9 @@
 //! `file:PATH#GLOB`, every 2-D tensor that tiles, or `trained:MODEL` — the tiling linear and conv
 //! weights of masklab's reference-trained dense `mlp` or `lenet`, the models of table5, trained
 //! on first use and cached). Params (optional): `score` (`abs` or
-//! `square`) and solver options by name (`tau`, `iterations`, `local_search_steps`, `draws`).
+//! `square`) and solver options by name (`tau`, `iterations`, `local_search_steps`, `draws`):
+//! a bare name applies to every solver of the grid and each must read it (as `masklab solve
+//! --option` checks), `SOLVER.NAME` (e.g. `tsenor.tau`) to that solver's cells only.
 //! The weights of a (source, seed) and the optimum of a (source, pattern, seed) — from `exact` —
 //! are computed once per run and shared by every solver's cell; only the solver's own call is
 //! timed.
@@ -126,23 +128,45 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<SolvePar
                     "expected \"abs\" or \"square\"",
                 ));
             }
-            (name, value) => {
+            (key, value) => {
                 let x = value
                     .as_float()
                     .or(value.as_integer().map(|i| i as f64))
-                    .ok_or_else(|| Error::invalid(name, value, "solver options are numbers"))?;
+                    .ok_or_else(|| Error::invalid(key, value, "solver options are numbers"))?;
+                // `SOLVER.OPTION` sets an option for that solver's cells only (a grid of several
+                // solvers); a bare `OPTION` is for every solver of the grid, so each must read it.
+                let (target, name) = match key.split_once('.') {
+                    Some((s, o)) => (Some(solvers::by_name(s)?), o),
+                    None => (None, key),
+                };
                 solvers::check_option_value(name, x)?;
-                if solvers::REGISTRY
-                    .iter()
-                    .all(|s| !s.options().contains(&name))
-                {
-                    return Err(Error::invalid(name, value, "not an option of any solver"));
-                }
-                if solver.options().contains(&name) {
-                    options.insert(name.to_string(), x);
+                match target {
+                    Some(t) if t.name() != solver.name() => {
+                        // Another solver's option: checked against that solver, not used here.
+                        solvers::check_options(t, &BTreeMap::from([(name.to_string(), x)]))?
+                    }
+                    _ => {
+                        options.insert(name.to_string(), x);
+                    }
                 }
             }
         }
+    }
+    // As `masklab solve --option` checks them (the same check, with a hint for grids): an option
+    // this cell's solver does not read is an error, not dropped.
+    if let Some(name) = options.keys().find(|k| !solver.options().contains(&k.as_str())) {
+        let reads = match solver.options() {
+            [] => "no options".to_string(),
+            o => o.join(", "),
+        };
+        return Err(Error::invalid(
+            "solver option",
+            name,
+            format!(
+                "solver {} reads: {reads}; set an option for one solver of the grid as \"SOLVER.OPTION\" (e.g. \"tsenor.tau\")",
+                solver.name()
+            ),
+        ));
     }
     Ok(SolveParams {
         pattern,
@@ -283,5 +307,50 @@ impl CellKind for SolverCell {
             program_seconds: solvers::external::by_name(p.solver.name())
                 .and_then(|e| e.reported_seconds()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params_of(solver: &str, params: &str) -> Result<SolveParams> {
+        let cell = Cell {
+            index: 0,
+            values: vec![
+                ("pattern".into(), "2:4".into()),
+                ("solver".into(), solver.into()),
+                ("source".into(), "gaussian:8x8".into()),
+            ],
+            seed: 0,
+        };
+        let table: toml::Table = params.parse().expect("toml");
+        parse(&cell, &table.into_iter().collect())
+    }
+
+    #[test]
+    fn a_qualified_option_reaches_its_solver_only_and_a_bare_one_every_solver() -> Result<()> {
+        let p = params_of("tsenor", "\"tsenor.tau\" = 0.05\n\"max-random.draws\" = 10")?;
+        assert_eq!(p.options, BTreeMap::from([("tau".to_string(), 0.05)]));
+        let p = params_of(
+            "max-random",
+            "\"tsenor.tau\" = 0.05\n\"max-random.draws\" = 10",
+        )?;
+        assert_eq!(p.options, BTreeMap::from([("draws".to_string(), 10.0)]));
+        let p = params_of("tsenor", "iterations = 5")?;
+        assert_eq!(p.options, BTreeMap::from([("iterations".to_string(), 5.0)]));
+        // A bare option the cell's solver does not read, or a qualified one its solver does not
+        // read, is an error naming it.
+        let e = params_of("exact", "iterations = 5")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("exact") && e.contains("iterations"), "{e}");
+        let e = params_of("exact", "\"tsenor.draws\" = 5")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("draws") && e.contains("tau"), "{e}");
+        Ok(())
     }
 }
