@@ -61,7 +61,7 @@ proptest! {
     #[test]
     fn transposed_compression_equals_compressing_the_transpose(
         (n, m) in prop::sample::select(vec![(1usize, 2usize), (2, 4), (1, 4), (3, 8), (8, 16), (5, 32)]),
-        groups in 1usize..6,
+        groups in 1usize..13,
         cols in 1usize..140,
         seed in 0u64..1000,
     ) {
@@ -74,10 +74,13 @@ proptest! {
         super::super::transpose(&gt, cols, rows, &mut g);
         let keep: Vec<u8> = gt.iter().map(|&v| u8::from(v != 0.0)).collect();
         let want = NmMatrix::compress(&gt, &keep, cols, rows, p).unwrap();
-        let got = NmMatrix::compress_transposed_nonzero(&g, rows, cols, p).unwrap();
-        prop_assert_eq!((got.rows, got.cols, got.index_stride), (want.rows, want.cols, want.index_stride));
-        prop_assert_eq!(&got.values, &want.values);
-        prop_assert_eq!(&got.index, &want.index);
+        // Every instruction set this CPU has (2:4 has its own AVX-512 path).
+        for isa in isas() {
+            let got = NmMatrix::compress_transposed_nonzero_on(isa, &g, rows, cols, p).unwrap();
+            prop_assert_eq!((got.rows, got.cols, got.index_stride), (want.rows, want.cols, want.index_stride));
+            prop_assert_eq!(&got.values, &want.values);
+            prop_assert_eq!(&got.index, &want.index);
+        }
     }
 }
 
@@ -88,10 +91,23 @@ fn transposed_compression_refuses_a_group_over_n() {
     for r in 0..3 {
         g[r * 3 + 1] = 1.0;
     }
-    let err = NmMatrix::compress_transposed_nonzero(&g, 8, 3, Pattern { n: 2, m: 4 })
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("column 1, rows 0..4"), "{err}");
+    for isa in isas() {
+        let err = NmMatrix::compress_transposed_nonzero_on(isa, &g, 8, 3, Pattern { n: 2, m: 4 })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("column 1, rows 0..4"), "{err}");
+    }
+    // Past one 16-value step of the AVX-512 path too: column 2, rows 16..20 of 32.
+    let mut g = vec![0f32; 32 * 3];
+    for r in 16..19 {
+        g[r * 3 + 2] = 1.0;
+    }
+    for isa in isas() {
+        let err = NmMatrix::compress_transposed_nonzero_on(isa, &g, 32, 3, Pattern { n: 2, m: 4 })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("column 2, rows 16..20"), "{err}");
+    }
     assert!(NmMatrix::compress_transposed_nonzero(&g, 6, 4, Pattern { n: 2, m: 4 }).is_err());
 }
 
