@@ -154,7 +154,10 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<SolvePar
     }
     // As `masklab solve --option` checks them (the same check, with a hint for grids): an option
     // this cell's solver does not read is an error, not dropped.
-    if let Some(name) = options.keys().find(|k| !solver.options().contains(&k.as_str())) {
+    if let Some(name) = options
+        .keys()
+        .find(|k| !solver.options().contains(&k.as_str()))
+    {
         let reads = match solver.options() {
             [] => "no options".to_string(),
             o => o.join(", "),
