@@ -14,12 +14,18 @@ use masklab::sparse::dense::{self, Strided};
 use masklab::sparse::nm::NmMatrix;
 use std::time::Duration;
 
-fn bench(c: &mut Criterion) {
-    let n = 4096;
-    let a: Vec<f32> = (0..n * n)
+/// Deterministic `n×n` weights in [-1, 1) and their magnitudes as scores.
+fn weights(n: usize) -> (Vec<f32>, Matrix) {
+    let w: Vec<f32> = (0..n * n)
         .map(|i| ((i as u64).wrapping_mul(2654435761) % 1000) as f32 / 500.0 - 1.0)
         .collect();
-    let scores = Matrix::new(n, n, a.iter().map(|v| v.abs()).collect()).expect("scores");
+    let scores = Matrix::new(n, n, w.iter().map(|v| v.abs()).collect()).expect("scores");
+    (w, scores)
+}
+
+fn bench(c: &mut Criterion) {
+    let n = 4096;
+    let (a, scores) = weights(n);
     let threads = rayon::current_num_threads();
     for width in [1usize, 128] {
         let b: Vec<f32> = (0..n * width)
@@ -89,10 +95,7 @@ fn bench(c: &mut Criterion) {
 /// does before each forward and backward product.
 fn refill(c: &mut Criterion) {
     let n = 2048;
-    let w: Vec<f32> = (0..n * n)
-        .map(|i| ((i as u64).wrapping_mul(2654435761) % 1000) as f32 / 500.0 - 1.0)
-        .collect();
-    let scores = Matrix::new(n, n, w.iter().map(|v| v.abs()).collect()).expect("scores");
+    let (w, scores) = weights(n);
     let pattern = "2:4".parse().expect("pattern");
     let m = Mask::nm(&scores, pattern).expect("mask");
     let keep: Vec<f32> = m.keep().iter().map(|&k| f32::from(k)).collect();

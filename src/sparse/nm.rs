@@ -280,6 +280,8 @@ impl NmMatrix {
                 format!("{count} non-zeros, more than N = {n} of pattern {pattern}"),
             )
         };
+        let finish =
+            |values, index| Self::transposed_of(rows, cols, pattern, values, index, index_stride);
         #[cfg(target_arch = "x86_64")]
         if (n, m) == (2, 4) && isa == Isa::Avx512 {
             // The estimators' 2:4: transposed once (contiguous groups), then 16 values at a time.
@@ -291,14 +293,7 @@ impl NmMatrix {
                 compress_rows_2of4_avx512(&gt, rows, cols, &mut values, &mut index, index_stride)
             }
             .map_err(|(c, s, count)| over(c, s, count))?;
-            return Ok(Self::transposed_of(
-                rows,
-                cols,
-                pattern,
-                values,
-                index,
-                index_stride,
-            ));
+            return Ok(finish(values, index));
         }
         const COLS: usize = 64;
         for c0 in (0..cols).step_by(COLS) {
@@ -313,14 +308,7 @@ impl NmMatrix {
                 }
             }
         }
-        Ok(Self::transposed_of(
-            rows,
-            cols,
-            pattern,
-            values,
-            index,
-            index_stride,
-        ))
+        Ok(finish(values, index))
     }
 
     /// The matrix [`NmMatrix::compress_transposed_nonzero`] returns (`cols` rows of `rows`).

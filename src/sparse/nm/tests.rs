@@ -86,28 +86,25 @@ proptest! {
 
 #[test]
 fn transposed_compression_refuses_a_group_over_n() {
-    // Column 1 has three non-zeros in rows 0..4 of a 2:4 pattern.
-    let mut g = vec![0f32; 8 * 3];
-    for r in 0..3 {
-        g[r * 3 + 1] = 1.0;
+    // Three non-zeros in one group of a 2:4 pattern: column 1, rows 0..4 of 8; and past one
+    // 16-value step of the AVX-512 path, column 2, rows 16..20 of 32.
+    for (rows, col, r0, want) in [
+        (8, 1, 0, "column 1, rows 0..4"),
+        (32, 2, 16, "column 2, rows 16..20"),
+    ] {
+        let mut g = vec![0f32; rows * 3];
+        for r in r0..r0 + 3 {
+            g[r * 3 + col] = 1.0;
+        }
+        for isa in isas() {
+            let err =
+                NmMatrix::compress_transposed_nonzero_on(isa, &g, rows, 3, Pattern { n: 2, m: 4 })
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
-    for isa in isas() {
-        let err = NmMatrix::compress_transposed_nonzero_on(isa, &g, 8, 3, Pattern { n: 2, m: 4 })
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("column 1, rows 0..4"), "{err}");
-    }
-    // Past one 16-value step of the AVX-512 path too: column 2, rows 16..20 of 32.
-    let mut g = vec![0f32; 32 * 3];
-    for r in 16..19 {
-        g[r * 3 + 2] = 1.0;
-    }
-    for isa in isas() {
-        let err = NmMatrix::compress_transposed_nonzero_on(isa, &g, 32, 3, Pattern { n: 2, m: 4 })
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("column 2, rows 16..20"), "{err}");
-    }
+    let g = vec![0f32; 24];
     assert!(NmMatrix::compress_transposed_nonzero(&g, 6, 4, Pattern { n: 2, m: 4 }).is_err());
 }
 
