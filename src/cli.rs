@@ -724,8 +724,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     pub srste: f64,
     /// GEMM kernels: sparse (compressed N:M kernels wherever an operand is N:M: the forward of
-    /// nm/transposable masks, the backward of transposable ones, the update of N:M estimators)
-    /// or masked-dense (dense gemm on the masked operands, for comparison).
+    /// nm/transposable masks, the backward of transposable ones, the update of N:M estimators;
+    /// a product over more than 4096 batch rows — a convolution's im2col — runs masked-dense,
+    /// where the kernels lose, and the report says which layers ran compressed) or
+    /// masked-dense (dense gemm on the masked operands, for comparison).
     #[arg(long, default_value = "sparse")]
     pub gemm: String,
     /// Epochs.

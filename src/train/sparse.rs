@@ -352,6 +352,8 @@ struct FusedLinear {
     mask: Option<Arc<Vec<f32>>>,
     /// The compressed layouts of the mask (`--gemm sparse` with an N:M or transposable mask).
     layouts: Option<Arc<Layouts>>,
+    /// What the last calls ran compressed ([`Ran`]).
+    ran: Arc<Ran>,
     relu: bool,
     wm: Mutex<Option<Tensor>>,
     update: UpdateGemm,
@@ -384,9 +386,12 @@ impl CustomOp3 for FusedLinear {
             )
         }
         let mut y = Vec::with_capacity(n * out);
-        // The backward data GEMM needs the dense `W⊙m` unless it runs compressed.
-        let needs_wm =
-            self.mask.is_some() && self.layouts.as_ref().is_none_or(|l| l.backward.is_none());
+        // The compressed kernels run only where they pay ([`compresses`]); the backward data
+        // GEMM needs the dense `W⊙m` unless it runs compressed (same rows, same decision).
+        let layouts = self.layouts.as_ref().filter(|_| compresses(n));
+        let needs_wm = self.mask.is_some() && layouts.is_none_or(|l| l.backward.is_none());
+        self.ran
+            .set(Ran::FORWARD, layouts.is_some() && self.mask.is_some());
         let wm_owned: Option<Vec<f32>> = if needs_wm {
             self.mask
                 .as_ref()
@@ -394,7 +399,7 @@ impl CustomOp3 for FusedLinear {
         } else {
             None
         };
-        match (&self.layouts, &self.mask) {
+        match (layouts, &self.mask) {
             (Some(l), Some(_)) => {
                 // Yᵀ = (W⊙m)·Xᵀ by the N:M kernel (x read as Xᵀ's transpose), then y = Y + b.
                 let mut yt = vec![0f32; out * n];
@@ -464,10 +469,21 @@ impl CustomOp3 for FusedLinear {
             .unwrap_or_else(|| w.detach());
         let x_needs_grad = x.track_op();
         let x = x.detach().contiguous()?;
+        let wide_ok = compresses(g.dims2()?.0);
+        let sparse_update = self.update.sparse && wide_ok;
+        let backward = self
+            .layouts
+            .as_deref()
+            .and_then(|l| l.backward.as_ref())
+            .filter(|_| wide_ok && self.mask.is_some() && x_needs_grad);
+        if x_needs_grad {
+            self.ran.set(Ran::BACKWARD, backward.is_some());
+        }
+        self.ran.set(Ran::UPDATE, sparse_update);
         let update = || -> candle_core::Result<(Tensor, Tensor)> {
             let pruned = self.update.prune(&g)?;
             let pruned = pruned.contiguous()?;
-            let dw = if self.update.sparse {
+            let dw = if sparse_update {
                 pruned.apply_op2_no_bwd(&x, &NmUpdate(self.update.pattern()))?
             } else {
                 pruned.apply_op2_no_bwd(&x, &MatMul { lhs_t: true })?
@@ -475,19 +491,14 @@ impl CustomOp3 for FusedLinear {
             Ok((dw, pruned))
         };
         let data = || -> candle_core::Result<Tensor> {
-            match (self.layouts.as_deref(), &self.mask) {
-                (
-                    Some(Layouts {
-                        backward: Some(bt), ..
-                    }),
-                    Some(_),
-                ) => {
+            match backward {
+                Some(bt) => {
                     // (W⊙m)ᵀ refilled from the weights: entry (i, o) is w[o·in + i].
                     with_f32(&w.detach(), |wv| {
                         bt.with_refilled(wv, |wt| g.apply_op1_no_bwd(&NmData(wt)))
                     })?
                 }
-                _ => g.apply_op2_no_bwd(&wm, &MatMul { lhs_t: false }),
+                None => g.apply_op2_no_bwd(&wm, &MatMul { lhs_t: false }),
             }
         };
         // With both products to do, each runs whole on one thread, side by side (each operand
@@ -508,6 +519,49 @@ impl CustomOp3 for FusedLinear {
             None => (dw, db),
         });
         Ok((dx, None, None))
+    }
+}
+
+/// Rows of the batch operand (the batch, or batch × positions of a convolution's im2col) up to
+/// which the fused op runs a layer's GEMMs on the compressed kernels. Past it they run
+/// masked-dense: an im2col operand is wide and the weight short (LeNet's second convolution:
+/// 32 × 400 weights against 12,800 rows at batch 128), so the kernel packs a block of B for few
+/// weight rows and transposes a wide output, which cost more than the skipped multiply-adds —
+/// table7b's default run had LeNet's transposable 2:4 step at 0.073 s compressed against 0.052 s
+/// masked-dense. Every MLP batch of table4 and table7b is below it.
+const MAX_COMPRESSED_ROWS: usize = 4096;
+
+/// Whether a product over `rows` batch rows runs compressed (see [`MAX_COMPRESSED_ROWS`]).
+fn compresses(rows: usize) -> bool {
+    rows <= MAX_COMPRESSED_ROWS
+}
+
+/// Which GEMMs a layer's last fused calls ran on the compressed kernels, set by the op itself:
+/// per GEMM a bit for "ran compressed" and one for "has run" (the first layer's backward data
+/// GEMM never runs).
+#[derive(Default)]
+struct Ran(std::sync::atomic::AtomicU8);
+
+impl Ran {
+    const FORWARD: u8 = 0;
+    const BACKWARD: u8 = 1;
+    const UPDATE: u8 = 2;
+
+    /// Record that GEMM `gemm` (0, 1, 2) ran, compressed or not.
+    fn set(&self, gemm: u8, compressed: bool) {
+        let (on, seen) = (1 << gemm, 8 << gemm);
+        self.0.fetch_or(seen, Ordering::Relaxed);
+        if compressed {
+            self.0.fetch_or(on, Ordering::Relaxed);
+        } else {
+            self.0.fetch_and(!on, Ordering::Relaxed);
+        }
+    }
+
+    /// Per GEMM, whether its last run was compressed; `None` if it has not run.
+    fn get(&self) -> [Option<bool>; 3] {
+        let b = self.0.load(Ordering::Relaxed);
+        [0, 1, 2].map(|g| (b & (8 << g) != 0).then_some(b & (1 << g) != 0))
     }
 }
 
@@ -539,6 +593,7 @@ pub struct SparseLinear {
     calls: Arc<AtomicU64>,
     record: Arc<Mutex<Recorded>>,
     pending: PendingGrads,
+    ran: Arc<Ran>,
     /// The input of the last forward, kept while capturing (for calibration).
     captured: Mutex<Option<Tensor>>,
     capturing: std::sync::atomic::AtomicBool,
@@ -563,6 +618,7 @@ impl SparseLinear {
             calls: Arc::new(AtomicU64::new(0)),
             record: Arc::new(Mutex::new(Recorded::default())),
             pending: Arc::new(Mutex::new(None)),
+            ran: Arc::new(Ran::default()),
             captured: Mutex::new(None),
             capturing: std::sync::atomic::AtomicBool::new(false),
         }
@@ -641,6 +697,15 @@ impl SparseLinear {
             l.is_some_and(|l| l.backward.is_some()),
             self.sparse_update(),
         )
+    }
+
+    /// Which GEMMs the last training step ran compressed, `(forward, backward data, update)`:
+    /// [`SparseLinear::compressed_gemms`] less those past [`MAX_COMPRESSED_ROWS`] (a GEMM that
+    /// has not run yet, or never runs, as configured).
+    pub fn ran_compressed(&self) -> (bool, bool, bool) {
+        let [f, b, u] = self.ran.get();
+        let (cf, cb, cu) = self.compressed_gemms();
+        (f.unwrap_or(cf), b.unwrap_or(cb), u.unwrap_or(cu))
     }
 
     fn sparse_update(&self) -> bool {
@@ -761,6 +826,7 @@ impl SparseLinear {
             let op = FusedLinear {
                 mask: self.mask_cpu.clone(),
                 layouts: self.layouts.clone(),
+                ran: self.ran.clone(),
                 relu,
                 wm: Mutex::new(None),
                 update: self.update_gemm(),

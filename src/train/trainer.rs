@@ -307,21 +307,22 @@ impl<'a> Session<'a> {
         self.refresh_masks()
     }
 
-    /// The GEMMs of the prunable layers that run on compressed N:M kernels now
-    /// (`forward`, `backward`, `update`, joined by `+`), or `none`.
+    /// The GEMMs of the prunable layers that ran on compressed N:M kernels in the last step (or,
+    /// before one, that would): `forward`, `backward`, `update`, joined by `+`, or `none`; with
+    /// `(in K of L layers)` when not every layer ran them (wide im2col GEMMs run masked-dense).
     pub fn report_gemms(&mut self) -> String {
         let layers = self.model.sparse_layers();
-        let on: Vec<&str> = match layers.first().map(|l| l.compressed_gemms()) {
-            Some((f, b, u)) => [(f, "forward"), (b, "backward"), (u, "update")]
-                .into_iter()
-                .filter_map(|(on, name)| on.then_some(name))
-                .collect(),
-            None => Vec::new(),
-        };
-        if on.is_empty() {
-            "none".to_string()
-        } else {
-            on.join("+")
+        let ran: Vec<(bool, bool, bool)> = layers.iter().map(|l| l.ran_compressed()).collect();
+        let on: Vec<&str> = [(0, "forward"), (1, "backward"), (2, "update")]
+            .into_iter()
+            .filter(|&(i, _)| ran.iter().any(|r| [r.0, r.1, r.2][i]))
+            .map(|(_, name)| name)
+            .collect();
+        let any = ran.iter().filter(|r| r.0 || r.1 || r.2).count();
+        match (on.is_empty(), ran.windows(2).all(|w| w[0] == w[1])) {
+            (true, _) => "none".to_string(),
+            (false, true) => on.join("+"),
+            (false, false) => format!("{} (in {any} of {} layers)", on.join("+"), ran.len()),
         }
     }
 

@@ -210,3 +210,35 @@ fn mvue_weight_gradient_is_unbiased() {
     let (_, b, _) = grads(&l, &x);
     assert!(max_diff(&a, &b) > 1e-3);
 }
+
+#[test]
+fn a_batch_past_max_compressed_rows_runs_masked_dense_and_says_so() {
+    // An im2col-wide operand (more rows than MAX_COMPRESSED_ROWS, whole groups of 8): all three
+    // GEMMs run masked-dense — same outputs and gradients as the masked-dense layer — and the
+    // layer reports them so; a short batch afterwards runs compressed again.
+    let est = GradEstimator::Nm(estimators::by_name("mvue").unwrap(), "2:4".parse().unwrap());
+    let p: Pattern = "4:8".parse().unwrap();
+    let build = |gemm| {
+        let mut l = layer(est, true);
+        l.set_gemm(gemm, MaskKind::Transposable(p));
+        let mask =
+            crate::solvers::greedy::transposable_mask(&l.weight_scores().unwrap(), p).unwrap();
+        l.set_mask(Some(&mask)).unwrap();
+        l
+    };
+    let (sparse, dense) = (build(GemmMode::Sparse), build(GemmMode::MaskedDense));
+    assert_eq!(
+        sparse.ran_compressed(),
+        (true, true, true),
+        "as configured before a call"
+    );
+    let wide = MAX_COMPRESSED_ROWS + 8;
+    let x = Var::from_tensor(&randn((wide, 32), 5)).unwrap();
+    let (dx1, dw1, _) = grads(&sparse, &x);
+    let (dx2, dw2, _) = grads(&dense, &x);
+    assert!(max_diff(&dx1, &dx2) < 1e-5 && max_diff(&dw1, &dw2) < 1e-4);
+    assert_eq!(sparse.ran_compressed(), (false, false, false));
+    let x = Var::from_tensor(&randn((24, 32), 6)).unwrap();
+    grads(&sparse, &x);
+    assert_eq!(sparse.ran_compressed(), (true, true, true));
+}
