@@ -871,6 +871,8 @@ fn put_group(
 /// `cols·rows/2` long and `index` `cols·stride`, `stride ≥ rows/4` bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+// SAFETY: unsafe for its target feature (callers detect AVX-512F) and its one raw load and one
+// compress-store, each justified where it is made; every other access is bounds-checked.
 unsafe fn compress_rows_2of4_avx512(
     gt: &[f32],
     rows: usize,
