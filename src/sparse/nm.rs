@@ -232,12 +232,12 @@ impl NmMatrix {
 
     /// Compress the transpose of row-major `g: [rows, cols]` — `gᵀ: [cols, rows]`, N:M along
     /// `g`'s rows, as a neural-gradient estimator prunes the batch — keeping `g`'s non-zero
-    /// entries, in one pass over `g` (column tiles of 64, strip of M rows by strip) with no
-    /// transposed copy and no mask array: the update GEMM's operand, made once per training
-    /// step (2:4 on AVX-512: transposed first, then 16 values per compress-store, about 3× less
-    /// time). Under-filled groups are padded as [`NmMatrix::compress`] pads them. Errors: `rows`
-    /// not a multiple of M, M > 32, `g` of another length, a group with more than N non-zeros
-    /// (naming its column and rows).
+    /// entries: the update GEMM's operand, made once per training step. One pass over `g`
+    /// (column tiles of 64, strip of M rows by strip) with no mask array; 2:4 on AVX-512 makes a
+    /// transposed copy first and then compresses 16 values per register compress. Under-filled
+    /// groups are padded as [`NmMatrix::compress`] pads them. Errors: `rows` not a multiple of M,
+    /// M > 32, `g` of another length, a group with more than N non-zeros (naming its column and
+    /// rows).
     pub fn compress_transposed_nonzero(
         g: &[f32],
         rows: usize,
@@ -861,7 +861,7 @@ fn put_group(
 
 /// 2:4 rows of `gt: [cols, rows]` (groups contiguous along each row) compressed by their
 /// non-zeros into `values: [cols, rows/2]` and `index` (`stride` bytes a row, zeroed): 16 values
-/// (four groups) per step, the eight non-zeros stored by one compress-store and their positions
+/// (four groups) per step, the eight non-zeros packed by one compress and stored, their positions
 /// by a table, when every group has exactly two; other groups (fillers, or an error) and a
 /// row's last groups go through [`put_group`]. `Err((column, group, count))` for a group with
 /// more than two non-zeros.
@@ -872,7 +872,7 @@ fn put_group(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 // SAFETY: unsafe for its target feature (callers detect AVX-512F) and its one raw load and one
-// compress-store, each justified where it is made; every other access is bounds-checked.
+// raw store, each justified where it is made; every other access is bounds-checked.
 unsafe fn compress_rows_2of4_avx512(
     gt: &[f32],
     rows: usize,
@@ -912,9 +912,11 @@ unsafe fn compress_rows_2of4_avx512(
             let x = k - ((k >> 1) & 0x5555);
             let x = (x & 0x3333) + ((x >> 2) & 0x3333);
             if x == 0x2222 {
-                // SAFETY: eight floats at 8q..8q+8 < kept (as 16q + 16 ≤ rows); the two index
-                // bytes at 2q, 2q+1 < rows/4 ≤ stride.
-                unsafe { _mm512_mask_compressstoreu_ps(vrow.as_mut_ptr().add(8 * q).cast(), k, v) };
+                // The eight kept values packed in a register, then one 256-bit store (a
+                // compress straight to memory is microcoded and slow on AMD's AVX-512 cores).
+                let packed = _mm512_castps512_ps256(_mm512_maskz_compress_ps(k, v));
+                // SAFETY: eight floats at 8q..8q+8 ≤ kept (as 16q + 16 ≤ rows).
+                unsafe { _mm256_storeu_ps(vrow.as_mut_ptr().add(8 * q), packed) };
                 let idx = LUT[(k & 15) as usize]
                     | (LUT[((k >> 4) & 15) as usize] << 4)
                     | (LUT[((k >> 8) & 15) as usize] << 8)
