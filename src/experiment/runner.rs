@@ -770,14 +770,7 @@ fn collect_shard<'a>(
             ),
         });
     }
-    if m.finished.is_none() {
-        return Err(Error::RunIncomplete {
-            dir: dir.to_path_buf(),
-            done: m.cells_done,
-            planned: m.cells_planned,
-            then: "first",
-        });
-    }
+    require_finished(&m, dir, "first")?;
     let rows = read_log(dir)?;
     check_rows(plan, &rows, &dir.join(CELLS_LOG))?;
     for row in rows {
@@ -875,20 +868,27 @@ pub fn baseline_path(manifest: &Manifest, given: Option<&Path>, update: bool) ->
 }
 
 /// The manifest of a run whose tables are complete, or an error saying what is missing.
+/// An error unless the run in `dir` (manifest `m`) finished all its cells; `then` ends the
+/// message's advice (what the caller was about to do).
+fn require_finished(m: &Manifest, dir: &Path, then: &'static str) -> Result<()> {
+    match m.finished {
+        Some(_) => Ok(()),
+        None => Err(Error::RunIncomplete {
+            dir: dir.to_path_buf(),
+            done: m.cells_done,
+            planned: m.cells_planned,
+            then,
+        }),
+    }
+}
+
 fn complete_run(dir: &Path) -> Result<(Manifest, Spec)> {
     let (m, spec) = spec_of_run(dir)?;
     // The manifest's table and profile name the baseline file: nothing outside the baselines.
     let manifest_path = dir.join("manifest.json");
     super::spec::check_name(&manifest_path, "table", &m.table)?;
     super::spec::check_name(&manifest_path, "profile", &m.profile)?;
-    if m.finished.is_none() {
-        return Err(Error::RunIncomplete {
-            dir: dir.to_path_buf(),
-            done: m.cells_done,
-            planned: m.cells_planned,
-            then: "before comparing",
-        });
-    }
+    require_finished(&m, dir, "before comparing")?;
     Ok((m, spec))
 }
 
