@@ -280,58 +280,46 @@ impl NmMatrix {
                 format!("{count} non-zeros, more than N = {n} of pattern {pattern}"),
             )
         };
-        let finish =
-            |values, index| Self::transposed_of(rows, cols, pattern, values, index, index_stride);
-        #[cfg(target_arch = "x86_64")]
-        if (n, m) == (2, 4) && isa == Isa::Avx512 {
-            // The estimators' 2:4: transposed once (contiguous groups), then 16 values at a time.
-            let mut gt = vec![0f32; rows * cols];
-            super::transpose(g, rows, cols, &mut gt);
-            // SAFETY: AVX-512F was detected on this CPU; the buffers have the layout the
-            // function states (`gt: [cols, rows]`, `values`/`index` for `cols` rows of `kept`).
-            unsafe {
-                compress_rows_2of4_avx512(&gt, rows, cols, &mut values, &mut index, index_stride)
-            }
-            .map_err(|(c, s, count)| over(c, s, count))?;
-            return Ok(finish(values, index));
-        }
-        const COLS: usize = 64;
-        for c0 in (0..cols).step_by(COLS) {
-            for c in c0..(c0 + COLS).min(cols) {
-                let (vrow, irow) = (
-                    &mut values[c * kept..(c + 1) * kept],
-                    &mut index[c * index_stride..(c + 1) * index_stride],
-                );
-                for s in 0..rows / m {
-                    put_group(|i| g[(s * m + i) * cols + c], pattern, bits, s, vrow, irow)
-                        .map_err(|count| over(c, s, count))?;
+        // The estimators' 2:4 on AVX-512: transposed once (contiguous groups), then 16 values at
+        // a time; else group by group down the columns of `g`, in column tiles.
+        if !compress_2of4_fast(
+            isa,
+            pattern,
+            g,
+            rows,
+            cols,
+            &mut values,
+            &mut index,
+            index_stride,
+        )
+        .map_err(|(c, s, count)| over(c, s, count))?
+        {
+            const COLS: usize = 64;
+            for c0 in (0..cols).step_by(COLS) {
+                for c in c0..(c0 + COLS).min(cols) {
+                    let (vrow, irow) = (
+                        &mut values[c * kept..(c + 1) * kept],
+                        &mut index[c * index_stride..(c + 1) * index_stride],
+                    );
+                    for s in 0..rows / m {
+                        put_group(|i| g[(s * m + i) * cols + c], pattern, bits, s, vrow, irow)
+                            .map_err(|count| over(c, s, count))?;
+                    }
                 }
             }
         }
-        Ok(finish(values, index))
-    }
-
-    /// The matrix [`NmMatrix::compress_transposed_nonzero`] returns (`cols` rows of `rows`).
-    fn transposed_of(
-        rows: usize,
-        cols: usize,
-        pattern: Pattern,
-        values: Vec<f32>,
-        index: Vec<u8>,
-        index_stride: usize,
-    ) -> Self {
-        NmMatrix {
+        Ok(NmMatrix {
             rows: cols,
             cols: rows,
             pattern,
-            bits: index_bits(pattern.m),
+            bits,
             values,
             index,
             index_stride,
             block_offsets: std::sync::OnceLock::new(),
             block_values: std::sync::OnceLock::new(),
             transient: true,
-        }
+        })
     }
 
     /// Rows.
@@ -857,6 +845,36 @@ fn put_group(
         k += 1;
     }
     Ok(())
+}
+
+/// [`NmMatrix::compress_transposed_nonzero`]'s fast path: for 2:4 on AVX-512, `g: [rows, cols]`
+/// transposed once and its rows compressed by [`compress_rows_2of4_avx512`]. `Ok(false)` (nothing
+/// written) for other patterns or instruction sets; `Err((column, group, count))` as that
+/// function's.
+#[allow(clippy::too_many_arguments)]
+fn compress_2of4_fast(
+    isa: Isa,
+    pattern: Pattern,
+    g: &[f32],
+    rows: usize,
+    cols: usize,
+    values: &mut [f32],
+    index: &mut [u8],
+    stride: usize,
+) -> std::result::Result<bool, (usize, usize, usize)> {
+    #[cfg(target_arch = "x86_64")]
+    if (pattern.n, pattern.m) == (2, 4) && isa == Isa::Avx512 {
+        let mut gt = vec![0f32; rows * cols];
+        super::transpose(g, rows, cols, &mut gt);
+        // SAFETY: AVX-512F was detected on this CPU (`isa`); `gt` is `[cols, rows]` with `rows`
+        // whole groups of 4 (checked by the caller), `values` and `index` hold `cols` rows of
+        // `rows/2` values and `stride` bytes.
+        unsafe { compress_rows_2of4_avx512(&gt, rows, cols, values, index, stride) }?;
+        return Ok(true);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (isa, pattern, g, rows, cols, values, index, stride);
+    Ok(false)
 }
 
 /// 2:4 rows of `gt: [cols, rows]` (groups contiguous along each row) compressed by their
