@@ -20,6 +20,8 @@ use crate::mask::{Mask, Matrix, Pattern};
 use crate::sparse::bsr::BsrMatrix;
 use crate::sparse::csr::CsrMatrix;
 use crate::sparse::dense::{self, Strided};
+use crate::sparse::element::{Dtype, round_bf16};
+use half::bf16;
 use crate::sparse::nm::NmMatrix;
 use crate::sparse::{Isa, transpose, transpose_par};
 use serde::Serialize;
@@ -136,6 +138,8 @@ pub struct GemmJob {
     pub threads: usize,
     /// Least seconds of runs per side (at least 5 runs, at most 50).
     pub min_seconds: f64,
+    /// Value type of the stored operands (see [`Problem::halves`] for what bf16 changes).
+    pub dtype: Dtype,
 }
 
 /// The measurement of one job (`masklab gemm --json`, a table7 row).
@@ -147,6 +151,10 @@ pub struct GemmReport {
     pub kernel: String,
     /// Instruction set of the sparse kernel.
     pub isa: String,
+    /// Value type of the stored operands: `f32`, or `bf16` (bf16 values widened to f32 as
+    /// they are read, f32 products and output; below batch 16 both sides read the weights in
+    /// bf16, from 16 on both multiply f32 copies of the same bf16 values).
+    pub dtype: Dtype,
     /// Median seconds of the dense product.
     pub dense_seconds: f64,
     /// Median seconds of the sparse side (its transposes included).
@@ -217,6 +225,9 @@ struct Problem {
     a_alt: Option<(Vec<f32>, usize, usize)>,
     /// The sparse side: the compressed operand and how its product is laid out.
     sparse: Option<Sparse>,
+    /// For bf16 below batch 16, the weights `b` and `b_alt` stored as bf16: what the dense side
+    /// reads there ([`Problem::halves`]).
+    halves: Option<(Vec<bf16>, Vec<bf16>)>,
 }
 
 /// How the dense reference runs: threads, orientation (`Cᵀ` computed and transposed into
@@ -294,11 +305,21 @@ struct Sparse {
     width: usize,
 }
 
-fn gaussian(n: usize, seed: u64, label: &str) -> Vec<f32> {
+/// `n` seeded N(0, 1) values, rounded to bf16 for a bf16 job (so that both sides multiply
+/// the same numbers).
+fn gaussian(n: usize, seed: u64, label: &str, dtype: Dtype) -> Vec<f32> {
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::seed::derive(seed, label));
-    (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()
+    (0..n)
+        .map(|_| {
+            let x: f32 = StandardNormal.sample(&mut rng);
+            match dtype {
+                Dtype::F32 => x,
+                Dtype::Bf16 => round_bf16(x),
+            }
+        })
+        .collect()
 }
 
 /// The mask of `w: [rows, cols]` (|w| scores) for a mask type.
@@ -340,10 +361,47 @@ impl Problem {
                 "every dimension must be at least 1",
             ));
         }
-        match job.op {
-            Op::Forward | Op::Backward => Self::weight_side(job),
-            Op::Update => Self::update(job),
+        if job.dtype == Dtype::Bf16
+            && let MaskType::Unstructured(_) | MaskType::Block(..) = job.mask
+        {
+            return Err(Error::invalid(
+                "dtype",
+                "bf16",
+                format!(
+                    "bf16 kernels exist for dense, nm and transposable masks; {} (CSR/BSR) is f32 only",
+                    job.mask
+                ),
+            ));
         }
+        let mut p = match job.op {
+            Op::Forward | Op::Backward => Self::weight_side(job)?,
+            Op::Update => Self::update(job)?,
+        };
+        if job.dtype == Dtype::Bf16 {
+            p.sparse = p.sparse.take().map(|s| Sparse {
+                a: match s.a {
+                    Compressed::Nm(a) => Compressed::Nm(a.to_bf16()),
+                    other => other,
+                },
+                ..s
+            });
+            if job.op != Op::Update && batch < 16 {
+                let half = |v: &[f32]| v.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>();
+                let alt = p.b_alt.as_ref().map_or_else(Vec::new, |b| half(&b.0));
+                p.halves = Some((half(&p.b.0), alt));
+            }
+        }
+        Ok(p)
+    }
+
+    /// bf16 below batch 16, where the bytes of the weights bound both sides: the weights as
+    /// bf16 for the dense side's matrix–vector ways, if this problem has them. (From batch 16
+    /// on, and for the update, both sides multiply f32 copies of the same bf16-rounded values:
+    /// the products are bound by their multiply-adds there, which run in f32 either way.)
+    fn halves(&self, alt: bool) -> Option<&[bf16]> {
+        self.halves
+            .as_ref()
+            .map(|(b, b_alt)| if alt { b_alt.as_slice() } else { b.as_slice() })
     }
 
     /// The forward or backward data GEMM: W (masked by the mask type) against a batch of
@@ -385,12 +443,12 @@ impl Problem {
                 )?)),
             })
         };
-        let w = gaussian(out * inp, job.seed, "w");
+        let w = gaussian(out * inp, job.seed, "w", job.dtype);
         let mask = mask_of(job.mask, &w, out, inp)?;
         let wm = masked(&w, &mask);
         if job.op == Op::Forward {
             // Y [batch, out] = X [batch, in] · Wᵀ; sparse: Yᵀ = W · Xᵀ.
-            let x = gaussian(batch * inp, job.seed, "x");
+            let x = gaussian(batch * inp, job.seed, "x", job.dtype);
             let sparse = compress(&wm, &mask, out, inp, true)?.map(|a| Sparse {
                 a,
                 b: x.clone(),
@@ -406,11 +464,12 @@ impl Problem {
                 b_alt: Some((wt, out, 1)),
                 a_alt: None,
                 sparse,
+                halves: None,
             })
         } else {
             // dX [batch, in] = dY [batch, out] · W; sparse: dXᵀ = Wᵀ · dYᵀ, which needs
             // Wᵀ N:M along `out`: a transposable mask (CSR and BSR transpose freely).
-            let dy = gaussian(batch * out, job.seed, "dy");
+            let dy = gaussian(batch * out, job.seed, "dy", job.dtype);
             let mut wt = vec![0f32; inp * out];
             transpose(&wm, out, inp, &mut wt);
             let sparse = compress(&wt, &mask.transpose(), inp, out, false)?.map(|a| Sparse {
@@ -426,6 +485,7 @@ impl Problem {
                 b_alt: Some((wt, 1, out)),
                 a_alt: None,
                 sparse,
+                halves: None,
             })
         }
     }
@@ -438,8 +498,8 @@ impl Problem {
             _ => None,
         };
         // dW [out, in] = ĝᵀ [out, batch] · X [batch, in], ĝ N:M along the batch.
-        let g = gaussian(batch * out, job.seed, "g");
-        let x = gaussian(batch * inp, job.seed, "x");
+        let g = gaussian(batch * out, job.seed, "g", job.dtype);
+        let x = gaussian(batch * inp, job.seed, "x", job.dtype);
         let mut gt = vec![0f32; out * batch];
         transpose(&g, batch, out, &mut gt);
         if let MaskType::Unstructured(_) | MaskType::Block(..) = job.mask {
@@ -495,6 +555,7 @@ impl Problem {
             b_alt: None,
             a_alt: Some((g_batch_major, 1, out)),
             sparse,
+            halves: None,
         })
     }
 
@@ -517,6 +578,22 @@ impl Problem {
             (Some(a), true) => a,
             _ => &self.a,
         };
+        // bf16 below batch 16: the weights read as bf16, n dot products per input row (B
+        // stored as rows of its transpose), or at batch 1 the rows of B scaled and added.
+        if let Some(half) = self.halves(alt) {
+            if b.1 == 1 && b.2 == k {
+                if m == 1 {
+                    return dense::matvecs(half, n, k, &a.0[..k], 1, out);
+                }
+                scratch.resize(m * n, 0.0);
+                dense::matvecs(half, n, k, &a.0[..m * k], m, scratch)?;
+                transpose_par(scratch, n, m, out);
+                return Ok(());
+            }
+            if m == 1 && b.1 == n && b.2 == 1 {
+                return dense::vecmat(half, k, n, &a.0[..k], out);
+            }
+        }
         // One output row against a B stored as contiguous rows of its transpose: n dot
         // products, the matrix-vector kernel (batch-1 forward).
         if swapped && m == 1 && b.1 == 1 && b.2 == k {
@@ -614,6 +691,15 @@ fn dense_ways(p: &Problem, threads: usize) -> Vec<DenseWay> {
             }
         }
     }
+    if p.halves.is_some() {
+        // bf16 below batch 16: only the ways that read the weights as bf16 (every layout's
+        // bf16 way ignores `swapped`; the row-sum way is batch 1's only).
+        let (m, ..) = p.shape;
+        ways.retain(|w| {
+            let b = if w.alt { p.b_alt.as_ref() } else { Some(&p.b) };
+            w.swapped && b.is_some_and(|b| (b.1 == 1 && b.2 == p.shape.2) || m == 1)
+        });
+    }
     ways
 }
 
@@ -706,11 +792,16 @@ fn report(job: &GemmJob, p: &Problem, isa: Isa, runs: Runs) -> GemmReport {
     let (speedup_q25, speedup_q75) = (quartile(0.25), quartile(0.75));
     let (dense_seconds, sparse_seconds) = (median(&mut dense_t), median(&mut sparse_t));
     let flops = 2.0 * (m * n * k) as f64;
-    let dense_bytes = 4 * (m * k + k * n + m * n);
+    // Inputs in the job's type, the output in f32.
+    let value = match job.dtype {
+        Dtype::F32 => 4,
+        Dtype::Bf16 => 2,
+    };
+    let dense_bytes = value * (m * k + k * n) + 4 * m * n;
     let (kernel, sparse_bytes, density) = match &p.sparse {
         Some(s) => {
             let (r, c) = s.a.dims();
-            let dense_a = r * c * 4;
+            let dense_a = r * c * value;
             (
                 s.a.name().to_string(),
                 dense_bytes - dense_a + s.a.bytes(),
@@ -739,6 +830,7 @@ fn report(job: &GemmJob, p: &Problem, isa: Isa, runs: Runs) -> GemmReport {
     GemmReport {
         kernel,
         isa: format!("{isa:?}").to_lowercase(),
+        dtype: job.dtype,
         dense_seconds,
         sparse_seconds,
         speedup,
@@ -776,7 +868,8 @@ impl std::fmt::Display for GemmReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "dense {:.3} ms, sparse ({} kernel, {}) {:.3} ms: speedup {:.2}x (run by run {:.2}–{:.2}x, quartiles; {:.0}% of its limit; bytes {:.2}x, flops {:.2}x)",
+            "{} dense {:.3} ms, sparse ({} kernel, {}) {:.3} ms: speedup {:.2}x (run by run {:.2}–{:.2}x, quartiles; {:.0}% of its limit; bytes {:.2}x, flops {:.2}x)",
+            self.dtype,
             self.dense_seconds * 1e3,
             self.kernel,
             self.isa,
@@ -828,7 +921,57 @@ mod tests {
             seed,
             threads: 2,
             min_seconds: 0.0,
+            dtype: Dtype::F32,
         }
+    }
+
+    /// bf16: every op of the N:M and dense masks gives the dense product of the same rounded
+    /// values (to f32 rounding), below batch 16 the dense side reads its weights as bf16 (and
+    /// every such way gives the same product), the bytes count 2 per input value, and CSR and
+    /// BSR masks are refused naming the dtype.
+    #[test]
+    fn bf16_matches_dense_and_halves_the_bytes() -> Result<()> {
+        for mask in ["dense", "nm:2:4", "transposable:4:8"] {
+            for op in [Op::Forward, Op::Backward, Op::Update] {
+                for batch in [1, 8, 32] {
+                    let mut j = job(mask.parse()?, op, batch, 6);
+                    j.dtype = Dtype::Bf16;
+                    if op == Op::Update && batch == 1 && mask != "dense" {
+                        continue;
+                    }
+                    let r = measure(&j)?;
+                    assert!(r.max_rel_error < 1e-5, "{mask} {op:?} {batch}: {r:?}");
+                    assert_eq!(r.dtype, Dtype::Bf16);
+                    let (m, n, k) = Problem::new(&j)?.shape;
+                    assert_eq!(r.dense_bytes, 2 * (m * k + k * n) + 4 * m * n);
+                    let p = Problem::new(&j)?;
+                    let ways = dense_ways(&p, 2);
+                    assert_eq!(p.halves.is_some(), op != Op::Update && batch < 16);
+                    if p.halves.is_some() {
+                        // Both layouts at batch 1 (dot products, row sums), one above; one
+                        // thread and two.
+                        assert_eq!(ways.len(), if batch == 1 { 4 } else { 2 }, "{ways:?}");
+                        let mut first: Option<Vec<f32>> = None;
+                        let mut scratch = Vec::new();
+                        for w in ways {
+                            let mut out = vec![f32::NAN; m * n];
+                            p.dense(&mut out, w, &mut scratch)?;
+                            let f = first.get_or_insert_with(|| out.clone());
+                            for (x, y) in f.iter().zip(&out) {
+                                assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "{w:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for mask in ["unstructured:0.5", "block:8:0.5"] {
+            let mut j = job(mask.parse()?, Op::Forward, 1, 6);
+            j.dtype = Dtype::Bf16;
+            let e = measure(&j).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("bf16") && e.contains(mask), "{e}");
+        }
+        Ok(())
     }
 
     /// Every op and mask type gives the dense product (to f32 rounding), with the kernel it

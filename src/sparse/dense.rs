@@ -5,6 +5,7 @@
 //! result (its AVX-512 or AVX2 micro-kernels, chosen at run time). Cost: `m·n·k` multiply-adds.
 
 use crate::error::{Error, Result};
+use crate::sparse::element::Element;
 
 /// A strided dense operand: element `(i, j)` is `data[i·rs + j·cs]`.
 #[derive(Debug, Clone, Copy)]
@@ -125,38 +126,285 @@ mod tests {
 /// rayon pool: the matrix-vector product gemm is slow at (its general kernels run it at a
 /// third of OpenBLAS's sgemv speed here), so the dense reference at batch 1 is not handicapped.
 pub fn matvec(a: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
+    matvecs(a, rows, cols, x, 1, y)
+}
+
+/// `yt = A·Xᵀ` for row-major `a: [rows, cols]` stored as `E` (f32, or bf16 widened as it is
+/// read) and `width` vectors `x: [width, cols]`, into `yt: [rows, width]`, rows split over the
+/// rayon pool. One vector: a dot product per row in four chains. More: two rows at a time,
+/// 16 columns at a time, each chunk of A widened once and each vector's chunk loaded once for
+/// both rows, `2·width` register accumulators. The dense reference below 16 columns, where the
+/// bytes of A bound the product (gemm packs A for every call there, and runs 4096² against 8
+/// vectors at half this kernel's speed).
+pub fn matvecs<E: Element>(
+    a: &[E],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    width: usize,
+    yt: &mut [f32],
+) -> Result<()> {
     use rayon::prelude::*;
-    if a.len() != rows * cols || x.len() != cols || y.len() != rows {
+    if a.len() != rows * cols || x.len() != width * cols || yt.len() != rows * width {
         return Err(Error::invalid(
             "operands",
-            format!("[{rows}, {cols}]·[{cols}]"),
+            format!("[{rows}, {cols}]·[{cols}, {width}]"),
             "an operand does not match its shape",
         ));
     }
-    let avx512 = crate::sparse::Isa::detect() == crate::sparse::Isa::Avx512;
-    y.par_chunks_mut(64).enumerate().for_each(|(i, ys)| {
-        for (j, out) in ys.iter_mut().enumerate() {
-            let row = &a[(i * 64 + j) * cols..(i * 64 + j + 1) * cols];
-            *out = if avx512 {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `avx512` is true only when the CPU has AVX-512F.
-                unsafe {
-                    dot_avx512(row, x)
+    if width == 0 || rows == 0 {
+        return Ok(());
+    }
+    let isa = crate::sparse::Isa::detect();
+    yt.par_chunks_mut(64 * width).enumerate().for_each(|(i, ys)| {
+        let r0 = i * 64;
+        let a = &a[r0 * cols..(r0 + ys.len() / width) * cols];
+        if width == 1 {
+            for (row, out) in a.chunks_exact(cols).zip(ys.iter_mut()) {
+                *out = match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `Isa::detect` found AVX-512F on this CPU.
+                    crate::sparse::Isa::Avx512 => unsafe { dot_avx512(row, x) },
+                    _ => dot_body(row, x, |acc, a, b| acc + a * b),
+                };
+            }
+            return;
+        }
+        macro_rules! by_width {
+            ($($w:literal),*) => {
+                match width {
+                    $($w => rows_dots::<E, $w>(isa, a, cols, x, ys),)*
+                    _ => unreachable!("width {width} is below 16 here"),
                 }
-                #[cfg(not(target_arch = "x86_64"))]
-                dot_body(row, x, |acc, a, b| acc + a * b)
-            } else {
-                dot_body(row, x, |acc, a, b| acc + a * b)
             };
+        }
+        if width < 16 {
+            by_width!(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        } else {
+            for (row, out) in a.chunks_exact(cols).zip(ys.chunks_mut(width)) {
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = dot_body(row, &x[c * cols..(c + 1) * cols], |acc, a, b| acc + a * b);
+                }
+            }
         }
     });
     Ok(())
 }
 
+/// The rows of `a` (`[_, cols]`) against `W` vectors into `out` (`[_, W]`) on `isa`, block
+/// of K by block (the vectors' block, `W·KB` floats, at most 16 KiB, stays in L1 while every
+/// row uses it), two rows at a time (the last alone).
+#[inline(always)]
+fn rows_dots<E: Element, const W: usize>(
+    isa: crate::sparse::Isa,
+    a: &[E],
+    cols: usize,
+    x: &[f32],
+    out: &mut [f32],
+) {
+    let kb = (4096 / W / 16 * 16).max(256);
+    out.fill(0.0);
+    for k0 in (0..cols).step_by(kb) {
+        let k1 = (k0 + kb).min(cols);
+        let xb = &x[k0..];
+        let mut rows = a.chunks_exact(cols);
+        let mut outs = out.chunks_exact_mut(W);
+        while let (Some(r0), Some(o0)) = (rows.next(), outs.next()) {
+            match (rows.next(), outs.next()) {
+                (Some(r1), Some(o1)) => {
+                    let sums = dots_on::<E, 2, W>(isa, [&r0[k0..k1], &r1[k0..k1]], xb, cols);
+                    add_to(o0, &sums[0]);
+                    add_to(o1, &sums[1]);
+                }
+                _ => add_to(o0, &dots_on::<E, 1, W>(isa, [&r0[k0..k1]], xb, cols)[0]),
+            }
+        }
+    }
+}
+
+/// `out += sums`.
+#[inline(always)]
+fn add_to(out: &mut [f32], sums: &[f32]) {
+    for (o, s) in out.iter_mut().zip(sums) {
+        *o += s;
+    }
+}
+
+/// [`dots_body`] on `isa`.
+#[inline(always)]
+fn dots_on<E: Element, const R: usize, const W: usize>(
+    isa: crate::sparse::Isa,
+    rows: [&[E]; R],
+    x: &[f32],
+    xs: usize,
+) -> [[f32; W]; R] {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` found AVX-512F on this CPU.
+        crate::sparse::Isa::Avx512 => unsafe { dots_avx512::<E, R, W>(rows, x, xs) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` found AVX2 and FMA on this CPU.
+        crate::sparse::Isa::Avx2 => unsafe { dots_avx2::<E, R, W>(rows, x, xs) },
+        _ => dots_body::<E, R, W>(rows, x, xs),
+    }
+}
+
+/// `R` rows (each `cols` long) against `W` vectors (`x: [W, cols]`): `[r][c]` = row r · x_c,
+/// 16 columns at a time in 16 lanes, then a scalar tail (the plain path; the vector paths
+/// keep the accumulators in registers).
+fn dots_body<E: Element, const R: usize, const W: usize>(
+    rows: [&[E]; R],
+    x: &[f32],
+    xs: usize,
+) -> [[f32; W]; R] {
+    const L: usize = 16;
+    let cols = rows[0].len();
+    let mut acc = [[[0f32; L]; W]; R];
+    let split = cols / L * L;
+    for k0 in (0..split).step_by(L) {
+        let a: [[f32; L]; R] = std::array::from_fn(|r| {
+            let chunk: &[E; L] = rows[r][k0..k0 + L].try_into().expect("a whole chunk");
+            std::array::from_fn(|l| chunk[l].widen())
+        });
+        for c in 0..W {
+            let xc: &[f32; L] = x[c * xs + k0..c * xs + k0 + L]
+                .try_into()
+                .expect("a whole chunk");
+            for r in 0..R {
+                for l in 0..L {
+                    acc[r][c][l] += a[r][l] * xc[l];
+                }
+            }
+        }
+    }
+    std::array::from_fn(|r| {
+        std::array::from_fn(|c| {
+            let mut sum: f32 = acc[r][c].iter().sum();
+            for k in split..cols {
+                sum += rows[r][k].widen() * x[c * xs + k];
+            }
+            sum
+        })
+    })
+}
+
+/// [`dots_body`] with AVX-512 registers: `R·W` accumulators, one load of each vector's chunk
+/// per `R` multiply-adds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+// SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
+// (`Isa::detect`); the raw reads below stay inside the asserted lengths.
+unsafe fn dots_avx512<E: Element, const R: usize, const W: usize>(
+    rows: [&[E]; R],
+    x: &[f32],
+    xs: usize,
+) -> [[f32; W]; R] {
+    use std::arch::x86_64::*;
+    let cols = rows[0].len();
+    assert!(rows.iter().all(|r| r.len() == cols) && x.len() >= (W - 1) * xs + cols);
+    let mut acc = [[_mm512_setzero_ps(); W]; R];
+    let split = cols / 16 * 16;
+    let mut k0 = 0;
+    while k0 < split {
+        let mut a = [_mm512_setzero_ps(); R];
+        for r in 0..R {
+            // SAFETY: k0 + 16 ≤ cols, the row's length.
+            a[r] = unsafe { E::load16(rows[r].as_ptr().add(k0)) };
+        }
+        for c in 0..W {
+            // SAFETY: c·xs + k0 + 16 ≤ (W − 1)·xs + cols ≤ x.len().
+            let xc = unsafe { _mm512_loadu_ps(x.as_ptr().add(c * xs + k0)) };
+            for r in 0..R {
+                acc[r][c] = _mm512_fmadd_ps(a[r], xc, acc[r][c]);
+            }
+        }
+        k0 += 16;
+    }
+    // Plain loops, not closures: a closure over `acc` keeps it in memory, and the loop above
+    // then stores every accumulator at every step.
+    let mut sums = [[0f32; W]; R];
+    for r in 0..R {
+        for c in 0..W {
+            sums[r][c] = _mm512_reduce_add_ps(acc[r][c]);
+        }
+    }
+    tail_sums(&mut sums, rows, x, xs, split)
+}
+
+/// Adds columns `split..` of each row's dot products (the part past the whole vectors).
+#[inline(always)]
+fn tail_sums<E: Element, const R: usize, const W: usize>(
+    sums: &mut [[f32; W]; R],
+    rows: [&[E]; R],
+    x: &[f32],
+    xs: usize,
+    split: usize,
+) -> [[f32; W]; R] {
+    let cols = rows[0].len();
+    for (r, row) in rows.iter().enumerate() {
+        for (c, sum) in sums[r].iter_mut().enumerate() {
+            for k in split..cols {
+                *sum += row[k].widen() * x[c * xs + k];
+            }
+        }
+    }
+    *sums
+}
+
+/// [`dots_avx512`] with AVX2 registers (8 lanes).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+// SAFETY: unsafe only for its target features: callers run it where the CPU has AVX2 and FMA
+// (`Isa::detect`); the raw reads below stay inside the asserted lengths.
+unsafe fn dots_avx2<E: Element, const R: usize, const W: usize>(
+    rows: [&[E]; R],
+    x: &[f32],
+    xs: usize,
+) -> [[f32; W]; R] {
+    use std::arch::x86_64::*;
+    let cols = rows[0].len();
+    assert!(rows.iter().all(|r| r.len() == cols) && x.len() >= (W - 1) * xs + cols);
+    let mut acc = [[_mm256_setzero_ps(); W]; R];
+    let split = cols / 8 * 8;
+    let mut k0 = 0;
+    while k0 < split {
+        let mut a = [_mm256_setzero_ps(); R];
+        for r in 0..R {
+            // SAFETY: k0 + 8 ≤ cols, the row's length.
+            a[r] = unsafe { E::load8(rows[r].as_ptr().add(k0)) };
+        }
+        for c in 0..W {
+            // SAFETY: c·xs + k0 + 8 ≤ (W − 1)·xs + cols ≤ x.len().
+            let xc = unsafe { _mm256_loadu_ps(x.as_ptr().add(c * xs + k0)) };
+            for r in 0..R {
+                acc[r][c] = _mm256_fmadd_ps(a[r], xc, acc[r][c]);
+            }
+        }
+        k0 += 8;
+    }
+    let mut sums = [[0f32; W]; R];
+    for r in 0..R {
+        for c in 0..W {
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r][c]) };
+            sums[r][c] = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+                + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+        }
+    }
+    tail_sums(&mut sums, rows, x, xs, split)
+}
+
 /// `y = xᵀ·A` for row-major `a: [rows, cols]` (each row scaled by its x and added), the columns
 /// split over the rayon pool in blocks of 512: the other orientation of the matrix-vector
 /// product (batch-1 backward `dx = dy·W`).
-pub fn vecmat(a: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
+pub fn vecmat<E: Element>(
+    a: &[E],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
     use rayon::prelude::*;
     if a.len() != rows * cols || x.len() != rows || y.len() != cols {
         return Err(Error::invalid(
@@ -188,9 +436,14 @@ pub fn vecmat(a: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> 
 
 /// `y += s·x`.
 #[inline(always)]
-fn axpy_body(s: f32, x: &[f32], y: &mut [f32], fma: impl Fn(f32, f32, f32) -> f32 + Copy) {
+fn axpy_body<E: Element>(
+    s: f32,
+    x: &[E],
+    y: &mut [f32],
+    fma: impl Fn(f32, f32, f32) -> f32 + Copy,
+) {
     for (o, &v) in y.iter_mut().zip(x) {
-        *o = fma(*o, s, v);
+        *o = fma(*o, s, v.widen());
     }
 }
 
@@ -198,24 +451,28 @@ fn axpy_body(s: f32, x: &[f32], y: &mut [f32], fma: impl Fn(f32, f32, f32) -> f3
 #[target_feature(enable = "avx512f")]
 // SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
 // (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
-unsafe fn axpy_avx512(s: f32, x: &[f32], y: &mut [f32]) {
+unsafe fn axpy_avx512<E: Element>(s: f32, x: &[E], y: &mut [f32]) {
     axpy_body(s, x, y, |acc, a, b| a.mul_add(b, acc))
 }
 
 /// `Σ a_i·b_i` in 64 lanes (four independent chains of 16) plus a scalar tail.
 #[inline(always)]
-fn dot_body(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32 + Copy) -> f32 {
+fn dot_body<E: Element>(
+    a: &[E],
+    b: &[f32],
+    fma: impl Fn(f32, f32, f32) -> f32 + Copy,
+) -> f32 {
     const L: usize = 64;
     let mut acc = [0f32; L];
     let split = a.len() / L * L;
     for (ca, cb) in a[..split].chunks_exact(L).zip(b[..split].chunks_exact(L)) {
         for l in 0..L {
-            acc[l] = fma(acc[l], ca[l], cb[l]);
+            acc[l] = fma(acc[l], ca[l].widen(), cb[l]);
         }
     }
     let mut sum: f32 = acc.iter().sum();
     for (x, y) in a[split..].iter().zip(&b[split..]) {
-        sum += x * y;
+        sum += x.widen() * y;
     }
     sum
 }
@@ -224,7 +481,7 @@ fn dot_body(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32 + Copy) -> 
 #[target_feature(enable = "avx512f")]
 // SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
 // (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
-unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+unsafe fn dot_avx512<E: Element>(a: &[E], b: &[f32]) -> f32 {
     dot_body(a, b, |acc, x, y| x.mul_add(y, acc))
 }
 
@@ -259,6 +516,35 @@ mod matvec_tests {
                 &mut want,
                 1,
             )?;
+            assert_eq!(z, want, "{rows}x{cols} vecmat");
+        }
+        Ok(())
+    }
+
+    /// With A stored as bf16, the matrix-vector kernels give the bits of the f32 kernels on
+    /// the widened values (the same sums in the same order), for 1 to 5 vectors at once.
+    #[test]
+    fn bf16_rows_give_the_f32_product_of_the_widened_values() -> Result<()> {
+        use Element;
+        use half::bf16;
+        for (rows, cols) in [(1, 1), (3, 63), (70, 64), (5, 130)] {
+            let a: Vec<bf16> = (0..rows * cols)
+                .map(|i| bf16::from_f32(((i * 37) % 19) as f32 / 7.0 - 1.3))
+                .collect();
+            let wide: Vec<f32> = a.iter().map(|v| v.widen()).collect();
+            for width in 1..=5 {
+                let x: Vec<f32> = (0..width * cols)
+                    .map(|i| ((i * 11) % 7) as f32 / 3.0 - 1.0)
+                    .collect();
+                let (mut y, mut want) = (vec![0f32; rows * width], vec![0f32; rows * width]);
+                matvecs(&a, rows, cols, &x, width, &mut y)?;
+                matvecs(&wide, rows, cols, &x, width, &mut want)?;
+                assert_eq!(y, want, "{rows}x{cols}·{width}");
+            }
+            let xr: Vec<f32> = (0..rows).map(|i| ((i * 5) % 9) as f32 - 4.0).collect();
+            let (mut z, mut want) = (vec![0f32; cols], vec![0f32; cols]);
+            vecmat(&a, rows, cols, &xr, &mut z)?;
+            vecmat(&wide, rows, cols, &xr, &mut want)?;
             assert_eq!(z, want, "{rows}x{cols} vecmat");
         }
         Ok(())

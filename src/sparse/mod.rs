@@ -29,6 +29,7 @@ pub mod bsr;
 mod combine;
 pub mod csr;
 pub mod dense;
+pub mod element;
 pub mod nm;
 pub mod probe;
 

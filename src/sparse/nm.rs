@@ -34,8 +34,10 @@
 //! both; table7's `l1_limit`).
 
 use super::Isa;
+use super::element::{Dtype, Element};
 use crate::error::{Error, Result};
 use crate::mask::Pattern;
+use half::bf16;
 use rayon::prelude::*;
 
 /// A matrix whose rows are N:M along their columns, compressed (see the module doc).
@@ -63,6 +65,10 @@ pub struct NmMatrix {
     /// neural gradient from [`NmMatrix::compress_transposed_nonzero`]): the SpMM reads them as
     /// stored, since a block-major copy costs a pass over them, about what it saves.
     transient: bool,
+    /// The values in bf16 (`values` then holds the same numbers widened), read by the
+    /// matrix–vector kernels, where bytes bound the product: `Some` after
+    /// [`NmMatrix::to_bf16`].
+    half: Option<Vec<bf16>>,
 }
 
 /// Where entry `k0 + e` of row `r` sits in a block-major array of an [`NmMatrix`] with `rows`
@@ -227,6 +233,7 @@ impl NmMatrix {
             block_offsets: std::sync::OnceLock::new(),
             block_values: std::sync::OnceLock::new(),
             transient: false,
+            half: None,
         })
     }
 
@@ -319,6 +326,7 @@ impl NmMatrix {
             block_offsets: std::sync::OnceLock::new(),
             block_values: std::sync::OnceLock::new(),
             transient: true,
+            half: None,
         })
     }
 
@@ -350,7 +358,29 @@ impl NmMatrix {
     /// Bytes of the compressed operand as a kernel streams it: values and packed positions
     /// (without the row padding of the position array).
     pub fn bytes(&self) -> usize {
-        self.values.len() * 4 + self.rows * (self.kept_per_row() * self.bits).div_ceil(8)
+        let value = if self.half.is_some() { 2 } else { 4 };
+        self.values.len() * value + self.rows * (self.kept_per_row() * self.bits).div_ceil(8)
+    }
+
+    /// The value type the matrix–vector kernels read.
+    pub fn dtype(&self) -> Dtype {
+        if self.half.is_some() {
+            Dtype::Bf16
+        } else {
+            Dtype::F32
+        }
+    }
+
+    /// The same matrix with its values rounded to bf16 (ties to even) and stored as bf16 for
+    /// the matrix–vector kernels (below 16 columns of B, where the bytes of A bound the
+    /// product: 2 bytes a value instead of 4). The tiled kernel (16 columns or more, bound by
+    /// its multiply-adds) reads the rounded values as `f32`, which the matrix keeps too.
+    pub fn to_bf16(mut self) -> Self {
+        let mut half = vec![bf16::ZERO; self.values.len()];
+        round_to_bf16(&mut self.values, &mut half);
+        self.half = Some(half);
+        self.block_values.take();
+        self
     }
 
     /// Position inside its group of kept entry `k` of row `r`.
@@ -480,6 +510,9 @@ impl NmMatrix {
                     vals[s as usize - base] = value(map.slots[s as usize]);
                 }
             });
+        }
+        if let Some(half) = &mut self.half {
+            round_to_bf16(&mut self.values, half);
         }
         Ok(())
     }
@@ -709,33 +742,50 @@ impl NmMatrix {
             });
     }
 
-    /// Row `r` against every column of B (`bt`: B's columns as rows) into `o`, on this thread.
+    /// Row `r` against every column of B (`bt`: B's columns as rows) into `o`, on this thread,
+    /// reading the values in bf16 where the matrix has them.
     fn spmv_one(&self, isa: Isa, r: usize, bt: &[f32], o: &mut [f32]) {
+        match &self.half {
+            Some(half) => self.spmv_one_in(isa, half, r, bt, o),
+            None => self.spmv_one_in(isa, &self.values, r, bt, o),
+        }
+    }
+
+    /// [`NmMatrix::spmv_one`] reading the values from `vals` (this matrix's, in one type).
+    fn spmv_one_in<E: Element>(&self, isa: Isa, vals: &[E], r: usize, bt: &[f32], o: &mut [f32]) {
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: callers checked (`Isa::check`) or detected AVX-512F on this CPU.
             Isa::Avx512 => unsafe {
                 // Batches 1 to 8 have their own kernels where the pattern allows.
                 let done = match o.len() {
-                    1 => spmv_cols_avx512::<1>(self, r, bt, o),
-                    2 => spmv_cols_avx512::<2>(self, r, bt, o),
-                    3 => spmv_cols_avx512::<3>(self, r, bt, o),
-                    4 => spmv_cols_avx512::<4>(self, r, bt, o),
-                    5 => spmv_cols_avx512::<5>(self, r, bt, o),
-                    6 => spmv_cols_avx512::<6>(self, r, bt, o),
-                    7 => spmv_cols_avx512::<7>(self, r, bt, o),
-                    8 => spmv_cols_avx512::<8>(self, r, bt, o),
+                    1 => spmv_cols_avx512::<1, E>(self, vals, r, bt, o),
+                    2 => spmv_cols_avx512::<2, E>(self, vals, r, bt, o),
+                    3 => spmv_cols_avx512::<3, E>(self, vals, r, bt, o),
+                    4 => spmv_cols_avx512::<4, E>(self, vals, r, bt, o),
+                    5 => spmv_cols_avx512::<5, E>(self, vals, r, bt, o),
+                    6 => spmv_cols_avx512::<6, E>(self, vals, r, bt, o),
+                    7 => spmv_cols_avx512::<7, E>(self, vals, r, bt, o),
+                    8 => spmv_cols_avx512::<8, E>(self, vals, r, bt, o),
                     _ => false,
                 };
                 if !done {
-                    spmv_row_avx512(self, r, bt, o)
+                    spmv_row_avx512(self, vals, r, bt, o)
                 }
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: callers checked (`Isa::check`) or detected AVX2 and FMA on this CPU.
-            Isa::Avx2 => unsafe { spmv_row_avx2(self, r, bt, o) },
-            _ => spmv_row_scalar(self, r, 0, bt, o),
+            Isa::Avx2 => unsafe { spmv_row_avx2(self, vals, r, bt, o) },
+            _ => spmv_row_scalar(self, vals, r, 0, bt, o),
         }
+    }
+}
+
+/// `half` = `values` rounded to bf16, and `values` the same numbers widened back.
+fn round_to_bf16(values: &mut [f32], half: &mut [bf16]) {
+    for (v, h) in values.iter_mut().zip(half) {
+        *h = bf16::from_f32(*v);
+        *v = h.widen();
     }
 }
 
@@ -1284,14 +1334,21 @@ unsafe fn spmm_avx2(
 
 /// Row `r` against every column of B (`bt` rows), kept entries from `from` on, plainly; adds
 /// into `out` (one value per column) when `from > 0`, else writes it.
-fn spmv_row_scalar(a: &NmMatrix, r: usize, from: usize, bt: &[f32], out: &mut [f32]) {
+fn spmv_row_scalar<E: Element>(
+    a: &NmMatrix,
+    vals: &[E],
+    r: usize,
+    from: usize,
+    bt: &[f32],
+    out: &mut [f32],
+) {
     let kept = a.kept_per_row();
-    let vals = &a.values[r * kept..(r + 1) * kept];
+    let vals = &vals[r * kept..(r + 1) * kept];
     for (c, o) in out.iter_mut().enumerate() {
         let x = &bt[c * a.cols..(c + 1) * a.cols];
         let mut acc = 0f32;
         for (k, &v) in vals.iter().enumerate().skip(from) {
-            acc += v * x[a.column(r, k)];
+            acc += v.widen() * x[a.column(r, k)];
         }
         *o = if from > 0 { *o + acc } else { acc };
     }
@@ -1305,7 +1362,13 @@ fn spmv_row_scalar(a: &NmMatrix, r: usize, from: usize, bt: &[f32], out: &mut [f
 #[target_feature(enable = "avx512f")]
 // SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
 // (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
-unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
+unsafe fn spmv_row_avx512<E: Element>(
+    a: &NmMatrix,
+    vals: &[E],
+    r: usize,
+    bt: &[f32],
+    out: &mut [f32],
+) {
     use std::arch::x86_64::*;
     const MAX_RHS: usize = 4;
     let (n, m) = (a.pattern.n, a.pattern.m);
@@ -1314,7 +1377,7 @@ unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
     // Lanes of one chunk: group offsets relative to the chunk's first group (N | 16 or 16 | N).
     let lane_groups = n <= 16 && 16 % n == 0 || n % 16 == 0;
     if !lane_groups || kept < 16 {
-        return spmv_row_scalar(a, r, 0, bt, out);
+        return spmv_row_scalar(a, vals, r, 0, bt, out);
     }
     let off: [i32; 16] = std::array::from_fn(|l| if n <= 16 { (l / n * m) as i32 } else { 0 });
     // SAFETY: `off` holds 16 i32.
@@ -1347,7 +1410,7 @@ unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
     );
     let shifts_nibble = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
     let pos_mask = _mm512_set1_epi32((1 << bits) - 1);
-    let vals = a.values[r * kept..(r + 1) * kept].as_ptr();
+    let vp = vals[r * kept..(r + 1) * kept].as_ptr();
     let index = a.index[r * a.index_stride..(r + 1) * a.index_stride].as_ptr();
     let chunks = kept / 16;
     let full = chunks * 16;
@@ -1392,10 +1455,10 @@ unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
         let mut base = 0usize;
         for ci in 0..chunks {
             if ci % 8 == 0 {
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(vals.add(16 * ci + 256).cast()) };
+                _mm_prefetch::<_MM_HINT_T0>(vp.wrapping_add(16 * ci + 256).cast());
             }
             let rel = _mm512_add_epi32(off, positions(ci));
-            let v = unsafe { _mm512_loadu_ps(vals.add(16 * ci)) };
+            let v = unsafe { E::load16(vp.add(16 * ci)) };
             let slot = ci & 1;
             for c in 0..cw {
                 let x = unsafe { xs[c].add(base) };
@@ -1416,7 +1479,7 @@ unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
         }
     }
     if full < kept {
-        spmv_row_scalar(a, r, full, bt, out);
+        spmv_row_scalar(a, vals, r, full, bt, out);
     }
 }
 
@@ -1424,7 +1487,7 @@ unsafe fn spmv_row_avx512(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
 /// and positions of at most 4 bits (1:2, 2:4, 4:8, 8:16 by a two-register permute, as 16
 /// entries span at most 32 columns; 1:4, 2:8, 1:8, … by a gather).
 #[cfg(target_arch = "x86_64")]
-struct Chunks16 {
+struct Chunks16<E> {
     /// Each lane's column offset from its chunk's first group.
     off: std::arch::x86_64::__m512i,
     /// Each lane's shift into the packed positions.
@@ -1439,14 +1502,14 @@ struct Chunks16 {
     permute: bool,
     /// The window is 64 floats.
     wide: bool,
-    vals: *const f32,
+    vals: *const E,
     index: *const u8,
     /// Full chunks whose reads stay inside the row (see [`Chunks16::new`]).
     chunks: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Chunks16 {
+impl<E: Element> Chunks16<E> {
     /// Row `r` of `a`, or `None` for a pattern these kernels do not take.
     ///
     /// The reads of chunk `ci < chunks` stay in bounds: values `16ci..16ci+16` (below `kept`),
@@ -1455,7 +1518,7 @@ impl Chunks16 {
     /// (`chunks` stops before a window that would pass `cols`) or exactly the kept columns for
     /// a gather.
     #[target_feature(enable = "avx512f")]
-    fn new(a: &NmMatrix, r: usize) -> Option<Self> {
+    fn new(a: &NmMatrix, vals: &[E], r: usize) -> Option<Self> {
         use std::arch::x86_64::*;
         let (n, m) = (a.pattern.n, a.pattern.m);
         let (kept, bits) = (a.kept_per_row(), a.bits);
@@ -1498,7 +1561,7 @@ impl Chunks16 {
             step,
             permute,
             wide,
-            vals: a.values[r * kept..(r + 1) * kept].as_ptr(),
+            vals: vals[r * kept..(r + 1) * kept].as_ptr(),
             index: a.index[r * a.index_stride..(r + 1) * a.index_stride].as_ptr(),
             chunks,
         })
@@ -1516,7 +1579,7 @@ impl Chunks16 {
         let (p, v) = unsafe {
             (
                 self.index.add(2 * self.bits * ci),
-                _mm512_loadu_ps(self.vals.add(16 * ci)),
+                E::load16(self.vals.add(16 * ci)),
             )
         };
         let packed = if self.bits == 4 {
@@ -1587,14 +1650,15 @@ impl Chunks16 {
 #[target_feature(enable = "avx512f")]
 // SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
 // (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
-unsafe fn spmv_cols_avx512<const C: usize>(
+unsafe fn spmv_cols_avx512<const C: usize, E: Element>(
     a: &NmMatrix,
+    vals: &[E],
     r: usize,
     bt: &[f32],
     out: &mut [f32],
 ) -> bool {
     use std::arch::x86_64::*;
-    let Some(ch) = Chunks16::new(a, r) else {
+    let Some(ch) = Chunks16::new(a, vals, r) else {
         return false;
     };
     if out.len() != C || bt.len() < C * a.cols {
@@ -1607,8 +1671,10 @@ unsafe fn spmv_cols_avx512<const C: usize>(
         let mut acc = [_mm512_setzero_ps(); 4];
         while ci + 4 <= ch.chunks {
             // A prefetch reads nothing; the addresses may run past the row.
-            _mm_prefetch::<_MM_HINT_T0>(ch.vals.wrapping_add(16 * ci + 512).cast());
-            _mm_prefetch::<_MM_HINT_T0>(ch.vals.wrapping_add(16 * ci + 528).cast());
+            // Two lines 2 KiB ahead of the chunk (512 floats or 1024 bf16).
+            let ahead = ch.vals.cast::<u8>().wrapping_add(16 * ci * size_of::<E>() + 2048);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
             for (j, acc) in acc.iter_mut().enumerate() {
                 let (v, rel) = unsafe { ch.chunk(ci + j) };
                 *acc = _mm512_fmadd_ps(v, unsafe { ch.fetch(xs[0], ci + j, rel) }, *acc);
@@ -1636,7 +1702,7 @@ unsafe fn spmv_cols_avx512<const C: usize>(
         }
     }
     if 16 * ch.chunks < a.kept_per_row() {
-        spmv_row_scalar(a, r, 16 * ch.chunks, bt, out);
+        spmv_row_scalar(a, vals, r, 16 * ch.chunks, bt, out);
     }
     true
 }
@@ -1646,7 +1712,13 @@ unsafe fn spmv_cols_avx512<const C: usize>(
 #[target_feature(enable = "avx2,fma")]
 // SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX2 and FMA
 // (`Isa::check`/`Isa::detect`); every memory access inside is bounds-checked or justified.
-unsafe fn spmv_row_avx2(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
+unsafe fn spmv_row_avx2<E: Element>(
+    a: &NmMatrix,
+    vals: &[E],
+    r: usize,
+    bt: &[f32],
+    out: &mut [f32],
+) {
     use std::arch::x86_64::*;
     const MAX_RHS: usize = 8;
     let (n, m) = (a.pattern.n, a.pattern.m);
@@ -1654,7 +1726,7 @@ unsafe fn spmv_row_avx2(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
     let width = out.len();
     let lane_groups = n <= 8 && 8 % n == 0 || n % 8 == 0;
     if !lane_groups || kept < 8 {
-        return spmv_row_scalar(a, r, 0, bt, out);
+        return spmv_row_scalar(a, vals, r, 0, bt, out);
     }
     let off: [i32; 8] = std::array::from_fn(|l| if n <= 8 { (l / n * m) as i32 } else { 0 });
     // SAFETY: `off` holds 8 i32.
@@ -1662,7 +1734,7 @@ unsafe fn spmv_row_avx2(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
     let b = a.bits as i32;
     let shifts = _mm256_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
     let mask = _mm256_set1_epi32((1 << a.bits) - 1);
-    let vals = &a.values[r * kept..(r + 1) * kept];
+    let row = &vals[r * kept..(r + 1) * kept];
     let full = kept / 8 * 8;
     for c0 in (0..width).step_by(MAX_RHS) {
         let cw = (width - c0).min(MAX_RHS);
@@ -1680,7 +1752,7 @@ unsafe fn spmv_row_avx2(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
             let rel = _mm256_add_epi32(off, pos);
             let base = k0 / n * m;
             // SAFETY: k0 + 8 ≤ kept.
-            let v = unsafe { _mm256_loadu_ps(vals.as_ptr().add(k0)) };
+            let v = unsafe { E::load8(row.as_ptr().add(k0)) };
             for (c, acc) in acc.iter_mut().enumerate().take(cw) {
                 let x = &bt[(c0 + c) * a.cols..(c0 + c + 1) * a.cols];
                 // SAFETY: every lane's column base + rel < cols (a kept entry's column).
@@ -1697,7 +1769,7 @@ unsafe fn spmv_row_avx2(a: &NmMatrix, r: usize, bt: &[f32], out: &mut [f32]) {
         }
     }
     if full < kept {
-        spmv_row_scalar(a, r, full, bt, out);
+        spmv_row_scalar(a, vals, r, full, bt, out);
     }
 }
 

@@ -1,8 +1,8 @@
 //! Cell kind `gemm`: one training GEMM of one mask type against dense, timed in the same
 //! process (table7; [`crate::ops::gemm`]).
 //!
-//! Axes: `mask` (`dense`, `nm:N:M`, `transposable:N:M`), `shape` (`OUTxIN`), `batch` and `op`
-//! (`forward`, `backward`, `update`). Params (optional): `min_seconds` (least timed seconds per
+//! Axes: `mask` (`dense`, `nm:N:M`, `transposable:N:M`), `shape` (`OUTxIN`), `batch`, `op`
+//! (`forward`, `backward`, `update`) and optionally `dtype` (`f32`, the default, or `bf16`). Params (optional): `min_seconds` (least timed seconds per
 //! side, default 0.2) and `threads` (default: the run's). The update op needs a batch that is a
 //! multiple of M (ĝ is N:M along it): other cells are refused when the plan is made (leave them
 //! out with `[[exclude]]`). Speedups are ratios within the cell, never absolute times.
@@ -73,6 +73,10 @@ fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<GemmJob> {
             ));
         }
     }
+    let dtype = match cell.get("dtype") {
+        Some(d) => d.parse()?,
+        None => Default::default(),
+    };
     Ok(GemmJob {
         mask,
         out,
@@ -82,6 +86,7 @@ fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<GemmJob> {
         seed: 0,
         threads,
         min_seconds,
+        dtype,
     })
 }
 
@@ -95,7 +100,7 @@ impl CellKind for GemmCell {
     }
 
     fn axes(&self) -> &'static [&'static str] {
-        &["mask", "shape", "batch", "op"]
+        &["mask", "shape", "batch", "op", "dtype"]
     }
 
     fn columns(&self) -> Vec<String> {

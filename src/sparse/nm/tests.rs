@@ -321,3 +321,50 @@ proptest! {
         prop_assert!(part.iter().zip(&full[r0 * width..]).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+    /// A bf16 matrix multiplies exactly as the f32 matrix of the same (bf16-rounded) values:
+    /// the matrix–vector kernels read the bf16 copy, widen it and add in the same order, so
+    /// every path gives the same bits; the tiled path reads the rounded f32 values. Its bytes
+    /// count 2 per value, and a refill keeps both copies in step.
+    #[test]
+    fn bf16_values_give_the_f32_product_of_the_rounded_values(
+        pi in 0usize..6,
+        rows in 1usize..24,
+        groups in 1usize..24,
+        width in prop_oneof![1usize..=17, Just(40usize)],
+        seed in 0u64..1000,
+    ) {
+        let (n, m) = [(2, 4), (1, 4), (4, 8), (8, 16), (16, 32), (3, 8)][pi];
+        let p = Pattern::new(n, m).unwrap();
+        let cols = groups * m;
+        let (dense, mask) = case(rows, cols, p, seed);
+        let rounded: Vec<f32> = dense.iter().map(|&x| crate::sparse::element::round_bf16(x)).collect();
+        let a16 = NmMatrix::compress(&dense, &mask, rows, cols, p).unwrap().to_bf16();
+        let a32 = NmMatrix::compress(&rounded, &mask, rows, cols, p).unwrap();
+        prop_assert_eq!(a16.dtype(), Dtype::Bf16);
+        prop_assert_eq!(a16.to_dense(), a32.to_dense());
+        prop_assert_eq!(a32.bytes() - a16.bytes(), 2 * rows * (cols / m * n));
+        let b: Vec<f32> = (0..cols * width).map(|i| ((i * 7919 + seed as usize) % 2001) as f32 / 1000.0 - 1.0).collect();
+        for isa in isas() {
+            let (mut x, mut y) = (vec![f32::NAN; rows * width], vec![f32::NAN; rows * width]);
+            a16.matmul_with(isa, &b, width, &mut x).unwrap();
+            a32.matmul_with(isa, &b, width, &mut y).unwrap();
+            prop_assert!(x.iter().zip(&y).all(|(u, v)| u.to_bits() == v.to_bits()), "{isa:?} {p} {rows}x{cols}·{width}");
+        }
+        // Refilled from other values: the same as compressing those and rounding.
+        let keep: Vec<f32> = mask.iter().map(|&k| k as f32).collect();
+        let map = a16.slot_map(&keep, cols, 1).unwrap();
+        let other: Vec<f32> = dense.iter().map(|x| x * -1.7).collect();
+        let mut refilled = a16.clone();
+        refilled.refill(&other, &map).unwrap();
+        let want = NmMatrix::compress(&other, &mask, rows, cols, p).unwrap().to_bf16();
+        prop_assert_eq!(refilled.to_dense(), want.to_dense());
+        let b3: Vec<f32> = (0..cols * 3).map(|i| (i % 13) as f32 / 6.0 - 1.0).collect();
+        let (mut x, mut y) = (vec![0f32; rows * 3], vec![0f32; rows * 3]);
+        refilled.matmul(&b3, 3, &mut x).unwrap();
+        want.matmul(&b3, 3, &mut y).unwrap();
+        prop_assert_eq!(x, y);
+    }
+}
