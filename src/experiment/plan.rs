@@ -193,7 +193,8 @@ fn check_columns(spec: &Spec, kind: &dyn CellKind) -> Result<()> {
                 .chain(&f.y)
                 .chain(&f.error)
                 .chain(&f.series)
-                .chain(&f.panels);
+                .chain(&f.panels)
+                .chain(f.only.keys());
         if let Some(c) = named.into_iter().find(|c| !known.contains(c)) {
             return Err(refuse(format!("[[figures]] `{}`", f.file), c));
         }

@@ -58,6 +58,37 @@ pub struct Figure {
     pub x_label: String,
     /// Axis description beside the y axis, with units.
     pub y_label: String,
+    /// Rows drawn: only those whose value in each named column is one of the given values
+    /// (`only = { dtype = "bf16", batch = [1, 8] }`); every row when empty.
+    #[serde(default)]
+    pub only: std::collections::BTreeMap<String, OneOrManyValues>,
+}
+
+/// A value or a list of values (`only`'s entries), matched against a row's column as text.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrManyValues {
+    /// Any of these (first: a list would also deserialise as one JSON value).
+    Many(Vec<Value>),
+    /// One value.
+    One(Value),
+}
+
+impl OneOrManyValues {
+    /// Whether `v` (a row's value) is one of these, compared as text (`1` matches `"1"`).
+    fn admits(&self, v: Option<&Value>) -> bool {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let Some(v) = v.map(text) else {
+            return false;
+        };
+        match self {
+            OneOrManyValues::One(x) => text(x) == v,
+            OneOrManyValues::Many(xs) => xs.iter().any(|x| text(x) == v),
+        }
+    }
 }
 
 /// The chart types a figure can be.
@@ -145,6 +176,14 @@ impl Figure {
             .chain(&self.error)
             .chain(&self.series)
             .chain(&self.panels)
+            .chain(self.only.keys())
+    }
+
+    /// The rows `only` admits (all without it).
+    fn selected<'a>(&self, rows: &'a [Row]) -> Vec<&'a Row> {
+        rows.iter()
+            .filter(|r| self.only.iter().all(|(c, want)| want.admits(r.get(c))))
+            .collect()
     }
 }
 
@@ -177,7 +216,7 @@ pub fn draw(fig: &Figure, rows: &[Row]) -> Result<String> {
             ));
         }
     }
-    let panels = split_panels(fig, rows);
+    let panels = split_panels(fig, &fig.selected(rows));
     let mut svg = String::new();
     let result = match fig.kind {
         FigureKind::Points => draw_points(fig, &panels, &mut svg),
@@ -234,9 +273,9 @@ fn label(v: Option<&Value>) -> String {
 }
 
 /// Rows grouped by the panel column, in first-seen order (one unnamed panel without it).
-fn split_panels<'a>(fig: &Figure, rows: &'a [Row]) -> Vec<(String, Vec<&'a Row>)> {
+fn split_panels<'a>(fig: &Figure, rows: &[&'a Row]) -> Vec<(String, Vec<&'a Row>)> {
     let mut panels: Vec<(String, Vec<&Row>)> = Vec::new();
-    for row in rows {
+    for &row in rows {
         let key = fig
             .panels
             .as_ref()
@@ -664,6 +703,40 @@ mod tests {
         assert!(svg.contains("pattern = 4:8") && svg.contains("two-approx"));
         // Deterministic: the same rows give the same bytes.
         assert_eq!(draw(&points_figure(), &rows)?, svg);
+        Ok(())
+    }
+
+    /// `only` draws the rows it admits (a number in the spec matches the same number or its
+    /// text in a row) and nothing else; a column it names that the rows lack is an error.
+    #[test]
+    fn only_draws_the_rows_it_admits() -> Result<()> {
+        let mut fig: Figure = toml::from_str(
+            r#"
+            file = "acc"
+            title = "accuracy"
+            kind = "dots"
+            x = ["setup"]
+            y = "v"
+            x_label = "v"
+            y_label = "setup"
+            only = { dtype = "bf16", batch = [1, "8"] }
+            "#,
+        )
+        .unwrap();
+        let rows: Vec<Row> = [
+            json!({"setup": "a-f32", "dtype": "f32", "batch": "1", "v": 1.0}),
+            json!({"setup": "b-bf16", "dtype": "bf16", "batch": "1", "v": 2.0}),
+            json!({"setup": "c-bf16", "dtype": "bf16", "batch": 8, "v": 3.0}),
+            json!({"setup": "d-bf16", "dtype": "bf16", "batch": "32", "v": 4.0}),
+        ]
+        .into_iter()
+        .map(row)
+        .collect();
+        let svg = draw(&fig, &rows)?;
+        assert!(svg.contains("b-bf16") && svg.contains("c-bf16"), "{svg}");
+        assert!(!svg.contains("a-f32") && !svg.contains("d-bf16"), "{svg}");
+        fig.only.insert("shape".into(), OneOrManyValues::One(json!("4096x4096")));
+        assert!(draw(&fig, &rows).unwrap_err().to_string().contains("shape"));
         Ok(())
     }
 

@@ -21,6 +21,10 @@
 //! Instruction sets are chosen at run time ([`Isa::detect`]): AVX-512, else AVX2 with FMA,
 //! else plain scalar code; each path is tested where the CPU has it.
 //!
+//! Value types ([`element`]): f32, or bf16 for the N:M values and the dense weights below 16
+//! columns of B (the matrix–vector kernels, where bytes bound the product), widened to f32 as
+//! they are read; products accumulate in f32.
+//!
 //! [`probe`] measures this core's multiply-add rate with an operand from L1 (the sparse tile
 //! kernels' mix) against both operands in registers (dense GEMM's): the bound of every
 //! broadcast-times-row kernel here at large batch.
