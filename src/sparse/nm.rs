@@ -757,17 +757,14 @@ impl NmMatrix {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: callers checked (`Isa::check`) or detected AVX-512F on this CPU.
             Isa::Avx512 => unsafe {
-                // Batches 1 to 8 have their own kernels where the pattern allows.
-                let done = match o.len() {
-                    1 => spmv_cols_avx512::<1, E>(self, vals, r, bt, o),
-                    2 => spmv_cols_avx512::<2, E>(self, vals, r, bt, o),
-                    3 => spmv_cols_avx512::<3, E>(self, vals, r, bt, o),
-                    4 => spmv_cols_avx512::<4, E>(self, vals, r, bt, o),
-                    5 => spmv_cols_avx512::<5, E>(self, vals, r, bt, o),
-                    6 => spmv_cols_avx512::<6, E>(self, vals, r, bt, o),
-                    7 => spmv_cols_avx512::<7, E>(self, vals, r, bt, o),
-                    8 => spmv_cols_avx512::<8, E>(self, vals, r, bt, o),
-                    _ => false,
+                // Batches 1 to 8 have their own kernels where the pattern allows; 9 to 15
+                // run as 8 and the rest (two passes over the row instead of four).
+                let done = if o.len() > 8 {
+                    let (o8, rest) = o.split_at_mut(8);
+                    spmv_cols_up_to_8(self, vals, r, &bt[..8 * self.cols], o8)
+                        && spmv_cols_up_to_8(self, vals, r, &bt[8 * self.cols..], rest)
+                } else {
+                    spmv_cols_up_to_8(self, vals, r, bt, o)
                 };
                 if !done {
                     spmv_row_avx512(self, vals, r, bt, o)
@@ -1635,6 +1632,37 @@ impl<E: Element> Chunks16<E> {
         } else {
             // SAFETY: every lane reads a kept column, below `cols`.
             unsafe { _mm512_i32gather_ps::<4>(rel, xp.cast()) }
+        }
+    }
+}
+
+/// [`spmv_cols_avx512`] for `out.len()` columns (1 to 8; false for more, or for a pattern it
+/// does not take).
+///
+/// # Safety
+/// As [`spmv_cols_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+// SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F.
+unsafe fn spmv_cols_up_to_8<E: Element>(
+    a: &NmMatrix,
+    vals: &[E],
+    r: usize,
+    bt: &[f32],
+    out: &mut [f32],
+) -> bool {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        match out.len() {
+            1 => spmv_cols_avx512::<1, E>(a, vals, r, bt, out),
+            2 => spmv_cols_avx512::<2, E>(a, vals, r, bt, out),
+            3 => spmv_cols_avx512::<3, E>(a, vals, r, bt, out),
+            4 => spmv_cols_avx512::<4, E>(a, vals, r, bt, out),
+            5 => spmv_cols_avx512::<5, E>(a, vals, r, bt, out),
+            6 => spmv_cols_avx512::<6, E>(a, vals, r, bt, out),
+            7 => spmv_cols_avx512::<7, E>(a, vals, r, bt, out),
+            8 => spmv_cols_avx512::<8, E>(a, vals, r, bt, out),
+            _ => false,
         }
     }
 }
