@@ -271,6 +271,7 @@ Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue
   masklab gemm --mask nm:2:4 --shape 4096x4096 --batch 1
   masklab gemm --mask transposable:2:4 --shape 4096x4096 --batch 128 --op backward --json
   masklab gemm --mask nm:1:4 --shape 1024x1024 --batch 8 --op forward
+  masklab gemm --mask nm:2:4 --shape 4096x4096 --batch 1 --dtype bf16
   masklab gemm --mask transposable:4:8 --shape 1024x4096 --batch 256 --op update
   masklab gemm --mask unstructured:0.75 --shape 4096x4096 --batch 32
   masklab gemm --mask block:16:0.5 --shape 4096x4096 --batch 128 --op backward

@@ -21,9 +21,9 @@ use crate::sparse::bsr::BsrMatrix;
 use crate::sparse::csr::CsrMatrix;
 use crate::sparse::dense::{self, Strided};
 use crate::sparse::element::{Dtype, round_bf16};
-use half::bf16;
 use crate::sparse::nm::NmMatrix;
 use crate::sparse::{Isa, transpose, transpose_par};
+use half::bf16;
 use serde::Serialize;
 use std::time::Instant;
 

@@ -735,7 +735,8 @@ mod tests {
         let svg = draw(&fig, &rows)?;
         assert!(svg.contains("b-bf16") && svg.contains("c-bf16"), "{svg}");
         assert!(!svg.contains("a-f32") && !svg.contains("d-bf16"), "{svg}");
-        fig.only.insert("shape".into(), OneOrManyValues::One(json!("4096x4096")));
+        fig.only
+            .insert("shape".into(), OneOrManyValues::One(json!("4096x4096")));
         assert!(draw(&fig, &rows).unwrap_err().to_string().contains("shape"));
         Ok(())
     }

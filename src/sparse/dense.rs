@@ -156,21 +156,23 @@ pub fn matvecs<E: Element>(
         return Ok(());
     }
     let isa = crate::sparse::Isa::detect();
-    yt.par_chunks_mut(64 * width).enumerate().for_each(|(i, ys)| {
-        let r0 = i * 64;
-        let a = &a[r0 * cols..(r0 + ys.len() / width) * cols];
-        if width == 1 {
-            for (row, out) in a.chunks_exact(cols).zip(ys.iter_mut()) {
-                *out = match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Isa::detect` found AVX-512F on this CPU.
-                    crate::sparse::Isa::Avx512 => unsafe { dot_avx512(row, x) },
-                    _ => dot_body(row, x, |acc, a, b| acc + a * b),
-                };
+    yt.par_chunks_mut(64 * width)
+        .enumerate()
+        .for_each(|(i, ys)| {
+            let r0 = i * 64;
+            let a = &a[r0 * cols..(r0 + ys.len() / width) * cols];
+            if width == 1 {
+                for (row, out) in a.chunks_exact(cols).zip(ys.iter_mut()) {
+                    *out = match isa {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `Isa::detect` found AVX-512F on this CPU.
+                        crate::sparse::Isa::Avx512 => unsafe { dot_avx512(row, x) },
+                        _ => dot_body(row, x, |acc, a, b| acc + a * b),
+                    };
+                }
+                return;
             }
-            return;
-        }
-        macro_rules! by_width {
+            macro_rules! by_width {
             ($($w:literal),*) => {
                 match width {
                     $($w => rows_dots::<E, $w>(isa, a, cols, x, ys),)*
@@ -178,16 +180,16 @@ pub fn matvecs<E: Element>(
                 }
             };
         }
-        if width < 16 {
-            by_width!(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        } else {
-            for (row, out) in a.chunks_exact(cols).zip(ys.chunks_mut(width)) {
-                for (c, o) in out.iter_mut().enumerate() {
-                    *o = dot_body(row, &x[c * cols..(c + 1) * cols], |acc, a, b| acc + a * b);
+            if width < 16 {
+                by_width!(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            } else {
+                for (row, out) in a.chunks_exact(cols).zip(ys.chunks_mut(width)) {
+                    for (c, o) in out.iter_mut().enumerate() {
+                        *o = dot_body(row, &x[c * cols..(c + 1) * cols], |acc, a, b| acc + a * b);
+                    }
                 }
             }
-        }
-    });
+        });
     Ok(())
 }
 
@@ -457,11 +459,7 @@ unsafe fn axpy_avx512<E: Element>(s: f32, x: &[E], y: &mut [f32]) {
 
 /// `Σ a_i·b_i` in 64 lanes (four independent chains of 16) plus a scalar tail.
 #[inline(always)]
-fn dot_body<E: Element>(
-    a: &[E],
-    b: &[f32],
-    fma: impl Fn(f32, f32, f32) -> f32 + Copy,
-) -> f32 {
+fn dot_body<E: Element>(a: &[E], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32 + Copy) -> f32 {
     const L: usize = 64;
     let mut acc = [0f32; L];
     let split = a.len() / L * L;

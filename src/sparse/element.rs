@@ -135,7 +135,10 @@ mod tests {
     #[test]
     fn widening_is_exact_and_rounding_ties_to_even() {
         for x in [0.0f32, -0.0, 1.0, -2.5, 3.0e38, 1.0e-38, f32::INFINITY] {
-            assert_eq!(bf16::from_f32(x).widen().to_bits(), bf16::from_f32(x).to_f32().to_bits());
+            assert_eq!(
+                bf16::from_f32(x).widen().to_bits(),
+                bf16::from_f32(x).to_f32().to_bits()
+            );
         }
         // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to the even mantissa, 1.
         assert_eq!(round_bf16(1.0 + 1.0 / 256.0), 1.0);

@@ -1700,7 +1700,10 @@ unsafe fn spmv_cols_avx512<const C: usize, E: Element>(
         while ci + 4 <= ch.chunks {
             // A prefetch reads nothing; the addresses may run past the row.
             // Two lines 2 KiB ahead of the chunk (512 floats or 1024 bf16).
-            let ahead = ch.vals.cast::<u8>().wrapping_add(16 * ci * size_of::<E>() + 2048);
+            let ahead = ch
+                .vals
+                .cast::<u8>()
+                .wrapping_add(16 * ci * size_of::<E>() + 2048);
             _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
             _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
             for (j, acc) in acc.iter_mut().enumerate() {

@@ -48,6 +48,35 @@ fn gemm_json_reports_bytes_limits_and_matches_the_dense_product() {
     assert_eq!(r["kernel"], "dense");
 }
 
+/// `--dtype bf16` stores the weights as bf16 on both sides: 2 bytes a value in the byte counts,
+/// and the same product as dense to f32 rounding.
+#[test]
+fn gemm_bf16_counts_two_bytes_a_weight() {
+    let out = ok(&[
+        "gemm",
+        "--mask",
+        "nm:2:4",
+        "--shape",
+        "64x128",
+        "--dtype",
+        "bf16",
+        "--min-seconds",
+        "0",
+        "--json",
+    ]);
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["dtype"], "bf16");
+    assert_eq!(r["kernel"], "nm");
+    // Forward: Y [1, 64] = X [1, 128] · Wᵀ; inputs 2 bytes, output 4; W: 64 rows × 64 kept ×
+    // (2 bytes + 2 bits).
+    assert_eq!(r["dense_bytes"], 2 * (128 + 64 * 128) + 4 * 64);
+    assert_eq!(
+        r["sparse_bytes"],
+        2 * 128 + 4 * 64 + 64 * 64 * 2 + 64 * 64 * 2 / 8
+    );
+    assert!(r["max_rel_error"].as_f64().unwrap() < 1e-5, "{r}");
+}
+
 /// Bad input names the option and value.
 #[test]
 fn gemm_refuses_what_it_cannot_run() {
@@ -85,8 +114,19 @@ fn gemm_refuses_what_it_cannot_run() {
             "8x8 blocks",
         ),
         (
-            vec!["--mask", "nm:2:4", "--shape", "64x64", "--dtype", "bf16"],
-            "bf16",
+            vec![
+                "--mask",
+                "unstructured:0.5",
+                "--shape",
+                "64x64",
+                "--dtype",
+                "bf16",
+            ],
+            "f32 only",
+        ),
+        (
+            vec!["--mask", "nm:2:4", "--shape", "64x64", "--dtype", "f16"],
+            "expected f32 or bf16",
         ),
     ] {
         let mut all = vec!["gemm"];
@@ -105,7 +145,10 @@ fn table7_smoke_runs_every_mask_and_op_and_matches_its_baseline() {
     let out = tmp.path().join("r");
     run_smoke("table7", &out, &[]);
     let rows = summary_rows(&out);
-    assert_eq!(rows.len(), 27);
+    // 27 f32 cells, and 7 bf16 ones at batch 1 (dense, 2:4, transposable 2:4 forward and
+    // backward, 1:4 forward).
+    assert_eq!(rows.len(), 34);
+    assert_eq!(rows.iter().filter(|r| r["dtype"] == "bf16").count(), 7);
     for r in &rows {
         assert!(r["max_rel_error"].as_f64().unwrap() < 1e-5, "{r:?}");
         let mask = r["mask"].as_str().unwrap();
