@@ -313,6 +313,8 @@ unsafe fn dots_avx512<E: Element, const R: usize, const W: usize>(
             // SAFETY: k0 + 16 ≤ cols, the row's length.
             a[r] = unsafe { E::load16(rows[r].as_ptr().add(k0)) };
         }
+        // Indexed: `c` picks both the vector and the accumulator column.
+        #[allow(clippy::needless_range_loop)]
         for c in 0..W {
             // SAFETY: c·xs + k0 + 16 ≤ (W − 1)·xs + cols ≤ x.len().
             let xc = unsafe { _mm512_loadu_ps(x.as_ptr().add(c * xs + k0)) };
@@ -375,6 +377,8 @@ unsafe fn dots_avx2<E: Element, const R: usize, const W: usize>(
             // SAFETY: k0 + 8 ≤ cols, the row's length.
             a[r] = unsafe { E::load8(rows[r].as_ptr().add(k0)) };
         }
+        // Indexed: `c` picks both the vector and the accumulator column.
+        #[allow(clippy::needless_range_loop)]
         for c in 0..W {
             // SAFETY: c·xs + k0 + 8 ≤ (W − 1)·xs + cols ≤ x.len().
             let xc = unsafe { _mm256_loadu_ps(x.as_ptr().add(c * xs + k0)) };
