@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
             let mut model =
                 build(model_name, data.shape, 10, &[256, 256], &policy, 0, &dev).expect("model");
             for l in model.sparse_layers() {
-                let m = layer_mask(l, mask, "exact", 0).expect("mask");
+                let m = layer_mask(l, mask, &masklab::solvers::exact::Exact, 0).expect("mask");
                 l.set_mask(m.as_ref()).expect("set mask");
             }
             let mut opt = Optimizer::sgd(model.vars(), 0.9, 5e-4);

@@ -36,7 +36,8 @@ fn main() {
     };
     let mut model = build("mlp", data.shape, 10, &[256, 256], &policy, 0, &dev).unwrap();
     for l in model.sparse_layers() {
-        let m = masklab::train::trainer::layer_mask(l, mask, "exact", 0).unwrap();
+        let m = masklab::train::trainer::layer_mask(l, mask, &masklab::solvers::exact::Exact, 0)
+            .unwrap();
         l.set_mask(m.as_ref()).unwrap();
     }
     let mut opt = Optimizer::sgd(model.vars(), 0.9, 5e-4);

@@ -379,9 +379,6 @@ impl PruneArgs {
             "transposable" => MaskKind::Transposable(pattern()?),
             other => bail!("--structure {other}: expected dense, unstructured, nm or transposable"),
         };
-        if matches!(kind, MaskKind::Transposable(_)) {
-            masklab::solvers::by_name(&self.solver)?;
-        }
         if self.window < 2 || self.calib_windows == 0 || self.batch == 0 {
             bail!(
                 "--window {} / --calib-windows {} / --batch {}: need a window of at least 2 tokens and at least one window per batch",
@@ -394,7 +391,7 @@ impl PruneArgs {
             model: self.model.clone(),
             method: self.method.parse()?,
             kind,
-            solver: self.solver.clone(),
+            solver: masklab::solvers::by_name(&self.solver)?,
             calib: self.calib.clone(),
             eval: self.eval.clone(),
             cache: masklab::io::default_cache(),
@@ -774,7 +771,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
             model: a.model.clone(),
             hidden: a.hidden.clone(),
             mask: a.mask.parse()?,
-            solver: a.solver.clone(),
+            solver: masklab::solvers::by_name(&a.solver)?,
             every: a.every,
             grad: a.grad_estimator.parse()?,
             gemm: a.gemm.parse()?,

@@ -11,7 +11,7 @@ use crate::diversity::{Structure, diversity};
 use crate::error::{Error, Result};
 use crate::mask::tile::Blocks;
 use crate::mask::{Mask, Matrix, Pattern};
-use crate::solvers::{self, SolveContext, apply::solve_blocks};
+use crate::solvers::{SolveContext, Solver, apply::solve_blocks};
 use std::fmt;
 use std::str::FromStr;
 
@@ -130,7 +130,12 @@ impl fmt::Display for MaskKind {
 
 /// The mask of structure `kind` on `scores` (`None` for dense); transposable masks come from
 /// `solver` (an infeasible block is an error naming it).
-pub fn mask_of(scores: &Matrix, kind: MaskKind, solver: &str, seed: u64) -> Result<Option<Mask>> {
+pub fn mask_of(
+    scores: &Matrix,
+    kind: MaskKind,
+    solver: &dyn Solver,
+    seed: u64,
+) -> Result<Option<Mask>> {
     Ok(match kind {
         MaskKind::Dense => None,
         MaskKind::Unstructured(s) => Some(Mask::unstructured(scores, s)?),
@@ -148,18 +153,18 @@ pub fn mask_of(scores: &Matrix, kind: MaskKind, solver: &str, seed: u64) -> Resu
 pub fn solve_feasible(
     blocks: &Blocks,
     p: Pattern,
-    solver: &str,
+    solver: &dyn Solver,
     seed: u64,
 ) -> Result<crate::solvers::apply::Solved> {
     let ctx = SolveContext {
         seed,
         ..Default::default()
     };
-    let solved = solve_blocks(solvers::by_name(solver)?, blocks.data(), p, &ctx)?;
+    let solved = solve_blocks(solver, blocks.data(), p, &ctx)?;
     if solved.evaluation.infeasible > 0 {
         return Err(Error::invalid(
             "solver",
-            solver,
+            solver.name(),
             format!("{} infeasible blocks for {p}", solved.evaluation.infeasible),
         ));
     }

@@ -55,7 +55,7 @@ pub struct OneShot {
     /// Mask structure of the prunable layers (not dense).
     pub structure: MaskKind,
     /// Solver for transposable masks.
-    pub solver: String,
+    pub solver: &'static dyn crate::solvers::Solver,
     /// Weight scores.
     pub score: LayerScore,
     /// Calibration images drawn from the training split.
@@ -138,17 +138,17 @@ fn mask_and_gap(scores: &Matrix, cfg: &OneShot) -> Result<(crate::mask::Mask, f6
         )),
         MaskKind::Transposable(p) => {
             let blocks = Blocks::from_matrix(scores, p.m)?;
-            let solved = solve_feasible(&blocks, p, &cfg.solver, cfg.seed)?;
-            let g = if cfg.solver == "exact" {
+            let solved = solve_feasible(&blocks, p, cfg.solver, cfg.seed)?;
+            let g = if cfg.solver.guarantee() == crate::solvers::Guarantee::Exact {
                 gap(&solved.evaluation, &solved.evaluation)
             } else {
-                let opt = solve_feasible(&blocks, p, "exact", cfg.seed)?;
+                let opt = solve_feasible(&blocks, p, &crate::solvers::exact::Exact, cfg.seed)?;
                 gap(&solved.evaluation, &opt.evaluation)
             };
             Ok((blocks.to_mask(&solved.keep)?, g.kept, g.optimum))
         }
         kind => {
-            let m = mask_of(scores, kind, &cfg.solver, cfg.seed)?
+            let m = mask_of(scores, kind, cfg.solver, cfg.seed)?
                 .ok_or_else(|| Error::invalid("structure", kind, "gives no mask"))?;
             let kept = total_kept(&m);
             Ok((m, kept, kept))
@@ -342,7 +342,7 @@ mod tests {
             load_vars(&model.vars(), &ckpt).unwrap();
             let one = OneShot {
                 structure,
-                solver: solver.into(),
+                solver: crate::solvers::by_name(solver).unwrap(),
                 score: score.parse().unwrap(),
                 calibration: 128,
                 seed: 3,

@@ -76,7 +76,7 @@ pub struct PruneSpec {
     /// The structure (`Dense` prunes nothing).
     pub kind: MaskKind,
     /// The transposable solver.
-    pub solver: String,
+    pub solver: &'static dyn crate::solvers::Solver,
     /// Seed for solvers that draw.
     pub seed: u64,
     /// Calibration windows per forward batch.
@@ -562,7 +562,7 @@ fn prune_one(
         Weighting::SparseGpt(factor) => {
             let settings = Settings {
                 kind: spec.kind,
-                solver: spec.solver.clone(),
+                solver: spec.solver,
                 seed: spec.seed,
                 damp: 0.01,
                 block: 128,
@@ -589,13 +589,13 @@ fn prune_one(
                     let (m, k) = sparsegpt::transposable_with_gap(
                         &scores,
                         spec.kind,
-                        &spec.solver,
+                        spec.solver,
                         spec.seed,
                     )?;
                     (m, Some(k))
                 }
                 _ => (
-                    crate::structure::mask_of(&scores, spec.kind, &spec.solver, spec.seed)?
+                    crate::structure::mask_of(&scores, spec.kind, spec.solver, spec.seed)?
                         .expect("a sparse structure has a mask"),
                     None,
                 ),

@@ -56,16 +56,16 @@ impl KeptScores {
 pub fn transposable_with_gap(
     scores: &Matrix,
     kind: MaskKind,
-    solver: &str,
+    solver: &dyn crate::solvers::Solver,
     seed: u64,
 ) -> Result<(Mask, KeptScores)> {
     let mask = crate::structure::mask_of(scores, kind, solver, seed)?
         .ok_or_else(|| Error::invalid("structure", "dense", "has no mask"))?;
     let kept = mask.kept_score(scores);
-    let exact = if solver == "exact" {
+    let exact = if solver.guarantee() == crate::solvers::Guarantee::Exact {
         kept
     } else {
-        crate::structure::mask_of(scores, kind, "exact", seed)?
+        crate::structure::mask_of(scores, kind, &crate::solvers::exact::Exact, seed)?
             .map(|m| m.kept_score(scores))
             .unwrap_or(kept)
     };
@@ -84,7 +84,7 @@ pub struct Settings {
     /// The structure (dense prunes nothing).
     pub kind: MaskKind,
     /// Solver of transposable tiles.
-    pub solver: String,
+    pub solver: &'static dyn crate::solvers::Solver,
     /// Seed for solvers that draw.
     pub seed: u64,
     /// Damping as a fraction of the mean diagonal of H (0.01).
@@ -193,11 +193,11 @@ pub fn prune_factored(
                 .collect();
             let scores = Matrix::new(rows, count, scores)?;
             let block = if let MaskKind::Transposable(_) = s.kind {
-                let (mask, k) = transposable_with_gap(&scores, s.kind, &s.solver, s.seed)?;
+                let (mask, k) = transposable_with_gap(&scores, s.kind, s.solver, s.seed)?;
                 kept = kept.plus(k);
                 mask
             } else {
-                crate::structure::mask_of(&scores, s.kind, &s.solver, s.seed)?
+                crate::structure::mask_of(&scores, s.kind, s.solver, s.seed)?
                     .expect("a sparse structure has a mask")
             };
             for r in 0..rows {

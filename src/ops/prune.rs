@@ -25,7 +25,7 @@ pub struct PruneJob {
     /// The structure.
     pub kind: MaskKind,
     /// Transposable solver.
-    pub solver: String,
+    pub solver: &'static dyn crate::solvers::Solver,
     /// Calibration text (None: the pinned corpus's calibration split).
     pub calib: Option<PathBuf>,
     /// Evaluation text (None: the pinned corpus's evaluation split).
@@ -233,7 +233,7 @@ pub fn run_with(
     let spec = PruneSpec {
         method: job.method,
         kind: job.kind,
-        solver: job.solver.clone(),
+        solver: job.solver,
         seed: job.seed,
         batch: job.batch,
     };
@@ -277,7 +277,8 @@ pub fn run_with(
         model: job.model.display().to_string(),
         method: job.method,
         structure: structure_name(job.kind),
-        solver: matches!(job.kind, MaskKind::Transposable(_)).then(|| job.solver.clone()),
+        solver: matches!(job.kind, MaskKind::Transposable(_))
+            .then(|| job.solver.name().to_string()),
         calib: format!(
             "{calib_label}: {} windows of {} tokens, seed {}",
             calib_windows.len(),

@@ -133,8 +133,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<ConvertP
             "expected unstructured:S, nm:N:M or transposable:N:M",
         ));
     }
-    let solver = cell.require("solver")?.to_string();
-    crate::solvers::by_name(&solver)?;
+    let solver = crate::solvers::by_name(cell.require("solver")?)?;
     let score: LayerScore = cell.require("score")?.parse()?;
     Ok(ConvertParams {
         dense: Dense {

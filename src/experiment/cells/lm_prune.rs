@@ -87,7 +87,13 @@ fn params(p: &IndexMap<String, toml::Value>) -> Result<Params> {
 }
 
 /// (method, structure, solver) of a cell; `None` method means the dense row.
-fn setup(cell: &Cell) -> Result<(Option<Method>, MaskKind, String)> {
+fn setup(
+    cell: &Cell,
+) -> Result<(
+    Option<Method>,
+    MaskKind,
+    &'static dyn crate::solvers::Solver,
+)> {
     let method = match cell.require("method")? {
         "dense" => None,
         m => Some(m.parse::<Method>()?),
@@ -124,10 +130,7 @@ fn setup(cell: &Cell) -> Result<(Option<Method>, MaskKind, String)> {
             "table6 prunes unstructured, N:M or transposable N:M",
         ));
     }
-    let solver = cell.get("solver").unwrap_or("exact").to_string();
-    if let MaskKind::Transposable(_) = kind {
-        crate::solvers::by_name(&solver)?;
-    }
+    let solver = crate::solvers::by_name(cell.get("solver").unwrap_or("exact"))?;
     Ok((method, kind, solver))
 }
 

@@ -14,7 +14,7 @@ use super::{CellContext, CellKind, Row, param_f64, param_str, param_usize};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
 use crate::ops::step::{StepJob, StepReport, measure};
-use crate::structure::MaskKind;
+
 use crate::train::data::{self, Dataset};
 use crate::train::trainer::TrainConfig;
 use indexmap::IndexMap;
@@ -35,7 +35,7 @@ fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<(StepJob, 
     for (k, v) in params {
         match k.as_str() {
             "batch" => cfg.batch = param_usize(k, v, 1)?,
-            "solver" => cfg.solver = param_str(k, v)?.to_string(),
+            "solver" => cfg.solver = crate::solvers::by_name(param_str(k, v)?)?,
             "every" => job.every = param_usize(k, v, 1)?,
             "steps_per_round" => job.steps_per_round = param_usize(k, v, 1)?,
             "recompute_runs" => job.recompute_runs = param_usize(k, v, 1)?,
@@ -85,7 +85,7 @@ fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<(StepJob, 
             .ok_or_else(|| Error::invalid("batch", b, "expected a whole number ≥ 1"))?;
     }
     if let Some(s) = cell.get("solver") {
-        cfg.solver = s.to_string();
+        cfg.solver = crate::solvers::by_name(s)?;
     }
     let setup = cell.require("setup")?;
     let (mask, grad) = setup.split_once('+').ok_or_else(|| {
@@ -97,9 +97,6 @@ fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<(StepJob, 
     })?;
     cfg.mask = mask.trim().parse()?;
     cfg.grad = grad.trim().parse()?;
-    if let MaskKind::Transposable(_) = cfg.mask {
-        crate::solvers::by_name(&cfg.solver)?;
-    }
     job.cfg = cfg;
     Ok((job, dataset))
 }

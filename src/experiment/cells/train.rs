@@ -77,7 +77,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<TrainPar
                     _ => return Err(Error::invalid(k, v, "expected \"sgd\" or \"adamw\"")),
                 }
             }
-            "solver" => cfg.solver = param_str(k, v)?.to_string(),
+            "solver" => cfg.solver = crate::solvers::by_name(param_str(k, v)?)?,
             "every" => cfg.every = param_usize(k, v, 0)?,
             "srste" => cfg.srste = param_f64(k, v)?,
             "gemm" => cfg.gemm = param_str(k, v)?.parse()?,
@@ -107,9 +107,6 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<TrainPar
     cfg.mask = mask.trim().parse()?;
     cfg.grad = grad.trim().parse()?;
     cfg.seed = cell.seed;
-    if let crate::structure::MaskKind::Transposable(_) = cfg.mask {
-        crate::solvers::by_name(&cfg.solver)?;
-    }
     Ok(TrainParams {
         cfg,
         dataset,

@@ -20,7 +20,7 @@ fn run(method: Method, kind: MaskKind, solver: &str) -> (Llama, Vec<ProjReport>)
     let spec = PruneSpec {
         method,
         kind,
-        solver: solver.into(),
+        solver: crate::solvers::by_name(solver).unwrap(),
         seed: 0,
         batch: 4,
     };
@@ -101,7 +101,7 @@ fn the_streamed_perplexities_equal_whole_model_ones_and_nothing_is_kept() {
     let spec = PruneSpec {
         method: Method::Wanda,
         kind: MaskKind::Nm(Pattern { n: 2, m: 4 }),
-        solver: "exact".into(),
+        solver: &crate::solvers::exact::Exact,
         seed: 0,
         batch: 2,
     };

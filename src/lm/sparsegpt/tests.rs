@@ -48,7 +48,7 @@ fn output_error(w: &[f32], wh: &[f32], x: &[f32], cols: usize) -> f64 {
 fn settings(kind: MaskKind) -> Settings {
     Settings {
         kind,
-        solver: "exact".into(),
+        solver: &crate::solvers::exact::Exact,
         seed: 0,
         damp: 0.01,
         block: 8,
@@ -135,7 +135,7 @@ fn a_single_pruned_column_gets_the_closed_form_update() {
     let mut w = vec![1.0f32, 0.5];
     let s = Settings {
         kind: MaskKind::Nm(Pattern { n: 1, m: 2 }),
-        solver: "exact".into(),
+        solver: &crate::solvers::exact::Exact,
         seed: 0,
         damp: 0.0,
         block: 2,
