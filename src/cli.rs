@@ -1,5 +1,5 @@
 //! The command line's arguments (clap) and their conversion into the library's configurations.
-//! A module of the `masklab` binary only: parsing here, work in the library, printing in main.rs.
+//! A module of the `masklab` binary only: parsing here, work in the library, printing in commands.rs.
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};

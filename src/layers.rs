@@ -1,9 +1,9 @@
 //! The crate's layers, lowest first. A module may use the modules of lower layers and itself,
 //! never one of its own layer or above: the pipeline reads bottom-up (masks and formats → solvers,
 //! estimators and result tables → training → conversion and language models → the command jobs
-//! → experiments), and the binary (`main.rs`, `cli.rs`) sits on top. docs/DESIGN.md shows the
-//! same table; the test below reads every library source file and fails on a `crate::` path that
-//! goes against it.
+//! → experiments), and the binary (`main.rs`, `cli.rs`, `commands.rs`) sits on top.
+//! docs/DESIGN.md shows the same table; the test below reads every library source file and fails
+//! on a `crate::` path that goes against it.
 
 /// Top-level modules by layer, lowest first.
 pub const LAYERS: &[&[&str]] = &[
@@ -82,7 +82,7 @@ mod tests {
                 .as_os_str()
                 .to_string_lossy();
             let module = first.trim_end_matches(".rs").to_string();
-            if ["main", "cli", "lib", "layers"].contains(&module.as_str()) {
+            if ["main", "cli", "commands", "lib", "layers"].contains(&module.as_str()) {
                 continue;
             }
             assert!(
