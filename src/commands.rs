@@ -2,6 +2,7 @@
 
 use crate::cli::{self, RunArgs};
 use anyhow::{Context, Result};
+use masklab::experiment::post_run;
 use masklab::experiment::runner::{self, RunOptions};
 use masklab::experiment::spec;
 use masklab::ops::estimate::{self, EstimateRequest};
@@ -49,14 +50,14 @@ pub fn show(run_dir: &Path) -> Result<()> {
 pub fn history(h: &cli::HistoryArgs) -> Result<()> {
     for path in spec::table_specs_for(&h.dir, &h.table, h.single())? {
         let (append, file) = (h.append.as_deref(), h.file.as_deref());
-        print!("{}", runner::history(&path, &h.profile, append, file)?);
+        print!("{}", post_run::history(&path, &h.profile, append, file)?);
     }
     Ok(())
 }
 
 /// `plot`: a run's figures redrawn.
 pub fn plot(run_dir: &Path) -> Result<()> {
-    for path in runner::plot_run(run_dir)? {
+    for path in post_run::plot_run(run_dir)? {
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -64,7 +65,7 @@ pub fn plot(run_dir: &Path) -> Result<()> {
 
 /// `published`: a run's published values set beside its own again.
 pub fn published(run_dir: &Path) -> Result<()> {
-    for r in runner::published_run(run_dir)? {
+    for r in post_run::published_run(run_dir)? {
         println!("{}", masklab::results::published::Line(&r));
     }
     println!("wrote {}", run_dir.join("published.csv").display());
@@ -73,7 +74,7 @@ pub fn published(run_dir: &Path) -> Result<()> {
 
 /// `merge`: shards into one run.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<()> {
-    let m = runner::merge(dirs, out)?;
+    let m = post_run::merge(dirs, out)?;
     let (done, planned) = (m.cells_done, m.cells_planned);
     println!("merged {done} cells of {planned} into {}", out.display());
     Ok(())
@@ -111,11 +112,11 @@ pub fn diversity(d: &cli::DiversityArgs) -> Result<()> {
 /// `regress`: compare with the baseline (exit 1 on a regression), or rewrite it.
 pub fn regress(run_dir: &Path, baseline: Option<&Path>, update: bool) -> Result<ExitCode> {
     if update {
-        let path = runner::update_baseline(run_dir, baseline)?;
+        let path = post_run::update_baseline(run_dir, baseline)?;
         println!("wrote baseline {}", path.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let report = runner::regress(run_dir, baseline)?;
+    let report = post_run::regress(run_dir, baseline)?;
     print!("{}", report.render());
     Ok(if report.regressed() {
         ExitCode::from(1)
