@@ -547,7 +547,7 @@ impl SolveArgs {
         let req = SolveRequest {
             solver,
             pattern: self.pattern.parse()?,
-            score: self.score.parse()?,
+            score: masklab::solvers::apply::Scorer::check(self.score.parse()?)?,
             compare_exact: self.compare_exact,
             strict: self.strict,
         };
@@ -616,7 +616,7 @@ impl ConvertArgs {
             structure: self.structure.parse()?,
             pattern: self.pattern.parse()?,
             solver: solvers::by_name(&self.solver)?,
-            score: self.score.parse()?,
+            score: masklab::solvers::apply::Scorer::check(self.score.parse()?)?,
             act_norms: self.act_norms.as_deref(),
             compare_exact: self.compare_exact,
             strict: self.strict,

@@ -18,6 +18,7 @@
 use super::adaprune::{adaprune, gram};
 use crate::error::{Error, Result};
 use crate::mask::Matrix;
+use crate::mask::score::Score;
 use crate::mask::tile::Blocks;
 use crate::solvers::evaluate::gap;
 use crate::structure::MaskKind;
@@ -29,26 +30,6 @@ use candle_core::{Device, Tensor};
 use serde::Serialize;
 use std::time::Instant;
 
-/// How weights are scored for the masks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerScore {
-    /// `|W|`.
-    Magnitude,
-    /// Wanda: `|W_ij|·‖x_j‖₂` over the calibration inputs.
-    Wanda,
-}
-
-impl std::str::FromStr for LayerScore {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "abs" | "magnitude" => Ok(LayerScore::Magnitude),
-            "wanda" => Ok(LayerScore::Wanda),
-            other => Err(Error::invalid("score", other, "expected abs or wanda")),
-        }
-    }
-}
-
 /// What to convert to.
 #[derive(Debug, Clone)]
 pub struct OneShot {
@@ -56,12 +37,17 @@ pub struct OneShot {
     pub structure: MaskKind,
     /// Solver for transposable masks.
     pub solver: &'static dyn crate::solvers::Solver,
-    /// Weight scores.
-    pub score: LayerScore,
+    /// Weight scores: abs or wanda ([`OneShot::SCORES`]).
+    pub score: Score,
     /// Calibration images drawn from the training split.
     pub calibration: usize,
     /// Seed of the calibration draw (and of randomised solvers).
     pub seed: u64,
+}
+
+impl OneShot {
+    /// The score kinds a conversion computes ([`Score::only`]).
+    pub const SCORES: &'static [&'static str] = &["abs", "wanda"];
 }
 
 /// One layer's conversion.
@@ -189,10 +175,9 @@ fn layer_input(model: &mut dyn Model, i: usize, xc: &Tensor) -> Result<Tensor> {
 
 /// A layer's scores: |W|, or Wanda's |W_ij|·‖x_j‖ with the input norms from the Gram matrix's
 /// diagonal (`g: [inp, inp]`).
-fn layer_scores(w: &[f32], g: &[f64], inp: usize, score: LayerScore) -> Vec<f32> {
+fn layer_scores(w: &[f32], g: &[f64], inp: usize, score: &Score) -> Vec<f32> {
     match score {
-        LayerScore::Magnitude => w.iter().map(|v| v.abs()).collect(),
-        LayerScore::Wanda => {
+        Score::Wanda => {
             let norms: Vec<f32> = (0..inp)
                 .map(|j| g[j * inp + j].max(0.0).sqrt() as f32)
                 .collect();
@@ -201,6 +186,8 @@ fn layer_scores(w: &[f32], g: &[f64], inp: usize, score: LayerScore) -> Vec<f32>
                 .map(|(e, v)| v.abs() * norms[e % inp])
                 .collect()
         }
+        // `abs`: the only other kind a conversion takes (`OneShot::SCORES`).
+        _ => w.iter().map(|v| v.abs()).collect(),
     }
 }
 
@@ -256,7 +243,7 @@ pub fn convert_model(
         adaprune_seconds += t.elapsed().as_secs_f64();
         let (out, inp) = w0.dims2().map_err(Error::tensor("layer weights"))?;
         let w = flat(w0, "layer weights")?;
-        let scores = layer_scores(&w, &g, inp, cfg.score);
+        let scores = layer_scores(&w, &g, inp, &cfg.score);
         let t = Instant::now();
         let (mask, kept, optimum) = mask_and_gap(&Matrix::new(out, inp, scores)?, cfg)?;
         mask_seconds += t.elapsed().as_secs_f64();

@@ -15,6 +15,7 @@
 //! ```
 
 mod pattern;
+pub mod score;
 pub mod tile;
 
 pub use pattern::{Pattern, elements, parse_size};

@@ -13,34 +13,7 @@ use crate::mask::{Matrix, Pattern};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// How scores are made from weights.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Score {
-    /// `|W|` (the default).
-    Abs,
-    /// `W²`.
-    Square,
-    /// Scores read from a file (`FILE#GLOB`), matched to weights by tensor name.
-    Supplied(String),
-}
-
-impl std::str::FromStr for Score {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "abs" => Score::Abs,
-            "square" => Score::Square,
-            other if other.contains('.') => Score::Supplied(other.to_string()),
-            other => {
-                return Err(Error::invalid(
-                    "score",
-                    other,
-                    "expected abs, square or a score file FILE[#GLOB]",
-                ));
-            }
-        })
-    }
-}
+pub use crate::mask::score::Score;
 
 /// One solve of a batch of blocks: the mask batch, its evaluation and the solver's wall time.
 #[derive(Debug, Clone)]
@@ -111,9 +84,22 @@ pub struct Scorer {
 }
 
 impl Scorer {
+    /// The score kinds a checkpoint's scorer computes (Wanda's come from the activation
+    /// norms, `act_norms`).
+    pub const KINDS: &'static [&'static str] = &["abs", "square", "file"];
+
+    /// `score` if a scorer computes it: the error says where Wanda's scores come from.
+    pub fn check(score: Score) -> Result<Score> {
+        score.only(
+            Self::KINDS,
+            "--score (Wanda's scores come from --act-norms)",
+        )
+    }
+
     /// Open the score or norms file the options name.
     pub fn new(score: &Score, act_norms: Option<&Path>) -> Result<Self> {
-        let supplied = match score {
+        let score = Self::check(score.clone())?;
+        let supplied = match &score {
             Score::Supplied(s) => Some((s.clone(), Checkpoint::open(&io::split_source(s).0)?)),
             _ => None,
         };
@@ -122,7 +108,7 @@ impl Scorer {
             None => None,
         };
         Ok(Scorer {
-            score: score.clone(),
+            score,
             supplied,
             norms,
         })

@@ -26,6 +26,21 @@ fn bad_input_is_a_one_line_error_with_exit_code_2() {
         ),
         (vec!["show", "/no/such/run"], "/no/such/run"),
         (vec!["reproduce", "table99"], "table99"),
+        // One score type: a command refuses the kinds it cannot compute, saying which it takes.
+        (
+            vec![
+                "solve",
+                "--solver",
+                "exact",
+                "--pattern",
+                "2:4",
+                "--input",
+                "w.safetensors",
+                "--score",
+                "wanda",
+            ],
+            "--act-norms",
+        ),
     ];
     for (args, needle) in cases {
         let out = masklab(&args);

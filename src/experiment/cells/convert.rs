@@ -15,9 +15,10 @@
 //! set of cells whose masks differ only by solver, for the kept_gap → accuracy-drop correlation.
 
 use super::{CellContext, CellKind, Row, param_str, param_usize};
-use crate::convert::oneshot::{LayerScore, OneShot, convert_model};
+use crate::convert::oneshot::{OneShot, convert_model};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
+use crate::mask::score::Score;
 use crate::structure::MaskKind;
 use crate::train::data::{self, Dataset};
 use crate::train::models::{LayerPolicy, build};
@@ -134,7 +135,10 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<ConvertP
         ));
     }
     let solver = crate::solvers::by_name(cell.require("solver")?)?;
-    let score: LayerScore = cell.require("score")?.parse()?;
+    let score = cell
+        .require("score")?
+        .parse::<Score>()?
+        .only(OneShot::SCORES, "convert cells")?;
     Ok(ConvertParams {
         dense: Dense {
             train,

@@ -14,6 +14,7 @@
 use super::{CellContext, CellKind, Row};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
+use crate::mask::score::Score;
 use crate::mask::tile::Blocks;
 use crate::mask::{Matrix, Pattern, parse_size};
 use crate::seed::derive as derive_seed;
@@ -80,7 +81,8 @@ struct SolveParams {
     pattern: Pattern,
     solver: &'static dyn solvers::Solver,
     source: Source,
-    score_square: bool,
+    /// abs or square.
+    score: Score,
     options: BTreeMap<String, f64>,
 }
 
@@ -114,12 +116,14 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<SolvePar
             ),
         ));
     }
-    let mut score_square = false;
+    let mut score = Score::Abs;
     let mut options = BTreeMap::new();
     for (k, v) in params {
         match (k.as_str(), v) {
-            ("score", toml::Value::String(s)) if s == "abs" || s == "square" => {
-                score_square = s == "square"
+            ("score", toml::Value::String(s)) => {
+                score = s
+                    .parse::<Score>()?
+                    .only(&["abs", "square"], "solver cells")?
             }
             ("score", other) => {
                 return Err(Error::invalid(
@@ -175,7 +179,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<SolvePar
         pattern,
         solver,
         source,
-        score_square,
+        score,
         options,
     })
 }
@@ -210,7 +214,7 @@ fn source_blocks(
     label: &str,
     seed: u64,
     pattern: Pattern,
-    square: bool,
+    score: &Score,
     device: &candle_core::Device,
 ) -> Result<Vec<f32>> {
     let tiles =
@@ -236,7 +240,10 @@ fn source_blocks(
     }
     let mut blocks = Vec::new();
     for m in matrices {
-        let scores = if square { m.square() } else { m.abs() };
+        let scores = match score {
+            Score::Square => m.square(),
+            _ => m.abs(),
+        };
         blocks.extend_from_slice(Blocks::from_matrix(&scores, pattern.m)?.data());
     }
     Ok(blocks)
@@ -269,17 +276,14 @@ impl CellKind for SolverCell {
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
         let p = parse(cell, ctx.params)?;
         let label = cell.require("source")?.to_string();
-        let blocks_key = format!(
-            "blocks|{label}|{}|{}|{}",
-            p.pattern, cell.seed, p.score_square
-        );
+        let blocks_key = format!("blocks|{label}|{}|{}|{}", p.pattern, cell.seed, p.score);
         let blocks: Arc<Vec<f32>> = ctx.shared.get_or_try(&blocks_key, || {
             source_blocks(
                 &p.source,
                 &label,
                 cell.seed,
                 p.pattern,
-                p.score_square,
+                &p.score,
                 &ctx.device,
             )
         })?;
