@@ -666,12 +666,8 @@ impl InplaceOp2 for SgdStep<'_> {
             candle_core::bail!("sgd-step: operand sizes differ")
         }
         let (lr, mu, wd) = (self.lr, self.momentum, self.weight_decay);
-        let step = |w: &mut [f32], v: &mut [f32], g: &[f32]| {
-            for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
-                *v = mu * *v + (g + wd * *w);
-                *w -= lr * *v;
-            }
-        };
+        let isa = crate::sparse::Isa::detect();
+        let step = |w: &mut [f32], v: &mut [f32], g: &[f32]| sgd_pass(isa, w, v, g, lr, mu, wd);
         // Two or more parts only where the pass is long enough to pay for the fork.
         const MIN_PART: usize = 16 * 1024;
         let parts = fork::width(w.len() / MIN_PART);
@@ -692,6 +688,47 @@ impl InplaceOp2 for SgdStep<'_> {
             step(w, v, g);
         });
         Ok(())
+    }
+}
+
+/// `v ← μ·v + (g + wd·w); w ← w − lr·v` over the slices, compiled for the widest instruction
+/// set here (the same expression, so every path gives the same bits).
+fn sgd_pass(
+    isa: crate::sparse::Isa,
+    w: &mut [f32],
+    v: &mut [f32],
+    g: &[f32],
+    lr: f32,
+    mu: f32,
+    wd: f32,
+) {
+    #[inline(always)]
+    fn body(w: &mut [f32], v: &mut [f32], g: &[f32], lr: f32, mu: f32, wd: f32) {
+        for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+            *v = mu * *v + (g + wd * *w);
+            *w -= lr * *v;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    // SAFETY: unsafe only for its target feature: called where `Isa::detect` found AVX-512F.
+    unsafe fn body_avx512(w: &mut [f32], v: &mut [f32], g: &[f32], lr: f32, mu: f32, wd: f32) {
+        body(w, v, g, lr, mu, wd)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    // SAFETY: unsafe only for its target feature: called where `Isa::detect` found AVX2.
+    unsafe fn body_avx2(w: &mut [f32], v: &mut [f32], g: &[f32], lr: f32, mu: f32, wd: f32) {
+        body(w, v, g, lr, mu, wd)
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` found AVX-512F on this CPU.
+        crate::sparse::Isa::Avx512 => unsafe { body_avx512(w, v, g, lr, mu, wd) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` found AVX2 on this CPU.
+        crate::sparse::Isa::Avx2 => unsafe { body_avx2(w, v, g, lr, mu, wd) },
+        _ => body(w, v, g, lr, mu, wd),
     }
 }
 
