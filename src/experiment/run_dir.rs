@@ -5,7 +5,7 @@
 
 use super::cells::Row;
 use super::plan::Plan;
-use super::runner::RunOptions;
+use super::runner::{RunOptions, Shard};
 use super::spec::Spec;
 use crate::error::{Error, Result};
 use crate::results::manifest::{self, Manifest};
@@ -191,7 +191,7 @@ pub(super) fn require_fresh(dir: &Path, hint: &str) -> Result<()> {
 pub(super) fn new_manifest(
     plan: &Plan,
     opts: &RunOptions,
-    shard: Option<(usize, usize)>,
+    shard: Option<Shard>,
     planned: usize,
     done: usize,
     previous: Option<&Manifest>,
@@ -210,7 +210,7 @@ pub(super) fn new_manifest(
         threads: opts.threads,
         jobs: opts.jobs,
         device: crate::device::label(&opts.device).to_string(),
-        shard: shard.map(|(i, n)| format!("{i}/{n}")),
+        shard: shard.map(|s| s.to_string()),
         cells_planned: planned,
         cells_done: done,
         started: previous

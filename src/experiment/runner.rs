@@ -39,7 +39,7 @@ pub struct RunOptions {
     /// Finish the run in this directory (skips its finished cells).
     pub resume: bool,
     /// Run shard `i` of `n`.
-    pub shard: Option<(usize, usize)>,
+    pub shard: Option<Shard>,
     /// Cells run at once (1: one after another).
     pub jobs: usize,
     /// Threads for work inside cells (the rayon pool).
@@ -82,22 +82,37 @@ pub struct RunOutcome {
     pub complete: bool,
 }
 
+/// Shard `index` of `count` of a plan's cells (`i/n` on the command line and in the manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which shard, from 0.
+    pub index: usize,
+    /// How many.
+    pub count: usize,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 /// Parse `i/n` (0 ≤ i < n).
-pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+pub fn parse_shard(s: &str) -> Result<Shard> {
     let bad = || Error::invalid("shard", s, "expected i/n with 0 <= i < n, e.g. 0/4");
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n) = (
+    let (index, count) = (
         i.trim().parse::<usize>().map_err(|_| bad())?,
         n.trim().parse::<usize>().map_err(|_| bad())?,
     );
-    if n == 0 || i >= n {
+    if count == 0 || index >= count {
         return Err(bad());
     }
-    Ok((i, n))
+    Ok(Shard { index, count })
 }
 
 /// The shard from `SLURM_ARRAY_TASK_ID` / `SLURM_ARRAY_TASK_COUNT`, when both are set.
-pub fn shard_from_env() -> Result<Option<(usize, usize)>> {
+pub fn shard_from_env() -> Result<Option<Shard>> {
     match (
         std::env::var("SLURM_ARRAY_TASK_ID"),
         std::env::var("SLURM_ARRAY_TASK_COUNT"),
@@ -110,14 +125,21 @@ pub fn shard_from_env() -> Result<Option<(usize, usize)>> {
 /// Run (or resume) a plan; writes the tables at the end, and returns where.
 pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
     let dir = opts.out.clone().unwrap_or_else(|| default_dir(&plan.spec));
-    let (_lock, previous, shard) = open(plan, opts, &dir)?;
+    let Opened {
+        lock: _lock,
+        previous,
+        shard,
+    } = open(plan, opts, &dir)?;
     let logged = read_log(&dir)?;
     check_rows(plan, &logged, &dir.join(CELLS_LOG))?;
     let done: HashSet<String> = logged
         .iter()
         .filter_map(|r| r.get("cell").and_then(Value::as_str).map(String::from))
         .collect();
-    let (shard_i, shard_n) = shard.unwrap_or((0, 1));
+    let Shard {
+        index: shard_i,
+        count: shard_n,
+    } = shard.unwrap_or(Shard { index: 0, count: 1 });
     let share: Vec<&Cell> = plan.shard(shard_i, shard_n).collect();
     if share.is_empty() {
         return Err(Error::invalid(
@@ -171,8 +193,15 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
     })
 }
 
-/// What [`open`] returns: the lock, the previous manifest (on resume), the shard to run.
-type Opened = (RunLock, Option<Manifest>, Option<(usize, usize)>);
+/// What [`open`] returns.
+struct Opened {
+    /// Held until the run ends.
+    lock: RunLock,
+    /// The manifest of the run being resumed.
+    previous: Option<Manifest>,
+    /// The shard to run (`None`: the whole plan).
+    shard: Option<Shard>,
+}
 
 /// Lock `dir` and check it: a new run needs an empty directory; a resumed one its manifest,
 /// the same spec and profile, and keeps its shard (a different `--shard` is refused). Returns
@@ -213,11 +242,9 @@ fn open(plan: &Plan, opts: &RunOptions, dir: &Path) -> Result<Opened> {
                 return Err(Error::Format {
                     path: dir.join(MANIFEST),
                     message: format!(
-                        "the run was started as {}, not shard {}/{}; resume it without --shard",
-                        was.map(|(i, n)| format!("shard {i}/{n}"))
+                        "the run was started as {}, not shard {now}; resume it without --shard",
+                        was.map(|s| format!("shard {s}"))
                             .unwrap_or_else(|| "a whole run".into()),
-                        now.0,
-                        now.1
                     ),
                 });
             }
@@ -238,7 +265,11 @@ fn open(plan: &Plan, opts: &RunOptions, dir: &Path) -> Result<Opened> {
         // Checked again under the lock: another process may have started a run here.
         require_fresh(&dir, "use --resume to finish it or choose another --out")?;
     }
-    Ok((lock, previous, shard))
+    Ok(Opened {
+        lock,
+        previous,
+        shard,
+    })
 }
 
 /// Run `todo` (one after another, or `opts.jobs` at once), appending each finished row to the
