@@ -579,8 +579,30 @@ impl Problem {
             _ => &self.a,
         };
         // bf16 below batch 16: the weights read as bf16, n dot products per input row (B
-        // stored as rows of its transpose), or at batch 1 the rows of B scaled and added.
+        // stored as rows of its transpose), or at batch 1 the rows of B scaled and added; or
+        // (not `swapped`) widened to f32 and multiplied by gemm, candle's way, the widening
+        // timed with it.
         if let Some(half) = self.halves(alt) {
+            if !swapped {
+                use crate::sparse::element::Element;
+                use rayon::prelude::*;
+                scratch.resize(half.len(), 0.0);
+                scratch
+                    .par_chunks_mut(1 << 16)
+                    .zip(half.par_chunks(1 << 16))
+                    .for_each(|(w, h)| w.iter_mut().zip(h).for_each(|(w, h)| *w = h.widen()));
+                let wide = Strided {
+                    data: scratch,
+                    rs: b.1,
+                    cs: b.2,
+                };
+                let a = Strided {
+                    data: &a.0,
+                    rs: a.1,
+                    cs: a.2,
+                };
+                return dense::matmul((m, n, k), a, wide, out, threads);
+            }
             if b.1 == 1 && b.2 == k {
                 if m == 1 {
                     return dense::matvecs(half, n, k, &a.0[..k], 1, out);
@@ -692,12 +714,13 @@ fn dense_ways(p: &Problem, threads: usize) -> Vec<DenseWay> {
         }
     }
     if p.halves.is_some() {
-        // bf16 below batch 16: only the ways that read the weights as bf16 (every layout's
-        // bf16 way ignores `swapped`; the row-sum way is batch 1's only).
+        // bf16 below batch 16: only the ways that read the weights as bf16 — `swapped`, the
+        // bf16 kernels (dot products on the layout whose rows are B's columns, the row-sum
+        // way at batch 1 only), else widening them for gemm.
         let (m, ..) = p.shape;
         ways.retain(|w| {
             let b = if w.alt { p.b_alt.as_ref() } else { Some(&p.b) };
-            w.swapped && b.is_some_and(|b| (b.1 == 1 && b.2 == p.shape.2) || m == 1)
+            !w.swapped || b.is_some_and(|b| (b.1 == 1 && b.2 == p.shape.2) || m == 1)
         });
     }
     ways
@@ -948,9 +971,9 @@ mod tests {
                     let ways = dense_ways(&p, 2);
                     assert_eq!(p.halves.is_some(), op != Op::Update && batch < 16);
                     if p.halves.is_some() {
-                        // Both layouts at batch 1 (dot products, row sums), one above; one
-                        // thread and two.
-                        assert_eq!(ways.len(), if batch == 1 { 4 } else { 2 }, "{ways:?}");
+                        // The bf16 kernels on both layouts at batch 1 (dot products, row sums),
+                        // one above; widening for gemm on both; one thread and two each.
+                        assert_eq!(ways.len(), if batch == 1 { 8 } else { 6 }, "{ways:?}");
                         let mut first: Option<Vec<f32>> = None;
                         let mut scratch = Vec::new();
                         for w in ways {

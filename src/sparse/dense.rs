@@ -131,11 +131,12 @@ pub fn matvec(a: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> 
 
 /// `yt = A·Xᵀ` for row-major `a: [rows, cols]` stored as `E` (f32, or bf16 widened as it is
 /// read) and `width` vectors `x: [width, cols]`, into `yt: [rows, width]`, rows split over the
-/// rayon pool. One vector: a dot product per row in four chains. More: two rows at a time,
-/// 16 columns at a time, each chunk of A widened once and each vector's chunk loaded once for
-/// both rows, `2·width` register accumulators. The dense reference below 16 columns, where the
-/// bytes of A bound the product (gemm packs A for every call there, and runs 4096² against 8
-/// vectors at half this kernel's speed).
+/// rayon pool. One vector: a dot product per row in four chains. More: two rows at a time (one
+/// above 8 vectors), 16 columns at a time, each chunk of A widened once and each vector's chunk
+/// loaded once per row pair, blocks of K whose vectors stay in L1. The dense bf16 reference
+/// below 16 columns, where the bytes of A bound the product (4096² against 8 vectors: 1.9–2.9
+/// ms in bf16, where gemm takes 3.7–5.2 in f32; against 15, 7.6–9 ms, slower than gemm's 4–5.3
+/// in f32: one row at a time, each accumulator's multiply-add loads its vector from L1).
 pub fn matvecs<E: Element>(
     a: &[E],
     rows: usize,
@@ -194,8 +195,8 @@ pub fn matvecs<E: Element>(
 }
 
 /// The rows of `a` (`[_, cols]`) against `W` vectors into `out` (`[_, W]`) on `isa`, block
-/// of K by block (the vectors' block, `W·KB` floats, at most 16 KiB, stays in L1 while every
-/// row uses it), two rows at a time (the last alone).
+/// of K by block (the vectors' block stays in L1 while every row uses it), two rows at a time
+/// up to 8 vectors.
 #[inline(always)]
 fn rows_dots<E: Element, const W: usize>(
     isa: crate::sparse::Isa,
@@ -204,7 +205,8 @@ fn rows_dots<E: Element, const W: usize>(
     x: &[f32],
     out: &mut [f32],
 ) {
-    let kb = (4096 / W / 16 * 16).max(256);
+    // The vectors' block: at most 32 KiB of L1, at least 512 columns (reductions per block).
+    let kb = (8192 / W / 16 * 16).max(512);
     out.fill(0.0);
     for k0 in (0..cols).step_by(kb) {
         let k1 = (k0 + kb).min(cols);
@@ -212,7 +214,14 @@ fn rows_dots<E: Element, const W: usize>(
         let mut rows = a.chunks_exact(cols);
         let mut outs = out.chunks_exact_mut(W);
         while let (Some(r0), Some(o0)) = (rows.next(), outs.next()) {
-            match (rows.next(), outs.next()) {
+            // Two rows at a time up to 8 vectors (16 accumulators); above, one (two would
+            // spill registers).
+            let pair = if W <= 8 {
+                (rows.next(), outs.next())
+            } else {
+                (None, None)
+            };
+            match pair {
                 (Some(r1), Some(o1)) => {
                     let sums = dots_on::<E, 2, W>(isa, [&r0[k0..k1], &r1[k0..k1]], xb, cols);
                     add_to(o0, &sums[0]);
