@@ -299,51 +299,6 @@ fn dots_body<E: Element, const R: usize, const W: usize>(
     })
 }
 
-/// [`dots_body`] with AVX-512 registers: `R·W` accumulators, one load of each vector's chunk
-/// per `R` multiply-adds.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-// SAFETY: unsafe only for its target feature: callers run it where the CPU has AVX-512F
-// (`Isa::detect`); the raw reads below stay inside the asserted lengths.
-unsafe fn dots_avx512<E: Element, const R: usize, const W: usize>(
-    rows: [&[E]; R],
-    x: &[f32],
-    xs: usize,
-) -> [[f32; W]; R] {
-    use std::arch::x86_64::*;
-    let cols = rows[0].len();
-    assert!(rows.iter().all(|r| r.len() == cols) && x.len() >= (W - 1) * xs + cols);
-    let mut acc = [[_mm512_setzero_ps(); W]; R];
-    let split = cols / 16 * 16;
-    let mut k0 = 0;
-    while k0 < split {
-        let mut a = [_mm512_setzero_ps(); R];
-        for r in 0..R {
-            // SAFETY: k0 + 16 ≤ cols, the row's length.
-            a[r] = unsafe { E::load16(rows[r].as_ptr().add(k0)) };
-        }
-        // Indexed: `c` picks both the vector and the accumulator column.
-        #[allow(clippy::needless_range_loop)]
-        for c in 0..W {
-            // SAFETY: c·xs + k0 + 16 ≤ (W − 1)·xs + cols ≤ x.len().
-            let xc = unsafe { _mm512_loadu_ps(x.as_ptr().add(c * xs + k0)) };
-            for r in 0..R {
-                acc[r][c] = _mm512_fmadd_ps(a[r], xc, acc[r][c]);
-            }
-        }
-        k0 += 16;
-    }
-    // Plain loops, not closures: a closure over `acc` keeps it in memory, and the loop above
-    // then stores every accumulator at every step.
-    let mut sums = [[0f32; W]; R];
-    for r in 0..R {
-        for c in 0..W {
-            sums[r][c] = _mm512_reduce_add_ps(acc[r][c]);
-        }
-    }
-    tail_sums(&mut sums, rows, x, xs, split)
-}
-
 /// Adds columns `split..` of each row's dot products (the part past the whole vectors).
 #[inline(always)]
 fn tail_sums<E: Element, const R: usize, const W: usize>(
@@ -364,50 +319,89 @@ fn tail_sums<E: Element, const R: usize, const W: usize>(
     *sums
 }
 
-/// [`dots_avx512`] with AVX2 registers (8 lanes).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-// SAFETY: unsafe only for its target features: callers run it where the CPU has AVX2 and FMA
-// (`Isa::detect`); the raw reads below stay inside the asserted lengths.
-unsafe fn dots_avx2<E: Element, const R: usize, const W: usize>(
-    rows: [&[E]; R],
-    x: &[f32],
-    xs: usize,
-) -> [[f32; W]; R] {
-    use std::arch::x86_64::*;
-    let cols = rows[0].len();
-    assert!(rows.iter().all(|r| r.len() == cols) && x.len() >= (W - 1) * xs + cols);
-    let mut acc = [[_mm256_setzero_ps(); W]; R];
-    let split = cols / 8 * 8;
-    let mut k0 = 0;
-    while k0 < split {
-        let mut a = [_mm256_setzero_ps(); R];
-        for r in 0..R {
-            // SAFETY: k0 + 8 ≤ cols, the row's length.
-            a[r] = unsafe { E::load8(rows[r].as_ptr().add(k0)) };
-        }
-        // Indexed: `c` picks both the vector and the accumulator column.
-        #[allow(clippy::needless_range_loop)]
-        for c in 0..W {
-            // SAFETY: c·xs + k0 + 8 ≤ (W − 1)·xs + cols ≤ x.len().
-            let xc = unsafe { _mm256_loadu_ps(x.as_ptr().add(c * xs + k0)) };
-            for r in 0..R {
-                acc[r][c] = _mm256_fmadd_ps(a[r], xc, acc[r][c]);
+/// The multi-vector dot kernel on one instruction set: `R·W` accumulators in registers, one
+/// load of each vector's chunk per `R` multiply-adds, then [`tail_sums`].
+macro_rules! dots_isa {
+    ($(#[$doc:meta])* $name:ident, $feature:literal, $lanes:literal, $zero:ident, $load:ident,
+     $loadx:ident, $fma:ident, $reduce:ident) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        // SAFETY: unsafe only for its target features: callers run it where `Isa::detect` found
+        // them; the raw reads below stay inside the asserted lengths.
+        unsafe fn $name<E: Element, const R: usize, const W: usize>(
+            rows: [&[E]; R],
+            x: &[f32],
+            xs: usize,
+        ) -> [[f32; W]; R] {
+            use std::arch::x86_64::*;
+            let cols = rows[0].len();
+            assert!(rows.iter().all(|r| r.len() == cols) && x.len() >= (W - 1) * xs + cols);
+            let mut acc = [[$zero(); W]; R];
+            let split = cols / $lanes * $lanes;
+            let mut k0 = 0;
+            while k0 < split {
+                let mut a = [$zero(); R];
+                for r in 0..R {
+                    // SAFETY: k0 + lanes ≤ cols, the row's length.
+                    a[r] = unsafe { E::$load(rows[r].as_ptr().add(k0)) };
+                }
+                // Indexed: `c` picks both the vector and the accumulator column.
+                #[allow(clippy::needless_range_loop)]
+                for c in 0..W {
+                    // SAFETY: c·xs + k0 + lanes ≤ (W − 1)·xs + cols ≤ x.len().
+                    let xc = unsafe { $loadx(x.as_ptr().add(c * xs + k0)) };
+                    for r in 0..R {
+                        acc[r][c] = $fma(a[r], xc, acc[r][c]);
+                    }
+                }
+                k0 += $lanes;
             }
+            // Plain loops, not closures: a closure over `acc` keeps it in memory, and the loop
+            // above then stores every accumulator at every step.
+            let mut sums = [[0f32; W]; R];
+            for r in 0..R {
+                for c in 0..W {
+                    sums[r][c] = $reduce(acc[r][c]);
+                }
+            }
+            tail_sums(&mut sums, rows, x, xs, split)
         }
-        k0 += 8;
-    }
-    let mut sums = [[0f32; W]; R];
-    for r in 0..R {
-        for c in 0..W {
-            let mut lanes = [0f32; 8];
-            // SAFETY: `lanes` holds 8 floats.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r][c]) };
-            sums[r][c] = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
-                + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-        }
-    }
-    tail_sums(&mut sums, rows, x, xs, split)
+    };
+}
+
+dots_isa!(
+    /// [`dots_body`] with AVX-512 registers.
+    dots_avx512,
+    "avx512f",
+    16,
+    _mm512_setzero_ps,
+    load16,
+    _mm512_loadu_ps,
+    _mm512_fmadd_ps,
+    _mm512_reduce_add_ps
+);
+dots_isa!(
+    /// [`dots_body`] with AVX2 registers (8 lanes).
+    dots_avx2,
+    "avx2,fma",
+    8,
+    _mm256_setzero_ps,
+    load8,
+    _mm256_loadu_ps,
+    _mm256_fmadd_ps,
+    reduce8
+);
+
+/// The sum of an AVX2 register's 8 lanes, pairwise.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn reduce8(v: std::arch::x86_64::__m256) -> f32 {
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds 8 floats.
+    unsafe { std::arch::x86_64::_mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
 }
 
 /// `y = xᵀ·A` for row-major `a: [rows, cols]` (each row scaled by its x and added), the columns
@@ -532,6 +526,38 @@ mod matvec_tests {
         Ok(())
     }
 
+    /// The multi-vector kernel on every instruction set this CPU has equals gemm, for 2 to 15
+    /// vectors (two rows at a time and one), rows and columns not multiples of the lanes, and
+    /// K longer than one block.
+    #[test]
+    fn multi_vector_dots_equal_gemm_on_every_isa() -> Result<()> {
+        use crate::sparse::Isa;
+        let isas = [Isa::Scalar, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.check().is_ok());
+        for isa in isas {
+            for (rows, cols) in [(5, 37), (4, 2100)] {
+                let a: Vec<f32> = (0..rows * cols)
+                    .map(|i| ((i * 37) % 19) as f32 / 9.0 - 1.0)
+                    .collect();
+                macro_rules! each {
+                    ($($w:literal),*) => {$({
+                        let x: Vec<f32> = (0..$w * cols).map(|i| ((i * 11) % 13) as f32 / 6.0 - 1.0).collect();
+                        let mut got = vec![f32::NAN; rows * $w];
+                        rows_dots::<f32, $w>(isa, &a, cols, &x, &mut got);
+                        let mut want = vec![0f32; rows * $w];
+                        matmul((rows, $w, cols), Strided::rows(&a, cols), Strided::transposed(&x, cols), &mut want, 1)?;
+                        for (g, r) in got.iter().zip(&want) {
+                            assert!((g - r).abs() <= 1e-4 * (1.0 + r.abs()), "{isa:?} {rows}x{cols}·{}: {g} vs {r}", $w);
+                        }
+                    })*};
+                }
+                each!(2, 3, 8, 9, 15);
+            }
+        }
+        Ok(())
+    }
+
     /// With A stored as bf16, the matrix-vector kernels give the bits of the f32 kernels on
     /// the widened values (the same sums in the same order), for 1 to 5 vectors at once.
     #[test]
@@ -551,6 +577,21 @@ mod matvec_tests {
                 matvecs(&a, rows, cols, &x, width, &mut y)?;
                 matvecs(&wide, rows, cols, &x, width, &mut want)?;
                 assert_eq!(y, want, "{rows}x{cols}·{width}");
+                // And the product itself: gemm on the widened values, [rows, width].
+                let mut reference = vec![0f32; rows * width];
+                matmul(
+                    (rows, width, cols),
+                    Strided::rows(&wide, cols),
+                    Strided::transposed(&x, cols),
+                    &mut reference,
+                    1,
+                )?;
+                for (g, r) in y.iter().zip(&reference) {
+                    assert!(
+                        (g - r).abs() <= 1e-5 * (1.0 + r.abs()),
+                        "{rows}x{cols}·{width}: {g} vs {r}"
+                    );
+                }
             }
             let xr: Vec<f32> = (0..rows).map(|i| ((i * 5) % 9) as f32 - 4.0).collect();
             let (mut z, mut want) = (vec![0f32; cols], vec![0f32; cols]);
