@@ -19,8 +19,49 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-/// Write `cells.parquet` and the summaries from the run directory's log (`None`: no row yet).
-pub fn write_tables(dir: &Path, spec: &Spec) -> Result<Option<Tables>> {
+/// summary.md as data: the tables and statistics notes (from the run's log), then the
+/// published values and the figure links; rendered whole and written at once, so redoing a
+/// section (`masklab published`, `masklab plot`) renders the document again rather than editing
+/// its text.
+pub struct SummaryDoc {
+    title: String,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+    published: String,
+    figures: String,
+}
+
+impl SummaryDoc {
+    /// The Markdown.
+    fn render(&self) -> String {
+        let mut md = markdown::render(&self.title, &self.rows);
+        if !self.notes.is_empty() {
+            md += "\n## Statistics\n\n";
+            for n in &self.notes {
+                md += &format!("- {n}\n");
+            }
+        }
+        md + &self.published + &self.figures
+    }
+
+    /// Write it as the run's summary.md (atomically).
+    fn write(&self, dir: &Path) -> Result<()> {
+        crate::io::atomic::write_bytes(&dir.join(SUMMARY_MD), self.render().as_bytes())
+    }
+}
+
+/// A run's tables, computed from its log without writing anything.
+struct Summarised {
+    cells: polars::prelude::DataFrame,
+    summary: polars::prelude::DataFrame,
+    correlations: Vec<Row>,
+    doc: SummaryDoc,
+}
+
+/// The cells, summary (means, CIs, tests; the run's calibration beside its times) and
+/// correlations of the run in `dir` from its log (`None`: no row yet); deterministic, so
+/// recomputing them for a finished run gives what [`write_tables`] wrote.
+fn summarised(dir: &Path, spec: &Spec) -> Result<Option<Summarised>> {
     let mut rows = read_log(dir)?;
     let mut seen = HashSet::new();
     rows.retain(|r| {
@@ -35,57 +76,69 @@ pub fn write_tables(dir: &Path, spec: &Spec) -> Result<Option<Tables>> {
     if rows.is_empty() {
         return Ok(None);
     }
-    let mut cells = table::frame_from_rows(&rows)?;
-    table::write_parquet(&mut cells, &dir.join(CELLS_PARQUET))?;
+    let cells = table::frame_from_rows(&rows)?;
     let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
     let mut summary = summary::summarise(&cells, &axes)?;
     let mut summary_rows = table::rows_from_frame(&summary);
-    // The run's calibration beside its times, so a baseline made from this summary carries it.
     if let Some(c) = Manifest::read(dir).ok().and_then(|m| m.calibration_seconds) {
         for row in &mut summary_rows {
             row.insert(crate::results::regress::CALIBRATION.into(), Value::from(c));
         }
         summary = table::frame_from_rows(&summary_rows)?;
     }
-    let mut notes = Vec::new();
-    let mut correlations = Vec::new();
+    let (mut notes, mut correlations) = (Vec::new(), Vec::new());
     if let Some(st) = &spec.statistics {
         let (with, report) = summary::with_statistics(&summary_rows, &rows, &axes, st);
         summary_rows = with;
         summary = table::frame_from_rows(&summary_rows)?;
-        if !report.correlations.is_empty() {
-            let mut corr = table::frame_from_rows(&report.correlations)?;
-            table::write_csv(&mut corr, &dir.join(CORRELATIONS_CSV))?;
-        }
         notes = report.notes;
         correlations = report.correlations;
+    }
+    let doc = SummaryDoc {
+        title: format!("{} — {} (profile {})", spec.name, spec.title, spec.profile),
+        rows: summary_rows,
+        notes,
+        published: String::new(),
+        figures: String::new(),
+    };
+    Ok(Some(Summarised {
+        cells,
+        summary,
+        correlations,
+        doc,
+    }))
+}
+
+/// Write `cells.parquet`, the summaries and summary.md (tables and notes) from the run
+/// directory's log (`None`: no row yet).
+pub fn write_tables(dir: &Path, spec: &Spec) -> Result<Option<Tables>> {
+    let Some(Summarised {
+        mut cells,
+        mut summary,
+        correlations,
+        doc,
+    }) = summarised(dir, spec)?
+    else {
+        return Ok(None);
+    };
+    table::write_parquet(&mut cells, &dir.join(CELLS_PARQUET))?;
+    if !correlations.is_empty() {
+        let mut corr = table::frame_from_rows(&correlations)?;
+        table::write_csv(&mut corr, &dir.join(CORRELATIONS_CSV))?;
     }
     table::write_parquet(&mut summary, &dir.join(SUMMARY_PARQUET))?;
     table::write_csv(
         &mut table::without_time_columns(&summary)?,
         &dir.join(SUMMARY_CSV),
     )?;
-    let title = format!("{} — {} (profile {})", spec.name, spec.title, spec.profile);
-    let mut md = markdown::render(&title, &summary_rows);
-    if !notes.is_empty() {
-        md += "\n## Statistics\n\n";
-        for n in &notes {
-            md += &format!("- {n}\n");
-        }
-    }
     // Tables first: a figure or comparison that cannot be made must not cost the run its summary.
-    crate::io::atomic::write_bytes(&dir.join(SUMMARY_MD), md.as_bytes())?;
-    Ok(Some(Tables {
-        md,
-        summary_rows,
-        correlations,
-    }))
+    doc.write(dir)?;
+    Ok(Some(Tables { doc, correlations }))
 }
 
 /// What [`write_tables`] wrote, for the post-processing after it.
 pub struct Tables {
-    md: String,
-    summary_rows: Vec<Row>,
+    doc: SummaryDoc,
     correlations: Vec<Row>,
 }
 
@@ -94,15 +147,14 @@ pub struct Tables {
 /// published RUN` and `masklab plot RUN` redo these steps once the spec is fixed.
 pub fn post_process(dir: &Path, spec: &Spec, tables: Tables) -> Result<()> {
     let Tables {
-        mut md,
-        summary_rows,
+        mut doc,
         correlations,
     } = tables;
-    md += &write_published(dir, spec, &summary_rows, &correlations)?.1;
-    crate::io::atomic::write_bytes(&dir.join(SUMMARY_MD), md.as_bytes())?;
-    let links = figures::write_all(dir, &spec.figures, &summary_rows)?;
-    md += &figures::markdown_section(&links);
-    crate::io::atomic::write_bytes(&dir.join(SUMMARY_MD), md.as_bytes())
+    doc.published = write_published(dir, spec, &doc.rows, &correlations)?.1;
+    doc.write(dir)?;
+    let links = figures::write_all(dir, &spec.figures, &doc.rows)?;
+    doc.figures = figures::markdown_section(&links);
+    doc.write(dir)
 }
 
 /// [`post_process`] with its failure said on stderr: the run stays complete.
@@ -153,15 +205,12 @@ pub(super) fn write_published(
 /// Rewrite a run's comparison with published values from its summary (and correlations), with
 /// the `[[published]]` entries of the spec file now at the manifest's path — values are facts
 /// about the papers, so entries added after a run apply to it — or, when that file cannot be
-/// read, of the run's own spec. Returns the comparison rows.
+/// read, of the run's own spec; summary.md is rendered again with them. Returns the comparison
+/// rows.
 pub fn published_run(dir: &Path) -> Result<Vec<Row>> {
     let (manifest, own) = spec_of_run(dir)?;
-    let profile = (manifest.profile != "grid").then_some(manifest.profile.as_str());
-    let spec = match Spec::load(Path::new(&manifest.spec_path), profile) {
-        Ok(now) if !now.published.is_empty() => now,
-        _ => own,
-    };
-    if spec.published.is_empty() {
+    let (rows, section) = published_section(dir, &manifest, &own)?;
+    if section.is_empty() {
         return Err(Error::invalid(
             "run",
             dir.display(),
@@ -171,6 +220,28 @@ pub fn published_run(dir: &Path) -> Result<Vec<Row>> {
             ),
         ));
     }
+    let figures = figures::markdown_section(&figures::existing_links(
+        dir,
+        &declared_figures(&manifest, &own),
+    ));
+    rerender(dir, &own, section, figures)?;
+    Ok(rows)
+}
+
+/// The spec file now at the manifest's path, in the run's profile, if it loads.
+fn spec_now(manifest: &Manifest) -> Option<Spec> {
+    let profile = (manifest.profile != "grid").then_some(manifest.profile.as_str());
+    Spec::load(Path::new(&manifest.spec_path), profile).ok()
+}
+
+/// The published comparison of a finished run (see [`published_run`]) from its summary and
+/// correlations files: its rows (written to published.csv) and summary.md's section, both empty
+/// when neither spec carries entries.
+fn published_section(dir: &Path, manifest: &Manifest, own: &Spec) -> Result<(Vec<Row>, String)> {
+    let spec = match spec_now(manifest) {
+        Some(now) if !now.published.is_empty() => now,
+        _ => own.clone(),
+    };
     let summary = table::rows_from_frame(&table::read_parquet(&dir.join(SUMMARY_PARQUET))?);
     let corr_path = dir.join(CORRELATIONS_CSV);
     let correlations = if corr_path.exists() {
@@ -178,44 +249,35 @@ pub fn published_run(dir: &Path) -> Result<Vec<Row>> {
     } else {
         Vec::new()
     };
-    let (rows, section) = write_published(dir, &spec, &summary, &correlations)?;
-    replace_summary_section(dir, published::HEADING, &section)?;
-    Ok(rows)
+    write_published(dir, &spec, &summary, &correlations)
 }
 
-/// Replace one of summary.md's trailing sections — the published values or the figures, in
-/// that order after the tables — keeping the other (`heading`: the section's heading constant).
-pub(super) fn replace_summary_section(dir: &Path, heading: &str, section: &str) -> Result<()> {
-    let md_path = dir.join(SUMMARY_MD);
-    let md = std::fs::read_to_string(&md_path).map_err(|e| Error::io(&md_path, e))?;
-    let (rest, figures_part) = match md.split_once(figures::HEADING) {
-        Some((rest, f)) => (rest, format!("{}{f}", figures::HEADING)),
-        None => (md.as_str(), String::new()),
-    };
-    let (body, published_part) = match rest.split_once(published::HEADING) {
-        Some((body, p)) => (body, format!("{}{p}", published::HEADING)),
-        None => (rest, String::new()),
-    };
-    let md = if heading == figures::HEADING {
-        format!("{body}{published_part}{section}")
-    } else {
-        format!("{body}{section}{figures_part}")
-    };
-    crate::io::atomic::write_bytes(&md_path, md.as_bytes())
+/// The figures a run draws: its own spec's, or those of the spec file now at the manifest's
+/// path when its own declares none.
+fn declared_figures(manifest: &Manifest, own: &Spec) -> Vec<figures::Figure> {
+    if !own.figures.is_empty() {
+        return own.figures.clone();
+    }
+    spec_now(manifest).map(|s| s.figures).unwrap_or_default()
+}
+
+/// summary.md of a finished run rendered again, whole: its tables and notes recomputed from the
+/// log (deterministic), then the given published and figure sections.
+fn rerender(dir: &Path, own: &Spec, published: String, figures: String) -> Result<()> {
+    let mut doc = summarised(dir, own)?
+        .ok_or_else(|| Error::invalid("run", dir.display(), "has no finished cell"))?
+        .doc;
+    doc.published = published;
+    doc.figures = figures;
+    doc.write(dir)
 }
 
 /// Redraw a run's figures from its `summary.parquet` (the spec's `[[figures]]`, or those of the
-/// spec file now at the manifest's path when the run's own spec declares none) and relink
-/// them from summary.md. Returns the figure files written.
+/// spec file now at the manifest's path when the run's own spec declares none) and render
+/// summary.md again with their links. Returns the figure files written.
 pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>> {
     let (manifest, spec) = spec_of_run(dir)?;
-    let mut declared = spec.figures.clone();
-    if declared.is_empty() {
-        let profile = (manifest.profile != "grid").then_some(manifest.profile.as_str());
-        if let Ok(now) = Spec::load(Path::new(&manifest.spec_path), profile) {
-            declared = now.figures;
-        }
-    }
+    let declared = declared_figures(&manifest, &spec);
     if declared.is_empty() {
         return Err(Error::invalid(
             "run",
@@ -226,7 +288,8 @@ pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>> {
     let summary = table::read_parquet(&dir.join(SUMMARY_PARQUET))?;
     let rows = table::rows_from_frame(&summary);
     let links = figures::write_all(dir, &declared, &rows)?;
-    replace_summary_section(dir, figures::HEADING, &figures::markdown_section(&links))?;
+    let (_, published) = published_section(dir, &manifest, &spec)?;
+    rerender(dir, &spec, published, figures::markdown_section(&links))?;
     Ok(links.iter().map(|(_, p)| dir.join(p)).collect())
 }
 

@@ -247,7 +247,16 @@ pub fn write_all(dir: &Path, figures: &[Figure], rows: &[Row]) -> Result<Vec<(St
     Ok(links)
 }
 
-/// The heading of summary.md's figure section (also where `plot` finds it again).
+/// The (title, relative path) links of those of `figures` already drawn in `dir/figures/`.
+pub fn existing_links(dir: &Path, figures: &[Figure]) -> Vec<(String, String)> {
+    figures
+        .iter()
+        .map(|f| (f.title.clone(), format!("figures/{}.svg", f.file)))
+        .filter(|(_, p)| dir.join(p).exists())
+        .collect()
+}
+
+/// The heading of summary.md's figure section.
 pub const HEADING: &str = "\n## Figures\n";
 
 /// summary.md's figure section: one image link per figure.
