@@ -47,6 +47,21 @@ struct SolverRow {
     /// An external solver's own seconds, as it reported them (the round trip is `seconds`).
     #[serde(skip_serializing_if = "Option::is_none")]
     program_seconds: Option<f64>,
+    /// The options this cell's solver ran with (`name=value`, comma-separated, by name), where
+    /// the spec set any for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    solver_options: Option<String>,
+}
+
+/// `name=value,...` of `options` (by name), or `None` for none.
+fn options_text(options: &BTreeMap<String, f64>) -> Option<String> {
+    (!options.is_empty()).then(|| {
+        options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
 }
 
 /// A weight source.
@@ -261,6 +276,7 @@ impl CellKind for SolverCell {
     fn columns(&self) -> Vec<String> {
         super::columns_of(&SolverRow {
             program_seconds: Some(0.0),
+            solver_options: Some(String::new()),
             ..SolverRow::default()
         })
     }
@@ -313,6 +329,7 @@ impl CellKind for SolverCell {
             blocks_per_second: n as f64 / solved.seconds.max(1e-9),
             program_seconds: solvers::external::by_name(p.solver.name())
                 .and_then(|e| e.reported_seconds()),
+            solver_options: options_text(&p.options),
         })
     }
 }
@@ -344,8 +361,17 @@ mod tests {
             "\"tsenor.tau\" = 0.05\n\"max-random.draws\" = 10",
         )?;
         assert_eq!(p.options, BTreeMap::from([("draws".to_string(), 10.0)]));
-        let p = params_of("tsenor", "iterations = 5")?;
-        assert_eq!(p.options, BTreeMap::from([("iterations".to_string(), 5.0)]));
+        let p = params_of("tsenor", "iterations = 5\n\"tsenor.tau\" = 0.05")?;
+        assert_eq!(
+            p.options,
+            BTreeMap::from([("iterations".to_string(), 5.0), ("tau".to_string(), 0.05)])
+        );
+        // What a row records of them.
+        assert_eq!(
+            options_text(&p.options).as_deref(),
+            Some("iterations=5,tau=0.05")
+        );
+        assert_eq!(options_text(&BTreeMap::new()), None);
         // A bare option the cell's solver does not read, or a qualified one its solver does not
         // read, is an error naming it.
         let e = params_of("exact", "iterations = 5")
