@@ -170,6 +170,8 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
+    // SAFETY: unsafe for its target feature and raw reads: the test passes 16 values on a CPU
+    // with AVX-512F.
     unsafe fn store16(v: &[bf16], out: &mut [f32; 16]) {
         // SAFETY: the caller passes 16 values on an AVX-512F CPU.
         unsafe { std::arch::x86_64::_mm512_storeu_ps(out.as_mut_ptr(), bf16::load16(v.as_ptr())) }
@@ -177,6 +179,8 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
+    // SAFETY: unsafe for its target feature and raw reads: the test passes 8 values on a CPU
+    // with AVX2.
     unsafe fn store8(v: &[bf16], out: &mut [f32; 8]) {
         // SAFETY: the caller passes 8 values on an AVX2 CPU.
         unsafe { std::arch::x86_64::_mm256_storeu_ps(out.as_mut_ptr(), bf16::load8(v.as_ptr())) }
