@@ -603,7 +603,7 @@ impl Problem {
                 };
                 return dense::matmul((m, n, k), a, wide, out, threads);
             }
-            if b.1 == 1 && b.2 == k {
+            if dots_layout(b, k) {
                 if m == 1 {
                     return dense::matvecs(half, n, k, &a.0[..k], 1, out);
                 }
@@ -612,18 +612,18 @@ impl Problem {
                 transpose_par(scratch, n, m, out);
                 return Ok(());
             }
-            if m == 1 && b.1 == n && b.2 == 1 {
+            if m == 1 && rows_layout(b, n) {
                 return dense::vecmat(half, k, n, &a.0[..k], out);
             }
         }
         // One output row against a B stored as contiguous rows of its transpose: n dot
         // products, the matrix-vector kernel (batch-1 forward).
-        if swapped && m == 1 && b.1 == 1 && b.2 == k {
+        if swapped && m == 1 && dots_layout(b, k) {
             return dense::matvec(&b.0, n, k, &a.0[..k], out);
         }
         // One output row against a row-major B: the rows of B scaled and added (batch-1
         // backward).
-        if swapped && m == 1 && b.1 == n && b.2 == 1 {
+        if swapped && m == 1 && rows_layout(b, n) {
             return dense::vecmat(&b.0, k, n, &a.0[..k], out);
         }
         // An operand (data, row stride, column stride), as it is or transposed.
@@ -688,6 +688,17 @@ struct Runs {
     max_rel_error: f64,
 }
 
+/// Whether an operand `B: [k, n]` (data, row stride, column stride) is stored as the rows of its
+/// transpose: the layout of `n` dot products over `k`.
+fn dots_layout(b: &(Vec<f32>, usize, usize), k: usize) -> bool {
+    b.1 == 1 && b.2 == k
+}
+
+/// Whether `B: [k, n]` is stored row-major: the layout of `k` scaled rows of `n` added up.
+fn rows_layout(b: &(Vec<f32>, usize, usize), n: usize) -> bool {
+    b.1 == n && b.2 == 1
+}
+
 /// Every way the dense reference may run for `p` on up to `threads` threads: one thread or
 /// all, `C` or `Cᵀ`, and the weights' other layout where the problem made one.
 fn dense_ways(p: &Problem, threads: usize) -> Vec<DenseWay> {
@@ -720,7 +731,7 @@ fn dense_ways(p: &Problem, threads: usize) -> Vec<DenseWay> {
         let (m, ..) = p.shape;
         ways.retain(|w| {
             let b = if w.alt { p.b_alt.as_ref() } else { Some(&p.b) };
-            !w.swapped || b.is_some_and(|b| (b.1 == 1 && b.2 == p.shape.2) || m == 1)
+            !w.swapped || b.is_some_and(|b| dots_layout(b, p.shape.2) || m == 1)
         });
     }
     ways
@@ -816,10 +827,7 @@ fn report(job: &GemmJob, p: &Problem, isa: Isa, runs: Runs) -> GemmReport {
     let (dense_seconds, sparse_seconds) = (median(&mut dense_t), median(&mut sparse_t));
     let flops = 2.0 * (m * n * k) as f64;
     // Inputs in the job's type, the output in f32.
-    let value = match job.dtype {
-        Dtype::F32 => 4,
-        Dtype::Bf16 => 2,
-    };
+    let value = job.dtype.bytes();
     let dense_bytes = value * (m * k + k * n) + 4 * m * n;
     let (kernel, sparse_bytes, density) = match &p.sparse {
         Some(s) => {

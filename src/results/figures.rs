@@ -240,18 +240,23 @@ pub fn write_all(dir: &Path, figures: &[Figure], rows: &[Row]) -> Result<Vec<(St
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     for fig in figures {
         let svg = draw(fig, rows)?;
-        let name = format!("{}.svg", fig.file);
-        crate::io::atomic::write_bytes(&out.join(&name), svg.as_bytes())?;
-        links.push((fig.title.clone(), format!("figures/{name}")));
+        let link = link(fig);
+        crate::io::atomic::write_bytes(&dir.join(&link.1), svg.as_bytes())?;
+        links.push(link);
     }
     Ok(links)
+}
+
+/// A figure's (title, path relative to the run directory).
+fn link(fig: &Figure) -> (String, String) {
+    (fig.title.clone(), format!("figures/{}.svg", fig.file))
 }
 
 /// The (title, relative path) links of those of `figures` already drawn in `dir/figures/`.
 pub fn existing_links(dir: &Path, figures: &[Figure]) -> Vec<(String, String)> {
     figures
         .iter()
-        .map(|f| (f.title.clone(), format!("figures/{}.svg", f.file)))
+        .map(link)
         .filter(|(_, p)| dir.join(p).exists())
         .collect()
 }

@@ -174,13 +174,13 @@ pub fn matvecs<E: Element>(
                 return;
             }
             macro_rules! by_width {
-            ($($w:literal),*) => {
-                match width {
-                    $($w => rows_dots::<E, $w>(isa, a, cols, x, ys),)*
-                    _ => unreachable!("width {width} is below 16 here"),
-                }
-            };
-        }
+                ($($w:literal),*) => {
+                    match width {
+                        $($w => rows_dots::<E, $w>(isa, a, cols, x, ys),)*
+                        _ => unreachable!("width {width} is below 16 here"),
+                    }
+                };
+            }
             if width < 16 {
                 by_width!(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             } else {

@@ -22,6 +22,7 @@ pub trait Element: Copy + Send + Sync + 'static {
     /// `p` points to 16 readable values and the CPU has AVX-512F (the caller is compiled with
     /// it: this is always inlined into it).
     #[cfg(target_arch = "x86_64")]
+    // SAFETY: unsafe for the raw read of 16 values and the target feature (the contract above).
     unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
 
     /// 8 consecutive values from `p`, widened.
@@ -29,6 +30,7 @@ pub trait Element: Copy + Send + Sync + 'static {
     /// # Safety
     /// `p` points to 8 readable values and the CPU has AVX2 (the caller is compiled with it).
     #[cfg(target_arch = "x86_64")]
+    // SAFETY: unsafe for the raw read of 8 values and the target feature (the contract above).
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
 }
 
@@ -42,6 +44,7 @@ impl Element for f32 {
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
+    // SAFETY: the trait's contract (16 readable values, AVX-512F) is the caller's.
     unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
         // SAFETY: the caller's contract (16 readable floats, AVX-512F).
         unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
@@ -49,6 +52,7 @@ impl Element for f32 {
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
+    // SAFETY: the trait's contract (8 readable values, AVX2) is the caller's.
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
         // SAFETY: the caller's contract (8 readable floats, AVX2).
         unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
@@ -67,6 +71,7 @@ impl Element for bf16 {
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
+    // SAFETY: the trait's contract (16 readable values, AVX-512F) is the caller's.
     unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
         use std::arch::x86_64::*;
         // SAFETY: the caller's contract (16 readable bf16 = 32 bytes, AVX-512F).
@@ -78,6 +83,7 @@ impl Element for bf16 {
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
+    // SAFETY: the trait's contract (8 readable values, AVX2) is the caller's.
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
         use std::arch::x86_64::*;
         // SAFETY: the caller's contract (8 readable bf16 = 16 bytes, AVX2).
@@ -102,6 +108,16 @@ pub enum Dtype {
     F32,
     /// bfloat16 storage, f32 accumulation.
     Bf16,
+}
+
+impl Dtype {
+    /// Bytes of one value.
+    pub fn bytes(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::Bf16 => 2,
+        }
+    }
 }
 
 impl std::str::FromStr for Dtype {

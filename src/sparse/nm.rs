@@ -358,8 +358,8 @@ impl NmMatrix {
     /// Bytes of the compressed operand as a kernel streams it: values and packed positions
     /// (without the row padding of the position array).
     pub fn bytes(&self) -> usize {
-        let value = if self.half.is_some() { 2 } else { 4 };
-        self.values.len() * value + self.rows * (self.kept_per_row() * self.bits).div_ceil(8)
+        self.values.len() * self.dtype().bytes()
+            + self.rows * (self.kept_per_row() * self.bits).div_ceil(8)
     }
 
     /// The value type the matrix–vector kernels read.
