@@ -283,7 +283,7 @@ N:M along the batch (a multiple of M; N:M masks only).
 MASKLAB_ISA=avx2|scalar runs the narrower kernels.")]
     Gemm(GemmArgs),
     /// One-shot pruning of a llama-family language model: every q/k/v/o/gate/up/down
-    /// projection, layer by layer on calibration text, by magnitude, Wanda or SparseGPT, to
+    /// projection, layer by layer on calibration text, by magnitude, Wanda, SparseGPT or ALPS, to
     /// unstructured, N:M or transposable N:M; perplexity before and after, a Hugging Face
     /// safetensors checkpoint and a JSON report.
     #[command(after_help = "Examples:
@@ -308,7 +308,7 @@ pub struct PruneArgs {
     /// GGUF file or Hugging Face directory.
     #[arg(long)]
     pub model: std::path::PathBuf,
-    /// magnitude, wanda or sparsegpt.
+    /// magnitude, wanda, sparsegpt or alps.
     #[arg(long)]
     pub method: String,
     /// dense, unstructured, nm or transposable.

@@ -1,5 +1,5 @@
-//! One-shot layer-wise pruning of a language model's projections: magnitude, Wanda and
-//! SparseGPT, to unstructured, N:M or transposable N:M structures.
+//! One-shot layer-wise pruning of a language model's projections: magnitude, Wanda, SparseGPT
+//! and ALPS, to unstructured, N:M or transposable N:M structures.
 //!
 //! Problem: make every q/k/v/o/gate/up/down projection sparse in the chosen structure while the
 //! model's outputs on calibration text move least. Embeddings, norms and the output head stay
@@ -9,8 +9,9 @@
 //! the inputs produced by the already-pruned projections before it.
 //!
 //! Scores: magnitude `|W|`; Wanda `|W_ij|·‖x_j‖₂` (‖x_j‖ over every calibration token);
-//! SparseGPT ([`super::sparsegpt`]) its own saliency and update. Unstructured masks: per layer
-//! for magnitude, per output row for Wanda (as its paper does), per column block for SparseGPT.
+//! SparseGPT ([`super::sparsegpt`]) its own saliency and update; ALPS ([`super::alps`]) its
+//! operator splitting and refit. Unstructured masks: per layer for magnitude and ALPS, per output
+//! row for Wanda (as its paper does), per column block for SparseGPT.
 //! N:M masks run along `in`; transposable masks take each M×M tile's mask from the chosen
 //! solver, and the exact solver on the same scores gives the kept_gap.
 //!
@@ -19,8 +20,9 @@
 //! the pruned weight has the structure. Cost: about one forward of each layer over the
 //! calibration windows (each stage's input is computed once and kept until its projections are
 //! pruned; gate and up run twice), two more products per projection for the errors, plus
-//! SparseGPT's `O(in³ + out·in²)`; memory: the residual stream of every calibration window, twice.
+//! SparseGPT's `O(in³ + out·in²)` or ALPS's `O(in³)` and `out·in²` per iteration; memory: the residual stream of every calibration window, twice.
 
+use super::alps;
 use super::corpus::Perplexity;
 use super::model::{Layer, Llama, Proj, Stage};
 use super::sparsegpt::{self, KeptScores, Settings};
@@ -40,6 +42,15 @@ pub enum Method {
     Wanda,
     /// SparseGPT's OBS updates.
     SparseGpt,
+    /// ALPS's operator splitting and refit.
+    Alps,
+}
+
+impl Method {
+    /// Whether the method reads every stage's Gram matrix `XᵀX`.
+    fn needs_gram(self) -> bool {
+        matches!(self, Method::SparseGpt | Method::Alps)
+    }
 }
 
 impl FromStr for Method {
@@ -49,10 +60,11 @@ impl FromStr for Method {
             "magnitude" => Ok(Method::Magnitude),
             "wanda" => Ok(Method::Wanda),
             "sparsegpt" => Ok(Method::SparseGpt),
+            "alps" => Ok(Method::Alps),
             _ => Err(Error::invalid(
                 "method",
                 s,
-                "expected magnitude, wanda or sparsegpt",
+                "expected magnitude, wanda, sparsegpt or alps",
             )),
         }
     }
@@ -64,6 +76,7 @@ impl std::fmt::Display for Method {
             Method::Magnitude => "magnitude",
             Method::Wanda => "wanda",
             Method::SparseGpt => "sparsegpt",
+            Method::Alps => "alps",
         })
     }
 }
@@ -133,7 +146,7 @@ pub fn totals(reports: &[ProjReport]) -> Totals {
 }
 
 /// Per-stage statistics of the inputs: the Gram matrix `XᵀX` where it is cheap or needed
-/// (every stage of width h; the MLP's output stage for SparseGPT only), else Σ x_j².
+/// (every stage of width h; the MLP's output stage for SparseGPT and ALPS only), else Σ x_j².
 struct Stats {
     /// Σ x_j² per input, when there is no Gram matrix.
     sq: Option<Tensor>,
@@ -147,7 +160,7 @@ impl Stats {
         Stats {
             sq: None,
             g: None,
-            gram: method == Method::SparseGpt || stage != Stage::MlpOut,
+            gram: method.needs_gram() || stage != Stage::MlpOut,
         }
     }
 
@@ -458,14 +471,17 @@ fn prune_stage(
                 .ok_or_else(|| Error::invalid("statistics", "none", "Wanda needs ‖x‖"))?;
             Weighting::Wanda(sq.into_iter().map(|v| v.max(0.0).sqrt()).collect())
         }
-        Method::SparseGpt => {
-            let g = stats
-                .g
-                .as_ref()
-                .ok_or_else(|| Error::invalid("statistics", "none", "SparseGPT needs XᵀX"))?;
+        Method::SparseGpt | Method::Alps => {
+            let g = stats.g.as_ref().ok_or_else(|| {
+                Error::invalid("statistics", "none", format!("{} needs XᵀX", spec.method))
+            })?;
             let n = g.dim(0).map_err(Error::tensor("hessian"))?;
             let h: Vec<f64> = to_vec2(g)?.into_iter().map(f64::from).collect();
-            Weighting::SparseGpt(sparsegpt::Factor::new(&h, n, 0.01)?)
+            if spec.method == Method::Alps {
+                Weighting::Alps(alps::Basis::new(&h, n, 0.01, g.device())?)
+            } else {
+                Weighting::SparseGpt(sparsegpt::Factor::new(&h, n, 0.01)?)
+            }
         }
     };
     for &p in stage.projections() {
@@ -544,6 +560,8 @@ enum Weighting {
     Wanda(Vec<f32>),
     /// SparseGPT with this factor.
     SparseGpt(sparsegpt::Factor),
+    /// ALPS with this basis.
+    Alps(alps::Basis),
 }
 
 /// The pruned weight of one projection and its transposable kept scores.
@@ -569,6 +587,10 @@ fn prune_one(
             };
             let (_, kept) = sparsegpt::prune_factored(&mut data, rows, cols, factor, &settings)?;
             transposable.then_some(kept)
+        }
+        Weighting::Alps(basis) => {
+            let settings = alps::Settings::new(spec.kind, spec.solver, spec.seed);
+            alps::prune(&mut data, rows, cols, basis, &settings)?.1
         }
         Weighting::Magnitude | Weighting::Wanda(_) => {
             let norms = match weighting {

@@ -290,4 +290,4 @@ fn inverse_cholesky_upper(h: &[f64], n: usize, damp: f64) -> Result<Vec<f64>> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -186,3 +186,47 @@ fn prune_refuses_to_write_into_its_input_and_leaves_it_alone() {
     );
     assert!(err.contains("--structure diagonal"), "{err}");
 }
+
+#[test]
+fn prune_by_alps_keeps_the_structure_and_reconstructs_better_than_magnitude() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, calib, eval) = fixture(dir.path());
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (src_s, calib_s, eval_s) = (s(&src), s(&calib), s(&eval));
+    let run = |method: &str| -> Value {
+        serde_json::from_str(&ok(&[
+            "prune",
+            "--model",
+            &src_s,
+            "--method",
+            method,
+            "--structure",
+            "nm",
+            "--pattern",
+            "2:4",
+            "--calib",
+            &calib_s,
+            "--eval",
+            &eval_s,
+            "--calib-windows",
+            "4",
+            "--window",
+            "32",
+            "--eval-tokens",
+            "256",
+            "--skip-dense-eval",
+            "--json",
+        ]))
+        .unwrap()
+    };
+    let (alps, magnitude) = (run("alps"), run("magnitude"));
+    assert_eq!(alps["method"], "alps");
+    assert_eq!(alps["structure_ok"], true);
+    let err = |r: &Value| r["mean_rel_error"].as_f64().unwrap();
+    assert!(
+        err(&alps) < err(&magnitude),
+        "{} vs {}",
+        err(&alps),
+        err(&magnitude)
+    );
+}

@@ -1,7 +1,7 @@
 //! Cell kind `lm_prune`: one-shot pruning of a pretrained language model and its perplexity
 //! (table6, TSENOR's experiment at small scale; [`crate::lm`], the job of `masklab prune`).
 //!
-//! Axes: `method` (`dense`, `magnitude`, `wanda`, `sparsegpt`), `structure` (`dense` with the
+//! Axes: `method` (`dense`, `magnitude`, `wanda`, `sparsegpt`, `alps`), `structure` (`dense` with the
 //! dense method only; `unstructured:S`, `nm:N:M`, `transposable:N:M` with the others), `solver` (transposable structures; the
 //! others ignore it). The cell's seed draws the calibration windows. Params (optional): `model`
 //! (`smollm2-135m`, the pinned GGUF from `just setup`, default; or `tiny`, a seeded random

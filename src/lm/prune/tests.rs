@@ -55,6 +55,31 @@ fn sparsegpt_reconstructs_every_projection_at_least_as_well_as_wanda_and_magnitu
 }
 
 #[test]
+fn alps_reconstructs_every_projection_better_than_wanda_and_magnitude() {
+    for kind in [
+        MaskKind::Nm(Pattern { n: 2, m: 4 }),
+        MaskKind::Transposable(Pattern { n: 2, m: 4 }),
+    ] {
+        let (_, al) = run(Method::Alps, kind, "exact");
+        let (_, wa) = run(Method::Wanda, kind, "exact");
+        let (_, mg) = run(Method::Magnitude, kind, "exact");
+        assert_eq!(al.len(), 14);
+        for ((a, w), m) in al.iter().zip(&wa).zip(&mg) {
+            assert!(a.structure_ok && (a.sparsity - 0.5).abs() < 0.02);
+            assert!(
+                a.rel_error > 0.0 && a.rel_error < w.rel_error && a.rel_error < m.rel_error,
+                "{kind:?} layer {} {}: alps {} wanda {} magnitude {}",
+                a.layer,
+                a.proj,
+                a.rel_error,
+                w.rel_error,
+                m.rel_error
+            );
+        }
+    }
+}
+
+#[test]
 fn transposable_masks_hold_per_tile_and_nothing_else_changes() {
     let p = Pattern { n: 2, m: 4 };
     let dense = Llama::random(tiny(), 21, &Device::Cpu).unwrap();

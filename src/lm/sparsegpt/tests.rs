@@ -2,7 +2,7 @@ use super::*;
 use crate::mask::Pattern;
 use rand::{Rng, SeedableRng};
 
-fn problem(rows: usize, cols: usize, tokens: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn problem(rows: usize, cols: usize, tokens: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let w = (0..rows * cols)
         .map(|_| rng.random_range(-1.0..1.0))
@@ -19,7 +19,7 @@ fn problem(rows: usize, cols: usize, tokens: usize, seed: u64) -> (Vec<f32>, Vec
     (w, x)
 }
 
-fn hessian(x: &[f32], cols: usize) -> Vec<f64> {
+pub(crate) fn hessian(x: &[f32], cols: usize) -> Vec<f64> {
     let mut h = vec![0f64; cols * cols];
     for t in x.chunks(cols) {
         for i in 0..cols {
@@ -31,7 +31,7 @@ fn hessian(x: &[f32], cols: usize) -> Vec<f64> {
     h
 }
 
-fn output_error(w: &[f32], wh: &[f32], x: &[f32], cols: usize) -> f64 {
+pub(crate) fn output_error(w: &[f32], wh: &[f32], x: &[f32], cols: usize) -> f64 {
     let rows = w.len() / cols;
     let mut e = 0.0;
     for t in x.chunks(cols) {
