@@ -13,7 +13,7 @@
 
 use candle_core::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
-use masklab::structure::MaskKind;
+use masklab::mask::Structure;
 use masklab::train::data::synthetic;
 use masklab::train::models::{LayerPolicy, build};
 use masklab::train::optim::Optimizer;
@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
             ("masked", "transposable:4:8", "mvue:2:4", true),
             ("autograd", "dense", "dense", false),
         ] {
-            let mask: MaskKind = mask.parse().expect("mask");
+            let mask: Structure = mask.parse().expect("mask");
             let policy = LayerPolicy {
                 estimator: grad.parse().expect("estimator"),
                 custom,

@@ -5,7 +5,7 @@
 //! `-- transposable:4:8 mvue:2:4` (default `dense dense`).
 
 use candle_core::Device;
-use masklab::structure::MaskKind;
+use masklab::mask::Structure;
 use masklab::train::data::synthetic;
 use masklab::train::models::{LayerPolicy, build};
 use masklab::train::optim::Optimizer;
@@ -21,7 +21,7 @@ fn main() {
     let idx: Vec<usize> = (0..128).collect();
     let (x, y) = data.batch(&data.train, &idx, &dev).unwrap();
     let args: Vec<String> = std::env::args().collect();
-    let mask: MaskKind = args
+    let mask: Structure = args
         .get(1)
         .map(|s| s.as_str())
         .unwrap_or("dense")

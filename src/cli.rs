@@ -23,10 +23,10 @@ use std::path::PathBuf;
   masklab run experiments/table1.toml --resume /tmp/r
   masklab show /tmp/r
   masklab regress /tmp/r
-  masklab diversity transposable --pattern 4:8 --size 8x8 --json
+  masklab diversity transposable:4:8 --size 8x8 --json
   masklab solvers
   masklab solve --solver exact --pattern 8:16 --input model.safetensors --output masks.safetensors --json
-  masklab gemm --mask transposable:2:4 --shape 4096x4096 --batch 1
+  masklab gemm --structure transposable:2:4 --shape 4096x4096 --batch 1
 
 Exit codes: 0 done, 1 a check failed (regress found a regression, a structure was lost),
 2 bad input or usage."
@@ -235,9 +235,9 @@ pub enum Command {
     Solve(SolveArgs),
     /// Prune a checkpoint to N:M in one shot: same files, names, dtypes; other tensors copied.
     #[command(after_help = "Examples:
-  masklab convert --input model.safetensors --output pruned.safetensors --pattern 4:8 --solver greedy
-  masklab convert --input ckpt_dir/ --output pruned_dir/ --pattern 2:4 --structure nm --exclude '*embed*'
-  masklab convert --input model.safetensors --output pruned.safetensors --pattern 8:16 --solver exact --act-norms norms.safetensors --json")]
+  masklab convert --input model.safetensors --output pruned.safetensors --structure transposable:4:8 --solver greedy
+  masklab convert --input ckpt_dir/ --output pruned_dir/ --structure nm:2:4 --exclude '*embed*'
+  masklab convert --input model.safetensors --output pruned.safetensors --structure transposable:8:16 --solver exact --act-norms norms.safetensors --json")]
     Convert(ConvertArgs),
     /// Measure a neural-gradient estimator on gradients from a file, or write one pruned draw.
     #[command(after_help = "Examples:
@@ -247,34 +247,34 @@ pub enum Command {
     Estimate(EstimateArgs),
     /// Train one model with N:M masks on the forward/backward GEMMs and an estimator on the update GEMM.
     #[command(after_help = "Examples:
-  masklab train --model mlp --dataset fashion-mnist --mask transposable:4:8 --solver greedy --every 40 --grad-estimator mvue:2:4 --epochs 2 --seed 0 --json
-  masklab train --dataset synthetic --epochs 1 --mask nm:2:4
-  masklab train --model lenet --dataset mnist --data-dir ~/data --mask unstructured:0.5
-  masklab train --mask transposable:4:8 --grad-estimator mvue:2:4 --capture-grads grads.safetensors
-  masklab train --mask transposable:2:4 --grad-estimator mvue:2:4 --gemm masked-dense --json
-  masklab train --epochs 5 --save dense.safetensors && masklab train --init dense.safetensors --mask transposable:4:8
+  masklab train --model mlp --dataset fashion-mnist --structure transposable:4:8 --solver greedy --every 40 --grad-estimator mvue:2:4 --epochs 2 --seed 0 --json
+  masklab train --dataset synthetic --epochs 1 --structure nm:2:4
+  masklab train --model lenet --dataset mnist --data-dir ~/data --structure unstructured:0.5
+  masklab train --structure transposable:4:8 --grad-estimator mvue:2:4 --capture-grads grads.safetensors
+  masklab train --structure transposable:2:4 --grad-estimator mvue:2:4 --gemm masked-dense --json
+  masklab train --epochs 5 --save dense.safetensors && masklab train --init dense.safetensors --structure transposable:4:8
 
-Masks: dense, unstructured:S, block:B:S, nm:N:M (forward only), transposable:N:M (forward and backward).
+Structures: dense, unstructured[:S], block:B[:S], nm:N:M (forward only), transposable:N:M (forward and backward).
 Gradient estimators (update GEMM, along the batch axis): dense, greedy:N:M, mvue:N:M, mvue_1to2:1:2, approx_mvue_2to4:2:4.")]
     Train(Box<TrainArgs>),
     /// Mask diversity of one structure over one tensor.
     #[command(after_help = "Examples:
-  masklab diversity transposable --pattern 4:8 --size 8x8 --json
-  masklab diversity nm --pattern 2:4 --size 64x64
-  masklab diversity block --block 4 --sparsity 0.5 --size 64x64
-  masklab diversity unstructured --sparsity 0.5 --size 4096x4096")]
+  masklab diversity transposable:4:8 --size 8x8 --json
+  masklab diversity nm:2:4 --size 64x64
+  masklab diversity block:4:0.5 --size 64x64
+  masklab diversity unstructured:0.5 --size 4096x4096")]
     Diversity(DiversityArgs),
     /// Time one training GEMM of a mask type against the dense GEMM of the same shapes, in
     /// the same process: median seconds of each, speedup, its share of the byte or FLOP limit,
     /// GFLOP/s, bytes and the error against the dense masked product.
     #[command(after_help = "Examples:
-  masklab gemm --mask nm:2:4 --shape 4096x4096 --batch 1
-  masklab gemm --mask transposable:2:4 --shape 4096x4096 --batch 128 --op backward --json
-  masklab gemm --mask nm:1:4 --shape 1024x1024 --batch 8 --op forward
-  masklab gemm --mask nm:2:4 --shape 4096x4096 --batch 1 --dtype bf16
-  masklab gemm --mask transposable:4:8 --shape 1024x4096 --batch 256 --op update
-  masklab gemm --mask unstructured:0.75 --shape 4096x4096 --batch 32
-  masklab gemm --mask block:16:0.5 --shape 4096x4096 --batch 128 --op backward
+  masklab gemm --structure nm:2:4 --shape 4096x4096 --batch 1
+  masklab gemm --structure transposable:2:4 --shape 4096x4096 --batch 128 --op backward --json
+  masklab gemm --structure nm:1:4 --shape 1024x1024 --batch 8 --op forward
+  masklab gemm --structure nm:2:4 --shape 4096x4096 --batch 1 --dtype bf16
+  masklab gemm --structure transposable:4:8 --shape 1024x4096 --batch 256 --op update
+  masklab gemm --structure unstructured:0.75 --shape 4096x4096 --batch 32
+  masklab gemm --structure block:16:0.5 --shape 4096x4096 --batch 128 --op backward
 
 --shape is the layer's OUTxIN (W: [out, in]); forward is Y = X·Wᵀ, backward dX = dY·W
 (compressed only for a transposable mask among the N:M ones: a plain N:M mask's Wᵀ is not N:M,
@@ -287,9 +287,9 @@ MASKLAB_ISA=avx2|scalar runs the narrower kernels.")]
     /// unstructured, N:M or transposable N:M; perplexity before and after, a Hugging Face
     /// safetensors checkpoint and a JSON report.
     #[command(after_help = "Examples:
-  masklab prune --model results/cache/lm/SmolLM2-135M-Instruct.Q4_1.gguf --method wanda --structure nm --pattern 2:4 --output pruned-2to4
-  masklab prune --model my-llama/ --method sparsegpt --structure transposable --pattern 16:32 --solver tsenor --calib calib.txt --eval wiki.txt --output pruned
-  masklab prune --model my-llama/ --method magnitude --structure unstructured --sparsity 0.5 --calib-windows 16 --eval-tokens 8192 --json
+  masklab prune --model results/cache/lm/SmolLM2-135M-Instruct.Q4_1.gguf --method wanda --structure nm:2:4 --output pruned-2to4
+  masklab prune --model my-llama/ --method sparsegpt --structure transposable:16:32 --solver tsenor --calib calib.txt --eval wiki.txt --output pruned
+  masklab prune --model my-llama/ --method magnitude --structure unstructured:0.5 --calib-windows 16 --eval-tokens 8192 --json
 
 --model is a GGUF file (its tokenizer from the metadata) or a Hugging Face directory
 (config.json, model.safetensors or its sharded index, tokenizer.json; f32, f16 or bf16).
@@ -311,15 +311,9 @@ pub struct PruneArgs {
     /// magnitude, wanda, sparsegpt or alps.
     #[arg(long)]
     pub method: String,
-    /// dense, unstructured, nm or transposable.
+    /// dense, unstructured[:S] (S pruned, default 0.5), nm:N:M or transposable:N:M.
     #[arg(long)]
     pub structure: String,
-    /// N:M pattern (nm, transposable).
-    #[arg(long)]
-    pub pattern: Option<String>,
-    /// Fraction pruned (unstructured).
-    #[arg(long, default_value_t = 0.5)]
-    pub sparsity: f64,
     /// Transposable solver (`masklab solvers` lists them).
     #[arg(long, default_value = "exact")]
     pub solver: String,
@@ -357,28 +351,7 @@ pub struct PruneArgs {
 impl PruneArgs {
     /// The job these arguments describe.
     pub fn job(&self) -> Result<masklab::ops::prune::PruneJob> {
-        use masklab::structure::MaskKind;
-        let pattern = || -> Result<Pattern> {
-            match &self.pattern {
-                Some(p) => Ok(p.parse()?),
-                None => bail!("--structure {} needs --pattern N:M", self.structure),
-            }
-        };
-        let kind = match self.structure.as_str() {
-            "dense" => MaskKind::Dense,
-            "unstructured" => {
-                if !(0.0..1.0).contains(&self.sparsity) {
-                    bail!(
-                        "--sparsity {}: expected a fraction in [0, 1)",
-                        self.sparsity
-                    );
-                }
-                MaskKind::Unstructured(self.sparsity)
-            }
-            "nm" => MaskKind::Nm(pattern()?),
-            "transposable" => MaskKind::Transposable(pattern()?),
-            other => bail!("--structure {other}: expected dense, unstructured, nm or transposable"),
-        };
+        let kind = self.structure.parse()?;
         if self.window < 2 || self.calib_windows == 0 || self.batch == 0 {
             bail!(
                 "--window {} / --calib-windows {} / --batch {}: need a window of at least 2 tokens and at least one window per batch",
@@ -410,9 +383,9 @@ impl PruneArgs {
 /// `masklab gemm`.
 #[derive(clap::Args)]
 pub struct GemmArgs {
-    /// Mask type: dense, nm:N:M, transposable:N:M, unstructured:S (CSR) or block:B:S (BSR).
-    #[arg(long)]
-    pub mask: String,
+    /// Structure: dense, nm:N:M, transposable:N:M, unstructured:S (CSR) or block:B:S (BSR).
+    #[arg(long, alias = "mask")]
+    pub structure: String,
     /// Layer shape OUTxIN.
     #[arg(long)]
     pub shape: String,
@@ -444,7 +417,7 @@ impl GemmArgs {
         }
         let (out, inp) = masklab::mask::parse_size(&self.shape)?;
         Ok(masklab::ops::gemm::GemmJob {
-            mask: self.mask.parse()?,
+            mask: self.structure.parse()?,
             out,
             inp,
             batch: self.batch,
@@ -569,11 +542,9 @@ pub struct ConvertArgs {
     /// Output: a file for a one-file input, a directory for a sharded one; never the input.
     #[arg(long)]
     pub output: PathBuf,
-    /// N:M pattern.
+    /// transposable:N:M (N in every row and column of every M×M tile) or nm:N:M (N of M along
+    /// `in`).
     #[arg(long)]
-    pub pattern: String,
-    /// transposable (N in every row and column of every M×M tile) or nm (N of M along `in`).
-    #[arg(long, default_value = "transposable")]
     pub structure: String,
     /// Solver for transposable masks (see `masklab solvers`).
     #[arg(long, default_value = "greedy")]
@@ -614,7 +585,6 @@ impl ConvertArgs {
             output: &self.output,
             selection: masklab::io::checkpoint::Selection::new(&self.include, &self.exclude)?,
             structure: self.structure.parse()?,
-            pattern: self.pattern.parse()?,
             solver: solvers::by_name(&self.solver)?,
             score: masklab::solvers::apply::Scorer::check(self.score.parse()?)?,
             act_norms: self.act_norms.as_deref(),
@@ -705,9 +675,10 @@ pub struct TrainArgs {
     /// MLP hidden widths, comma-separated.
     #[arg(long, default_value = "256,256", value_delimiter = ',')]
     pub hidden: Vec<usize>,
-    /// Mask structure of the prunable layers.
-    #[arg(long, default_value = "dense")]
-    pub mask: String,
+    /// Structure of the prunable layers' masks: dense, unstructured[:S], block:B[:S], nm:N:M or
+    /// transposable:N:M.
+    #[arg(long, alias = "mask", default_value = "dense")]
+    pub structure: String,
     /// Solver for transposable masks (see `masklab solvers`).
     #[arg(long, default_value = "greedy")]
     pub solver: String,
@@ -770,7 +741,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
         Ok(TrainConfig {
             model: a.model.clone(),
             hidden: a.hidden.clone(),
-            mask: a.mask.parse()?,
+            mask: a.structure.parse()?,
             solver: masklab::solvers::by_name(&a.solver)?,
             every: a.every,
             grad: a.grad_estimator.parse()?,
@@ -837,20 +808,11 @@ pub struct RegressArgs {
 /// `masklab diversity`.
 #[derive(Debug, Args)]
 pub struct DiversityArgs {
-    /// unstructured, block, nm or transposable.
+    /// dense, unstructured[:S], block:B[:S], nm:N:M or transposable:N:M (S pruned, default 0.5).
     pub structure: String,
-    /// N:M pattern (nm, transposable).
-    #[arg(long)]
-    pub pattern: Option<String>,
     /// Tensor size RxC.
     #[arg(long)]
     pub size: String,
-    /// Block side B (block).
-    #[arg(long)]
-    pub block: Option<usize>,
-    /// Fraction pruned (unstructured, block; default: the pattern's).
-    #[arg(long)]
-    pub sparsity: Option<f64>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -859,13 +821,7 @@ pub struct DiversityArgs {
 impl DiversityArgs {
     /// The diversity of the structure on the tensor size.
     pub fn compute(&self) -> Result<masklab::diversity::Diversity> {
-        let pattern = self.pattern.as_deref().map(str::parse).transpose()?;
-        let structure = masklab::diversity::Structure::from_parts(
-            &self.structure,
-            pattern,
-            self.block,
-            self.sparsity,
-        )?;
+        let structure = self.structure.parse()?;
         let (rows, cols) = masklab::mask::parse_size(&self.size)?;
         Ok(masklab::diversity::diversity(structure, rows, cols)?)
     }

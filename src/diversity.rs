@@ -18,167 +18,17 @@
 
 use crate::error::{Error, Result};
 use crate::mask::Pattern;
+use crate::mask::Structure;
 use num_bigint::BigUint;
 use num_traits::{One, ToPrimitive, Zero};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
 
 /// Largest number of decimal digits for which exact integers are produced.
 pub const MAX_EXACT_DIGITS: f64 = 1000.0;
 /// Largest M for which the transposable block count is computed exactly.
 pub const EXACT_MAX_M: usize = 16;
-
-/// A sparsity structure whose diversity can be counted.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Structure {
-    /// Any mask keeping `round(T·(1−sparsity))` weights.
-    Unstructured {
-        /// Fraction pruned.
-        sparsity: f64,
-    },
-    /// Whole `b×b` blocks kept or pruned, `round(blocks·(1−sparsity))` kept.
-    Block {
-        /// Block side.
-        b: usize,
-        /// Fraction pruned.
-        sparsity: f64,
-    },
-    /// N of every M consecutive weights along `in`.
-    Nm(Pattern),
-    /// N per row and column of every M×M tile.
-    Transposable(Pattern),
-}
-
-impl Structure {
-    /// Build from a name (`unstructured`, `block`, `nm`, `transposable`) and its options.
-    pub fn from_parts(
-        name: &str,
-        pattern: Option<Pattern>,
-        block: Option<usize>,
-        sparsity: Option<f64>,
-    ) -> Result<Self> {
-        let need_pattern = || {
-            pattern.ok_or_else(|| {
-                Error::invalid("pattern", name, "this structure needs --pattern N:M")
-            })
-        };
-        let check_sparsity = |p: Pattern| -> Result<()> {
-            match sparsity {
-                Some(s) if (s - p.sparsity()).abs() > 1e-9 => Err(Error::invalid(
-                    "sparsity",
-                    s,
-                    format!(
-                        "pattern {p} has sparsity {}; drop --sparsity or change the pattern",
-                        p.sparsity()
-                    ),
-                )),
-                _ => Ok(()),
-            }
-        };
-        let sparsity_or = |default: Option<f64>| -> Result<f64> {
-            let s = sparsity
-                .or(default)
-                .ok_or_else(|| Error::invalid("sparsity", name, "needs --sparsity S"))?;
-            if !(0.0..=1.0).contains(&s) {
-                return Err(Error::invalid("sparsity", s, "must lie in [0, 1]"));
-            }
-            Ok(s)
-        };
-        match name {
-            "unstructured" => Ok(Structure::Unstructured {
-                sparsity: sparsity_or(pattern.map(|p| p.sparsity()))?,
-            }),
-            "block" => {
-                let b = block.ok_or_else(|| {
-                    Error::invalid("block", name, "block structure needs a block side B")
-                })?;
-                if b == 0 {
-                    return Err(Error::invalid("block", b, "must be at least 1"));
-                }
-                Ok(Structure::Block {
-                    b,
-                    sparsity: sparsity_or(pattern.map(|p| p.sparsity()))?,
-                })
-            }
-            "nm" => {
-                let p = need_pattern()?;
-                check_sparsity(p)?;
-                Ok(Structure::Nm(p))
-            }
-            "transposable" => {
-                let p = need_pattern()?;
-                check_sparsity(p)?;
-                Ok(Structure::Transposable(p))
-            }
-            other => Err(Error::invalid(
-                "structure",
-                other,
-                "expected unstructured, block, nm or transposable",
-            )),
-        }
-    }
-
-    /// Fraction of weights pruned.
-    pub fn sparsity(&self) -> f64 {
-        match self {
-            Structure::Unstructured { sparsity } | Structure::Block { sparsity, .. } => *sparsity,
-            Structure::Nm(p) | Structure::Transposable(p) => p.sparsity(),
-        }
-    }
-}
-
-/// Parses `unstructured[:S]`, `block:B[:S]`, `nm:N:M`, `transposable:N:M` (S defaults to 0.5).
-impl FromStr for Structure {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let parts: Vec<&str> = s.trim().split(':').collect();
-        let bad = |reason: &str| Error::invalid("structure", s, reason);
-        let float = |v: &str| {
-            v.parse::<f64>()
-                .map_err(|_| bad("sparsity is not a number"))
-        };
-        match parts.as_slice() {
-            ["unstructured"] => Structure::from_parts("unstructured", None, None, Some(0.5)),
-            ["unstructured", sp] => {
-                Structure::from_parts("unstructured", None, None, Some(float(sp)?))
-            }
-            ["block", b] | ["block", b, _] => {
-                let side = b.trim_end_matches(|c| c != 'x').trim_end_matches('x');
-                let side = if side.is_empty() { *b } else { side };
-                let b = side
-                    .parse::<usize>()
-                    .map_err(|_| bad("block side is not an integer (block:B or block:BxB)"))?;
-                let sp = if parts.len() == 3 {
-                    float(parts[2])?
-                } else {
-                    0.5
-                };
-                Structure::from_parts("block", None, Some(b), Some(sp))
-            }
-            [kind @ ("nm" | "transposable"), n, m] => {
-                Structure::from_parts(kind, Some(format!("{n}:{m}").parse()?), None, None)
-            }
-            _ => Err(bad(
-                "expected unstructured[:S], block:B[:S], nm:N:M or transposable:N:M",
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Structure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Structure::Unstructured { sparsity } => write!(f, "unstructured:{sparsity}"),
-            Structure::Block { b, sparsity } => write!(f, "block:{b}x{b}:{sparsity}"),
-            Structure::Nm(p) => write!(f, "nm:{p}"),
-            Structure::Transposable(p) => write!(f, "transposable:{p}"),
-        }
-    }
-}
 
 /// How a count was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -193,7 +43,7 @@ pub enum Method {
 /// The mask diversity of one structure over one tensor.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diversity {
-    /// Structure name: unstructured, block, nm, transposable.
+    /// Structure name: dense, unstructured, block, nm, transposable.
     pub structure: String,
     /// `N:M` for nm and transposable, block side for block (`BxB`), else null.
     pub pattern: Option<String>,
@@ -262,13 +112,17 @@ pub fn diversity(structure: Structure, rows: usize, cols: usize) -> Result<Diver
         closed_form_per_tile: None,
     };
     match structure {
-        Structure::Unstructured { sparsity } => {
+        Structure::Dense => {
+            d.structure = "dense".into();
+            d.exact = Some("1".into());
+        }
+        Structure::Unstructured(sparsity) => {
             d.structure = "unstructured".into();
             let k = ((t as f64) * (1.0 - sparsity)).round() as u64;
             d.log10 = log10_binomial(t, k);
             d.exact = (d.log10 <= MAX_EXACT_DIGITS).then(|| binomial(t, k).to_string());
         }
-        Structure::Block { b, sparsity } => {
+        Structure::Block(b, sparsity) => {
             d.structure = "block".into();
             d.pattern = Some(format!("{b}x{b}"));
             if !rows.is_multiple_of(b) || !cols.is_multiple_of(b) {
@@ -323,6 +177,15 @@ pub fn diversity(structure: Structure, rows: usize, cols: usize) -> Result<Diver
         }
     }
     Ok(d)
+}
+
+/// log10 of the number of masks `structure` allows over weights of the given shapes (the sum
+/// of each layer's log10 mask diversity); 0 for dense (one mask).
+pub fn log10_model_diversity(structure: Structure, shapes: &[(usize, usize)]) -> Result<f64> {
+    shapes
+        .iter()
+        .map(|&(r, c)| diversity(structure, r, c).map(|d| d.log10))
+        .sum()
 }
 
 /// The exact number of M×M 0/1 matrices with every row and column sum N, for M ≤ [`EXACT_MAX_M`];

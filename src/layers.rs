@@ -11,7 +11,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["device", "memory", "toml_value", "lanes", "mask"],
     &["io", "diversity", "sparse"],
     &["solvers", "results"],
-    &["estimators", "structure"],
+    &["estimators", "policy"],
     &["train"],
     &["convert", "lm"],
     &["ops"],

@@ -14,10 +14,10 @@ pub mod mask;
 pub mod memory;
 pub mod ops;
 mod par;
+pub mod policy;
 pub mod seed;
 pub mod solvers;
 pub mod sparse;
-pub mod structure;
 pub mod toml_value;
 
 pub use error::{Error, Result};

@@ -59,14 +59,7 @@ mod diversity {
     fn sizes_whose_element_count_overflows_are_refused() {
         let e = fails(
             2,
-            &[
-                "diversity",
-                "nm",
-                "--pattern",
-                "2:4",
-                "--size",
-                "4294967296x4294967296",
-            ],
+            &["diversity", "nm:2:4", "--size", "4294967296x4294967296"],
         );
         assert!(e.contains("18446744073709551616 elements"), "{e}");
     }
@@ -75,7 +68,7 @@ mod diversity {
     #[test]
     fn patterns_keep_at_least_one_of_at_least_one() {
         for p in ["0:4", "5:4", "1:0", "0:0"] {
-            let e = fails(2, &["diversity", "nm", "--pattern", p, "--size", "8x8"]);
+            let e = fails(2, &["diversity", &format!("nm:{p}"), "--size", "8x8"]);
             assert!(e.contains(&format!("`{p}`")), "{p}: {e}");
             assert_eq!(e.lines().count(), 1, "{e}");
         }
@@ -927,8 +920,8 @@ mod issue21 {
                     s(file),
                     flag,
                     s(file),
-                    "--pattern",
-                    "2:4",
+                    "--structure",
+                    "transposable:2:4",
                 ],
             );
             assert!(e.contains("never writes over an input"), "{flag}: {e}");
@@ -1020,10 +1013,8 @@ mod issue21 {
                 s(&ckpt),
                 "--output",
                 s(&out),
-                "--pattern",
-                pattern,
                 "--structure",
-                "nm",
+                &format!("nm:{pattern}"),
                 "--quiet",
             ])
         };
@@ -1111,8 +1102,8 @@ mod issue21 {
                 s(&ckpt),
                 "--output",
                 s(&out),
-                "--pattern",
-                pattern,
+                "--structure",
+                &format!("transposable:{pattern}"),
                 "--solver",
                 "exact",
                 "--quiet",
@@ -1582,8 +1573,8 @@ mod issue21 {
                 s(&w),
                 "--output",
                 s(&outdir),
-                "--pattern",
-                "2:4",
+                "--structure",
+                "transposable:2:4",
             ],
         );
         assert!(e.contains("is a directory"), "{e}");

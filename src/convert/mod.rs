@@ -22,39 +22,15 @@ use crate::error::{Error, Result};
 use crate::io::checkpoint::{
     Checkpoint, Dtype, Entry, INDEX, Selection, Skipped, Tiling, source_files,
 };
+use crate::mask::Mask;
+use crate::mask::Structure;
 use crate::mask::tile::Blocks;
-use crate::mask::{Mask, Pattern};
 use crate::solvers::apply::{Score, Scorer, solve_blocks};
 use crate::solvers::evaluate::gap;
 use crate::solvers::{SolveContext, Solver};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Which N:M structure the converted weights get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Structure {
-    /// N in every row and column of every M×M tile (forward and backward GEMMs sparse).
-    Transposable,
-    /// N of every M consecutive weights along `in` (the forward GEMM only).
-    Nm,
-}
-
-impl std::str::FromStr for Structure {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "transposable" => Ok(Structure::Transposable),
-            "nm" => Ok(Structure::Nm),
-            other => Err(Error::invalid(
-                "structure",
-                other,
-                "expected transposable or nm",
-            )),
-        }
-    }
-}
 
 /// A conversion.
 pub struct ConvertJob<'a> {
@@ -64,10 +40,9 @@ pub struct ConvertJob<'a> {
     pub output: &'a Path,
     /// Which tensors are pruned.
     pub selection: Selection,
-    /// The structure.
+    /// The structure: `nm:N:M` (N of M along `in`) or `transposable:N:M` (N in every row and
+    /// column of every M×M tile).
     pub structure: Structure,
-    /// The pattern.
-    pub pattern: Pattern,
     /// Solver for transposable masks.
     pub solver: &'a dyn Solver,
     /// Scores.
@@ -91,8 +66,8 @@ pub struct ConvertReport {
     pub shape: Vec<usize>,
     /// Element type (kept in the output).
     pub dtype: Dtype,
-    /// Structure.
-    pub structure: Structure,
+    /// Structure name (`transposable`, `nm`).
+    pub structure: &'static str,
     /// Solver (`top-n` for N:M along `in`).
     pub solver: String,
     /// Pattern.
@@ -105,16 +80,6 @@ pub struct ConvertReport {
     pub seconds: f64,
 }
 
-impl ConvertReport {
-    /// The structure's name (`transposable`, `nm`).
-    pub fn structure_name(&self) -> &'static str {
-        match self.structure {
-            Structure::Transposable => "transposable",
-            Structure::Nm => "nm",
-        }
-    }
-}
-
 impl std::fmt::Display for ConvertReport {
     /// One line: tensor, structure, solver, kept share of the score, gap, time.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,7 +89,7 @@ impl std::fmt::Display for ConvertReport {
             self.tensor,
             self.shape,
             self.dtype,
-            self.structure_name(),
+            self.structure,
             self.solver,
             self.pattern,
             self.kept_fraction
@@ -142,11 +107,18 @@ pub fn convert(
     ctx: &SolveContext,
     on_report: &mut dyn FnMut(&ConvertReport),
 ) -> Result<(Vec<ConvertReport>, Vec<Skipped>)> {
-    let ckpt = Checkpoint::open(job.input)?;
     let tiling = match job.structure {
-        Structure::Transposable => Tiling::Square(job.pattern.m),
-        Structure::Nm => Tiling::Rows(job.pattern.m),
+        Structure::Transposable(p) => Tiling::Square(p.m),
+        Structure::Nm(p) => Tiling::Rows(p.m),
+        other => {
+            return Err(Error::invalid(
+                "structure",
+                other,
+                "a conversion makes nm:N:M or transposable:N:M",
+            ));
+        }
     };
+    let ckpt = Checkpoint::open(job.input)?;
     let (chosen, skipped) = job
         .selection
         .choose(ckpt.entries(), tiling, job.strict, job.input)?;
@@ -316,15 +288,20 @@ fn prune(
 ) -> Result<(Mask, ConvertReport)> {
     let scores = scorer.matrix(ckpt, e)?;
     let total: f64 = scores.data().iter().map(|&v| v as f64).sum();
+    let (name, pattern) = match job.structure {
+        Structure::Nm(p) => ("nm", p),
+        Structure::Transposable(p) => ("transposable", p),
+        other => return Err(Error::invalid("structure", other, "not an N:M structure")),
+    };
     let (mask, solver, kept_gap, kept) = match job.structure {
-        Structure::Nm => {
-            let mask = Mask::nm(&scores, job.pattern)?;
+        Structure::Nm(_) => {
+            let mask = Mask::nm(&scores, pattern)?;
             let kept = mask.kept_score(&scores);
             (mask, "top-n".to_string(), Some(0.0), kept)
         }
-        Structure::Transposable => {
-            let blocks = Blocks::from_matrix_owned(scores, job.pattern.m)?;
-            let solved = solve_blocks(job.solver, blocks.data(), job.pattern, ctx)
+        _ => {
+            let blocks = Blocks::from_matrix_owned(scores, pattern.m)?;
+            let solved = solve_blocks(job.solver, blocks.data(), pattern, ctx)
                 .map_err(|x| crate::solvers::apply::in_tensor(x, &e.name, &job.score))?;
             if solved.evaluation.infeasible > 0 {
                 return Err(Error::invalid(
@@ -337,12 +314,7 @@ fn prune(
                 ));
             }
             let g = if job.compare_exact {
-                let opt = solve_blocks(
-                    &crate::solvers::exact::Exact,
-                    blocks.data(),
-                    job.pattern,
-                    ctx,
-                )?;
+                let opt = solve_blocks(&crate::solvers::exact::Exact, blocks.data(), pattern, ctx)?;
                 Some(gap(&solved.evaluation, &opt.evaluation).kept_gap)
             } else {
                 None
@@ -360,9 +332,9 @@ fn prune(
         tensor: e.name.clone(),
         shape: e.shape.clone(),
         dtype: e.dtype,
-        structure: job.structure,
+        structure: name,
         solver,
-        pattern: job.pattern.to_string(),
+        pattern: pattern.to_string(),
         kept_fraction: if total > 0.0 { kept / total } else { 1.0 },
         kept_gap,
         seconds: 0.0,

@@ -18,11 +18,11 @@
 use super::adaprune::{adaprune, gram};
 use crate::error::{Error, Result};
 use crate::mask::Matrix;
+use crate::mask::Structure;
 use crate::mask::score::Score;
 use crate::mask::tile::Blocks;
+use crate::policy::{mask_of, solve_feasible};
 use crate::solvers::evaluate::gap;
-use crate::structure::MaskKind;
-use crate::structure::{mask_of, solve_feasible};
 use crate::train::data::Dataset;
 use crate::train::models::Model;
 use crate::train::trainer::evaluate;
@@ -34,7 +34,7 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct OneShot {
     /// Mask structure of the prunable layers (not dense).
-    pub structure: MaskKind,
+    pub structure: Structure,
     /// Solver for transposable masks.
     pub solver: &'static dyn crate::solvers::Solver,
     /// Weight scores: abs or wanda ([`OneShot::SCORES`]).
@@ -117,12 +117,12 @@ fn mask_and_gap(scores: &Matrix, cfg: &OneShot) -> Result<(crate::mask::Mask, f6
             .sum()
     };
     match cfg.structure {
-        MaskKind::Dense => Err(Error::invalid(
+        Structure::Dense => Err(Error::invalid(
             "structure",
             "dense",
             "a conversion needs a sparse structure",
         )),
-        MaskKind::Transposable(p) => {
+        Structure::Transposable(p) => {
             let blocks = Blocks::from_matrix(scores, p.m)?;
             let solved = solve_feasible(&blocks, p, cfg.solver, cfg.seed)?;
             let g = if cfg.solver.guarantee() == crate::solvers::Guarantee::Exact {
@@ -317,7 +317,7 @@ mod tests {
             ("nm:1:4", "exact", "wanda"),
             ("unstructured:0.75", "exact", "abs"),
         ] {
-            let structure: MaskKind = structure.parse().unwrap();
+            let structure: Structure = structure.parse().unwrap();
             let policy = LayerPolicy {
                 estimator: GradEstimator::Dense,
                 custom: true,
@@ -343,12 +343,12 @@ mod tests {
                 );
                 let s = support(l.weight.as_tensor()).unwrap();
                 match structure {
-                    MaskKind::Transposable(p) => assert!(s.is_transposable_nm(p).unwrap()),
-                    MaskKind::Nm(p) => assert_eq!(s.nm_report(p).unwrap().over, 0),
+                    Structure::Transposable(p) => assert!(s.is_transposable_nm(p).unwrap()),
+                    Structure::Nm(p) => assert_eq!(s.nm_report(p).unwrap().over, 0),
                     _ => assert!(s.sparsity() >= 0.75 - 1e-9),
                 }
             }
-            if solver == "exact" || !matches!(structure, MaskKind::Transposable(_)) {
+            if solver == "exact" || !matches!(structure, Structure::Transposable(_)) {
                 assert!(
                     r.kept_gap.abs() < 1e-9,
                     "{structure} {solver}: {}",

@@ -1,5 +1,6 @@
 use super::*;
 use crate::mask::Mask;
+use crate::mask::Structure;
 
 fn p(n: usize, m: usize) -> Pattern {
     Pattern::new(n, m).unwrap()
@@ -122,18 +123,11 @@ fn nm_and_transposable_counts_match_brute_force_for_every_m_up_to_4() -> Result<
 fn unstructured_and_block_counts_match_brute_force() -> Result<()> {
     let want = brute_force(4, 4, |k| k.sparsity() == 0.5);
     assert_eq!(
-        diversity(Structure::Unstructured { sparsity: 0.5 }, 4, 4)?.exact,
+        diversity(Structure::Unstructured(0.5), 4, 4)?.exact,
         Some(want.to_string())
     );
     assert_eq!(want, 12870);
-    let block = diversity(
-        Structure::Block {
-            b: 2,
-            sparsity: 0.5,
-        },
-        4,
-        4,
-    )?;
+    let block = diversity(Structure::Block(2, 0.5), 4, 4)?;
     assert_eq!(block.exact.as_deref(), Some("6"));
     Ok(())
 }
@@ -171,29 +165,26 @@ fn closed_form_overcounts_and_large_tensors_give_log10_only() -> Result<()> {
 }
 
 #[test]
-fn structure_strings_parse() -> Result<()> {
-    assert_eq!("nm:2:4".parse::<Structure>()?, Structure::Nm(p(2, 4)));
+fn model_diversity_is_the_sum_over_layers_and_orders_the_structures() -> Result<()> {
+    let shapes = [(8, 8), (8, 16)];
+    let md = |s: &str| log10_model_diversity(s.parse()?, &shapes);
+    // Transposable 2:4 on 8×8 is 4 tiles of 90 masks each, on 8×16 eight tiles: 90^12.
+    assert!((md("transposable:2:4")? - 12.0 * 90f64.log10()).abs() < 1e-9);
+    // 2:4 is C(4,2) = 6 per group of four: 48 groups.
+    assert!((md("nm:2:4")? - 48.0 * 6f64.log10()).abs() < 1e-9);
+    // Dense: one mask.
+    assert_eq!(md("dense")?, 0.0);
     assert_eq!(
-        "block:4x4".parse::<Structure>()?,
-        Structure::Block {
-            b: 4,
-            sparsity: 0.5
-        }
+        diversity(Structure::Dense, 8, 8)?.exact.as_deref(),
+        Some("1")
     );
-    assert_eq!(
-        "block:2".parse::<Structure>()?,
-        Structure::Block {
-            b: 2,
-            sparsity: 0.5
-        }
+    // Hubara's ordering at 50%: unstructured > 2:4 > transposable 2:4 > 4×4 blocks.
+    let (u, nm, t, b) = (
+        md("unstructured:0.5")?,
+        md("nm:2:4")?,
+        md("transposable:2:4")?,
+        md("block:4:0.5")?,
     );
-    assert!(
-        "transposable:5:4"
-            .parse::<Structure>()
-            .unwrap_err()
-            .to_string()
-            .contains("5:4")
-    );
-    assert!("blob".parse::<Structure>().is_err());
+    assert!(u > nm && nm > t && t > b, "{u} {nm} {t} {b}");
     Ok(())
 }

@@ -19,7 +19,7 @@
 //!   conjugate gradients per row (stopping at a relative residual of 10⁻⁴) minimise the same
 //!   objective, and `Ŵ = BS⁻¹`.
 //!
-//! Masks come from [`crate::structure::mask_of`]: unstructured over the whole layer (as the
+//! Masks come from [`crate::policy::mask_of`]: unstructured over the whole layer (as the
 //! reference does), N:M along `in`, transposable from the chosen solver on every M×M tile (the
 //! exact solver's kept score on the final scores gives the kept_gap).
 //!
@@ -33,7 +33,7 @@
 use super::sparsegpt::{KeptScores, transposable_with_gap};
 use crate::error::{Error, Result};
 use crate::mask::Matrix;
-use crate::structure::MaskKind;
+use crate::mask::Structure;
 use candle_core::{D, DType, Device, Tensor};
 
 /// The normalised, damped Hessian of one layer input and its eigendecomposition, shared by every
@@ -131,7 +131,7 @@ impl Basis {
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The structure (dense prunes nothing).
-    pub kind: MaskKind,
+    pub kind: Structure,
     /// Solver of transposable tiles.
     pub solver: &'static dyn crate::solvers::Solver,
     /// Seed for solvers that draw.
@@ -146,7 +146,7 @@ pub struct Settings {
 
 impl Settings {
     /// The reference code's settings for `kind`.
-    pub fn new(kind: MaskKind, solver: &'static dyn crate::solvers::Solver, seed: u64) -> Self {
+    pub fn new(kind: Structure, solver: &'static dyn crate::solvers::Solver, seed: u64) -> Self {
         Settings {
             kind,
             solver,
@@ -179,11 +179,11 @@ fn project(t: &Tensor, s: &Settings) -> Result<(Tensor, Vec<u8>, Option<KeptScor
         .and_then(|t| t.to_vec1::<f32>())
         .map_err(ten)?;
     let scores = Matrix::new(rows, cols, scores)?;
-    let (mask, kept) = if let MaskKind::Transposable(_) = s.kind {
+    let (mask, kept) = if let Structure::Transposable(_) = s.kind {
         let (m, k) = transposable_with_gap(&scores, s.kind, s.solver, s.seed)?;
         (m, Some(k))
     } else {
-        let m = crate::structure::mask_of(&scores, s.kind, s.solver, s.seed)?
+        let m = crate::policy::mask_of(&scores, s.kind, s.solver, s.seed)?
             .ok_or_else(|| Error::invalid("structure", "dense", "has no mask"))?;
         (m, None)
     };
@@ -209,7 +209,7 @@ pub fn prune(
             format!("expected {rows}x{cols} and {cols}x{cols}"),
         ));
     }
-    if s.kind == MaskKind::Dense {
+    if s.kind == Structure::Dense {
         return Ok((vec![1; w.len()], None));
     }
     let dev = basis.hn.device();

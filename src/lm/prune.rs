@@ -27,8 +27,8 @@ use super::corpus::Perplexity;
 use super::model::{Layer, Llama, Proj, Stage};
 use super::sparsegpt::{self, KeptScores, Settings};
 use crate::error::{Error, Result};
+use crate::mask::Structure;
 use crate::mask::{Mask, Matrix};
-use crate::structure::MaskKind;
 use candle_core::{DType, Tensor};
 use std::str::FromStr;
 
@@ -87,7 +87,7 @@ pub struct PruneSpec {
     /// The method.
     pub method: Method,
     /// The structure (`Dense` prunes nothing).
-    pub kind: MaskKind,
+    pub kind: Structure,
     /// The transposable solver.
     pub solver: &'static dyn crate::solvers::Solver,
     /// Seed for solvers that draw.
@@ -463,7 +463,7 @@ fn prune_stage(
     // What the method needs from the stage's statistics, made once for all its projections:
     // Wanda's input norms, SparseGPT's factor of the inverse Hessian.
     let weighting = match spec.method {
-        _ if spec.kind == MaskKind::Dense => Weighting::Magnitude,
+        _ if spec.kind == Structure::Dense => Weighting::Magnitude,
         Method::Magnitude => Weighting::Magnitude,
         Method::Wanda => {
             let sq = stats
@@ -570,12 +570,12 @@ fn prune_one(
     weighting: &Weighting,
     spec: &PruneSpec,
 ) -> Result<(Tensor, Option<KeptScores>)> {
-    if spec.kind == MaskKind::Dense {
+    if spec.kind == Structure::Dense {
         return Ok((w.clone(), None));
     }
     let (rows, cols) = w.dims2().map_err(Error::tensor("weight"))?;
     let mut data = to_vec2(w)?;
-    let transposable = matches!(spec.kind, MaskKind::Transposable(_));
+    let transposable = matches!(spec.kind, Structure::Transposable(_));
     let gap = match weighting {
         Weighting::SparseGpt(factor) => {
             let settings = Settings {
@@ -604,10 +604,10 @@ fn prune_one(
                 .collect();
             let scores = Matrix::new(rows, cols, scores)?;
             let (mask, gap) = match spec.kind {
-                MaskKind::Unstructured(s) if spec.method == Method::Wanda => {
+                Structure::Unstructured(s) if spec.method == Method::Wanda => {
                     (per_row_unstructured(&scores, s)?, None)
                 }
-                MaskKind::Transposable(_) => {
+                Structure::Transposable(_) => {
                     let (m, k) = sparsegpt::transposable_with_gap(
                         &scores,
                         spec.kind,
@@ -617,7 +617,7 @@ fn prune_one(
                     (m, Some(k))
                 }
                 _ => (
-                    crate::structure::mask_of(&scores, spec.kind, spec.solver, spec.seed)?
+                    crate::policy::mask_of(&scores, spec.kind, spec.solver, spec.seed)?
                         .expect("a sparse structure has a mask"),
                     None,
                 ),
@@ -648,14 +648,14 @@ fn per_row_unstructured(scores: &Matrix, s: f64) -> Result<Mask> {
 
 /// Whether the zeros of `w` give the structure (N:M along `in`, transposable per tile, or at
 /// least the unstructured sparsity).
-pub fn has_structure(w: &[f32], rows: usize, cols: usize, kind: MaskKind) -> Result<bool> {
+pub fn has_structure(w: &[f32], rows: usize, cols: usize, kind: Structure) -> Result<bool> {
     let keep: Vec<u8> = w.iter().map(|&v| (v != 0.0) as u8).collect();
     let mask = Mask::new(rows, cols, keep)?;
     Ok(match kind {
-        MaskKind::Dense => true,
-        MaskKind::Unstructured(s) | MaskKind::Block(_, s) => mask.sparsity() >= s - 1e-3,
-        MaskKind::Nm(p) => mask.is_nm(p)?,
-        MaskKind::Transposable(p) => mask.is_transposable_nm(p)?,
+        Structure::Dense => true,
+        Structure::Unstructured(s) | Structure::Block(_, s) => mask.sparsity() >= s - 1e-3,
+        Structure::Nm(p) => mask.is_nm(p)?,
+        Structure::Transposable(p) => mask.is_transposable_nm(p)?,
     })
 }
 

@@ -19,8 +19,8 @@
 //! `O(out·in²)` for the updates, rows in parallel.
 
 use crate::error::{Error, Result};
+use crate::mask::Structure;
 use crate::mask::{Mask, Matrix};
-use crate::structure::MaskKind;
 use rayon::prelude::*;
 
 /// Saliency kept by the solver's and by the exact solver's transposable masks (0 for others).
@@ -55,17 +55,17 @@ impl KeptScores {
 /// solver's mask.
 pub fn transposable_with_gap(
     scores: &Matrix,
-    kind: MaskKind,
+    kind: Structure,
     solver: &dyn crate::solvers::Solver,
     seed: u64,
 ) -> Result<(Mask, KeptScores)> {
-    let mask = crate::structure::mask_of(scores, kind, solver, seed)?
+    let mask = crate::policy::mask_of(scores, kind, solver, seed)?
         .ok_or_else(|| Error::invalid("structure", "dense", "has no mask"))?;
     let kept = mask.kept_score(scores);
     let exact = if solver.guarantee() == crate::solvers::Guarantee::Exact {
         kept
     } else {
-        crate::structure::mask_of(scores, kind, &crate::solvers::exact::Exact, seed)?
+        crate::policy::mask_of(scores, kind, &crate::solvers::exact::Exact, seed)?
             .map(|m| m.kept_score(scores))
             .unwrap_or(kept)
     };
@@ -82,7 +82,7 @@ pub fn transposable_with_gap(
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The structure (dense prunes nothing).
-    pub kind: MaskKind,
+    pub kind: Structure,
     /// Solver of transposable tiles.
     pub solver: &'static dyn crate::solvers::Solver,
     /// Seed for solvers that draw.
@@ -149,7 +149,7 @@ pub fn prune_factored(
         ));
     }
     let m = s.kind.tile();
-    let tiles_rows = matches!(s.kind, MaskKind::Transposable(_) | MaskKind::Block(..));
+    let tiles_rows = matches!(s.kind, Structure::Transposable(_) | Structure::Block(..));
     if m > 1
         && (!s.block.is_multiple_of(m)
             || (tiles_rows && !rows.is_multiple_of(m))
@@ -186,18 +186,18 @@ pub fn prune_factored(
         };
         // Unstructured, block and transposable masks are chosen for the whole column block at
         // its start (N:M inside the column walk below).
-        if !matches!(s.kind, MaskKind::Dense | MaskKind::Nm(_)) {
+        if !matches!(s.kind, Structure::Dense | Structure::Nm(_)) {
             let scores: Vec<f32> = (0..rows)
                 .flat_map(|r| (i1..i2).map(move |j| (r, j)))
                 .map(|(r, j)| saliency(r, j))
                 .collect();
             let scores = Matrix::new(rows, count, scores)?;
-            let block = if let MaskKind::Transposable(_) = s.kind {
+            let block = if let Structure::Transposable(_) = s.kind {
                 let (mask, k) = transposable_with_gap(&scores, s.kind, s.solver, s.seed)?;
                 kept = kept.plus(k);
                 mask
             } else {
-                crate::structure::mask_of(&scores, s.kind, s.solver, s.seed)?
+                crate::policy::mask_of(&scores, s.kind, s.solver, s.seed)?
                     .expect("a sparse structure has a mask")
             };
             for r in 0..rows {
@@ -211,7 +211,7 @@ pub fn prune_factored(
                 let mut err = vec![0f64; count];
                 for (i, err_i) in err.iter_mut().enumerate() {
                     let j = i1 + i;
-                    if let MaskKind::Nm(p) = s.kind
+                    if let Structure::Nm(p) = s.kind
                         && i % p.m == 0
                     {
                         let sal: Vec<f32> = (j..j + p.m)

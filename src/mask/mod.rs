@@ -16,9 +16,11 @@
 
 mod pattern;
 pub mod score;
+mod structure;
 pub mod tile;
 
 pub use pattern::{Pattern, elements, parse_size};
+pub use structure::Structure;
 
 use crate::error::{Error, Result};
 

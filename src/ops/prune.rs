@@ -12,7 +12,7 @@ use crate::lm::corpus::{self, Perplexity};
 use crate::lm::prune::{Evaluation, Method, Outcome, ProjReport, PruneSpec, prune_layers};
 use crate::lm::save::Writer;
 use crate::lm::{load, tokenizer};
-use crate::structure::MaskKind;
+use crate::mask::Structure;
 use std::path::{Path, PathBuf};
 
 /// Everything one prune run needs.
@@ -23,7 +23,7 @@ pub struct PruneJob {
     /// The method.
     pub method: Method,
     /// The structure.
-    pub kind: MaskKind,
+    pub kind: Structure,
     /// Transposable solver.
     pub solver: &'static dyn crate::solvers::Solver,
     /// Calibration text (None: the pinned corpus's calibration split).
@@ -86,17 +86,6 @@ pub struct PruneReport {
     pub peak_rss_mb: Option<f64>,
     /// Per projection.
     pub layers: Vec<ProjReport>,
-}
-
-/// `dense`, `unstructured:S`, `nm:N:M`, `transposable:N:M` as [`MaskKind`]'s own grammar reads it.
-pub fn structure_name(kind: MaskKind) -> String {
-    match kind {
-        MaskKind::Dense => "dense".into(),
-        MaskKind::Unstructured(s) => format!("unstructured:{s}"),
-        MaskKind::Block(b, s) => format!("block:{b}:{s}"),
-        MaskKind::Nm(p) => format!("nm:{p}"),
-        MaskKind::Transposable(p) => format!("transposable:{p}"),
-    }
 }
 
 /// The texts of a job: (calibration, its label, evaluation, its label).
@@ -276,8 +265,8 @@ pub fn run_with(
     let mut report = PruneReport {
         model: job.model.display().to_string(),
         method: job.method,
-        structure: structure_name(job.kind),
-        solver: matches!(job.kind, MaskKind::Transposable(_))
+        structure: job.kind.to_string(),
+        solver: matches!(job.kind, Structure::Transposable(_))
             .then(|| job.solver.name().to_string()),
         calib: format!(
             "{calib_label}: {} windows of {} tokens, seed {}",

@@ -18,7 +18,7 @@
 
 use super::median;
 use crate::error::{Error, Result};
-use crate::structure::MaskKind;
+use crate::mask::Structure;
 use crate::train::data::Dataset;
 use crate::train::sparse::{GemmMode, GradEstimator};
 use crate::train::trainer::{Session, TrainConfig};
@@ -95,7 +95,7 @@ pub fn measure(job: &StepJob, data: &Dataset, device: &Device) -> Result<StepRep
     base.progress = false;
     base.epochs = 1_000_000;
     let dense = TrainConfig {
-        mask: MaskKind::Dense,
+        mask: Structure::Dense,
         grad: GradEstimator::Dense,
         gemm: GemmMode::MaskedDense,
         ..base.clone()
@@ -136,7 +136,7 @@ pub fn measure(job: &StepJob, data: &Dataset, device: &Device) -> Result<StepRep
     let [mut td, mut tm, mut ts] = times;
     let (d, m, s) = (median(&mut td), median(&mut tm), median(&mut ts));
     let mut recompute = Vec::new();
-    if job.cfg.mask != MaskKind::Dense {
+    if job.cfg.mask != Structure::Dense {
         let sp = &mut sessions[2];
         for _ in 0..job.recompute_runs.max(1) {
             let t = Instant::now();

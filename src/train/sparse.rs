@@ -26,11 +26,11 @@ use super::kernels::{
     nm_matmul_t,
 };
 use crate::estimators::{self, Estimator};
+use crate::mask::Structure;
 use crate::mask::{Mask, Pattern};
 use crate::par::join;
 use crate::sparse::nm::{NmMatrix, SlotMap};
 use crate::sparse::transpose;
-use crate::structure::MaskKind;
 use candle_core::backend::BackendStorage;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, Var};
@@ -578,7 +578,7 @@ pub struct SparseLinear {
     /// Which kernels the fused CPU op runs.
     gemm: GemmMode,
     /// The mask structure, when its operands compress (N:M, transposable N:M).
-    structure: MaskKind,
+    structure: Structure,
     /// The compressed layouts of the current mask (`gemm` sparse and an N:M structure).
     layouts: Option<Arc<Layouts>>,
     /// Estimator for the update GEMM.
@@ -608,7 +608,7 @@ impl SparseLinear {
             mask: None,
             mask_cpu: None,
             gemm: GemmMode::MaskedDense,
-            structure: MaskKind::Dense,
+            structure: Structure::Dense,
             layouts: None,
             estimator,
             srste: 0.0,
@@ -683,7 +683,7 @@ impl SparseLinear {
     /// (with [`GemmMode::Sparse`], an N:M or transposable structure runs its forward, and a
     /// transposable one its backward data GEMM, compressed; an N:M estimator its update). Set
     /// before the first mask.
-    pub fn set_gemm(&mut self, gemm: GemmMode, structure: MaskKind) {
+    pub fn set_gemm(&mut self, gemm: GemmMode, structure: Structure) {
         self.gemm = gemm;
         self.structure = structure;
     }
@@ -725,7 +725,7 @@ impl SparseLinear {
             }
         };
         self.layouts = match (mask, self.gemm, self.structure) {
-            (Some(m), GemmMode::Sparse, MaskKind::Nm(p) | MaskKind::Transposable(p))
+            (Some(m), GemmMode::Sparse, Structure::Nm(p) | Structure::Transposable(p))
                 if self.weight.device().is_cpu() =>
             {
                 let (r, c) = (m.rows(), m.cols());
@@ -741,7 +741,7 @@ impl SparseLinear {
                     map: a.slot_map(&keep, c, 1)?,
                     matrix: Mutex::new(a),
                 };
-                let backward = if matches!(self.structure, MaskKind::Transposable(_)) {
+                let backward = if matches!(self.structure, Structure::Transposable(_)) {
                     let mut wt = vec![0f32; r * c];
                     transpose(&w, r, c, &mut wt);
                     let a = NmMatrix::compress(&wt, m.transpose().keep(), c, r, p)?;

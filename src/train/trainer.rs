@@ -12,8 +12,8 @@ use super::optim::{Optimizer, cosine};
 use super::sparse::{GemmMode, GradEstimator, SparseLinear, support};
 use crate::error::{Error, Result};
 use crate::mask::Mask;
-use crate::structure::MaskKind;
-use crate::structure::mask_of;
+use crate::mask::Structure;
+use crate::policy::mask_of;
 use candle_core::{D, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
@@ -38,7 +38,7 @@ pub struct TrainConfig {
     /// MLP hidden widths.
     pub hidden: Vec<usize>,
     /// Mask structure of the prunable layers.
-    pub mask: MaskKind,
+    pub mask: Structure,
     /// Solver for transposable masks.
     pub solver: &'static dyn crate::solvers::Solver,
     /// Recompute masks every this many steps (0: static, computed once from the initial weights).
@@ -82,7 +82,7 @@ impl Default for TrainConfig {
         TrainConfig {
             model: "mlp".into(),
             hidden: vec![256, 256],
-            mask: MaskKind::Dense,
+            mask: Structure::Dense,
             solver: &crate::solvers::greedy::Greedy,
             every: 0,
             grad: GradEstimator::Dense,
@@ -174,7 +174,7 @@ pub fn describe(cfg: &TrainConfig, dataset: &str, r: &TrainReport) -> String {
 /// Compute the mask of one layer from `|W|`.
 pub fn layer_mask(
     layer: &SparseLinear,
-    kind: MaskKind,
+    kind: Structure,
     solver: &dyn crate::solvers::Solver,
     seed: u64,
 ) -> Result<Option<Mask>> {
@@ -182,16 +182,16 @@ pub fn layer_mask(
 }
 
 /// Check the structure of every GEMM operand of one layer after training.
-pub fn layer_structure_ok(layer: &SparseLinear, kind: MaskKind) -> Result<bool> {
+pub fn layer_structure_ok(layer: &SparseLinear, kind: Structure) -> Result<bool> {
     let wm = layer
         .masked_weight()
         .map_err(Error::tensor("masked weight"))?;
     let fwd = support(&wm)?;
     let weights_ok = match kind {
-        MaskKind::Dense => true,
-        MaskKind::Unstructured(s) | MaskKind::Block(_, s) => fwd.sparsity() >= s - 1e-9,
-        MaskKind::Nm(p) => fwd.nm_report(p)?.over == 0,
-        MaskKind::Transposable(p) => {
+        Structure::Dense => true,
+        Structure::Unstructured(s) | Structure::Block(_, s) => fwd.sparsity() >= s - 1e-9,
+        Structure::Nm(p) => fwd.nm_report(p)?.over == 0,
+        Structure::Transposable(p) => {
             fwd.nm_report(p)?.over == 0 && fwd.transpose().nm_report(p)?.over == 0
         }
     };
@@ -256,7 +256,7 @@ impl<'a> Session<'a> {
             l.set_gemm(cfg.gemm, cfg.mask);
         }
         if sparse_layers == 0
-            && (cfg.mask != MaskKind::Dense || !matches!(cfg.grad, GradEstimator::Dense))
+            && (cfg.mask != Structure::Dense || !matches!(cfg.grad, GradEstimator::Dense))
         {
             return Err(Error::invalid(
                 "mask",
@@ -294,7 +294,7 @@ impl<'a> Session<'a> {
             step_time: 0.0,
             start,
         };
-        if cfg.mask != MaskKind::Dense {
+        if cfg.mask != Structure::Dense {
             session.refresh_masks()?;
         }
         Ok(session)
@@ -376,7 +376,7 @@ impl<'a> Session<'a> {
         if cfg.every > 0
             && self.step > 0
             && self.step.is_multiple_of(cfg.every)
-            && cfg.mask != MaskKind::Dense
+            && cfg.mask != Structure::Dense
         {
             self.refresh_masks()?;
         }
@@ -437,7 +437,7 @@ impl<'a> Session<'a> {
             sparse_layers,
             target_sparsity: cfg.mask.sparsity(),
             sparsity: if weights > 0.0 { pruned / weights } else { 0.0 },
-            log10_mask_diversity: cfg.mask.log10_diversity(&shapes)?,
+            log10_mask_diversity: crate::diversity::log10_model_diversity(cfg.mask, &shapes)?,
             structure_ok,
             mask_updates: self.mask_updates,
             compressed_gemms,

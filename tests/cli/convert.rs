@@ -54,8 +54,8 @@ fn a_sharded_bf16_checkpoint_converts_with_its_layout() {
         dir.to_str().unwrap(),
         "--output",
         out.to_str().unwrap(),
-        "--pattern",
-        "4:8",
+        "--structure",
+        "transposable:4:8",
         "--solver",
         "exact",
         "--compare-exact",
@@ -126,8 +126,8 @@ fn a_sharded_bf16_checkpoint_converts_with_its_layout() {
         dir.to_str().unwrap(),
         "--output",
         dir.to_str().unwrap(),
-        "--pattern",
-        "4:8",
+        "--structure",
+        "transposable:4:8",
     ]);
     assert_eq!(again.status.code(), Some(2));
 }
@@ -146,10 +146,8 @@ fn nm_conversion_keeps_the_top_n_of_every_group() {
         f.to_str().unwrap(),
         "--output",
         out.to_str().unwrap(),
-        "--pattern",
-        "2:4",
         "--structure",
-        "nm",
+        "nm:2:4",
     ]);
     let t = &masklab::io::read_tensors(out.to_str().unwrap()).unwrap()[0];
     for (g, orig) in t.data.chunks(4).zip(w.chunks(4)) {

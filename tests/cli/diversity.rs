@@ -4,15 +4,7 @@ use super::*;
 
 #[test]
 fn diversity_json_has_the_documented_fields() {
-    let out = ok(&[
-        "diversity",
-        "transposable",
-        "--pattern",
-        "4:8",
-        "--size",
-        "8x8",
-        "--json",
-    ]);
+    let out = ok(&["diversity", "transposable:4:8", "--size", "8x8", "--json"]);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["structure"], "transposable");
     assert_eq!(v["pattern"], "4:8");
@@ -23,9 +15,7 @@ fn diversity_json_has_the_documented_fields() {
     assert!(v["closed_form_log10"].as_f64().unwrap() > v["log10"].as_f64().unwrap());
     let approx: Value = serde_json::from_str(&ok(&[
         "diversity",
-        "transposable",
-        "--pattern",
-        "16:32",
+        "transposable:16:32",
         "--size",
         "64x64",
         "--json",

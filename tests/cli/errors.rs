@@ -17,13 +17,10 @@ fn bad_input_is_a_one_line_error_with_exit_code_2() {
         (vec!["run", bad_toml.to_str().unwrap()], "bad.toml:2"),
         (vec!["run", bad_pattern.to_str().unwrap()], "grid.structure"),
         (
-            vec!["diversity", "nm", "--pattern", "2:4", "--size", "4x6"],
+            vec!["diversity", "nm:2:4", "--size", "4x6"],
             "does not tile",
         ),
-        (
-            vec!["diversity", "nm", "--pattern", "5:4", "--size", "4x4"],
-            "5:4",
-        ),
+        (vec!["diversity", "nm:5:4", "--size", "4x4"], "5:4"),
         (vec!["show", "/no/such/run"], "/no/such/run"),
         (vec!["reproduce", "table99"], "table99"),
         // One score type: a command refuses the kinds it cannot compute, saying which it takes.

@@ -8,7 +8,7 @@ use super::*;
 fn gemm_json_reports_bytes_limits_and_matches_the_dense_product() {
     let out = ok(&[
         "gemm",
-        "--mask",
+        "--structure",
         "transposable:2:4",
         "--shape",
         "64x128",
@@ -34,7 +34,7 @@ fn gemm_json_reports_bytes_limits_and_matches_the_dense_product() {
     // A plain N:M mask has no N:M Wᵀ: its backward runs dense and says so.
     let out = ok(&[
         "gemm",
-        "--mask",
+        "--structure",
         "nm:2:4",
         "--shape",
         "64x128",
@@ -54,7 +54,7 @@ fn gemm_json_reports_bytes_limits_and_matches_the_dense_product() {
 fn gemm_bf16_counts_two_bytes_a_weight() {
     let out = ok(&[
         "gemm",
-        "--mask",
+        "--structure",
         "nm:2:4",
         "--shape",
         "64x128",
@@ -81,20 +81,37 @@ fn gemm_bf16_counts_two_bytes_a_weight() {
 #[test]
 fn gemm_refuses_what_it_cannot_run() {
     for (args, want) in [
-        (vec!["--mask", "nm:2:4", "--shape", "64x6"], "does not tile"),
+        (
+            vec!["--structure", "nm:2:4", "--shape", "64x6"],
+            "does not tile",
+        ),
         (
             vec![
-                "--mask", "nm:2:4", "--shape", "64x64", "--op", "update", "--batch", "3",
+                "--structure",
+                "nm:2:4",
+                "--shape",
+                "64x64",
+                "--op",
+                "update",
+                "--batch",
+                "3",
             ],
             "multiple of M",
         ),
         (
-            vec!["--mask", "nm:2:4", "--shape", "64x64", "--op", "sideways"],
+            vec![
+                "--structure",
+                "nm:2:4",
+                "--shape",
+                "64x64",
+                "--op",
+                "sideways",
+            ],
             "sideways",
         ),
         (
             vec![
-                "--mask",
+                "--structure",
                 "unstructured:0.5",
                 "--shape",
                 "64x64",
@@ -106,16 +123,16 @@ fn gemm_refuses_what_it_cannot_run() {
             "weight masks",
         ),
         (
-            vec!["--mask", "unstructured:1.5", "--shape", "64x64"],
+            vec!["--structure", "unstructured:1.5", "--shape", "64x64"],
             "[0, 1)",
         ),
         (
-            vec!["--mask", "block:8:0.5", "--shape", "60x64"],
+            vec!["--structure", "block:8:0.5", "--shape", "60x64"],
             "8x8 blocks",
         ),
         (
             vec![
-                "--mask",
+                "--structure",
                 "unstructured:0.5",
                 "--shape",
                 "64x64",
@@ -125,7 +142,14 @@ fn gemm_refuses_what_it_cannot_run() {
             "f32 only",
         ),
         (
-            vec!["--mask", "nm:2:4", "--shape", "64x64", "--dtype", "f16"],
+            vec![
+                "--structure",
+                "nm:2:4",
+                "--shape",
+                "64x64",
+                "--dtype",
+                "f16",
+            ],
             "expected f32 or bf16",
         ),
     ] {

@@ -30,9 +30,7 @@ fn args<'a>(src: &'a str, calib: &'a str, eval: &'a str, out: &'a str) -> Vec<&'
         "--method",
         "sparsegpt",
         "--structure",
-        "transposable",
-        "--pattern",
-        "4:8",
+        "transposable:4:8",
         "--solver",
         "greedy",
         "--calib",
@@ -184,7 +182,7 @@ fn prune_refuses_to_write_into_its_input_and_leaves_it_alone() {
             "diagonal",
         ],
     );
-    assert!(err.contains("--structure diagonal"), "{err}");
+    assert!(err.contains("structure `diagonal`"), "{err}");
 }
 
 #[test]
@@ -201,9 +199,7 @@ fn prune_by_alps_keeps_the_structure_and_reconstructs_better_than_magnitude() {
             "--method",
             method,
             "--structure",
-            "nm",
-            "--pattern",
-            "2:4",
+            "nm:2:4",
             "--calib",
             &calib_s,
             "--eval",

@@ -18,8 +18,8 @@ use super::{CellContext, CellKind, Row, param_str, param_usize};
 use crate::convert::oneshot::{OneShot, convert_model};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
+use crate::mask::Structure;
 use crate::mask::score::Score;
-use crate::structure::MaskKind;
 use crate::train::data::{self, Dataset};
 use crate::train::models::{LayerPolicy, build};
 use crate::train::sparse::GradEstimator;
@@ -80,7 +80,7 @@ pub fn trained_weights(
     let d = reference(model);
     let data = data::load(&d.dataset, d.data_dir.as_deref(), 0)?;
     let path = cached(&d, &data, device)?;
-    let m = load(&d, &path, &data, device, MaskKind::Dense)?;
+    let m = load(&d, &path, &data, device, Structure::Dense)?;
     m.linear_layers()
         .iter()
         .map(|l| {
@@ -126,8 +126,8 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<ConvertP
             "expected mlp or lenet",
         ));
     }
-    let structure: MaskKind = cell.require("structure")?.parse()?;
-    if matches!(structure, MaskKind::Dense | MaskKind::Block(..)) {
+    let structure: Structure = cell.require("structure")?.parse()?;
+    if matches!(structure, Structure::Dense | Structure::Block(..)) {
         return Err(Error::invalid(
             "structure",
             structure,
@@ -181,7 +181,7 @@ fn training_key(p: &Dense) -> String {
     )
 }
 
-fn policy(structure: MaskKind) -> LayerPolicy {
+fn policy(structure: Structure) -> LayerPolicy {
     LayerPolicy {
         estimator: GradEstimator::Dense,
         custom: true,
@@ -220,7 +220,7 @@ fn dense_accuracy(
     data: &Dataset,
     device: &candle_core::Device,
 ) -> Result<f64> {
-    let model = load(p, path, data, device, MaskKind::Dense)?;
+    let model = load(p, path, data, device, Structure::Dense)?;
     crate::train::trainer::evaluate(model.as_ref(), data, device)
 }
 
@@ -229,7 +229,7 @@ fn load(
     path: &std::path::Path,
     data: &Dataset,
     device: &candle_core::Device,
-    structure: MaskKind,
+    structure: Structure,
 ) -> Result<Box<dyn crate::train::models::Model>> {
     let model = build(
         &p.train.model,
@@ -309,8 +309,8 @@ impl CellKind for ConvertCell {
         let r = convert_model(model.as_mut(), &data, &p.oneshot, &ctx.device)?;
         let structure = cell.require("structure")?;
         let target_sparsity = match p.oneshot.structure {
-            MaskKind::Unstructured(s) => s,
-            MaskKind::Nm(q) | MaskKind::Transposable(q) => q.sparsity(),
+            Structure::Unstructured(s) => s,
+            Structure::Nm(q) | Structure::Transposable(q) => q.sparsity(),
             _ => 0.0,
         };
         super::to_row(&ConvertRow {

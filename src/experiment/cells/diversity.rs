@@ -5,9 +5,10 @@
 //! note, not an error, so a table can span sizes some structures do not fit.
 
 use super::{CellContext, CellKind, Row};
-use crate::diversity::{Method, Structure, diversity};
+use crate::diversity::{Method, diversity};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
+use crate::mask::Structure;
 use crate::mask::parse_size;
 use indexmap::IndexMap;
 use serde::Serialize;

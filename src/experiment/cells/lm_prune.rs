@@ -23,8 +23,7 @@ use crate::lm::corpus::{self, Perplexity};
 use crate::lm::model::{Config, Llama};
 use crate::lm::prune::{Evaluation, Method, PruneSpec};
 use crate::lm::{load, tokenizer};
-use crate::ops::prune::structure_name;
-use crate::structure::MaskKind;
+use crate::mask::Structure;
 use indexmap::IndexMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,7 +90,7 @@ fn setup(
     cell: &Cell,
 ) -> Result<(
     Option<Method>,
-    MaskKind,
+    Structure,
     &'static dyn crate::solvers::Solver,
 )> {
     let method = match cell.require("method")? {
@@ -99,7 +98,7 @@ fn setup(
         m => Some(m.parse::<Method>()?),
     };
     let kind = match (method, cell.get("structure")) {
-        (None, None | Some("dense")) => MaskKind::Dense,
+        (None, None | Some("dense")) => Structure::Dense,
         (None, Some(s)) => {
             return Err(Error::invalid(
                 "structure",
@@ -114,7 +113,7 @@ fn setup(
                 "a pruning method needs a sparse structure",
             ));
         }
-        (Some(_), Some(s)) => s.parse::<MaskKind>()?,
+        (Some(_), Some(s)) => s.parse::<Structure>()?,
         (Some(_), None) => {
             return Err(Error::invalid(
                 "structure",
@@ -123,10 +122,10 @@ fn setup(
             ));
         }
     };
-    if matches!(kind, MaskKind::Block(..)) {
+    if matches!(kind, Structure::Block(..)) {
         return Err(Error::invalid(
             "structure",
-            structure_name(kind),
+            kind,
             "table6 prunes unstructured, N:M or transposable N:M",
         ));
     }
@@ -222,10 +221,10 @@ impl CellKind for LmPruneCell {
         })?;
         let name = match method {
             None => "dense".to_string(),
-            Some(m) => format!("{m} {}", structure_name(kind)),
+            Some(m) => format!("{m} {kind}"),
         };
         let versus = match (method, kind) {
-            (Some(m), MaskKind::Transposable(pat)) => Some(format!("{m} nm:{pat}")),
+            (Some(m), Structure::Transposable(pat)) => Some(format!("{m} nm:{pat}")),
             _ => None,
         };
         let Some(method) = method else {

@@ -5,7 +5,7 @@ use crate::mask::Pattern;
 
 const P24: Pattern = Pattern { n: 2, m: 4 };
 
-fn run(w: &[f32], h: &[f64], rows: usize, cols: usize, kind: MaskKind) -> (Vec<f32>, Vec<u8>) {
+fn run(w: &[f32], h: &[f64], rows: usize, cols: usize, kind: Structure) -> (Vec<f32>, Vec<u8>) {
     let basis = Basis::new(h, cols, 0.01, &Device::Cpu).unwrap();
     let s = Settings::new(kind, &crate::solvers::exact::Exact, 0);
     let mut wh = w.to_vec();
@@ -40,7 +40,7 @@ fn objective(w: &[f32], wh: &[f32], h: &[f64], n: usize) -> f64 {
 #[test]
 fn dense_leaves_the_weights_unchanged() {
     let (w, x) = problem(8, 16, 64, 1);
-    let (wh, keep) = run(&w, &hessian(&x, 16), 8, 16, MaskKind::Dense);
+    let (wh, keep) = run(&w, &hessian(&x, 16), 8, 16, Structure::Dense);
     assert_eq!(wh, w);
     assert!(keep.iter().all(|&k| k == 1));
 }
@@ -56,7 +56,7 @@ fn weights_that_already_have_the_structure_keep_it_and_lose_nothing() {
         g[idx[0]] = 0.0;
         g[idx[1]] = 0.0;
     }
-    let (wh, keep) = run(&w, &hessian(&x, cols), rows, cols, MaskKind::Nm(P24));
+    let (wh, keep) = run(&w, &hessian(&x, cols), rows, cols, Structure::Nm(P24));
     let kept: Vec<u8> = w.iter().map(|&v| (v != 0.0) as u8).collect();
     assert_eq!(keep, kept);
     let base = output_error(&w, &vec![0.0; w.len()], &x, cols);
@@ -72,7 +72,7 @@ fn the_refit_is_the_least_squares_optimum_on_its_support() {
     let (w, x) = problem(rows, cols, 128, 4);
     let h = hessian(&x, cols);
     let hd = damped(&h, cols);
-    for kind in [MaskKind::Nm(P24), MaskKind::Unstructured(0.5)] {
+    for kind in [Structure::Nm(P24), Structure::Unstructured(0.5)] {
         let (wh, keep) = run(&w, &h, rows, cols, kind);
         let mut best = vec![0f32; w.len()];
         for r in 0..rows {
@@ -110,10 +110,10 @@ fn every_structure_holds_and_the_error_is_below_magnitude_and_wanda() {
         let h = hessian(&x, cols);
         let norms: Vec<f32> = (0..cols).map(|j| (h[j * cols + j] as f32).sqrt()).collect();
         for kind in [
-            MaskKind::Unstructured(0.5),
-            MaskKind::Nm(P24),
-            MaskKind::Nm(Pattern { n: 4, m: 8 }),
-            MaskKind::Transposable(Pattern { n: 4, m: 8 }),
+            Structure::Unstructured(0.5),
+            Structure::Nm(P24),
+            Structure::Nm(Pattern { n: 4, m: 8 }),
+            Structure::Transposable(Pattern { n: 4, m: 8 }),
         ] {
             let (wh, _) = run(&w, &h, rows, cols, kind);
             assert!(has_structure(&wh, rows, cols, kind).unwrap(), "{kind:?}");
@@ -125,10 +125,9 @@ fn every_structure_holds_and_the_error_is_below_magnitude_and_wanda() {
                     .map(|(i, v)| v.abs() * if weigh { norms[i % cols] } else { 1.0 })
                     .collect();
                 let scores = Matrix::new(rows, cols, scores).unwrap();
-                let mask =
-                    crate::structure::mask_of(&scores, kind, &crate::solvers::exact::Exact, 0)
-                        .unwrap()
-                        .unwrap();
+                let mask = crate::policy::mask_of(&scores, kind, &crate::solvers::exact::Exact, 0)
+                    .unwrap()
+                    .unwrap();
                 let zeroed: Vec<f32> = w
                     .iter()
                     .zip(mask.keep())
@@ -153,7 +152,7 @@ fn transposable_rows_report_the_kept_gap_against_exact() {
     let (w, x) = problem(rows, cols, 256, 7);
     let h = hessian(&x, cols);
     let basis = Basis::new(&h, cols, 0.01, &Device::Cpu).unwrap();
-    let kind = MaskKind::Transposable(Pattern { n: 4, m: 8 });
+    let kind = Structure::Transposable(Pattern { n: 4, m: 8 });
     for solver in ["exact", "greedy"] {
         let s = Settings::new(kind, crate::solvers::by_name(solver).unwrap(), 0);
         let mut wh = w.clone();

@@ -15,7 +15,7 @@ fn calib() -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn run(method: Method, kind: MaskKind, solver: &str) -> (Llama, Vec<ProjReport>) {
+fn run(method: Method, kind: Structure, solver: &str) -> (Llama, Vec<ProjReport>) {
     let mut m = Llama::random(tiny(), 21, &Device::Cpu).unwrap();
     let spec = PruneSpec {
         method,
@@ -31,8 +31,8 @@ fn run(method: Method, kind: MaskKind, solver: &str) -> (Llama, Vec<ProjReport>)
 #[test]
 fn sparsegpt_reconstructs_every_projection_at_least_as_well_as_wanda_and_magnitude() {
     for kind in [
-        MaskKind::Unstructured(0.5),
-        MaskKind::Nm(Pattern { n: 2, m: 4 }),
+        Structure::Unstructured(0.5),
+        Structure::Nm(Pattern { n: 2, m: 4 }),
     ] {
         let (_, sg) = run(Method::SparseGpt, kind, "exact");
         let (_, wa) = run(Method::Wanda, kind, "exact");
@@ -57,8 +57,8 @@ fn sparsegpt_reconstructs_every_projection_at_least_as_well_as_wanda_and_magnitu
 #[test]
 fn alps_reconstructs_every_projection_better_than_wanda_and_magnitude() {
     for kind in [
-        MaskKind::Nm(Pattern { n: 2, m: 4 }),
-        MaskKind::Transposable(Pattern { n: 2, m: 4 }),
+        Structure::Nm(Pattern { n: 2, m: 4 }),
+        Structure::Transposable(Pattern { n: 2, m: 4 }),
     ] {
         let (_, al) = run(Method::Alps, kind, "exact");
         let (_, wa) = run(Method::Wanda, kind, "exact");
@@ -84,7 +84,7 @@ fn transposable_masks_hold_per_tile_and_nothing_else_changes() {
     let p = Pattern { n: 2, m: 4 };
     let dense = Llama::random(tiny(), 21, &Device::Cpu).unwrap();
     for method in [Method::Wanda, Method::SparseGpt] {
-        let (m, r) = run(method, MaskKind::Transposable(p), "greedy");
+        let (m, r) = run(method, Structure::Transposable(p), "greedy");
         for rep in &r {
             assert!(rep.structure_ok, "{method} {} {}", rep.layer, rep.proj);
             assert!((rep.sparsity - 0.5).abs() < 0.02, "{}", rep.sparsity);
@@ -100,14 +100,14 @@ fn transposable_masks_hold_per_tile_and_nothing_else_changes() {
         }
     }
     // The exact solver has no gap.
-    let (_, r) = run(Method::Wanda, MaskKind::Transposable(p), "exact");
+    let (_, r) = run(Method::Wanda, Structure::Transposable(p), "exact");
     assert!(r.iter().all(|x| x.kept_gap == Some(0.0)));
 }
 
 #[test]
 fn dense_structure_changes_nothing() {
     let dense = Llama::random(tiny(), 21, &Device::Cpu).unwrap();
-    let (m, r) = run(Method::SparseGpt, MaskKind::Dense, "exact");
+    let (m, r) = run(Method::SparseGpt, Structure::Dense, "exact");
     assert!(r.iter().all(|x| x.rel_error == 0.0 && x.sparsity < 0.01));
     for (a, b) in m.layers.iter().zip(&dense.layers) {
         for p in Proj::ALL {
@@ -125,7 +125,7 @@ fn the_streamed_perplexities_equal_whole_model_ones_and_nothing_is_kept() {
         .collect();
     let spec = PruneSpec {
         method: Method::Wanda,
-        kind: MaskKind::Nm(Pattern { n: 2, m: 4 }),
+        kind: Structure::Nm(Pattern { n: 2, m: 4 }),
         solver: &crate::solvers::exact::Exact,
         seed: 0,
         batch: 2,

@@ -45,7 +45,7 @@ pub(crate) fn output_error(w: &[f32], wh: &[f32], x: &[f32], cols: usize) -> f64
     e
 }
 
-fn settings(kind: MaskKind) -> Settings {
+fn settings(kind: Structure) -> Settings {
     Settings {
         kind,
         solver: &crate::solvers::exact::Exact,
@@ -59,7 +59,7 @@ fn settings(kind: MaskKind) -> Settings {
 fn zero_sparsity_leaves_the_weights_unchanged() {
     let (w, x) = problem(8, 16, 64, 1);
     let h = hessian(&x, 16);
-    for kind in [MaskKind::Dense, MaskKind::Unstructured(0.0)] {
+    for kind in [Structure::Dense, Structure::Unstructured(0.0)] {
         let mut wh = w.clone();
         let (keep, _) = prune(&mut wh, 8, 16, &h, &settings(kind)).unwrap();
         assert!(keep.iter().all(|&k| k == 1));
@@ -76,9 +76,9 @@ fn the_update_beats_pruning_the_same_mask_without_it() {
     let h = hessian(&x, cols);
     let p = Pattern { n: 2, m: 4 };
     for kind in [
-        MaskKind::Unstructured(0.5),
-        MaskKind::Nm(p),
-        MaskKind::Transposable(p),
+        Structure::Unstructured(0.5),
+        Structure::Nm(p),
+        Structure::Transposable(p),
     ] {
         let mut wh = w.clone();
         let (keep, _) = prune(&mut wh, rows, cols, &h, &settings(kind)).unwrap();
@@ -90,8 +90,8 @@ fn the_update_beats_pruning_the_same_mask_without_it() {
         assert!(e_sgpt < 0.8 * e_zero, "{kind:?}: {e_sgpt} vs {e_zero}");
         let mask = Mask::new(rows, cols, keep).unwrap();
         match kind {
-            MaskKind::Nm(p) => assert!(mask.is_nm(p).unwrap()),
-            MaskKind::Transposable(p) => assert!(mask.is_transposable_nm(p).unwrap()),
+            Structure::Nm(p) => assert!(mask.is_nm(p).unwrap()),
+            Structure::Transposable(p) => assert!(mask.is_transposable_nm(p).unwrap()),
             _ => assert!((mask.sparsity() - 0.5).abs() < 1e-9),
         }
         // Pruned weights are exactly zero.
@@ -134,7 +134,7 @@ fn a_single_pruned_column_gets_the_closed_form_update() {
     let h = vec![2.0, 1.0, 1.0, 4.0];
     let mut w = vec![1.0f32, 0.5];
     let s = Settings {
-        kind: MaskKind::Nm(Pattern { n: 1, m: 2 }),
+        kind: Structure::Nm(Pattern { n: 1, m: 2 }),
         solver: &crate::solvers::exact::Exact,
         seed: 0,
         damp: 0.0,

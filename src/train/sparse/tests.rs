@@ -124,15 +124,15 @@ fn compressed_gemms_equal_masked_dense() {
     let est = GradEstimator::Nm(estimators::by_name("mvue").unwrap(), "2:4".parse().unwrap());
     let p: Pattern = "4:8".parse().unwrap();
     for (kind, expect) in [
-        (MaskKind::Transposable(p), (true, true, true)),
-        (MaskKind::Nm(p), (true, false, true)),
+        (Structure::Transposable(p), (true, true, true)),
+        (Structure::Nm(p), (true, false, true)),
     ] {
         let build = |gemm| {
             let mut l = layer(est, true);
             l.set_gemm(gemm, kind);
             let scores = l.weight_scores().unwrap();
             let mask = match kind {
-                MaskKind::Nm(p) => Mask::nm(&scores, p).unwrap(),
+                Structure::Nm(p) => Mask::nm(&scores, p).unwrap(),
                 _ => crate::solvers::greedy::transposable_mask(&scores, p).unwrap(),
             };
             l.set_mask(Some(&mask)).unwrap();
@@ -156,7 +156,7 @@ fn compressed_gemms_equal_masked_dense() {
     }
     // Refill: after the weights move, the compressed forward follows them (same mask).
     let mut l = layer(GradEstimator::Dense, true);
-    l.set_gemm(GemmMode::Sparse, MaskKind::Transposable(p));
+    l.set_gemm(GemmMode::Sparse, Structure::Transposable(p));
     let mask = crate::solvers::greedy::transposable_mask(&l.weight_scores().unwrap(), p).unwrap();
     l.set_mask(Some(&mask)).unwrap();
     l.weight
@@ -220,7 +220,7 @@ fn a_batch_past_max_compressed_rows_runs_masked_dense_and_says_so() {
     let p: Pattern = "4:8".parse().unwrap();
     let build = |gemm| {
         let mut l = layer(est, true);
-        l.set_gemm(gemm, MaskKind::Transposable(p));
+        l.set_gemm(gemm, Structure::Transposable(p));
         let mask =
             crate::solvers::greedy::transposable_mask(&l.weight_scores().unwrap(), p).unwrap();
         l.set_mask(Some(&mask)).unwrap();

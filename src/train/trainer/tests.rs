@@ -76,7 +76,7 @@ fn lenet_and_resnet_train_with_all_three_gemms_sparse() -> Result<()> {
         srste: 0.0,
     };
     let mut model = models::build("resnet", (3, 32, 32), 10, &[], &policy, 0, &dev)?;
-    let mask: MaskKind = "transposable:4:8".parse()?;
+    let mask: Structure = "transposable:4:8".parse()?;
     for l in model.sparse_layers() {
         let m = layer_mask(l, mask, &crate::solvers::exact::Exact, 0)?;
         l.set_mask(m.as_ref())?;
