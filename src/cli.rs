@@ -500,12 +500,13 @@ impl SolveArgs {
     }
 
     /// The request and the solver context.
-    pub fn request(&self) -> Result<(SolveRequest<'static>, SolveContext)> {
+    pub fn request(&self) -> Result<(SolveRequest, SolveContext)> {
+        let mut catalogue = solvers::Catalogue::default();
         if let Some(cmd) = &self.external {
             let command: Vec<String> = cmd.split_whitespace().map(String::from).collect();
-            solvers::external::register(&self.solver, &command, self.timeout_seconds)?;
+            catalogue.declare(&self.solver, &command, self.timeout_seconds)?;
         }
-        let solver = solvers::by_name(&self.solver)?;
+        let solver = catalogue.get(&self.solver)?;
         let mut options = std::collections::BTreeMap::new();
         for o in &self.options {
             let Some((k, v)) = o.split_once('=') else {
@@ -516,7 +517,7 @@ impl SolveArgs {
             };
             options.insert(k.to_string(), v);
         }
-        solvers::check_options(solver, &options)?;
+        solvers::check_options(&*solver, &options)?;
         let req = SolveRequest {
             solver,
             pattern: self.pattern.parse()?,

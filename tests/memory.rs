@@ -129,7 +129,7 @@ fn live_memory_does_not_grow_with_steps() {
         mask: mask.parse().expect("mask"),
         grad: grad.parse().expect("estimator"),
         every: 16,
-        solver: &masklab::solvers::exact::Exact,
+        solver: masklab::solvers::SolverRef::Builtin(&masklab::solvers::exact::Exact),
         epochs: 2,
         batch: 16,
         lr: 0.01,

@@ -25,9 +25,9 @@ use crate::io::checkpoint::{
 use crate::mask::Mask;
 use crate::mask::Structure;
 use crate::mask::tile::Blocks;
+use crate::solvers::SolveContext;
 use crate::solvers::apply::{Score, Scorer, solve_blocks};
 use crate::solvers::evaluate::gap;
-use crate::solvers::{SolveContext, Solver};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ pub struct ConvertJob<'a> {
     /// column of every M×M tile).
     pub structure: Structure,
     /// Solver for transposable masks.
-    pub solver: &'a dyn Solver,
+    pub solver: crate::solvers::SolverRef,
     /// Scores.
     pub score: Score,
     /// Wanda activation norms.
@@ -301,7 +301,7 @@ fn prune(
         }
         _ => {
             let blocks = Blocks::from_matrix_owned(scores, pattern.m)?;
-            let solved = solve_blocks(job.solver, blocks.data(), pattern, ctx)
+            let solved = solve_blocks(&*job.solver, blocks.data(), pattern, ctx)
                 .map_err(|x| crate::solvers::apply::in_tensor(x, &e.name, &job.score))?;
             if solved.evaluation.infeasible > 0 {
                 return Err(Error::invalid(

@@ -36,7 +36,7 @@ pub struct OneShot {
     /// Mask structure of the prunable layers (not dense).
     pub structure: Structure,
     /// Solver for transposable masks.
-    pub solver: &'static dyn crate::solvers::Solver,
+    pub solver: crate::solvers::SolverRef,
     /// Weight scores: abs or wanda ([`OneShot::SCORES`]).
     pub score: Score,
     /// Calibration images drawn from the training split.
@@ -124,7 +124,7 @@ fn mask_and_gap(scores: &Matrix, cfg: &OneShot) -> Result<(crate::mask::Mask, f6
         )),
         Structure::Transposable(p) => {
             let blocks = Blocks::from_matrix(scores, p.m)?;
-            let solved = solve_feasible(&blocks, p, cfg.solver, cfg.seed)?;
+            let solved = solve_feasible(&blocks, p, &*cfg.solver, cfg.seed)?;
             let g = if cfg.solver.guarantee() == crate::solvers::Guarantee::Exact {
                 gap(&solved.evaluation, &solved.evaluation)
             } else {
@@ -134,7 +134,7 @@ fn mask_and_gap(scores: &Matrix, cfg: &OneShot) -> Result<(crate::mask::Mask, f6
             Ok((blocks.to_mask(&solved.keep)?, g.kept, g.optimum))
         }
         kind => {
-            let m = mask_of(scores, kind, cfg.solver, cfg.seed)?
+            let m = mask_of(scores, kind, &*cfg.solver, cfg.seed)?
                 .ok_or_else(|| Error::invalid("structure", kind, "gives no mask"))?;
             let kept = total_kept(&m);
             Ok((m, kept, kept))

@@ -18,13 +18,16 @@ pub struct Plan {
     pub kind: &'static dyn CellKind,
     /// Every cell, in plan order (axes vary fastest to the right, then seeds).
     pub cells: Vec<Cell>,
+    /// The solvers its cells can name: the built-ins and the spec's external programs.
+    pub solvers: crate::solvers::Catalogue,
 }
 
 impl Plan {
     /// Expand and check a spec; a cell the kind refuses is an error naming the spec line and axis.
     pub fn new(spec: Spec) -> Result<Self> {
+        let mut solvers = crate::solvers::Catalogue::default();
         for (name, e) in &spec.external_solvers {
-            crate::solvers::external::register(name, &e.command, e.timeout_seconds)?;
+            solvers.declare(name, &e.command, e.timeout_seconds)?;
         }
         let kind = cells::by_name(&spec.kind).map_err(|e| Error::Spec {
             path: spec.path.clone(),
@@ -104,7 +107,7 @@ impl Plan {
             }
         }
         for cell in &cells {
-            kind.check(cell, &spec.params).map_err(|e| {
+            kind.check(cell, &spec.params, &solvers).map_err(|e| {
                 let (line, field) = match &e {
                     Error::Invalid { field, .. } => match spec.axis_line(field) {
                         Some(l) => (Some(l), format!("grid.{field}")),
@@ -119,7 +122,12 @@ impl Plan {
                 }
             })?;
         }
-        Ok(Plan { spec, kind, cells })
+        Ok(Plan {
+            spec,
+            kind,
+            cells,
+            solvers,
+        })
     }
 
     /// Check that a logged row is a cell of this plan: its `index` names a cell whose key is the

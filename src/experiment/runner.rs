@@ -306,6 +306,7 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
             params: &plan.spec.params,
             device: opts.device.clone(),
             shared: &shared,
+            solvers: &plan.solvers,
         };
         // A cell's `peak_rss_mb` is its own when cells run one at a time: the peak restarts
         // from the resident size (what earlier cells left shared) before each cell.

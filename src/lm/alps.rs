@@ -133,7 +133,7 @@ pub struct Settings {
     /// The structure (dense prunes nothing).
     pub kind: Structure,
     /// Solver of transposable tiles.
-    pub solver: &'static dyn crate::solvers::Solver,
+    pub solver: crate::solvers::SolverRef,
     /// Seed for solvers that draw.
     pub seed: u64,
     /// Starting penalty ρ (0.1).
@@ -146,7 +146,7 @@ pub struct Settings {
 
 impl Settings {
     /// The reference code's settings for `kind`.
-    pub fn new(kind: Structure, solver: &'static dyn crate::solvers::Solver, seed: u64) -> Self {
+    pub fn new(kind: Structure, solver: crate::solvers::SolverRef, seed: u64) -> Self {
         Settings {
             kind,
             solver,
@@ -180,10 +180,10 @@ fn project(t: &Tensor, s: &Settings) -> Result<(Tensor, Vec<u8>, Option<KeptScor
         .map_err(ten)?;
     let scores = Matrix::new(rows, cols, scores)?;
     let (mask, kept) = if let Structure::Transposable(_) = s.kind {
-        let (m, k) = transposable_with_gap(&scores, s.kind, s.solver, s.seed)?;
+        let (m, k) = transposable_with_gap(&scores, s.kind, &*s.solver, s.seed)?;
         (m, Some(k))
     } else {
-        let m = crate::policy::mask_of(&scores, s.kind, s.solver, s.seed)?
+        let m = crate::policy::mask_of(&scores, s.kind, &*s.solver, s.seed)?
             .ok_or_else(|| Error::invalid("structure", "dense", "has no mask"))?;
         (m, None)
     };

@@ -89,7 +89,7 @@ pub struct PruneSpec {
     /// The structure (`Dense` prunes nothing).
     pub kind: Structure,
     /// The transposable solver.
-    pub solver: &'static dyn crate::solvers::Solver,
+    pub solver: crate::solvers::SolverRef,
     /// Seed for solvers that draw.
     pub seed: u64,
     /// Calibration windows per forward batch.
@@ -580,7 +580,7 @@ fn prune_one(
         Weighting::SparseGpt(factor) => {
             let settings = Settings {
                 kind: spec.kind,
-                solver: spec.solver,
+                solver: spec.solver.clone(),
                 seed: spec.seed,
                 damp: 0.01,
                 block: 128,
@@ -589,7 +589,7 @@ fn prune_one(
             transposable.then_some(kept)
         }
         Weighting::Alps(basis) => {
-            let settings = alps::Settings::new(spec.kind, spec.solver, spec.seed);
+            let settings = alps::Settings::new(spec.kind, spec.solver.clone(), spec.seed);
             alps::prune(&mut data, rows, cols, basis, &settings)?.1
         }
         Weighting::Magnitude | Weighting::Wanda(_) => {
@@ -611,13 +611,13 @@ fn prune_one(
                     let (m, k) = sparsegpt::transposable_with_gap(
                         &scores,
                         spec.kind,
-                        spec.solver,
+                        &*spec.solver,
                         spec.seed,
                     )?;
                     (m, Some(k))
                 }
                 _ => (
-                    crate::policy::mask_of(&scores, spec.kind, spec.solver, spec.seed)?
+                    crate::policy::mask_of(&scores, spec.kind, &*spec.solver, spec.seed)?
                         .expect("a sparse structure has a mask"),
                     None,
                 ),

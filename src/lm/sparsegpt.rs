@@ -84,7 +84,7 @@ pub struct Settings {
     /// The structure (dense prunes nothing).
     pub kind: Structure,
     /// Solver of transposable tiles.
-    pub solver: &'static dyn crate::solvers::Solver,
+    pub solver: crate::solvers::SolverRef,
     /// Seed for solvers that draw.
     pub seed: u64,
     /// Damping as a fraction of the mean diagonal of H (0.01).
@@ -193,11 +193,11 @@ pub fn prune_factored(
                 .collect();
             let scores = Matrix::new(rows, count, scores)?;
             let block = if let Structure::Transposable(_) = s.kind {
-                let (mask, k) = transposable_with_gap(&scores, s.kind, s.solver, s.seed)?;
+                let (mask, k) = transposable_with_gap(&scores, s.kind, &*s.solver, s.seed)?;
                 kept = kept.plus(k);
                 mask
             } else {
-                crate::policy::mask_of(&scores, s.kind, s.solver, s.seed)?
+                crate::policy::mask_of(&scores, s.kind, &*s.solver, s.seed)?
                     .expect("a sparse structure has a mask")
             };
             for r in 0..rows {

@@ -25,7 +25,7 @@ pub struct PruneJob {
     /// The structure.
     pub kind: Structure,
     /// Transposable solver.
-    pub solver: &'static dyn crate::solvers::Solver,
+    pub solver: crate::solvers::SolverRef,
     /// Calibration text (None: the pinned corpus's calibration split).
     pub calib: Option<PathBuf>,
     /// Evaluation text (None: the pinned corpus's evaluation split).
@@ -222,7 +222,7 @@ pub fn run_with(
     let spec = PruneSpec {
         method: job.method,
         kind: job.kind,
-        solver: job.solver,
+        solver: job.solver.clone(),
         seed: job.seed,
         batch: job.batch,
     };

@@ -6,9 +6,9 @@ use crate::error::{Error, Result};
 use crate::io::checkpoint::{Checkpoint, Dtype, Entry, Selection, Skipped, Tiling};
 use crate::io::{self, MaskSink, progress_bar};
 use crate::mask::{Mask, Pattern};
+use crate::solvers::SolveContext;
 use crate::solvers::apply::{Score, Scorer, in_tensor, solve_blocks};
 use crate::solvers::evaluate::{Gap, gap};
-use crate::solvers::{SolveContext, Solver};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -54,9 +54,9 @@ pub struct TensorReport {
 
 /// What to do with one input file.
 #[derive(Clone)]
-pub struct SolveRequest<'a> {
+pub struct SolveRequest {
     /// The solver.
-    pub solver: &'a dyn Solver,
+    pub solver: crate::solvers::SolverRef,
     /// The pattern.
     pub pattern: Pattern,
     /// Score kind.
@@ -74,7 +74,7 @@ pub struct SolveJob<'a> {
     /// Which tensors.
     pub selection: Selection,
     /// Solver, pattern, score, comparison, strictness.
-    pub request: SolveRequest<'a>,
+    pub request: SolveRequest,
     /// Where the masks go (u8 0/1, same names), written as they are found.
     pub output: Option<&'a Path>,
     /// Show a progress bar over bytes and tensors (on a terminal only).
@@ -189,7 +189,7 @@ fn solve_entry(
     let start = Instant::now();
     let blocks = scorer.blocks(ckpt, e, req.pattern.m)?;
     let read_seconds = start.elapsed().as_secs_f64();
-    let solved = solve_blocks(req.solver, blocks.data(), req.pattern, ctx)
+    let solved = solve_blocks(&*req.solver, blocks.data(), req.pattern, ctx)
         .map_err(|x| in_tensor(x, &e.name, &req.score))?;
     let g: Option<Gap> = if req.compare_exact {
         let opt = solve_blocks(

@@ -178,7 +178,7 @@ mod tests {
             batch: 32,
             mask: "transposable:4:8".parse()?,
             grad: "mvue:2:4".parse()?,
-            solver: &crate::solvers::exact::Exact,
+            solver: crate::solvers::SolverRef::Builtin(&crate::solvers::exact::Exact),
             ..Default::default()
         };
         let job = StepJob {

@@ -22,18 +22,48 @@ use crate::error::{Error, Result};
 use crate::mask::Pattern;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A program registered as a solver.
+/// A program declared as a solver.
 pub struct External {
-    name: &'static str,
+    name: String,
     command: Vec<String>,
     timeout: Duration,
     reported: Mutex<Option<f64>>,
 }
 
+impl std::fmt::Debug for External {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.command.join(" "))
+    }
+}
+
 impl External {
+    /// The program `command` as the solver `name`, killed after `timeout_seconds`.
+    pub fn new(name: &str, command: &[String], timeout_seconds: f64) -> Result<Self> {
+        if command.is_empty() {
+            return Err(Error::invalid(
+                "command",
+                name,
+                "an external solver needs a command",
+            ));
+        }
+        if !(timeout_seconds > 0.0 && timeout_seconds.is_finite()) {
+            return Err(Error::invalid(
+                "timeout_seconds",
+                timeout_seconds,
+                "must be positive",
+            ));
+        }
+        Ok(External {
+            name: name.to_string(),
+            command: command.to_vec(),
+            timeout: Duration::from_secs_f64(timeout_seconds),
+            reported: Mutex::new(None),
+        })
+    }
+
     /// The program's own seconds for the last call, when it printed them.
     pub fn reported_seconds(&self) -> Option<f64> {
         *self.reported.lock().unwrap_or_else(|p| p.into_inner())
@@ -46,69 +76,6 @@ impl External {
             what,
         )
     }
-}
-
-fn registry() -> &'static RwLock<Vec<&'static External>> {
-    static R: OnceLock<RwLock<Vec<&'static External>>> = OnceLock::new();
-    R.get_or_init(|| RwLock::new(Vec::new()))
-}
-
-/// Register `command` as the solver `name` (for this process). Registering the same name with
-/// the same command again is a no-op; a built-in's name, or another command under a registered
-/// name, is an error.
-pub fn register(name: &str, command: &[String], timeout_seconds: f64) -> Result<()> {
-    if command.is_empty() {
-        return Err(Error::invalid(
-            "command",
-            name,
-            "an external solver needs a command",
-        ));
-    }
-    if super::REGISTRY.iter().any(|s| s.name() == name) {
-        return Err(Error::invalid(
-            "external solver",
-            name,
-            "is the name of a built-in solver; choose another",
-        ));
-    }
-    if !(timeout_seconds > 0.0 && timeout_seconds.is_finite()) {
-        return Err(Error::invalid(
-            "timeout_seconds",
-            timeout_seconds,
-            "must be positive",
-        ));
-    }
-    let mut r = registry().write().unwrap_or_else(|p| p.into_inner());
-    if let Some(e) = r.iter().find(|e| e.name == name) {
-        if e.command == command {
-            return Ok(());
-        }
-        return Err(Error::invalid(
-            "external solver",
-            name,
-            format!(
-                "already registered with the command `{}`",
-                e.command.join(" ")
-            ),
-        ));
-    }
-    r.push(Box::leak(Box::new(External {
-        name: Box::leak(name.to_string().into_boxed_str()),
-        command: command.to_vec(),
-        timeout: Duration::from_secs_f64(timeout_seconds),
-        reported: Mutex::new(None),
-    })));
-    Ok(())
-}
-
-/// The registered external solver called `name`.
-pub fn by_name(name: &str) -> Option<&'static External> {
-    registry()
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .copied()
-        .find(|e| e.name == name)
 }
 
 /// Bytes of a version-1 `.npy` file holding `data` as `<f4` with `shape`.
@@ -247,8 +214,8 @@ fn c_order_of_fortran(stored: &[u8], shape: &[usize]) -> Vec<u8> {
 }
 
 impl Solver for External {
-    fn name(&self) -> &'static str {
-        self.name
+    fn name(&self) -> &str {
+        &self.name
     }
     fn summary(&self) -> &'static str {
         "an external program speaking the .npy block protocol"
@@ -396,19 +363,34 @@ mod tests {
             ("fails-slow", sh("sleep 5"), 0.2, "timeout"),
             ("fails-shape", sh("cp \"$1\" \"$2\""), 5.0, "mask value"),
         ];
+        let mut catalogue = super::super::Catalogue::default();
         for (name, cmd, timeout, want) in cases {
-            register(name, &cmd, timeout).unwrap();
-            let s = by_name(name).unwrap();
+            catalogue.declare(name, &cmd, timeout).unwrap();
+            let s = catalogue.get(name).unwrap();
             let e = s.solve(&blocks, p, &ctx).unwrap_err().to_string();
             assert!(e.contains(name) && e.contains(want), "{name}: {e}");
         }
         // The broken program's stderr reaches the message.
-        let e = by_name("fails-exit")
+        let e = catalogue
+            .get("fails-exit")
             .unwrap()
             .solve(&blocks, p, &ctx)
             .unwrap_err();
         assert!(e.to_string().contains("broken"));
-        assert!(register("exact", &sh("true"), 1.0).is_err());
-        assert!(register("fails-exit", &sh("false"), 1.0).is_err());
+        // A built-in's name, a name declared twice, an empty command and a bad timeout are
+        // refused, naming what was wrong.
+        let refused = |name: &str, cmd: &[String], t: f64| {
+            catalogue
+                .clone()
+                .declare(name, cmd, t)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused("exact", &sh("true"), 1.0).contains("built-in"));
+        assert!(refused("fails-exit", &sh("false"), 1.0).contains("declared twice"));
+        assert!(refused("new", &[], 1.0).contains("needs a command"));
+        assert!(refused("new", &sh("true"), 0.0).contains("timeout_seconds"));
+        // Another catalogue does not know them: nothing is process-wide.
+        assert!(super::super::by_name("fails-exit").is_err());
     }
 }

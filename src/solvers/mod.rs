@@ -142,7 +142,7 @@ impl SolveContext {
 /// A transposable N:M solver.
 pub trait Solver: Sync + Send {
     /// Registry name (`exact`, `greedy`, …).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     /// One line saying what it does.
     fn summary(&self) -> &'static str;
     /// What it guarantees.
@@ -181,24 +181,95 @@ pub static REGISTRY: &[&dyn Solver] = &[
     &max_random::MaxRandom { draws: 1000 },
 ];
 
-/// The solver called `name`, or an error listing the known names.
-pub fn by_name(name: &str) -> Result<&'static dyn Solver> {
-    REGISTRY
-        .iter()
-        .copied()
-        .find(|s| s.name() == name)
-        .or_else(|| external::by_name(name).map(|e| e as &'static dyn Solver))
-        .ok_or_else(|| {
-            let known: Vec<_> = REGISTRY.iter().map(|s| s.name()).collect();
-            Error::invalid(
-                "solver",
+/// A solver as a value: a built-in (a static) or an external program (shared).
+#[derive(Clone)]
+pub enum SolverRef {
+    /// One of [`REGISTRY`].
+    Builtin(&'static dyn Solver),
+    /// A program declared by a spec or on the command line.
+    External(std::sync::Arc<external::External>),
+}
+
+impl std::ops::Deref for SolverRef {
+    type Target = dyn Solver;
+    fn deref(&self) -> &(dyn Solver + 'static) {
+        match self {
+            SolverRef::Builtin(s) => *s,
+            SolverRef::External(e) => &**e,
+        }
+    }
+}
+
+impl fmt::Debug for SolverRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl SolverRef {
+    /// The external program's own seconds for its last call (`None` for built-ins, or when it
+    /// printed none).
+    pub fn reported_seconds(&self) -> Option<f64> {
+        match self {
+            SolverRef::Builtin(_) => None,
+            SolverRef::External(e) => e.reported_seconds(),
+        }
+    }
+}
+
+/// The solvers a run or a command can name: the built-ins and the external programs it
+/// declared. A value, passed to what resolves solver names (no process-wide registry).
+#[derive(Clone, Debug, Default)]
+pub struct Catalogue {
+    external: Vec<std::sync::Arc<external::External>>,
+}
+
+impl Catalogue {
+    /// Declare `command` as the solver `name`; a built-in's name, or a name declared twice, is
+    /// an error.
+    pub fn declare(&mut self, name: &str, command: &[String], timeout_seconds: f64) -> Result<()> {
+        if REGISTRY.iter().any(|s| s.name() == name) {
+            return Err(Error::invalid(
+                "external solver",
                 name,
-                format!(
-                    "known solvers: {} (or a program declared as [solvers.external.{name}])",
-                    known.join(", ")
-                ),
-            )
-        })
+                "is the name of a built-in solver; choose another",
+            ));
+        }
+        if self.external.iter().any(|e| e.name() == name) {
+            return Err(Error::invalid("external solver", name, "is declared twice"));
+        }
+        let e = external::External::new(name, command, timeout_seconds)?;
+        self.external.push(std::sync::Arc::new(e));
+        Ok(())
+    }
+
+    /// The solver called `name`, or an error listing the known names.
+    pub fn get(&self, name: &str) -> Result<SolverRef> {
+        if let Some(s) = REGISTRY.iter().copied().find(|s| s.name() == name) {
+            return Ok(SolverRef::Builtin(s));
+        }
+        if let Some(e) = self.external.iter().find(|e| e.name() == name) {
+            return Ok(SolverRef::External(e.clone()));
+        }
+        let known: Vec<_> = REGISTRY
+            .iter()
+            .map(|s| s.name())
+            .chain(self.external.iter().map(|e| e.name()))
+            .collect();
+        Err(Error::invalid(
+            "solver",
+            name,
+            format!(
+                "known solvers: {} (or a program declared as [solvers.external.{name}])",
+                known.join(", ")
+            ),
+        ))
+    }
+}
+
+/// The built-in solver called `name`, or an error listing the known names.
+pub fn by_name(name: &str) -> Result<SolverRef> {
+    Catalogue::default().get(name)
 }
 
 /// Check a batch before solving: whole blocks, M ≤ [`MAX_M`], scores finite and non-negative.

@@ -40,7 +40,7 @@ pub struct TrainConfig {
     /// Mask structure of the prunable layers.
     pub mask: Structure,
     /// Solver for transposable masks.
-    pub solver: &'static dyn crate::solvers::Solver,
+    pub solver: crate::solvers::SolverRef,
     /// Recompute masks every this many steps (0: static, computed once from the initial weights).
     pub every: usize,
     /// Estimator for the update GEMM.
@@ -83,7 +83,7 @@ impl Default for TrainConfig {
             model: "mlp".into(),
             hidden: vec![256, 256],
             mask: Structure::Dense,
-            solver: &crate::solvers::greedy::Greedy,
+            solver: crate::solvers::SolverRef::Builtin(&crate::solvers::greedy::Greedy),
             every: 0,
             grad: GradEstimator::Dense,
             gemm: GemmMode::Sparse,
@@ -331,7 +331,7 @@ impl<'a> Session<'a> {
             let m = layer_mask(
                 l,
                 cfg.mask,
-                cfg.solver,
+                &*cfg.solver,
                 crate::seed::derive(cfg.seed, &format!("mask layer {i} step {step}")),
             )?;
             l.set_mask(m.as_ref())?;

@@ -96,7 +96,11 @@ pub fn trained_weights(
         .collect()
 }
 
-fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<ConvertParams> {
+fn parse(
+    cell: &Cell,
+    params: &IndexMap<String, toml::Value>,
+    solvers: &crate::solvers::Catalogue,
+) -> Result<ConvertParams> {
     let mut train = TrainConfig::default();
     let mut dataset = "fashion-mnist".to_string();
     let mut data_dir = None;
@@ -134,7 +138,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<ConvertP
             "expected unstructured:S, nm:N:M or transposable:N:M",
         ));
     }
-    let solver = crate::solvers::by_name(cell.require("solver")?)?;
+    let solver = solvers.get(cell.require("solver")?)?;
     let score = cell
         .require("score")?
         .parse::<Score>()?
@@ -282,13 +286,18 @@ impl CellKind for ConvertCell {
         "one-shot conversion of a trained dense model (masks from |W| or Wanda scores, AdaPrune); test accuracy, kept_gap, calibration error"
     }
 
-    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
-        parse(cell, params).map(|_| ())
+    fn check(
+        &self,
+        cell: &Cell,
+        params: &IndexMap<String, toml::Value>,
+        solvers: &crate::solvers::Catalogue,
+    ) -> Result<()> {
+        parse(cell, params, solvers).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
         let start = Instant::now();
-        let p = parse(cell, ctx.params)?;
+        let p = parse(cell, ctx.params, ctx.solvers)?;
         let data = ctx
             .shared
             .get_or_try::<Dataset, _>(&format!("dataset {}", p.dense.dataset), || {

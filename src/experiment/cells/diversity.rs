@@ -53,7 +53,12 @@ impl CellKind for DiversityCell {
         "mask diversity (log10 and exact count) of a structure over a tensor"
     }
 
-    fn check(&self, cell: &Cell, _params: &IndexMap<String, toml::Value>) -> Result<()> {
+    fn check(
+        &self,
+        cell: &Cell,
+        _params: &IndexMap<String, toml::Value>,
+        _solvers: &crate::solvers::Catalogue,
+    ) -> Result<()> {
         parse(cell).map(|_| ())
     }
 

@@ -163,7 +163,12 @@ impl CellKind for EstimatorCell {
         "bias, variance and MSE of a neural-gradient N:M estimator, and of the update GEMM"
     }
 
-    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
+    fn check(
+        &self,
+        cell: &Cell,
+        params: &IndexMap<String, toml::Value>,
+        _solvers: &crate::solvers::Catalogue,
+    ) -> Result<()> {
         parse(cell, params).map(|_| ())
     }
 

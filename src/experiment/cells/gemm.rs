@@ -107,7 +107,12 @@ impl CellKind for GemmCell {
         super::columns_of(&GemmReport::default())
     }
 
-    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
+    fn check(
+        &self,
+        cell: &Cell,
+        params: &IndexMap<String, toml::Value>,
+        _solvers: &crate::solvers::Catalogue,
+    ) -> Result<()> {
         job(cell, params).map(|_| ())
     }
 

@@ -88,11 +88,8 @@ fn params(p: &IndexMap<String, toml::Value>) -> Result<Params> {
 /// (method, structure, solver) of a cell; `None` method means the dense row.
 fn setup(
     cell: &Cell,
-) -> Result<(
-    Option<Method>,
-    Structure,
-    &'static dyn crate::solvers::Solver,
-)> {
+    solvers: &crate::solvers::Catalogue,
+) -> Result<(Option<Method>, Structure, crate::solvers::SolverRef)> {
     let method = match cell.require("method")? {
         "dense" => None,
         m => Some(m.parse::<Method>()?),
@@ -129,7 +126,7 @@ fn setup(
             "table6 prunes unstructured, N:M or transposable N:M",
         ));
     }
-    let solver = crate::solvers::by_name(cell.get("solver").unwrap_or("exact"))?;
+    let solver = solvers.get(cell.get("solver").unwrap_or("exact"))?;
     Ok((method, kind, solver))
 }
 
@@ -204,14 +201,19 @@ impl CellKind for LmPruneCell {
         super::columns_of(&LmPruneRow::default())
     }
 
-    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
+    fn check(
+        &self,
+        cell: &Cell,
+        params: &IndexMap<String, toml::Value>,
+        solvers: &crate::solvers::Catalogue,
+    ) -> Result<()> {
         self::params(params)?;
-        setup(cell).map(|_| ())
+        setup(cell, solvers).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
         let p = params(ctx.params)?;
-        let (method, kind, solver) = setup(cell)?;
+        let (method, kind, solver) = setup(cell, ctx.solvers)?;
         let key = format!("lm {} window {} eval {}", p.model, p.window, p.eval_tokens);
         let loaded: Arc<Loaded> = ctx
             .shared

@@ -66,6 +66,8 @@ pub struct CellContext<'a> {
     pub device: candle_core::Device,
     /// Values shared across cells of this run.
     pub shared: &'a Shared,
+    /// The solvers the run can name (built-ins and the spec's external programs).
+    pub solvers: &'a crate::solvers::Catalogue,
 }
 
 /// A kind of cell.
@@ -79,8 +81,14 @@ pub trait CellKind: Sync + Send {
     /// The metric columns a row of this kind has (checked against the spec's figures and
     /// published values before any cell runs).
     fn columns(&self) -> Vec<String>;
-    /// Check a cell's values (and the params) without running it; errors name the axis.
-    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()>;
+    /// Check a cell's values (and the params, and the solvers it names among those the run
+    /// declares) without running it; errors name the axis.
+    fn check(
+        &self,
+        cell: &Cell,
+        params: &IndexMap<String, toml::Value>,
+        solvers: &crate::solvers::Catalogue,
+    ) -> Result<()>;
     /// Run one cell into one row of metrics.
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row>;
 }

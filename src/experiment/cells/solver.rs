@@ -94,16 +94,20 @@ fn parse_source(s: &str) -> Result<Source> {
 /// A `solver` cell's parameters, read from its axes and the spec's params.
 struct SolveParams {
     pattern: Pattern,
-    solver: &'static dyn solvers::Solver,
+    solver: solvers::SolverRef,
     source: Source,
     /// abs or square.
     score: Score,
     options: BTreeMap<String, f64>,
 }
 
-fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<SolveParams> {
+fn parse(
+    cell: &Cell,
+    params: &IndexMap<String, toml::Value>,
+    catalogue: &crate::solvers::Catalogue,
+) -> Result<SolveParams> {
     let pattern: Pattern = cell.parse_axis("pattern")?;
-    let solver = solvers::by_name(cell.require("solver")?)?;
+    let solver = catalogue.get(cell.require("solver")?)?;
     let source = parse_source(cell.require("source")?)?;
     if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source {
         // Weights, scores (f32) and two masks (u8), plus the optimum's mask: ~14 bytes a weight.
@@ -155,14 +159,14 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<SolvePar
                 // `SOLVER.OPTION` sets an option for that solver's cells only (a grid of several
                 // solvers); a bare `OPTION` is for every solver of the grid, so each must read it.
                 let (target, name) = match key.split_once('.') {
-                    Some((s, o)) => (Some(solvers::by_name(s)?), o),
+                    Some((s, o)) => (Some(catalogue.get(s)?), o),
                     None => (None, key),
                 };
                 solvers::check_option_value(name, x)?;
                 match target {
                     Some(t) if t.name() != solver.name() => {
                         // Another solver's option: checked against that solver, not used here.
-                        solvers::check_options(t, &BTreeMap::from([(name.to_string(), x)]))?
+                        solvers::check_options(&*t, &BTreeMap::from([(name.to_string(), x)]))?
                     }
                     _ => {
                         options.insert(name.to_string(), x);
@@ -285,12 +289,17 @@ impl CellKind for SolverCell {
         "one transposable solver on one source and pattern: kept_gap, pruned_excess, feasibility, time"
     }
 
-    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
-        parse(cell, params).map(|_| ())
+    fn check(
+        &self,
+        cell: &Cell,
+        params: &IndexMap<String, toml::Value>,
+        solvers: &crate::solvers::Catalogue,
+    ) -> Result<()> {
+        parse(cell, params, solvers).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
-        let p = parse(cell, ctx.params)?;
+        let p = parse(cell, ctx.params, ctx.solvers)?;
         let label = cell.require("source")?.to_string();
         let blocks_key = format!("blocks|{label}|{}|{}|{}", p.pattern, cell.seed, p.score);
         let blocks: Arc<Vec<f32>> = ctx.shared.get_or_try(&blocks_key, || {
@@ -315,7 +324,7 @@ impl CellKind for SolverCell {
             };
             Ok(solve_blocks(&solvers::exact::Exact, &blocks, p.pattern, &exact_ctx)?.evaluation)
         })?;
-        let solved = solve_blocks(p.solver, &blocks, p.pattern, &solve_ctx)?;
+        let solved = solve_blocks(&*p.solver, &blocks, p.pattern, &solve_ctx)?;
         let g = gap(&solved.evaluation, &opt);
         let n = solved.evaluation.kept.len();
         super::to_row(&SolverRow {
@@ -327,8 +336,7 @@ impl CellKind for SolverCell {
             underfilled_blocks: solved.evaluation.underfilled,
             seconds: solved.seconds,
             blocks_per_second: n as f64 / solved.seconds.max(1e-9),
-            program_seconds: solvers::external::by_name(p.solver.name())
-                .and_then(|e| e.reported_seconds()),
+            program_seconds: p.solver.reported_seconds(),
             solver_options: options_text(&p.options),
         })
     }
@@ -349,7 +357,11 @@ mod tests {
             seed: 0,
         };
         let table: toml::Table = params.parse().expect("toml");
-        parse(&cell, &table.into_iter().collect())
+        parse(
+            &cell,
+            &table.into_iter().collect(),
+            &solvers::Catalogue::default(),
+        )
     }
 
     #[test]

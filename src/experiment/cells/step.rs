@@ -22,7 +22,11 @@ use indexmap::IndexMap;
 /// The `step` cell kind.
 pub struct StepCell;
 
-fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<(StepJob, String)> {
+fn job(
+    cell: &Cell,
+    params: &IndexMap<String, toml::Value>,
+    solvers: &crate::solvers::Catalogue,
+) -> Result<(StepJob, String)> {
     let mut cfg = TrainConfig::default();
     let mut job = StepJob {
         cfg: TrainConfig::default(),
@@ -35,7 +39,7 @@ fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<(StepJob, 
     for (k, v) in params {
         match k.as_str() {
             "batch" => cfg.batch = param_usize(k, v, 1)?,
-            "solver" => cfg.solver = crate::solvers::by_name(param_str(k, v)?)?,
+            "solver" => cfg.solver = solvers.get(param_str(k, v)?)?,
             "every" => job.every = param_usize(k, v, 1)?,
             "steps_per_round" => job.steps_per_round = param_usize(k, v, 1)?,
             "recompute_runs" => job.recompute_runs = param_usize(k, v, 1)?,
@@ -85,7 +89,7 @@ fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<(StepJob, 
             .ok_or_else(|| Error::invalid("batch", b, "expected a whole number ≥ 1"))?;
     }
     if let Some(s) = cell.get("solver") {
-        cfg.solver = crate::solvers::by_name(s)?;
+        cfg.solver = solvers.get(s)?;
     }
     let setup = cell.require("setup")?;
     let (mask, grad) = setup.split_once('+').ok_or_else(|| {
@@ -118,12 +122,17 @@ impl CellKind for StepCell {
         super::columns_of(&StepReport::default())
     }
 
-    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
-        job(cell, params).map(|_| ())
+    fn check(
+        &self,
+        cell: &Cell,
+        params: &IndexMap<String, toml::Value>,
+        solvers: &crate::solvers::Catalogue,
+    ) -> Result<()> {
+        job(cell, params, solvers).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
-        let (mut job, dataset) = job(cell, ctx.params)?;
+        let (mut job, dataset) = job(cell, ctx.params, ctx.solvers)?;
         job.cfg.seed = cell.seed;
         let data = ctx
             .shared

@@ -60,7 +60,11 @@ pub(super) fn training_param(
     Ok(true)
 }
 
-fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<TrainParams> {
+fn parse(
+    cell: &Cell,
+    params: &IndexMap<String, toml::Value>,
+    solvers: &crate::solvers::Catalogue,
+) -> Result<TrainParams> {
     let mut cfg = TrainConfig::default();
     let mut dataset = "fashion-mnist".to_string();
     let mut data_dir = None;
@@ -77,7 +81,7 @@ fn parse(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<TrainPar
                     _ => return Err(Error::invalid(k, v, "expected \"sgd\" or \"adamw\"")),
                 }
             }
-            "solver" => cfg.solver = crate::solvers::by_name(param_str(k, v)?)?,
+            "solver" => cfg.solver = solvers.get(param_str(k, v)?)?,
             "every" => cfg.every = param_usize(k, v, 0)?,
             "srste" => cfg.srste = param_f64(k, v)?,
             "gemm" => cfg.gemm = param_str(k, v)?.parse()?,
@@ -131,12 +135,17 @@ impl CellKind for TrainCell {
         "train a model with N:M forward/backward masks and an N:M update-GEMM estimator; test accuracy"
     }
 
-    fn check(&self, cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<()> {
-        parse(cell, params).map(|_| ())
+    fn check(
+        &self,
+        cell: &Cell,
+        params: &IndexMap<String, toml::Value>,
+        solvers: &crate::solvers::Catalogue,
+    ) -> Result<()> {
+        parse(cell, params, solvers).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
-        let p = parse(cell, ctx.params)?;
+        let p = parse(cell, ctx.params, ctx.solvers)?;
         // Synthetic data depends on the seed only through the spec: use a fixed data seed.
         let data = ctx
             .shared

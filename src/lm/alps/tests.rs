@@ -7,7 +7,11 @@ const P24: Pattern = Pattern { n: 2, m: 4 };
 
 fn run(w: &[f32], h: &[f64], rows: usize, cols: usize, kind: Structure) -> (Vec<f32>, Vec<u8>) {
     let basis = Basis::new(h, cols, 0.01, &Device::Cpu).unwrap();
-    let s = Settings::new(kind, &crate::solvers::exact::Exact, 0);
+    let s = Settings::new(
+        kind,
+        crate::solvers::SolverRef::Builtin(&crate::solvers::exact::Exact),
+        0,
+    );
     let mut wh = w.to_vec();
     let (keep, _) = prune(&mut wh, rows, cols, &basis, &s).unwrap();
     (wh, keep)

@@ -126,7 +126,7 @@ fn the_streamed_perplexities_equal_whole_model_ones_and_nothing_is_kept() {
     let spec = PruneSpec {
         method: Method::Wanda,
         kind: Structure::Nm(Pattern { n: 2, m: 4 }),
-        solver: &crate::solvers::exact::Exact,
+        solver: crate::solvers::SolverRef::Builtin(&crate::solvers::exact::Exact),
         seed: 0,
         batch: 2,
     };

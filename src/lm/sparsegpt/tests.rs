@@ -48,7 +48,7 @@ pub(crate) fn output_error(w: &[f32], wh: &[f32], x: &[f32], cols: usize) -> f64
 fn settings(kind: Structure) -> Settings {
     Settings {
         kind,
-        solver: &crate::solvers::exact::Exact,
+        solver: crate::solvers::SolverRef::Builtin(&crate::solvers::exact::Exact),
         seed: 0,
         damp: 0.01,
         block: 8,
@@ -135,7 +135,7 @@ fn a_single_pruned_column_gets_the_closed_form_update() {
     let mut w = vec![1.0f32, 0.5];
     let s = Settings {
         kind: Structure::Nm(Pattern { n: 1, m: 2 }),
-        solver: &crate::solvers::exact::Exact,
+        solver: crate::solvers::SolverRef::Builtin(&crate::solvers::exact::Exact),
         seed: 0,
         damp: 0.0,
         block: 2,

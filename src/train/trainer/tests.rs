@@ -18,7 +18,7 @@ fn sparse_training_learns_keeps_structure_and_is_deterministic() -> Result<()> {
     let data = synthetic(512, 0);
     let dev = Device::Cpu;
     let exact = |c: TrainConfig| TrainConfig {
-        solver: &crate::solvers::exact::Exact,
+        solver: crate::solvers::SolverRef::Builtin(&crate::solvers::exact::Exact),
         ..c
     };
     let a = train(&exact(cfg("transposable:4:8", "mvue:2:4")), &data, &dev)?;
