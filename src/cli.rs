@@ -2,13 +2,13 @@
 //! A module of the `masklab` binary only: parsing here, work in the library, printing in commands.rs.
 
 use anyhow::{Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use masklab::experiment::runner::{self, RunOptions};
 use masklab::mask::Pattern;
 use masklab::ops::estimate::EstimateRequest;
 use masklab::ops::solve::SolveRequest;
 use masklab::solvers::{self, SolveContext};
-use masklab::train::trainer::{OptimizerKind, TrainConfig};
+use masklab::train::trainer::TrainConfig;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -136,15 +136,6 @@ impl TryFrom<&RunArgs> for RunOptions {
             progress: !a.quiet,
         })
     }
-}
-
-/// The optimiser of `masklab train`.
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum Optimizer {
-    /// SGD with momentum and weight decay.
-    Sgd,
-    /// AdamW.
-    Adamw,
 }
 
 #[derive(Subcommand)]
@@ -664,62 +655,16 @@ impl TryFrom<&EstimateArgs> for EstimateRequest<'static> {
 /// `masklab train`.
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Model: mlp, mlp-bn (batch norm after every hidden layer), lenet, resnet.
-    #[arg(long, default_value = "mlp")]
-    pub model: String,
-    /// Data set: fashion-mnist, mnist, cifar10, synthetic[:N].
-    #[arg(long, default_value = "fashion-mnist")]
-    pub dataset: String,
-    /// Directory with the data set files (else $MASKLAB_DATA, else the Debian package's).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// MLP hidden widths, comma-separated.
-    #[arg(long, default_value = "256,256", value_delimiter = ',')]
-    pub hidden: Vec<usize>,
+    /// The hyper-parameters and data (shared with table4's train cells).
+    #[command(flatten)]
+    pub params: masklab::train::params::TrainParams,
     /// Structure of the prunable layers' masks: dense, unstructured[:S], block:B[:S], nm:N:M or
     /// transposable:N:M.
     #[arg(long, alias = "mask", default_value = "dense")]
     pub structure: String,
-    /// Solver for transposable masks (see `masklab solvers`).
-    #[arg(long, default_value = "greedy")]
-    pub solver: String,
-    /// Recompute masks every K steps (0: static, from the initial weights).
-    #[arg(long, default_value_t = 0)]
-    pub every: usize,
     /// Estimator of the update GEMM's neural gradient.
     #[arg(long, default_value = "dense")]
     pub grad_estimator: String,
-    /// SR-STE decay on pruned weights (0: off).
-    #[arg(long, default_value_t = 0.0)]
-    pub srste: f64,
-    /// GEMM kernels: sparse (compressed N:M kernels wherever an operand is N:M: the forward of
-    /// nm/transposable masks, the backward of transposable ones, the update of N:M estimators;
-    /// a product over more than 4096 batch rows — a convolution's im2col — runs masked-dense,
-    /// where the kernels lose, and the report says which layers ran compressed) or
-    /// masked-dense (dense gemm on the masked operands, for comparison).
-    #[arg(long, default_value = "sparse")]
-    pub gemm: String,
-    /// Epochs.
-    #[arg(long, default_value_t = 2)]
-    pub epochs: usize,
-    /// Batch size (a multiple of the gradient pattern's M).
-    #[arg(long, default_value_t = 128)]
-    pub batch: usize,
-    /// Peak learning rate (cosine to 0).
-    #[arg(long, default_value_t = 0.05)]
-    pub lr: f64,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// Weight decay.
-    #[arg(long, default_value_t = 5e-4)]
-    pub weight_decay: f64,
-    /// Optimiser.
-    #[arg(long, value_enum, default_value = "sgd")]
-    pub optimizer: Optimizer,
-    /// Use only the first N training examples.
-    #[arg(long)]
-    pub train_limit: Option<usize>,
     /// Write the last step's neural gradients of the prunable layers (.safetensors or .h5).
     #[arg(long)]
     pub capture_grads: Option<PathBuf>,
@@ -740,29 +685,14 @@ impl TryFrom<&TrainArgs> for TrainConfig {
     type Error = anyhow::Error;
     fn try_from(a: &TrainArgs) -> Result<Self> {
         Ok(TrainConfig {
-            model: a.model.clone(),
-            hidden: a.hidden.clone(),
             mask: a.structure.parse()?,
-            solver: masklab::solvers::by_name(&a.solver)?,
-            every: a.every,
             grad: a.grad_estimator.parse()?,
-            gemm: a.gemm.parse()?,
-            srste: a.srste,
-            epochs: a.epochs,
-            batch: a.batch,
-            lr: a.lr,
-            momentum: a.momentum,
-            weight_decay: a.weight_decay,
-            optimizer: match a.optimizer {
-                Optimizer::Sgd => OptimizerKind::Sgd,
-                Optimizer::Adamw => OptimizerKind::AdamW,
-            },
             seed: a.compute.seed(),
-            train_limit: a.train_limit,
             capture_grads: a.capture_grads.clone(),
             init: a.init.clone(),
             save: a.save.clone(),
             progress: !a.json,
+            ..a.params.config(&solvers::Catalogue::default())?
         })
     }
 }

@@ -188,7 +188,11 @@ pub fn estimate(a: &cli::EstimateArgs) -> Result<()> {
 pub fn train(a: &cli::TrainArgs) -> Result<ExitCode> {
     let cfg = TrainConfig::try_from(a)?;
     let device = a.compute.device()?;
-    let data = masklab::train::data::load(&a.dataset, a.data_dir.as_deref(), a.compute.seed())?;
+    let data = masklab::train::data::load(
+        &a.params.dataset,
+        a.params.data_dir.as_deref(),
+        a.compute.seed(),
+    )?;
     let report = a
         .compute
         .pool()?

@@ -12,5 +12,6 @@ pub mod data;
 pub mod kernels;
 pub mod models;
 pub mod optim;
+pub mod params;
 pub mod sparse;
 pub mod trainer;

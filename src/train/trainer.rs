@@ -21,13 +21,24 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Which optimiser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which optimiser (`sgd` or `adamw`, in flags and specs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
-    /// SGD with momentum.
+    /// SGD with momentum and weight decay.
     Sgd,
     /// AdamW.
+    #[value(name = "adamw")]
     AdamW,
+}
+
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::AdamW => "adamw",
+        })
+    }
 }
 
 /// Everything one training run needs.
@@ -78,29 +89,12 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
+    /// [`TrainParams::default`](super::params::TrainParams::default)'s run (the defaults are
+    /// written there once), dense.
     fn default() -> Self {
-        TrainConfig {
-            model: "mlp".into(),
-            hidden: vec![256, 256],
-            mask: Structure::Dense,
-            solver: crate::solvers::SolverRef::Builtin(&crate::solvers::greedy::Greedy),
-            every: 0,
-            grad: GradEstimator::Dense,
-            gemm: GemmMode::Sparse,
-            srste: 0.0,
-            epochs: 2,
-            batch: 128,
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            optimizer: OptimizerKind::Sgd,
-            seed: 0,
-            train_limit: None,
-            capture_grads: None,
-            init: None,
-            save: None,
-            progress: false,
-        }
+        super::params::TrainParams::default()
+            .config(&crate::solvers::Catalogue::default())
+            .expect("the default training params are valid")
     }
 }
 

@@ -22,6 +22,7 @@ use crate::mask::Structure;
 use crate::mask::score::Score;
 use crate::train::data::{self, Dataset};
 use crate::train::models::{LayerPolicy, build};
+use crate::train::params::TrainParams;
 use crate::train::sparse::GradEstimator;
 use crate::train::trainer::{TrainConfig, load_vars, train};
 use indexmap::IndexMap;
@@ -101,27 +102,40 @@ fn parse(
     params: &IndexMap<String, toml::Value>,
     solvers: &crate::solvers::Catalogue,
 ) -> Result<ConvertParams> {
-    let mut train = TrainConfig::default();
-    let mut dataset = "fashion-mnist".to_string();
-    let mut data_dir = None;
+    // `cache` and `calibration` are the conversion's; every other key is a training param of
+    // the dense reference ([`TrainParams`]), of which the sparse-training ones do not apply.
     let mut cache = crate::io::default_cache();
     let mut calibration = 256;
-    for (k, v) in params {
-        match k.as_str() {
-            "dataset" => dataset = param_str(k, v)?.to_string(),
-            "data_dir" => data_dir = Some(PathBuf::from(param_str(k, v)?)),
-            "cache" => cache = PathBuf::from(param_str(k, v)?),
-            k if super::train::training_param(&mut train, k, v, 1)? => {}
-            "calibration" => calibration = param_usize(k, v, 1)?,
-            other => {
-                return Err(Error::invalid(
-                    other,
-                    v,
-                    "convert cells take dataset, data_dir, cache, hidden, epochs, batch, lr, momentum, weight_decay, train_limit, calibration",
-                ));
-            }
-        }
+    let mut rest = params.clone();
+    if let Some(v) = rest.shift_remove("cache") {
+        cache = PathBuf::from(param_str("cache", &v)?);
     }
+    if let Some(v) = rest.shift_remove("calibration") {
+        calibration = param_usize("calibration", &v, 1)?;
+    }
+    let p = TrainParams::from_toml(&rest)?;
+    let defaults = TrainParams::default();
+    if let Some(key) = [
+        ("model", p.model != defaults.model),
+        ("solver", p.solver != defaults.solver),
+        ("every", p.every != defaults.every),
+        ("srste", p.srste != defaults.srste),
+        ("gemm", p.gemm != defaults.gemm),
+    ]
+    .into_iter()
+    .find_map(|(k, set)| set.then_some(k))
+    {
+        return Err(Error::invalid(
+            key,
+            &rest[key],
+            "convert cells train a dense reference (the model is an axis); sparse-training params do not apply",
+        ));
+    }
+    if p.epochs == 0 {
+        return Err(Error::invalid("epochs", 0, "must be at least 1"));
+    }
+    let mut train = p.config(solvers)?;
+    let (dataset, data_dir) = (p.dataset, p.data_dir);
     train.model = cell.require("model")?.to_string();
     if !matches!(train.model.as_str(), "mlp" | "lenet") {
         return Err(Error::invalid(

@@ -3,7 +3,8 @@
 //! Axes: `setup` = `"MASK + GRAD"` — the mask of the forward/backward GEMMs (`dense`,
 //! `unstructured:S`, `block:B:S`, `nm:N:M`, `transposable:N:M`) and the estimator of the update GEMM
 //! (`dense`, `greedy:N:M`, `mvue:N:M`, `mvue_1to2:1:2`, …); optional axes `model` and `dataset`
-//! override the params of the same name. Params: `model` (`mlp`, `mlp-bn`, `lenet`, `resnet`),
+//! override the params of the same name. Params ([`TrainParams`], defaults written there; an
+//! unknown key is an error listing the fields): `model` (`mlp`, `mlp-bn`, `lenet`, `resnet`),
 //! `dataset` (`fashion-mnist`; `synthetic[:N]` for smoke runs), `data_dir`, `hidden` (list),
 //! `epochs`, `batch`, `lr`,
 //! `momentum`, `weight_decay`, `optimizer` (`sgd`/`adamw`), `solver` (for transposable masks),
@@ -13,11 +14,12 @@
 //! `structure_ok` is asserted: a run whose GEMM operands lost their structure is an error.
 //! The data set is loaded once per run and shared between cells.
 
-use super::{CellContext, CellKind, Row, param_f64, param_str, param_usize};
+use super::{CellContext, CellKind, Row};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
 use crate::train::data::{self, Dataset};
-use crate::train::trainer::{OptimizerKind, TrainConfig, train};
+use crate::train::params::TrainParams;
+use crate::train::trainer::{TrainConfig, train};
 use indexmap::IndexMap;
 use std::path::PathBuf;
 
@@ -25,81 +27,27 @@ use std::path::PathBuf;
 pub struct TrainCell;
 
 /// A `train` cell's parameters: the training config, the dataset and where it lives.
-struct TrainParams {
+struct TrainCellParams {
     cfg: TrainConfig,
     dataset: String,
     data_dir: Option<PathBuf>,
 }
 
-/// Set the dense-training param `k` of `cfg` (`hidden`, `epochs`, `batch`, `lr`, `momentum`,
-/// `weight_decay`, `train_limit`) from `v`, counts at least `min`; `false` when `k` is not one.
-/// Shared by the `train` and `convert` cells.
-pub(super) fn training_param(
-    cfg: &mut TrainConfig,
-    k: &str,
-    v: &toml::Value,
-    min: usize,
-) -> Result<bool> {
-    match k {
-        "hidden" => {
-            cfg.hidden = v
-                .as_array()
-                .ok_or_else(|| Error::invalid(k, v, "expected a list of widths"))?
-                .iter()
-                .map(|w| param_usize(k, w, min))
-                .collect::<Result<_>>()?
-        }
-        "epochs" => cfg.epochs = param_usize(k, v, min)?,
-        "batch" => cfg.batch = param_usize(k, v, min)?,
-        "lr" => cfg.lr = param_f64(k, v)?,
-        "momentum" => cfg.momentum = param_f64(k, v)?,
-        "weight_decay" => cfg.weight_decay = param_f64(k, v)?,
-        "train_limit" => cfg.train_limit = Some(param_usize(k, v, min)?),
-        _ => return Ok(false),
-    }
-    Ok(true)
-}
-
+/// The spec's `[params]` ([`TrainParams`], unknown keys refused), the `model` and `dataset` axes
+/// over them, the `setup` axis (`MASK + GRAD`) and the seed.
 fn parse(
     cell: &Cell,
     params: &IndexMap<String, toml::Value>,
     solvers: &crate::solvers::Catalogue,
-) -> Result<TrainParams> {
-    let mut cfg = TrainConfig::default();
-    let mut dataset = "fashion-mnist".to_string();
-    let mut data_dir = None;
-    for (k, v) in params {
-        match k.as_str() {
-            "model" => cfg.model = param_str(k, v)?.to_string(),
-            "dataset" => dataset = param_str(k, v)?.to_string(),
-            "data_dir" => data_dir = Some(PathBuf::from(param_str(k, v)?)),
-            k if training_param(&mut cfg, k, v, 0)? => {}
-            "optimizer" => {
-                cfg.optimizer = match v.as_str() {
-                    Some("sgd") => OptimizerKind::Sgd,
-                    Some("adamw") => OptimizerKind::AdamW,
-                    _ => return Err(Error::invalid(k, v, "expected \"sgd\" or \"adamw\"")),
-                }
-            }
-            "solver" => cfg.solver = solvers.get(param_str(k, v)?)?,
-            "every" => cfg.every = param_usize(k, v, 0)?,
-            "srste" => cfg.srste = param_f64(k, v)?,
-            "gemm" => cfg.gemm = param_str(k, v)?.parse()?,
-            other => {
-                return Err(Error::invalid(
-                    other,
-                    v,
-                    "train cells take model, dataset, data_dir, hidden, epochs, batch, lr, momentum, weight_decay, optimizer, solver, every, srste, gemm, train_limit",
-                ));
-            }
-        }
-    }
+) -> Result<TrainCellParams> {
+    let mut p = TrainParams::from_toml(params)?;
     if let Some(m) = cell.get("model") {
-        cfg.model = m.to_string();
+        p.model = m.to_string();
     }
     if let Some(d) = cell.get("dataset") {
-        dataset = d.to_string();
+        p.dataset = d.to_string();
     }
+    let mut cfg = p.config(solvers)?;
     let setup = cell.require("setup")?;
     let (mask, grad) = setup.split_once('+').ok_or_else(|| {
         Error::invalid(
@@ -111,10 +59,10 @@ fn parse(
     cfg.mask = mask.trim().parse()?;
     cfg.grad = grad.trim().parse()?;
     cfg.seed = cell.seed;
-    Ok(TrainParams {
+    Ok(TrainCellParams {
         cfg,
-        dataset,
-        data_dir,
+        dataset: p.dataset,
+        data_dir: p.data_dir,
     })
 }
 
