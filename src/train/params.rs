@@ -89,13 +89,7 @@ impl Default for TrainParams {
 impl TrainParams {
     /// Read a spec's `[params]`: a key that is not a field is an error naming it and the fields.
     pub fn from_toml(params: &indexmap::IndexMap<String, toml::Value>) -> Result<Self> {
-        let table: toml::Table = params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                let why = e.to_string().trim().replace('\n', " ");
-                Error::invalid("params", "[params]", why)
-            })
+        crate::toml_value::from_params(params)
     }
 
     /// The run's configuration (solver and kernels resolved by name; dense structure and

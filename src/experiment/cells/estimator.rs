@@ -7,7 +7,7 @@
 //! `in_features` (columns of the random `x` in `dW = gᵀx`, default 64). Groups run along the
 //! batch axis (dim 0). The same seeds give the same draws for every estimator.
 
-use super::{CellContext, CellKind, Row, param_usize};
+use super::{CellContext, CellKind, Row};
 use crate::error::{Error, Result};
 use crate::estimators::{self, measure::measure};
 use crate::experiment::cell::Cell;
@@ -43,33 +43,39 @@ struct Params {
     in_features: usize,
 }
 
-fn params(p: &IndexMap<String, toml::Value>) -> Result<Params> {
-    let mut out = Params {
-        rows: 256,
-        cols: 256,
-        draws: 1000,
-        in_features: 64,
-    };
-    for (k, v) in p {
-        match k.as_str() {
-            "size" => {
-                let s = v
-                    .as_str()
-                    .ok_or_else(|| Error::invalid("size", v, "expected \"RxC\""))?;
-                (out.rows, out.cols) = parse_size(s)?;
-            }
-            "draws" => out.draws = param_usize(k, v, 1)?,
-            "in_features" => out.in_features = param_usize(k, v, 1)?,
-            other => {
-                return Err(Error::invalid(
-                    other,
-                    v,
-                    "estimator cells take size, draws, in_features",
-                ));
-            }
+/// An `estimator` cell's `[params]` as written (`size` as "RxC").
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawParams {
+    size: String,
+    draws: usize,
+    in_features: usize,
+}
+
+impl Default for RawParams {
+    fn default() -> Self {
+        RawParams {
+            size: "256x256".into(),
+            draws: 1000,
+            in_features: 64,
         }
     }
-    Ok(out)
+}
+
+fn params(p: &IndexMap<String, toml::Value>) -> Result<Params> {
+    let raw: RawParams = crate::toml_value::from_params(p)?;
+    let (rows, cols) = parse_size(&raw.size)?;
+    for (key, v) in [("draws", raw.draws), ("in_features", raw.in_features)] {
+        if v == 0 {
+            return Err(Error::invalid(key, v, "must be at least 1"));
+        }
+    }
+    Ok(Params {
+        rows,
+        cols,
+        draws: raw.draws,
+        in_features: raw.in_features,
+    })
 }
 
 fn parse(

@@ -28,21 +28,34 @@ fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<GemmJob> {
         )
     })?;
     let op: Op = cell.parse_axis("op")?;
-    let mut min_seconds = 0.2;
-    let mut threads = rayon::current_num_threads();
-    for (k, v) in params {
-        let x = v.as_float().or(v.as_integer().map(|i| i as f64));
-        match (k.as_str(), x) {
-            ("min_seconds", Some(x)) if (0.0..=60.0).contains(&x) => min_seconds = x,
-            ("threads", Some(x)) if x >= 1.0 && x.fract() == 0.0 => threads = x as usize,
-            (name, _) => {
-                return Err(Error::invalid(
-                    name,
-                    v,
-                    "gemm params: min_seconds (0 to 60), threads (≥ 1)",
-                ));
+    /// A `gemm` cell's `[params]`.
+    #[derive(serde::Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Params {
+        min_seconds: f64,
+        threads: usize,
+    }
+    impl Default for Params {
+        fn default() -> Self {
+            Params {
+                min_seconds: 0.2,
+                threads: rayon::current_num_threads(),
             }
         }
+    }
+    let Params {
+        min_seconds,
+        threads,
+    } = crate::toml_value::from_params(params)?;
+    if !(0.0..=60.0).contains(&min_seconds) {
+        return Err(Error::invalid(
+            "min_seconds",
+            min_seconds,
+            "expected 0 to 60 seconds",
+        ));
+    }
+    if threads == 0 {
+        return Err(Error::invalid("threads", 0, "must be at least 1"));
     }
     if batch == 0 {
         return Err(Error::invalid("batch", 0, "must be at least 1"));

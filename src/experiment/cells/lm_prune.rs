@@ -16,7 +16,7 @@
 //! `versus` (a transposable row's standard N:M row of the same pattern and method, for the
 //! paired Welch test; `key` names each row).
 
-use super::{CellContext, CellKind, Row, param_str, param_usize};
+use super::{CellContext, CellKind, Row};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
 use crate::lm::corpus::{self, Perplexity};
@@ -34,6 +34,9 @@ pub struct LmPruneCell;
 /// The GGUF file `smollm2-135m` names inside the cache.
 pub const SMOLLM2: &str = "lm/SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// An `lm_prune` cell's `[params]`.
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 struct Params {
     model: String,
     calib_windows: usize,
@@ -43,36 +46,35 @@ struct Params {
     cache: PathBuf,
 }
 
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            model: "smollm2-135m".into(),
+            calib_windows: 128,
+            window: 512,
+            eval_tokens: 65_536,
+            batch: 8,
+            cache: crate::io::default_cache(),
+        }
+    }
+}
+
 fn params(p: &IndexMap<String, toml::Value>) -> Result<Params> {
-    let mut out = Params {
-        model: "smollm2-135m".into(),
-        calib_windows: 128,
-        window: 512,
-        eval_tokens: 65_536,
-        batch: 8,
-        cache: crate::io::default_cache(),
-    };
-    for (k, v) in p {
-        match k.as_str() {
-            "model" => {
-                let m = param_str(k, v)?;
-                if m != "smollm2-135m" && m != "tiny" {
-                    return Err(Error::invalid(k, v, "expected smollm2-135m or tiny"));
-                }
-                out.model = m.to_string();
-            }
-            "calib_windows" => out.calib_windows = param_usize(k, v, 1)?,
-            "window" => out.window = param_usize(k, v, 2)?,
-            "eval_tokens" => out.eval_tokens = param_usize(k, v, 2)?,
-            "batch" => out.batch = param_usize(k, v, 1)?,
-            "cache" => out.cache = PathBuf::from(param_str(k, v)?),
-            other => {
-                return Err(Error::invalid(
-                    other,
-                    v,
-                    "lm_prune cells take model, calib_windows, window, eval_tokens, batch, cache",
-                ));
-            }
+    let out: Params = crate::toml_value::from_params(p)?;
+    if out.model != "smollm2-135m" && out.model != "tiny" {
+        return Err(Error::invalid(
+            "model",
+            &out.model,
+            "expected smollm2-135m or tiny",
+        ));
+    }
+    for (key, v, min) in [
+        ("calib_windows", out.calib_windows, 1),
+        ("window", out.window, 2),
+        ("batch", out.batch, 1),
+    ] {
+        if v < min {
+            return Err(Error::invalid(key, v, format!("must be at least {min}")));
         }
     }
     if out.window > out.eval_tokens {

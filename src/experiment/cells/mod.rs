@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use crate::results::row::{Row, columns_of, to_row};
-pub use crate::toml_value::{param_f64, param_str, param_usize, toml_scalar, toml_scalars};
+pub use crate::toml_value::{param_str, param_usize, toml_scalar, toml_scalars};
 
 /// Values computed once and shared between cells of a run (e.g. an optimum used by many cells).
 #[derive(Default)]

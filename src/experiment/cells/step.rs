@@ -10,7 +10,7 @@
 //! `recompute_runs` (default 3), `dataset` (default `synthetic:4096`: step time does not depend
 //! on the pixels, only on the shapes). Speedups are ratios within the cell, never absolute times.
 
-use super::{CellContext, CellKind, Row, param_f64, param_str, param_usize};
+use super::{CellContext, CellKind, Row};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
 use crate::ops::step::{StepJob, StepReport, measure};
@@ -27,39 +27,62 @@ fn job(
     params: &IndexMap<String, toml::Value>,
     solvers: &crate::solvers::Catalogue,
 ) -> Result<(StepJob, String)> {
-    let mut cfg = TrainConfig::default();
-    let mut job = StepJob {
-        cfg: TrainConfig::default(),
-        steps_per_round: 2,
-        min_seconds: 0.5,
-        every: 40,
-        recompute_runs: 3,
-    };
-    let mut dataset = "synthetic:4096".to_string();
-    for (k, v) in params {
-        match k.as_str() {
-            "batch" => cfg.batch = param_usize(k, v, 1)?,
-            "solver" => cfg.solver = solvers.get(param_str(k, v)?)?,
-            "every" => job.every = param_usize(k, v, 1)?,
-            "steps_per_round" => job.steps_per_round = param_usize(k, v, 1)?,
-            "recompute_runs" => job.recompute_runs = param_usize(k, v, 1)?,
-            "dataset" => dataset = param_str(k, v)?.to_string(),
-            "min_seconds" => {
-                let x = param_f64(k, v)?;
-                if !(0.0..=600.0).contains(&x) {
-                    return Err(Error::invalid(k, v, "expected 0 to 600 seconds"));
-                }
-                job.min_seconds = x;
-            }
-            other => {
-                return Err(Error::invalid(
-                    other,
-                    v,
-                    "step cells take batch, solver, every, steps_per_round, min_seconds, recompute_runs, dataset",
-                ));
+    /// A `step` cell's `[params]`.
+    #[derive(serde::Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Params {
+        batch: usize,
+        solver: String,
+        every: usize,
+        steps_per_round: usize,
+        recompute_runs: usize,
+        dataset: String,
+        min_seconds: f64,
+    }
+    impl Default for Params {
+        fn default() -> Self {
+            Params {
+                batch: TrainConfig::default().batch,
+                solver: "greedy".into(),
+                every: 40,
+                steps_per_round: 2,
+                recompute_runs: 3,
+                dataset: "synthetic:4096".into(),
+                min_seconds: 0.5,
             }
         }
     }
+    let p: Params = crate::toml_value::from_params(params)?;
+    for (key, v) in [
+        ("batch", p.batch),
+        ("every", p.every),
+        ("steps_per_round", p.steps_per_round),
+        ("recompute_runs", p.recompute_runs),
+    ] {
+        if v == 0 {
+            return Err(Error::invalid(key, v, "must be at least 1"));
+        }
+    }
+    if !(0.0..=600.0).contains(&p.min_seconds) {
+        return Err(Error::invalid(
+            "min_seconds",
+            p.min_seconds,
+            "expected 0 to 600 seconds",
+        ));
+    }
+    let mut cfg = TrainConfig {
+        batch: p.batch,
+        solver: solvers.get(&p.solver)?,
+        ..TrainConfig::default()
+    };
+    let mut job = StepJob {
+        cfg: TrainConfig::default(),
+        steps_per_round: p.steps_per_round,
+        min_seconds: p.min_seconds,
+        every: p.every,
+        recompute_runs: p.recompute_runs,
+    };
+    let dataset = p.dataset;
     let model = cell.require("model")?;
     match model.split_once(':') {
         Some(("mlp", widths)) => {
