@@ -193,35 +193,52 @@ fn project(t: &Tensor, s: &Settings) -> Result<(Tensor, Vec<u8>, Option<KeptScor
     Ok((m, keep, kept))
 }
 
-/// Prune `w: [rows, cols]` in place with the layer input's [`Basis`]; returns the keep mask and
-/// the transposable kept scores.
-pub fn prune(
-    w: &mut [f32],
-    rows: usize,
-    cols: usize,
-    basis: &Basis,
-    s: &Settings,
-) -> Result<(Vec<u8>, Option<KeptScores>)> {
-    if w.len() != rows * cols || basis.n != cols {
-        return Err(Error::invalid(
-            "alps operands",
-            format!("w {} values, basis {}x{}", w.len(), basis.n, basis.n),
-            format!("expected {rows}x{cols} and {cols}x{cols}"),
-        ));
+/// What the ρ schedule does after a check of the support.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    /// Go on with this ρ.
+    Go(f64),
+    /// Start the iterates again with this (smaller) ρ.
+    Restart(f64),
+    /// The support has settled.
+    Stop,
+}
+
+/// The reference code's ρ schedule: `change` positions of the support moved since the last
+/// check, out of `kept` kept; `grown` says whether ρ has ever grown (set here).
+fn schedule(rho: f64, change: usize, kept: usize, grown: &mut bool) -> Step {
+    let moved = change as f64 / kept.max(1) as f64;
+    let step = if moved > 0.1 {
+        *grown = true;
+        Step::Go(rho * 1.3)
+    } else if moved > 0.005 {
+        *grown = true;
+        Step::Go(rho * 1.2)
+    } else if change > 0 {
+        if *grown {
+            Step::Go(rho * 1.1)
+        } else {
+            // ρ was too large from the start: smaller, and start again.
+            Step::Restart(rho / 5.0)
+        }
+    } else if *grown {
+        Step::Stop
+    } else {
+        Step::Go(rho / 5.0)
+    };
+    match step {
+        Step::Go(r) => Step::Go(r.min(RHO_MAX)),
+        other => other,
     }
-    if s.kind == Structure::Dense {
-        return Ok((vec![1; w.len()], None));
-    }
-    let dev = basis.hn.device();
-    let w0 = Tensor::from_slice(w, (rows, cols), dev)
-        .and_then(|t| t.broadcast_mul(&basis.scale))
-        .map_err(ten)?;
-    let target = w0.matmul(&basis.hn).map_err(ten)?;
-    let (mask0, keep0, _) = project(&w0, s)?;
+}
+
+/// The ADMM iterations from the normalised weights `w0` (`target = w0·Hn`): the last `B`.
+fn admm(w0: &Tensor, target: &Tensor, basis: &Basis, s: &Settings) -> Result<Tensor> {
+    let (mask0, keep0, _) = project(w0, s)?;
     let d0 = w0.mul(&mask0).map_err(ten)?;
-    let kept_count = keep0.iter().filter(|&&k| k != 0).count().max(1) as f64;
+    let kept = keep0.iter().filter(|&&k| k != 0).count();
     let (mut b, mut d, mut v) = (w0.clone(), d0.clone(), w0.zeros_like().map_err(ten)?);
-    let mut previous = keep0.clone();
+    let mut previous = keep0;
     let mut rho = s.rho;
     let mut inverse = basis.inverse(rho)?;
     let mut grown = false;
@@ -243,36 +260,50 @@ pub fn prune(
         if (i + 1) % UPDATE_EVERY != 0 {
             continue;
         }
-        let change = keep.iter().zip(&previous).filter(|(a, b)| a != b).count() as f64;
-        let moved = change / kept_count;
-        if moved > 0.1 {
-            grown = true;
-            rho *= 1.3;
-        } else if moved > 0.005 {
-            grown = true;
-            rho *= 1.2;
-        } else if change > 0.0 {
-            if grown {
-                rho *= 1.1;
-            } else {
-                // ρ was too large from the start: smaller, and start again.
-                rho /= 5.0;
+        let change = keep.iter().zip(&previous).filter(|(a, b)| a != b).count();
+        match schedule(rho, change, kept, &mut grown) {
+            Step::Stop => break,
+            Step::Go(r) => rho = r,
+            Step::Restart(r) => {
+                rho = r;
                 b = w0.clone();
                 d = d0.clone();
                 v = w0.zeros_like().map_err(ten)?;
             }
-        } else if grown {
-            break;
-        } else {
-            rho /= 5.0;
         }
         previous = keep;
-        rho = rho.min(RHO_MAX);
         inverse = basis.inverse(rho)?;
-        if i >= SWITCH_AFTER && moved < 3e-4 {
+        if i >= SWITCH_AFTER && (change as f64) < 3e-4 * kept as f64 {
             break;
         }
     }
+    Ok(b)
+}
+
+/// Prune `w: [rows, cols]` in place with the layer input's [`Basis`]; returns the keep mask and
+/// the transposable kept scores.
+pub fn prune(
+    w: &mut [f32],
+    rows: usize,
+    cols: usize,
+    basis: &Basis,
+    s: &Settings,
+) -> Result<(Vec<u8>, Option<KeptScores>)> {
+    if w.len() != rows * cols || basis.n != cols {
+        return Err(Error::invalid(
+            "alps operands",
+            format!("w {} values, basis {}x{}", w.len(), basis.n, basis.n),
+            format!("expected {rows}x{cols} and {cols}x{cols}"),
+        ));
+    }
+    if s.kind == Structure::Dense {
+        return Ok((vec![1; w.len()], None));
+    }
+    let w0 = Tensor::from_slice(w, (rows, cols), basis.hn.device())
+        .and_then(|t| t.broadcast_mul(&basis.scale))
+        .map_err(ten)?;
+    let target = w0.matmul(&basis.hn).map_err(ten)?;
+    let b = admm(&w0, &target, basis, s)?;
     let (mask, keep, kept) = project(&b, s)?;
     let b = refit(
         &b.mul(&mask).map_err(ten)?,

@@ -141,10 +141,42 @@ pub fn prune_factored(
     f: &Factor,
     s: &Settings,
 ) -> Result<(Vec<u8>, KeptScores)> {
-    if w.len() != rows * cols || f.n != cols {
+    check_fit(w.len(), rows, cols, f, s)?;
+    let u = &f.u;
+    let mut wf: Vec<f64> = w.iter().map(|&x| x as f64).collect();
+    // Dead inputs (zero diagonal): their weights carry no output.
+    for j in (0..cols).filter(|&j| f.dead[j]) {
+        for r in 0..rows {
+            wf[r * cols + j] = 0.0;
+        }
+    }
+    let mut keep = vec![1u8; rows * cols];
+    let mut kept = KeptScores::default();
+    let mut i1 = 0;
+    while i1 < cols {
+        let i2 = (i1 + s.block).min(cols);
+        // Unstructured, block and transposable masks are chosen for the whole column block at
+        // its start (N:M inside the column walk).
+        if !matches!(s.kind, Structure::Dense | Structure::Nm(_)) {
+            kept = kept.plus(block_mask(&wf, u, &mut keep, rows, cols, (i1, i2), s)?);
+        }
+        wf.par_chunks_mut(cols)
+            .zip(keep.par_chunks_mut(cols))
+            .for_each(|(row, krow)| walk_block(row, krow, u, (i1, i2), s.kind));
+        i1 = i2;
+    }
+    for (o, (&v, &k)) in w.iter_mut().zip(wf.iter().zip(&keep)) {
+        *o = if k != 0 { v as f32 } else { 0.0 };
+    }
+    Ok((keep, kept))
+}
+
+/// The operands fit: `w` is `rows × cols`, the factor `cols²`, the tiles divide the blocks.
+fn check_fit(len: usize, rows: usize, cols: usize, f: &Factor, s: &Settings) -> Result<()> {
+    if len != rows * cols || f.n != cols {
         return Err(Error::invalid(
             "sparsegpt operands",
-            format!("w {} values, factor {}x{}", w.len(), f.n, f.n),
+            format!("w {len} values, factor {}x{}", f.n, f.n),
             format!("expected {rows}x{cols} and {cols}x{cols}"),
         ));
     }
@@ -164,93 +196,91 @@ pub fn prune_factored(
             ),
         });
     }
-    let u = &f.u;
-    let mut wf: Vec<f64> = w.iter().map(|&x| x as f64).collect();
-    // Dead inputs (zero diagonal): their weights carry no output.
-    for j in 0..cols {
-        if f.dead[j] {
-            for r in 0..rows {
-                wf[r * cols + j] = 0.0;
-            }
-        }
+    Ok(())
+}
+
+/// The mask of columns `i1..i2` chosen at the block's start on the saliencies `w²/U_jj²`, written
+/// into `keep`; the transposable kept scores (zero for other structures).
+fn block_mask(
+    wf: &[f64],
+    u: &[f64],
+    keep: &mut [u8],
+    rows: usize,
+    cols: usize,
+    (i1, i2): (usize, usize),
+    s: &Settings,
+) -> Result<KeptScores> {
+    let count = i2 - i1;
+    let saliency = |r: usize, j: usize| {
+        let d = u[j * cols + j];
+        (wf[r * cols + j] * wf[r * cols + j] / (d * d)) as f32
+    };
+    let scores: Vec<f32> = (0..rows)
+        .flat_map(|r| (i1..i2).map(move |j| (r, j)))
+        .map(|(r, j)| saliency(r, j))
+        .collect();
+    let scores = Matrix::new(rows, count, scores)?;
+    let (block, kept) = if let Structure::Transposable(_) = s.kind {
+        transposable_with_gap(&scores, s.kind, &*s.solver, s.seed)?
+    } else {
+        let m = crate::policy::mask_of(&scores, s.kind, &*s.solver, s.seed)?
+            .expect("a sparse structure has a mask");
+        (m, KeptScores::default())
+    };
+    for r in 0..rows {
+        keep[r * cols + i1..r * cols + i2]
+            .copy_from_slice(&block.keep()[r * count..(r + 1) * count]);
     }
-    let mut keep = vec![1u8; rows * cols];
-    let mut kept = KeptScores::default();
-    let mut i1 = 0;
-    while i1 < cols {
-        let i2 = (i1 + s.block).min(cols);
-        let count = i2 - i1;
-        let saliency = |r: usize, j: usize| {
-            let d = u[j * cols + j];
-            (wf[r * cols + j] * wf[r * cols + j] / (d * d)) as f32
-        };
-        // Unstructured, block and transposable masks are chosen for the whole column block at
-        // its start (N:M inside the column walk below).
-        if !matches!(s.kind, Structure::Dense | Structure::Nm(_)) {
-            let scores: Vec<f32> = (0..rows)
-                .flat_map(|r| (i1..i2).map(move |j| (r, j)))
-                .map(|(r, j)| saliency(r, j))
+    Ok(kept)
+}
+
+/// One row's walk over columns `i1..i2`: N:M masks chosen at each group of M on the weights as
+/// updated so far, each pruned weight's error `w/U_jj` spread over the later columns of the
+/// block through `U`'s row, then the block's errors over every column after it.
+fn walk_block(
+    row: &mut [f64],
+    krow: &mut [u8],
+    u: &[f64],
+    (i1, i2): (usize, usize),
+    kind: Structure,
+) {
+    let cols = row.len();
+    let mut err = vec![0f64; i2 - i1];
+    for (i, err_i) in err.iter_mut().enumerate() {
+        let j = i1 + i;
+        if let Structure::Nm(p) = kind
+            && i % p.m == 0
+        {
+            let sal: Vec<f32> = (j..j + p.m)
+                .map(|c| {
+                    let d = u[c * cols + c];
+                    (row[c] * row[c] / (d * d)) as f32
+                })
                 .collect();
-            let scores = Matrix::new(rows, count, scores)?;
-            let block = if let Structure::Transposable(_) = s.kind {
-                let (mask, k) = transposable_with_gap(&scores, s.kind, &*s.solver, s.seed)?;
-                kept = kept.plus(k);
-                mask
-            } else {
-                crate::policy::mask_of(&scores, s.kind, &*s.solver, s.seed)?
-                    .expect("a sparse structure has a mask")
-            };
-            for r in 0..rows {
-                keep[r * cols + i1..r * cols + i2]
-                    .copy_from_slice(&block.keep()[r * count..(r + 1) * count]);
+            let top = crate::mask::top_k(&sal, p.n);
+            krow[j..j + p.m].copy_from_slice(&top);
+        }
+        let wv = row[j];
+        let q = if krow[j] != 0 { wv } else { 0.0 };
+        let e = (wv - q) / u[j * cols + j];
+        if e != 0.0 {
+            let urow = &u[j * cols..(j + 1) * cols];
+            for c in j..i2 {
+                row[c] -= e * urow[c];
             }
         }
-        wf.par_chunks_mut(cols)
-            .zip(keep.par_chunks_mut(cols))
-            .for_each(|(row, krow)| {
-                let mut err = vec![0f64; count];
-                for (i, err_i) in err.iter_mut().enumerate() {
-                    let j = i1 + i;
-                    if let Structure::Nm(p) = s.kind
-                        && i % p.m == 0
-                    {
-                        let sal: Vec<f32> = (j..j + p.m)
-                            .map(|c| {
-                                let d = u[c * cols + c];
-                                (row[c] * row[c] / (d * d)) as f32
-                            })
-                            .collect();
-                        let top = crate::mask::top_k(&sal, p.n);
-                        krow[j..j + p.m].copy_from_slice(&top);
-                    }
-                    let wv = row[j];
-                    let q = if krow[j] != 0 { wv } else { 0.0 };
-                    let e = (wv - q) / u[j * cols + j];
-                    if e != 0.0 {
-                        let urow = &u[j * cols..(j + 1) * cols];
-                        for c in j..i2 {
-                            row[c] -= e * urow[c];
-                        }
-                    }
-                    row[j] = q;
-                    *err_i = e;
-                }
-                // The block's errors on every later column at once.
-                for (i, &e) in err.iter().enumerate() {
-                    if e != 0.0 {
-                        let urow = &u[(i1 + i) * cols..(i1 + i + 1) * cols];
-                        for c in i2..cols {
-                            row[c] -= e * urow[c];
-                        }
-                    }
-                }
-            });
-        i1 = i2;
+        row[j] = q;
+        *err_i = e;
     }
-    for (o, (&v, &k)) in w.iter_mut().zip(wf.iter().zip(&keep)) {
-        *o = if k != 0 { v as f32 } else { 0.0 };
+    // The block's errors on every later column at once.
+    for (i, &e) in err.iter().enumerate() {
+        if e != 0.0 {
+            let urow = &u[(i1 + i) * cols..(i1 + i + 1) * cols];
+            for c in i2..cols {
+                row[c] -= e * urow[c];
+            }
+        }
     }
-    Ok((keep, kept))
 }
 
 /// The upper Cholesky factor `U` (row-major, `H⁻¹ = UᵀU`) of the inverse of `h` damped by

@@ -17,6 +17,23 @@ use indexmap::IndexMap;
 /// The `gemm` cell kind.
 pub struct GemmCell;
 
+/// A `gemm` cell's `[params]`.
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Params {
+    min_seconds: f64,
+    threads: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            min_seconds: 0.2,
+            threads: rayon::current_num_threads(),
+        }
+    }
+}
+
 fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<GemmJob> {
     let mask: MaskType = cell.parse_axis("mask")?;
     let (out, inp) = parse_size(cell.require("shape")?)?;
@@ -28,21 +45,6 @@ fn job(cell: &Cell, params: &IndexMap<String, toml::Value>) -> Result<GemmJob> {
         )
     })?;
     let op: Op = cell.parse_axis("op")?;
-    /// A `gemm` cell's `[params]`.
-    #[derive(serde::Deserialize)]
-    #[serde(default, deny_unknown_fields)]
-    struct Params {
-        min_seconds: f64,
-        threads: usize,
-    }
-    impl Default for Params {
-        fn default() -> Self {
-            Params {
-                min_seconds: 0.2,
-                threads: rayon::current_num_threads(),
-            }
-        }
-    }
     let Params {
         min_seconds,
         threads,

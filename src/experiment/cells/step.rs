@@ -22,36 +22,60 @@ use indexmap::IndexMap;
 /// The `step` cell kind.
 pub struct StepCell;
 
+/// A `step` cell's `[params]`.
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Params {
+    batch: usize,
+    solver: String,
+    every: usize,
+    steps_per_round: usize,
+    recompute_runs: usize,
+    dataset: String,
+    min_seconds: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            batch: TrainConfig::default().batch,
+            solver: "greedy".into(),
+            every: 40,
+            steps_per_round: 2,
+            recompute_runs: 3,
+            dataset: "synthetic:4096".into(),
+            min_seconds: 0.5,
+        }
+    }
+}
+
+/// The `model` axis: `mlp:W1,W2,…` (hidden widths) or `lenet`, as (model, hidden widths).
+fn model_of(model: &str) -> Result<(String, Vec<usize>)> {
+    match model.split_once(':') {
+        Some(("mlp", widths)) => {
+            let hidden = widths
+                .split(',')
+                .map(|w| w.trim().parse::<usize>().ok().filter(|&w| w > 0))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    Error::invalid("model", model, "expected mlp:W1,W2,… with widths ≥ 1")
+                })?;
+            Ok(("mlp".into(), hidden))
+        }
+        None if model == "lenet" => Ok(("lenet".into(), TrainConfig::default().hidden)),
+        _ => Err(Error::invalid(
+            "model",
+            model,
+            "expected mlp:W1,W2,… (hidden widths) or lenet",
+        )),
+    }
+}
+
 fn job(
     cell: &Cell,
     params: &IndexMap<String, toml::Value>,
     solvers: &crate::solvers::Catalogue,
 ) -> Result<(StepJob, String)> {
-    /// A `step` cell's `[params]`.
-    #[derive(serde::Deserialize)]
-    #[serde(default, deny_unknown_fields)]
-    struct Params {
-        batch: usize,
-        solver: String,
-        every: usize,
-        steps_per_round: usize,
-        recompute_runs: usize,
-        dataset: String,
-        min_seconds: f64,
-    }
-    impl Default for Params {
-        fn default() -> Self {
-            Params {
-                batch: TrainConfig::default().batch,
-                solver: "greedy".into(),
-                every: 40,
-                steps_per_round: 2,
-                recompute_runs: 3,
-                dataset: "synthetic:4096".into(),
-                min_seconds: 0.5,
-            }
-        }
-    }
     let p: Params = crate::toml_value::from_params(params)?;
     for (key, v) in [
         ("batch", p.batch),
@@ -83,27 +107,7 @@ fn job(
         recompute_runs: p.recompute_runs,
     };
     let dataset = p.dataset;
-    let model = cell.require("model")?;
-    match model.split_once(':') {
-        Some(("mlp", widths)) => {
-            cfg.model = "mlp".into();
-            cfg.hidden = widths
-                .split(',')
-                .map(|w| w.trim().parse::<usize>().ok().filter(|&w| w > 0))
-                .collect::<Option<_>>()
-                .ok_or_else(|| {
-                    Error::invalid("model", model, "expected mlp:W1,W2,… with widths ≥ 1")
-                })?;
-        }
-        None if model == "lenet" => cfg.model = "lenet".into(),
-        _ => {
-            return Err(Error::invalid(
-                "model",
-                model,
-                "expected mlp:W1,W2,… (hidden widths) or lenet",
-            ));
-        }
-    }
+    (cfg.model, cfg.hidden) = model_of(cell.require("model")?)?;
     if let Some(b) = cell.get("batch") {
         cfg.batch = b
             .parse()

@@ -183,3 +183,21 @@ fn a_bad_hessian_is_an_error_naming_it() {
         .unwrap();
     assert!(e.to_string().contains("hessian"), "{e}");
 }
+
+#[test]
+fn the_rho_schedule_grows_with_the_support_change_restarts_and_stops() {
+    let mut grown = false;
+    // Nothing moved and ρ never grew: smaller.
+    assert_eq!(schedule(1.0, 0, 100, &mut grown), Step::Go(0.2));
+    // Something moved before ρ ever grew: smaller, from the start.
+    assert_eq!(schedule(1.0, 1, 1000, &mut grown), Step::Restart(0.2));
+    assert!(!grown);
+    // Over 10% of the kept count moved: ×1.3; over 0.5%: ×1.2; less but some: ×1.1.
+    assert_eq!(schedule(1.0, 11, 100, &mut grown), Step::Go(1.3));
+    assert!(grown);
+    assert_eq!(schedule(1.0, 6, 1000, &mut grown), Step::Go(1.2));
+    assert_eq!(schedule(1.0, 1, 1000, &mut grown), Step::Go(1.1));
+    // Settled after growing: stop. Capped at 10⁶.
+    assert_eq!(schedule(1.0, 0, 1000, &mut grown), Step::Stop);
+    assert_eq!(schedule(9e5, 500, 1000, &mut grown), Step::Go(RHO_MAX));
+}
