@@ -498,13 +498,9 @@ pub fn train_step(
     Ok(loss.to_scalar::<f32>()? as f64)
 }
 
+/// Refuse a run that cannot go, naming the flag: the data, the output files, the model size
+/// and the optimisation numbers.
 fn check(cfg: &TrainConfig, data: &Dataset) -> Result<()> {
-    if cfg.epochs == 0 {
-        return Err(Error::invalid("epochs", 0, "must be at least 1"));
-    }
-    if cfg.batch == 0 {
-        return Err(Error::invalid("batch", 0, "must be at least 1"));
-    }
     if data.test.is_empty() {
         return Err(Error::invalid(
             "dataset",
@@ -512,15 +508,21 @@ fn check(cfg: &TrainConfig, data: &Dataset) -> Result<()> {
             "the test split has no examples",
         ));
     }
-    let outputs = [("capture-grads", &cfg.capture_grads), ("save", &cfg.save)];
-    for (field, out) in outputs {
+    check_outputs(cfg)?;
+    check_mlp_size(cfg, data)?;
+    check_optimisation(cfg, data)
+}
+
+/// The output files: never an input (the `--init` checkpoint's files), never each other.
+fn check_outputs(cfg: &TrainConfig) -> Result<()> {
+    let inputs: Vec<std::path::PathBuf> = cfg
+        .init
+        .iter()
+        .flat_map(|p| crate::io::checkpoint::source_files(p))
+        .collect();
+    let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
+    for (field, out) in [("capture-grads", &cfg.capture_grads), ("save", &cfg.save)] {
         if let Some(out) = out {
-            let inputs: Vec<std::path::PathBuf> = cfg
-                .init
-                .iter()
-                .flat_map(|p| crate::io::checkpoint::source_files(p))
-                .collect();
-            let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
             crate::io::atomic::refuse_overwrite(field, out, &inputs)?;
         }
     }
@@ -533,28 +535,45 @@ fn check(cfg: &TrainConfig, data: &Dataset) -> Result<()> {
             "is also the --capture-grads file; give two different files",
         ));
     }
-    if cfg.model.starts_with("mlp") {
-        if let Some(i) = cfg.hidden.iter().position(|&w| w == 0) {
-            return Err(Error::invalid(
-                "hidden",
-                format!("{:?}", cfg.hidden),
-                format!("width {i} is 0; every hidden layer needs at least one unit"),
-            ));
-        }
-        let widths: Vec<u128> = std::iter::once(data.features())
-            .chain(cfg.hidden.iter().copied())
-            .chain(std::iter::once(data.classes))
-            .map(|w| w as u128)
-            .collect();
-        let params: u128 = widths.windows(2).map(|w| w[0] * w[1]).sum();
-        let activations: u128 = widths.iter().sum::<u128>() * cfg.batch as u128;
-        // Weights, gradient, momentum or Adam moments, mask and masked copy: ~8 f32 per
-        // parameter; activations and their gradients with the layers' buffers: ~8 per unit.
-        crate::memory::ensure_fits(
-            (params + activations) * 32,
+    Ok(())
+}
+
+/// An MLP's widths: none zero, and its training state fits in memory.
+fn check_mlp_size(cfg: &TrainConfig, data: &Dataset) -> Result<()> {
+    if !cfg.model.starts_with("mlp") {
+        return Ok(());
+    }
+    if let Some(i) = cfg.hidden.iter().position(|&w| w == 0) {
+        return Err(Error::invalid(
             "hidden",
-            format!("{:?} at batch {}", cfg.hidden, cfg.batch),
-        )?;
+            format!("{:?}", cfg.hidden),
+            format!("width {i} is 0; every hidden layer needs at least one unit"),
+        ));
+    }
+    let widths: Vec<u128> = std::iter::once(data.features())
+        .chain(cfg.hidden.iter().copied())
+        .chain(std::iter::once(data.classes))
+        .map(|w| w as u128)
+        .collect();
+    let params: u128 = widths.windows(2).map(|w| w[0] * w[1]).sum();
+    let activations: u128 = widths.iter().sum::<u128>() * cfg.batch as u128;
+    // Weights, gradient, momentum or Adam moments, mask and masked copy: ~8 f32 per
+    // parameter; activations and their gradients with the layers' buffers: ~8 per unit.
+    crate::memory::ensure_fits(
+        (params + activations) * 32,
+        "hidden",
+        format!("{:?} at batch {}", cfg.hidden, cfg.batch),
+    )
+}
+
+/// Epochs, batch (a multiple of the gradient pattern's M, at most the training examples) and
+/// the optimiser's numbers.
+fn check_optimisation(cfg: &TrainConfig, data: &Dataset) -> Result<()> {
+    if cfg.epochs == 0 {
+        return Err(Error::invalid("epochs", 0, "must be at least 1"));
+    }
+    if cfg.batch == 0 {
+        return Err(Error::invalid("batch", 0, "must be at least 1"));
     }
     if let GradEstimator::Nm(_, p) = cfg.grad
         && !cfg.batch.is_multiple_of(p.m)
