@@ -9,4 +9,5 @@ pub mod plan;
 pub mod post_run;
 pub mod run_dir;
 pub mod runner;
+pub mod sources;
 pub mod spec;

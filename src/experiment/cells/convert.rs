@@ -18,83 +18,23 @@ use super::{CellContext, CellKind, Row, param_str, param_usize};
 use crate::convert::oneshot::{OneShot, convert_model};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
+use crate::experiment::sources::{Dense, Trained, load, trained, training_key};
 use crate::mask::Structure;
 use crate::mask::score::Score;
 use crate::train::data::{self, Dataset};
-use crate::train::models::{LayerPolicy, build};
 use crate::train::params::TrainParams;
-use crate::train::sparse::GradEstimator;
-use crate::train::trainer::{TrainConfig, load_vars, train};
 use indexmap::IndexMap;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// The `convert` cell kind.
 pub struct ConvertCell;
 
-/// A dense model to train (or reuse from the cache).
-struct Dense {
-    train: TrainConfig,
-    dataset: String,
-    data_dir: Option<PathBuf>,
-    cache: PathBuf,
-}
-
 /// A `convert` cell's parameters: the reference dense training and the one-shot conversion.
 struct ConvertParams {
     dense: Dense,
     oneshot: OneShot,
-}
-
-/// The reference dense training — table5's default params: Fashion-MNIST, hidden 256-256 for
-/// the MLP, 3 epochs, batch 128, lr 0.05, momentum 0.9, weight decay 5e-4, seed 0. table2's
-/// `trained:MODEL` sources use it, so both tables share one cached model.
-fn reference(model: &str) -> Dense {
-    Dense {
-        train: TrainConfig {
-            model: model.to_string(),
-            hidden: vec![256, 256],
-            epochs: 3,
-            batch: 128,
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            ..TrainConfig::default()
-        },
-        dataset: "fashion-mnist".into(),
-        data_dir: None,
-        cache: crate::io::default_cache(),
-    }
-}
-
-/// The 2-D weights of every linear and conv layer (`[out, in]`, conv as `[out, c·k·k]`) of the
-/// reference-trained `model` (`mlp`, `lenet`), training it first if it is not cached.
-pub fn trained_weights(
-    model: &str,
-    device: &candle_core::Device,
-) -> Result<Vec<crate::mask::Matrix>> {
-    if !matches!(model, "mlp" | "lenet") {
-        return Err(Error::invalid("model", model, "expected mlp or lenet"));
-    }
-    let d = reference(model);
-    let data = data::load(&d.dataset, d.data_dir.as_deref(), 0)?;
-    let path = cached(&d, &data, device)?;
-    let m = load(&d, &path, &data, device, Structure::Dense)?;
-    m.linear_layers()
-        .iter()
-        .map(|l| {
-            let (r, c) = l.dims();
-            let v = l
-                .weight
-                .as_tensor()
-                .flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(Error::tensor("trained weights"))?;
-            crate::mask::Matrix::new(r, c, v)
-        })
-        .collect()
 }
 
 fn parse(
@@ -172,94 +112,6 @@ fn parse(
             seed: cell.seed,
         },
     })
-}
-
-/// A trained dense model on disk, with its test accuracy.
-struct Trained {
-    path: PathBuf,
-    accuracy: f64,
-}
-
-/// Everything the dense training depends on, as one line (hashed for the cache name).
-fn training_key(p: &Dense) -> String {
-    let t = &p.train;
-    format!(
-        "masklab {} dense training v1: model={} dataset={} hidden={:?} epochs={} batch={} lr={} momentum={} weight_decay={} train_limit={:?} seed={}",
-        env!("CARGO_PKG_VERSION"),
-        t.model,
-        p.dataset,
-        t.hidden,
-        t.epochs,
-        t.batch,
-        t.lr,
-        t.momentum,
-        t.weight_decay,
-        t.train_limit,
-        t.seed
-    )
-}
-
-fn policy(structure: Structure) -> LayerPolicy {
-    LayerPolicy {
-        estimator: GradEstimator::Dense,
-        custom: true,
-        tile: structure.tile(),
-        srste: 0.0,
-    }
-}
-
-/// Train the dense model, or reuse the cached weights; the accuracy is measured either way.
-fn trained(p: &Dense, data: &Dataset, device: &candle_core::Device) -> Result<Trained> {
-    let path = cached(p, data, device)?;
-    let accuracy = dense_accuracy(p, &path, data, device)?;
-    Ok(Trained { path, accuracy })
-}
-
-/// The cached weights of `p`'s training, trained and written (atomically) when missing.
-fn cached(p: &Dense, data: &Dataset, device: &candle_core::Device) -> Result<PathBuf> {
-    let key = training_key(p);
-    let hash = Sha256::digest(key.as_bytes());
-    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let path = p.cache.join(format!("{}-{hex}.safetensors", p.train.model));
-    if !path.exists() {
-        std::fs::create_dir_all(&p.cache).map_err(|e| Error::io(&p.cache, e))?;
-        let mut cfg = p.train.clone();
-        cfg.save = Some(path.clone());
-        train(&cfg, data, device)?;
-        std::fs::write(path.with_extension("txt"), format!("{key}\n"))
-            .map_err(|e| Error::io(path.with_extension("txt"), e))?;
-    }
-    Ok(path)
-}
-
-fn dense_accuracy(
-    p: &Dense,
-    path: &std::path::Path,
-    data: &Dataset,
-    device: &candle_core::Device,
-) -> Result<f64> {
-    let model = load(p, path, data, device, Structure::Dense)?;
-    crate::train::trainer::evaluate(model.as_ref(), data, device)
-}
-
-fn load(
-    p: &Dense,
-    path: &std::path::Path,
-    data: &Dataset,
-    device: &candle_core::Device,
-    structure: Structure,
-) -> Result<Box<dyn crate::train::models::Model>> {
-    let model = build(
-        &p.train.model,
-        data.shape,
-        data.classes,
-        &p.train.hidden,
-        &policy(structure),
-        p.train.seed,
-        device,
-    )?;
-    load_vars(&model.vars(), path)?;
-    Ok(model)
 }
 
 /// One row of table5.

@@ -14,16 +14,14 @@
 use super::{CellContext, CellKind, Row};
 use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
+use crate::experiment::sources::{Source, parse_source};
 use crate::mask::score::Score;
 use crate::mask::tile::Blocks;
-use crate::mask::{Matrix, Pattern, parse_size};
-use crate::seed::derive as derive_seed;
+use crate::mask::{Matrix, Pattern};
 use crate::solvers::apply::solve_blocks;
 use crate::solvers::evaluate::{Evaluation, gap};
 use crate::solvers::{self, SolveContext};
 use indexmap::IndexMap;
-use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,33 +60,6 @@ fn options_text(options: &BTreeMap<String, f64>) -> Option<String> {
             .collect::<Vec<_>>()
             .join(",")
     })
-}
-
-/// A weight source.
-#[derive(Debug, Clone, PartialEq)]
-enum Source {
-    Gaussian(usize, usize),
-    Laplace(usize, usize),
-    File(String),
-    /// The linear and conv layers of a dense model trained by masklab (table5's reference).
-    Trained(String),
-}
-
-fn parse_source(s: &str) -> Result<Source> {
-    let bad = || {
-        Error::invalid(
-            "source",
-            s,
-            "expected gaussian:RxC, laplace:RxC, file:PATH#GLOB or trained:MODEL",
-        )
-    };
-    match s.split_once(':').ok_or_else(bad)? {
-        ("gaussian", size) => parse_size(size).map(|(r, c)| Source::Gaussian(r, c)),
-        ("laplace", size) => parse_size(size).map(|(r, c)| Source::Laplace(r, c)),
-        ("file", path) => Ok(Source::File(path.to_string())),
-        ("trained", model @ ("mlp" | "lenet")) => Ok(Source::Trained(model.to_string())),
-        _ => Err(bad()),
-    }
 }
 
 /// A `solver` cell's parameters, read from its axes and the spec's params.
@@ -203,30 +174,6 @@ fn parse(
     })
 }
 
-/// Draw the weights of a synthetic source from the (spec seed, source) RNG.
-fn synthetic(source: &Source, seed: u64, label: &str) -> Matrix {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(seed, label));
-    let (rows, cols, laplace) = match *source {
-        Source::Gaussian(r, c) => (r, c, false),
-        Source::Laplace(r, c) => (r, c, true),
-        Source::File(_) | Source::Trained(_) => {
-            unreachable!("file and trained sources are read, not drawn")
-        }
-    };
-    let data: Vec<f32> = (0..rows * cols)
-        .map(|_| {
-            if laplace {
-                let e: f64 = -(1.0 - rng.random::<f64>()).ln();
-                (if rng.random::<bool>() { e } else { -e }) as f32
-            } else {
-                let v: f64 = StandardNormal.sample(&mut rng);
-                v as f32
-            }
-        })
-        .collect();
-    Matrix::new(rows, cols, data).unwrap_or_else(|_| unreachable!("sizes match by construction"))
-}
-
 /// Score blocks `[B, M, M]` of the source (all tiling 2-D tensors for files).
 fn source_blocks(
     source: &Source,
@@ -238,18 +185,10 @@ fn source_blocks(
 ) -> Result<Vec<f32>> {
     let tiles =
         |m: &Matrix| m.rows().is_multiple_of(pattern.m) && m.cols().is_multiple_of(pattern.m);
-    let matrices: Vec<Matrix> = match source {
-        Source::File(spec) => crate::io::read_tensors(spec)?
-            .iter()
-            .filter_map(|t| t.matrix())
-            .filter(tiles)
-            .collect(),
-        Source::Trained(model) => super::convert::trained_weights(model, device)?
-            .into_iter()
-            .filter(tiles)
-            .collect(),
-        other => vec![synthetic(other, seed, label)],
-    };
+    let matrices: Vec<Matrix> = crate::experiment::sources::matrices(source, label, seed, device)?
+        .into_iter()
+        .filter(tiles)
+        .collect();
     if matrices.is_empty() {
         return Err(Error::invalid(
             "source",
