@@ -34,78 +34,10 @@ impl Plan {
             line: None,
             message: format!("kind: {e}"),
         })?;
-        if let Some(axis) = spec
-            .axes
-            .iter()
-            .find(|a| !kind.axes().contains(&a.name.as_str()))
-        {
-            return Err(Error::Spec {
-                path: spec.path.clone(),
-                line: Some(axis.line),
-                message: format!(
-                    "grid.{}: `{}` is not an axis of kind `{}` (its axes: {})",
-                    axis.name,
-                    axis.name,
-                    kind.name(),
-                    kind.axes().join(", ")
-                ),
-            });
-        }
+        check_axes(&spec, kind)?;
         check_columns(&spec, kind)?;
-        // Count before expanding: a grid of 10⁹ cells is refused with its count, not an abort
-        // on a 40 GB allocation.
-        let count = spec
-            .axes
-            .iter()
-            .map(|a| a.values.len())
-            .chain([spec.seeds.len()])
-            .try_fold(1usize, |n, k| n.checked_mul(k));
-        match count {
-            Some(n) if n <= MAX_CELLS => {}
-            n => {
-                let said = n
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "more than 2^64".into());
-                return Err(Error::Spec {
-                    path: spec.path.clone(),
-                    line: None,
-                    message: format!(
-                        "grid: the axes and seeds expand to {said} cells (before excludes), more than the {MAX_CELLS} a plan may hold; split the sweep into several specs or shrink the axes"
-                    ),
-                });
-            }
-        }
-        let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
-        for axis in &spec.axes {
-            points = points
-                .into_iter()
-                .flat_map(|p| {
-                    axis.values.iter().map(move |v| {
-                        let mut q = p.clone();
-                        q.push((axis.name.clone(), v.clone()));
-                        q
-                    })
-                })
-                .collect();
-        }
-        points.retain(|p| !spec.excludes(p));
-        if points.is_empty() {
-            return Err(Error::Spec {
-                path: spec.path.clone(),
-                line: None,
-                message: "exclude: every grid point is excluded".into(),
-            });
-        }
-        let mut cells = Vec::with_capacity(points.len() * spec.seeds.len());
-        for values in points {
-            for &seed in &spec.seeds {
-                cells.push(Cell {
-                    index: cells.len(),
-                    values: values.clone(),
-                    seed,
-                });
-            }
-        }
+        check_count(&spec)?;
+        let cells = expand(&spec)?;
         for cell in &cells {
             kind.check(cell, &spec.params, &solvers).map_err(|e| {
                 let (line, field) = match &e {
@@ -168,6 +100,90 @@ impl Plan {
     pub fn shard(&self, i: usize, n: usize) -> impl Iterator<Item = &Cell> {
         self.cells.iter().filter(move |c| c.index % n == i)
     }
+}
+
+/// Every grid axis is one the kind reads.
+fn check_axes(spec: &Spec, kind: &dyn CellKind) -> Result<()> {
+    let Some(axis) = spec
+        .axes
+        .iter()
+        .find(|a| !kind.axes().contains(&a.name.as_str()))
+    else {
+        return Ok(());
+    };
+    Err(Error::Spec {
+        path: spec.path.clone(),
+        line: Some(axis.line),
+        message: format!(
+            "grid.{}: `{}` is not an axis of kind `{}` (its axes: {})",
+            axis.name,
+            axis.name,
+            kind.name(),
+            kind.axes().join(", ")
+        ),
+    })
+}
+
+/// Count before expanding: a grid of 10⁹ cells is refused with its count, not an abort on a
+/// 40 GB allocation.
+fn check_count(spec: &Spec) -> Result<()> {
+    let count = spec
+        .axes
+        .iter()
+        .map(|a| a.values.len())
+        .chain([spec.seeds.len()])
+        .try_fold(1usize, |n, k| n.checked_mul(k));
+    match count {
+        Some(n) if n <= MAX_CELLS => Ok(()),
+        n => {
+            let said = n
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "more than 2^64".into());
+            Err(Error::Spec {
+                path: spec.path.clone(),
+                line: None,
+                message: format!(
+                    "grid: the axes and seeds expand to {said} cells (before excludes), more than the {MAX_CELLS} a plan may hold; split the sweep into several specs or shrink the axes"
+                ),
+            })
+        }
+    }
+}
+
+/// The grid's points (axes vary fastest to the right) less the excluded ones, × seeds.
+fn expand(spec: &Spec) -> Result<Vec<Cell>> {
+    let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for axis in &spec.axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                axis.values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((axis.name.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    points.retain(|p| !spec.excludes(p));
+    if points.is_empty() {
+        return Err(Error::Spec {
+            path: spec.path.clone(),
+            line: None,
+            message: "exclude: every grid point is excluded".into(),
+        });
+    }
+    let mut cells = Vec::with_capacity(points.len() * spec.seeds.len());
+    for values in points {
+        for &seed in &spec.seeds {
+            cells.push(Cell {
+                index: cells.len(),
+                values: values.clone(),
+                seed,
+            });
+        }
+    }
+    Ok(cells)
 }
 
 /// Every column a figure or a published value names must be one the run's summary will have
