@@ -72,40 +72,14 @@ struct SolveParams {
     options: BTreeMap<String, f64>,
 }
 
-fn parse(
-    cell: &Cell,
+/// The `score` param and the solver options of a cell running `solver`: `SOLVER.OPTION` keys
+/// for another solver of the grid are checked against it and left out; an option `solver` does
+/// not read is an error (as `masklab solve --option` checks them).
+fn score_and_options(
     params: &IndexMap<String, toml::Value>,
+    solver: &solvers::SolverRef,
     catalogue: &crate::solvers::Catalogue,
-) -> Result<SolveParams> {
-    let pattern: Pattern = cell.parse_axis("pattern")?;
-    let solver = catalogue.get(cell.require("solver")?)?;
-    let source = parse_source(cell.require("source")?)?;
-    if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source {
-        // Weights, scores (f32) and two masks (u8), plus the optimum's mask: ~14 bytes a weight.
-        crate::memory::ensure_fits(
-            r as u128 * c as u128 * 14,
-            "source",
-            cell.require("source")?,
-        )?;
-    }
-    if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source
-        && (r % pattern.m != 0 || c % pattern.m != 0)
-    {
-        return Err(Error::invalid(
-            "source",
-            cell.require("source")?,
-            format!("{r}x{c} does not tile into {0}x{0} blocks", pattern.m),
-        ));
-    }
-    if solver.name() == "exhaustive" && pattern.m != 4 {
-        return Err(Error::invalid(
-            "solver",
-            "exhaustive",
-            format!(
-                "works for M = 4 only, not {pattern}; leave it out of this grid point with [[exclude]]"
-            ),
-        ));
-    }
+) -> Result<(Score, BTreeMap<String, f64>)> {
     let mut score = Score::Abs;
     let mut options = BTreeMap::new();
     for (k, v) in params {
@@ -165,6 +139,44 @@ fn parse(
             ),
         ));
     }
+    Ok((score, options))
+}
+
+fn parse(
+    cell: &Cell,
+    params: &IndexMap<String, toml::Value>,
+    catalogue: &crate::solvers::Catalogue,
+) -> Result<SolveParams> {
+    let pattern: Pattern = cell.parse_axis("pattern")?;
+    let solver = catalogue.get(cell.require("solver")?)?;
+    let source = parse_source(cell.require("source")?)?;
+    if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source {
+        // Weights, scores (f32) and two masks (u8), plus the optimum's mask: ~14 bytes a weight.
+        crate::memory::ensure_fits(
+            r as u128 * c as u128 * 14,
+            "source",
+            cell.require("source")?,
+        )?;
+    }
+    if let Source::Gaussian(r, c) | Source::Laplace(r, c) = source
+        && (r % pattern.m != 0 || c % pattern.m != 0)
+    {
+        return Err(Error::invalid(
+            "source",
+            cell.require("source")?,
+            format!("{r}x{c} does not tile into {0}x{0} blocks", pattern.m),
+        ));
+    }
+    if solver.name() == "exhaustive" && pattern.m != 4 {
+        return Err(Error::invalid(
+            "solver",
+            "exhaustive",
+            format!(
+                "works for M = 4 only, not {pattern}; leave it out of this grid point with [[exclude]]"
+            ),
+        ));
+    }
+    let (score, options) = score_and_options(params, &solver, catalogue)?;
     Ok(SolveParams {
         pattern,
         solver,
