@@ -5,7 +5,6 @@
 
 use super::cells::Row;
 use super::plan::Plan;
-use super::runner::{RunOptions, Shard};
 use super::spec::Spec;
 use crate::error::{Error, Result};
 use crate::results::manifest::{self, Manifest};
@@ -185,40 +184,6 @@ pub(super) fn require_fresh(dir: &Path, hint: &str) -> Result<()> {
             }
         ),
     })
-}
-
-/// The manifest of a run starting (or resuming) now, `finished` unset.
-pub(super) fn new_manifest(
-    plan: &Plan,
-    opts: &RunOptions,
-    shard: Option<Shard>,
-    planned: usize,
-    done: usize,
-    previous: Option<&Manifest>,
-) -> Manifest {
-    Manifest {
-        table: plan.spec.name.clone(),
-        title: plan.spec.title.clone(),
-        profile: plan.spec.profile.clone(),
-        kind: plan.spec.kind.clone(),
-        spec_path: plan.spec.path.display().to_string(),
-        spec: plan.spec.text.clone(),
-        spec_hash: plan.spec.hash(),
-        git_commit: manifest::git_commit(),
-        masklab_version: env!("CARGO_PKG_VERSION").to_string(),
-        host: manifest::host(),
-        threads: opts.threads,
-        jobs: opts.jobs,
-        device: crate::device::label(&opts.device).to_string(),
-        shard: shard.map(|s| s.to_string()),
-        cells_planned: planned,
-        cells_done: done,
-        started: previous
-            .map(|m| m.started.clone())
-            .unwrap_or_else(manifest::now),
-        finished: None,
-        calibration_seconds: previous.and_then(|m| m.calibration_seconds),
-    }
 }
 
 /// The spec of a run directory, re-resolved from its manifest.

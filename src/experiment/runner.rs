@@ -15,8 +15,8 @@ use super::cells::{CellContext, Row, Shared};
 use super::plan::Plan;
 use super::post_run::{post_process_or_warn, write_tables};
 use super::run_dir::{
-    CELLS_LOG, MANIFEST, RunLock, check_rows, default_dir, holds_run, new_manifest, prefix,
-    read_log, repair_log, require_fresh,
+    CELLS_LOG, MANIFEST, RunLock, check_rows, default_dir, holds_run, prefix, read_log, repair_log,
+    require_fresh,
 };
 use super::spec::Spec;
 use crate::error::{Error, Result};
@@ -388,4 +388,38 @@ pub fn run_spec(path: &Path, profile: Option<&str>, mut opts: RunOptions) -> Res
         opts.shard = shard_from_env()?;
     }
     run(&plan, &opts)
+}
+
+/// The manifest of a run starting (or resuming) now, `finished` unset.
+fn new_manifest(
+    plan: &Plan,
+    opts: &RunOptions,
+    shard: Option<Shard>,
+    planned: usize,
+    done: usize,
+    previous: Option<&Manifest>,
+) -> Manifest {
+    Manifest {
+        table: plan.spec.name.clone(),
+        title: plan.spec.title.clone(),
+        profile: plan.spec.profile.clone(),
+        kind: plan.spec.kind.clone(),
+        spec_path: plan.spec.path.display().to_string(),
+        spec: plan.spec.text.clone(),
+        spec_hash: plan.spec.hash(),
+        git_commit: manifest::git_commit(),
+        masklab_version: env!("CARGO_PKG_VERSION").to_string(),
+        host: manifest::host(),
+        threads: opts.threads,
+        jobs: opts.jobs,
+        device: crate::device::label(&opts.device).to_string(),
+        shard: shard.map(|s| s.to_string()),
+        cells_planned: planned,
+        cells_done: done,
+        started: previous
+            .map(|m| m.started.clone())
+            .unwrap_or_else(manifest::now),
+        finished: None,
+        calibration_seconds: previous.and_then(|m| m.calibration_seconds),
+    }
 }

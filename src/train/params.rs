@@ -86,6 +86,15 @@ impl Default for TrainParams {
     }
 }
 
+impl Default for TrainConfig {
+    /// [`TrainParams::default`]'s run (the defaults are written there once), dense.
+    fn default() -> Self {
+        TrainParams::default()
+            .config(&Catalogue::default())
+            .expect("the default training params are valid")
+    }
+}
+
 impl TrainParams {
     /// Read a spec's `[params]`: a key that is not a field is an error naming it and the fields.
     pub fn from_toml(params: &indexmap::IndexMap<String, toml::Value>) -> Result<Self> {

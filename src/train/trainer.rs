@@ -88,16 +88,6 @@ pub struct TrainConfig {
     pub progress: bool,
 }
 
-impl Default for TrainConfig {
-    /// [`TrainParams::default`](super::params::TrainParams::default)'s run (the defaults are
-    /// written there once), dense.
-    fn default() -> Self {
-        super::params::TrainParams::default()
-            .config(&crate::solvers::Catalogue::default())
-            .expect("the default training params are valid")
-    }
-}
-
 /// What a run reports (`masklab train --json`, table4 rows).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TrainReport {
