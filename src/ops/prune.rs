@@ -257,24 +257,43 @@ pub fn run_with(
         Some(out) => write_pruned(&ckpt, &tok, out, &mut pass, status)?,
     };
     let prune_seconds = t0.elapsed().as_secs_f64() - outcome.eval_seconds;
+    let calib = format!(
+        "{calib_label}: {} windows of {} tokens, seed {}",
+        calib_windows.len(),
+        job.window,
+        job.seed
+    );
+    let mut report = report_of(job, outcome, calib, eval_label, prune_seconds);
+    if let Some(out) = &job.output {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::invalid("report", "json", e))?;
+        crate::io::atomic::write_bytes(&out.join("prune_report.json"), text.as_bytes())?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The report of a pruning pass (`seconds` left for the caller to fill at the very end).
+fn report_of(
+    job: &PruneJob,
+    outcome: Outcome,
+    calib: String,
+    eval: String,
+    prune_seconds: f64,
+) -> PruneReport {
     let (dense, layers) = (outcome.dense, outcome.reports);
     let pruned = outcome
         .pruned
         .expect("evaluation windows were given, so there is a perplexity");
     let totals = crate::lm::prune::totals(&layers);
-    let mut report = PruneReport {
+    PruneReport {
         model: job.model.display().to_string(),
         method: job.method,
         structure: job.kind.to_string(),
         solver: matches!(job.kind, Structure::Transposable(_))
             .then(|| job.solver.name().to_string()),
-        calib: format!(
-            "{calib_label}: {} windows of {} tokens, seed {}",
-            calib_windows.len(),
-            job.window,
-            job.seed
-        ),
-        eval: eval_label,
+        calib,
+        eval,
         dense,
         pruned,
         ratio: dense.map(|d| pruned.perplexity / d.perplexity),
@@ -285,14 +304,7 @@ pub fn run_with(
         seconds: 0.0,
         peak_rss_mb: crate::memory::peak_rss_mb(),
         layers,
-    };
-    if let Some(out) = &job.output {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::invalid("report", "json", e))?;
-        crate::io::atomic::write_bytes(&out.join("prune_report.json"), text.as_bytes())?;
     }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// Refuse an output directory that is or holds one of the job's inputs (the checkpoint's files,
