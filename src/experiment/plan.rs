@@ -38,8 +38,12 @@ impl Plan {
         check_columns(&spec, kind)?;
         check_count(&spec)?;
         let cells = expand(&spec)?;
+        let checking = cells::Checking {
+            params: &spec.params,
+            solvers: &solvers,
+        };
         for cell in &cells {
-            kind.check(cell, &spec.params, &solvers).map_err(|e| {
+            kind.check(cell, &checking).map_err(|e| {
                 let (line, field) = match &e {
                     Error::Invalid { field, .. } => match spec.axis_line(field) {
                         Some(l) => (Some(l), format!("grid.{field}")),

@@ -152,13 +152,8 @@ impl CellKind for ConvertCell {
         "one-shot conversion of a trained dense model (masks from |W| or Wanda scores, AdaPrune); test accuracy, kept_gap, calibration error"
     }
 
-    fn check(
-        &self,
-        cell: &Cell,
-        params: &IndexMap<String, toml::Value>,
-        solvers: &crate::solvers::Catalogue,
-    ) -> Result<()> {
-        parse(cell, params, solvers).map(|_| ())
+    fn check(&self, cell: &Cell, ctx: &super::Checking) -> Result<()> {
+        parse(cell, ctx.params, ctx.solvers).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {

@@ -10,7 +10,6 @@ use crate::error::{Error, Result};
 use crate::experiment::cell::Cell;
 use crate::mask::Structure;
 use crate::mask::parse_size;
-use indexmap::IndexMap;
 use serde::Serialize;
 
 /// The `diversity` cell kind.
@@ -53,12 +52,7 @@ impl CellKind for DiversityCell {
         "mask diversity (log10 and exact count) of a structure over a tensor"
     }
 
-    fn check(
-        &self,
-        cell: &Cell,
-        _params: &IndexMap<String, toml::Value>,
-        _solvers: &crate::solvers::Catalogue,
-    ) -> Result<()> {
+    fn check(&self, cell: &Cell, _ctx: &super::Checking) -> Result<()> {
         parse(cell).map(|_| ())
     }
 

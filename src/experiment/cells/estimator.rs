@@ -169,13 +169,8 @@ impl CellKind for EstimatorCell {
         "bias, variance and MSE of a neural-gradient N:M estimator, and of the update GEMM"
     }
 
-    fn check(
-        &self,
-        cell: &Cell,
-        params: &IndexMap<String, toml::Value>,
-        _solvers: &crate::solvers::Catalogue,
-    ) -> Result<()> {
-        parse(cell, params).map(|_| ())
+    fn check(&self, cell: &Cell, ctx: &super::Checking) -> Result<()> {
+        parse(cell, ctx.params).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {

@@ -122,13 +122,8 @@ impl CellKind for GemmCell {
         super::columns_of(&GemmReport::default())
     }
 
-    fn check(
-        &self,
-        cell: &Cell,
-        params: &IndexMap<String, toml::Value>,
-        _solvers: &crate::solvers::Catalogue,
-    ) -> Result<()> {
-        job(cell, params).map(|_| ())
+    fn check(&self, cell: &Cell, ctx: &super::Checking) -> Result<()> {
+        job(cell, ctx.params).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {

@@ -203,14 +203,9 @@ impl CellKind for LmPruneCell {
         super::columns_of(&LmPruneRow::default())
     }
 
-    fn check(
-        &self,
-        cell: &Cell,
-        params: &IndexMap<String, toml::Value>,
-        solvers: &crate::solvers::Catalogue,
-    ) -> Result<()> {
-        self::params(params)?;
-        setup(cell, solvers).map(|_| ())
+    fn check(&self, cell: &Cell, ctx: &super::Checking) -> Result<()> {
+        self::params(ctx.params)?;
+        setup(cell, ctx.solvers).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {

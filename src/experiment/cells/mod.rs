@@ -70,6 +70,14 @@ pub struct CellContext<'a> {
     pub solvers: &'a crate::solvers::Catalogue,
 }
 
+/// What a cell's check reads besides the cell: the spec's params and the run's solvers.
+pub struct Checking<'a> {
+    /// Fixed options from the spec's `[params]`.
+    pub params: &'a IndexMap<String, toml::Value>,
+    /// The solvers the run can name.
+    pub solvers: &'a crate::solvers::Catalogue,
+}
+
 /// A kind of cell.
 pub trait CellKind: Sync + Send {
     /// Registry name used in specs (`kind = "..."`).
@@ -83,12 +91,7 @@ pub trait CellKind: Sync + Send {
     fn columns(&self) -> Vec<String>;
     /// Check a cell's values (and the params, and the solvers it names among those the run
     /// declares) without running it; errors name the axis.
-    fn check(
-        &self,
-        cell: &Cell,
-        params: &IndexMap<String, toml::Value>,
-        solvers: &crate::solvers::Catalogue,
-    ) -> Result<()>;
+    fn check(&self, cell: &Cell, ctx: &Checking) -> Result<()>;
     /// Run one cell into one row of metrics.
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row>;
 }

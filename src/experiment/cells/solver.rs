@@ -240,13 +240,8 @@ impl CellKind for SolverCell {
         "one transposable solver on one source and pattern: kept_gap, pruned_excess, feasibility, time"
     }
 
-    fn check(
-        &self,
-        cell: &Cell,
-        params: &IndexMap<String, toml::Value>,
-        solvers: &crate::solvers::Catalogue,
-    ) -> Result<()> {
-        parse(cell, params, solvers).map(|_| ())
+    fn check(&self, cell: &Cell, ctx: &super::Checking) -> Result<()> {
+        parse(cell, ctx.params, ctx.solvers).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {

@@ -149,13 +149,8 @@ impl CellKind for StepCell {
         super::columns_of(&StepReport::default())
     }
 
-    fn check(
-        &self,
-        cell: &Cell,
-        params: &IndexMap<String, toml::Value>,
-        solvers: &crate::solvers::Catalogue,
-    ) -> Result<()> {
-        job(cell, params, solvers).map(|_| ())
+    fn check(&self, cell: &Cell, ctx: &super::Checking) -> Result<()> {
+        job(cell, ctx.params, ctx.solvers).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {

@@ -83,13 +83,8 @@ impl CellKind for TrainCell {
         "train a model with N:M forward/backward masks and an N:M update-GEMM estimator; test accuracy"
     }
 
-    fn check(
-        &self,
-        cell: &Cell,
-        params: &IndexMap<String, toml::Value>,
-        solvers: &crate::solvers::Catalogue,
-    ) -> Result<()> {
-        parse(cell, params, solvers).map(|_| ())
+    fn check(&self, cell: &Cell, ctx: &super::Checking) -> Result<()> {
+        parse(cell, ctx.params, ctx.solvers).map(|_| ())
     }
 
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
