@@ -16,7 +16,7 @@ pub struct TrainParams {
     /// Model: mlp, mlp-bn (batch norm after every hidden layer), lenet, resnet.
     #[arg(long, default_value_t = TrainParams::default().model)]
     pub model: String,
-    /// Data set: fashion-mnist, mnist, cifar10, synthetic[:N].
+    /// Data set: fashion-mnist, mnist, cifar10, synthetic or synthetic:N.
     #[arg(long, default_value_t = TrainParams::default().dataset)]
     pub dataset: String,
     /// Directory with the data set files (else $MASKLAB_DATA, else the Debian package's).
