@@ -285,18 +285,7 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
             .open(&log_path)
             .map_err(|e| Error::io(&log_path, e))?,
     );
-    let bar = if opts.progress {
-        ProgressBar::new(todo.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cells, eta {eta} {wide_msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    let bar = cell_bar(opts.progress, todo.len());
     let shared = Shared::default();
     let failed: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
     let run_one = |cell: &Cell| -> Result<()> {
@@ -323,16 +312,7 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
                 return Ok(());
             }
         };
-        let mut row = Row::new();
-        row.insert("index".into(), Value::from(cell.index));
-        row.insert("cell".into(), Value::from(cell.key()));
-        for (axis, value) in &cell.values {
-            row.insert(axis.clone(), Value::from(value.clone()));
-        }
-        row.insert("seed".into(), Value::from(cell.seed));
-        row.extend(metrics);
-        let line =
-            serde_json::to_string(&row).map_err(|e| Error::invalid("row", cell.key(), e))? + "\n";
+        let line = log_line(cell, metrics)?;
         let mut file = log.lock().unwrap_or_else(|p| p.into_inner());
         file.write_all(line.as_bytes())
             .and_then(|_| file.sync_data())
@@ -353,8 +333,43 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
     });
     bar.finish_and_clear();
     result?;
-    let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
-    match failed.as_slice() {
+    failures(&failed.into_inner().unwrap_or_else(|p| p.into_inner()), dir)
+}
+
+/// The progress bar over a run's cells (hidden without `progress`).
+fn cell_bar(progress: bool, cells: usize) -> ProgressBar {
+    let bar = if progress {
+        ProgressBar::new(cells as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cells, eta {eta} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// One line of the cells log: index, key, axis values and seed, then the cell's metrics.
+fn log_line(cell: &Cell, metrics: Row) -> Result<String> {
+    let mut row = Row::new();
+    row.insert("index".into(), Value::from(cell.index));
+    row.insert("cell".into(), Value::from(cell.key()));
+    for (axis, value) in &cell.values {
+        row.insert(axis.clone(), Value::from(value.clone()));
+    }
+    row.insert("seed".into(), Value::from(cell.seed));
+    row.extend(metrics);
+    Ok(serde_json::to_string(&row).map_err(|e| Error::invalid("row", cell.key(), e))? + "\n")
+}
+
+/// The run's outcome from its failed cells (key, error): an error naming the first and counting
+/// the rest, with how to retry them.
+fn failures(failed: &[(String, String)], dir: &Path) -> Result<()> {
+    match failed {
         [] => Ok(()),
         [(key, e), rest @ ..] => Err(Error::Invalid {
             field: "cell".into(),
