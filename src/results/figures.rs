@@ -428,21 +428,12 @@ fn draw_points(
     panels: &[(String, Vec<&Row>)],
     svg: &mut String,
 ) -> std::result::Result<(), String> {
-    let (x, ys) = (&fig.x[0], &fig.y);
     // Legend entries: series values (or y columns when there are several), first-seen order.
     let mut entries: Vec<String> = Vec::new();
-    let entry_of = |row: &Row, yi: usize| -> String {
-        let series = fig.series.as_ref().map(|s| label(row.get(s)));
-        match (series, ys.len()) {
-            (Some(s), 1) => s,
-            (Some(s), _) => format!("{s} · {}", ys[yi]),
-            (None, _) => ys[yi].clone(),
-        }
-    };
     for (_, rows) in panels {
         for row in rows {
-            for yi in 0..ys.len() {
-                let e = entry_of(row, yi);
+            for yi in 0..fig.y.len() {
+                let e = entry_of(fig, row, yi);
                 if !entries.contains(&e) {
                     entries.push(e);
                 }
@@ -461,27 +452,7 @@ fn draw_points(
     let (plots, legend) = body.split_horizontally(WIDTH - LEGEND);
     let areas = plots.split_evenly((grid_rows, cols));
     for ((name, rows), area) in panels.iter().zip(&areas) {
-        // (entry, x, y, whisker) on the axes' scales; points a log axis cannot show are counted.
-        let mut points = Vec::new();
-        let mut hidden = 0usize;
-        for row in rows {
-            for (yi, y) in ys.iter().enumerate() {
-                let (Some(xv), Some(yv)) = (finite(row, x), finite(row, y)) else {
-                    continue;
-                };
-                let e = fig.error.get(yi).and_then(|c| finite(row, c));
-                match (scaled(xv, fig.log_x), scaled(yv, fig.log_y)) {
-                    (Some(sx), Some(sy)) => {
-                        let whisker = e.and_then(|e| {
-                            Some((scaled(yv - e, fig.log_y)?, scaled(yv + e, fig.log_y)?))
-                        });
-                        let idx = entries.iter().position(|n| *n == entry_of(row, yi));
-                        points.push((idx.unwrap_or(0), sx, sy, whisker));
-                    }
-                    _ => hidden += 1,
-                }
-            }
-        }
+        let (points, hidden) = panel_points(fig, rows, &entries);
         let (x0, x1) = padded(points.iter().map(|p| p.1));
         let (y0, y1) = padded_with_whiskers(points.iter().map(|p| (p.2, p.3)));
         let caption = caption(name, hidden);
@@ -521,6 +492,45 @@ fn draw_points(
         draw_markers(&mut chart, &markers)?;
     }
     draw_legend(&legend, &entries)
+}
+
+/// A point's legend entry: its series value, with the y column when there are several.
+fn entry_of(fig: &Figure, row: &Row, yi: usize) -> String {
+    let series = fig.series.as_ref().map(|s| label(row.get(s)));
+    match (series, fig.y.len()) {
+        (Some(s), 1) => s,
+        (Some(s), _) => format!("{s} · {}", fig.y[yi]),
+        (None, _) => fig.y[yi].clone(),
+    }
+}
+
+/// A drawn point: (legend entry, x, y, whisker) on the axes' scales.
+type Point = (usize, f64, f64, Option<(f64, f64)>);
+
+/// One panel's points, and how many points a log axis cannot show.
+fn panel_points(fig: &Figure, rows: &[&Row], entries: &[String]) -> (Vec<Point>, usize) {
+    let x = &fig.x[0];
+    let mut points = Vec::new();
+    let mut hidden = 0usize;
+    for row in rows {
+        for (yi, y) in fig.y.iter().enumerate() {
+            let (Some(xv), Some(yv)) = (finite(row, x), finite(row, y)) else {
+                continue;
+            };
+            let e = fig.error.get(yi).and_then(|c| finite(row, c));
+            match (scaled(xv, fig.log_x), scaled(yv, fig.log_y)) {
+                (Some(sx), Some(sy)) => {
+                    let whisker = e.and_then(|e| {
+                        Some((scaled(yv - e, fig.log_y)?, scaled(yv + e, fig.log_y)?))
+                    });
+                    let idx = entries.iter().position(|n| *n == entry_of(fig, row, yi));
+                    points.push((idx.unwrap_or(0), sx, sy, whisker));
+                }
+                _ => hidden += 1,
+            }
+        }
+    }
+    (points, hidden)
 }
 
 /// Legend beside the panels: marker and name per entry.
