@@ -21,7 +21,7 @@ use super::run_dir::{
 use super::spec::Spec;
 use crate::error::{Error, Result};
 use crate::results::manifest::{self, Manifest};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -338,16 +338,10 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
 
 /// The progress bar over a run's cells (hidden without `progress`).
 fn cell_bar(progress: bool, cells: usize) -> ProgressBar {
-    let bar = if progress {
-        ProgressBar::new(cells as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cells, eta {eta} {wide_msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = crate::io::bar(
+        progress,
+        cells as u64,
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cells, eta {eta} {wide_msg}",
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar

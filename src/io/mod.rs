@@ -314,16 +314,24 @@ fn write_f32_hdf5(path: &Path, _: &[NamedTensor]) -> Result<()> {
 /// A bar over the bytes of `chosen` (hidden unless `show`; indicatif hides it off a terminal).
 pub fn progress_bar(show: bool, chosen: &[&checkpoint::Entry]) -> indicatif::ProgressBar {
     let total: u64 = chosen.iter().map(|e| e.bytes().max(1) as u64).sum();
+    bar(
+        show,
+        total,
+        "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({binary_bytes_per_sec}), eta {eta} {wide_msg}",
+    )
+}
+
+/// A progress bar of `len` steps drawn with the indicatif `template` (hidden unless `show`; a
+/// template indicatif refuses falls back to its default bar).
+pub fn bar(show: bool, len: u64, template: &str) -> indicatif::ProgressBar {
     let bar = if show {
-        indicatif::ProgressBar::new(total)
+        indicatif::ProgressBar::new(len)
     } else {
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({binary_bytes_per_sec}), eta {eta} {wide_msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
 }

@@ -175,15 +175,10 @@ fn write_pruned(
 
 /// Run the job on `device`, with a progress bar over the pruning stages when the job asks.
 pub fn run(job: &PruneJob, device: &candle_core::Device) -> Result<PruneReport> {
-    let bar = match job.progress {
-        true => indicatif::ProgressBar::new(0),
-        false => indicatif::ProgressBar::hidden(),
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} stages, eta {eta} {wide_msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let bar = crate::io::bar(
+        job.progress,
+        0,
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} stages, eta {eta} {wide_msg}",
     );
     let report = run_with(
         job,

@@ -15,7 +15,6 @@ use crate::mask::Mask;
 use crate::mask::Structure;
 use crate::policy::mask_of;
 use candle_core::{D, Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -436,16 +435,10 @@ impl<'a> Session<'a> {
 pub fn train(cfg: &TrainConfig, data: &Dataset, device: &Device) -> Result<TrainReport> {
     let mut session = Session::new(cfg, data, device)?;
     let total = session.total_steps();
-    let bar = if cfg.progress {
-        ProgressBar::new(total as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} epoch {msg} [{bar:30}] {pos}/{len} steps, ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = crate::io::bar(
+        cfg.progress,
+        total as u64,
+        "{spinner} epoch {msg} [{bar:30}] {pos}/{len} steps, ETA {eta}",
     );
     let per_epoch = session.per_epoch;
     let (mut last_acc, mut loss_sum) = (String::new(), 0f64);
