@@ -170,8 +170,9 @@ fn ten(e: candle_core::Error) -> Error {
 }
 
 /// The structure's mask of the scores `t²`: the mask as 0/1 f32 `[rows, cols]`, the keep bytes
-/// and, for transposable structures, the kept scores of the solver and of the exact solver.
-fn project(t: &Tensor, s: &Settings) -> Result<(Tensor, Vec<u8>, Option<KeptScores>)> {
+/// and, with `gap` on a transposable structure, the kept scores of the solver and of the exact
+/// solver (asked for the final mask only: the ADMM's projections need no second solve).
+fn project(t: &Tensor, s: &Settings, gap: bool) -> Result<(Tensor, Vec<u8>, Option<KeptScores>)> {
     let (rows, cols) = t.dims2().map_err(ten)?;
     let scores: Vec<f32> = t
         .sqr()
@@ -179,7 +180,7 @@ fn project(t: &Tensor, s: &Settings) -> Result<(Tensor, Vec<u8>, Option<KeptScor
         .and_then(|t| t.to_vec1::<f32>())
         .map_err(ten)?;
     let scores = Matrix::new(rows, cols, scores)?;
-    let (mask, kept) = if let Structure::Transposable(_) = s.kind {
+    let (mask, kept) = if gap && matches!(s.kind, Structure::Transposable(_)) {
         let (m, k) = transposable_with_gap(&scores, s.kind, &*s.solver, s.seed)?;
         (m, Some(k))
     } else {
@@ -234,7 +235,7 @@ fn schedule(rho: f64, change: usize, kept: usize, grown: &mut bool) -> Step {
 
 /// The ADMM iterations from the normalised weights `w0` (`target = w0·Hn`): the last `B`.
 fn admm(w0: &Tensor, target: &Tensor, basis: &Basis, s: &Settings) -> Result<Tensor> {
-    let (mask0, keep0, _) = project(w0, s)?;
+    let (mask0, keep0, _) = project(w0, s, false)?;
     let d0 = w0.mul(&mask0).map_err(ten)?;
     let kept = keep0.iter().filter(|&&k| k != 0).count();
     let (mut b, mut d, mut v) = (w0.clone(), d0.clone(), w0.zeros_like().map_err(ten)?);
@@ -252,7 +253,7 @@ fn admm(w0: &Tensor, target: &Tensor, basis: &Basis, s: &Settings) -> Result<Ten
         let shifted = b
             .add(&v.affine(1.0 / rho, 0.0).map_err(ten)?)
             .map_err(ten)?;
-        let (mask, keep, _) = project(&shifted, s)?;
+        let (mask, keep, _) = project(&shifted, s, false)?;
         d = shifted.mul(&mask).map_err(ten)?;
         v = v
             .add(&b.sub(&d).and_then(|r| r.affine(rho, 0.0)).map_err(ten)?)
@@ -304,7 +305,7 @@ pub fn prune(
         .map_err(ten)?;
     let target = w0.matmul(&basis.hn).map_err(ten)?;
     let b = admm(&w0, &target, basis, s)?;
-    let (mask, keep, kept) = project(&b, s)?;
+    let (mask, keep, kept) = project(&b, s, true)?;
     let b = refit(
         &b.mul(&mask).map_err(ten)?,
         &target,
