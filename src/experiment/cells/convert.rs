@@ -53,17 +53,9 @@ fn parse(
     if let Some(v) = rest.shift_remove("calibration") {
         calibration = param_usize("calibration", &v, 1)?;
     }
-    let p = TrainParams::from_toml(&rest)?;
-    let defaults = TrainParams::default();
-    if let Some(key) = [
-        ("model", p.model != defaults.model),
-        ("solver", p.solver != defaults.solver),
-        ("every", p.every != defaults.every),
-        ("srste", p.srste != defaults.srste),
-        ("gemm", p.gemm != defaults.gemm),
-    ]
-    .into_iter()
-    .find_map(|(k, set)| set.then_some(k))
+    if let Some(key) = ["model", "solver", "every", "srste", "gemm"]
+        .into_iter()
+        .find(|k| rest.contains_key(*k))
     {
         return Err(Error::invalid(
             key,
@@ -71,6 +63,7 @@ fn parse(
             "convert cells train a dense reference (the model is an axis); sparse-training params do not apply",
         ));
     }
+    let p = TrainParams::from_toml(&rest)?;
     if p.epochs == 0 {
         return Err(Error::invalid("epochs", 0, "must be at least 1"));
     }
