@@ -287,7 +287,8 @@ fn walk_block(
 /// `damp` × its mean diagonal (zero diagonals set to 1 first), without forming `H⁻¹`: with `J`
 /// the reversal, `JHJ = L̃L̃ᵀ` gives `H = RRᵀ` with `R = JL̃J` upper triangular, so
 /// `H⁻¹ = R⁻ᵀR⁻¹` and `U = R⁻¹` (upper, positive diagonal: the unique such factor). One
-/// Cholesky and one triangular inverse, `2n³/3` flops.
+/// Cholesky (`n³/3` flops, nalgebra) and one triangular inverse (`n³/3` flops, rows of `U` in
+/// parallel, see [`inverse_row`]).
 fn inverse_cholesky_upper(h: &[f64], n: usize, damp: f64) -> Result<Vec<f64>> {
     let mean = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
     let rev = |i: usize| n - 1 - i;
@@ -306,17 +307,47 @@ fn inverse_cholesky_upper(h: &[f64], n: usize, damp: f64) -> Result<Vec<f64>> {
         )
     };
     let lt = nalgebra::Cholesky::new(ht).ok_or_else(not_pd)?.unpack();
-    let r = nalgebra::DMatrix::from_fn(n, n, |i, j| lt[(rev(i), rev(j))]);
-    let ri = r
-        .solve_upper_triangular(&nalgebra::DMatrix::identity(n, n))
-        .ok_or_else(not_pd)?;
-    let mut u = vec![0f64; n * n];
+    // nalgebra's factor has a positive diagonal. L = Rᵀ, lower triangular, row-major: L[i][k] = R[k][i] = L̃[rev k][rev i].
+    let mut l = vec![0f64; n * n];
     for i in 0..n {
-        for j in i..n {
-            u[i * n + j] = ri[(i, j)];
+        for k in 0..=i {
+            l[i * n + k] = lt[(rev(k), rev(i))];
         }
     }
+    let mut u = vec![0f64; n * n];
+    u.par_chunks_mut(n)
+        .enumerate()
+        .for_each(|(j, row)| inverse_row(&l, n, j, row));
     Ok(u)
+}
+
+/// Row `j` of `U = R⁻¹ = (L⁻¹)ᵀ`, i.e. column `j` of `L⁻¹`, by forward substitution:
+/// `x_j = 1/L_jj`, `x_i = −(Σ_{k=j}^{i−1} L_ik x_k)/L_ii` for `i > j` (entries below `j` are
+/// zero). Each term is a dot product of two contiguous slices; `(n−j)²/2` multiply-adds.
+fn inverse_row(l: &[f64], n: usize, j: usize, row: &mut [f64]) {
+    row[j] = 1.0 / l[j * n + j];
+    for i in j + 1..n {
+        let s = dot(&l[i * n + j..i * n + i], &row[j..i]);
+        row[i] = -s / l[i * n + i];
+    }
+}
+
+/// `Σ aᵢbᵢ` with eight independent partial sums (so that the compiler can use vector lanes).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 #[cfg(test)]
