@@ -1,5 +1,8 @@
 //! End-to-end tests of the `masklab` binary (run from the crate root, like a user would), one
-//! module per command; the helpers they share are here.
+//! module per command, plus bad input and faults (`robustness`) and the peak memory of a
+//! streamed solve (`stream_memory`); the helpers they share are here and in `common`. One test
+//! binary for all of them; only `tests/memory.rs` has its own, because it installs a counting
+//! global allocator and must be alone in its process while it measures.
 
 pub use masklab::experiment::cells::Row;
 pub use masklab::results::table;
@@ -8,7 +11,6 @@ pub use serde_json::Value;
 pub use std::path::Path;
 pub use std::process::{Command, Output};
 
-#[path = "../common/mod.rs"]
 mod common;
 pub use common::{masklab, ok};
 
@@ -18,8 +20,10 @@ mod errors;
 mod estimate;
 mod gemm;
 mod prune;
+mod robustness;
 mod run;
 mod solve;
+mod stream_memory;
 mod train;
 
 pub fn run_smoke(table: &str, out: impl AsRef<std::ffi::OsStr>, extra: &[&str]) {

@@ -2,9 +2,7 @@
 //! failure it guards (F1–F11 of the issue); each failed on the code before the fix (checked by
 //! pointing `MASKLAB_BIN` at that build). Exit codes: 2 bad input, 1 a failed check, 0 done.
 
-mod common;
-
-use common::{fails, masklab, ok, s, write_f32};
+use crate::common::{self, fails, masklab, ok, s, write_f32};
 use std::path::Path;
 use std::process::{Command, Stdio};
 

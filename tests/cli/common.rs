@@ -1,5 +1,4 @@
 //! Helpers shared by the end-to-end tests: run the binary, write small inputs.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::Path;
 use std::process::{Command, Output};

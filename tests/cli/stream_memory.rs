@@ -4,7 +4,7 @@
 //! must stay within 2 × the largest tensor in f32 + 300 MB. Reading the whole file first, as
 //! before, needs the file and its f32 copies at once (> 1 GB).
 
-mod common;
+use crate::common;
 
 #[test]
 fn solve_holds_one_tensor_at_a_time() {
