@@ -150,41 +150,42 @@ pub fn totals(reports: &[ProjReport]) -> Totals {
 struct Stats {
     /// Σ x_j² per input, when there is no Gram matrix.
     sq: Option<Tensor>,
-    /// Σ x xᵀ.
+    /// Σ x xᵀ, by blocks while accumulating.
+    gram: Option<Gram>,
+    /// The assembled Σ x xᵀ (after [`Stats::finish`]).
     g: Option<Tensor>,
-    gram: bool,
 }
 
 impl Stats {
     fn new(stage: Stage, method: Method) -> Self {
         Stats {
             sq: None,
+            gram: (method.needs_gram() || stage != Stage::MlpOut).then(Gram::default),
             g: None,
-            gram: method.needs_gram() || stage != Stage::MlpOut,
         }
     }
 
     fn add(&mut self, x: &Tensor) -> Result<()> {
-        let acc = |slot: &mut Option<Tensor>, v: Tensor| -> Result<()> {
-            *slot = Some(match slot.take() {
-                None => v,
-                Some(a) => a.add(&v).map_err(Error::tensor("statistics"))?,
-            });
-            Ok(())
-        };
-        if self.gram {
-            let g = x
-                .t()
-                .and_then(|xt| xt.matmul(x))
-                .map_err(Error::tensor("gram matrix"))?;
-            acc(&mut self.g, g)
-        } else {
-            let sq = x
-                .sqr()
-                .and_then(|s| s.sum(0))
-                .map_err(Error::tensor("norms"))?;
-            acc(&mut self.sq, sq)
+        if let Some(gram) = &mut self.gram {
+            return gram.add(x);
         }
+        let sq = x
+            .sqr()
+            .and_then(|s| s.sum(0))
+            .map_err(Error::tensor("norms"))?;
+        self.sq = Some(match self.sq.take() {
+            None => sq,
+            Some(a) => a.add(&sq).map_err(Error::tensor("statistics"))?,
+        });
+        Ok(())
+    }
+
+    /// Assemble the Gram matrix once every input is added.
+    fn finish(mut self) -> Result<Self> {
+        if let Some(gram) = self.gram.take() {
+            self.g = gram.assemble()?;
+        }
+        Ok(self)
     }
 
     /// Σ x_j² per input (the Gram matrix's diagonal where there is one).
@@ -195,6 +196,86 @@ impl Stats {
             return Ok(Some((0..n).map(|i| v[i * n + i]).collect()));
         }
         self.sq.as_ref().map(to_vec2).transpose()
+    }
+}
+
+/// `Σ XᵀX` over batches `X: [tokens, n]`, multiplied by blocks of columns on and above the
+/// diagonal only (the matrix is symmetric): for n = 576 in blocks of 192 that is 6 of 9 block
+/// products, for n = 1536 in blocks of 256 21 of 36. Assembled into the full matrix at the end.
+#[derive(Default)]
+struct Gram {
+    /// Columns per block (divides n).
+    b: usize,
+    /// Blocks per side.
+    nb: usize,
+    /// Block `(i, j)`, `i ≤ j`, at `i·nb + j`.
+    blocks: Vec<Option<Tensor>>,
+}
+
+impl Gram {
+    /// Columns per block for `n` inputs: the first of 256, 192 and 128 that divides n into at
+    /// least two blocks, else n.
+    fn block_size(n: usize) -> usize {
+        [256, 192, 128]
+            .into_iter()
+            .find(|&b| n.is_multiple_of(b) && n / b >= 2)
+            .unwrap_or(n)
+    }
+
+    fn add(&mut self, x: &Tensor) -> Result<()> {
+        let n = x.dim(1).map_err(Error::tensor("gram matrix"))?;
+        if self.b == 0 {
+            self.b = Self::block_size(n);
+            self.nb = n / self.b;
+            self.blocks = vec![None; self.nb * self.nb];
+        }
+        let (b, nb) = (self.b, self.nb);
+        let cols: Vec<Tensor> = (0..nb)
+            .map(|i| x.narrow(1, i * b, b))
+            .collect::<candle_core::Result<_>>()
+            .map_err(Error::tensor("gram matrix"))?;
+        for i in 0..nb {
+            let xt = cols[i].t().map_err(Error::tensor("gram matrix"))?;
+            for j in i..nb {
+                let p = xt.matmul(&cols[j]).map_err(Error::tensor("gram matrix"))?;
+                let slot = &mut self.blocks[i * nb + j];
+                *slot = Some(match slot.take() {
+                    None => p,
+                    Some(a) => a.add(&p).map_err(Error::tensor("gram matrix"))?,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The full symmetric `n × n` matrix (none before the first batch).
+    fn assemble(self) -> Result<Option<Tensor>> {
+        let (b, nb) = (self.b, self.nb);
+        let n = b * nb;
+        let mut device = None;
+        let mut full = vec![0f32; n * n];
+        for i in 0..nb {
+            for j in i..nb {
+                let Some(t) = &self.blocks[i * nb + j] else {
+                    return Ok(None);
+                };
+                device.get_or_insert_with(|| t.device().clone());
+                let v = to_vec2(t)?;
+                for r in 0..b {
+                    for c in 0..b {
+                        let x = v[r * b + c];
+                        full[(i * b + r) * n + j * b + c] = x;
+                        full[(j * b + c) * n + i * b + r] = x;
+                    }
+                }
+            }
+        }
+        let Some(device) = device else {
+            return Ok(None);
+        };
+        Tensor::from_vec(full, (n, n), &device)
+            .map(Some)
+            .map_err(Error::tensor("gram matrix"))
     }
 }
 
@@ -383,6 +464,7 @@ fn prune_layer(
     for x in hidden.iter() {
         stats.add(&outer.attn_input(&layer, x)?)?;
     }
+    let stats = stats.finish()?;
     prune_stage(&mut layer, Stage::Attn, &stats, spec, &mut gaps)?;
     gram_errors(&mut errs, Stage::Attn, &stats, dense, &layer)?;
     done();
@@ -397,6 +479,7 @@ fn prune_layer(
         stats.add(&att)?;
         atts.push(att);
     }
+    let stats = stats.finish()?;
     prune_stage(&mut layer, Stage::AttnOut, &stats, spec, &mut gaps)?;
     gram_errors(&mut errs, Stage::AttnOut, &stats, dense, &layer)?;
     done();
@@ -410,6 +493,7 @@ fn prune_layer(
         streams.push(x2);
     }
     hidden.clear();
+    let stats = stats.finish()?;
     prune_stage(&mut layer, Stage::Mlp, &stats, spec, &mut gaps)?;
     gram_errors(&mut errs, Stage::Mlp, &stats, dense, &layer)?;
     done();
@@ -417,6 +501,7 @@ fn prune_layer(
     for x2 in &streams {
         stats.add(&outer.swiglu(&layer, &outer.mlp_input(&layer, x2)?)?)?;
     }
+    let stats = stats.finish()?;
     prune_stage(&mut layer, Stage::MlpOut, &stats, spec, &mut gaps)?;
     let measured = gram_errors(&mut errs, Stage::MlpOut, &stats, dense, &layer)?;
     drop(stats);
