@@ -236,8 +236,8 @@ impl Gram {
             .map_err(Error::tensor("gram matrix"))?;
         for i in 0..nb {
             let xt = cols[i].t().map_err(Error::tensor("gram matrix"))?;
-            for j in i..nb {
-                let p = xt.matmul(&cols[j]).map_err(Error::tensor("gram matrix"))?;
+            for (j, cj) in cols.iter().enumerate().skip(i) {
+                let p = xt.matmul(cj).map_err(Error::tensor("gram matrix"))?;
                 let slot = &mut self.blocks[i * nb + j];
                 *slot = Some(match slot.take() {
                     None => p,
