@@ -93,6 +93,17 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// Hand the heap's free memory back to the OS (glibc's `malloc_trim`; elsewhere nothing), so that
+/// the resident size counts live memory only: what [`keep_freed_memory`] keeps for one cell's reuse
+/// would otherwise stay in the next cell's peak.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the heap to the OS; live blocks are untouched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Keep freed blocks of up to 32 MiB in the heap for reuse instead of returning them to the OS
 /// (glibc on Linux; elsewhere nothing). Call once, at start-up, before the work allocates.
 pub fn keep_freed_memory() {

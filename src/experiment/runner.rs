@@ -297,9 +297,11 @@ fn run_cells(plan: &Plan, opts: &RunOptions, todo: &[&Cell], dir: &Path) -> Resu
             shared: &shared,
             solvers: &plan.solvers,
         };
-        // A cell's `peak_rss_mb` is its own when cells run one at a time: the peak restarts
-        // from the resident size (what earlier cells left shared) before each cell.
+        // A cell's `peak_rss_mb` is its own when cells run one at a time: the heap's free
+        // memory goes back to the OS and the peak restarts from the resident size (what earlier
+        // cells left shared) before each cell.
         if opts.jobs <= 1 {
+            crate::memory::release_freed_memory();
             crate::memory::reset_peak_rss();
         }
         let metrics = match plan.kind.run(cell, &ctx) {
