@@ -641,87 +641,16 @@ pub fn local_search(scores: &[f32], pattern: Pattern, steps: usize, keep: &mut [
     // to three roundings of values at most 4·max A: 16ε·max A bounds the difference between
     // the separated sum and the four-term expression.
     let slack = 16.0 * f32::EPSILON * scores.iter().fold(0f32, |a, &b| a.max(b.abs()));
-    // Each row's kept columns as bits (M ≤ 64), or as lists built per pair.
-    let mut rows = [0u64; 64];
-    let bits = m <= 64;
-    if bits {
-        for (i, r) in rows.iter_mut().enumerate().take(m) {
-            *r = keep[i * m..(i + 1) * m]
-                .iter()
-                .enumerate()
-                .fold(0, |acc, (c, &k)| acc | (u64::from(k) << c));
-        }
-    }
+    let mut kept = KeptRows::new(keep, m);
     let (mut js, mut ks) = ([0u8; super::MAX_M], [0u8; super::MAX_M]);
     for _ in 0..steps {
         let mut improved = false;
         for i in 0..m {
             for l in i + 1..m {
-                let (nj, nk) = if bits {
-                    let (mut jm, mut km) = (rows[i] & !rows[l], rows[l] & !rows[i]);
-                    let (mut nj, mut nk) = (0, 0);
-                    while jm != 0 {
-                        js[nj] = jm.trailing_zeros() as u8;
-                        nj += 1;
-                        jm &= jm - 1;
-                    }
-                    while km != 0 {
-                        ks[nk] = km.trailing_zeros() as u8;
-                        nk += 1;
-                        km &= km - 1;
-                    }
-                    (nj, nk)
-                } else {
-                    let (ri, rl) = (&keep[i * m..(i + 1) * m], &keep[l * m..(l + 1) * m]);
-                    let (mut nj, mut nk) = (0, 0);
-                    for c in 0..m {
-                        js[nj] = c as u8;
-                        nj += (ri[c] == 1 && rl[c] == 0) as usize;
-                        ks[nk] = c as u8;
-                        nk += (rl[c] == 1 && ri[c] == 0) as usize;
-                    }
-                    (nj, nk)
-                };
-                if nj == 0 || nk == 0 {
-                    continue;
-                }
-                let (mut best_u, mut best_v) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
-                for &j in &js[..nj] {
-                    let j = j as usize;
-                    best_u = best_u.max(scores[l * m + j] - scores[i * m + j]);
-                }
-                for &k in &ks[..nk] {
-                    let k = k as usize;
-                    best_v = best_v.max(scores[i * m + k] - scores[l * m + k]);
-                }
-                if best_u + best_v <= -slack {
-                    continue;
-                }
-                let mut best = 0f32;
-                let mut swap = None;
-                for &j in &js[..nj] {
-                    let j = j as usize;
-                    for &k in &ks[..nk] {
-                        let k = k as usize;
-                        let gain = scores[i * m + k] + scores[l * m + j]
-                            - scores[i * m + j]
-                            - scores[l * m + k];
-                        if gain > best {
-                            best = gain;
-                            swap = Some((j, k));
-                        }
-                    }
-                }
-                if let Some((j, k)) = swap {
-                    keep[i * m + j] = 0;
-                    keep[l * m + k] = 0;
-                    keep[i * m + k] = 1;
-                    keep[l * m + j] = 1;
-                    if bits {
-                        let flip = (1u64 << j) | (1u64 << k);
-                        rows[i] ^= flip;
-                        rows[l] ^= flip;
-                    }
+                let (nj, nk) = kept.candidates(keep, (i, l), &mut js, &mut ks);
+                let pair = Pair { scores, m, i, l };
+                if let Some((j, k)) = pair.best_swap(&js[..nj], &ks[..nk], slack) {
+                    kept.swap(keep, (i, l), (j, k));
                     improved = true;
                 }
             }
@@ -729,6 +658,126 @@ pub fn local_search(scores: &[f32], pattern: Pattern, steps: usize, keep: &mut [
         if !improved {
             break;
         }
+    }
+}
+
+/// Each row's kept columns as bits for M ≤ 64 (else the mask is read directly).
+struct KeptRows {
+    rows: [u64; 64],
+    bits: bool,
+    m: usize,
+}
+
+impl KeptRows {
+    #[inline(always)]
+    fn new(keep: &[u8], m: usize) -> Self {
+        let mut rows = [0u64; 64];
+        let bits = m <= 64;
+        if bits {
+            for (i, r) in rows.iter_mut().enumerate().take(m) {
+                *r = keep[i * m..(i + 1) * m]
+                    .iter()
+                    .enumerate()
+                    .fold(0, |acc, (c, &k)| acc | (u64::from(k) << c));
+            }
+        }
+        KeptRows { rows, bits, m }
+    }
+
+    /// The columns kept in row i only (into `js`) and in row l only (into `ks`): their counts.
+    #[inline(always)]
+    fn candidates(
+        &self,
+        keep: &[u8],
+        (i, l): (usize, usize),
+        js: &mut [u8],
+        ks: &mut [u8],
+    ) -> (usize, usize) {
+        let (mut nj, mut nk) = (0, 0);
+        if self.bits {
+            let (mut jm, mut km) = (self.rows[i] & !self.rows[l], self.rows[l] & !self.rows[i]);
+            while jm != 0 {
+                js[nj] = jm.trailing_zeros() as u8;
+                nj += 1;
+                jm &= jm - 1;
+            }
+            while km != 0 {
+                ks[nk] = km.trailing_zeros() as u8;
+                nk += 1;
+                km &= km - 1;
+            }
+        } else {
+            let m = self.m;
+            let (ri, rl) = (&keep[i * m..(i + 1) * m], &keep[l * m..(l + 1) * m]);
+            for c in 0..m {
+                js[nj] = c as u8;
+                nj += (ri[c] == 1 && rl[c] == 0) as usize;
+                ks[nk] = c as u8;
+                nk += (rl[c] == 1 && ri[c] == 0) as usize;
+            }
+        }
+        (nj, nk)
+    }
+
+    /// Swap (i, j), (l, k) kept for (i, k), (l, j).
+    #[inline(always)]
+    fn swap(&mut self, keep: &mut [u8], (i, l): (usize, usize), (j, k): (usize, usize)) {
+        let m = self.m;
+        keep[i * m + j] = 0;
+        keep[l * m + k] = 0;
+        keep[i * m + k] = 1;
+        keep[l * m + j] = 1;
+        if self.bits {
+            let flip = (1u64 << j) | (1u64 << k);
+            self.rows[i] ^= flip;
+            self.rows[l] ^= flip;
+        }
+    }
+}
+
+/// Rows i < l of one block's scores.
+struct Pair<'a> {
+    scores: &'a [f32],
+    m: usize,
+    i: usize,
+    l: usize,
+}
+
+impl Pair<'_> {
+    /// The swap of largest positive gain over the candidates (j from `js`, k from `ks`), first
+    /// in scan order among equals; none when the separated bound shows no gain.
+    #[inline(always)]
+    fn best_swap(&self, js: &[u8], ks: &[u8], slack: f32) -> Option<(usize, usize)> {
+        if js.is_empty() || ks.is_empty() {
+            return None;
+        }
+        let (a, m, i, l) = (self.scores, self.m, self.i, self.l);
+        let (mut best_u, mut best_v) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+        for &j in js {
+            let j = j as usize;
+            best_u = best_u.max(a[l * m + j] - a[i * m + j]);
+        }
+        for &k in ks {
+            let k = k as usize;
+            best_v = best_v.max(a[i * m + k] - a[l * m + k]);
+        }
+        if best_u + best_v <= -slack {
+            return None;
+        }
+        let mut best = 0f32;
+        let mut swap = None;
+        for &j in js {
+            let j = j as usize;
+            for &k in ks {
+                let k = k as usize;
+                let gain = a[i * m + k] + a[l * m + j] - a[i * m + j] - a[l * m + k];
+                if gain > best {
+                    best = gain;
+                    swap = Some((j, k));
+                }
+            }
+        }
+        swap
     }
 }
 
