@@ -87,91 +87,131 @@ fn pos(x: f64) -> f64 {
 }
 
 /// The same algorithm as [`general`] for a fixed M ≤ 64 and 0 < N < M, written without data-dependent
-/// branches in the inner loops so that they vectorise: `down[j][i]` is the cost of the edge
-/// column j → row i (`A_ij` if kept, else +∞), `up[i][k]` of row i → column k (`−A_ik` if
-/// pruned, else +∞).
+/// branches in the inner loops so that they vectorise: a warm start ([`Residual::start`]), then one
+/// shortest path ([`Residual::shortest_path`]) and its augmentation ([`Residual::augment`]) per
+/// unit of column excess.
 #[inline(always)]
 fn fixed<const M: usize, L: Lanes>(lanes: L, a: &[f32], n: usize, keep: &mut [u8]) {
     let (a, keep) = (&a[..M * M], &mut keep[..M * M]);
-    const INF: f64 = f64::INFINITY;
-    let mut down = [[INF; M]; M];
-    let mut up = [[INF; M]; M];
-    let mut pot_row = [0f64; M];
-    let mut pot_col = [0f64; M];
-    let mut col_count = [0usize; M];
-    // Warm start from column prices v (column potentials −v): row i keeps the entries of rank
-    // < N in `A_i − v` (rank: larger first, ties by lower column), and its potential is the
-    // value of rank N − 1, so every residual edge has a non-negative reduced cost whatever v is.
-    // With v = 0 that is each row's N largest scores; better prices leave the columns less
-    // excess for the shortest paths to move (see [`column_prices`]).
-    let mut v = [0f32; M];
-    if price_rounds(M) > 0 {
-        column_prices::<M, L>(lanes, a, n, &mut v);
+    let mut r = Residual::<M>::start(lanes, a, n, keep);
+    while let Some(path) = r.shortest_path(lanes, n) {
+        r.augment(a, keep, &path);
     }
-    // Competitors' columns for the v = 0 ranks (M ≤ 4 only: no price rounds; at that size the
-    // plain index compare costs less than [`ranks_i32`]'s opaque array, measured 12% on 2:4).
-    let mut column = [0i32; M];
-    for (j, c) in column.iter_mut().enumerate() {
-        *c = j as i32;
-    }
-    for i in 0..M {
-        let row: &[f32; M] = a[i * M..(i + 1) * M].try_into().expect("row");
-        // Row i's values `A_ij − v_j` as ranked (f64), and their ranks.
-        let mut b = [0f64; M];
-        let mut rank = [0i32; M];
+}
+
+/// The residual graph of one block: `down[j][i]` is the cost of the edge column j → row i
+/// (`A_ij` if kept, else +∞), `up[i][k]` of row i → column k (`−A_ik` if pruned, else +∞); the
+/// node potentials and each column's kept count.
+struct Residual<const M: usize> {
+    down: [[f64; M]; M],
+    up: [[f64; M]; M],
+    pot_row: [f64; M],
+    pot_col: [f64; M],
+    col_count: [usize; M],
+}
+
+/// A shortest path from a column with excess to one with room: the target, and each node's
+/// predecessor (`u64::MAX` at the sources).
+struct Path<const M: usize> {
+    target: usize,
+    via_col: [u64; M],
+    via_row: [u64; M],
+}
+
+impl<const M: usize> Residual<M> {
+    /// Warm start from column prices v (column potentials −v): row i keeps the entries of rank
+    /// < N in `A_i − v` (rank: larger first, ties by lower column), and its potential is the
+    /// value of rank N − 1, so every residual edge has a non-negative reduced cost whatever v is.
+    /// With v = 0 that is each row's N largest scores; better prices leave the columns less
+    /// excess for the shortest paths to move (see [`column_prices`]).
+    #[inline(always)]
+    fn start<L: Lanes>(lanes: L, a: &[f32], n: usize, keep: &mut [u8]) -> Self {
+        const INF: f64 = f64::INFINITY;
+        let mut r = Residual {
+            down: [[INF; M]; M],
+            up: [[INF; M]; M],
+            pot_row: [0f64; M],
+            pot_col: [0f64; M],
+            col_count: [0usize; M],
+        };
+        let mut v = [0f32; M];
         if price_rounds(M) > 0 {
-            // A_ij − v_j in f64: exact (two f32s), so ranks and potentials agree to the bit;
-            // ranked by their order keys over i64 lanes.
-            let mut key = [0i64; M];
-            for ((b, k), (&s, &p)) in b.iter_mut().zip(&mut key).zip(row.iter().zip(&v)) {
-                *b = s as f64 - p as f64;
-                let bits = b.to_bits() as i64;
-                *k = bits ^ ((bits >> 63) & i64::MAX);
-            }
-            rank = ranks_i64(&key);
-        } else {
-            // v = 0: the scores' bit patterns order them, over i32 lanes, all M at once per
-            // competitor.
-            let mut bits = [0i32; M];
-            for ((bits, b), &s) in bits.iter_mut().zip(b.iter_mut()).zip(row) {
-                *bits = super::score_bits(s);
-                *b = s as f64;
-            }
-            for k in 0..M {
-                let (bk, k) = (bits[k], k as i32);
-                for j in 0..M {
-                    rank[j] += ((bk > bits[j]) | ((bk == bits[j]) & (k < column[j]))) as i32;
+            column_prices::<M, L>(lanes, a, n, &mut v);
+        }
+        // Competitors' columns for the v = 0 ranks (M ≤ 4 only: no price rounds; at that size the
+        // plain index compare costs less than [`ranks_i32`]'s opaque array, measured 12% on 2:4).
+        let mut column = [0i32; M];
+        for (j, c) in column.iter_mut().enumerate() {
+            *c = j as i32;
+        }
+        for i in 0..M {
+            let row: &[f32; M] = a[i * M..(i + 1) * M].try_into().expect("row");
+            // Row i's values `A_ij − v_j` as ranked (f64), and their ranks.
+            let mut b = [0f64; M];
+            let mut rank = [0i32; M];
+            if price_rounds(M) > 0 {
+                // A_ij − v_j in f64: exact (two f32s), so ranks and potentials agree to the bit;
+                // ranked by their order keys over i64 lanes.
+                let mut key = [0i64; M];
+                for ((b, k), (&s, &p)) in b.iter_mut().zip(&mut key).zip(row.iter().zip(&v)) {
+                    *b = s as f64 - p as f64;
+                    let bits = b.to_bits() as i64;
+                    *k = bits ^ ((bits >> 63) & i64::MAX);
+                }
+                rank = ranks_i64(&key);
+            } else {
+                // v = 0: the scores' bit patterns order them, over i32 lanes, all M at once per
+                // competitor.
+                let mut bits = [0i32; M];
+                for ((bits, b), &s) in bits.iter_mut().zip(b.iter_mut()).zip(row) {
+                    *bits = super::score_bits(s);
+                    *b = s as f64;
+                }
+                for k in 0..M {
+                    let (bk, k) = (bits[k], k as i32);
+                    for j in 0..M {
+                        rank[j] += ((bk > bits[j]) | ((bk == bits[j]) & (k < column[j]))) as i32;
+                    }
                 }
             }
+            for j in 0..M {
+                let (s, kept) = (row[j] as f64, rank[j] < n as i32);
+                keep[i * M + j] = kept as u8;
+                r.col_count[j] += kept as usize;
+                r.down[j][i] = if kept { s } else { INF };
+                r.up[i][j] = if kept { INF } else { -s };
+            }
+            r.pot_row[i] = b[lanes.first_i32(&rank, n as i32 - 1)];
         }
-        for j in 0..M {
-            let (s, kept) = (row[j] as f64, rank[j] < n as i32);
-            keep[i * M + j] = kept as u8;
-            col_count[j] += kept as usize;
-            down[j][i] = if kept { s } else { INF };
-            up[i][j] = if kept { INF } else { -s };
+        for (p, &v) in r.pot_col.iter_mut().zip(&v) {
+            *p = -(v as f64);
         }
-        pot_row[i] = b[lanes.first_i32(&rank, n as i32 - 1)];
+        r
     }
-    for (p, &v) in pot_col.iter_mut().zip(&v) {
-        *p = -(v as f64);
-    }
-    let mut dcol = [INF; M];
-    // `open_*[v]` is the distance until v is finished, then +∞: the next node is its argmin.
-    let mut open_col = [INF; M];
-    let mut via_col = [0u64; M]; // the row a column was reached from
-    let mut via_row = [0u64; M]; // the column a row was reached from
-    loop {
+
+    /// Dijkstra from every column with more than N kept to the nearest column with fewer, over
+    /// reduced costs (non-negative by the potentials), on the dense graph without a heap; the
+    /// potentials are updated by the distances. None when no column has excess (the mask is
+    /// optimal) or, unreachable for non-negative finite scores, when no column has room.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // three arrays indexed alike: the form that vectorises
+    fn shortest_path<L: Lanes>(&mut self, lanes: L, n: usize) -> Option<Path<M>> {
+        const INF: f64 = f64::INFINITY;
+        let mut dcol = [INF; M];
+        // `open_*[v]` is the distance until v is finished, then +∞: the next node is its argmin.
+        let mut open_col = [INF; M];
+        let mut via_col = [0u64; M]; // the row a column was reached from
+        let mut via_row = [0u64; M]; // the column a row was reached from
         let mut excess = false;
         for j in 0..M {
-            let e = col_count[j] > n;
+            let e = self.col_count[j] > n;
             excess |= e;
             dcol[j] = if e { 0.0 } else { INF };
             open_col[j] = dcol[j];
             via_col[j] = u64::MAX; // sources keep this mark
         }
         if !excess {
-            break;
+            return None;
         }
         let mut drow = [INF; M];
         let mut open_row = [INF; M];
@@ -179,57 +219,67 @@ fn fixed<const M: usize, L: Lanes>(lanes: L, a: &[f32], n: usize, keep: &mut [u8
             let (kc, kr) = (lanes.min_f64(&open_col), lanes.min_f64(&open_row));
             if kc.min(kr) == INF {
                 // Unreachable for non-negative finite scores: an N-regular completion exists.
-                break None;
+                return None;
             }
             if kc <= kr {
                 let j = lanes.first_f64(&open_col, kc);
                 lanes.set_f64(&mut open_col, j, INF);
-                if col_count[j] < n {
-                    break Some(j);
+                if self.col_count[j] < n {
+                    break j;
                 }
                 // Column j → row i over a kept entry (drop it).
-                let (du, pj) = (dcol[j], pot_col[j]);
+                let (du, pj) = (dcol[j], self.pot_col[j]);
                 let mut cand = [0f64; M];
                 for i in 0..M {
-                    cand[i] = du + pos(down[j][i] + pj - pot_row[i]);
+                    cand[i] = du + pos(self.down[j][i] + pj - self.pot_row[i]);
                 }
                 lanes.relax(&cand, &mut drow, &mut open_row, &mut via_row, j as u64);
             } else {
                 let i = lanes.first_f64(&open_row, kr);
                 lanes.set_f64(&mut open_row, i, INF);
                 // Row i → column k over a pruned entry (keep it).
-                let (du, pi) = (drow[i], pot_row[i]);
+                let (du, pi) = (drow[i], self.pot_row[i]);
                 let mut cand = [0f64; M];
                 for k in 0..M {
-                    cand[k] = du + pos(up[i][k] + pi - pot_col[k]);
+                    cand[k] = du + pos(self.up[i][k] + pi - self.pot_col[k]);
                 }
                 lanes.relax(&cand, &mut dcol, &mut open_col, &mut via_col, i as u64);
             }
         };
-        let Some(target) = target else { break };
         let d_t = dcol[target];
         for v in 0..M {
-            pot_col[v] += dcol[v].min(d_t);
-            pot_row[v] += drow[v].min(d_t);
+            self.pot_col[v] += dcol[v].min(d_t);
+            self.pot_row[v] += drow[v].min(d_t);
         }
-        // Walk back from the target: keep (row, column), drop (row, previous column), …
-        let mut k = target;
+        Some(Path {
+            target,
+            via_col,
+            via_row,
+        })
+    }
+
+    /// Flip the path's entries walking back from its target: keep (row, column), drop (row,
+    /// previous column), …; one unit moves from the source column to the target.
+    #[inline(always)]
+    fn augment(&mut self, a: &[f32], keep: &mut [u8], path: &Path<M>) {
+        const INF: f64 = f64::INFINITY;
+        let mut k = path.target;
         loop {
-            let i = via_col[k] as usize;
+            let i = path.via_col[k] as usize;
             keep[i * M + k] = 1;
-            down[k][i] = a[i * M + k] as f64;
-            up[i][k] = INF;
-            let j = via_row[i] as usize;
+            self.down[k][i] = a[i * M + k] as f64;
+            self.up[i][k] = INF;
+            let j = path.via_row[i] as usize;
             keep[i * M + j] = 0;
-            up[i][j] = -(a[i * M + j] as f64);
-            down[j][i] = INF;
+            self.up[i][j] = -(a[i * M + j] as f64);
+            self.down[j][i] = INF;
             k = j;
-            if via_col[k] == u64::MAX {
+            if path.via_col[k] == u64::MAX {
                 break;
             }
         }
-        col_count[k] -= 1;
-        col_count[target] += 1;
+        self.col_count[k] -= 1;
+        self.col_count[path.target] += 1;
     }
 }
 
