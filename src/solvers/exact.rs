@@ -384,12 +384,13 @@ ranks_fn!(
     }
 );
 
-/// The general loop for any M ≤ [`super::MAX_M`] and 0 < N < M.
+/// The general loop for any M ≤ [`super::MAX_M`] and 0 < N < M: each row keeps its N largest
+/// scores (row potentials their N-th, column potentials 0), then one shortest path
+/// ([`general_path`]) and its flips ([`general_augment`]) per unit of column excess.
 fn general(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
     let (m, n) = (pattern.m, pattern.n);
     keep.iter_mut().for_each(|k| *k = 0);
     let a = scores;
-    // Potentials: rows hold their N-th largest score, columns 0.
     const CAP: usize = super::MAX_M;
     let mut pot_row = [0f64; CAP];
     let mut pot_col = [0f64; CAP];
@@ -405,103 +406,129 @@ fn general(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
         }
         pot_row[i] = row[(keys[n - 1] & 0xffff_ffff) as usize] as f64;
     }
-    let (pot_row, pot_col, col_count) = (&mut pot_row[..m], &mut pot_col[..m], &mut col_count[..m]);
+    let mut g = General {
+        a,
+        m,
+        n,
+        pot_row: &mut pot_row[..m],
+        pot_col: &mut pot_col[..m],
+        col_count: &mut col_count[..m],
+    };
     // Dijkstra state over 2M nodes: columns 0..m, rows m..2m.
     let mut dist = [0f64; 2 * CAP];
     let mut prev = [usize::MAX; 2 * CAP];
+    let (dist, prev) = (&mut dist[..2 * m], &mut prev[..2 * m]);
+    while g.col_count.iter().any(|&c| c > n) {
+        let Some(target) = general_path(&mut g, keep, dist, prev) else {
+            // Unreachable for non-negative finite scores: an N-regular completion always exists.
+            break;
+        };
+        general_augment(&mut g, keep, prev, target);
+    }
+}
+
+/// [`general`]'s block: scores, sizes, potentials and column counts.
+struct General<'a> {
+    a: &'a [f32],
+    m: usize,
+    n: usize,
+    pot_row: &'a mut [f64],
+    pot_col: &'a mut [f64],
+    col_count: &'a mut [usize],
+}
+
+/// Dijkstra over reduced costs from the columns with excess to the nearest column with room
+/// (`dist`, `prev` over columns 0..m and rows m..2m), then the potentials moved by the
+/// distances; the target column, none if no column with room is reachable.
+fn general_path(
+    g: &mut General,
+    keep: &[u8],
+    dist: &mut [f64],
+    prev: &mut [usize],
+) -> Option<usize> {
+    let (a, m, n) = (g.a, g.m, g.n);
+    dist.iter_mut().for_each(|d| *d = f64::INFINITY);
+    prev.iter_mut().for_each(|p| *p = usize::MAX);
+    for (d, &c) in dist.iter_mut().zip(g.col_count.iter()) {
+        if c > n {
+            *d = 0.0;
+        }
+    }
     // `open[v]` is dist[v] until v is finished, then +∞: the next node is the argmin of `open`.
     // A finished node needs no flag in the relaxations: with reduced costs ≥ 0 its distance is
     // never improved.
-    let mut open = [0f64; 2 * CAP];
-    let (dist, prev, open) = (&mut dist[..2 * m], &mut prev[..2 * m], &mut open[..2 * m]);
-    loop {
-        if col_count.iter().all(|&c| c <= n) {
-            break;
-        }
-        dist.iter_mut().for_each(|d| *d = f64::INFINITY);
-        prev.iter_mut().for_each(|p| *p = usize::MAX);
-        for j in 0..m {
-            if col_count[j] > n {
-                dist[j] = 0.0;
+    let mut open = [0f64; 2 * super::MAX_M];
+    let open = &mut open[..2 * m];
+    open.copy_from_slice(dist);
+    let target = loop {
+        // Pick the closest unfinished node.
+        let (mut u, mut best) = (usize::MAX, f64::INFINITY);
+        for (v, &d) in open.iter().enumerate() {
+            if d < best {
+                best = d;
+                u = v;
             }
         }
-        open.copy_from_slice(dist);
-        let mut target = usize::MAX;
-        loop {
-            // Pick the closest unfinished node.
-            let mut u = usize::MAX;
-            let mut best = f64::INFINITY;
-            for (v, &d) in open.iter().enumerate() {
-                if d < best {
-                    best = d;
-                    u = v;
+        if u == usize::MAX {
+            return None;
+        }
+        open[u] = f64::INFINITY;
+        if u < m {
+            let j = u;
+            if g.col_count[j] < n {
+                break j;
+            }
+            // Column j → row i over a kept entry (drop it): cost +A_ij.
+            for i in (0..m).filter(|&i| keep[i * m + j] == 1) {
+                let rc = (a[i * m + j] as f64 + g.pot_col[j] - g.pot_row[i]).max(0.0);
+                if dist[u] + rc < dist[m + i] {
+                    dist[m + i] = dist[u] + rc;
+                    open[m + i] = dist[m + i];
+                    prev[m + i] = u;
                 }
             }
-            if u == usize::MAX {
-                break;
-            }
-            open[u] = f64::INFINITY;
-            if u < m {
-                let j = u;
-                if col_count[j] < n {
-                    target = j;
-                    break;
-                }
-                // Column j → row i over a kept entry (drop it): cost +A_ij.
-                for i in 0..m {
-                    if keep[i * m + j] == 1 {
-                        let rc = (a[i * m + j] as f64 + pot_col[j] - pot_row[i]).max(0.0);
-                        if dist[u] + rc < dist[m + i] {
-                            dist[m + i] = dist[u] + rc;
-                            open[m + i] = dist[m + i];
-                            prev[m + i] = u;
-                        }
-                    }
-                }
-            } else {
-                let i = u - m;
-                // Row i → column k over a pruned entry (keep it): cost −A_ik.
-                for k in 0..m {
-                    if keep[i * m + k] == 0 {
-                        let rc = (-(a[i * m + k] as f64) + pot_row[i] - pot_col[k]).max(0.0);
-                        if dist[u] + rc < dist[k] {
-                            dist[k] = dist[u] + rc;
-                            open[k] = dist[k];
-                            prev[k] = u;
-                        }
-                    }
+        } else {
+            let i = u - m;
+            // Row i → column k over a pruned entry (keep it): cost −A_ik.
+            for k in (0..m).filter(|&k| keep[i * m + k] == 0) {
+                let rc = (-(a[i * m + k] as f64) + g.pot_row[i] - g.pot_col[k]).max(0.0);
+                if dist[u] + rc < dist[k] {
+                    dist[k] = dist[u] + rc;
+                    open[k] = dist[k];
+                    prev[k] = u;
                 }
             }
         }
-        if target == usize::MAX {
-            // Unreachable for non-negative finite scores: an N-regular completion always exists.
-            break;
+    };
+    let d_t = dist[target];
+    for (v, &dv) in dist.iter().enumerate() {
+        let d = dv.min(d_t);
+        if v < m {
+            g.pot_col[v] += d;
+        } else {
+            g.pot_row[v - m] += d;
         }
-        let d_t = dist[target];
-        for v in 0..2 * m {
-            let d = dist[v].min(d_t);
-            if v < m {
-                pot_col[v] += d;
-            } else {
-                pot_row[v - m] += d;
-            }
-        }
-        // Walk the path back, flipping entries.
-        let mut v = target;
-        while prev[v] != usize::MAX {
-            let u = prev[v];
-            if v < m {
-                // u is a row, v a column: keep (row, v).
-                keep[(u - m) * m + v] = 1;
-            } else {
-                // u is a column, v a row: drop (v, u).
-                keep[(v - m) * m + u] = 0;
-            }
-            v = u;
-        }
-        col_count[v] -= 1;
-        col_count[target] += 1;
     }
+    Some(target)
+}
+
+/// Walk the path back from `target`, flipping entries; one unit moves from its source column.
+fn general_augment(g: &mut General, keep: &mut [u8], prev: &[usize], target: usize) {
+    let m = g.m;
+    let mut v = target;
+    while prev[v] != usize::MAX {
+        let u = prev[v];
+        if v < m {
+            // u is a row, v a column: keep (row, v).
+            keep[(u - m) * m + v] = 1;
+        } else {
+            // u is a column, v a row: drop (v, u).
+            keep[(v - m) * m + u] = 0;
+        }
+        v = u;
+    }
+    g.col_count[v] -= 1;
+    g.col_count[target] += 1;
 }
 
 #[cfg(test)]
