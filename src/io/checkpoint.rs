@@ -398,14 +398,14 @@ impl Checkpoint {
                 }
                 // One monomorphised decode per map, so the map inlines into the loop.
                 let out = match map {
-                    ValueMap::Identity => convert(bytes, e.dtype, |v| v, tiling),
-                    ValueMap::Abs => convert(bytes, e.dtype, f32::abs, tiling),
-                    ValueMap::Square => convert(bytes, e.dtype, |v| v * v, tiling),
+                    ValueMap::Identity => decode_mapped(bytes, e.dtype, |v| v, tiling),
+                    ValueMap::Abs => decode_mapped(bytes, e.dtype, f32::abs, tiling),
+                    ValueMap::Square => decode_mapped(bytes, e.dtype, |v| v * v, tiling),
                 };
                 if let Some((start, len)) = out.1 {
                     // Decode the offending chunk again, in file order, for the index and value.
                     let size = e.dtype.size();
-                    let first = convert(
+                    let first = decode_mapped(
                         &bytes[start * size..(start + len) * size],
                         e.dtype,
                         |v| v,
@@ -447,12 +447,12 @@ impl ValueMap {
 }
 
 /// Values per parallel chunk when decoding.
-const CONVERT_CHUNK: usize = 1 << 16;
+const DECODE_CHUNK: usize = 1 << 16;
 
 /// Decode little-endian `dtype` bytes to f32 with `map` applied, in parallel chunks (strips of
 /// M rows reordered into blocks with `tiling`); also the first chunk (start, length in elements)
 /// holding a non-finite value before `map`, if any.
-fn convert<F: Fn(f32) -> f32 + Sync>(
+fn decode_mapped<F: Fn(f32) -> f32 + Sync>(
     bytes: &[u8],
     dtype: Dtype,
     map: F,
@@ -465,7 +465,7 @@ fn convert<F: Fn(f32) -> f32 + Sync>(
     let chunk = tiling
         .map(|t| t.m * t.cols)
         .filter(|c| *c > 0)
-        .unwrap_or(CONVERT_CHUNK);
+        .unwrap_or(DECODE_CHUNK);
     let first_bad = std::sync::atomic::AtomicUsize::new(usize::MAX);
     out.par_chunks_mut(chunk)
         .zip(bytes.par_chunks(chunk * size))
@@ -719,7 +719,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
         let path = dir.path().join("w.safetensors");
         // Three conversion chunks; negative values so that `abs` shows.
-        let n = 2 * CONVERT_CHUNK + 10;
+        let n = 2 * DECODE_CHUNK + 10;
         let mut data: Vec<f32> = (0..n).map(|i| -(i as f32) / n as f32).collect();
         let t = |data: Vec<f32>| super::super::NamedTensor {
             name: "w".into(),
@@ -731,9 +731,9 @@ mod tests {
         let got = c.read_f32_map(&c.entries()[0], ValueMap::Abs)?;
         assert!(got.iter().zip(&data).all(|(g, d)| *g == d.abs()));
         // A NaN in the second chunk and an infinity in the third: the NaN's index is named.
-        let at = CONVERT_CHUNK + 7;
+        let at = DECODE_CHUNK + 7;
         data[at] = f32::NAN;
-        data[2 * CONVERT_CHUNK + 1] = f32::INFINITY;
+        data[2 * DECODE_CHUNK + 1] = f32::INFINITY;
         let bad = dir.path().join("bad.safetensors");
         super::super::st::write_f32(&bad, &[t(data)])?;
         let c = Checkpoint::open(&bad)?;

@@ -4,7 +4,7 @@
 //! binary for all of them; only `tests/memory.rs` has its own, because it installs a counting
 //! global allocator and must be alone in its process while it measures.
 
-pub use masklab::experiment::cells::Row;
+pub use masklab::results::row::Row;
 pub use masklab::results::table;
 pub use polars::prelude::*;
 pub use serde_json::Value;
