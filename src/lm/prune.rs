@@ -406,6 +406,9 @@ pub fn prune_layers(
         drop(d);
         eval_seconds += carry(outer, &pruned, &mut eval_pruned)?;
         sink(l, pruned)?;
+        // The layer's temporaries go back to the OS rather than stay in the heap's free lists
+        // (kept for reuse by `keep_freed_memory`): the resident size stays the live streams.
+        crate::memory::release_freed_memory();
     }
     let ppl = |streams: &[Tensor]| -> Result<Option<Perplexity>> {
         if eval.is_none() {
