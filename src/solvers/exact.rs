@@ -514,19 +514,7 @@ fn general_path(
 
 /// Walk the path back from `target`, flipping entries; one unit moves from its source column.
 fn general_augment(g: &mut General, keep: &mut [u8], prev: &[usize], target: usize) {
-    let m = g.m;
-    let mut v = target;
-    while prev[v] != usize::MAX {
-        let u = prev[v];
-        if v < m {
-            // u is a row, v a column: keep (row, v).
-            keep[(u - m) * m + v] = 1;
-        } else {
-            // u is a column, v a row: drop (v, u).
-            keep[(v - m) * m + u] = 0;
-        }
-        v = u;
-    }
+    let v = super::flip_path(keep, g.m, prev, target, |v| prev[v] == usize::MAX);
     g.col_count[v] -= 1;
     g.col_count[target] += 1;
 }

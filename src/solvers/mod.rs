@@ -412,6 +412,32 @@ where
 /// [`per_chunk`] users, consecutive blocks).
 pub type BlockFn = fn(&[f32], Pattern, &mut [u8]);
 
+/// Flip the entries along an alternating path of a search over columns `0..m` and rows `m..2m`
+/// of one M×M block (`prev[v]`: the node v was reached from), walking back from `target` until
+/// a node with `root(v)`: a row → column step keeps the entry, a column → row step drops it.
+/// Returns the root.
+pub(crate) fn flip_path(
+    keep: &mut [u8],
+    m: usize,
+    prev: &[usize],
+    target: usize,
+    root: impl Fn(usize) -> bool,
+) -> usize {
+    let mut v = target;
+    while !root(v) {
+        let u = prev[v];
+        if v < m {
+            // u is a row, v a column: keep (row, v).
+            keep[(u - m) * m + v] = 1;
+        } else {
+            // u is a column, v a row: drop (v, u).
+            keep[(v - m) * m + u] = 0;
+        }
+        v = u;
+    }
+    v
+}
+
 /// Order key of a score: its bit pattern, which orders non-negative finite floats numerically;
 /// negative values and −0.0 count as 0 (the solvers' inputs are checked non-negative).
 #[inline(always)]

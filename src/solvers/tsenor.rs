@@ -615,16 +615,7 @@ pub fn complete(scores: &[f32], pattern: Pattern, keep: &mut [u8]) {
         if target == usize::MAX {
             return; // cannot happen for N ≤ M; leave the block under-filled rather than loop
         }
-        let mut v = target;
-        while prev[v] != v {
-            let u = prev[v];
-            if v < m {
-                keep[(u - m) * m + v] = 1;
-            } else {
-                keep[(v - m) * m + u] = 0;
-            }
-            v = u;
-        }
+        super::flip_path(keep, m, &prev, target, |v| prev[v] == v);
     }
 }
 
