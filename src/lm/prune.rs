@@ -173,11 +173,7 @@ impl Stats {
             .sqr()
             .and_then(|s| s.sum(0))
             .map_err(Error::tensor("norms"))?;
-        self.sq = Some(match self.sq.take() {
-            None => sq,
-            Some(a) => a.add(&sq).map_err(Error::tensor("statistics"))?,
-        });
-        Ok(())
+        add_into(&mut self.sq, sq)
     }
 
     /// Assemble the Gram matrix once every input is added.
@@ -197,6 +193,15 @@ impl Stats {
         }
         self.sq.as_ref().map(to_vec2).transpose()
     }
+}
+
+/// `slot += v` (`v` when the slot is empty): the running sums of the statistics.
+fn add_into(slot: &mut Option<Tensor>, v: Tensor) -> Result<()> {
+    *slot = Some(match slot.take() {
+        None => v,
+        Some(a) => a.add(&v).map_err(Error::tensor("statistics"))?,
+    });
+    Ok(())
 }
 
 /// `Σ XᵀX` over batches `X: [tokens, n]`, multiplied by blocks of columns on and above the
@@ -238,11 +243,7 @@ impl Gram {
             let xt = cols[i].t().map_err(Error::tensor("gram matrix"))?;
             for (j, cj) in cols.iter().enumerate().skip(i) {
                 let p = xt.matmul(cj).map_err(Error::tensor("gram matrix"))?;
-                let slot = &mut self.blocks[i * nb + j];
-                *slot = Some(match slot.take() {
-                    None => p,
-                    Some(a) => a.add(&p).map_err(Error::tensor("gram matrix"))?,
-                });
+                add_into(&mut self.blocks[i * nb + j], p)?;
             }
         }
         Ok(())
