@@ -38,7 +38,7 @@ reproduce TABLE PROFILE="default": build
 
 # Every table's nightly profile (~20 min on 2 cores: 8192² solves, trained weights, Fashion-MNIST
 # training with three seeds), regressed against results/baselines/<table>.nightly.parquet (times
-# as ratios to the run's calibration) and appended to results/history/<table>.parquet; then each
+# as ratios to the run's yardstick) and appended to results/history/<table>.parquet; then each
 # table's trend (`masklab history TABLE`). Exit 1 if any table regressed.
 nightly: build
     #!/usr/bin/env bash

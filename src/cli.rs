@@ -195,7 +195,7 @@ pub enum Command {
     },
     /// A table's nightly history: each metric's trend over the runs added to it, drifts flagged.
     #[command(
-        after_help = "Examples:\n  masklab history table2 --append results/runs/table2/nightly-20261201-020000\n  masklab history table2\n\nA series drifts when its last 3 steps go the same way, each within the spec's tolerance,\nwhile the three together are not. Times count as ratios to each run's calibration."
+        after_help = "Examples:\n  masklab history table2 --append results/runs/table2/nightly-20261201-020000\n  masklab history table2\n\nA series drifts when its last 3 steps go the same way, each within the spec's tolerance,\nwhile the three together are not. Times count as ratios to each run's yardstick (the reference workload timed at its start)."
     )]
     History(HistoryArgs),
     /// Compare a complete run with results/baselines/<table>.parquet; exit 1 on regression.

@@ -2,7 +2,6 @@
 //! resume, shards) → rows, through the cell kinds of [`cells`], in a run directory
 //! ([`run_dir`]) whose tables, figures and later operations are [`post_run`]'s.
 
-pub mod calibration;
 pub mod cell;
 pub mod cells;
 pub mod plan;
@@ -11,3 +10,4 @@ pub mod run_dir;
 pub mod runner;
 pub mod sources;
 pub mod spec;
+pub mod yardstick;

@@ -200,7 +200,7 @@ fn check_columns(spec: &Spec, kind: &dyn CellKind) -> Result<()> {
     let mut known: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
     known.extend([
         "seeds".to_string(),
-        crate::results::regress::CALIBRATION.to_string(),
+        crate::results::regress::YARDSTICK.to_string(),
     ]);
     for m in &metrics {
         known.push(m.clone());

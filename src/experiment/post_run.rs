@@ -58,7 +58,7 @@ struct Summarised {
     doc: SummaryDoc,
 }
 
-/// The cells, summary (means, CIs, tests; the run's calibration beside its times) and
+/// The cells, summary (means, CIs, tests; the run's yardstick beside its times) and
 /// correlations of the run in `dir` from its log (`None`: no row yet); deterministic, so
 /// recomputing them for a finished run gives what [`write_tables`] wrote.
 fn summarised(dir: &Path, spec: &Spec) -> Result<Option<Summarised>> {
@@ -80,9 +80,9 @@ fn summarised(dir: &Path, spec: &Spec) -> Result<Option<Summarised>> {
     let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
     let mut summary = summary::summarise(&cells, &axes)?;
     let mut summary_rows = table::rows_from_frame(&summary);
-    if let Some(c) = Manifest::read(dir).ok().and_then(|m| m.calibration_seconds) {
+    if let Some(c) = Manifest::read(dir).ok().and_then(|m| m.yardstick_seconds) {
         for row in &mut summary_rows {
-            row.insert(crate::results::regress::CALIBRATION.into(), Value::from(c));
+            row.insert(crate::results::regress::YARDSTICK.into(), Value::from(c));
         }
         summary = table::frame_from_rows(&summary_rows)?;
     }

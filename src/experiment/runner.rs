@@ -168,8 +168,8 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
         .tolerance
         .keys()
         .any(|m| crate::results::is_measured_column(m));
-    if timed && manifest.calibration_seconds.is_none() {
-        manifest.calibration_seconds = Some(super::calibration::measure(&opts.device)?);
+    if timed && manifest.yardstick_seconds.is_none() {
+        manifest.yardstick_seconds = Some(super::yardstick::measure(&opts.device)?);
     }
     manifest.write(&dir)?;
     let result = run_cells(plan, opts, &todo, &dir);
@@ -431,6 +431,6 @@ fn new_manifest(
             .map(|m| m.started.clone())
             .unwrap_or_else(manifest::now),
         finished: None,
-        calibration_seconds: previous.and_then(|m| m.calibration_seconds),
+        yardstick_seconds: previous.and_then(|m| m.yardstick_seconds),
     }
 }

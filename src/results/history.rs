@@ -6,7 +6,7 @@
 //! little the same way night after night passes every comparison and still drifts. A series
 //! (one metric at one grid point) is flagged as drifting when its last [`DRIFT_STEPS`] steps all
 //! move the same way, each within the tolerance, while the move over those steps together is
-//! not. As in regression, measured times are taken as ratios to each run's calibration, and
+//! not. As in regression, measured times are taken as ratios to each run's yardstick, and
 //! measured figures without a tolerance (times, memory) are left out.
 
 use crate::error::{Error, Result};
@@ -100,7 +100,7 @@ pub fn append(run: &Path, path: &Path, axes: &[String]) -> Result<usize> {
 pub struct Trend {
     /// Profile and grid point, e.g. `nightly pattern=2:4 solver=greedy`.
     pub point: String,
-    /// The metric (`÷ calibration` for measured times).
+    /// The metric (`÷ yardstick` for measured times).
     pub metric: String,
     /// Values in history order.
     pub values: Vec<f64>,
@@ -124,21 +124,21 @@ pub fn trends(
             )
             .collect::<Vec<_>>()
             .join(" ");
-        let calibration = regress::calibration(row);
+        let yardstick = regress::yardstick(row);
         for (metric, value) in row {
             let skip = axes.contains(metric)
                 || META.contains(&metric.as_str())
                 || summary::BOOKKEEPING.contains(&metric.as_str())
                 || metric == "seeds"
-                || metric == regress::CALIBRATION
+                || regress::is_yardstick(metric)
                 || summary::is_derived(metric, row)
                 // Measured figures without a tolerance are noise, as in regression.
                 || (is_measured_column(metric) && !tolerance.contains_key(metric));
             let Some(v) = value.as_f64().filter(|v| !skip && v.is_finite()) else {
                 continue;
             };
-            let (name, v) = match (is_time_column(metric), calibration) {
-                (true, Some(c)) => (format!("{metric} ÷ calibration"), v / c),
+            let (name, v) = match (is_time_column(metric), yardstick) {
+                (true, Some(c)) => (format!("{metric} ÷ yardstick"), v / c),
                 _ => (metric.clone(), v),
             };
             series.entry((point.clone(), name)).or_default().push(v);
@@ -147,7 +147,7 @@ pub fn trends(
     series
         .into_iter()
         .map(|((point, metric), values)| {
-            let base = metric.trim_end_matches(" ÷ calibration");
+            let base = metric.trim_end_matches(" ÷ yardstick");
             let accepts = |o: f64, n: f64| match tolerance.get(base) {
                 Some(t) => t.accepts(o, n),
                 None => (n - o).abs() <= 1e-9 * o.abs().max(1.0),
@@ -219,13 +219,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A summary row; a negative `cal` puts the yardstick under its legacy name.
     fn row(profile: &str, p: &str, gap: f64, secs: f64, cal: f64) -> Row {
-        json!({"profile": profile, "pattern": p, "seeds": 1, "kept_gap": gap,
-               "kept_gap_std": 0.0, "seconds": secs, "calibration_seconds": cal, "run": "r",
-               "peak_rss_mb": 100.0 + secs})
+        let column = if cal < 0.0 {
+            regress::LEGACY_YARDSTICK
+        } else {
+            regress::YARDSTICK
+        };
+        let mut r = json!({"profile": profile, "pattern": p, "seeds": 1, "kept_gap": gap,
+               "kept_gap_std": 0.0, "seconds": secs, "run": "r", "peak_rss_mb": 100.0 + secs})
         .as_object()
         .unwrap()
-        .clone()
+        .clone();
+        r.insert(column.into(), json!(cal.abs()));
+        r
     }
 
     #[test]
@@ -242,14 +249,16 @@ mod tests {
     }
 
     #[test]
-    fn trends_follow_each_point_and_scale_times_by_calibration() {
+    fn trends_follow_each_point_and_scale_times_by_yardstick() {
         let mut tol = IndexMap::new();
         tol.insert("kept_gap".to_string(), Tolerance::Abs(0.005));
         tol.insert("seconds".to_string(), Tolerance::Ratio(1.5));
         let rows = vec![
-            row("nightly", "2:4", 0.100, 1.0, 0.10),
-            row("nightly", "4:8", 0.200, 2.0, 0.10),
-            row("nightly", "2:4", 0.104, 2.0, 0.20),
+            // A history that spans the rename: the first runs name the yardstick
+            // `calibration_seconds`.
+            row("nightly", "2:4", 0.100, 1.0, -0.10),
+            row("nightly", "4:8", 0.200, 2.0, -0.10),
+            row("nightly", "2:4", 0.104, 2.0, -0.20),
             row("nightly", "4:8", 0.200, 2.0, 0.10),
             row("nightly", "2:4", 0.108, 3.0, 0.30),
             row("nightly", "4:8", 0.200, 2.0, 0.10),
@@ -264,12 +273,12 @@ mod tests {
         };
         assert!(find("2:4", "kept_gap").drift);
         assert!(!find("4:8", "kept_gap").drift);
-        // Times grew 4× with the calibration: the ratio did not move.
-        assert_eq!(find("2:4", "seconds ÷ calibration").values, vec![10.0; 4]);
+        // Times grew 4× with the yardstick: the ratio did not move.
+        assert_eq!(find("2:4", "seconds ÷ yardstick").values, vec![10.0; 4]);
         assert_eq!(
             t.len(),
             4,
-            "no series for seeds, std or the calibration itself"
+            "no series for seeds, std or the yardstick itself"
         );
         let text = render("table2", 4, &t);
         assert!(text.contains("1 moved, 1 drifting"), "{text}");

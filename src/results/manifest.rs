@@ -43,10 +43,15 @@ pub struct Manifest {
     pub started: String,
     /// End time, once the run completed.
     pub finished: Option<String>,
-    /// Seconds of the reference workload ([`crate::experiment::calibration`]), measured when the
-    /// spec gives a measured time a tolerance; regression compares times as ratios to it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibration_seconds: Option<f64>,
+    /// Seconds of the reference workload ([`crate::experiment::yardstick`]), measured when the
+    /// spec gives a measured time a tolerance; regression compares times as ratios to it. Read
+    /// under its first name, `calibration_seconds`, from runs made before the rename.
+    #[serde(
+        default,
+        alias = "calibration_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub yardstick_seconds: Option<f64>,
 }
 
 impl Manifest {
@@ -95,4 +100,33 @@ pub fn host() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Manifest;
+
+    /// A manifest as a run writes it, with the yardstick under the field name `name`.
+    fn manifest_json(name: &str) -> String {
+        format!(
+            r#"{{"table": "table2", "title": "t", "profile": "smoke", "kind": "solver",
+               "spec_path": "s.toml", "spec": "", "spec_hash": "h", "git_commit": null,
+               "masklab_version": "0.1.0", "host": "h", "threads": 2, "jobs": 1,
+               "device": "cpu", "shard": null, "cells_planned": 1, "cells_done": 1,
+               "started": "2026-12-01T00:00:00Z", "finished": null, "{name}": 0.25}}"#
+        )
+    }
+
+    #[test]
+    fn the_yardstick_reads_under_its_first_name_and_writes_under_its_own() {
+        for name in ["yardstick_seconds", "calibration_seconds"] {
+            let m: Manifest = serde_json::from_str(&manifest_json(name)).unwrap();
+            assert_eq!(m.yardstick_seconds, Some(0.25), "{name}");
+            let text = serde_json::to_string(&m).unwrap();
+            assert!(
+                text.contains("\"yardstick_seconds\":0.25") && !text.contains("calibration"),
+                "{text}"
+            );
+        }
+    }
 }

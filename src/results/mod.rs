@@ -46,7 +46,7 @@ pub fn is_measured_column(name: &str) -> bool {
 }
 
 /// Whether a measured column is a duration (`seconds`, `*_seconds`, `step_ms`), which
-/// regression and the history take as a ratio to the run's calibration; rates and memory are not.
+/// regression and the history take as a ratio to the run's yardstick; rates and memory are not.
 pub fn is_time_column(name: &str) -> bool {
     let base = name.strip_suffix("_std").unwrap_or(name);
     base == "seconds" || base.ends_with("_seconds") || base == "step_ms"

@@ -37,13 +37,24 @@ impl Tolerance {
     }
 }
 
-/// The summary column with the run's calibration seconds (see
-/// [`crate::experiment::calibration`]).
-pub const CALIBRATION: &str = "calibration_seconds";
+/// The summary column with the run's yardstick seconds (see
+/// [`crate::experiment::yardstick`]).
+pub const YARDSTICK: &str = "yardstick_seconds";
 
-/// A summary row's calibration seconds, when it has a positive one.
-pub fn calibration(row: &Row) -> Option<f64> {
-    row.get(CALIBRATION)
+/// The same column under its first name, `calibration_seconds`, in summaries, baselines and
+/// histories written before it was renamed (read, never written).
+pub const LEGACY_YARDSTICK: &str = "calibration_seconds";
+
+/// Whether `column` holds the yardstick, under either name.
+pub fn is_yardstick(column: &str) -> bool {
+    column == YARDSTICK || column == LEGACY_YARDSTICK
+}
+
+/// A summary row's yardstick seconds, when it has a positive one (under either name).
+pub fn yardstick(row: &Row) -> Option<f64> {
+    [YARDSTICK, LEGACY_YARDSTICK]
+        .iter()
+        .find_map(|c| row.get(*c))
         .and_then(Value::as_f64)
         .filter(|c| *c > 0.0)
 }
@@ -165,7 +176,7 @@ fn show(v: &Value) -> String {
 /// One metric of one grid point against its baseline value (`old` in row `base`, `new_v` in
 /// `new`): `None` when equal, else the move, regressed when outside `tol` (no tolerance: equal
 /// to 1e-9 for numbers, exactly otherwise). A measured time is compared as a ratio to its run's
-/// calibration when both rows carry one: a slower machine is not a regression, a faster one
+/// yardstick when both rows carry one: a slower machine is not a regression, a faster one
 /// hides none.
 fn moved(
     point: &str,
@@ -174,8 +185,8 @@ fn moved(
     (old, new_v): (&Value, &Value),
     tol: Option<Tolerance>,
 ) -> Option<Moved> {
-    let scales = (is_time_column(metric) && metric != CALIBRATION)
-        .then(|| Some((calibration(base)?, calibration(new)?)))
+    let scales = (is_time_column(metric) && !is_yardstick(metric))
+        .then(|| Some((yardstick(base)?, yardstick(new)?)))
         .flatten();
     let (metric, baseline, run, same, ok) = match (old.as_f64(), new_v.as_f64()) {
         (Some(o), Some(n)) => match scales {
@@ -183,7 +194,7 @@ fn moved(
                 let (o, n) = (o / so, n / sn);
                 let ok = tol.is_none_or(|t| t.accepts(o, n));
                 (
-                    format!("{metric} ÷ calibration"),
+                    format!("{metric} ÷ yardstick"),
                     fmt_num(o),
                     fmt_num(n),
                     o == n,
@@ -309,11 +320,11 @@ mod tests {
         assert!(compare(&[row(0.1, 1.0)], &[row(0.1, 9.0)], &axes, &tol).regressed());
         let mut other = row(0.1, 1.0);
         other.insert("p".into(), json!("4:8"));
-        // With calibrations, times compare as ratios to them: 9 s on a machine 4× slower than
+        // With yardsticks, times compare as ratios to them: 9 s on a machine 4× slower than
         // the baseline's is 2.25× the baseline's 1 s, within 3×; on an equal machine it is not.
         let cal = |r: Row, c: f64| {
             let mut r = r;
-            r.insert(CALIBRATION.into(), json!(c));
+            r.insert(YARDSTICK.into(), json!(c));
             r
         };
         let slower = compare(
@@ -323,7 +334,7 @@ mod tests {
             &tol,
         );
         assert!(!slower.regressed(), "{}", slower.render());
-        assert!(slower.render().contains("seconds ÷ calibration"));
+        assert!(slower.render().contains("seconds ÷ yardstick"));
         let same_machine = compare(
             &[cal(row(0.1, 1.0), 0.1)],
             &[cal(row(0.1, 9.0), 0.1)],

@@ -1,5 +1,5 @@
-//! The calibration of a run: a fixed reference workload timed at the start, so measured times
-//! can be compared across runs as ratios to it (`seconds / calibration_seconds`). A slower
+//! The yardstick of a run: a fixed reference workload timed at the start, so measured times
+//! can be compared across runs as ratios to it (`seconds / yardstick_seconds`). A slower
 //! machine then does not read as a regression, and a faster one does not hide one.
 //!
 //! The workload is the harness's two kinds of hot loop, on fixed data: the exact transposable
@@ -19,6 +19,8 @@ const REPEATS: usize = 3;
 /// Time the reference workload on `device`: the fastest of [`REPEATS`] runs, in seconds.
 pub fn measure(device: &candle_core::Device) -> Result<f64> {
     let (rows, cols, pattern) = (1024usize, 2048usize, Pattern::new(8, 16)?);
+    // The stream keeps the module's first name: the workload's data, and so its time, stay those
+    // the committed baselines were measured with.
     let mut rng = crate::seed::rng(0, "calibration");
     let scores: Vec<f32> = (0..rows * cols)
         .map(|_| {
@@ -29,7 +31,7 @@ pub fn measure(device: &candle_core::Device) -> Result<f64> {
     let matrix = crate::mask::Matrix::new(rows, cols, scores)?;
     let blocks = crate::mask::tile::Blocks::from_matrix(&matrix, pattern.m)?;
     let a = candle_core::Tensor::randn(0f32, 0.05f32, (384, 384), device)
-        .map_err(Error::tensor("calibration operand"))?;
+        .map_err(Error::tensor("yardstick operand"))?;
     let ctx = SolveContext::default();
     let mut best = f64::INFINITY;
     for _ in 0..REPEATS {
@@ -38,13 +40,13 @@ pub fn measure(device: &candle_core::Device) -> Result<f64> {
         std::hint::black_box(&keep);
         let mut x = a.clone();
         for _ in 0..8 {
-            x = x.matmul(&a).map_err(Error::tensor("calibration product"))?;
+            x = x.matmul(&a).map_err(Error::tensor("yardstick product"))?;
         }
         // Reading a value back waits for an asynchronous device.
         let _ = x
             .sum_all()
             .and_then(|s| s.to_scalar::<f32>())
-            .map_err(Error::tensor("calibration sum"))?;
+            .map_err(Error::tensor("yardstick sum"))?;
         best = best.min(start.elapsed().as_secs_f64());
     }
     Ok(best)
