@@ -27,6 +27,8 @@ use crate::error::Result;
 use crate::lanes::Lanes;
 use crate::mask::Pattern;
 
+mod network;
+
 /// The exact min-cost-flow solver.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Exact;
@@ -135,8 +137,25 @@ impl<const M: usize> Residual<M> {
             col_count: [0usize; M],
         };
         let mut v = [0f32; M];
+        // With price rounds, each row's N-th largest of `A_i − v` (f64), from one sorting network
+        // over all rows: the rows whose values are not tied there keep the entries at or above it.
+        let mut nth = [0f64; M];
         if price_rounds(M) > 0 {
-            column_prices::<M, L>(lanes, a, n, &mut v);
+            let mut at = [[0f32; M]; M];
+            for (i, row) in a.chunks_exact(M).enumerate() {
+                for (j, &s) in row.iter().enumerate() {
+                    at[j][i] = s;
+                }
+            }
+            column_prices(a, &at, n, &mut v);
+            let mut x = [[0f64; M]; M];
+            for ((x, at), &v) in x.iter_mut().zip(&at).zip(&v) {
+                for (x, &s) in x.iter_mut().zip(at) {
+                    *x = s as f64 - v as f64;
+                }
+            }
+            network::sort_desc(&mut x);
+            nth = x[n - 1];
         }
         // Competitors' columns for the v = 0 ranks (M ≤ 4 only: no price rounds; at that size the
         // plain index compare costs less than [`ranks_i32`]'s opaque array, measured 12% on 2:4).
@@ -150,15 +169,24 @@ impl<const M: usize> Residual<M> {
             let mut b = [0f64; M];
             let mut rank = [0i32; M];
             if price_rounds(M) > 0 {
-                // A_ij − v_j in f64: exact (two f32s), so ranks and potentials agree to the bit;
-                // ranked by their order keys over i64 lanes.
-                let mut key = [0i64; M];
-                for ((b, k), (&s, &p)) in b.iter_mut().zip(&mut key).zip(row.iter().zip(&v)) {
+                // A_ij − v_j in f64: exact (two f32s), so the kept set and the potential agree to
+                // the bit. When exactly N are at or above the row's N-th largest, they are its
+                // N largest (ranks 0 and 1 suffice below); ties there are ranked by their order
+                // keys over i64 lanes.
+                let mut at_or_above = 0;
+                for ((b, r), (&s, &p)) in b.iter_mut().zip(&mut rank).zip(row.iter().zip(&v)) {
                     *b = s as f64 - p as f64;
-                    let bits = b.to_bits() as i64;
-                    *k = bits ^ ((bits >> 63) & i64::MAX);
+                    *r = (*b < nth[i]) as i32 * n as i32;
+                    at_or_above += (*b >= nth[i]) as usize;
                 }
-                rank = ranks_i64(&key);
+                if at_or_above != n {
+                    let mut key = [0i64; M];
+                    for (k, b) in key.iter_mut().zip(&b) {
+                        let bits = b.to_bits() as i64;
+                        *k = bits ^ ((bits >> 63) & i64::MAX);
+                    }
+                    rank = ranks_i64(&key);
+                }
             } else {
                 // v = 0: the scores' bit patterns order them, over i32 lanes, all M at once per
                 // competitor.
@@ -181,7 +209,11 @@ impl<const M: usize> Residual<M> {
                 r.down[j][i] = if kept { s } else { INF };
                 r.up[i][j] = if kept { INF } else { -s };
             }
-            r.pot_row[i] = b[lanes.first_i32(&rank, n as i32 - 1)];
+            r.pot_row[i] = if price_rounds(M) > 0 {
+                nth[i]
+            } else {
+                b[lanes.first_i32(&rank, n as i32 - 1)]
+            };
         }
         for (p, &v) in r.pot_col.iter_mut().zip(&v) {
             *p = -(v as f64);
@@ -296,93 +328,66 @@ const fn price_rounds(m: usize) -> usize {
 
 /// Column prices `v` for [`fixed`]'s warm start, by alternating thresholds: each row's `u_i` is
 /// the midpoint of the N-th and (N+1)-th largest of `A_i − v`, then each column's `v_j` the same
-/// of `A_·j − u` ([`price_rounds`] rounds, f32). With rows keeping their top N of `A − v`, the
-/// shortest paths per |Gaussian| block (one per unit of column excess) fall from 4.4 / 12.6 /
-/// 35.8 / 102 (v = 0; 4:8 / 8:16 / 16:32 / 32:64) to 1.3 / 3.7 / 9.4 / 23 after one round and
-/// 0.7 / 2.1 / 5.1 / 12 after two. Any v keeps the solver exact; these only make its start closer.
+/// of `A_·j − u` ([`price_rounds`] rounds, f32), all rows (columns) at once by one sorting network
+/// ([`network::sort_desc`]) over `at` (`A` transposed) or `a`. With rows keeping their top N of
+/// `A − v`, the shortest paths per |Gaussian| block (one per unit of column excess) fall from
+/// 4.4 / 12.6 / 35.8 / 102 (v = 0; 4:8 / 8:16 / 16:32 / 32:64) to 1.3 / 3.7 / 9.4 / 23 after one
+/// round and 0.7 / 2.1 / 5.1 / 12 after two. Any v keeps the solver exact; these only make its
+/// start closer.
 #[inline(always)]
-fn column_prices<const M: usize, L: Lanes>(lanes: L, a: &[f32], n: usize, v: &mut [f32; M]) {
+fn column_prices<const M: usize>(a: &[f32], at: &[[f32; M]; M], n: usize, v: &mut [f32; M]) {
     let mut u = [0f32; M];
-    let mut x = [0f32; M];
+    let mut x = [[0f32; M]; M];
     for _ in 0..price_rounds(M) {
+        // Lane i is row i: x[j][i] = A_ij − v_j.
+        for ((x, at), &v) in x.iter_mut().zip(at).zip(v.iter()) {
+            for (x, &s) in x.iter_mut().zip(at) {
+                *x = s - v;
+            }
+        }
+        network::sort_desc(&mut x);
         for (i, u) in u.iter_mut().enumerate() {
-            for (j, x) in x.iter_mut().enumerate() {
-                *x = a[i * M + j] - v[j];
-            }
-            *u = threshold::<M, L>(lanes, &x, n);
+            *u = 0.5 * (x[n - 1][i] + x[n][i]);
         }
+        // Lane j is column j: x[i][j] = A_ij − u_i.
+        for ((x, row), &u) in x.iter_mut().zip(a.chunks_exact(M)).zip(&u) {
+            for (x, &s) in x.iter_mut().zip(row) {
+                *x = s - u;
+            }
+        }
+        network::sort_desc(&mut x);
         for (j, v) in v.iter_mut().enumerate() {
-            for (i, x) in x.iter_mut().enumerate() {
-                *x = a[i * M + j] - u[i];
-            }
-            *v = threshold::<M, L>(lanes, &x, n);
+            *v = 0.5 * (x[n - 1][j] + x[n][j]);
         }
     }
 }
 
-/// The midpoint of the N-th and (N+1)-th largest of `x` (0 < N < M; finite), by ranks over i32
-/// order keys.
+/// Rank of each key among `key`: how many are larger, or equal at a lower index (so the ranks
+/// are 0..M, each once). M² compares over i64 lanes; the warm start's fallback for rows tied at
+/// their N-th largest value.
 #[inline(always)]
-fn threshold<const M: usize, L: Lanes>(lanes: L, x: &[f32; M], n: usize) -> f32 {
-    let mut key = [0i32; M];
-    for (k, &x) in key.iter_mut().zip(x) {
-        // The bit pattern, with the magnitude bits of negatives flipped: orders all finite floats.
-        let b = x.to_bits() as i32;
-        *k = b ^ ((b >> 31) & 0x7fff_ffff);
+fn ranks_i64<const M: usize>(key: &[i64; M]) -> [i32; M] {
+    let mut column = [0i64; M];
+    for (j, c) in column.iter_mut().enumerate() {
+        *c = j as i64;
     }
-    let rank = ranks_i32(&key);
-    let hi = x[lanes.first_i32(&rank, n as i32 - 1)];
-    let lo = x[lanes.first_i32(&rank, n as i32)];
-    0.5 * (hi + lo)
-}
-
-/// Rank functions over keys of one integer width, counted in the same width so that no loop
-/// mixes widths: one macro rather than a generic function, which measured 7–10% slower on 4:8
-/// and 8:16 (its bounds compiled differently).
-macro_rules! ranks_fn {
-    ($(#[$doc:meta])* $name:ident, $t:ty, $to_i32:expr) => {
-        $(#[$doc])*
-        #[inline(always)]
-        fn $name<const M: usize>(key: &[$t; M]) -> [i32; M] {
-            let mut column = [0 as $t; M];
-            for (j, c) in column.iter_mut().enumerate() {
-                *c = j as $t;
-            }
-            // Opaque to the optimiser, and the competitor's column read from it rather than its
-            // loop index: knowing `column[j] == j`, LLVM compares indices in 64-bit lanes and
-            // packs every mask down to 32 bits, about twice the work.
-            let column = std::hint::black_box(column);
-            let mut rank = [0 as $t; M];
-            for k in 0..M {
-                let (kk, kc) = (key[k], column[k]);
-                for j in 0..M {
-                    rank[j] += ((kk > key[j]) | ((kk == key[j]) & (kc < column[j]))) as $t;
-                }
-            }
-            $to_i32(rank)
+    // Opaque to the optimiser, and the competitor's column read from it rather than its loop
+    // index: knowing `column[j] == j`, LLVM compares indices in 64-bit lanes and packs every mask
+    // down to 32 bits, about twice the work.
+    let column = std::hint::black_box(column);
+    let mut rank = [0i64; M];
+    for k in 0..M {
+        let (kk, kc) = (key[k], column[k]);
+        for j in 0..M {
+            rank[j] += ((kk > key[j]) | ((kk == key[j]) & (kc < column[j]))) as i64;
         }
-    };
-}
-
-ranks_fn!(
-    /// Rank of each key among `key`: how many are larger, or equal at a lower index (so the
-    /// ranks are 0..M, each once). M² compares over i32 lanes.
-    ranks_i32,
-    i32,
-    |rank| rank
-);
-ranks_fn!(
-    /// [`ranks_i32`] over i64 keys (counted in i64 lanes).
-    ranks_i64,
-    i64,
-    |rank: [i64; M]| {
-        let mut out = [0i32; M];
-        for (o, &r) in out.iter_mut().zip(&rank) {
-            *o = r as i32;
-        }
-        out
     }
-);
+    let mut out = [0i32; M];
+    for (o, &r) in out.iter_mut().zip(&rank) {
+        *o = r as i32;
+    }
+    out
+}
 
 /// The general loop for any M ≤ [`super::MAX_M`] and 0 < N < M: each row keeps its N largest
 /// scores (row potentials their N-th, column potentials 0), then one shortest path

@@ -42,22 +42,34 @@ fn fixed_size_path_and_general_loop_keep_the_same_optimum() {
 }
 
 #[test]
-fn thresholds_are_midpoints_of_the_sorted_values_and_prices_keep_m64_exact() {
+fn prices_are_midpoints_of_the_sorted_rows_then_columns_and_m64_stays_exact() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12); // fixed seed
+    // The N-th and (N+1)-th largest of `x`, averaged (the sort orders −0 below +0; the midpoint
+    // compares equal either way).
+    let midpoint = |x: &mut Vec<f32>, n: usize| {
+        x.sort_by(|a, b| b.total_cmp(a));
+        0.5 * (x[n - 1] + x[n])
+    };
     for _ in 0..200 {
-        // Negative values, zeros of both signs and ties included.
-        let x: [f32; 16] = std::array::from_fn(|_| {
-            [rng.random_range(-2.0..2.0), 0.5, -0.0, 0.0][rng.random_range(0..4)]
-        });
+        // Zeros, ties and values that cancel to zero against the prices included.
+        let a: Vec<f32> = (0..16 * 16)
+            .map(|_| [rng.random_range(0.0..2.0), 0.5, 0.0, 1.0][rng.random_range(0..4)])
+            .collect();
         let n = rng.random_range(1..16);
-        let mut sorted = x.to_vec();
-        sorted.sort_by(|a, b| b.total_cmp(a));
-        let want = 0.5 * (sorted[n - 1] + sorted[n]);
-        assert_eq!(
-            threshold::<16, _>(crate::lanes::Portable, &x, n),
-            want,
-            "{x:?}, N = {n}"
-        );
+        let mut at = [[0f32; 16]; 16];
+        for (k, &s) in a.iter().enumerate() {
+            at[k % 16][k / 16] = s;
+        }
+        let mut v = [0f32; 16];
+        column_prices(&a, &at, n, &mut v);
+        // One round at M = 16: row thresholds against v = 0, then column thresholds against them.
+        let u: Vec<f32> = (0..16)
+            .map(|i| midpoint(&mut a[i * 16..(i + 1) * 16].to_vec(), n))
+            .collect();
+        for (j, &v) in v.iter().enumerate() {
+            let mut col: Vec<f32> = (0..16).map(|i| a[i * 16 + j] - u[i]).collect();
+            assert_eq!(v, midpoint(&mut col, n), "column {j}, N = {n}");
+        }
     }
     // M = 64 runs two price rounds: the optimum is still the general loop's.
     for n in [8, 32] {

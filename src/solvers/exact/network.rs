@@ -1,0 +1,181 @@
+//! Sorting networks for [`super::fixed`]'s order statistics: Batcher's odd–even merge sort on
+//! M = 2^k values, run for M lanes at once (one independent sort per lane).
+//!
+//! Problem: for each of M lanes, the values `x[0..M][lane]` in descending order (the warm start
+//! needs each row's and each column's N-th and (N+1)-th largest score).
+//! Guarantee: after [`sort_desc`], `x[r][lane]` is the lane's (r+1)-th largest value. Values, not
+//! positions, move: equal values are interchangeable. No NaN may be passed.
+//! Cost: the network's compare-exchanges (1, 5, 19, 63, 191 and 543 for M = 2, 4, …, 64), each
+//! one max and one min of two M-lane rows: O(M² log² M) per M sorts, against O(M³) for ranking
+//! every lane's values by counting. The rows are contiguous, so each compare-exchange is `M / 8`
+//! (f32) or `M / 4` (f64) AVX2 instructions of each kind.
+//! Source: K. E. Batcher, "Sorting networks and their applications", AFIPS 1968.
+
+/// The largest network held: M = 64.
+const MAX_PAIRS: usize = 543;
+
+/// Batcher's odd–even merge sort network on `m` (a power of two, ≤ 64) inputs: its
+/// compare-exchange pairs (i, j), i < j, in the order they run, and how many there are.
+const fn batcher(m: usize) -> ([(u8, u8); MAX_PAIRS], usize) {
+    let mut pairs = [(0u8, 0u8); MAX_PAIRS];
+    let mut count = 0;
+    let mut p = 1;
+    while p < m {
+        let mut k = p;
+        while k >= 1 {
+            let mut j = k % p;
+            while j + k < m {
+                let mut i = 0;
+                while i < k && i + j + k < m {
+                    if (i + j) / (2 * p) == (i + j + k) / (2 * p) {
+                        pairs[count] = ((i + j) as u8, (i + j + k) as u8);
+                        count += 1;
+                    }
+                    i += 1;
+                }
+                j += 2 * k;
+            }
+            k /= 2;
+        }
+        p *= 2;
+    }
+    (pairs, count)
+}
+
+/// The networks for M = 2, 4, …, 64, built at compile time.
+static NETWORKS: [([(u8, u8); MAX_PAIRS], usize); 6] = [
+    batcher(2),
+    batcher(4),
+    batcher(8),
+    batcher(16),
+    batcher(32),
+    batcher(64),
+];
+
+/// The compare-exchange pairs of the network on M inputs (M = 2, 4, …, 64).
+#[inline(always)]
+fn pairs<const M: usize>() -> &'static [(u8, u8)] {
+    let (pairs, count) = &NETWORKS[M.trailing_zeros() as usize - 1];
+    &pairs[..*count]
+}
+
+/// The larger and smaller of two values, by `max`/`min` (IEEE maxNum: one instruction and a
+/// NaN fix-up per vector). Not by compare-and-select: the compiler turns a selected value that
+/// overwrites one of its operands into a masked store of the lanes that change, which the next
+/// compare-exchange's load of the same row cannot forward from (measured 30% slower at 4:8).
+pub(super) trait MinMax: Copy {
+    /// The larger of the two.
+    fn max_of(self, other: Self) -> Self;
+    /// The smaller of the two.
+    fn min_of(self, other: Self) -> Self;
+}
+
+impl MinMax for f32 {
+    #[inline(always)]
+    fn max_of(self, other: Self) -> Self {
+        self.max(other)
+    }
+    #[inline(always)]
+    fn min_of(self, other: Self) -> Self {
+        self.min(other)
+    }
+}
+
+impl MinMax for f64 {
+    #[inline(always)]
+    fn max_of(self, other: Self) -> Self {
+        self.max(other)
+    }
+    #[inline(always)]
+    fn min_of(self, other: Self) -> Self {
+        self.min(other)
+    }
+}
+
+#[cfg(test)]
+impl MinMax for u8 {
+    fn max_of(self, other: Self) -> Self {
+        self.max(other)
+    }
+    fn min_of(self, other: Self) -> Self {
+        self.min(other)
+    }
+}
+
+/// Sort every lane of `x` descending: afterwards `x[r][l]` is lane l's (r+1)-th largest value.
+/// M must be a power of two from 2 to 64.
+#[inline(always)]
+pub(super) fn sort_desc<T: MinMax, const M: usize>(x: &mut [[T; M]; M]) {
+    const { assert!(M.is_power_of_two() && M >= 2 && M <= 64) };
+    for &(i, j) in pairs::<M>() {
+        let (i, j) = (i as usize, j as usize);
+        let (a, b) = (x[i], x[j]);
+        let (mut hi, mut lo) = (a, b);
+        for l in 0..M {
+            hi[l] = a[l].max_of(b[l]);
+            lo[l] = a[l].min_of(b[l]);
+        }
+        (x[i], x[j]) = (hi, lo);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn networks_have_batchers_sizes_and_sort_every_lane_of_zeros_and_ones() {
+        // Batcher's odd–even merge sort sizes: (p² − p + 4)·2^(p−2) − 1 for M = 2^p.
+        let sizes: Vec<usize> = NETWORKS.iter().map(|n| n.1).collect();
+        assert_eq!(sizes, vec![1, 5, 19, 63, 191, 543]);
+        // The 0–1 principle: a network that sorts every 0/1 input sorts every input. Lane l of
+        // a 16-wide batch holds the bits of l + 16·batch, covering all 2^16 inputs.
+        let mut x = [[0u8; 16]; 16];
+        for batch in 0..(1usize << 16) / 16 {
+            for (r, row) in x.iter_mut().enumerate() {
+                for (l, v) in row.iter_mut().enumerate() {
+                    *v = ((l + 16 * batch) >> r & 1) as u8;
+                }
+            }
+            let ones: Vec<u8> = (0..16).map(|l| x.iter().map(|row| row[l]).sum()).collect();
+            sort_desc(&mut x);
+            for l in 0..16 {
+                let col: Vec<u8> = x.iter().map(|row| row[l]).collect();
+                let want: Vec<u8> = (0..16).map(|r| (r < ones[l] as usize) as u8).collect();
+                assert_eq!(col, want, "lane {l} of batch {batch}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_lane_matches_a_sort_with_ties_and_signed_zeros() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5); // fixed seed
+        fn check<const M: usize>(rng: &mut impl Rng) {
+            for _ in 0..20 {
+                let mut x = [[0f64; M]; M];
+                for v in x.iter_mut().flatten() {
+                    *v = [rng.random_range(-1.0..1.0), 0.25, -0.0, 0.0][rng.random_range(0..4)];
+                }
+                let mut want: Vec<Vec<f64>> = (0..M)
+                    .map(|l| x.iter().map(|row| row[l]).collect())
+                    .collect();
+                for w in &mut want {
+                    w.sort_by(|a, b| b.total_cmp(a));
+                }
+                sort_desc(&mut x);
+                for (l, w) in want.iter().enumerate() {
+                    for (r, &w) in w.iter().enumerate() {
+                        // Equal as values (−0 = +0: the sign of a zero may differ).
+                        assert!(x[r][l] == w, "M = {M}, lane {l}, rank {r}");
+                    }
+                }
+            }
+        }
+        check::<2>(&mut rng);
+        check::<4>(&mut rng);
+        check::<8>(&mut rng);
+        check::<32>(&mut rng);
+        check::<64>(&mut rng);
+    }
+}
