@@ -37,6 +37,13 @@ pub trait Lanes: Copy {
         via: &mut [u64; M],
         from: u64,
     );
+    /// Lane-wise larger and smaller of `a` and `b` (no NaN; equal lanes may return either
+    /// zero's sign): a sorting network's compare-exchange. [`Avx2`] uses one `maxps` and one
+    /// `minps` per vector, without the NaN fix-ups of `f32::max` and without the masked stores
+    /// the compiler makes of a compare-and-select written over one of its operands.
+    fn max_min_f32<const M: usize>(self, a: &[f32; M], b: &[f32; M]) -> ([f32; M], [f32; M]);
+    /// [`Lanes::max_min_f32`] over f64.
+    fn max_min_f64<const M: usize>(self, a: &[f64; M], b: &[f64; M]) -> ([f64; M], [f64; M]);
 }
 
 /// Whether M splits into whole `width`-lane vectors and its lanes fit a 64-bit mask.
@@ -101,6 +108,22 @@ impl Lanes for Portable {
                 (dist[i], open[i], via[i]) = (cand[i], cand[i], from);
             }
         }
+    }
+
+    #[inline(always)]
+    fn max_min_f32<const M: usize>(self, a: &[f32; M], b: &[f32; M]) -> ([f32; M], [f32; M]) {
+        (
+            std::array::from_fn(|l| a[l].max(b[l])),
+            std::array::from_fn(|l| a[l].min(b[l])),
+        )
+    }
+
+    #[inline(always)]
+    fn max_min_f64<const M: usize>(self, a: &[f64; M], b: &[f64; M]) -> ([f64; M], [f64; M]) {
+        (
+            std::array::from_fn(|l| a[l].max(b[l])),
+            std::array::from_fn(|l| a[l].min(b[l])),
+        )
     }
 }
 
@@ -259,6 +282,44 @@ mod avx2 {
             }
         }
     }
+
+    /// Lane-wise max and min over M (a multiple of 8) f32.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn max_min_f32<const M: usize>(a: &[f32; M], b: &[f32; M]) -> ([f32; M], [f32; M]) {
+        let (mut hi, mut lo) = ([0f32; M], [0f32; M]);
+        for k in (0..M).step_by(8) {
+            // SAFETY: M is a multiple of 8, so every 8-lane access is inside the arrays.
+            unsafe {
+                let (x, y) = (
+                    _mm256_loadu_ps(a.as_ptr().add(k)),
+                    _mm256_loadu_ps(b.as_ptr().add(k)),
+                );
+                _mm256_storeu_ps(hi.as_mut_ptr().add(k), _mm256_max_ps(x, y));
+                _mm256_storeu_ps(lo.as_mut_ptr().add(k), _mm256_min_ps(x, y));
+            }
+        }
+        (hi, lo)
+    }
+
+    /// Lane-wise max and min over M (a multiple of 4) f64.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn max_min_f64<const M: usize>(a: &[f64; M], b: &[f64; M]) -> ([f64; M], [f64; M]) {
+        let (mut hi, mut lo) = ([0f64; M], [0f64; M]);
+        for k in (0..M).step_by(4) {
+            // SAFETY: M is a multiple of 4, so every 4-lane access is inside the arrays.
+            unsafe {
+                let (x, y) = (
+                    _mm256_loadu_pd(a.as_ptr().add(k)),
+                    _mm256_loadu_pd(b.as_ptr().add(k)),
+                );
+                _mm256_storeu_pd(hi.as_mut_ptr().add(k), _mm256_max_pd(x, y));
+                _mm256_storeu_pd(lo.as_mut_ptr().add(k), _mm256_min_pd(x, y));
+            }
+        }
+        (hi, lo)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -332,6 +393,24 @@ impl Lanes for Avx2 {
         // SAFETY: as above.
         unsafe { avx2::relax(cand, dist, open, via, from) }
     }
+
+    #[inline(always)]
+    fn max_min_f32<const M: usize>(self, a: &[f32; M], b: &[f32; M]) -> ([f32; M], [f32; M]) {
+        if !whole::<M>(8) {
+            return Portable.max_min_f32(a, b);
+        }
+        // SAFETY: as above.
+        unsafe { avx2::max_min_f32(a, b) }
+    }
+
+    #[inline(always)]
+    fn max_min_f64<const M: usize>(self, a: &[f64; M], b: &[f64; M]) -> ([f64; M], [f64; M]) {
+        if !whole::<M>(4) {
+            return Portable.max_min_f64(a, b);
+        }
+        // SAFETY: as above.
+        unsafe { avx2::max_min_f64(a, b) }
+    }
 }
 
 #[cfg(test)]
@@ -378,6 +457,13 @@ mod tests {
             lanes.relax(&cand, &mut d1, &mut o1, &mut v1, 99);
             Portable.relax(&cand, &mut d2, &mut o2, &mut v2, 99);
             assert_eq!((d1, o1, v1), (d2, o2, v2));
+            let g: [f64; M] = std::array::from_fn(|_| rng.random_range(-1.0..1.0));
+            assert_eq!(lanes.max_min_f64(&f, &g), Portable.max_min_f64(&f, &g));
+            let (f32s, g32) = (f.map(|x| x as f32), g.map(|x| x as f32));
+            assert_eq!(
+                lanes.max_min_f32(&f32s, &g32),
+                Portable.max_min_f32(&f32s, &g32)
+            );
             assert!(v1.contains(&99) || cand.iter().zip(&f).all(|(c, d)| c >= d));
             assert_eq!(i[Portable.first_i32(&i, mi)], mi);
         }

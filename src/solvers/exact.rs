@@ -4,7 +4,7 @@
 //! column sum exactly N maximising `Σ S_ij A_ij` (a transportation problem; its polytope is
 //! integral, so the optimum is a mask).
 //! Method: successive shortest paths with potentials, warm-started. Each column gets a price
-//! `v_j` (for M ≥ 8, from one or two rounds of alternating row and column thresholds; else 0)
+//! `v_j` (for M ≥ 8, from one to three rounds of alternating row and column thresholds; else 0)
 //! and each row keeps its N largest `A_ij − v_j` — optimal if columns were free, and with row
 //! potentials equal to each row's N-th largest of those and column potentials `−v_j` every
 //! residual edge has non-negative reduced cost. Columns that received more than N then send
@@ -15,10 +15,11 @@
 //! reductions of [`crate::lanes`]), compiled a second time with AVX2 intrinsics and chosen at run
 //! time; other M take the general loop. Both are tested to give the same optimum.
 //! Guarantee: exact (the reduced costs certify optimality; tested against brute force and an LP).
-//! Cost: O(M³) per price round (2M thresholds by ranking) and O(M²) for the warm start, plus
-//! O(M²) per unit of column excess (per block on |Gaussian| scores: 1.5 / 1.3 / 3.7 / 5.1 units
-//! for 2:4 / 4:8 / 8:16 / 16:32 with the prices, against 1.5 / 4.4 / 12.6 / 35.8 without);
-//! blocks run in parallel. Works for any 0 ≤ N ≤ M.
+//! Cost: O(M² log² M) per price round and for the warm start's row thresholds (sorting networks
+//! over all rows or columns at once, [`network`]), plus O(M²) per unit of column excess (per
+//! block on |Gaussian| scores: 1.5 / 1.3 / 2.1 / 3.5 / 7.8 units for 2:4 / 4:8 / 8:16 / 16:32 /
+//! 32:64 with the prices, against 1.5 / 4.4 / 12.6 / 35.8 / 102 without); blocks run in parallel.
+//! Works for any 0 ≤ N ≤ M.
 //! Source: Hubara et al., NeurIPS 2021 (min-cost flow formulation); the warm start and dense
 //! Dijkstra are this crate's.
 
@@ -129,6 +130,8 @@ impl<const M: usize> Residual<M> {
     #[inline(always)]
     fn start<L: Lanes>(lanes: L, a: &[f32], n: usize, keep: &mut [u8]) -> Self {
         const INF: f64 = f64::INFINITY;
+        // Columns written in a pass of their own (M = 8) or entry by entry with the rows.
+        let column_pass = M == 8;
         let mut r = Residual {
             down: [[INF; M]; M],
             up: [[INF; M]; M],
@@ -141,20 +144,15 @@ impl<const M: usize> Residual<M> {
         // over all rows: the rows whose values are not tied there keep the entries at or above it.
         let mut nth = [0f64; M];
         if price_rounds(M) > 0 {
-            let mut at = [[0f32; M]; M];
-            for (i, row) in a.chunks_exact(M).enumerate() {
-                for (j, &s) in row.iter().enumerate() {
-                    at[j][i] = s;
-                }
-            }
-            column_prices(a, &at, n, &mut v);
+            let at = transposed(a);
+            column_prices(lanes, a, &at, n, &mut v);
             let mut x = [[0f64; M]; M];
             for ((x, at), &v) in x.iter_mut().zip(&at).zip(&v) {
                 for (x, &s) in x.iter_mut().zip(at) {
                     *x = s as f64 - v as f64;
                 }
             }
-            network::sort_desc(&mut x);
+            network::sort_desc(lanes, &mut x);
             nth = x[n - 1];
         }
         // Competitors' columns for the v = 0 ranks (M ≤ 4 only: no price rounds; at that size the
@@ -163,6 +161,7 @@ impl<const M: usize> Residual<M> {
         for (j, c) in column.iter_mut().enumerate() {
             *c = j as i32;
         }
+        let mut tied = 0u64; // rows whose N-th value is tied (priced starts)
         for i in 0..M {
             let row: &[f32; M] = a[i * M..(i + 1) * M].try_into().expect("row");
             // Row i's values `A_ij − v_j` as ranked (f64), and their ranks.
@@ -180,6 +179,7 @@ impl<const M: usize> Residual<M> {
                     at_or_above += (*b >= nth[i]) as usize;
                 }
                 if at_or_above != n {
+                    tied |= 1 << i;
                     let mut key = [0i64; M];
                     for (k, b) in key.iter_mut().zip(&b) {
                         let bits = b.to_bits() as i64;
@@ -205,9 +205,11 @@ impl<const M: usize> Residual<M> {
             for j in 0..M {
                 let (s, kept) = (row[j] as f64, rank[j] < n as i32);
                 keep[i * M + j] = kept as u8;
-                r.col_count[j] += kept as usize;
-                r.down[j][i] = if kept { s } else { INF };
                 r.up[i][j] = if kept { INF } else { -s };
+                if !column_pass || price_rounds(M) == 0 {
+                    r.col_count[j] += kept as usize;
+                    r.down[j][i] = if kept { s } else { INF };
+                }
             }
             r.pot_row[i] = if price_rounds(M) > 0 {
                 nth[i]
@@ -215,10 +217,50 @@ impl<const M: usize> Residual<M> {
                 b[lanes.first_i32(&rank, n as i32 - 1)]
             };
         }
+        if column_pass && price_rounds(M) > 0 {
+            r.columns_from_transposed(&transposed(a), &v, &nth, keep, tied);
+        }
         for (p, &v) in r.pot_col.iter_mut().zip(&v) {
             *p = -(v as f64);
         }
         r
+    }
+
+    /// [`Residual::start`]'s column pass (priced starts at M = 8): `down` and the column counts
+    /// from the transposed block by the row pass's test, so that they run over lanes; rows in
+    /// `tied` (a bit per row) take their `keep` instead.
+    #[inline(always)]
+    fn columns_from_transposed(
+        &mut self,
+        at: &[[f32; M]; M],
+        v: &[f32; M],
+        nth: &[f64; M],
+        keep: &[u8],
+        mut tied: u64,
+    ) {
+        const INF: f64 = f64::INFINITY;
+        for j in 0..M {
+            let mut count = 0;
+            for i in 0..M {
+                // The row pass's test, transposed.
+                let s = at[j][i] as f64;
+                let kept = s - v[j] as f64 >= nth[i];
+                self.down[j][i] = if kept { s } else { INF };
+                count += kept as usize;
+            }
+            self.col_count[j] = count;
+        }
+        // Tied rows: their masks decide (rare; off the lanes).
+        while tied != 0 {
+            let i = tied.trailing_zeros() as usize;
+            tied &= tied - 1;
+            for j in 0..M {
+                let (s, kept) = (at[j][i] as f64, keep[i * M + j] == 1);
+                let was = s - v[j] as f64 >= nth[i];
+                self.col_count[j] = self.col_count[j] + kept as usize - was as usize;
+                self.down[j][i] = if kept { s } else { INF };
+            }
+        }
     }
 
     /// Dijkstra from every column with more than N kept to the nearest column with fewer, over
@@ -315,14 +357,28 @@ impl<const M: usize> Residual<M> {
     }
 }
 
+/// The block `a` (M×M, row-major) transposed: `at[j][i] = a[i·M + j]`.
+#[inline(always)]
+fn transposed<const M: usize>(a: &[f32]) -> [[f32; M]; M] {
+    let mut at = [[0f32; M]; M];
+    for (i, row) in a.chunks_exact(M).enumerate() {
+        for (j, &s) in row.iter().enumerate() {
+            at[j][i] = s;
+        }
+    }
+    at
+}
+
 /// Rounds of [`column_prices`] for blocks of M: none for M ≤ 4 (the row-wise start leaves
-/// about one unit of excess, less than a round costs), one up to 16, two from 32 (the counts
-/// that ran fastest on |Gaussian| blocks; see the module doc).
+/// about one unit of excess, less than a round costs), one for 8, two for 16, three from 32 (the
+/// counts that ran fastest on |Gaussian| 8192² matrices once the rounds were sorting networks:
+/// 8:16 0.39 → 0.36 s from one round to two, 16:32 0.40 → 0.36 s from two to three).
 const fn price_rounds(m: usize) -> usize {
     match m {
         0..=4 => 0,
-        5..=16 => 1,
-        _ => 2,
+        5..=8 => 1,
+        9..=16 => 2,
+        _ => 3,
     }
 }
 
@@ -332,10 +388,16 @@ const fn price_rounds(m: usize) -> usize {
 /// ([`network::sort_desc`]) over `at` (`A` transposed) or `a`. With rows keeping their top N of
 /// `A − v`, the shortest paths per |Gaussian| block (one per unit of column excess) fall from
 /// 4.4 / 12.6 / 35.8 / 102 (v = 0; 4:8 / 8:16 / 16:32 / 32:64) to 1.3 / 3.7 / 9.4 / 23 after one
-/// round and 0.7 / 2.1 / 5.1 / 12 after two. Any v keeps the solver exact; these only make its
-/// start closer.
+/// round, 0.7 / 2.1 / 5.1 / 12 after two and 3.5 / 7.8 (16:32 / 32:64) after three. Any v keeps
+/// the solver exact; these only make its start closer.
 #[inline(always)]
-fn column_prices<const M: usize>(a: &[f32], at: &[[f32; M]; M], n: usize, v: &mut [f32; M]) {
+fn column_prices<const M: usize, L: Lanes>(
+    lanes: L,
+    a: &[f32],
+    at: &[[f32; M]; M],
+    n: usize,
+    v: &mut [f32; M],
+) {
     let mut u = [0f32; M];
     let mut x = [[0f32; M]; M];
     for _ in 0..price_rounds(M) {
@@ -345,7 +407,7 @@ fn column_prices<const M: usize>(a: &[f32], at: &[[f32; M]; M], n: usize, v: &mu
                 *x = s - v;
             }
         }
-        network::sort_desc(&mut x);
+        network::sort_desc(lanes, &mut x);
         for (i, u) in u.iter_mut().enumerate() {
             *u = 0.5 * (x[n - 1][i] + x[n][i]);
         }
@@ -355,7 +417,7 @@ fn column_prices<const M: usize>(a: &[f32], at: &[[f32; M]; M], n: usize, v: &mu
                 *x = s - u;
             }
         }
-        network::sort_desc(&mut x);
+        network::sort_desc(lanes, &mut x);
         for (j, v) in v.iter_mut().enumerate() {
             *v = 0.5 * (x[n - 1][j] + x[n][j]);
         }

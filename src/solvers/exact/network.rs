@@ -11,6 +11,8 @@
 //! (f32) or `M / 4` (f64) AVX2 instructions of each kind.
 //! Source: K. E. Batcher, "Sorting networks and their applications", AFIPS 1968.
 
+use crate::lanes::Lanes;
+
 /// The largest network held: M = 64.
 const MAX_PAIRS: usize = 543;
 
@@ -59,63 +61,56 @@ fn pairs<const M: usize>() -> &'static [(u8, u8)] {
     &pairs[..*count]
 }
 
-/// The larger and smaller of two values, by `max`/`min` (IEEE maxNum: one instruction and a
-/// NaN fix-up per vector). Not by compare-and-select: the compiler turns a selected value that
-/// overwrites one of its operands into a masked store of the lanes that change, which the next
-/// compare-exchange's load of the same row cannot forward from (measured 30% slower at 4:8).
-pub(super) trait MinMax: Copy {
-    /// The larger of the two.
-    fn max_of(self, other: Self) -> Self;
-    /// The smaller of the two.
-    fn min_of(self, other: Self) -> Self;
+/// Values a network sorts: the lane-wise compare-exchange of two rows by [`Lanes`].
+pub(super) trait Sortable: Copy {
+    /// Lane-wise `(max, min)` of `a` and `b`.
+    fn exchange<L: Lanes, const M: usize>(
+        lanes: L,
+        a: &[Self; M],
+        b: &[Self; M],
+    ) -> ([Self; M], [Self; M]);
 }
 
-impl MinMax for f32 {
+impl Sortable for f32 {
     #[inline(always)]
-    fn max_of(self, other: Self) -> Self {
-        self.max(other)
-    }
-    #[inline(always)]
-    fn min_of(self, other: Self) -> Self {
-        self.min(other)
+    fn exchange<L: Lanes, const M: usize>(
+        lanes: L,
+        a: &[f32; M],
+        b: &[f32; M],
+    ) -> ([f32; M], [f32; M]) {
+        lanes.max_min_f32(a, b)
     }
 }
 
-impl MinMax for f64 {
+impl Sortable for f64 {
     #[inline(always)]
-    fn max_of(self, other: Self) -> Self {
-        self.max(other)
-    }
-    #[inline(always)]
-    fn min_of(self, other: Self) -> Self {
-        self.min(other)
+    fn exchange<L: Lanes, const M: usize>(
+        lanes: L,
+        a: &[f64; M],
+        b: &[f64; M],
+    ) -> ([f64; M], [f64; M]) {
+        lanes.max_min_f64(a, b)
     }
 }
 
 #[cfg(test)]
-impl MinMax for u8 {
-    fn max_of(self, other: Self) -> Self {
-        self.max(other)
-    }
-    fn min_of(self, other: Self) -> Self {
-        self.min(other)
+impl Sortable for u8 {
+    fn exchange<L: Lanes, const M: usize>(_: L, a: &[u8; M], b: &[u8; M]) -> ([u8; M], [u8; M]) {
+        (
+            std::array::from_fn(|l| a[l].max(b[l])),
+            std::array::from_fn(|l| a[l].min(b[l])),
+        )
     }
 }
 
 /// Sort every lane of `x` descending: afterwards `x[r][l]` is lane l's (r+1)-th largest value.
 /// M must be a power of two from 2 to 64.
 #[inline(always)]
-pub(super) fn sort_desc<T: MinMax, const M: usize>(x: &mut [[T; M]; M]) {
+pub(super) fn sort_desc<T: Sortable, L: Lanes, const M: usize>(lanes: L, x: &mut [[T; M]; M]) {
     const { assert!(M.is_power_of_two() && M >= 2 && M <= 64) };
     for &(i, j) in pairs::<M>() {
         let (i, j) = (i as usize, j as usize);
-        let (a, b) = (x[i], x[j]);
-        let (mut hi, mut lo) = (a, b);
-        for l in 0..M {
-            hi[l] = a[l].max_of(b[l]);
-            lo[l] = a[l].min_of(b[l]);
-        }
-        (x[i], x[j]) = (hi, lo);
+        (x[i], x[j]) = T::exchange(lanes, &x[i], &x[j]);
     }
 }
 
@@ -139,7 +134,7 @@ mod tests {
                 }
             }
             let ones: Vec<u8> = (0..16).map(|l| x.iter().map(|row| row[l]).sum()).collect();
-            sort_desc(&mut x);
+            sort_desc(crate::lanes::Portable, &mut x);
             for l in 0..16 {
                 let col: Vec<u8> = x.iter().map(|row| row[l]).collect();
                 let want: Vec<u8> = (0..16).map(|r| (r < ones[l] as usize) as u8).collect();
@@ -163,7 +158,7 @@ mod tests {
                 for w in &mut want {
                     w.sort_by(|a, b| b.total_cmp(a));
                 }
-                sort_desc(&mut x);
+                sort_desc(crate::lanes::Portable, &mut x);
                 for (l, w) in want.iter().enumerate() {
                     for (r, &w) in w.iter().enumerate() {
                         // Equal as values (−0 = +0: the sign of a zero may differ).

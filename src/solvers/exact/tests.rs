@@ -56,22 +56,22 @@ fn prices_are_midpoints_of_the_sorted_rows_then_columns_and_m64_stays_exact() {
             .map(|_| [rng.random_range(0.0..2.0), 0.5, 0.0, 1.0][rng.random_range(0..4)])
             .collect();
         let n = rng.random_range(1..16);
-        let mut at = [[0f32; 16]; 16];
-        for (k, &s) in a.iter().enumerate() {
-            at[k % 16][k / 16] = s;
-        }
         let mut v = [0f32; 16];
-        column_prices(&a, &at, n, &mut v);
-        // One round at M = 16: row thresholds against v = 0, then column thresholds against them.
-        let u: Vec<f32> = (0..16)
-            .map(|i| midpoint(&mut a[i * 16..(i + 1) * 16].to_vec(), n))
-            .collect();
-        for (j, &v) in v.iter().enumerate() {
-            let mut col: Vec<f32> = (0..16).map(|i| a[i * 16 + j] - u[i]).collect();
-            assert_eq!(v, midpoint(&mut col, n), "column {j}, N = {n}");
+        column_prices(crate::lanes::Portable, &a, &transposed(&a), n, &mut v);
+        // Each round at M = 16: row thresholds against v (first 0), then column thresholds
+        // against them.
+        let mut want = vec![0f32; 16];
+        for _ in 0..price_rounds(16) {
+            let u: Vec<f32> = (0..16)
+                .map(|i| midpoint(&mut (0..16).map(|j| a[i * 16 + j] - want[j]).collect(), n))
+                .collect();
+            want = (0..16)
+                .map(|j| midpoint(&mut (0..16).map(|i| a[i * 16 + j] - u[i]).collect(), n))
+                .collect();
         }
+        assert_eq!(v.to_vec(), want, "N = {n}");
     }
-    // M = 64 runs two price rounds: the optimum is still the general loop's.
+    // M = 64 runs three price rounds: the optimum is still the general loop's.
     for n in [8, 32] {
         let p = Pattern::new(n, 64).unwrap();
         for _ in 0..4 {
