@@ -1,5 +1,7 @@
 //! Criterion benches: every solver on a 4096×4096 Gaussian |W| at 2:4, 8:16 and 16:32
-//! (`lp`, a general LP baseline that needs minutes there, on 512×512 instead).
+//! (`lp`, a general LP baseline that needs minutes there, on 512×512 instead); and `exact`
+//! against `greedy` on 8192×8192 at 2:4, 4:8, 8:16 and 16:32, measured in one process (group
+//! `exact_vs_greedy`: the exact solver's time should not exceed the greedy's).
 //! Run: `cargo bench --bench solvers` (or `just bench`); `-- exact` filters by name.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -52,5 +54,28 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn exact_vs_greedy(c: &mut Criterion) {
+    let matrix = gaussian_abs(8192);
+    let ctx = SolveContext::default();
+    let mut group = c.benchmark_group("exact_vs_greedy");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(5));
+    for pattern in ["2:4", "4:8", "8:16", "16:32"] {
+        let p: Pattern = pattern.parse().expect("pattern");
+        let blocks = Blocks::from_matrix(&matrix, p.m).expect("tiles");
+        for name in ["exact", "greedy"] {
+            let solver = masklab::solvers::by_name(name).expect("registered");
+            group.bench_with_input(
+                BenchmarkId::new(name, format!("{pattern}@8192")),
+                &blocks,
+                |b, blocks| b.iter(|| solver.solve(blocks.data(), p, &ctx).expect("solves")),
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, exact_vs_greedy);
 criterion_main!(benches);
