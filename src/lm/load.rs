@@ -68,10 +68,16 @@ fn format_err(path: &Path, message: impl ToString) -> Error {
     }
 }
 
-/// The GGUF header and metadata of `path`.
+/// The GGUF header and metadata of `path`, parsed from a memory map: the metadata is a long run
+/// of small fields (the vocabulary alone is 49,152 strings in SmolLM2), which read from the file
+/// took about 500,000 `read` and 200,000 `lseek` calls (0.7 s per load).
 pub fn gguf_content(path: &Path) -> Result<gguf_file::Content> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    gguf_file::Content::read(&mut f).map_err(|e| format_err(path, format!("not a GGUF file: {e}")))
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the map is read-only; masklab never writes an input (io::atomic refuses outputs
+    // that are inputs), so the file does not change under the map while we run.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    gguf_file::Content::read(&mut std::io::Cursor::new(&map[..]))
+        .map_err(|e| format_err(path, format!("not a GGUF file: {e}")))
 }
 
 /// GGUF names of a layer's projections, in [`Proj::ALL`]'s order.
