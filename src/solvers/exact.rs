@@ -130,7 +130,11 @@ impl<const M: usize> Residual<M> {
     #[inline(always)]
     fn start<L: Lanes>(lanes: L, a: &[f32], n: usize, keep: &mut [u8]) -> Self {
         const INF: f64 = f64::INFINITY;
-        // Columns written in a pass of their own (M = 8) or entry by entry with the rows.
+        // Columns (`down`, counts) written in a pass of their own over the transposed block
+        // (M = 8: single-threaded 8192² 4:8 solve 0.72 → 0.47 s) or entry by entry with the rows
+        // (M ≥ 16, where the pass measured no faster). The block is transposed again for that
+        // pass rather than kept from the prices: kept alive over the row loop, the transposed
+        // block slowed the 8:16 solve by a third (the compiler's stack layout).
         let column_pass = M == 8;
         let mut r = Residual {
             down: [[INF; M]; M],
@@ -156,7 +160,8 @@ impl<const M: usize> Residual<M> {
             nth = x[n - 1];
         }
         // Competitors' columns for the v = 0 ranks (M ≤ 4 only: no price rounds; at that size the
-        // plain index compare costs less than [`ranks_i32`]'s opaque array, measured 12% on 2:4).
+        // plain index compare costs less than an opaque array as in [`ranks_i64`], measured 12%
+        // on 2:4).
         let mut column = [0i32; M];
         for (j, c) in column.iter_mut().enumerate() {
             *c = j as i32;
