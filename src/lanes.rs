@@ -3,7 +3,8 @@
 //! the CPU feature check of the estimators' vectorised paths.
 //!
 //! Problem: for `[i32; M]` / `[f64; M]` with M ≤ 64, the largest (smallest) value, the lowest
-//! index at which a given value occurs, a single-lane set and a shortest-path relaxation.
+//! index at which a given value occurs, a single-lane set and a shortest-path relaxation; and the
+//! lane-wise max and min of two `[f32; M]` or `[f64; M]` (a sorting network's compare-exchange).
 //! Guarantee: both implementations return the same results (tested); no NaN may be passed.
 //! Cost: O(M). [`Portable`] is plain Rust; [`Avx2`] uses explicit AVX2 intrinsics (8 i32 or 4 f64
 //! per instruction, a movemask for the position), because the compiler's own vectorisation of

@@ -19,7 +19,7 @@
 //! changing the price rounds changed table6's transposable SparseGPT masks (quantized weights
 //! tie often) and moved that row's perplexity by 0.75% at 8 calibration windows.
 //! Cost: O(M² log² M) per price round and for the warm start's row thresholds (sorting networks
-//! over all rows or columns at once, [`network`]), plus O(M²) per unit of column excess (per
+//! over all rows or columns at once, `exact/network.rs`), plus O(M²) per unit of column excess (per
 //! block on |Gaussian| scores: 1.5 / 1.3 / 2.1 / 3.5 / 7.8 units for 2:4 / 4:8 / 8:16 / 16:32 /
 //! 32:64 with the prices, against 1.5 / 4.4 / 12.6 / 35.8 / 102 without); blocks run in parallel.
 //! Works for any 0 ≤ N ≤ M.
