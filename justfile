@@ -93,10 +93,11 @@ baselines: build
 bench: setup
     cargo bench
 
-# Formatting and lints.
+# Formatting, lints and rustdoc (broken or private doc links fail).
 lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items
 
 # `cargo check --features cuda` with the CUDA 13.0 compiler from PyPI wheels (no GPU needed).
 # The unpacked toolkit is cached under target/cuda-13.0/. candle-kernels' build script compiles its

@@ -1,6 +1,6 @@
 //! `mvue_1to2`: the minimum-variance unbiased 1:2 estimator.
 //!
-//! Problem: keep one of (a, b) so that E[ĝ] = g with minimum variance. Rule: keep a with
+//! Problem: keep one of (a, b) so that E\[ĝ\] = g with minimum variance. Rule: keep a with
 //! probability `|a|/(|a|+|b|)`, else b; the kept entry becomes `sign·(|a|+|b|)`.
 //! Guarantee: unbiased; variance `2|a||b|` per group, the minimum among unbiased 1-of-2
 //! estimators. Cost: O(1) per group, one uniform. Source: Chmiel et al., ICLR 2023, §4.

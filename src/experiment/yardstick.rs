@@ -16,7 +16,7 @@ use std::time::Instant;
 /// Repetitions of the workload; the fastest counts.
 const REPEATS: usize = 3;
 
-/// Time the reference workload on `device`: the fastest of [`REPEATS`] runs, in seconds.
+/// Time the reference workload on `device`: the fastest of `REPEATS` runs, in seconds.
 pub fn measure(device: &candle_core::Device) -> Result<f64> {
     let (rows, cols, pattern) = (1024usize, 2048usize, Pattern::new(8, 16)?);
     // The stream keeps the module's first name: the workload's data, and so its time, stay those

@@ -311,7 +311,7 @@ fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
         .map_err(Error::tensor("q/k unpermute"))
 }
 
-/// Hugging Face's order back to llama.cpp's (the inverse of [`unpermute`]), for writing GGUF
+/// Hugging Face's order back to llama.cpp's (the inverse of `unpermute`), for writing GGUF
 /// test models.
 pub fn permute(w: &Tensor, heads: usize) -> Result<Tensor> {
     let (out, inp) = w.dims2().map_err(Error::tensor("q/k"))?;

@@ -664,7 +664,7 @@ pub fn nll(model: &Llama, tokens: &Tensor) -> Result<(f64, usize)> {
 }
 
 /// [`nll`] from the residual stream `x: [B, T, h]` leaving the last layer; the logits are made
-/// [`NLL_CHUNK`] positions at a time, so memory holds `B·128·vocab` of them, not `B·T·vocab`.
+/// `NLL_CHUNK` positions at a time, so memory holds `B·128·vocab` of them, not `B·T·vocab`.
 pub fn nll_of_stream(model: &Llama, x: &Tensor, tokens: &Tensor) -> Result<(f64, usize)> {
     let (b, t) = tokens.dims2().map_err(Error::tensor("tokens"))?;
     let predicted = t.saturating_sub(1);

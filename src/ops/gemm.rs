@@ -138,7 +138,7 @@ pub struct GemmJob {
     pub threads: usize,
     /// Least seconds of runs per side (at least 5 runs, at most 50).
     pub min_seconds: f64,
-    /// Value type of the stored operands (see [`Problem::halves`] for what bf16 changes).
+    /// Value type of the stored operands (see `Problem::halves` for what bf16 changes).
     pub dtype: Dtype,
 }
 

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 /// One result row: column name → JSON value, in column order.
 pub type Row = serde_json::Map<String, serde_json::Value>;
 
-/// The keys of a row struct serialised (a kind's [`CellKind::columns`] from a sample row).
+/// The keys of a row struct serialised (a kind's `CellKind::columns` from a sample row).
 pub fn columns_of<T: serde::Serialize>(sample: &T) -> Vec<String> {
     to_row(sample)
         .map(|r| r.keys().cloned().collect())

@@ -379,7 +379,7 @@ pub const MAX_M: usize = 256;
 /// Blocks per parallel task.
 const CHUNK: usize = 64;
 
-/// Run `f(blocks, keep, first_block_index)` on runs of up to [`CHUNK`] consecutive M×M blocks in
+/// Run `f(blocks, keep, first_block_index)` on runs of up to `CHUNK` consecutive M×M blocks in
 /// parallel and collect the masks.
 pub fn per_chunk<F>(blocks: &[f32], pattern: Pattern, f: F) -> Vec<u8>
 where

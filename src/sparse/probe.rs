@@ -17,7 +17,7 @@
 //! multiply-add reading its B vector from a 32 KiB block at an offset read from a table, as
 //! `spmm_avx512` does. `register`: 6 rows × 4 vectors (AVX-512; 2 on AVX2), 4 vectors loaded
 //! and reused by 6 broadcasts, as gemm's microkernel does.
-//! Guarantee: both loops compute what [`reference`] computes (tested), so neither is optimised
+//! Guarantee: both loops compute what `reference` computes (tested), so neither is optimised
 //! away; the rates are one core's (the probe runs on the calling thread).
 //! Cost: about 50 ms per call, once per process ([`rates`] caches it).
 

@@ -14,7 +14,7 @@
 //! - [`sgd_update`]: `v ← μ·v + ∇ + wd·w; w ← w − lr·v` in place, one pass, no allocation.
 //!
 //! The linear layer's GEMM with its bias and ReLU is in [`super::sparse`] (it carries the masks
-//! and estimators); its ReLU backward is [`ReluGrad`]. Guarantee: each op equals the composition of candle ops it replaces, forward
+//! and estimators); its ReLU backward is `ReluGrad`. Guarantee: each op equals the composition of candle ops it replaces, forward
 //! and backward (tested to 1e-5 against them). Cost: one read and one write of each operand.
 //! CPU only: on other devices the callers use the candle ops.
 
@@ -163,7 +163,7 @@ pub(crate) struct Operand<'a> {
 }
 
 /// `dst ← lhs·rhs` (or `dst += lhs·rhs` when `accumulate`) for row-major `dst: [m, n]`,
-/// `lhs: [m, k]`, `rhs: [k, n]`, with the rows of `dst` split evenly over [`fork`]'s threads and
+/// `lhs: [m, k]`, `rhs: [k, n]`, with the rows of `dst` split evenly over [`fork()`]'s threads and
 /// each part one single-threaded gemm call: at the sizes of these layers (batch 128, widths of a
 /// few hundred) two independent halves beat gemm's own splitting of one call.
 pub(crate) fn gemm_rows(
@@ -237,7 +237,7 @@ pub(crate) fn gemm_rows(
 }
 
 /// Transpose row-major `src: [rows, cols]` into `dst: [cols, rows]`, pieces of
-/// [`crate::sparse::TRANSPOSE_TILE`] columns split over [`fork`]'s threads (serial inside a fork).
+/// [`crate::sparse::TRANSPOSE_TILE`] columns split over [`fork()`]'s threads (serial inside a fork).
 pub(crate) fn fork_transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     use crate::sparse::{TRANSPOSE_TILE, transpose, transpose_cols};
     if rows * cols < 1 << 17 {
@@ -249,7 +249,7 @@ pub(crate) fn fork_transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f
 }
 
 /// `dst ← a·b` for a compressed N:M `a: [R, K]` and row-major `b: [K, width]` (the sparse
-/// kernels of [`crate::sparse::nm`]), the rows of `dst` split evenly over [`fork`]'s threads
+/// kernels of [`crate::sparse::nm`]), the rows of `dst` split evenly over [`fork()`]'s threads
 /// (serial inside a fork, as in a backward pass's two side-by-side products).
 pub(crate) fn nm_matmul(
     a: &NmMatrix,
@@ -636,7 +636,7 @@ impl CustomOp2 for ReluGrad {
 }
 
 /// One SGD step on `w` in place (argument `g`), with the velocity `v` beside it:
-/// `v ← μ·v + (g + wd·w); w ← w − lr·v`, one pass over the three, split by [`fork`].
+/// `v ← μ·v + (g + wd·w); w ← w − lr·v`, one pass over the three, split by [`fork()`].
 /// One thread's share of an SGD update: weights, velocity, gradient.
 type SgdPart<'a> = Mutex<(&'a mut [f32], &'a mut [f32], &'a [f32])>;
 

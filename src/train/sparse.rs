@@ -19,7 +19,7 @@
 //! output pre-filled with the bias, the ReLU applied in place when asked — and its backward is
 //! two GEMMs (one when `x` needs no gradient), the bias sum and one estimator pass over `g`,
 //! O(batch·out). On other devices the forward GEMM is candle's on detached operands and
-//! [`MaskedMatmul`] carries the same backward.
+//! `MaskedMatmul` carries the same backward.
 
 use super::kernels::{
     ColumnSums, MatMul, Operand, ReluGrad, f32_slice, fork_transpose, gemm_rows, nm_matmul,
@@ -700,7 +700,7 @@ impl SparseLinear {
     }
 
     /// Which GEMMs the last training step ran compressed, `(forward, backward data, update)`:
-    /// [`SparseLinear::compressed_gemms`] less those past [`MAX_COMPRESSED_ROWS`] (a GEMM that
+    /// [`SparseLinear::compressed_gemms`] less those past `MAX_COMPRESSED_ROWS` (a GEMM that
     /// has not run yet, or never runs, as configured).
     pub fn ran_compressed(&self) -> (bool, bool, bool) {
         let [f, b, u] = self.ran.get();
