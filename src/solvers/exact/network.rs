@@ -93,16 +93,6 @@ impl Sortable for f64 {
     }
 }
 
-#[cfg(test)]
-impl Sortable for u8 {
-    fn exchange<L: Lanes, const M: usize>(_: L, a: &[u8; M], b: &[u8; M]) -> ([u8; M], [u8; M]) {
-        (
-            std::array::from_fn(|l| a[l].max(b[l])),
-            std::array::from_fn(|l| a[l].min(b[l])),
-        )
-    }
-}
-
 /// Sort every lane of `x` descending: afterwards `x[r][l]` is lane l's (r+1)-th largest value.
 /// M must be a power of two from 2 to 64.
 #[inline(always)]
@@ -126,18 +116,28 @@ mod tests {
         assert_eq!(sizes, vec![1, 5, 19, 63, 191, 543]);
         // The 0–1 principle: a network that sorts every 0/1 input sorts every input. Lane l of
         // a 16-wide batch holds the bits of l + 16·batch, covering all 2^16 inputs.
-        let mut x = [[0u8; 16]; 16];
+        let mut x = [[0f32; 16]; 16];
         for batch in 0..(1usize << 16) / 16 {
             for (r, row) in x.iter_mut().enumerate() {
                 for (l, v) in row.iter_mut().enumerate() {
-                    *v = ((l + 16 * batch) >> r & 1) as u8;
+                    *v = ((l + 16 * batch) >> r & 1) as f32;
                 }
             }
-            let ones: Vec<u8> = (0..16).map(|l| x.iter().map(|row| row[l]).sum()).collect();
+            let ones: Vec<f32> = (0..16).map(|l| x.iter().map(|row| row[l]).sum()).collect();
+            // The lanes the solver runs on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            if let Some(avx2) = crate::lanes::Avx2::detect() {
+                sort_desc(avx2, &mut x);
+            } else {
+                sort_desc(crate::lanes::Portable, &mut x);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
             sort_desc(crate::lanes::Portable, &mut x);
             for l in 0..16 {
-                let col: Vec<u8> = x.iter().map(|row| row[l]).collect();
-                let want: Vec<u8> = (0..16).map(|r| (r < ones[l] as usize) as u8).collect();
+                let col: Vec<f32> = x.iter().map(|row| row[l]).collect();
+                let want: Vec<f32> = (0..16)
+                    .map(|r| ((r as f32) < ones[l]) as u8 as f32)
+                    .collect();
                 assert_eq!(col, want, "lane {l} of batch {batch}");
             }
         }
