@@ -22,7 +22,7 @@
 //! `MaskedMatmul` carries the same backward.
 
 use super::kernels::{
-    ColumnSums, MatMul, Operand, ReluGrad, f32_slice, fork_transpose, gemm_rows, nm_matmul,
+    ColumnSums, MatMul, Operand, ReluGrad, f32_slice, fork_transpose, gemm_split, nm_matmul,
     nm_matmul_t,
 };
 use crate::estimators::{self, Estimator};
@@ -385,7 +385,13 @@ impl CustomOp3 for FusedLinear {
                 b.len()
             )
         }
-        let mut y = Vec::with_capacity(n * out);
+        // y ← y + b, then ReLU, on a row segment starting at column c0.
+        let relu = self.relu;
+        let finish = |c0: usize, row: &mut [f32]| {
+            for (v, b) in row.iter_mut().zip(&b[c0..]) {
+                *v = if relu { (*v + b).max(0.0) } else { *v + b };
+            }
+        };
         // The compressed kernels run only where they pay ([`compresses`]); the backward data
         // GEMM needs the dense `W⊙m` unless it runs compressed (same rows, same decision).
         let layouts = self.layouts.as_ref().filter(|_| compresses(n));
@@ -399,30 +405,23 @@ impl CustomOp3 for FusedLinear {
         } else {
             None
         };
-        match (layouts, &self.mask) {
+        let y = match (layouts, &self.mask) {
             (Some(l), Some(_)) => {
                 // Yᵀ = (W⊙m)·Xᵀ by the N:M kernel (x read as Xᵀ's transpose), then y = Y + b.
                 let mut yt = vec![0f32; out * n];
                 l.forward
                     .with_refilled(w, |wc| nm_matmul_t(wc, x, n, &mut yt))?;
-                y.resize(n * out, 0.0);
+                let mut y = vec![0f32; n * out];
                 fork_transpose(&yt, out, n, &mut y);
-                for row in y.chunks_mut(out) {
-                    for (v, b) in row.iter_mut().zip(b) {
-                        *v += b;
-                    }
-                }
+                y.chunks_mut(out).for_each(|row| finish(0, row));
+                y
             }
             _ => {
                 let wm: &[f32] = wm_owned.as_deref().unwrap_or(w);
-                for _ in 0..n {
-                    y.extend_from_slice(b);
-                }
-                // y += x · (W⊙m)ᵀ: rhs(j, o) = wm[o·k + j].
-                gemm_rows(
+                // y = x · (W⊙m)ᵀ: rhs(j, o) = wm[o·k + j]; each part adds b and applies the
+                // ReLU to its own rows or columns.
+                gemm_split(
                     (n, out, k),
-                    &mut y,
-                    true,
                     Operand {
                         data: x,
                         rs: k,
@@ -433,14 +432,10 @@ impl CustomOp3 for FusedLinear {
                         rs: 1,
                         cs: k,
                     },
-                )?;
+                    Some(&finish),
+                )?
             }
-        }
-        if self.relu {
-            for v in &mut y {
-                *v = v.max(0.0);
-            }
-        }
+        };
         if let Some(v) = wm_owned {
             let t = Tensor::from_vec(v, (out, k), &candle_core::Device::Cpu)?;
             *self.wm.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);

@@ -475,7 +475,7 @@ pub fn train_step(
     lr: f64,
 ) -> candle_core::Result<f64> {
     let logits = model.forward(x, true)?;
-    let loss = candle_nn::loss::cross_entropy(&logits, y)?;
+    let loss = super::kernels::cross_entropy(&logits, y)?;
     let grads = model.backward(&loss)?;
     opt.step(&grads, lr)?;
     Ok(loss.to_scalar::<f32>()? as f64)

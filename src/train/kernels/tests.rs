@@ -118,58 +118,57 @@ fn relu_max_pool_and_its_backward_equal_candle_ops() -> candle_core::Result<()> 
 }
 
 #[test]
-fn gemm_rows_split_over_threads_equals_the_naive_product() -> candle_core::Result<()> {
-    // Large enough to be split (m·n·k ≥ 2^18) in a pool of 3 threads (uneven parts), with a
-    // transposed right operand and accumulation, as the linear layer's forward uses it.
-    let (m, n, k) = (67, 96, 64);
-    let a: Vec<f32> = (0..m * k)
-        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
-        .collect();
-    let bt: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0)
-        .collect();
-    let init: Vec<f32> = (0..m * n).map(|i| (i % 3) as f32).collect();
+fn gemm_split_over_threads_equals_the_naive_product() -> candle_core::Result<()> {
+    // Large enough to be split (m·n·k ≥ 2^18) in a pool of 3 threads (uneven parts), along the
+    // rows (m ≥ n) and along the columns (n > m), with a transposed right operand and a bias
+    // epilogue, as the linear layer's forward uses it.
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(3)
         .build()
         .expect("pool");
-    let mut dst = init.clone();
-    pool.install(|| {
-        gemm_rows(
-            (m, n, k),
-            &mut dst,
-            true,
-            Operand {
-                data: &a,
+    for (m, n, k) in [(67, 61, 64), (61, 97, 64), (5, 7, 0)] {
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
+            .collect();
+        let bt: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0)
+            .collect();
+        let bias: Vec<f32> = (0..n).map(|j| (j % 3) as f32 - 1.0).collect();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let add_bias = |c0: usize, row: &mut [f32]| {
+            calls.fetch_add(row.len(), std::sync::atomic::Ordering::Relaxed);
+            row.iter_mut().zip(&bias[c0..]).for_each(|(v, b)| *v += b);
+        };
+        let lhs = Operand {
+            data: &a,
+            rs: k,
+            cs: 1,
+        };
+        let rhs = Operand {
+            data: &bt,
+            rs: 1,
+            cs: k,
+        };
+        let dst = pool.install(|| gemm_split((m, n, k), lhs, rhs, Some(&add_bias)))?;
+        assert_eq!(dst.len(), m * n);
+        // The epilogue saw every value exactly once.
+        assert_eq!(calls.into_inner(), m * n);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = bias[j] + (0..k).map(|t| a[i * k + t] * bt[j * k + t]).sum::<f32>();
+                assert!((dst[i * n + j] - want).abs() < 1e-3, "({i}, {j})");
+            }
+        }
+        // Too-small operands are an error, not a read out of bounds.
+        if k > 0 {
+            let short = Operand {
+                data: &a[..10],
                 rs: k,
                 cs: 1,
-            },
-            Operand {
-                data: &bt,
-                rs: 1,
-                cs: k,
-            },
-        )
-    })?;
-    for i in 0..m {
-        for j in 0..n {
-            let want: f32 =
-                init[i * n + j] + (0..k).map(|t| a[i * k + t] * bt[j * k + t]).sum::<f32>();
-            assert!((dst[i * n + j] - want).abs() < 1e-3, "({i}, {j})");
+            };
+            assert!(gemm_split((m, n, k), short, rhs, None).is_err());
         }
     }
-    // Too-small operands are an error, not a read out of bounds.
-    let short = Operand {
-        data: &a[..10],
-        rs: k,
-        cs: 1,
-    };
-    let rhs = Operand {
-        data: &bt,
-        rs: 1,
-        cs: k,
-    };
-    assert!(gemm_rows((m, n, k), &mut dst, false, short, rhs).is_err());
     Ok(())
 }
 
