@@ -93,6 +93,20 @@ baselines: build
 bench: setup
     cargo bench
 
+# masklab's dense MLP training step against JAX/XLA's, in one run on these cores
+# (scripts/bench/vs_jax.py: ROUNDS paired process runs, order flipped each round). JAX comes
+# from a project-local venv, target/jax-venv, created with pip on first use.
+vs-jax ROUNDS="15":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=target/jax-venv
+    if ! "$venv/bin/python" -c "import jax" 2>/dev/null; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q jax==0.10.2 jaxlib==0.10.2
+    fi
+    cargo build --release --example step_phases
+    "$venv/bin/python" scripts/bench/vs_jax.py target/release/examples/step_phases {{ROUNDS}}
+
 # Formatting, lints and rustdoc (broken or private doc links fail).
 lint:
     cargo fmt --all -- --check
