@@ -93,10 +93,10 @@ baselines: build
 bench: setup
     cargo bench
 
-# masklab's dense MLP training step against JAX/XLA's, in one run on these cores
+# masklab's dense training step (MODEL mlp or lenet) against JAX/XLA's, in one run on these cores
 # (scripts/bench/vs_jax.py: ROUNDS paired process runs, order flipped each round). JAX comes
 # from a project-local venv, target/jax-venv, created with pip on first use.
-vs-jax ROUNDS="15":
+vs-jax ROUNDS="15" MODEL="mlp":
     #!/usr/bin/env bash
     set -euo pipefail
     venv=target/jax-venv
@@ -105,7 +105,7 @@ vs-jax ROUNDS="15":
         "$venv/bin/pip" install -q jax==0.10.2 jaxlib==0.10.2
     fi
     cargo build --release --example step_phases
-    "$venv/bin/python" scripts/bench/vs_jax.py target/release/examples/step_phases {{ROUNDS}}
+    "$venv/bin/python" scripts/bench/vs_jax.py target/release/examples/step_phases {{ROUNDS}} {{MODEL}}
 
 # Formatting, lints and rustdoc (broken or private doc links fail).
 lint:

@@ -1,8 +1,9 @@
 //! Where one training step's time goes: forward, loss, backward (with the weight gradients
-//! collected) and the SGD update of the table4 MLP at batch 128, averaged over 1000 steps after
-//! 100 warm-up steps, on the thread pool `masklab train` uses.
-//! Run: `cargo run --release --example step_phases -- [MASK] [GRAD]`, e.g.
-//! `-- transposable:4:8 mvue:2:4` (default `dense dense`).
+//! collected) and the SGD update of a table4 model at batch 128 on one fixed batch, averaged over
+//! 1000 steps after 100 warm-up steps (LeNet: 100 after 10), on the thread pool `masklab train`
+//! uses. `just vs-jax` times it against JAX/XLA's step.
+//! Run: `cargo run --release --example step_phases -- [MASK] [GRAD] [MODEL]`, e.g.
+//! `-- transposable:4:8 mvue:2:4` (default `dense dense mlp`; MODEL `mlp` or `lenet`).
 
 use candle_core::Device;
 use masklab::mask::Structure;
@@ -34,7 +35,8 @@ fn main() {
         tile: mask.tile(),
         srste: 0.0,
     };
-    let mut model = build("mlp", data.shape, 10, &[256, 256], &policy, 0, &dev).unwrap();
+    let name = args.get(3).map(|s| s.as_str()).unwrap_or("mlp");
+    let mut model = build(name, data.shape, 10, &[256, 256], &policy, 0, &dev).unwrap();
     for l in model.sparse_layers() {
         let m = masklab::train::trainer::layer_mask(l, mask, &masklab::solvers::exact::Exact, 0)
             .unwrap();
@@ -42,8 +44,8 @@ fn main() {
     }
     let mut opt = Optimizer::sgd(model.vars(), 0.9, 5e-4);
     let (mut tf, mut tl, mut tb, mut to) = (0.0, 0.0, 0.0, 0.0);
-    let n = 1000;
-    for i in 0..n + 100 {
+    let (n, warm) = if name == "lenet" { (100, 10) } else { (1000, 100) };
+    for i in 0..n + warm {
         let t0 = Instant::now();
         let logits = model.forward(&x, true).unwrap();
         let t1 = Instant::now();
@@ -54,7 +56,7 @@ fn main() {
         opt.step(&grads, 0.01).unwrap();
         let _ = loss.to_scalar::<f32>().unwrap();
         let t4 = Instant::now();
-        if i >= 100 {
+        if i >= warm {
             tf += (t1 - t0).as_secs_f64();
             tl += (t2 - t1).as_secs_f64();
             tb += (t3 - t2).as_secs_f64();
