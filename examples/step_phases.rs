@@ -44,7 +44,11 @@ fn main() {
     }
     let mut opt = Optimizer::sgd(model.vars(), 0.9, 5e-4);
     let (mut tf, mut tl, mut tb, mut to) = (0.0, 0.0, 0.0, 0.0);
-    let (n, warm) = if name == "lenet" { (100, 10) } else { (1000, 100) };
+    let (n, warm) = if name == "lenet" {
+        (100, 10)
+    } else {
+        (1000, 100)
+    };
     for i in 0..n + warm {
         let t0 = Instant::now();
         let logits = model.forward(&x, true).unwrap();

@@ -80,9 +80,13 @@ fn summarised(dir: &Path, spec: &Spec) -> Result<Option<Summarised>> {
     let axes: Vec<String> = spec.axes.iter().map(|a| a.name.clone()).collect();
     let mut summary = summary::summarise(&cells, &axes)?;
     let mut summary_rows = table::rows_from_frame(&summary);
-    if let Some(c) = Manifest::read(dir).ok().and_then(|m| m.yardstick_seconds) {
+    let stick = Manifest::read(dir)
+        .ok()
+        .and_then(|m| Some((m.yardstick_seconds?, m.yardstick_version.unwrap_or(1))));
+    if let Some((c, version)) = stick {
+        let column = crate::results::regress::yardstick_column(version);
         for row in &mut summary_rows {
-            row.insert(crate::results::regress::YARDSTICK.into(), Value::from(c));
+            row.insert(column.into(), Value::from(c));
         }
         summary = table::frame_from_rows(&summary_rows)?;
     }

@@ -170,6 +170,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome> {
         .any(|m| crate::results::is_measured_column(m));
     if timed && manifest.yardstick_seconds.is_none() {
         manifest.yardstick_seconds = Some(super::yardstick::measure(&opts.device)?);
+        manifest.yardstick_version = Some(super::yardstick::VERSION);
     }
     manifest.write(&dir)?;
     let result = run_cells(plan, opts, &todo, &dir);
@@ -432,5 +433,6 @@ fn new_manifest(
             .unwrap_or_else(manifest::now),
         finished: None,
         yardstick_seconds: previous.and_then(|m| m.yardstick_seconds),
+        yardstick_version: previous.and_then(|m| m.yardstick_version),
     }
 }

@@ -137,8 +137,10 @@ pub fn trends(
             let Some(v) = value.as_f64().filter(|v| !skip && v.is_finite()) else {
                 continue;
             };
+            // Each workload version is a series of its own: ratios to different yardsticks
+            // do not compare.
             let (name, v) = match (is_time_column(metric), yardstick) {
-                (true, Some(c)) => (format!("{metric} ÷ yardstick"), v / c),
+                (true, Some(c)) => (format!("{metric} ÷ {}", c.label()), v / c.seconds),
                 _ => (metric.clone(), v),
             };
             series.entry((point.clone(), name)).or_default().push(v);
@@ -147,7 +149,7 @@ pub fn trends(
     series
         .into_iter()
         .map(|((point, metric), values)| {
-            let base = metric.trim_end_matches(" ÷ yardstick");
+            let base = metric.split(" ÷ yardstick").next().unwrap_or(&metric);
             let accepts = |o: f64, n: f64| match tolerance.get(base) {
                 Some(t) => t.accepts(o, n),
                 None => (n - o).abs() <= 1e-9 * o.abs().max(1.0),
@@ -282,6 +284,22 @@ mod tests {
         );
         let text = render("table2", 4, &t);
         assert!(text.contains("1 moved, 1 drifting"), "{text}");
+        // Runs timed against the version 2 workload start series of their own.
+        let mut later = rows.clone();
+        for secs in [5.0, 6.0] {
+            let mut r = row("nightly", "2:4", 0.112, secs, 0.1);
+            r.remove(regress::YARDSTICK);
+            r.insert(regress::YARDSTICK_V2.into(), json!(0.5));
+            later.push(r);
+        }
+        let t = trends(&later, &["pattern".to_string()], &tol);
+        let series = |m: &str| {
+            t.iter()
+                .find(|t| t.point == "nightly pattern=2:4" && t.metric == m)
+                .map(|t| t.values.clone())
+        };
+        assert_eq!(series("seconds ÷ yardstick"), Some(vec![10.0; 4]));
+        assert_eq!(series("seconds ÷ yardstick v2"), Some(vec![10.0, 12.0]));
         assert!(
             text.contains("DRIFT  nightly pattern=2:4  kept_gap: 0.1000 → 0.1120  ↑↑↑"),
             "{text}"

@@ -52,6 +52,10 @@ pub struct Manifest {
         skip_serializing_if = "Option::is_none"
     )]
     pub yardstick_seconds: Option<f64>,
+    /// Which workload `yardstick_seconds` timed ([`crate::experiment::yardstick::VERSION`]);
+    /// absent in runs made before versions were recorded, which timed version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yardstick_version: Option<u32>,
 }
 
 impl Manifest {

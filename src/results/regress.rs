@@ -37,26 +37,62 @@ impl Tolerance {
     }
 }
 
-/// The summary column with the run's yardstick seconds (see
-/// [`crate::experiment::yardstick`]).
+/// The summary column with the run's yardstick seconds for workload version 1 (see
+/// [`crate::experiment::yardstick`]), read from older runs, baselines and histories.
 pub const YARDSTICK: &str = "yardstick_seconds";
 
 /// The same column under its first name, `calibration_seconds`, in summaries, baselines and
 /// histories written before it was renamed (read, never written).
 pub const LEGACY_YARDSTICK: &str = "calibration_seconds";
 
-/// Whether `column` holds the yardstick, under either name.
-pub fn is_yardstick(column: &str) -> bool {
-    column == YARDSTICK || column == LEGACY_YARDSTICK
+/// The summary column with the run's yardstick seconds for workload version 2, what runs write
+/// now.
+pub const YARDSTICK_V2: &str = "yardstick_v2_seconds";
+
+/// The summary column a yardstick of workload `version` goes under.
+pub fn yardstick_column(version: u32) -> &'static str {
+    if version <= 1 {
+        YARDSTICK
+    } else {
+        YARDSTICK_V2
+    }
 }
 
-/// A summary row's yardstick seconds, when it has a positive one (under either name).
-pub fn yardstick(row: &Row) -> Option<f64> {
-    [YARDSTICK, LEGACY_YARDSTICK]
+/// Whether `column` holds a yardstick, under any name or version.
+pub fn is_yardstick(column: &str) -> bool {
+    column == YARDSTICK || column == LEGACY_YARDSTICK || column == YARDSTICK_V2
+}
+
+/// A run's yardstick: the workload's version and its seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Yardstick {
+    /// Workload version (1: the exact solver and products; 2: fixed code).
+    pub version: u32,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+impl Yardstick {
+    /// The divisor's name in a metric label: `yardstick` (version 1) or `yardstick v2`.
+    pub fn label(&self) -> String {
+        match self.version {
+            1 => "yardstick".into(),
+            v => format!("yardstick v{v}"),
+        }
+    }
+}
+
+/// A summary row's yardstick, when it has a positive one (the newest version it carries).
+pub fn yardstick(row: &Row) -> Option<Yardstick> {
+    [(YARDSTICK_V2, 2), (YARDSTICK, 1), (LEGACY_YARDSTICK, 1)]
         .iter()
-        .find_map(|c| row.get(*c))
-        .and_then(Value::as_f64)
-        .filter(|c| *c > 0.0)
+        .find_map(|(c, version)| {
+            let seconds = row.get(*c).and_then(Value::as_f64).filter(|s| *s > 0.0)?;
+            Some(Yardstick {
+                version: *version,
+                seconds,
+            })
+        })
 }
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -74,6 +110,8 @@ pub struct Moved {
     pub run: String,
     /// Whether the move exceeds the tolerance.
     pub regressed: bool,
+    /// Why the values were not compared (times over yardsticks of different workloads).
+    pub not_compared: Option<String>,
 }
 
 /// What a comparison found.
@@ -129,10 +167,10 @@ impl Report {
                 "point", "metric", "baseline", "run"
             );
             for m in &self.moved {
-                let status = if m.regressed {
-                    "REGRESSED"
-                } else {
-                    "within tolerance"
+                let status = match (&m.not_compared, m.regressed) {
+                    (Some(why), _) => why.as_str(),
+                    (None, true) => "REGRESSED",
+                    (None, false) => "within tolerance",
                 };
                 out += &format!(
                     "{:<w$}  {:<wm$}  {:>14}  {:>14}  {status}\n",
@@ -177,7 +215,8 @@ fn show(v: &Value) -> String {
 /// `new`): `None` when equal, else the move, regressed when outside `tol` (no tolerance: equal
 /// to 1e-9 for numbers, exactly otherwise). A measured time is compared as a ratio to its run's
 /// yardstick when both rows carry one: a slower machine is not a regression, a faster one
-/// hides none.
+/// hides none. Over yardsticks of different workload versions the two ratios are shown and not
+/// compared (neither regressed nor within tolerance: the baseline needs refreshing).
 fn moved(
     point: &str,
     metric: &str,
@@ -190,11 +229,24 @@ fn moved(
         .flatten();
     let (metric, baseline, run, same, ok) = match (old.as_f64(), new_v.as_f64()) {
         (Some(o), Some(n)) => match scales {
+            Some((so, sn)) if so.version != sn.version => {
+                return Some(Moved {
+                    point: point.to_string(),
+                    metric: format!("{metric} ÷ yardstick"),
+                    baseline: format!("{} (v{})", fmt_num(o / so.seconds), so.version),
+                    run: format!("{} (v{})", fmt_num(n / sn.seconds), sn.version),
+                    regressed: false,
+                    not_compared: Some(format!(
+                        "not compared: yardstick v{} in the baseline, v{} in the run",
+                        so.version, sn.version
+                    )),
+                });
+            }
             Some((so, sn)) => {
-                let (o, n) = (o / so, n / sn);
+                let (o, n) = (o / so.seconds, n / sn.seconds);
                 let ok = tol.is_none_or(|t| t.accepts(o, n));
                 (
-                    format!("{metric} ÷ yardstick"),
+                    format!("{metric} ÷ {}", so.label()),
                     fmt_num(o),
                     fmt_num(n),
                     o == n,
@@ -223,6 +275,7 @@ fn moved(
         baseline,
         run,
         regressed: !ok,
+        not_compared: None,
     })
 }
 
@@ -342,6 +395,35 @@ mod tests {
             &tol,
         );
         assert!(same_machine.regressed());
+        // Yardsticks of different workloads: the ratios are shown, not compared (9 s against
+        // 1 s would regress on one machine), until the baseline is refreshed; two v2 rows
+        // compare as before, labelled by their version.
+        let v2 = |r: Row, c: f64| {
+            let mut r = r;
+            r.insert(YARDSTICK_V2.into(), json!(c));
+            r
+        };
+        let changed = compare(
+            &[cal(row(0.1, 1.0), 0.1)],
+            &[v2(row(0.1, 9.0), 0.1)],
+            &axes,
+            &tol,
+        );
+        assert!(!changed.regressed(), "{}", changed.render());
+        let text = changed.render();
+        assert!(text.contains("10 (v1)"), "{text}");
+        assert!(
+            text.contains("90 (v2)  not compared: yardstick v1 in the baseline, v2 in the run"),
+            "{text}"
+        );
+        let both_v2 = compare(
+            &[v2(row(0.1, 1.0), 0.1)],
+            &[v2(row(0.1, 9.0), 0.1)],
+            &axes,
+            &tol,
+        );
+        assert!(both_v2.regressed());
+        assert!(both_v2.render().contains("seconds ÷ yardstick v2"));
         let disjoint = compare(&[row(0.1, 1.0)], &[other], &axes, &tol);
         assert_eq!(disjoint.rows_compared, 0);
         assert!(!disjoint.regressed());
