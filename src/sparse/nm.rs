@@ -1386,26 +1386,9 @@ unsafe fn spmv_row_avx512<E: Element>(
     let span = if n <= 16 { step } else { m };
     let permute = span <= 32;
     let bits = a.bits;
-    let b = bits as i32;
-    let shifts_narrow = _mm512_setr_epi32(
-        0,
-        b,
-        2 * b,
-        3 * b,
-        4 * b,
-        5 * b,
-        6 * b,
-        7 * b,
-        8 * b,
-        9 * b,
-        10 * b,
-        11 * b,
-        12 * b,
-        13 * b,
-        14 * b,
-        15 * b,
-    );
-    let shifts_nibble = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    let shifts: [i32; 16] = position_shifts(bits);
+    // SAFETY: `shifts` holds 16 i32.
+    let shifts = unsafe { _mm512_loadu_si512(shifts.as_ptr().cast()) };
     let pos_mask = _mm512_set1_epi32((1 << bits) - 1);
     let vp = vals[r * kept..(r + 1) * kept].as_ptr();
     let index = a.index[r * a.index_stride..(r + 1) * a.index_stride].as_ptr();
@@ -1415,34 +1398,8 @@ unsafe fn spmv_row_avx512<E: Element>(
     // below `kept`), position bytes `2·bits·ci .. 2·bits·ci + 16` (inside the row: its stride
     // holds 16 bytes beyond the packed positions), and B entries `base..base+32` (or the
     // gathered kept columns), all below `cols` since `base + span ≤ cols` for a full chunk.
-    let positions = |ci: usize| -> __m512i {
-        let p = unsafe { index.add(2 * bits * ci) };
-        match bits {
-            1 => {
-                let w = unsafe { p.cast::<u16>().read_unaligned() } as i32;
-                _mm512_and_si512(
-                    _mm512_srlv_epi32(_mm512_set1_epi32(w), shifts_narrow),
-                    pos_mask,
-                )
-            }
-            2 => {
-                let w = unsafe { p.cast::<u32>().read_unaligned() } as i32;
-                _mm512_and_si512(
-                    _mm512_srlv_epi32(_mm512_set1_epi32(w), shifts_narrow),
-                    pos_mask,
-                )
-            }
-            4 => {
-                let w = unsafe { p.cast::<u64>().read_unaligned() };
-                let v = _mm512_inserti64x4(
-                    _mm512_set1_epi32(w as i32),
-                    _mm256_set1_epi32((w >> 32) as i32),
-                    1,
-                );
-                _mm512_and_si512(_mm512_srlv_epi32(v, shifts_nibble), pos_mask)
-            }
-            _ => _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(p.cast()) }),
-        }
+    let positions = |ci: usize| unsafe {
+        unpack_positions(index.add(2 * bits * ci), bits, shifts, pos_mask)
     };
     for c0 in (0..width).step_by(MAX_RHS) {
         let cw = (width - c0).min(MAX_RHS);
@@ -1478,6 +1435,47 @@ unsafe fn spmv_row_avx512<E: Element>(
     if full < kept {
         spmv_row_scalar(a, vals, r, full, bt, out);
     }
+}
+
+/// Each lane's shift for [`unpack_positions`]: `l·bits`, or for 4 bits `(l mod 8)·4` (lanes 8–15
+/// come from the second 32-bit word); unused for byte positions.
+#[cfg(target_arch = "x86_64")]
+fn position_shifts(bits: usize) -> [i32; 16] {
+    std::array::from_fn(|l| if bits == 4 { l % 8 * 4 } else { l * bits } as i32)
+}
+
+/// The 16 positions packed at `p` as i32 lanes: `bits` wide (1, 2 or 4, lane `l` at bit
+/// `shifts[l]` of the word holding it, kept by `mask`) or one byte each (any other width).
+///
+/// # Safety
+/// `p` has 16 readable bytes (a row's stride holds 16 beyond its packed positions), and the CPU
+/// has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn unpack_positions(
+    p: *const u8,
+    bits: usize,
+    shifts: std::arch::x86_64::__m512i,
+    mask: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let packed = match bits {
+        4 => {
+            // SAFETY: 8 of the 16 readable bytes.
+            let w = unsafe { p.cast::<u64>().read_unaligned() };
+            _mm512_inserti64x4(
+                _mm512_set1_epi32(w as i32),
+                _mm256_set1_epi32((w >> 32) as i32),
+                1,
+            )
+        }
+        // SAFETY: 4 of the 16 readable bytes (16 or 32 bits used).
+        1 | 2 => _mm512_set1_epi32(unsafe { p.cast::<u32>().read_unaligned() } as i32),
+        // SAFETY: the 16 readable bytes.
+        _ => return _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(p.cast()) }),
+    };
+    _mm512_and_si512(_mm512_srlv_epi32(packed, shifts), mask)
 }
 
 /// One row's kept entries, 16 at a time, as the batch 1–8 kernels read them: for N dividing 16
@@ -1527,13 +1525,7 @@ impl<E: Element> Chunks16<E> {
         let wide = step > 32;
         let window = if wide { 64 } else { 32 };
         let off: [i32; 16] = std::array::from_fn(|l| (l / n * m) as i32);
-        let shift: [i32; 16] = std::array::from_fn(|l| {
-            if bits == 4 {
-                (l % 8 * 4) as i32
-            } else {
-                (l * bits) as i32
-            }
-        });
+        let shift = position_shifts(bits);
         // SAFETY: both arrays hold 16 i32.
         let (off, shifts) = unsafe {
             (
@@ -1573,25 +1565,17 @@ impl<E: Element> Chunks16<E> {
     unsafe fn chunk(&self, ci: usize) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512i) {
         use std::arch::x86_64::*;
         // SAFETY: in bounds for ci < chunks (see `new`).
-        let (p, v) = unsafe {
+        let (pos, v) = unsafe {
             (
-                self.index.add(2 * self.bits * ci),
+                unpack_positions(
+                    self.index.add(2 * self.bits * ci),
+                    self.bits,
+                    self.shifts,
+                    self.mask,
+                ),
                 E::load16(self.vals.add(16 * ci)),
             )
         };
-        let packed = if self.bits == 4 {
-            // SAFETY: as above.
-            let w = unsafe { p.cast::<u64>().read_unaligned() };
-            _mm512_inserti64x4(
-                _mm512_set1_epi32(w as i32),
-                _mm256_set1_epi32((w >> 32) as i32),
-                1,
-            )
-        } else {
-            // SAFETY: as above.
-            _mm512_set1_epi32(unsafe { p.cast::<u32>().read_unaligned() } as i32)
-        };
-        let pos = _mm512_and_si512(_mm512_srlv_epi32(packed, self.shifts), self.mask);
         (v, _mm512_add_epi32(self.off, pos))
     }
 
