@@ -95,17 +95,16 @@ bench: setup
 
 # masklab's dense training step (MODEL mlp or lenet) against JAX/XLA's, in one run on these cores
 # (scripts/bench/vs_jax.py: ROUNDS paired process runs, order flipped each round). JAX comes
-# from a project-local venv, target/jax-venv, created with pip on first use.
+# from a project-local directory, target/jax-pkgs, filled by `pip install --target` on first use.
 vs-jax ROUNDS="15" MODEL="mlp":
     #!/usr/bin/env bash
     set -euo pipefail
-    venv=target/jax-venv
-    if ! "$venv/bin/python" -c "import jax" 2>/dev/null; then
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install -q jax==0.10.2 jaxlib==0.10.2
+    export PYTHONPATH="$PWD/target/jax-pkgs"
+    if ! python3 -c "import jax" 2>/dev/null; then
+        python3 -m pip install -q --target "$PYTHONPATH" jax==0.10.2 jaxlib==0.10.2
     fi
     cargo build --release --example step_phases
-    "$venv/bin/python" scripts/bench/vs_jax.py target/release/examples/step_phases {{ROUNDS}} {{MODEL}}
+    python3 scripts/bench/vs_jax.py target/release/examples/step_phases {{ROUNDS}} {{MODEL}}
 
 # Formatting, lints and rustdoc (broken or private doc links fail).
 lint:
