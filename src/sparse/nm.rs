@@ -1398,9 +1398,8 @@ unsafe fn spmv_row_avx512<E: Element>(
     // below `kept`), position bytes `2·bits·ci .. 2·bits·ci + 16` (inside the row: its stride
     // holds 16 bytes beyond the packed positions), and B entries `base..base+32` (or the
     // gathered kept columns), all below `cols` since `base + span ≤ cols` for a full chunk.
-    let positions = |ci: usize| unsafe {
-        unpack_positions(index.add(2 * bits * ci), bits, shifts, pos_mask)
-    };
+    let positions =
+        |ci: usize| unsafe { unpack_positions(index.add(2 * bits * ci), bits, shifts, pos_mask) };
     for c0 in (0..width).step_by(MAX_RHS) {
         let cw = (width - c0).min(MAX_RHS);
         let xs: [*const f32; MAX_RHS] =
