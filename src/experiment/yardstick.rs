@@ -10,7 +10,7 @@
 //! run's device (candle's, pinned by Cargo.lock; the training tables' kind of loop) and a
 //! top-8-of-16 selection by insertion over 2²¹ |Gaussian| scores written here (the solver
 //! tables' kind: scalar, branchy, in cache). It takes about 0.03 s here; the reported figure is
-//! the fastest of [`REPEATS`] repetitions (the least disturbed by other load). Times are
+//! the fastest of `REPEATS` (7) repetitions (the least disturbed by other load). Times are
 //! compared only against a yardstick of the same version ([`crate::results::regress`]).
 
 use crate::error::{Error, Result};
