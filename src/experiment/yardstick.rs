@@ -9,7 +9,7 @@
 //! Version 2 ([`VERSION`]) times code that stays put: eight 384×384×384 matrix products on the
 //! run's device (candle's, pinned by Cargo.lock; the training tables' kind of loop) and a
 //! top-8-of-16 selection by insertion over 2²¹ |Gaussian| scores written here (the solver
-//! tables' kind: scalar, branchy, in cache). It takes about 0.03 s here; the reported figure is
+//! tables' kind: scalar and branchy, over 8 MB). It takes about 0.03 s here; the reported figure is
 //! the fastest of `REPEATS` (7) repetitions (the least disturbed by other load). Times are
 //! compared only against a yardstick of the same version ([`crate::results::regress`]).
 
