@@ -101,7 +101,7 @@ vs-jax ROUNDS="15" MODEL="mlp":
     set -euo pipefail
     export PYTHONPATH="$PWD/target/jax-pkgs"
     if ! python3 -c "import jax" 2>/dev/null; then
-        python3 -m pip install -q --target "$PYTHONPATH" jax==0.10.2 jaxlib==0.10.2
+        python3 -m pip install -q --upgrade --target "$PYTHONPATH" jax==0.10.2 jaxlib==0.10.2
     fi
     cargo build --release --example step_phases
     python3 scripts/bench/vs_jax.py target/release/examples/step_phases {{ROUNDS}} {{MODEL}}
