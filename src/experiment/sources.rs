@@ -1,7 +1,8 @@
-//! The weight sources of the experiments: synthetic matrices drawn from the cell's seed
+//! The sources of the experiments' operands: synthetic matrices drawn from the cell's seed
 //! (`gaussian:RxC`, `laplace:RxC`), the tensors of a checkpoint (`file:PATH#GLOB`), and the
 //! layers of the reference dense model masklab trains once and caches (`trained:MODEL`: table5's
-//! reference and table2's trained source), so every table reads its weights from one place.
+//! reference and table2's trained source), so every table reads its weights from one place; and
+//! table3's synthetic neural gradients (`gradient`), which share the Laplace and sign draws.
 
 use crate::error::{Error, Result};
 use crate::mask::{Matrix, Structure, parse_size};
@@ -55,8 +56,8 @@ pub(crate) fn synthetic(source: &Source, seed: u64, label: &str) -> Matrix {
     let data: Vec<f32> = (0..rows * cols)
         .map(|_| {
             if laplace {
-                let e: f64 = -(1.0 - rng.random::<f64>()).ln();
-                (if rng.random::<bool>() { e } else { -e }) as f32
+                let e = laplace_magnitude(&mut rng);
+                (random_sign(&mut rng) * e) as f32
             } else {
                 let v: f64 = StandardNormal.sample(&mut rng);
                 v as f32
@@ -64,6 +65,60 @@ pub(crate) fn synthetic(source: &Source, seed: u64, label: &str) -> Matrix {
         })
         .collect();
     Matrix::new(rows, cols, data).unwrap_or_else(|_| unreachable!("sizes match by construction"))
+}
+
+/// |X| for X standard Laplace: an Exp(1) draw by inversion (one uniform).
+fn laplace_magnitude(rng: &mut impl Rng) -> f64 {
+    -(1.0 - rng.random::<f64>()).ln()
+}
+
+/// +1 or −1 with equal odds (one bool).
+fn random_sign(rng: &mut impl Rng) -> f64 {
+    if rng.random::<bool>() { 1.0 } else { -1.0 }
+}
+
+/// table3's neural gradient `g: [rows, cols]` for an `input`: `gaussian`, `laplace` or
+/// `lognormal:SIGMA` (signed, drawn from the (seed, input) RNG: per entry a normal, a sign and,
+/// for Laplace, a uniform, in that order, whatever the input, so each input's stream is its
+/// own), or `file:PATH#GLOB` (the first 2-D tensor whose rows are a multiple of `m`).
+pub(crate) fn gradient(
+    input: &str,
+    (rows, cols): (usize, usize),
+    seed: u64,
+    m: usize,
+) -> Result<candle_core::Tensor> {
+    use candle_core::{Device, Tensor};
+    if let Some(spec) = input.strip_prefix("file:") {
+        let t = crate::io::read_tensors(spec)?
+            .into_iter()
+            .find(|t| t.shape.len() == 2 && t.shape[0] % m == 0)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "input",
+                    input,
+                    format!("no 2-D tensor whose first dim is a multiple of {m}"),
+                )
+            })?;
+        return Tensor::from_vec(t.data, (t.shape[0], t.shape[1]), &Device::Cpu)
+            .map_err(Error::tensor(input));
+    }
+    let mut rng =
+        rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(seed, &format!("input {input}")));
+    let sigma = input
+        .strip_prefix("lognormal:")
+        .map(|s| s.trim_start_matches("σ=").parse::<f64>().unwrap_or(2.0));
+    let data: Vec<f32> = (0..rows * cols)
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            let sign = random_sign(&mut rng);
+            (match (input, sigma) {
+                (_, Some(s)) => sign * (s * z).exp(),
+                ("laplace", _) => sign * laplace_magnitude(&mut rng),
+                _ => z,
+            }) as f32
+        })
+        .collect();
+    Tensor::from_vec(data, (rows, cols), &Device::Cpu).map_err(Error::tensor(input))
 }
 
 /// A dense model to train (or reuse from the cache).

@@ -13,9 +13,9 @@ use crate::estimators::{self, measure::measure};
 use crate::experiment::cell::Cell;
 use crate::mask::{Pattern, parse_size};
 use crate::seed::derive as derive_seed;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use indexmap::IndexMap;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 use std::time::Instant;
@@ -117,41 +117,6 @@ fn parse(
     Ok((est, pattern, params))
 }
 
-/// The gradient `g` of an input, drawn from the (seed, input) RNG or read from a file.
-fn gradient(input: &str, p: &Params, seed: u64, m: usize) -> Result<Tensor> {
-    if let Some(spec) = input.strip_prefix("file:") {
-        let t = crate::io::read_tensors(spec)?
-            .into_iter()
-            .find(|t| t.shape.len() == 2 && t.shape[0] % m == 0)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "input",
-                    input,
-                    format!("no 2-D tensor whose first dim is a multiple of {m}"),
-                )
-            })?;
-        return Tensor::from_vec(t.data, (t.shape[0], t.shape[1]), &Device::Cpu)
-            .map_err(Error::tensor(input));
-    }
-    let mut rng =
-        rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(seed, &format!("input {input}")));
-    let sigma = input
-        .strip_prefix("lognormal:")
-        .map(|s| s.trim_start_matches("σ=").parse::<f64>().unwrap_or(2.0));
-    let data: Vec<f32> = (0..p.rows * p.cols)
-        .map(|_| {
-            let z: f64 = StandardNormal.sample(&mut rng);
-            let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
-            (match (input, sigma) {
-                (_, Some(s)) => sign * (s * z).exp(),
-                ("laplace", _) => sign * -(1.0 - rng.random::<f64>()).ln(),
-                _ => z,
-            }) as f32
-        })
-        .collect();
-    Tensor::from_vec(data, (p.rows, p.cols), &Device::Cpu).map_err(Error::tensor(input))
-}
-
 impl CellKind for EstimatorCell {
     fn name(&self) -> &'static str {
         "estimator"
@@ -176,9 +141,10 @@ impl CellKind for EstimatorCell {
     fn run(&self, cell: &Cell, ctx: &CellContext) -> Result<Row> {
         let (est, pattern, p) = parse(cell, ctx.params)?;
         let input = cell.require("input")?;
-        let g = gradient(input, &p, cell.seed, pattern.m)?
-            .to_device(&ctx.device)
-            .map_err(Error::tensor("g to device"))?;
+        let g =
+            crate::experiment::sources::gradient(input, (p.rows, p.cols), cell.seed, pattern.m)?
+                .to_device(&ctx.device)
+                .map_err(Error::tensor("g to device"))?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(cell.seed, "x"));
         let batch = g.dims()[0];
         let x: Vec<f32> = (0..batch * p.in_features)
