@@ -1398,8 +1398,11 @@ unsafe fn spmv_row_avx512<E: Element>(
     // below `kept`), position bytes `2·bits·ci .. 2·bits·ci + 16` (inside the row: its stride
     // holds 16 bytes beyond the packed positions), and B entries `base..base+32` (or the
     // gathered kept columns), all below `cols` since `base + span ≤ cols` for a full chunk.
-    let positions =
-        |ci: usize| unsafe { unpack_positions(index.add(2 * bits * ci), bits, shifts, pos_mask) };
+    let positions = |ci: usize| {
+        // SAFETY: called only with ci < chunks, whose 16 position bytes lie in the row (above);
+        // this function runs with AVX-512F.
+        unsafe { unpack_positions(index.add(2 * bits * ci), bits, shifts, pos_mask) }
+    };
     for c0 in (0..width).step_by(MAX_RHS) {
         let cw = (width - c0).min(MAX_RHS);
         let xs: [*const f32; MAX_RHS] =
@@ -1452,6 +1455,8 @@ fn position_shifts(bits: usize) -> [i32; 16] {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
+// SAFETY: unsafe for its target feature and its raw reads: callers pass 16 readable bytes at `p`
+// and run on a CPU with AVX-512F (see `# Safety`).
 unsafe fn unpack_positions(
     p: *const u8,
     bits: usize,
