@@ -44,6 +44,8 @@ def main():
         sys.exit(__doc__)
     binary = sys.argv[1]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+    if rounds < 2:
+        sys.exit(f"vs_jax.py: ROUNDS must be at least 2 (quartiles need two rounds), not {rounds}")
     model = sys.argv[3] if len(sys.argv) > 3 else "mlp"
     if model not in ("mlp", "lenet"):
         sys.exit(f"vs_jax.py: MODEL must be mlp or lenet, not {model!r}")
