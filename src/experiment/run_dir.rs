@@ -142,8 +142,9 @@ pub(super) fn holds_run(dir: &Path) -> bool {
     dir.join(CELLS_LOG).exists() || dir.join(MANIFEST).exists()
 }
 
-/// A new run (or merge) is written only into a missing or empty directory (a lock file left by
-/// a run killed before its manifest aside): one holding a run is refused with `hint`, and one
+/// A new run (or merge) is written only into a missing or empty directory (a lock file and a
+/// manifest being written — a live run's, or one killed before its manifest was in place —
+/// aside: the lock then names a live holder): one holding a run is refused with `hint`, and one
 /// holding anything else — a user's own files, which a run would overwrite — naming them.
 pub(super) fn require_fresh(dir: &Path, hint: &str) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -158,7 +159,7 @@ pub(super) fn require_fresh(dir: &Path, hint: &str) -> Result<()> {
     let mut names: Vec<String> = entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != LOCK)
+        .filter(|n| n != LOCK && !crate::io::atomic::is_temp_of(n, MANIFEST))
         .collect();
     if names.is_empty() {
         return Ok(());
@@ -217,4 +218,29 @@ pub(super) fn complete_run(dir: &Path) -> Result<(Manifest, Spec)> {
     super::spec::check_name(&manifest_path, "profile", &m.profile)?;
     require_finished(&m, dir, "before comparing")?;
     Ok((m, spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second run that looks while the first is writing its manifest sees the lock and the
+    /// staging file: the directory counts as fresh, so the lock decides (naming its holder).
+    /// Anything of the user's is refused by name.
+    #[test]
+    fn a_lock_and_a_manifest_being_written_count_as_fresh_a_users_file_does_not() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let d = dir.path();
+        require_fresh(&d.join("missing"), "h")?;
+        std::fs::write(d.join(LOCK), "pid 1").map_err(|e| Error::io(d, e))?;
+        std::fs::write(d.join(".manifest.json.6643.tmp"), "{").map_err(|e| Error::io(d, e))?;
+        require_fresh(d, "h")?;
+        std::fs::write(d.join("notes.txt"), "mine").map_err(|e| Error::io(d, e))?;
+        let e = require_fresh(d, "h").unwrap_err().to_string();
+        assert!(e.contains("holds notes.txt)"), "{e}");
+        std::fs::write(d.join(MANIFEST), "{}").map_err(|e| Error::io(d, e))?;
+        let e = require_fresh(d, "the hint").unwrap_err().to_string();
+        assert!(e.contains("already holds a run; the hint"), "{e}");
+        Ok(())
+    }
 }

@@ -23,6 +23,16 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// Whether `name` is a temporary sibling that [`write_with`] fills for a file named `of`
+/// (`.{of}.{pid}.tmp`, from this process or another).
+pub fn is_temp_of(name: &str, of: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_prefix(of))
+        .and_then(|n| n.strip_prefix('.'))
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Write `path` atomically: `write` fills the temporary path given to it, which is then synced
 /// and renamed over `path`. On error the temporary file is removed and `path` is untouched.
 pub fn write_with<F>(path: &Path, write: F) -> Result<()>
@@ -302,6 +312,19 @@ pub fn refuse_dir_output(field: &str, output: &Path, inputs: &[&Path]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporaries_are_recognised_by_name_only_for_their_file() {
+        let tmp = temp_path(Path::new("/d/manifest.json"));
+        let name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(is_temp_of(&name, "manifest.json"), "{name}");
+        assert!(is_temp_of(".manifest.json.6643.tmp", "manifest.json"));
+        assert!(!is_temp_of(".manifest.json.6643.tmp", "cells.jsonl"));
+        assert!(!is_temp_of(".manifest.json..tmp", "manifest.json"));
+        assert!(!is_temp_of(".manifest.json.x1.tmp", "manifest.json"));
+        assert!(!is_temp_of("manifest.json.6643.tmp", "manifest.json"));
+        assert!(!is_temp_of(".manifest.json.6643", "manifest.json"));
+    }
 
     #[test]
     fn a_failed_writer_leaves_the_old_file_and_no_temporary() -> Result<()> {
