@@ -395,8 +395,54 @@ impl Llama {
     }
 
     /// Stage [`Stage::AttnOut`]'s input: the attention heads' output `[B·T, h]` from the normed
-    /// stream `xn: [B·T, h]` of `b` windows.
+    /// stream `xn: [B·T, h]` of `b` windows. On the CPU in f32 the heads are attended in one
+    /// fused pass ([`super::attention`]); elsewhere by [`Llama::attention_composed`].
     pub fn attention(&self, layer: &Layer, xn: &Tensor, b: usize) -> Result<Tensor> {
+        if !(xn.device().is_cpu() && xn.dtype() == DType::F32) {
+            return self.attention_composed(layer, xn, b);
+        }
+        let c = &self.config;
+        let t = xn.dim(0).map_err(Error::tensor("input"))? / b.max(1);
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
+        let err = |what: &str| Error::tensor(format!("attention: {what}"));
+        let (cos, sin) = self.rope_for(t)?;
+        // Rotated in the projections' own layout `[B, T, heads, d]`: no transposes.
+        let rotated = |p: Proj, n: usize| -> Result<Tensor> {
+            linear(xn, layer.weight(p))?
+                .reshape((b, t, n, hd))
+                .and_then(|y| candle_nn::rotary_emb::rope_thd(&y, &cos, &sin))
+                .map_err(err("rope"))
+        };
+        // The 1/√d scale on q (B·T·h values) rather than on the scores.
+        let q = rotated(Proj::Q, nh)?
+            .affine(1.0 / (hd as f64).sqrt(), 0.0)
+            .map_err(err("scale"))?;
+        let k = rotated(Proj::K, nkv)?;
+        let v = linear(xn, layer.weight(Proj::V))?;
+        let heads = super::attention::Heads {
+            windows: b,
+            tokens: t,
+            heads: nh,
+            kv_heads: nkv,
+            dim: hd,
+        };
+        q.apply_op3_no_bwd(&k, &v, &super::attention::CausalAttention(heads))
+            .map_err(err("attention"))
+    }
+
+    /// The rotary tables' first `t` positions.
+    fn rope_for(&self, t: usize) -> Result<(Tensor, Tensor)> {
+        let narrow = |table: &Tensor| {
+            table
+                .narrow(0, 0, t)
+                .map_err(Error::tensor("attention: rope"))
+        };
+        Ok((narrow(&self.rope.0)?, narrow(&self.rope.1)?))
+    }
+
+    /// [`Llama::attention`] composed of candle's tensor ops (any device): heads transposed to
+    /// `[B, heads, T, d]`, key/value heads repeated, the full `T×T` scores, the causal softmax.
+    pub fn attention_composed(&self, layer: &Layer, xn: &Tensor, b: usize) -> Result<Tensor> {
         let c = &self.config;
         let t = xn.dim(0).map_err(Error::tensor("input"))? / b.max(1);
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
@@ -408,10 +454,7 @@ impl Llama {
                 .and_then(|y| y.contiguous())
                 .map_err(err("heads"))
         };
-        let (cos, sin) = (
-            self.rope.0.narrow(0, 0, t).map_err(err("rope"))?,
-            self.rope.1.narrow(0, 0, t).map_err(err("rope"))?,
-        );
+        let (cos, sin) = self.rope_for(t)?;
         // The 1/√d scale on q (B·T·h values) rather than on the scores (B·heads·T² values).
         let q = candle_nn::rotary_emb::rope(&heads(Proj::Q, nh)?, &cos, &sin)
             .and_then(|q| q.affine(1.0 / (hd as f64).sqrt(), 0.0))
@@ -747,6 +790,42 @@ mod tests {
             .layer_forward(&m.layers[0], &x, Some(Stage::Mlp), &mut |_, _| Ok(()))
             .unwrap();
         assert!(stopped.is_none());
+    }
+
+    /// The fused CPU attention against the composed tensor path: windows of 1, 63, 64 and 150
+    /// tokens (one partial block, one exact block, three blocks with a partial last), two
+    /// windows, four query heads over two key/value heads and over one.
+    #[test]
+    fn fused_attention_equals_the_composed_path() {
+        for kv in [2, 1] {
+            let mut c = Config::tiny(32, 64);
+            c.num_key_value_heads = kv;
+            let m = Llama::random(c, 7, &Device::Cpu).unwrap();
+            for t in [1, 63, 64, 150] {
+                let xn = Tensor::randn(0f32, 1.0, (2 * t, 32), &Device::Cpu).unwrap();
+                let fused = m.attention(&m.layers[1], &xn, 2).unwrap();
+                let composed = m.attention_composed(&m.layers[1], &xn, 2).unwrap();
+                assert_eq!(fused.dims(), &[2 * t, 32]);
+                let d = fused
+                    .sub(&composed)
+                    .and_then(|d| d.abs())
+                    .and_then(|d| d.flatten_all())
+                    .and_then(|d| d.max(0))
+                    .and_then(|d| d.to_scalar::<f32>())
+                    .unwrap();
+                let scale = composed
+                    .abs()
+                    .and_then(|d| d.flatten_all())
+                    .and_then(|d| d.max(0))
+                    .and_then(|d| d.to_scalar::<f32>())
+                    .unwrap();
+                assert!(
+                    scale > 0.1,
+                    "kv {kv}, t {t}: a non-trivial output ({scale})"
+                );
+                assert!(d < 1e-5 * scale.max(1.0), "kv {kv}, t {t}: max |Δ| {d}");
+            }
+        }
     }
 
     #[test]

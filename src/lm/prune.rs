@@ -19,8 +19,11 @@
 //! calibration tokens (X the projection's input in the pruned model), the kept_gap, and whether
 //! the pruned weight has the structure. Cost: about one forward of each layer over the
 //! calibration windows (each stage's input is computed once and kept until its projections are
-//! pruned; gate and up run twice), two more products per projection for the errors, plus
-//! SparseGPT's `O(in³ + out·in²)` or ALPS's `O(in³)` and `out·in²` per iteration; memory: the residual stream of every calibration window, twice.
+//! pruned; gate and up run twice only when their outputs would take more than
+//! `KEEP_MLP_BYTES`), the errors from each stage's Gram matrix where it has one, plus
+//! SparseGPT's `O(in³ + out·in²)` or ALPS's `O(in³)` and `out·in²` per iteration. Memory: the
+//! residual stream of every calibration window, twice, plus the MLP's inner activations of
+//! every window while they fit in `KEEP_MLP_BYTES`.
 
 use super::alps;
 use super::corpus::Perplexity;
@@ -446,6 +449,11 @@ fn carry(outer: &Llama, layer: &Layer, streams: &mut [Tensor]) -> Result<f64> {
     Ok(t0.elapsed().as_secs_f64())
 }
 
+/// The most memory the MLP's inner activations (`tokens × intermediate` f32) may take to be
+/// kept between the down projection's statistics pass and its output pass; beyond it gate and
+/// up run again. 128 windows of 512 tokens of a 135M model's width 1536 take 403 MB.
+const KEEP_MLP_BYTES: usize = 512 << 20;
+
 /// Prune one decoder layer: `dense` is its weights, `hidden` the calibration streams entering
 /// it (left as the streams leaving the pruned layer); its reports are appended to `reports`.
 fn prune_layer(
@@ -502,16 +510,31 @@ fn prune_layer(
     gram_errors(&mut errs, Stage::Mlp, &stats, dense, &layer)?;
     done();
     let mut stats = Stats::new(Stage::MlpOut, spec.method);
+    // The MLP's inner activations are kept for the pass after `down` is pruned when they fit
+    // in `KEEP_MLP_BYTES` (gate and up then run once per layer, not twice).
+    let f = outer.config.intermediate_size;
+    let tokens: usize =
+        streams.iter().map(|x| x.elem_count()).sum::<usize>() / outer.config.hidden_size.max(1);
+    let keep = tokens * f * std::mem::size_of::<f32>() <= KEEP_MLP_BYTES;
+    let mut kept = Vec::with_capacity(if keep { streams.len() } else { 0 });
     for x2 in &streams {
-        stats.add(&outer.swiglu(&layer, &outer.mlp_input(&layer, x2)?)?)?;
+        let m = outer.swiglu(&layer, &outer.mlp_input(&layer, x2)?)?;
+        stats.add(&m)?;
+        if keep {
+            kept.push(m);
+        }
     }
     let stats = stats.finish()?;
     prune_stage(&mut layer, Stage::MlpOut, &stats, spec, &mut gaps)?;
     let measured = gram_errors(&mut errs, Stage::MlpOut, &stats, dense, &layer)?;
     drop(stats);
     done();
+    let mut kept = kept.into_iter();
     for x2 in &streams {
-        let m = outer.swiglu(&layer, &outer.mlp_input(&layer, x2)?)?;
+        let m = match kept.next() {
+            Some(m) => m,
+            None => outer.swiglu(&layer, &outer.mlp_input(&layer, x2)?)?,
+        };
         if !measured {
             accumulate_errors(&mut errs, Stage::MlpOut, &m, dense, &layer)?;
         }
