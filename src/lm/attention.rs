@@ -17,6 +17,7 @@
 //! `≈ 2·T²·d` FLOPs per window and head (half of the full product's `4·T²·d`); blocks run in
 //! parallel over rayon's threads, each calling gemm single-threaded.
 
+use crate::train::kernels::f32_slice;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
 
@@ -56,7 +57,12 @@ impl CustomOp3 for CausalAttention {
         v: &CpuStorage,
         lv: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (slice(q, lq, "q")?, slice(k, lk, "k")?, slice(v, lv, "v")?);
+        let op = "causal attention";
+        let (q, k, v) = (
+            f32_slice(q, lq, op)?,
+            f32_slice(k, lk, op)?,
+            f32_slice(v, lv, op)?,
+        );
         let out = attend(q, k, v, self.0)?;
         let h = self.0;
         Ok((
@@ -64,17 +70,6 @@ impl CustomOp3 for CausalAttention {
             Shape::from((h.windows * h.tokens, h.heads * h.dim)),
         ))
     }
-}
-
-/// The contiguous f32 values of `s` under `l`, or an error naming the operand `what`.
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        candle_core::bail!("attention: {what} must be f32");
-    };
-    let Some((from, to)) = l.contiguous_offsets() else {
-        candle_core::bail!("attention: {what} must be contiguous");
-    };
-    Ok(&data[from..to])
 }
 
 /// `softmax(q·kᵀ + causal)·v` per window and head (see the module doc); errors when the

@@ -179,36 +179,48 @@ fn the_streamed_perplexities_equal_whole_model_ones_and_nothing_is_kept() {
 }
 
 /// The Gram matrix multiplied by blocks above the diagonal equals the full `Σ XᵀX`, for inputs
-/// that split into blocks (384 = 2 × 192, 768 = 3 × 256) and inputs that do not (100).
+/// that split into blocks and inputs that do not (100): in f32 by the in-place CPU gemm path
+/// (384 = 3 × 128, 768 = 6 × 128), in f64 by candle's block products (384 = 2 × 192,
+/// 768 = 3 × 256).
 #[test]
 fn gram_by_blocks_equals_the_full_product() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    for (n, blocks) in [(384, 2), (768, 3), (100, 1)] {
-        assert_eq!(n / Gram::block_size(n), blocks);
-        let batches: Vec<Tensor> = (0..2)
-            .map(|_| {
-                let v: Vec<f32> = (0..40 * n).map(|_| rng.random::<f32>() - 0.5).collect();
-                Tensor::from_vec(v, (40, n), &Device::Cpu).unwrap()
-            })
-            .collect();
-        let mut gram = Gram::default();
-        for x in &batches {
-            gram.add(x).unwrap();
-        }
-        let got = to_vec2(&gram.assemble().unwrap().unwrap()).unwrap();
-        let x = Tensor::cat(&batches, 0).unwrap();
-        let want = to_vec2(&x.t().unwrap().matmul(&x).unwrap()).unwrap();
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-            .fold(0f32, f32::max);
-        assert!(worst < 1e-5, "n = {n}: worst relative difference {worst}");
-        // Symmetric to the bit: each off-diagonal block is written to both triangles.
-        for i in 0..n {
-            for j in 0..i {
-                assert_eq!(got[i * n + j], got[j * n + i]);
+    for (dtype, sizes) in [
+        (DType::F32, [(384, 3), (768, 6), (100, 1)]),
+        (DType::F64, [(384, 2), (768, 3), (100, 1)]),
+    ] {
+        for (n, blocks) in sizes {
+            let batches: Vec<Tensor> = (0..2)
+                .map(|_| {
+                    let v: Vec<f32> = (0..40 * n).map(|_| rng.random::<f32>() - 0.5).collect();
+                    Tensor::from_vec(v, (40, n), &Device::Cpu)
+                        .and_then(|t| t.to_dtype(dtype))
+                        .unwrap()
+                })
+                .collect();
+            let mut gram = Gram::default();
+            for x in &batches {
+                gram.add(x).unwrap();
+            }
+            assert_eq!(
+                (gram.nb, gram.cpu.is_empty()),
+                (blocks, dtype == DType::F64)
+            );
+            let got = to_vec2(&gram.assemble().unwrap().unwrap()).unwrap();
+            let x = Tensor::cat(&batches, 0).unwrap();
+            let want = to_vec2(&x.t().unwrap().matmul(&x).unwrap()).unwrap();
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "n = {n}: worst relative difference {worst}");
+            // Symmetric to the bit: each off-diagonal block is written to both triangles.
+            for i in 0..n {
+                for j in 0..i {
+                    assert_eq!(got[i * n + j], got[j * n + i]);
+                }
             }
         }
     }
