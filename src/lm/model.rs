@@ -696,8 +696,10 @@ fn rope_tables(c: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
     ))
 }
 
-/// Positions whose logits are held at once by [`nll_of_stream`] (`vocab` f32 each).
-const NLL_CHUNK: usize = 128;
+/// Logits held at once by [`nll_of_stream`] (f32: 64 MB): with a vocabulary of 49152, 341
+/// positions of one window, so the output head is read twice per window of 512, not once per
+/// position.
+const NLL_LOGITS: usize = 1 << 24;
 
 /// Mean negative log-likelihood of each window's next tokens, summed over windows: returns
 /// (sum of −log p over predicted tokens, predicted tokens). `tokens: [B, T]`; positions 0..T−1
@@ -707,26 +709,51 @@ pub fn nll(model: &Llama, tokens: &Tensor) -> Result<(f64, usize)> {
 }
 
 /// [`nll`] from the residual stream `x: [B, T, h]` leaving the last layer; the logits are made
-/// `NLL_CHUNK` positions at a time, so memory holds `B·128·vocab` of them, not `B·T·vocab`.
+/// a chunk of positions at a time (at most [`NLL_LOGITS`] values, at least one position), and
+/// on the CPU the log-softmax and the pick are one pass ([`crate::train::kernels::nll_sum`]).
 pub fn nll_of_stream(model: &Llama, x: &Tensor, tokens: &Tensor) -> Result<(f64, usize)> {
+    nll_in_chunks(model, x, tokens, NLL_LOGITS)
+}
+
+/// [`nll_of_stream`] holding at most `budget` logits at once.
+fn nll_in_chunks(
+    model: &Llama,
+    x: &Tensor,
+    tokens: &Tensor,
+    budget: usize,
+) -> Result<(f64, usize)> {
     let (b, t) = tokens.dims2().map_err(Error::tensor("tokens"))?;
     let predicted = t.saturating_sub(1);
+    let chunk = (budget / (b * model.config.vocab_size).max(1)).max(1);
     let mut picked = 0.0;
-    for start in (0..predicted).step_by(NLL_CHUNK) {
-        let len = NLL_CHUNK.min(predicted - start);
+    for start in (0..predicted).step_by(chunk) {
+        let len = chunk.min(predicted - start);
         let xs = x
             .narrow(1, start, len)
             .and_then(|x| x.contiguous())
             .map_err(Error::tensor("hidden state"))?;
-        let lp = candle_nn::ops::log_softmax(&model.logits(&xs)?, D::Minus1)
-            .map_err(Error::tensor("log-softmax"))?;
+        let logits = model.logits(&xs)?;
         let target = tokens
             .narrow(1, start + 1, len)
             .and_then(|x| x.contiguous())
-            .and_then(|x| x.unsqueeze(2))
             .map_err(Error::tensor("targets"))?;
-        picked += lp
-            .gather(&target, 2)
+        let flat = (
+            logits
+                .reshape((b * len, model.config.vocab_size))
+                .map_err(Error::tensor("logits"))?,
+            target.flatten_all().map_err(Error::tensor("targets"))?,
+        );
+        if let Some(nll) =
+            crate::train::kernels::nll_sum(&flat.0, &flat.1).map_err(Error::tensor("nll"))?
+        {
+            picked -= nll;
+            continue;
+        }
+        let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)
+            .map_err(Error::tensor("log-softmax"))?;
+        picked += target
+            .unsqueeze(2)
+            .and_then(|target| lp.gather(&target, 2))
             .and_then(|p| p.to_dtype(DType::F64))
             .and_then(|p| p.sum_all())
             .and_then(|p| p.to_scalar::<f64>())
@@ -841,11 +868,17 @@ mod tests {
 
     #[test]
     fn nll_in_chunks_equals_the_whole_log_softmax() {
-        // 300 positions: three chunks of logits, the last partial.
+        // 300 positions: three chunks of 128 positions' logits, the last partial.
         let m = Llama::random(tiny_config(), 6, &Device::Cpu).unwrap();
         let ids: Vec<u32> = (0..301u32).map(|i| (i * 37 + 11) % 64).collect();
         let t = Tensor::from_vec(ids.clone(), (1, 301), &Device::Cpu).unwrap();
-        let (s, n) = nll(&m, &t).unwrap();
+        let x = m.stream(&t).unwrap();
+        let (s, n) = nll_in_chunks(&m, &x, &t, 128 * 64).unwrap();
+        assert_eq!(
+            (s, n),
+            nll(&m, &t).unwrap(),
+            "one chunk or three: the same sum"
+        );
         assert_eq!(n, 300);
         let lp = candle_nn::ops::log_softmax(&m.forward(&t).unwrap(), D::Minus1).unwrap();
         let lp = lp.i(0).unwrap().to_vec2::<f32>().unwrap();

@@ -411,7 +411,7 @@ fn to_vec2(t: &Tensor) -> Result<Vec<f32>> {
 /// Perplexity to measure during the pruning pass.
 #[derive(Debug, Clone, Copy)]
 pub struct Evaluation<'a> {
-    /// The evaluation windows (each run alone, as [`super::corpus::perplexity`] does).
+    /// The evaluation windows (run in the batches of [`super::corpus::perplexity`]).
     pub windows: &'a [Vec<u32>],
     /// Measure the dense model's perplexity too.
     pub dense: bool,
@@ -490,10 +490,10 @@ pub fn prune_layers(
             Tensor::from_vec(flat, (chunk.len(), t), &dev).map_err(Error::tensor("tokens"))?;
         hidden.push(outer.embed(&tokens)?);
     }
-    let eval_tokens: Vec<Tensor> = eval
-        .map_or(&[][..], |e| e.windows)
-        .iter()
-        .map(|w| Tensor::from_slice(w, (1, w.len()), &dev).map_err(Error::tensor("window")))
+    let eval_windows = eval.map_or(&[][..], |e| e.windows);
+    let eval_tokens: Vec<Tensor> = super::corpus::eval_batches(eval_windows)
+        .into_iter()
+        .map(|ws| super::corpus::batch_tensor(ws, &dev))
         .collect::<Result<_>>()?;
     let mut eval_pruned: Vec<Tensor> = eval_tokens
         .iter()
@@ -535,7 +535,7 @@ pub fn prune_layers(
             sum += s;
             count += n;
         }
-        Perplexity::from_nll(sum, count, streams.len()).map(Some)
+        Perplexity::from_nll(sum, count, eval_windows.len()).map(Some)
     };
     let t0 = std::time::Instant::now();
     let dense = match &eval_dense {

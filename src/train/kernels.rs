@@ -21,7 +21,7 @@
 //! CPU only: on other devices the callers use the candle ops.
 
 mod loss;
-pub use loss::cross_entropy;
+pub use loss::{cross_entropy, nll_sum};
 
 use crate::par::{self as fork, fork};
 use crate::sparse::nm::NmMatrix;

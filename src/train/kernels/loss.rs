@@ -26,6 +26,34 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<T
         .apply_op2(&targets.contiguous()?, CrossEntropy)
 }
 
+/// `Σ −log softmax(logits)[target]` over the rows of `logits: [n, classes]`, summed in f64
+/// (each row's log-sum-exp in f32, as candle's log-softmax), rows in parallel and summed in
+/// order (deterministic): one pass over the logits. `None` off the CPU or for other dtypes, where the caller composes candle's ops.
+pub fn nll_sum(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Option<f64>> {
+    use rayon::prelude::*;
+    if !logits.device().is_cpu() || logits.dtype() != candle_core::DType::F32 {
+        return Ok(None);
+    }
+    let (logits, targets) = (logits.contiguous()?, targets.contiguous()?);
+    let (s1, l1) = logits.storage_and_layout();
+    let (s2, l2) = targets.storage_and_layout();
+    let (candle_core::Storage::Cpu(s1), candle_core::Storage::Cpu(s2)) = (&*s1, &*s2) else {
+        candle_core::bail!("nll: expected CPU operands")
+    };
+    let (x, _, classes) = rows(s1, l1, l2)?;
+    let t = classes_of(s2, l2, classes)?;
+    // Rows in parallel, their sum in order: the result does not depend on how rayon splits.
+    let per_row: Vec<f64> = x
+        .par_chunks(classes.max(1))
+        .zip(t.par_iter())
+        .map(|(row, &t)| {
+            let (max, lse) = log_sum_exp(row);
+            f64::from(lse - (row[t] - max))
+        })
+        .collect();
+    Ok(Some(per_row.iter().sum()))
+}
+
 /// The class index of each row, checked against `classes` (errors name the row).
 fn classes_of(s: &CpuStorage, l: &Layout, classes: usize) -> candle_core::Result<Vec<usize>> {
     let Some((a, b)) = l.contiguous_offsets() else {
@@ -132,6 +160,28 @@ impl CustomOp2 for CrossEntropy {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+
+    /// The fused NLL sum against candle's log-softmax and gather, on a vocabulary of 5000 with
+    /// logits up to ±40; a target outside the vocabulary is an error naming its row.
+    #[test]
+    fn nll_sum_equals_log_softmax_and_gather() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let (n, c) = (23, 5000);
+        let x = (Tensor::rand(-1f32, 1.0, (n, c), &dev)? * 40.0)?;
+        let t: Vec<u32> = (0..n as u32).map(|i| (i * 997 + 13) % c as u32).collect();
+        let targets = Tensor::new(t.as_slice(), &dev)?;
+        let got = nll_sum(&x, &targets)?.expect("CPU f32");
+        let want = -candle_nn::ops::log_softmax(&x, 1)?
+            .gather(&targets.unsqueeze(1)?, 1)?
+            .to_dtype(candle_core::DType::F64)?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+        assert!((got - want).abs() <= 1e-6 * want.abs(), "{got} vs {want}");
+        let bad = Tensor::new(&[0u32, 5000], &dev)?;
+        let e = nll_sum(&x.narrow(0, 0, 2)?, &bad).unwrap_err().to_string();
+        assert!(e.contains("row 1 has target 5000"), "{e}");
+        Ok(())
+    }
 
     #[test]
     fn equals_candles_composition_in_value_and_gradient() -> candle_core::Result<()> {
