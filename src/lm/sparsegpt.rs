@@ -160,9 +160,12 @@ pub fn prune_factored(
         if !matches!(s.kind, Structure::Dense | Structure::Nm(_)) {
             kept = kept.plus(block_mask(&wf, u, &mut keep, rows, cols, (i1, i2), s)?);
         }
+        let mut err = vec![0f64; rows * (i2 - i1)];
         wf.par_chunks_mut(cols)
             .zip(keep.par_chunks_mut(cols))
-            .for_each(|(row, krow)| walk_block(row, krow, u, (i1, i2), s.kind));
+            .zip(err.par_chunks_mut(i2 - i1))
+            .for_each(|((row, krow), e)| walk_block(row, krow, e, u, (i1, i2), s.kind));
+        later_columns(&mut wf, &err, u, rows, cols, (i1, i2));
         i1 = i2;
     }
     for (o, (&v, &k)) in w.iter_mut().zip(wf.iter().zip(&keep)) {
@@ -236,16 +239,17 @@ fn block_mask(
 
 /// One row's walk over columns `i1..i2`: N:M masks chosen at each group of M on the weights as
 /// updated so far, each pruned weight's error `w/U_jj` spread over the later columns of the
-/// block through `U`'s row, then the block's errors over every column after it.
+/// block through `U`'s row and written to `err` (the block's errors reach the columns after it
+/// in [`later_columns`]).
 fn walk_block(
     row: &mut [f64],
     krow: &mut [u8],
+    err: &mut [f64],
     u: &[f64],
     (i1, i2): (usize, usize),
     kind: Structure,
 ) {
     let cols = row.len();
-    let mut err = vec![0f64; i2 - i1];
     for (i, err_i) in err.iter_mut().enumerate() {
         let j = i1 + i;
         if let Structure::Nm(p) = kind
@@ -272,14 +276,56 @@ fn walk_block(
         row[j] = q;
         *err_i = e;
     }
-    // The block's errors on every later column at once.
-    for (i, &e) in err.iter().enumerate() {
-        if e != 0.0 {
-            let urow = &u[(i1 + i) * cols..(i1 + i + 1) * cols];
-            for c in i2..cols {
-                row[c] -= e * urow[c];
-            }
-        }
+}
+
+/// The lazy update after column block `i1..i2`: every later column at once,
+/// `W[:, i2..] −= E·U[i1..i2, i2..]` with `E: [rows, i2 − i1]` the block's scaled errors (one
+/// f64 gemm over rayon's threads, `rows·(i2 − i1)·(cols − i2)` multiply-adds).
+fn later_columns(
+    wf: &mut [f64],
+    err: &[f64],
+    u: &[f64],
+    rows: usize,
+    cols: usize,
+    (i1, i2): (usize, usize),
+) {
+    let bw = i2 - i1;
+    assert!(
+        i1 <= i2
+            && i2 <= cols
+            && wf.len() == rows * cols
+            && err.len() == rows * bw
+            && u.len() == cols * cols,
+        "sparsegpt: lazy update operands out of shape"
+    );
+    if i2 == cols || bw == 0 || rows == 0 {
+        return;
+    }
+    // SAFETY: the assert above bounds every access: dst is rows × (cols − i2) from column i2 of
+    // `wf` (row stride cols), lhs `err` rows × bw (row stride bw), rhs rows i1..i2 of `u` from
+    // column i2 (row stride cols); dst does not alias the operands.
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols - i2,
+            bw,
+            wf.as_mut_ptr().add(i2),
+            1,
+            cols as isize,
+            true,
+            err.as_ptr(),
+            1,
+            bw as isize,
+            u.as_ptr().add(i1 * cols + i2),
+            1,
+            cols as isize,
+            1.0f64,
+            -1.0f64,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
     }
 }
 
