@@ -161,3 +161,27 @@ mod tests {
         }
     }
 }
+
+/// A pointer into one buffer shared by the parts of a parallel loop (a [`fork`], a rayon
+/// loop), each of which writes elements no other part touches. The caller's `unsafe` blocks
+/// state which elements a part writes; the buffer must outlive the loop.
+#[derive(Clone, Copy)]
+pub struct SharedMut<T>(*mut T);
+
+// SAFETY: the pointer is only dereferenced by parts that write disjoint elements of a buffer
+// that outlives them (the contract above), and T is Send, so moving the writes to other
+// threads is sound.
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+unsafe impl<T: Send> Send for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// Share `buf`'s elements.
+    pub fn new(buf: &mut [T]) -> Self {
+        SharedMut(buf.as_mut_ptr())
+    }
+
+    /// The buffer's first element.
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}

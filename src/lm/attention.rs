@@ -103,7 +103,7 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], h: Heads) -> candle_core::Result<
     }
     let group = nh / nkv;
     let blocks = t.div_ceil(ROWS);
-    let dst = Shared(out.as_mut_ptr());
+    let dst = crate::par::SharedMut::new(&mut out);
     (0..b * nh * blocks).into_par_iter().for_each_init(
         || vec![0f32; ROWS * t],
         |scores, task| {
@@ -186,19 +186,4 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], h: Heads) -> candle_core::Result<
         },
     );
     Ok(out)
-}
-
-/// The output pointer shared by the attention blocks (each writes its own rows of one head).
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-
-// SAFETY: the blocks of one `attend` call write disjoint elements through it, and the Vec
-// it points into outlives the parallel loop.
-unsafe impl Sync for Shared {}
-unsafe impl Send for Shared {}
-
-impl Shared {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }

@@ -304,7 +304,7 @@ impl Gram {
         let (b, nb) = (self.b, self.nb);
         let pairs: Vec<(usize, usize)> =
             (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
-        let dst = SharedF32(self.cpu.as_mut_ptr());
+        let dst = crate::par::SharedMut::new(&mut self.cpu);
         pairs.into_par_iter().for_each(|(i, j)| {
             // SAFETY: `data` holds rows·n values and the accumulator n·n; block (i, j) reads
             // columns i·b..(i+1)·b and j·b..(j+1)·b of every row and reads and writes the
@@ -376,21 +376,6 @@ impl Gram {
         Tensor::from_vec(full, (n, n), &device)
             .map(Some)
             .map_err(Error::tensor("gram matrix"))
-    }
-}
-
-/// The Gram accumulator's pointer shared by its block products (each writes its own block).
-#[derive(Clone, Copy)]
-struct SharedF32(*mut f32);
-
-// SAFETY: the block products of one `Gram::add_cpu` write disjoint blocks through it, and the
-// accumulator outlives the parallel loop.
-unsafe impl Sync for SharedF32 {}
-unsafe impl Send for SharedF32 {}
-
-impl SharedF32 {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

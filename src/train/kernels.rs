@@ -206,7 +206,7 @@ pub(crate) fn gemm_split(
     };
     let parts = side.div_ceil(per);
     let mut dst: Vec<f32> = Vec::with_capacity(m * n);
-    let out = SharedDst(dst.as_mut_ptr());
+    let out = fork::SharedMut::new(dst.spare_capacity_mut());
     let part = |i: usize| {
         let start = i * per;
         let len = per.min(side - start);
@@ -224,7 +224,7 @@ pub(crate) fn gemm_split(
                 rows,
                 cols,
                 k,
-                out.get().add(d),
+                out.get().cast::<f32>().add(d),
                 1,
                 n as isize,
                 false,
@@ -248,7 +248,7 @@ pub(crate) fn gemm_split(
                 // SAFETY: row r of this part, `cols` values from column c0, was just written by
                 // gemm and is touched by no other part.
                 f(c0, unsafe {
-                    std::slice::from_raw_parts_mut(out.get().add(d + r * n), cols)
+                    std::slice::from_raw_parts_mut(out.get().cast::<f32>().add(d + r * n), cols)
                 });
             }
         }
@@ -265,21 +265,6 @@ pub(crate) fn gemm_split(
 
 /// A pass over one row segment of [`gemm_split`]'s output: `(first column, values)`.
 pub(crate) type Epilogue<'a> = dyn Fn(usize, &mut [f32]) + Sync + 'a;
-
-/// The output pointer of [`gemm_split`], shared by its parts (each writes its own rows or
-/// columns).
-#[derive(Clone, Copy)]
-struct SharedDst(*mut f32);
-
-// SAFETY: the parts of one gemm_split call write disjoint elements through it.
-unsafe impl Sync for SharedDst {}
-unsafe impl Send for SharedDst {}
-
-impl SharedDst {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
 
 /// Transpose row-major `src: [rows, cols]` into `dst: [cols, rows]`, pieces of
 /// [`crate::sparse::TRANSPOSE_TILE`] columns split over [`fork()`]'s threads (serial inside a fork).
