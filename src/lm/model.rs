@@ -7,8 +7,9 @@
 //! embedding on the HF weight layout, repeated key/value heads, causal softmax attention), in
 //! f32; the GGUF loader converts llama.cpp's permuted q/k rows back to that layout, which the
 //! tests check against candle-transformers' quantized llama. Cost: per token and layer,
-//! `2·(4·h·h_attn + 3·h·f)` FLOPs in the projections plus `4·T·h_attn` in attention; the logits
-//! add `2·h·vocab` per token.
+//! `2·(4·h·h_attn + 3·h·f)` FLOPs in the projections plus `4·T·h_attn` in attention (about half
+//! that on the CPU, whose fused pass skips the masked half of the scores); the logits add
+//! `2·h·vocab` per token.
 
 use crate::error::{Error, Result};
 use candle_core::{D, DType, Device, Tensor};

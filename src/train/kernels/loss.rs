@@ -28,29 +28,24 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<T
 
 /// `Σ −log softmax(logits)[target]` over the rows of `logits: [n, classes]`, summed in f64
 /// (each row's log-sum-exp in f32, as candle's log-softmax), rows in parallel and summed in
-/// order (deterministic): one pass over the logits. `None` off the CPU or for other dtypes, where the caller composes candle's ops.
+/// order (deterministic): one pass over the logits. `None` off the CPU or for other dtypes,
+/// where the caller composes candle's ops.
 pub fn nll_sum(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Option<f64>> {
     use rayon::prelude::*;
     if !logits.device().is_cpu() || logits.dtype() != candle_core::DType::F32 {
         return Ok(None);
     }
     let (logits, targets) = (logits.contiguous()?, targets.contiguous()?);
-    let (s1, l1) = logits.storage_and_layout();
-    let (s2, l2) = targets.storage_and_layout();
-    let (candle_core::Storage::Cpu(s1), candle_core::Storage::Cpu(s2)) = (&*s1, &*s2) else {
-        candle_core::bail!("nll: expected CPU operands")
-    };
-    let (x, _, classes) = rows(s1, l1, l2)?;
-    let t = classes_of(s2, l2, classes)?;
-    // Rows in parallel, their sum in order: the result does not depend on how rayon splits.
-    let per_row: Vec<f64> = x
-        .par_chunks(classes.max(1))
-        .zip(t.par_iter())
-        .map(|(row, &t)| {
-            let (max, lse) = log_sum_exp(row);
-            f64::from(lse - (row[t] - max))
-        })
-        .collect();
+    let per_row: Vec<f64> = with_rows(&logits, &targets, |x, _, classes, t| {
+        // Rows in parallel, their sum in order: the result does not depend on how rayon splits.
+        x.par_chunks(classes.max(1))
+            .zip(t.par_iter())
+            .map(|(row, &t)| {
+                let (max, lse) = log_sum_exp(row);
+                f64::from(lse - (row[t] - max))
+            })
+            .collect()
+    })?;
     Ok(Some(per_row.iter().sum()))
 }
 
@@ -92,6 +87,22 @@ fn rows<'a>(
         )
     }
     Ok((x, n, classes))
+}
+
+/// `f(logits' values, rows, classes, each row's class)` of contiguous CPU operands.
+fn with_rows<R>(
+    logits: &Tensor,
+    targets: &Tensor,
+    f: impl FnOnce(&[f32], usize, usize, &[usize]) -> R,
+) -> candle_core::Result<R> {
+    let (s1, l1) = logits.storage_and_layout();
+    let (s2, l2) = targets.storage_and_layout();
+    let (candle_core::Storage::Cpu(s1), candle_core::Storage::Cpu(s2)) = (&*s1, &*s2) else {
+        candle_core::bail!("cross-entropy: expected CPU operands")
+    };
+    let (x, n, classes) = rows(s1, l1, l2)?;
+    let t = classes_of(s2, l2, classes)?;
+    Ok(f(x, n, classes, &t))
 }
 
 /// `(max, log Σ exp(x − max))` of one row.
@@ -136,21 +147,17 @@ impl CustomOp2 for CrossEntropy {
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let scale = g.to_scalar::<f32>()?;
-        let (s1, l1) = logits.storage_and_layout();
-        let (s2, l2) = targets.storage_and_layout();
-        let (candle_core::Storage::Cpu(s1), candle_core::Storage::Cpu(s2)) = (&*s1, &*s2) else {
-            candle_core::bail!("cross-entropy: expected CPU operands")
-        };
-        let (x, n, classes) = rows(s1, l1, l2)?;
-        let t = classes_of(s2, l2, classes)?;
-        let per = scale / n as f32;
-        let mut dx = Vec::with_capacity(x.len());
-        for (row, &t) in x.chunks(classes.max(1)).zip(&t) {
-            let (max, lse) = log_sum_exp(row);
-            let start = dx.len();
-            dx.extend(row.iter().map(|&v| (v - max - lse).exp() * per));
-            dx[start + t] -= per;
-        }
+        let (dx, n, classes) = with_rows(logits, targets, |x, n, classes, t| {
+            let per = scale / n as f32;
+            let mut dx = Vec::with_capacity(x.len());
+            for (row, &t) in x.chunks(classes.max(1)).zip(t) {
+                let (max, lse) = log_sum_exp(row);
+                let start = dx.len();
+                dx.extend(row.iter().map(|&v| (v - max - lse).exp() * per));
+                dx[start + t] -= per;
+            }
+            (dx, n, classes)
+        })?;
         let dx = Tensor::from_vec(dx, (n, classes), logits.device())?;
         Ok((Some(dx), None))
     }
