@@ -710,7 +710,7 @@ pub fn nll(model: &Llama, tokens: &Tensor) -> Result<(f64, usize)> {
 }
 
 /// [`nll`] from the residual stream `x: [B, T, h]` leaving the last layer; the logits are made
-/// a chunk of positions at a time (at most [`NLL_LOGITS`] values, at least one position), and
+/// a chunk of positions at a time (at most `NLL_LOGITS` values, at least one position), and
 /// on the CPU the log-softmax and the pick are one pass ([`crate::train::kernels::nll_sum`]).
 pub fn nll_of_stream(model: &Llama, x: &Tensor, tokens: &Tensor) -> Result<(f64, usize)> {
     nll_in_chunks(model, x, tokens, NLL_LOGITS)
