@@ -49,9 +49,19 @@ pub struct Statistics {
     pub paired: Option<Paired>,
 }
 
-/// Suffixes of the columns derived from a metric's per-seed values (regression compares the
+/// Suffixes of the columns derived from a metric's per-seed values: its spread, the difference
+/// to a reference row and the paired test against the `versus` row (regression compares the
 /// metric itself, under its tolerance, not these).
-pub const DERIVED_SUFFIXES: [&str; 5] = ["_std", "_ci95", "_diff", "_diff_ci95", "_p"];
+pub const DERIVED_SUFFIXES: [&str; 8] = [
+    "_std",
+    "_ci95",
+    "_diff",
+    "_diff_ci95",
+    "_p",
+    "_vs_diff",
+    "_vs_diff_ci95",
+    "_vs_p",
+];
 
 /// Whether `column` of `row` is derived from another metric of the row (`<metric><suffix>`).
 pub fn is_derived(column: &str, row: &Row) -> bool {
@@ -635,6 +645,21 @@ mod tests {
                 .is_none_or(f64::is_nan)
         );
         assert!(is_derived("acc_ci95", &rows[2]) && !is_derived("acc", &rows[2]));
+    }
+
+    /// The paired test's columns are derived from their metric, so regression compares the
+    /// metric under its tolerance rather than the test's p-value to the last bit.
+    #[test]
+    fn paired_test_columns_are_derived() {
+        let row =
+            json!({"ppl": 10.0, "ppl_vs_diff": 1.0, "ppl_vs_diff_ci95": 0.5, "ppl_vs_p": 0.01})
+                .as_object()
+                .unwrap()
+                .clone();
+        for c in ["ppl_vs_diff", "ppl_vs_diff_ci95", "ppl_vs_p"] {
+            assert!(is_derived(c, &row), "{c}");
+        }
+        assert!(!is_derived("ppl", &row) && !is_derived("loss_vs_p", &row));
     }
 
     #[test]
