@@ -172,6 +172,7 @@ pub struct SharedMut<T>(*mut T);
 // that outlives them (the contract above), and T is Send, so moving the writes to other
 // threads is sound.
 unsafe impl<T: Send> Sync for SharedMut<T> {}
+// SAFETY: as for Sync: a copy on another thread writes only its own part's elements.
 unsafe impl<T: Send> Send for SharedMut<T> {}
 
 impl<T> SharedMut<T> {
