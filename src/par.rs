@@ -168,9 +168,10 @@ mod tests {
 #[derive(Clone, Copy)]
 pub struct SharedMut<T>(*mut T);
 
-// SAFETY: the pointer is only dereferenced by parts that write disjoint elements of a buffer
+// the pointer is only dereferenced by parts that write disjoint elements of a buffer
 // that outlives them (the contract above), and T is Send, so moving the writes to other
 // threads is sound.
+// SAFETY: sound by the contract just stated.
 unsafe impl<T: Send> Sync for SharedMut<T> {}
 // SAFETY: as for Sync: a copy on another thread writes only its own part's elements.
 unsafe impl<T: Send> Send for SharedMut<T> {}

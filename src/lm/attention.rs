@@ -115,9 +115,10 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], h: Heads) -> candle_core::Result<
             let q_at = (w * t + i0) * qs + head * d;
             let kv_at = w * t * ks + kv * d;
             let s = &mut scores[..rows * cols];
-            // SAFETY: the operands were checked above to hold b·t rows of their widths; this
+            // the operands were checked above to hold b·t rows of their widths; this
             // block reads q rows i0..i1 and k/v rows 0..i1 of window w, columns of one head,
             // all inside them, and writes `s`, rows·cols values it owns.
+            // SAFETY: by the bounds and ownership just stated.
             unsafe {
                 gemm::gemm(
                     rows,
@@ -156,10 +157,11 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], h: Heads) -> candle_core::Result<
                 row[..upto].iter_mut().for_each(|x| *x *= inv);
                 row[upto..].fill(0.0);
             }
-            // SAFETY: `s` is rows×cols; v rows 0..i1 of window w lie inside `v` (checked above);
+            // `s` is rows×cols; v rows 0..i1 of window w lie inside `v` (checked above);
             // the output rows i0..i1 of window w, columns head·d..(head+1)·d, lie inside `out`
             // (b·t rows of qs) and are written by this task only: tasks differ in window, head
             // or row block.
+            // SAFETY: by the bounds and ownership just stated.
             unsafe {
                 gemm::gemm(
                     rows,

@@ -306,10 +306,11 @@ impl Gram {
             (0..nb).flat_map(|i| (i..nb).map(move |j| (i, j))).collect();
         let dst = crate::par::SharedMut::new(&mut self.cpu);
         pairs.into_par_iter().for_each(|(i, j)| {
-            // SAFETY: `data` holds rows·n values and the accumulator n·n; block (i, j) reads
+            // `data` holds rows·n values and the accumulator n·n; block (i, j) reads
             // columns i·b..(i+1)·b and j·b..(j+1)·b of every row and reads and writes the
             // accumulator's rows i·b.., columns j·b.. (b×b values, row stride n), which no other
             // pair touches.
+            // SAFETY: by the bounds and ownership just stated.
             unsafe {
                 gemm::gemm(
                     b,

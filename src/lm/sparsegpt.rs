@@ -301,9 +301,10 @@ fn later_columns(
     if i2 == cols || bw == 0 || rows == 0 {
         return;
     }
-    // SAFETY: the assert above bounds every access: dst is rows × (cols − i2) from column i2 of
+    // the assert above bounds every access: dst is rows × (cols − i2) from column i2 of
     // `wf` (row stride cols), lhs `err` rows × bw (row stride bw), rhs rows i1..i2 of `u` from
     // column i2 (row stride cols); dst does not alias the operands.
+    // SAFETY: by the bounds and ownership just stated.
     unsafe {
         gemm::gemm(
             rows,
