@@ -13,7 +13,10 @@
 //! For M = 2, 4, 8, 16, 32 and 64 the block is solved by a fixed-size, branch-free version of the
 //! same algorithm (edge costs held as `±A` or `+∞` per direction, node selection by the lane
 //! reductions of [`crate::lanes`]), compiled a second time with AVX2 intrinsics and chosen at run
-//! time; other M take the general loop. Both are tested to give the same optimum.
+//! time; other M take the general loop. Both are tested to give the same optimum. At M = 4
+//! (0 < N < 4) [`Exact::solve`] scores the 90 (or 24) feasible masks of eight blocks at once
+//! instead (`exact/four.rs`: fewer operations than the flow's start at that size); the flow path
+//! at M = 4 stays as the reference its tests compare against.
 //! Guarantee: exact (the reduced costs certify optimality; tested against brute force and an LP).
 //! When tied scores make several masks optimal, which one is returned follows from the prices:
 //! changing the price rounds changed table6's transposable SparseGPT masks (quantized weights
@@ -31,6 +34,7 @@ use crate::error::Result;
 use crate::lanes::Lanes;
 use crate::mask::Pattern;
 
+mod four;
 mod network;
 
 /// The exact min-cost-flow solver.
@@ -52,6 +56,12 @@ impl Solver for Exact {
 
     fn solve(&self, blocks: &[f32], pattern: Pattern, _ctx: &SolveContext) -> Result<Vec<u8>> {
         super::check_blocks(blocks, pattern)?;
+        if pattern.m == 4 && 0 < pattern.n && pattern.n < 4 {
+            let table = four::Table::new(pattern.n);
+            return Ok(super::per_chunk(blocks, pattern, |run, keep, _| {
+                four::solve_run(&table, run, keep)
+            }));
+        }
         let solve = block_solver(pattern, true);
         Ok(super::per_block(blocks, pattern, |block, out, _| {
             solve(block, pattern, out)
