@@ -1,7 +1,9 @@
 //! Criterion benches: every solver on a 4096×4096 Gaussian |W| at 2:4, 8:16 and 16:32
 //! (`lp`, a general LP baseline that needs minutes there, on 512×512 instead); and `exact`
 //! against `greedy` on 8192×8192 at 2:4, 4:8, 8:16 and 16:32, measured in one process (group
-//! `exact_vs_greedy`: the exact solver's time should not exceed the greedy's).
+//! `exact_vs_greedy`: the exact solver's time should not exceed the greedy's). The example
+//! `exact_vs_greedy` measures the same pair alternating solve by solve, which a drifting machine
+//! speed cannot bias: `cargo run --release --example exact_vs_greedy`.
 //! Run: `cargo bench --bench solvers` (or `just bench`); `-- exact` filters by name.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

@@ -161,7 +161,7 @@ impl<const M: usize> Residual<M> {
         // over all rows: the rows whose values are not tied there keep the entries at or above it.
         let mut nth = [0f64; M];
         if price_rounds(M) > 0 {
-            let at = transposed(a);
+            let at = lanes.transpose_f32::<M>(a);
             column_prices(lanes, a, &at, n, &mut v);
             let mut x = [[0f64; M]; M];
             for ((x, at), &v) in x.iter_mut().zip(&at).zip(&v) {
@@ -236,7 +236,7 @@ impl<const M: usize> Residual<M> {
             };
         }
         if column_pass && price_rounds(M) > 0 {
-            r.columns_from_transposed(&transposed(a), &v, &nth, keep, tied);
+            r.columns_from_transposed(&lanes.transpose_f32::<M>(a), &v, &nth, keep, tied);
         }
         for (p, &v) in r.pot_col.iter_mut().zip(&v) {
             *p = -(v as f64);
@@ -373,18 +373,6 @@ impl<const M: usize> Residual<M> {
         self.col_count[k] -= 1;
         self.col_count[path.target] += 1;
     }
-}
-
-/// The block `a` (M×M, row-major) transposed: `at[j][i] = a[i·M + j]`.
-#[inline(always)]
-fn transposed<const M: usize>(a: &[f32]) -> [[f32; M]; M] {
-    let mut at = [[0f32; M]; M];
-    for (i, row) in a.chunks_exact(M).enumerate() {
-        for (j, &s) in row.iter().enumerate() {
-            at[j][i] = s;
-        }
-    }
-    at
 }
 
 /// Rounds of [`column_prices`] for blocks of M: none for M ≤ 4 (the row-wise start leaves

@@ -98,11 +98,51 @@ impl Sortable for f64 {
 #[inline(always)]
 pub(super) fn sort_desc<T: Sortable, L: Lanes, const M: usize>(lanes: L, x: &mut [[T; M]; M]) {
     const { assert!(M.is_power_of_two() && M >= 2 && M <= 64) };
-    for &(i, j) in pairs::<M>() {
-        let (i, j) = (i as usize, j as usize);
-        (x[i], x[j]) = T::exchange(lanes, &x[i], &x[j]);
+    // A constant per M, so that the small networks (M ≤ 8: at most 19 pairs) unroll with
+    // constant row indices and their rows stay in registers; larger ones loop over the table.
+    if M <= 8 {
+        let (pairs, count) = &const { batcher(M) };
+        let mut k = 0;
+        repeat32!({
+            if k < *count {
+                let (i, j) = (pairs[k].0 as usize, pairs[k].1 as usize);
+                (x[i], x[j]) = T::exchange(lanes, &x[i], &x[j]);
+            }
+            k += 1;
+        });
+    } else {
+        for &(i, j) in pairs::<M>() {
+            let (i, j) = (i as usize, j as usize);
+            (x[i], x[j]) = T::exchange(lanes, &x[i], &x[j]);
+        }
     }
 }
+
+/// The block given, 32 times in a row.
+macro_rules! repeat32 {
+    ($b:block) => {
+        repeat8!({
+            $b;
+            $b;
+            $b;
+            $b;
+        });
+    };
+}
+/// The block given, 8 times in a row.
+macro_rules! repeat8 {
+    ($b:block) => {
+        $b;
+        $b;
+        $b;
+        $b;
+        $b;
+        $b;
+        $b;
+        $b;
+    };
+}
+use {repeat8, repeat32};
 
 #[cfg(test)]
 mod tests {

@@ -57,7 +57,8 @@ fn prices_are_midpoints_of_the_sorted_rows_then_columns_and_m64_stays_exact() {
             .collect();
         let n = rng.random_range(1..16);
         let mut v = [0f32; 16];
-        column_prices(crate::lanes::Portable, &a, &transposed(&a), n, &mut v);
+        let at = crate::lanes::Portable.transpose_f32::<16>(&a);
+        column_prices(crate::lanes::Portable, &a, &at, n, &mut v);
         // Each round at M = 16: row thresholds against v (first 0), then column thresholds
         // against them.
         let mut want = vec![0f32; 16];
