@@ -46,7 +46,8 @@ pub trait Lanes: Copy {
     /// [`Lanes::max_min_f32`] over f64.
     fn max_min_f64<const M: usize>(self, a: &[f64; M], b: &[f64; M]) -> ([f64; M], [f64; M]);
     /// The M×M row-major `a` (at least M² values) transposed: `t[j][i] = a[i·M + j]`. [`Avx2`]
-    /// shuffles whole rows at M = 8 (24 shuffles instead of 64 single-value moves and inserts).
+    /// shuffles 8×8 tiles when M is a multiple of 8 (24 shuffles a tile instead of 64
+    /// single-value moves and inserts).
     fn transpose_f32<const M: usize>(self, a: &[f32]) -> [[f32; M]; M];
 }
 
@@ -317,43 +318,52 @@ mod avx2 {
         (hi, lo)
     }
 
-    /// The 8×8 row-major `a` transposed (unpack, shuffle, then swap 128-bit halves).
+    /// The M×M row-major `a` (M a multiple of 8, at least M² values) transposed, 8×8 tile by
+    /// tile: each tile's rows unpacked, shuffled, then their 128-bit halves swapped.
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub fn transpose8_f32(a: &[f32; 64]) -> [[f32; 8]; 8] {
-        let mut t = [[0f32; 8]; 8];
-        // SAFETY: `a` holds 64 values and `t` 8 rows of 8: every 8-lane access is inside them.
-        unsafe {
-            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(a.as_ptr().add(8 * i)));
-            let lo = |x, y| _mm256_unpacklo_ps(x, y);
-            let hi = |x, y| _mm256_unpackhi_ps(x, y);
-            let u = [
-                lo(r[0], r[1]),
-                hi(r[0], r[1]),
-                lo(r[2], r[3]),
-                hi(r[2], r[3]),
-                lo(r[4], r[5]),
-                hi(r[4], r[5]),
-                lo(r[6], r[7]),
-                hi(r[6], r[7]),
-            ];
-            let v = [
-                _mm256_shuffle_ps::<0x44>(u[0], u[2]),
-                _mm256_shuffle_ps::<0xEE>(u[0], u[2]),
-                _mm256_shuffle_ps::<0x44>(u[1], u[3]),
-                _mm256_shuffle_ps::<0xEE>(u[1], u[3]),
-                _mm256_shuffle_ps::<0x44>(u[4], u[6]),
-                _mm256_shuffle_ps::<0xEE>(u[4], u[6]),
-                _mm256_shuffle_ps::<0x44>(u[5], u[7]),
-                _mm256_shuffle_ps::<0xEE>(u[5], u[7]),
-            ];
-            for k in 0..4 {
-                let (low, high) = (
-                    _mm256_permute2f128_ps::<0x20>(v[k], v[k + 4]),
-                    _mm256_permute2f128_ps::<0x31>(v[k], v[k + 4]),
-                );
-                _mm256_storeu_ps(t[k].as_mut_ptr(), low);
-                _mm256_storeu_ps(t[k + 4].as_mut_ptr(), high);
+    pub fn transpose_f32<const M: usize>(a: &[f32]) -> [[f32; M]; M] {
+        assert!(a.len() >= M * M && M.is_multiple_of(8));
+        let mut t = [[0f32; M]; M];
+        for bi in (0..M).step_by(8) {
+            for bj in (0..M).step_by(8) {
+                // Rows bi..bi + 8 of `a` hold columns bj..bj + 8 (M² values, M a multiple of 8,
+                // asserted above), and rows bj..bj + 8 of `t` columns bi..bi + 8.
+                // SAFETY: so every 8-lane load and store is inside `a` and `t`.
+                unsafe {
+                    let src = a.as_ptr().add(bi * M + bj);
+                    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(M * i)));
+                    let lo = |x, y| _mm256_unpacklo_ps(x, y);
+                    let hi = |x, y| _mm256_unpackhi_ps(x, y);
+                    let u = [
+                        lo(r[0], r[1]),
+                        hi(r[0], r[1]),
+                        lo(r[2], r[3]),
+                        hi(r[2], r[3]),
+                        lo(r[4], r[5]),
+                        hi(r[4], r[5]),
+                        lo(r[6], r[7]),
+                        hi(r[6], r[7]),
+                    ];
+                    let v = [
+                        _mm256_shuffle_ps::<0x44>(u[0], u[2]),
+                        _mm256_shuffle_ps::<0xEE>(u[0], u[2]),
+                        _mm256_shuffle_ps::<0x44>(u[1], u[3]),
+                        _mm256_shuffle_ps::<0xEE>(u[1], u[3]),
+                        _mm256_shuffle_ps::<0x44>(u[4], u[6]),
+                        _mm256_shuffle_ps::<0xEE>(u[4], u[6]),
+                        _mm256_shuffle_ps::<0x44>(u[5], u[7]),
+                        _mm256_shuffle_ps::<0xEE>(u[5], u[7]),
+                    ];
+                    for k in 0..4 {
+                        let (low, high) = (
+                            _mm256_permute2f128_ps::<0x20>(v[k], v[k + 4]),
+                            _mm256_permute2f128_ps::<0x31>(v[k], v[k + 4]),
+                        );
+                        _mm256_storeu_ps(t[bj + k].as_mut_ptr().add(bi), low);
+                        _mm256_storeu_ps(t[bj + k + 4].as_mut_ptr().add(bi), high);
+                    }
+                }
             }
         }
         t
@@ -471,14 +481,11 @@ impl Lanes for Avx2 {
 
     #[inline(always)]
     fn transpose_f32<const M: usize>(self, a: &[f32]) -> [[f32; M]; M] {
-        if M != 8 {
+        if !whole::<M>(8) {
             return Portable.transpose_f32(a);
         }
-        let a: &[f32; 64] = a[..64].try_into().expect("64 values");
         // SAFETY: as above.
-        let t = unsafe { avx2::transpose8_f32(a) };
-        // M is 8 here: rebuilt with M's type (a plain copy once M is known).
-        std::array::from_fn(|j| std::array::from_fn(|i| t[j % 8][i % 8]))
+        unsafe { avx2::transpose_f32(a) }
     }
 }
 
