@@ -8,22 +8,12 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use masklab::mask::tile::Blocks;
-use masklab::mask::{Matrix, Pattern};
+use masklab::mask::Pattern;
 use masklab::solvers::{REGISTRY, SolveContext};
-use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
 use std::time::Duration;
 
-fn gaussian_abs(n: usize) -> Matrix {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let data = (0..n * n)
-        .map(|_| {
-            let v: f64 = StandardNormal.sample(&mut rng);
-            v.abs() as f32
-        })
-        .collect();
-    Matrix::new(n, n, data).expect("square matrix")
-}
+mod common;
+use common::gaussian_abs;
 
 fn bench(c: &mut Criterion) {
     let big = gaussian_abs(4096);

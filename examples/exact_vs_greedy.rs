@@ -7,12 +7,13 @@
 //! Run: `cargo run --release --example exact_vs_greedy -- [ROUNDS] [PATTERN ...]`
 //! (default 11 rounds, patterns 2:4 4:8 8:16 16:32).
 
+use masklab::mask::Pattern;
 use masklab::mask::tile::Blocks;
-use masklab::mask::{Matrix, Pattern};
 use masklab::solvers::{SolveContext, by_name};
-use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
 use std::time::Instant;
+
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,15 +23,7 @@ fn main() {
     } else {
         vec!["2:4", "4:8", "8:16", "16:32"]
     };
-    let n = 8192;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let data = (0..n * n)
-        .map(|_| {
-            let v: f64 = StandardNormal.sample(&mut rng);
-            v.abs() as f32
-        })
-        .collect();
-    let matrix = Matrix::new(n, n, data).expect("square matrix");
+    let matrix = common::gaussian_abs(8192);
     let ctx = SolveContext::default();
     let (exact, greedy) = (by_name("exact").unwrap(), by_name("greedy").unwrap());
     println!("pattern  exact_s  greedy_s  ratio[q25 median q75]  kept_exact  kept_greedy");
