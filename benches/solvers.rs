@@ -7,8 +7,8 @@
 //! Run: `cargo bench --bench solvers` (or `just bench`); `-- exact` filters by name.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use masklab::mask::tile::Blocks;
 use masklab::mask::Pattern;
+use masklab::mask::tile::Blocks;
 use masklab::solvers::{REGISTRY, SolveContext};
 use std::time::Duration;
 
