@@ -8,7 +8,7 @@
 /// Top-level modules by layer, lowest first.
 pub const LAYERS: &[&[&str]] = &[
     &["error", "seed", "par"],
-    &["device", "memory", "toml_value", "lanes", "mask"],
+    &["device", "memory", "toml_value", "lanes", "vmath", "mask"],
     &["io", "diversity", "sparse"],
     &["solvers", "results"],
     &["estimators", "policy"],

@@ -28,3 +28,4 @@ pub mod layers;
 pub mod lm;
 pub mod results;
 pub mod train;
+pub mod vmath;

@@ -7,7 +7,8 @@
 //! Guarantee: the value of the composed tensor path ([`super::model`]'s generic attention:
 //! repeated key/value heads, the full `T×T` score matrix, the causal softmax) up to the order
 //! of floating-point sums (a unit test holds them to 1e-5). The softmax is the same pass: the
-//! row's maximum over its visible columns, `exp(s − max)`, the sum, one multiply.
+//! row's maximum over its visible columns, `exp(s − max)`, the sum, one multiply
+//! ([`crate::vmath::softmax_prefix`], vectorised).
 //!
 //! Cost: the queries of one head go in blocks of [`ROWS`]; a block reads only the keys up to
 //! its last row (so about half of the `T²` scores and products are skipped for long windows),
@@ -143,19 +144,7 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], h: Heads) -> candle_core::Result<
                 );
             }
             for (r, row) in s.chunks_mut(cols).enumerate() {
-                let upto = i0 + r + 1;
-                let max = row[..upto]
-                    .iter()
-                    .copied()
-                    .fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for x in &mut row[..upto] {
-                    *x = (*x - max).exp();
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
-                row[..upto].iter_mut().for_each(|x| *x *= inv);
-                row[upto..].fill(0.0);
+                crate::vmath::softmax_prefix(row, i0 + r + 1);
             }
             // `s` is rows×cols; v rows 0..i1 of window w lie inside `v` (checked above);
             // the output rows i0..i1 of window w, columns head·d..(head+1)·d, lie inside `out`

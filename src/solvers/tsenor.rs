@@ -139,91 +139,10 @@ impl Tsenor {
 /// The CPU path: Dykstra's iterations on 16 blocks at once, lane-major, then rounding.
 pub mod fused {
     use super::{Pattern, Tsenor, round_block};
+    use crate::vmath::{exp, exp_sum_term, ln};
 
     /// Blocks side by side: one f32 SIMD register of AVX-512, two of AVX2.
     pub const LANES: usize = 16;
-
-    /// Cephes' `expf` polynomial for `(e^r − 1 − r)/r²` on |r| ≤ ln2/2.
-    const EXP_POLY: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        5e-1,
-    ];
-
-    /// `c₀·x^(k−1) + … + c_(k−1)` by Horner's rule.
-    #[inline(always)]
-    fn horner(x: f32, c: &[f32]) -> f32 {
-        c[1..].iter().fold(c[0], |p, &c| p * x + c)
-    }
-
-    /// `e^x` for `x ≤ 88.7` (Cephes' `expf`: `x = k·ln2 + r`, a degree-6 polynomial in r;
-    /// about 1 ulp; subnormal results by scaling in two steps; `x < −104` gives 0).
-    #[inline(always)]
-    fn exp(x: f32) -> f32 {
-        exp_with::<true>(x)
-    }
-
-    /// `e^x` for `x ≤ 0` where only the sum of such terms (at least 1) matters: as [`exp`],
-    /// but `x < −87` gives about 1e−38 instead of a subnormal (one power of two, not two).
-    #[inline(always)]
-    fn exp_sum_term(x: f32) -> f32 {
-        exp_with::<false>(x)
-    }
-
-    /// Cephes' `expf` with `2^k` in two factors when `SUBNORMAL` (inputs down to −104 give
-    /// subnormals), else in one (inputs clamped at −87).
-    #[inline(always)]
-    fn exp_with<const SUBNORMAL: bool>(x: f32) -> f32 {
-        let x = x.clamp(if SUBNORMAL { -104.0 } else { -87.0 }, 88.72283);
-        // k = round(x·log₂e) by the 1.5·2²³ trick: adding it leaves k in the low mantissa bits,
-        // with float operations only (a float→int `as` cast saturates, which the compiler does
-        // not vectorise).
-        const MAGIC: f32 = 12_582_912.0;
-        let shifted = x * std::f32::consts::LOG2_E + MAGIC;
-        let k = shifted - MAGIC;
-        let r = x - k * 0.693_359_4 - k * -2.121_944_4e-4;
-        let y = horner(r, &EXP_POLY) * (r * r) + r + 1.0;
-        let k = shifted.to_bits() as i32 - MAGIC.to_bits() as i32;
-        let pow = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
-        if SUBNORMAL {
-            y * pow(k >> 1) * pow(k - (k >> 1))
-        } else {
-            y * pow(k)
-        }
-    }
-
-    /// `ln x` for normal positive x (Cephes' `logf`: `x = m·2^e`, a degree-9 polynomial in
-    /// `m − 1`; about 1 ulp).
-    #[inline(always)]
-    fn ln(x: f32) -> f32 {
-        let bits = x.to_bits();
-        let e = ((bits >> 23) & 0xff) as i32 - 126;
-        let m = f32::from_bits((bits & 0x807f_ffff) | 0x3f00_0000);
-        let small = m < std::f32::consts::FRAC_1_SQRT_2;
-        let e = (e - small as i32) as f32;
-        let m = m - 1.0 + if small { m } else { 0.0 };
-        let z = m * m;
-        let y = horner(
-            m,
-            &[
-                7.037_683_6e-2,
-                -1.151_461e-1,
-                1.167_699_9e-1,
-                -1.242_014_1e-1,
-                1.424_932_3e-1,
-                -1.666_805_8e-1,
-                2.000_071_4e-1,
-                -2.499_999_4e-1,
-                3.333_333e-1,
-            ],
-        ) * m
-            * z;
-        let y = y + e * -2.121_944_4e-4 - 0.5 * z;
-        m + y + e * 0.693_359_4
-    }
 
     /// Per-run scratch: S and Q lane-major (`[(i·M + j)·LANES + lane]`), one block's fraction.
     struct Work {
@@ -425,31 +344,6 @@ pub mod fused {
     #[cfg(test)]
     mod tests {
         use super::*;
-
-        #[test]
-        fn exp_and_ln_agree_with_libm_to_a_few_ulp() {
-            let mut worst = (0f32, 0f32);
-            for i in 0..200_000 {
-                let x = -103.0 + 190.0 * i as f32 / 200_000.0;
-                let (a, b) = (exp(x), x.exp());
-                let rel = ((a - b) / b).abs();
-                if b > f32::MIN_POSITIVE && rel > worst.0 {
-                    worst.0 = rel;
-                }
-                let y = 1.0 + 300.0 * i as f32 / 200_000.0;
-                let (c, d) = (ln(y), y.ln());
-                let err = (c - d).abs() / d.abs().max(1e-3);
-                worst.1 = worst.1.max(err);
-            }
-            assert!(worst.0 < 4e-7, "exp: worst relative error {}", worst.0);
-            assert!(worst.1 < 4e-7, "ln: worst relative error {}", worst.1);
-            for i in 0..10_000 {
-                let x = -87.0 * i as f32 / 10_000.0;
-                assert!(((exp_sum_term(x) - x.exp()) / x.exp()).abs() < 4e-7, "{x}");
-            }
-            assert_eq!(exp(-200.0), 0.0);
-            assert!(exp(-95.0) > 0.0, "subnormal results are kept");
-        }
 
         #[test]
         fn every_instruction_set_path_gives_the_same_fractions_bitwise() {

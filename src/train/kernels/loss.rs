@@ -27,7 +27,8 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<T
 }
 
 /// `Σ −log softmax(logits)[target]` over the rows of `logits: [n, classes]`, summed in f64
-/// (each row's log-sum-exp in f32, as candle's log-softmax), rows in parallel and summed in
+/// (each row's log-sum-exp in f32, as candle's log-softmax, by the vectorised
+/// [`crate::vmath::log_sum_exp`]), rows in parallel and summed in
 /// order (deterministic): one pass over the logits. `None` off the CPU or for other dtypes,
 /// where the caller composes candle's ops.
 pub fn nll_sum(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Option<f64>> {
@@ -41,7 +42,7 @@ pub fn nll_sum(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Option<
         x.par_chunks(classes.max(1))
             .zip(t.par_iter())
             .map(|(row, &t)| {
-                let (max, lse) = log_sum_exp(row);
+                let (max, lse) = crate::vmath::log_sum_exp(row);
                 f64::from(lse - (row[t] - max))
             })
             .collect()
