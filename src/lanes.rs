@@ -1,6 +1,7 @@
 //! Extremes of small fixed-size arrays, the first position holding them, and whole-array lane
 //! updates: the crate's SIMD leaf, for the block solvers' inner loops (`exact`, `greedy`) and
-//! the CPU feature check of the estimators' vectorised paths.
+//! the CPU feature check of the estimators' vectorised paths; and [`Isa`], the instruction set
+//! the dispatched kernels (sparse GEMMs, `vmath`, tsenor) run on.
 //!
 //! Problem: for `[i32; M]` / `[f64; M]` with M ≤ 64, the largest (smallest) value, the lowest
 //! index at which a given value occurs, a single-lane set and a shortest-path relaxation; and the
@@ -10,6 +11,66 @@
 //! per instruction, a movemask for the position), because the compiler's own vectorisation of
 //! "first index of the extreme" is poor. A solver's fixed-size path is generic over [`Lanes`] and
 //! compiled once per implementation; an [`Avx2`] value exists only when the CPU reports AVX2.
+
+use crate::error::{Error, Result};
+
+/// The SIMD instruction set a kernel runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isa {
+    /// Plain Rust, any CPU.
+    Scalar,
+    /// AVX2 and FMA (x86-64).
+    Avx2,
+    /// AVX-512F (x86-64).
+    Avx512,
+}
+
+impl Isa {
+    /// The widest instruction set this CPU has (`MASKLAB_ISA=scalar|avx2|avx512` narrows it,
+    /// to measure or test another path).
+    pub fn detect() -> Isa {
+        let best = Isa::best();
+        match std::env::var("MASKLAB_ISA").ok().as_deref() {
+            Some("scalar") => Isa::Scalar,
+            Some("avx2") if best != Isa::Scalar => Isa::Avx2,
+            _ => best,
+        }
+    }
+
+    /// The widest instruction set this CPU has, whatever `MASKLAB_ISA` says.
+    pub fn best() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Scalar
+    }
+
+    /// An error unless this CPU runs `self`.
+    pub fn check(self) -> Result<()> {
+        let ok = match self {
+            Isa::Scalar => true,
+            Isa::Avx2 => Isa::best() != Isa::Scalar,
+            Isa::Avx512 => Isa::best() == Isa::Avx512,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Unsupported {
+                what: format!("the {self:?} kernels"),
+                reason: "this CPU lacks the instructions".into(),
+            })
+        }
+    }
+}
 
 /// Lane reductions over arrays of M ≤ 64 elements.
 pub trait Lanes: Copy {

@@ -8,8 +8,8 @@
 /// Top-level modules by layer, lowest first.
 pub const LAYERS: &[&[&str]] = &[
     &["error", "seed", "par"],
-    &["device", "memory", "toml_value", "lanes", "vmath", "mask"],
-    &["io", "diversity", "sparse"],
+    &["device", "memory", "toml_value", "lanes", "mask"],
+    &["io", "diversity", "sparse", "vmath"],
     &["solvers", "results"],
     &["estimators", "policy"],
     &["train"],

@@ -17,6 +17,8 @@
 //! for SiLU·up and two for the softmax and the log-sum-exp.
 //! Source: S. L. Moshier, Cephes Mathematical Library (`expf.c`, `logf.c`).
 
+use crate::lanes::Isa;
+
 /// Cephes' `expf` polynomial for `(e^r − 1 − r)/r²` on |r| ≤ ln2/2.
 const EXP_POLY: [f32; 6] = [
     1.987_569_1e-4,
@@ -99,37 +101,12 @@ pub fn ln(x: f32) -> f32 {
     m + y + e * 0.693_359_4
 }
 
-/// The instruction sets a kernel is compiled for, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    /// AVX-512F (16 lanes).
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    /// AVX2 with FMA (8 lanes).
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// Whatever the build's target allows.
-    Portable,
-}
-
-/// The best [`Isa`] this CPU runs (checked once).
+/// The instruction set the kernels run on: [`Isa::detect`] once (so `MASKLAB_ISA` narrows it as
+/// it does the sparse kernels).
 fn isa() -> Isa {
     use std::sync::OnceLock;
     static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Portable
-    })
+    *ISA.get_or_init(Isa::detect)
 }
 
 /// Defines `pub fn $name($args) -> $ret`, running `$body` (an `#[inline(always)]` function of
@@ -153,7 +130,7 @@ macro_rules! dispatched {
                     Isa::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: `isa()` reported AVX2 and FMA, the features `avx2` enables.
                     Isa::Avx2 => return unsafe { avx2($($arg),*) },
-                    Isa::Portable => {}
+                    Isa::Scalar => {}
                 }
             }
             $body($($arg),*)
@@ -288,7 +265,7 @@ mod tests {
         assert!(exp(-95.0) > 0.0, "subnormal results are kept");
     }
 
-    /// Each kernel's body compiled portably (what `Isa::Portable` runs) against the dispatched
+    /// Each kernel's body compiled portably (what `Isa::Scalar` runs) against the dispatched
     /// build, bit for bit, and against the scalar formula with libm to a few ulp.
     #[test]
     fn kernels_match_libm_and_every_build_gives_the_same_bits() {

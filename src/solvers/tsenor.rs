@@ -224,17 +224,12 @@ pub mod fused {
 
     fn dispatch(t: &Tsenor, pattern: Pattern, w: &mut Work) {
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU reports AVX-512F, the only feature the function enables.
-                return unsafe { dykstra_avx512(t, pattern, w) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU reports AVX2 and FMA, the features the function enables.
-                return unsafe { dykstra_avx2(t, pattern, w) };
-            }
+        match crate::lanes::Isa::best() {
+            // SAFETY: the CPU reports AVX-512F, the only feature the function enables.
+            crate::lanes::Isa::Avx512 => return unsafe { dykstra_avx512(t, pattern, w) },
+            // SAFETY: the CPU reports AVX2 and FMA, the features the function enables.
+            crate::lanes::Isa::Avx2 => return unsafe { dykstra_avx2(t, pattern, w) },
+            crate::lanes::Isa::Scalar => {}
         }
         dykstra(t, pattern, w)
     }

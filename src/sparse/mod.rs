@@ -39,62 +39,7 @@ pub mod probe;
 
 use crate::error::{Error, Result};
 
-/// The SIMD instruction set a kernel runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Isa {
-    /// Plain Rust, any CPU.
-    Scalar,
-    /// AVX2 and FMA (x86-64).
-    Avx2,
-    /// AVX-512F (x86-64).
-    Avx512,
-}
-
-impl Isa {
-    /// The widest instruction set this CPU has (`MASKLAB_ISA=scalar|avx2|avx512` narrows it,
-    /// to measure or test another path).
-    pub fn detect() -> Isa {
-        let best = Isa::best();
-        match std::env::var("MASKLAB_ISA").ok().as_deref() {
-            Some("scalar") => Isa::Scalar,
-            Some("avx2") if best != Isa::Scalar => Isa::Avx2,
-            _ => best,
-        }
-    }
-
-    fn best() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Scalar
-    }
-
-    /// An error unless this CPU runs `self`.
-    pub fn check(self) -> Result<()> {
-        let ok = match self {
-            Isa::Scalar => true,
-            Isa::Avx2 => Isa::best() != Isa::Scalar,
-            Isa::Avx512 => Isa::best() == Isa::Avx512,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Unsupported {
-                what: format!("the {self:?} kernels"),
-                reason: "this CPU lacks the instructions".into(),
-            })
-        }
-    }
-}
+pub use crate::lanes::Isa;
 
 /// An error unless `b` holds `[cols, width]` and `out` `[rows, width]` values: the operand
 /// check every sparse kernel's `matmul` makes for `out = A·b` with `A: [rows, cols]`.
