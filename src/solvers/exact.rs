@@ -57,9 +57,9 @@ impl Solver for Exact {
     fn solve(&self, blocks: &[f32], pattern: Pattern, _ctx: &SolveContext) -> Result<Vec<u8>> {
         super::check_blocks(blocks, pattern)?;
         if pattern.m == 4 && 0 < pattern.n && pattern.n < 4 {
-            let table = four::Table::new(pattern.n);
+            let table = four::Table::get(pattern.n);
             return Ok(super::per_chunk(blocks, pattern, |run, keep, _| {
-                four::solve_run(&table, run, keep)
+                four::solve_run(table, run, keep)
             }));
         }
         let solve = block_solver(pattern, true);

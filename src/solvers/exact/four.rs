@@ -25,9 +25,18 @@ pub(super) struct Table {
 }
 
 impl Table {
+    /// The table for N kept per row and column (0 < N < 4), built on first use and kept: the
+    /// enumeration scans all 2¹⁶ 0/1 matrices, more than a small layer's solve costs (the
+    /// trainer re-solves every layer's mask at each refresh).
+    pub(super) fn get(n: usize) -> &'static Table {
+        use std::sync::OnceLock;
+        static TABLES: [OnceLock<Table>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        TABLES[n - 1].get_or_init(|| Table::new(n))
+    }
+
     /// The table for N kept per row and column (0 < N < 4), patterns in
     /// [`crate::solvers::exhaustive::patterns`]' order.
-    pub(super) fn new(n: usize) -> Table {
+    fn new(n: usize) -> Table {
         let choices: Vec<u8> = (0u8..16).filter(|c| c.count_ones() as usize == n).collect();
         let mut patterns = Vec::new();
         let mut masks = Vec::new();
@@ -56,7 +65,7 @@ impl Table {
 }
 
 /// Solve the consecutive 4×4 blocks of `blocks` (row-major, 16 scores each) into `keep` by
-/// `table` (built once per solve: the enumeration costs more than thousands of blocks).
+/// `table` ([`Table::get`]).
 pub(super) fn solve_run(table: &Table, blocks: &[f32], keep: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if crate::lanes::Avx2::detect().is_some() {
@@ -145,11 +154,11 @@ mod tests {
                         }
                     })
                     .collect();
-                let table = Table::new(n);
+                let table = Table::get(n);
                 let mut keep = vec![9u8; a.len()];
-                solve_run(&table, &a, &mut keep);
+                solve_run(table, &a, &mut keep);
                 let mut portable = vec![9u8; a.len()];
-                run(&table, &a, &mut portable);
+                run(table, &a, &mut portable);
                 assert_eq!(portable, keep, "N = {n}: portable lanes");
                 for (block, got) in a.chunks(16).zip(keep.chunks(16)) {
                     let score = |m: &[f32; 16]| -> f64 {

@@ -106,7 +106,9 @@ fn with_rows<R>(
     Ok(f(x, n, classes, &t))
 }
 
-/// `(max, log Σ exp(x − max))` of one row.
+/// `(max, log Σ exp(x − max))` of one row, by libm's exp: the training loss keeps it so that
+/// trained models do not move with [`crate::vmath::log_sum_exp`]'s last bits (the perplexity's
+/// NLL, evaluated once per token, uses that one).
 fn log_sum_exp(row: &[f32]) -> (f32, f32) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     (max, row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln())
